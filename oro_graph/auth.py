@@ -1,0 +1,128 @@
+"""Request signing: SR25519 signatures over ``{hotkey}:{timestamp}:{nonce}``, replay protection.
+
+Written once and used by both adapters. It knows nothing about FastAPI or Strawberry: it takes a
+mapping of headers and returns the verified hotkey or raises ``Unauthenticated``. Whether that
+hotkey may call a path is the registry's business (``services.registry.require_role``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from substrateinterface import Keypair
+
+from oro_graph.errors import Unauthenticated
+
+HEADER_HOTKEY = "X-Hotkey"
+HEADER_TIMESTAMP = "X-Timestamp"
+HEADER_NONCE = "X-Nonce"
+HEADER_SIGNATURE = "X-Signature"
+SIGNED_HEADERS = (HEADER_HOTKEY, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+MAX_NONCE_LENGTH = 128
+
+
+def signing_message(hotkey: str, timestamp: str, nonce: str) -> str:
+    return f"{hotkey}:{timestamp}:{nonce}"
+
+
+def sign_headers(keypair: Keypair, *, nonce: str | None = None, timestamp: int | None = None) -> dict[str, str]:
+    """Headers exactly as the official client makes them (used by tests, the CLI and demos)."""
+    import uuid
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    n = nonce or uuid.uuid4().hex
+    signature = keypair.sign(signing_message(keypair.ss58_address, ts, n).encode())
+    return {
+        HEADER_HOTKEY: keypair.ss58_address,
+        HEADER_TIMESTAMP: ts,
+        HEADER_NONCE: n,
+        HEADER_SIGNATURE: "0x" + signature.hex(),
+    }
+
+
+class NonceStore(Protocol):
+    def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
+        """Record (hotkey, nonce); False when it was already seen within the TTL."""
+
+
+class MemoryNonceStore:
+    """In-process nonces, for a single server process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+                self._next_sweep = now + 5
+            key = (hotkey, nonce)
+            expires = self._seen.get(key)
+            if expires is not None and expires > now:
+                return False
+            self._seen[key] = now + ttl_seconds
+            return True
+
+
+class RedisNonceStore:
+    """Nonces shared by every server process: an atomic ``SET NX EX`` per (hotkey, nonce).
+
+    If Redis is down this raises, and the caller fails closed (503): a replay must never pass.
+    """
+
+    def __init__(self, client: object) -> None:
+        self._redis = client
+
+    def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
+        return bool(self._redis.set(f"oro:nonce:{hotkey}:{nonce}", b"1", nx=True, ex=ttl_seconds))  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SignatureVerifier:
+    skew_seconds: int
+    nonces: NonceStore
+
+    def verify(self, headers: Mapping[str, str], *, now: float | None = None) -> str:
+        """Return the hotkey that signed these headers, or raise ``Unauthenticated`` saying why."""
+        values = {name: headers.get(name) for name in SIGNED_HEADERS}
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise Unauthenticated(f"missing authentication headers: {', '.join(missing)}")
+        hotkey, timestamp, nonce, signature = (str(values[name]) for name in SIGNED_HEADERS)
+        if len(nonce) > MAX_NONCE_LENGTH:
+            raise Unauthenticated(f"{HEADER_NONCE} is longer than {MAX_NONCE_LENGTH} characters")
+        try:
+            ts = int(timestamp)
+        except ValueError:
+            raise Unauthenticated(f"{HEADER_TIMESTAMP} must be Unix seconds as an integer") from None
+        current = time.time() if now is None else now
+        if abs(current - ts) > self.skew_seconds:
+            raise Unauthenticated(
+                f"{HEADER_TIMESTAMP} is {int(current - ts)} s away from server time; "
+                f"the allowed skew is {self.skew_seconds} s"
+            )
+        try:
+            keypair = Keypair(ss58_address=hotkey)
+        except Exception:
+            raise Unauthenticated(f"{HEADER_HOTKEY} is not a valid SS58 address") from None
+        try:
+            raw_signature = bytes.fromhex(signature.removeprefix("0x"))
+        except ValueError:
+            raise Unauthenticated(f"{HEADER_SIGNATURE} must be 0x-prefixed hex") from None
+        try:
+            valid = keypair.verify(signing_message(hotkey, timestamp, nonce).encode(), raw_signature)
+        except Exception:
+            valid = False
+        if not valid:
+            raise Unauthenticated("signature does not match '{hotkey}:{timestamp}:{nonce}' for this hotkey")
+        # The window is twice the skew: a nonce must stay unique for as long as its timestamp is accepted.
+        if not self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1):
+            raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
+        return hotkey

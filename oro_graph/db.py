@@ -1,0 +1,142 @@
+"""Engine, sessions and ``run_db``: how every service reaches the database.
+
+Services are plain sync functions that take a ``Session`` first. Adapters call them through
+``Database.run`` (async, in a worker thread, one short-lived session and transaction per call) or
+``Database.call`` (sync). A service that writes is marked with ``@writes``: on SQLite its
+transaction starts with ``BEGIN IMMEDIATE`` so writers queue instead of failing half-way; on
+PostgreSQL it relies on row locks taken inside the service.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session, create_engine
+from starlette.concurrency import run_in_threadpool
+
+from oro_graph.errors import ServiceUnavailable
+from oro_graph.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("oro_sqlite_immediate", default=False)
+
+
+@dataclass
+class StatementCount:
+    """SQL statements and their time, counted at the driver for one operation."""
+
+    statements: int = 0
+    seconds: float = 0.0
+
+
+statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.ContextVar(
+    "oro_statement_counter", default=None
+)
+
+
+def writes(fn: Callable[P, T]) -> Callable[P, T]:
+    """Mark a service as writing, so ``run_db`` opens a write transaction for it."""
+    fn.__oro_writes__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite quirk)
+            cursor = dbapi_conn.cursor()
+            if ":memory:" not in url:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+
+    else:
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=10,
+            connect_args={"connect_timeout": 5},
+        )
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count_start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement_counter.get() is not None:
+            conn.info.setdefault("oro_t0", []).append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _count_end(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        counter = statement_counter.get()
+        if counter is not None:
+            counter.statements += 1
+            starts = conn.info.get("oro_t0")
+            if starts:
+                counter.seconds += time.perf_counter() - starts.pop()
+
+    return engine
+
+
+class Database:
+    """The engine plus the two ways to run a service in a transaction."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One session, one transaction: commit on success, roll back on any error."""
+        token = _immediate.set(write)
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        except OperationalError as exc:
+            if _is_connection_error(exc):
+                raise ServiceUnavailable("the database is unavailable; retry shortly") from exc
+            raise
+        finally:
+            _immediate.reset(token)
+
+    def call(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        with self.session(write=getattr(fn, "__oro_writes__", False)) as session:
+            return fn(session, *args, **kwargs)
+
+    async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a sync service in a worker thread so the event loop never blocks on SQL."""
+        return await run_in_threadpool(self.call, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(getattr(exc, "connection_invalidated", False)) or "connect" in str(exc.orig).lower()

@@ -1,0 +1,29 @@
+"""Alembic environment: the target is SQLModel.metadata; the URL comes from the caller or ORO_DATABASE_URL."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import oro_graph.models  # noqa: F401  (registers every table on the metadata)
+from oro_graph.db import make_engine
+
+config = context.config
+url = config.get_main_option("sqlalchemy.url")
+if not url:
+    from oro_graph.settings import load_settings
+
+    url = load_settings().database_url
+
+engine = make_engine(url)
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=SQLModel.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
+engine.dispose()

@@ -1,0 +1,39 @@
+"""Every table, imported here so ``SQLModel.metadata`` is complete for Alembic and create_all."""
+
+from oro_graph.models.agents import Agent, AgentVersion, TopAgentHistory, WorkItem
+from oro_graph.models.base import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    AgentVersionState,
+    ExecutionKind,
+    ProblemStatus,
+    Role,
+    RunStatus,
+    utcnow,
+)
+from oro_graph.models.evaluations import EvaluationRun, ProblemResult
+from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
+from oro_graph.models.suites import Problem, Suite
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "Agent",
+    "AgentVersion",
+    "AgentVersionState",
+    "EvaluationRun",
+    "ExecutionKind",
+    "Hotkey",
+    "InferenceCredential",
+    "Miner",
+    "Problem",
+    "ProblemResult",
+    "ProblemStatus",
+    "Role",
+    "RunStatus",
+    "Suite",
+    "TopAgentHistory",
+    "ValidatorState",
+    "WorkItem",
+    "utcnow",
+]

@@ -1,0 +1,65 @@
+"""Agents, their versions and the work item that gathers each version's evaluations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from oro_graph.models.base import AgentVersionState, enum_field, new_id, time_field, utcnow
+
+
+class Agent(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("miner_hotkey", "name"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    miner_hotkey: str = Field(foreign_key="miner.hotkey", index=True, max_length=64)
+    name: str = Field(max_length=64)
+    created_at: datetime = time_field(default_factory=utcnow)
+
+
+class AgentVersion(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("agent_id", "version_number"),
+        Index("ix_agentversion_board", "suite_id", "state", "final_score"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    agent_id: uuid.UUID = Field(foreign_key="agent.id", index=True)
+    version_number: int
+    suite_id: int = Field(foreign_key="suite.id", index=True)
+    state: str = enum_field(AgentVersionState.QUEUED, index=True)
+    submitted_at: datetime = time_field(default_factory=utcnow, index=True)
+    eligible_at: datetime | None = time_field(nullable=True)
+    discarded_at: datetime | None = time_field(nullable=True)
+    final_score: float | None = None
+    code_key: str
+    code_sha256: str = Field(max_length=64)
+    code_size: int
+
+
+class WorkItem(SQLModel, table=True):
+    """One per version: X successful runs out of however many validators it takes."""
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    agent_version_id: uuid.UUID = Field(foreign_key="agentversion.id", unique=True)
+    suite_id: int = Field(foreign_key="suite.id", index=True)
+    required_successes: int
+    included_successes: int = 0
+    active_runs: int = 0
+    is_closed: bool = Field(default=False, index=True)
+    created_at: datetime = time_field(default_factory=utcnow, index=True)
+    closed_at: datetime | None = time_field(nullable=True)
+
+
+class TopAgentHistory(SQLModel, table=True):
+    """Each reign of a top agent; the current one has ``replaced_at`` null."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    suite_id: int = Field(foreign_key="suite.id", index=True)
+    agent_version_id: uuid.UUID = Field(foreign_key="agentversion.id", index=True)
+    score: float
+    top_at: datetime = time_field(index=True)
+    replaced_at: datetime | None = time_field(nullable=True)

@@ -1,0 +1,98 @@
+"""Column types and helpers shared by every table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def time_field(*, nullable: bool = False, index: bool = False, **kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, index=index, **kwargs)
+
+
+def enum_field(default: Any = ..., *, index: bool = False) -> Any:
+    return Field(default=default, sa_type=String(32), nullable=False, index=index)
+
+
+def json_field() -> Any:
+    return Field(default=None, sa_type=JSONType, nullable=True)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class AgentVersionState(StrEnum):
+    RECEIVED = "RECEIVED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    ELIGIBLE = "ELIGIBLE"
+    DISCARDED = "DISCARDED"
+    CANCELLED = "CANCELLED"
+
+
+class RunStatus(StrEnum):
+    CLAIMED = "CLAIMED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    STALE = "STALE"
+    CANCELLED = "CANCELLED"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.CLAIMED, RunStatus.RUNNING)
+TERMINAL_RUN_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMED_OUT)
+
+
+class ProblemStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    SKIPPED = "SKIPPED"
+
+
+class Role(StrEnum):
+    MINER = "miner"
+    VALIDATOR = "validator"
+
+
+class ExecutionKind(StrEnum):
+    LEGACY_SHOPPINGBENCH = "legacy_shoppingbench"
+    ENVPACK = "envpack"

@@ -1,0 +1,45 @@
+"""The long-lived parts of one server process, built once from ``Settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from oro_graph.auth import MemoryNonceStore, NonceStore, RedisNonceStore, SignatureVerifier
+from oro_graph.db import Database
+from oro_graph.settings import Settings
+from oro_graph.storage import Storage, make_storage
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    storage: Storage
+    verifier: SignatureVerifier
+    redis: Any | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, db: Database | None = None) -> Runtime:
+        redis_client = None
+        nonces: NonceStore
+        if settings.redis_url:
+            import redis
+
+            redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            nonces = RedisNonceStore(redis_client)
+        else:
+            nonces = MemoryNonceStore()
+        return cls(
+            settings=settings,
+            db=db or Database(settings),
+            storage=make_storage(settings),
+            verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
+            redis=redis_client,
+        )
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()

@@ -1,0 +1,253 @@
+"""Miner submissions, agents and agent versions."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from oro_graph.db import writes
+from oro_graph.errors import (
+    AgentNotFound,
+    AgentVersionNotFound,
+    CooldownActive,
+    FileTooLarge,
+    InvalidAgentName,
+    InvalidFile,
+)
+from oro_graph.models import Agent, AgentVersion, AgentVersionState, Hotkey, Miner, Role, WorkItem, utcnow
+from oro_graph.services import registry, suites
+from oro_graph.settings import Settings
+from oro_graph.storage import Storage
+
+AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AGENT_NAME_RULE = "1-64 characters: letters, digits, '_', '-' or '.', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to a submission. REJECTED admissions carry a reason and create nothing."""
+
+    status: str
+    hotkey: str
+    reason: str | None = None
+    agent_id: uuid.UUID | None = None
+    agent_version_id: uuid.UUID | None = None
+    version_number: int | None = None
+    next_allowed_at: datetime | None = None
+    message: str = ""
+
+
+def validate_agent_name(name: str) -> str:
+    if not AGENT_NAME_RE.match(name):
+        raise InvalidAgentName(f"invalid agent name {name!r}: use {AGENT_NAME_RULE}")
+    return name
+
+
+def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
+    """The file must fit, decode as UTF-8 and parse as Python; errors name the line to fix."""
+    if len(content) > max_bytes:
+        raise FileTooLarge(f"agent file is {len(content)} bytes; the limit is {max_bytes} bytes")
+    if not content.strip():
+        raise InvalidFile("agent file is empty")
+    try:
+        source = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidFile(f"agent file is not UTF-8 text (bad byte at offset {exc.start})") from exc
+    if "\x00" in source:
+        raise InvalidFile("agent file contains NUL bytes; it must be Python source text")
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        raise InvalidFile(f"agent file is not valid Python: {exc.msg} at line {exc.lineno}") from exc
+    return source
+
+
+@writes
+def submit_agent(
+    session: Session,
+    *,
+    hotkey: str,
+    agent_name: str,
+    content: bytes,
+    settings: Settings,
+    storage: Storage,
+    now: datetime | None = None,
+) -> Admission:
+    """Admit a miner's agent file as a new version of (hotkey, agent_name).
+
+    Unregistered or banned hotkeys get a REJECTED admission. Bad input raises. The miner's row is
+    locked so two concurrent submissions from one hotkey cannot both slip past the cooldown.
+    """
+    now = now or utcnow()
+    registered = session.get(Hotkey, hotkey)
+    if registered is None:
+        return Admission("REJECTED", hotkey, "NOT_REGISTERED_ONCHAIN", message="hotkey is not registered on the subnet")
+    if registered.banned:
+        return Admission("REJECTED", hotkey, "BANNED", message="hotkey is banned")
+    registry.require_role(session, hotkey, Role.MINER)
+    validate_agent_name(agent_name)
+    validate_agent_file(content, max_bytes=settings.max_agent_bytes)
+    suite = suites.get_current_suite(session)
+
+    miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).first()
+    if miner is None:
+        miner = Miner(hotkey=hotkey, created_at=now)
+        session.add(miner)
+        session.flush()
+    cooldown = timedelta(seconds=settings.submission_cooldown_seconds)
+    if miner.last_submitted_at is not None and now < miner.last_submitted_at + cooldown:
+        next_at = miner.last_submitted_at + cooldown
+        remaining = max(1, int((next_at - now).total_seconds() + 0.999))
+        raise CooldownActive(
+            f"this hotkey submitted at {miner.last_submitted_at.isoformat()}; "
+            f"the next submission is allowed in {remaining} s",
+            remaining_seconds=remaining,
+        )
+
+    digest = hashlib.sha256(content).hexdigest()
+    key = f"agents/{digest}.py"
+    storage.put(key, content, "text/x-python")  # content-addressed: a rollback leaves nothing dangling
+
+    agent = session.exec(select(Agent).where(Agent.miner_hotkey == hotkey, Agent.name == agent_name)).first()
+    if agent is None:
+        agent = Agent(miner_hotkey=hotkey, name=agent_name, created_at=now)
+        session.add(agent)
+        session.flush()
+    last = session.exec(
+        select(AgentVersion.version_number)
+        .where(AgentVersion.agent_id == agent.id)
+        .order_by(col(AgentVersion.version_number).desc())
+    ).first()
+    version = AgentVersion(
+        agent_id=agent.id,
+        version_number=(last or 0) + 1,
+        suite_id=suite.id or 0,
+        state=AgentVersionState.QUEUED,
+        submitted_at=now,
+        code_key=key,
+        code_sha256=digest,
+        code_size=len(content),
+    )
+    session.add(version)
+    session.flush()
+    session.add(
+        WorkItem(
+            agent_version_id=version.id,
+            suite_id=version.suite_id,
+            required_successes=settings.required_successes,
+            created_at=now,
+        )
+    )
+    miner.last_submitted_at = now
+    session.add(miner)
+    session.flush()
+    return Admission(
+        "ACCEPTED",
+        hotkey,
+        agent_id=agent.id,
+        agent_version_id=version.id,
+        version_number=version.version_number,
+        next_allowed_at=now + cooldown,
+        message=f"accepted as version {version.version_number} of {agent_name}",
+    )
+
+
+def next_allowed_at(session: Session, hotkey: str, settings: Settings) -> datetime | None:
+    miner = session.get(Miner, hotkey)
+    if miner is None or miner.last_submitted_at is None:
+        return None
+    return miner.last_submitted_at + timedelta(seconds=settings.submission_cooldown_seconds)
+
+
+def get_agent(session: Session, agent_id: uuid.UUID, *, owner: str | None = None) -> Agent:
+    """An agent; with ``owner`` only that miner's (another miner's id reads as not found)."""
+    agent = session.get(Agent, agent_id)
+    if agent is None or (owner is not None and agent.miner_hotkey != owner):
+        raise AgentNotFound(f"agent {agent_id} does not exist")
+    return agent
+
+
+def get_version(session: Session, version_id: uuid.UUID, *, owner: str | None = None) -> AgentVersion:
+    version = session.get(AgentVersion, version_id)
+    if version is None:
+        raise AgentVersionNotFound(f"agent version {version_id} does not exist")
+    if owner is not None:
+        agent = session.get(Agent, version.agent_id)
+        if agent is None or agent.miner_hotkey != owner:
+            raise AgentVersionNotFound(f"agent version {version_id} does not exist")
+    return version
+
+
+def agents_of_miner(session: Session, hotkey: str) -> list[Agent]:
+    return list(session.exec(select(Agent).where(Agent.miner_hotkey == hotkey).order_by(col(Agent.created_at))))
+
+
+def versions_of_agent(session: Session, agent_id: uuid.UUID) -> list[AgentVersion]:
+    stmt = select(AgentVersion).where(AgentVersion.agent_id == agent_id).order_by(col(AgentVersion.version_number))
+    return list(session.exec(stmt))
+
+
+def agents_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Agent]:
+    return {row.id: row for row in session.exec(select(Agent).where(col(Agent.id).in_(list(ids))))}
+
+
+def versions_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AgentVersion]:
+    rows = session.exec(select(AgentVersion).where(col(AgentVersion.id).in_(list(ids))))
+    return {row.id: row for row in rows}
+
+
+def versions_by_agent_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[AgentVersion]]:
+    out: dict[uuid.UUID, list[AgentVersion]] = {}
+    stmt = (
+        select(AgentVersion)
+        .where(col(AgentVersion.agent_id).in_(list(ids)))
+        .order_by(col(AgentVersion.agent_id), col(AgentVersion.version_number))
+    )
+    for row in session.exec(stmt):
+        out.setdefault(row.agent_id, []).append(row)
+    return out
+
+
+def latest_versions_by_agent_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, AgentVersion]:
+    return {agent_id: rows[-1] for agent_id, rows in versions_by_agent_ids(session, ids).items()}
+
+
+def work_items_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkItem]:
+    rows = session.exec(select(WorkItem).where(col(WorkItem.agent_version_id).in_(list(ids))))
+    return {row.agent_version_id: row for row in rows}
+
+
+def code_available_at(version: AgentVersion, settings: Settings) -> datetime | None:
+    """When the code of an eligible version becomes public: eligibility plus the release delay."""
+    if version.eligible_at is None:
+        return None
+    return version.eligible_at + timedelta(seconds=settings.code_release_delay_seconds)
+
+
+def is_released(version: AgentVersion, settings: Settings, now: datetime | None = None) -> bool:
+    available = code_available_at(version, settings)
+    return available is not None and (now or utcnow()) >= available
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """A version with the rows every read of it needs (agent and work item)."""
+
+    version: AgentVersion
+    agent: Agent
+    work_item: WorkItem | None
+
+
+def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None = None) -> VersionView:
+    version = get_version(session, version_id, owner=owner)
+    agent = session.get(Agent, version.agent_id)
+    assert agent is not None  # foreign key
+    work = session.exec(select(WorkItem).where(WorkItem.agent_version_id == version.id)).first()
+    return VersionView(version=version, agent=agent, work_item=work)

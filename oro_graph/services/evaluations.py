@@ -1,0 +1,448 @@
+"""The evaluation lifecycle: claim, heartbeat, progress, complete, and lease expiry.
+
+Lock order (PostgreSQL), the same in every service so no two transactions wait on each other
+in a cycle: validator state -> work item (SKIP LOCKED, never waited on) in ``claim_work``;
+run -> work item -> suite in the others.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from oro_graph.db import writes
+from oro_graph.errors import (
+    AtCapacity,
+    EvalRunNotFound,
+    InvalidProblemId,
+    LeaseExpired,
+    MissingScore,
+    NotRunOwner,
+    RunAlreadyComplete,
+    ValidationFailed,
+)
+from oro_graph.models import (
+    ACTIVE_RUN_STATUSES,
+    AgentVersion,
+    AgentVersionState,
+    EvaluationRun,
+    Problem,
+    ProblemResult,
+    ProblemStatus,
+    RunStatus,
+    ValidatorState,
+    WorkItem,
+    utcnow,
+)
+from oro_graph.services.leaderboard import recompute_top_agent
+from oro_graph.settings import Settings
+from oro_graph.storage import Storage
+
+TERMINAL_STATUSES = {RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value}
+MAX_PROBLEMS_PER_UPDATE = 500
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a validator reports about its machine with a claim or a heartbeat."""
+
+    service_versions: dict[str, Any] | None = None
+    cpu_pct: float | None = None
+    ram_pct: float | None = None
+    disk_pct: float | None = None
+    docker_container_count: int | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    run: EvaluationRun
+    code_download_url: str
+    code_sha256: str
+
+
+@dataclass(frozen=True)
+class ProblemUpdate:
+    problem_id: uuid.UUID
+    status: ProblemStatus
+    score: float | None = None
+    reasoning_score: float | None = None
+    score_components: dict[str, Any] | None = None
+    logs_key: str | None = None
+    execution_time: float | None = None
+    inference_failure_count: int | None = None
+    inference_total: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    run: EvaluationRun
+    work_item: WorkItem
+    became_eligible: bool
+    final_score: float | None
+
+
+@dataclass
+class ExpiryReport:
+    expired: list[uuid.UUID] = field(default_factory=list)
+
+
+def _record_metrics(state: ValidatorState, metrics: Metrics | None, now: datetime) -> None:
+    state.last_seen_at = now
+    if metrics is None or metrics.is_empty():
+        return
+    for name in ("cpu_pct", "ram_pct", "disk_pct", "docker_container_count"):
+        value = getattr(metrics, name)
+        if value is not None:
+            setattr(state, name, value)
+    if metrics.service_versions is not None:
+        state.service_versions = metrics.service_versions
+    state.metrics_reported_at = now
+
+
+def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorState:
+    """The validator's state row, created if missing (race-free), optionally row-locked."""
+    stmt = select(ValidatorState).where(ValidatorState.hotkey == hotkey)
+    state = session.exec(stmt.with_for_update() if lock else stmt).first()
+    if state is None:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(ValidatorState).values(hotkey=hotkey).on_conflict_do_nothing())
+        state = session.exec(stmt.with_for_update() if lock else stmt).one()
+    return state
+
+
+@writes
+def expire_leases(session: Session, *, now: datetime | None = None, limit: int = 500) -> ExpiryReport:
+    """Mark runs whose lease passed as STALE and give their slot back to the work item."""
+    now = now or utcnow()
+    report = ExpiryReport()
+    stale = session.exec(
+        select(EvaluationRun)
+        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES), col(EvaluationRun.lease_expires_at) < now)
+        .order_by(col(EvaluationRun.lease_expires_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in stale:
+        work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
+        run.status = RunStatus.STALE
+        run.completed_at = now
+        run.failure_reason = run.failure_reason or "lease expired without a heartbeat"
+        work.active_runs = max(0, work.active_runs - 1)
+        _settle_version_state(session, work)
+        session.add_all([run, work])
+        report.expired.append(run.id)
+    session.flush()
+    return report
+
+
+
+def _settle_version_state(session: Session, work: WorkItem) -> None:
+    version = session.get(AgentVersion, work.agent_version_id)
+    if version is None or version.state not in (AgentVersionState.QUEUED, AgentVersionState.RUNNING):
+        return
+    busy = work.active_runs > 0 or work.included_successes > 0
+    version.state = AgentVersionState.RUNNING if busy else AgentVersionState.QUEUED
+    session.add(version)
+
+
+@writes
+def claim_work(
+    session: Session,
+    *,
+    validator_hotkey: str,
+    settings: Settings,
+    storage: Storage,
+    metrics: Metrics | None = None,
+    now: datetime | None = None,
+) -> Claim | None:
+    """Lease the oldest open work item this validator has not run yet, or return None.
+
+    Expired leases are swept first (and committed) so a crashed validator never blocks a version.
+    The work item is taken with ``FOR UPDATE SKIP LOCKED`` and re-checked under the lock, so no
+    item is ever leased beyond its required successes, however many processes claim at once.
+    """
+    now = now or utcnow()
+    expire_leases(session, now=now)
+    session.commit()
+
+    state = _validator_state(session, validator_hotkey, lock=True)
+    _record_metrics(state, metrics, now)
+    active = session.exec(
+        select(func.count())
+        .select_from(EvaluationRun)
+        .where(EvaluationRun.validator_hotkey == validator_hotkey, col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+    ).one()
+    if active >= settings.max_active_runs_per_validator:
+        session.add(state)
+        raise AtCapacity(
+            f"validator holds {active} active run(s); the limit is {settings.max_active_runs_per_validator}. "
+            "Complete or let a run expire before claiming again"
+        )
+    already_ran = exists().where(
+        EvaluationRun.work_item_id == WorkItem.id, EvaluationRun.validator_hotkey == validator_hotkey
+    )
+    work = session.exec(
+        select(WorkItem)
+        .where(
+            col(WorkItem.is_closed).is_(False),
+            WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
+            ~already_ran,
+        )
+        .order_by(col(WorkItem.created_at), col(WorkItem.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if work is None:
+        session.add(state)
+        return None
+    version = session.get(AgentVersion, work.agent_version_id)
+    assert version is not None
+    run = EvaluationRun(
+        work_item_id=work.id,
+        agent_version_id=version.id,
+        validator_hotkey=validator_hotkey,
+        suite_id=work.suite_id,
+        status=RunStatus.CLAIMED,
+        claimed_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+        service_versions=metrics.service_versions if metrics else None,
+    )
+    work.active_runs += 1
+    state.last_claim_at = now
+    session.add_all([run, work, state])
+    _settle_version_state(session, work)
+    session.flush()
+    url = storage.download_url(version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds))
+    return Claim(run=run, code_download_url=url.url, code_sha256=version.code_sha256)
+
+
+def _owned_live_run(session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime) -> EvaluationRun:
+    """The run, locked, if this validator owns it and it is still leased; else the error that says why."""
+    run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
+    if run is None:
+        raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
+    if run.validator_hotkey != validator_hotkey:
+        raise NotRunOwner(f"evaluation run {run_id} belongs to another validator")
+    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+        raise RunAlreadyComplete(f"evaluation run {run_id} is already complete ({run.status})")
+    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
+        raise LeaseExpired(
+            f"the lease on evaluation run {run_id} expired at {run.lease_expires_at.isoformat()}; claim new work"
+        )
+    return run
+
+
+@writes
+def heartbeat(
+    session: Session,
+    *,
+    run_id: uuid.UUID,
+    validator_hotkey: str,
+    settings: Settings,
+    metrics: Metrics | None = None,
+    now: datetime | None = None,
+) -> EvaluationRun:
+    """Extend the lease of a live run, mark it RUNNING and record the validator's metrics."""
+    now = now or utcnow()
+    run = _owned_live_run(session, run_id, validator_hotkey, now)
+    run.status = RunStatus.RUNNING
+    run.last_heartbeat_at = now
+    run.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+    if metrics is not None and metrics.service_versions is not None:
+        run.service_versions = metrics.service_versions
+    state = _validator_state(session, validator_hotkey, lock=False)
+    _record_metrics(state, metrics, now)
+    session.add_all([run, state])
+    session.flush()
+    return run
+
+
+def _check_score(name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or not 0.0 <= value <= 1.0):
+        raise ValidationFailed(f"{name} must be a number between 0 and 1, got {value}")
+
+
+def _check_count(name: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValidationFailed(f"{name} must not be negative, got {value}")
+
+
+@writes
+def update_progress(
+    session: Session,
+    *,
+    run_id: uuid.UUID,
+    validator_hotkey: str,
+    problems: Sequence[ProblemUpdate],
+    now: datetime | None = None,
+) -> list[ProblemResult]:
+    """Upsert per-problem results by (run, problem). All or nothing: one bad entry writes none."""
+    now = now or utcnow()
+    if len(problems) > MAX_PROBLEMS_PER_UPDATE:
+        raise ValidationFailed(f"at most {MAX_PROBLEMS_PER_UPDATE} problems per update, got {len(problems)}")
+    run = _owned_live_run(session, run_id, validator_hotkey, now)
+    ids = {p.problem_id for p in problems}
+    known = set(
+        session.exec(select(Problem.id).where(Problem.suite_id == run.suite_id, col(Problem.id).in_(ids))).all()
+    )
+    unknown = sorted(str(i) for i in ids - known)
+    if unknown:
+        raise InvalidProblemId(f"problem(s) not in suite {run.suite_id}: {', '.join(unknown)}")
+    for update in problems:
+        _check_score("score", update.score)
+        _check_score("reasoning_score", update.reasoning_score)
+        _check_count("inference_failure_count", update.inference_failure_count)
+        _check_count("inference_total", update.inference_total)
+        if update.execution_time is not None and (not math.isfinite(update.execution_time) or update.execution_time < 0):
+            raise ValidationFailed(f"execution_time must be a non-negative number, got {update.execution_time}")
+    existing = {
+        r.problem_id: r
+        for r in session.exec(
+            select(ProblemResult).where(ProblemResult.run_id == run.id, col(ProblemResult.problem_id).in_(ids))
+        )
+    }
+    saved = []
+    for update in problems:  # a later entry for the same problem in one batch wins
+        row = existing.get(update.problem_id) or ProblemResult(run_id=run.id, problem_id=update.problem_id)
+        existing[update.problem_id] = row
+        row.status = update.status
+        for name in (
+            "score",
+            "reasoning_score",
+            "score_components",
+            "logs_key",
+            "execution_time",
+            "inference_failure_count",
+            "inference_total",
+        ):
+            value = getattr(update, name)
+            if value is not None:
+                setattr(row, name, value)
+        row.updated_at = now
+        session.add(row)
+        saved.append(row)
+    if run.status == RunStatus.CLAIMED:
+        run.status = RunStatus.RUNNING
+    state = _validator_state(session, validator_hotkey, lock=False)
+    state.last_seen_at = now
+    session.add_all([run, state])
+    session.flush()
+    return saved
+
+
+@writes
+def complete_run(
+    session: Session,
+    *,
+    run_id: uuid.UUID,
+    validator_hotkey: str,
+    terminal_status: RunStatus,
+    settings: Settings,
+    validator_score: float | None = None,
+    score_components: dict[str, Any] | None = None,
+    results_key: str | None = None,
+    failure_reason: str | None = None,
+    sandbox_metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Completion:
+    """Finish a run. A success counts toward the work item; the last needed one makes the version
+    ELIGIBLE with the mean of the included scores and lets the top agent be recomputed."""
+    now = now or utcnow()
+    if terminal_status.value not in TERMINAL_STATUSES:
+        raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
+    run = _owned_live_run(session, run_id, validator_hotkey, now)
+    if terminal_status == RunStatus.SUCCESS and validator_score is None:
+        raise MissingScore("a SUCCESS completion needs validator_score")
+    _check_score("validator_score", validator_score)
+    work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
+    version = session.get(AgentVersion, run.agent_version_id)
+    assert version is not None
+
+    run.status = terminal_status
+    run.completed_at = now
+    run.validator_score = validator_score
+    run.score_components = score_components
+    run.results_key = results_key or run.results_key
+    run.failure_reason = failure_reason
+    run.sandbox_metadata = sandbox_metadata
+    failures, total = session.exec(
+        select(func.sum(ProblemResult.inference_failure_count), func.sum(ProblemResult.inference_total)).where(
+            ProblemResult.run_id == run.id
+        )
+    ).one()
+    run.inference_failure_count, run.inference_total = failures, total
+    work.active_runs = max(0, work.active_runs - 1)
+    became_eligible = False
+    if terminal_status == RunStatus.SUCCESS and not work.is_closed:
+        run.is_included = True
+        work.included_successes += 1
+        if work.included_successes >= work.required_successes:
+            session.add(run)
+            session.flush()
+            scores = session.exec(
+                select(EvaluationRun.validator_score).where(
+                    EvaluationRun.work_item_id == work.id, col(EvaluationRun.is_included).is_(True)
+                )
+            ).all()
+            work.is_closed = True
+            work.closed_at = now
+            version.final_score = sum(s for s in scores if s is not None) / len(scores)
+            version.state = AgentVersionState.ELIGIBLE
+            version.eligible_at = now
+            became_eligible = True
+    state = _validator_state(session, validator_hotkey, lock=False)
+    state.last_seen_at = now
+    session.add_all([run, work, version, state])
+    _settle_version_state(session, work)
+    session.flush()
+    if became_eligible:
+        recompute_top_agent(session, version.suite_id, settings=settings, now=now)
+    return Completion(run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score)
+
+
+def get_run(session: Session, run_id: uuid.UUID) -> EvaluationRun:
+    run = session.get(EvaluationRun, run_id)
+    if run is None:
+        raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
+    return run
+
+
+def runs_of_version(session: Session, version_id: uuid.UUID) -> list[EvaluationRun]:
+    stmt = select(EvaluationRun).where(EvaluationRun.agent_version_id == version_id).order_by(
+        col(EvaluationRun.claimed_at), col(EvaluationRun.id)
+    )
+    return list(session.exec(stmt))
+
+
+def runs_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[EvaluationRun]]:
+    out: dict[uuid.UUID, list[EvaluationRun]] = {}
+    stmt = (
+        select(EvaluationRun)
+        .where(col(EvaluationRun.agent_version_id).in_(list(ids)))
+        .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
+    )
+    for row in session.exec(stmt):
+        out.setdefault(row.agent_version_id, []).append(row)
+    return out
+
+
+def results_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ProblemResult]]:
+    out: dict[uuid.UUID, list[ProblemResult]] = {}
+    stmt = select(ProblemResult).where(col(ProblemResult.run_id).in_(list(ids))).order_by(
+        col(ProblemResult.run_id), col(ProblemResult.updated_at)
+    )
+    for row in session.exec(stmt):
+        out.setdefault(row.run_id, []).append(row)
+    return out

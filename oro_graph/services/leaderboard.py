@@ -1,0 +1,200 @@
+"""The leaderboard of eligible versions and the top agent that earns emissions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
+from oro_graph.services import suites
+from oro_graph.settings import Settings
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int
+    version: AgentVersion
+    agent: Agent
+    is_current_top: bool
+    was_top: bool
+    top_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BoardPage:
+    suite: Suite
+    rows: list[BoardRow]
+    total: int
+    limit: int
+    offset: int
+    unique_miners: int
+    agents_submitted_24h: int
+
+
+def _eligible_as_of(as_of: datetime | None):  # type: ignore[no-untyped-def]
+    if as_of is None:
+        return AgentVersion.state == AgentVersionState.ELIGIBLE
+    return (col(AgentVersion.eligible_at) <= as_of) & (
+        col(AgentVersion.discarded_at).is_(None) | (col(AgentVersion.discarded_at) > as_of)
+    )
+
+
+def board_order():  # type: ignore[no-untyped-def]
+    """Best score first; ties go to whoever became eligible first, then to the id for stability."""
+    return (col(AgentVersion.final_score).desc(), col(AgentVersion.eligible_at).asc(), col(AgentVersion.id).asc())
+
+
+def leaderboard_page(
+    session: Session,
+    *,
+    suite_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    q: str | None = None,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+) -> BoardPage:
+    """Eligible versions ranked by final score. Ranks are over the whole board, also when searching."""
+    suite = suites.resolve_suite(session, suite_id)
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    now = now or utcnow()
+    eligible = (AgentVersion.suite_id == suite.id) & _eligible_as_of(as_of)
+    ranked = (
+        select(
+            col(AgentVersion.id).label("vid"),
+            func.row_number().over(order_by=board_order()).label("rank"),
+        )
+        .where(eligible)
+        .subquery()
+    )
+    stmt = (
+        select(ranked.c.rank, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+    )
+    count_stmt = select(func.count()).select_from(ranked).join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
+    if q:
+        needle = f"%{q.strip().lower()}%"
+        match = or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle))
+        stmt = stmt.where(match)
+        count_stmt = count_stmt.join(Agent, col(Agent.id) == AgentVersion.agent_id).where(match)
+    rows = session.exec(stmt.order_by(ranked.c.rank).offset(offset).limit(limit)).all()
+    total = session.exec(count_stmt).one()
+    unique_miners = session.exec(
+        select(func.count(func.distinct(Agent.miner_hotkey)))
+        .select_from(AgentVersion)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(eligible)
+    ).one()
+    since = (as_of or now) - timedelta(hours=24)
+    submitted = session.exec(
+        select(func.count())
+        .select_from(AgentVersion)
+        .where(AgentVersion.suite_id == suite.id, col(AgentVersion.submitted_at) >= since)
+        .where(col(AgentVersion.submitted_at) <= (as_of or now))
+    ).one()
+    reigns = top_reigns_by_version(session, suite.id or 0, [v.id for _, v, _ in rows], as_of=as_of)
+    out = []
+    for rank, version, agent in rows:
+        history = reigns.get(version.id, [])
+        current = any(r.replaced_at is None or (as_of is not None and r.replaced_at > as_of) for r in history)
+        out.append(
+            BoardRow(
+                rank=rank,
+                version=version,
+                agent=agent,
+                is_current_top=current,
+                was_top=bool(history),
+                top_at=min((r.top_at for r in history), default=None),
+            )
+        )
+    return BoardPage(suite, out, total, limit, offset, unique_miners, submitted)
+
+
+def top_reigns_by_version(
+    session: Session, suite_id: int, version_ids: list[uuid.UUID], *, as_of: datetime | None = None
+) -> dict[uuid.UUID, list[TopAgentHistory]]:
+    stmt = select(TopAgentHistory).where(
+        TopAgentHistory.suite_id == suite_id, col(TopAgentHistory.agent_version_id).in_(version_ids)
+    )
+    if as_of is not None:
+        stmt = stmt.where(col(TopAgentHistory.top_at) <= as_of)
+    out: dict[uuid.UUID, list[TopAgentHistory]] = {}
+    for row in session.exec(stmt):
+        out.setdefault(row.agent_version_id, []).append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class TopAgent:
+    suite_id: int
+    computed_at: datetime
+    reign: TopAgentHistory | None
+    version: AgentVersion | None
+    agent: Agent | None
+    challenge_threshold: float
+
+
+def top_agent(
+    session: Session, *, settings: Settings, suite_id: int | None = None, as_of: datetime | None = None
+) -> TopAgent:
+    """The reigning top agent (or the one reigning at ``as_of``) of a suite."""
+    suite = suites.resolve_suite(session, suite_id)
+    reign = _reign_at(session, suite.id or 0, as_of)
+    version = session.get(AgentVersion, reign.agent_version_id) if reign else None
+    agent = session.get(Agent, version.agent_id) if version else None
+    return TopAgent(suite.id or 0, as_of or utcnow(), reign, version, agent, settings.challenge_threshold)
+
+
+def _reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
+    stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
+    if as_of is None:
+        stmt = stmt.where(col(TopAgentHistory.replaced_at).is_(None))
+    else:
+        stmt = stmt.where(col(TopAgentHistory.top_at) <= as_of).where(
+            col(TopAgentHistory.replaced_at).is_(None) | (col(TopAgentHistory.replaced_at) > as_of)
+        )
+    return session.exec(stmt.order_by(col(TopAgentHistory.top_at).desc())).first()
+
+
+def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAgentHistory]:
+    suite = suites.resolve_suite(session, suite_id)
+    stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite.id).order_by(col(TopAgentHistory.top_at))
+    return list(session.exec(stmt))
+
+
+def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, now: datetime) -> TopAgentHistory | None:
+    """Crown the best eligible version unless the incumbent still stands.
+
+    A challenger replaces a still-eligible incumbent only by beating its score by more than
+    ``challenge_threshold``. The suite row is locked so concurrent completions crown one agent.
+    """
+    session.exec(select(Suite).where(Suite.id == suite_id).with_for_update()).one()
+    best = session.exec(
+        select(AgentVersion)
+        .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)
+        .order_by(*board_order())
+    ).first()
+    current = _reign_at(session, suite_id, None)
+    if best is None or best.final_score is None:
+        return current
+    if current is not None:
+        incumbent = session.get(AgentVersion, current.agent_version_id)
+        still_eligible = incumbent is not None and incumbent.state == AgentVersionState.ELIGIBLE
+        if current.agent_version_id == best.id:
+            return current
+        if still_eligible and best.final_score <= current.score + settings.challenge_threshold:
+            return current
+        current.replaced_at = now
+        session.add(current)
+    reign = TopAgentHistory(suite_id=suite_id, agent_version_id=best.id, score=best.final_score, top_at=now)
+    session.add(reign)
+    session.flush()
+    return reign

@@ -1,0 +1,155 @@
+"""Suites and problems: import, activation and reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, col, select, update
+
+from oro_graph.db import writes
+from oro_graph.errors import NoActiveSuite, SuiteNotFound, ValidationFailed
+from oro_graph.models import Problem, Suite
+
+# Problems get stable ids: the same suite file imported twice (or on two servers) yields the same UUIDs.
+_PROBLEM_NAMESPACE = uuid.UUID("5b3c6f5e-8f0e-4a4e-9a55-0d7a1b1f0b15")
+
+
+@dataclass(frozen=True)
+class SuiteImport:
+    suite: Suite
+    problems: int
+    created: bool
+
+
+def get_current_suite(session: Session) -> Suite:
+    suite = session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
+    if suite is None:
+        raise NoActiveSuite("no problem suite is active; an operator must run 'oro-graph suites import FILE --activate'")
+    return suite
+
+
+def current_suite_or_none(session: Session) -> Suite | None:
+    return session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
+
+
+def get_suite(session: Session, suite_id: int) -> Suite:
+    suite = session.get(Suite, suite_id)
+    if suite is None:
+        raise SuiteNotFound(f"suite {suite_id} does not exist")
+    return suite
+
+
+def resolve_suite(session: Session, suite_id: int | None) -> Suite:
+    """The given suite, or the active one when none is named."""
+    if suite_id is None:
+        suite = current_suite_or_none(session)
+        if suite is None:
+            raise SuiteNotFound("no suite is active; pass suite_id")
+        return suite
+    return get_suite(session, suite_id)
+
+
+def list_suites(session: Session) -> list[Suite]:
+    return list(session.exec(select(Suite).order_by(col(Suite.id))))
+
+
+def suites_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Suite]:
+    rows = session.exec(select(Suite).where(col(Suite.id).in_(list(ids))))
+    return {row.id: row for row in rows if row.id is not None}
+
+
+def problems_for_suite(session: Session, suite_id: int) -> list[Problem]:
+    get_suite(session, suite_id)
+    return list(session.exec(select(Problem).where(Problem.suite_id == suite_id).order_by(col(Problem.position))))
+
+
+def problems_by_suite_ids(session: Session, suite_ids: Iterable[int]) -> dict[int, list[Problem]]:
+    out: dict[int, list[Problem]] = {}
+    stmt = select(Problem).where(col(Problem.suite_id).in_(list(suite_ids))).order_by(
+        col(Problem.suite_id), col(Problem.position)
+    )
+    for row in session.exec(stmt):
+        out.setdefault(row.suite_id, []).append(row)
+    return out
+
+
+def problems_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Problem]:
+    return {row.id: row for row in session.exec(select(Problem).where(col(Problem.id).in_(list(ids))))}
+
+
+def parse_suite_file(raw: bytes) -> list[dict[str, Any]]:
+    """Validate the ORO problem-suite JSON format: a list of problems with at least a query."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(f"suite file is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("problems"), list):
+        data = data["problems"]
+    if not isinstance(data, list) or not data:
+        raise ValidationFailed("suite file must be a non-empty JSON list of problems")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+            raise ValidationFailed(f"problem #{index + 1} must be an object with a string 'query'")
+    return data
+
+
+@writes
+def import_suite(
+    session: Session,
+    raw: bytes,
+    *,
+    activate: bool = False,
+    benchmark_name: str | None = None,
+) -> SuiteImport:
+    """Import a suite file; importing the same bytes again returns the existing suite."""
+    problems = parse_suite_file(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    existing = session.exec(select(Suite).where(Suite.source_sha256 == digest)).first()
+    created = existing is None
+    if existing is None:
+        latest = session.exec(select(Suite).order_by(col(Suite.version).desc())).first()
+        suite = Suite(
+            version=(latest.version + 1) if latest else 1,
+            benchmark_name=benchmark_name or "shoppingbench",
+            source_sha256=digest,
+        )
+        session.add(suite)
+        session.flush()
+        for position, item in enumerate(problems):
+            session.add(_problem_from_item(suite, position, item, digest))
+    else:
+        suite = existing
+    if activate:
+        activate_suite(session, suite.id or 0)
+    session.flush()
+    return SuiteImport(suite=suite, problems=len(problems), created=created)
+
+
+def _problem_from_item(suite: Suite, position: int, item: dict[str, Any], digest: str) -> Problem:
+    extra = {k: v for k, v in item.items() if k not in {"title", "category", "difficulty", "query"}}
+    extra.pop("reward_title_embeddings", None)  # large and only needed by scorers, never served
+    return Problem(
+        id=uuid.uuid5(_PROBLEM_NAMESPACE, f"{digest}:{position}"),
+        suite_id=suite.id or 0,
+        position=position,
+        title=str(item.get("title") or f"Problem {position + 1}"),
+        category=item.get("category"),
+        difficulty=item.get("difficulty"),
+        query=item["query"],
+        extra=extra or None,
+    )
+
+
+@writes
+def activate_suite(session: Session, suite_id: int) -> Suite:
+    suite = get_suite(session, suite_id)
+    session.exec(update(Suite).where(col(Suite.id) != suite_id).values(is_active=False))  # type: ignore[call-overload]
+    suite.is_active = True
+    session.add(suite)
+    session.flush()
+    return suite

@@ -1,0 +1,149 @@
+"""Validators as the public sees them, and the queue of running and pending evaluations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from oro_graph.models import (
+    ACTIVE_RUN_STATUSES,
+    Agent,
+    AgentVersion,
+    EvaluationRun,
+    Hotkey,
+    Problem,
+    ProblemResult,
+    ProblemStatus,
+    Role,
+    ValidatorState,
+    WorkItem,
+)
+from oro_graph.services import suites
+
+
+@dataclass(frozen=True)
+class ValidatorView:
+    hotkey: Hotkey
+    state: ValidatorState | None
+    current_run: EvaluationRun | None
+    current_version: AgentVersion | None
+    current_agent: Agent | None
+
+    @property
+    def status(self) -> str:
+        return "evaluating" if self.current_run is not None else "available"
+
+
+def list_validators(session: Session, hotkeys: list[str] | None = None) -> list[ValidatorView]:
+    stmt = select(Hotkey).where(Hotkey.role == Role.VALIDATOR).order_by(col(Hotkey.ss58))
+    if hotkeys is not None:
+        stmt = stmt.where(col(Hotkey.ss58).in_(hotkeys))
+    keys = list(session.exec(stmt))
+    ss58 = [k.ss58 for k in keys]
+    states = {s.hotkey: s for s in session.exec(select(ValidatorState).where(col(ValidatorState.hotkey).in_(ss58)))}
+    current: dict[str, tuple[EvaluationRun, AgentVersion, Agent]] = {}
+    rows = session.exec(
+        select(EvaluationRun, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == EvaluationRun.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(col(EvaluationRun.validator_hotkey).in_(ss58), col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+        .order_by(col(EvaluationRun.claimed_at))
+    )
+    for run, version, agent in rows:
+        current[run.validator_hotkey] = (run, version, agent)
+    out = []
+    for key in keys:
+        run, version, agent = current.get(key.ss58, (None, None, None))
+        out.append(ValidatorView(key, states.get(key.ss58), run, version, agent))
+    return out
+
+
+@dataclass(frozen=True)
+class RunningView:
+    run: EvaluationRun
+    version: AgentVersion
+    agent: Agent
+    progress_percent: float
+
+
+def running_evaluations(session: Session) -> list[RunningView]:
+    rows = session.exec(
+        select(EvaluationRun, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == EvaluationRun.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+        .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
+    ).all()
+    run_ids = [run.id for run, _, _ in rows]
+    suite_ids = {run.suite_id for run, _, _ in rows}
+    sizes = dict(
+        session.exec(
+            select(Problem.suite_id, func.count()).where(col(Problem.suite_id).in_(suite_ids)).group_by(Problem.suite_id)
+        ).all()
+    )
+    finished = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
+    done = dict(
+        session.exec(
+            select(ProblemResult.run_id, func.count())
+            .where(col(ProblemResult.run_id).in_(run_ids), col(ProblemResult.status).in_(finished))
+            .group_by(ProblemResult.run_id)
+        ).all()
+    )
+    out = []
+    for run, version, agent in rows:
+        size = sizes.get(run.suite_id, 0)
+        pct = round(100.0 * done.get(run.id, 0) / size, 1) if size else 0.0
+        out.append(RunningView(run, version, agent, min(pct, 100.0)))
+    return out
+
+
+@dataclass(frozen=True)
+class PendingView:
+    work_item: WorkItem
+    version: AgentVersion
+    agent: Agent
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.work_item.required_successes - self.work_item.included_successes)
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    items: list[PendingView]
+    total_pending: int
+    total_runs_needed: int
+    total_runs_active: int
+    projected_completion_at: datetime | None
+
+
+def pending_evaluations(
+    session: Session, *, suite_id: int | None = None, limit: int = 100, offset: int = 0
+) -> PendingPage:
+    """Open work items, oldest first, with totals over all of them (not just the page)."""
+    if suite_id is not None:
+        suites.get_suite(session, suite_id)
+    open_items = col(WorkItem.is_closed).is_(False)
+    where = [open_items] + ([WorkItem.suite_id == suite_id] if suite_id is not None else [])
+    total, needed, active = session.exec(
+        select(
+            func.count(),
+            func.coalesce(func.sum(WorkItem.required_successes - WorkItem.included_successes), 0),
+            func.coalesce(func.sum(WorkItem.active_runs), 0),
+        ).where(*where)
+    ).one()
+    rows = session.exec(
+        select(WorkItem, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == WorkItem.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(*where)
+        .order_by(col(WorkItem.created_at), col(WorkItem.id))
+        .offset(max(0, offset))
+        .limit(max(1, min(limit, 500)))
+    ).all()
+    items = [PendingView(w, v, a) for w, v, a in rows]
+    return PendingPage(items, total, int(needed), int(active), None)
+

@@ -1,0 +1,118 @@
+"""Configuration: one ``Settings`` object read from ``ORO_*`` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./oro_graph.db"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Bad values fail at start with the variable's name."""
+
+    model_config = SettingsConfigDict(env_prefix="ORO_", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path | None = None
+    storage_backend: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+    required_successes: int = Field(default=3, ge=1, le=100)
+    max_active_runs_per_validator: int = Field(default=1, ge=1, le=1000)
+    lease_seconds: int = Field(default=300, ge=1)
+    timestamp_skew_seconds: int = Field(default=60, ge=1)
+    submission_cooldown_seconds: int = Field(default=43200, ge=0)
+    max_agent_bytes: int = Field(default=1_048_576, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1_048_576, ge=1)
+    challenge_threshold: float = Field(default=0.0, ge=0.0)
+    code_release_delay_seconds: int = Field(default=0, ge=0)
+    signed_url_seconds: int = Field(default=900, ge=1)
+    lease_sweep_seconds: float = Field(default=15.0, gt=0)
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    submit_rate_limit: str = "1/minute"
+    graphql_debug: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgres://")
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not (value.startswith("sqlite:") or value.startswith("postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:/// path or a postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("storage_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in {"local", "s3"}:
+            raise ValueError("must be 'local' or 's3'")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> Settings:
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("ORO_S3_BUCKET is required when ORO_STORAGE_BACKEND=s3")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def state_dir(self) -> Path:
+        """Where local artifacts and the generated secret live: beside the SQLite file by default."""
+        if self.data_dir is not None:
+            return self.data_dir
+        if self.is_sqlite:
+            path = self.database_url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                return Path(path).resolve().parent / "oro_graph_data"
+        return Path.cwd() / "oro_graph_data"
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The signing/encryption key: ORO_SECRET_KEY, else one generated once and kept on disk."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.state_dir / "secret_key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("x") as handle:  # exclusive create: concurrent workers agree on one key
+                handle.write(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        except FileExistsError:
+            pass
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise a one-line error naming the bad variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORO_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SystemExit(f"invalid configuration: {problems}") from None

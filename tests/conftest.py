@@ -1,0 +1,123 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, isolated per test.
+
+PostgreSQL: one throwaway database per test session (created on the server named by
+ORO_TEST_POSTGRES_URL, migrated once with Alembic), emptied with TRUNCATE after each test.
+Without a reachable server the PostgreSQL cases skip with one line saying how to enable them;
+under CI (CI=true) an unreachable PostgreSQL or Redis is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+from oro_graph.db import Database
+from oro_graph.migrations import upgrade
+from oro_graph.runtime import Runtime
+from oro_graph.settings import Settings
+
+PG_URL = os.environ.get("ORO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ORO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ENABLE_HINT = "start PostgreSQL or set ORO_TEST_POSTGRES_URL=postgresql+psycopg://USER@HOST:PORT/DB to run them"
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = create_engine(PG_URL.replace("postgresql+psycopg", "postgresql+psycopg"), connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure to connect means "no PostgreSQL here"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session; dropped at the end."""
+    problem = _pg_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable under CI: {problem}")
+        pytest.skip(f"PostgreSQL tests skipped ({problem}); {ENABLE_HINT}")
+    name = f"oro_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _truncate_all(db: Database) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'oro.db'}"
+        upgrade(url)
+        return url
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "state",
+        secret_key="test-secret-key",
+        public_base_url="http://testserver",
+        submission_cooldown_seconds=3600,
+        required_successes=2,
+        max_active_runs_per_validator=1,
+        lease_seconds=300,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime.build(settings)
+    try:
+        yield rt
+    finally:
+        if not rt.db.is_sqlite:
+            _truncate_all(rt.db)
+        rt.close()
+
+
+@pytest.fixture
+def db(runtime: Runtime) -> Database:
+    return runtime.db
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable under CI: {exc}")
+        pytest.skip(f"Redis tests skipped ({exc}); start Redis or set ORO_TEST_REDIS_URL")
+    finally:
+        client.close()
+    return REDIS_URL
