@@ -157,6 +157,37 @@ def _settle_version_state(session: Session, work: WorkItem) -> None:
     session.add(version)
 
 
+def _lock_open_work_item(session: Session, validator_hotkey: str, attempts: int = 5) -> WorkItem | None:
+    """Lock the oldest work item with a free slot that this validator has not run.
+
+    First with SKIP LOCKED, so concurrent claimers spread over different items. If every open
+    item was locked by someone else, wait for the oldest one instead: the lock holder may
+    release it with slots to spare, and a validator should not be told "no work" while there is.
+    """
+    already_ran = exists().where(
+        EvaluationRun.work_item_id == WorkItem.id, EvaluationRun.validator_hotkey == validator_hotkey
+    )
+    candidates = (
+        select(WorkItem)
+        .where(
+            col(WorkItem.is_closed).is_(False),
+            WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
+            ~already_ran,
+        )
+        .order_by(col(WorkItem.created_at), col(WorkItem.id))
+        .limit(1)
+    )
+    work = session.exec(candidates.with_for_update(skip_locked=True)).first()
+    for _ in range(attempts):
+        if work is not None:
+            return work
+        if session.exec(candidates).first() is None:  # nothing open at all, locked or not
+            return None
+        # Blocking lock; PostgreSQL re-checks the WHERE clause once the holder commits.
+        work = session.exec(candidates.with_for_update()).first()
+    return work
+
+
 @writes
 def claim_work(
     session: Session,
@@ -190,20 +221,7 @@ def claim_work(
             f"validator holds {active} active run(s); the limit is {settings.max_active_runs_per_validator}. "
             "Complete or let a run expire before claiming again"
         )
-    already_ran = exists().where(
-        EvaluationRun.work_item_id == WorkItem.id, EvaluationRun.validator_hotkey == validator_hotkey
-    )
-    work = session.exec(
-        select(WorkItem)
-        .where(
-            col(WorkItem.is_closed).is_(False),
-            WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
-            ~already_ran,
-        )
-        .order_by(col(WorkItem.created_at), col(WorkItem.id))
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).first()
+    work = _lock_open_work_item(session, validator_hotkey)
     if work is None:
         session.add(state)
         return None

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, text
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
@@ -14,6 +14,7 @@ from oro_graph.services import suites
 from oro_graph.settings import Settings
 
 MAX_PAGE = 500
+_TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,19 @@ def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAge
     return list(session.exec(stmt))
 
 
+def _lock_suite_board(session: Session, suite_id: int) -> None:
+    """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id})
+
+
 def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, now: datetime) -> TopAgentHistory | None:
     """Crown the best eligible version unless the incumbent still stands.
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
     ``challenge_threshold``. The suite row is locked so concurrent completions crown one agent.
     """
-    session.exec(select(Suite).where(Suite.id == suite_id).with_for_update()).one()
+    _lock_suite_board(session, suite_id)
     best = session.exec(
         select(AgentVersion)
         .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)

@@ -1,0 +1,136 @@
+"""Races: many validators claiming at once never over-claim; two completions, one winner."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from oro_graph.errors import AtCapacity, OroError
+from oro_graph.models import Role, RunStatus, utcnow
+
+from tests.factories import claim, complete, make_suite, register, submit
+
+INVARIANTS = {
+    "over_claimed": "SELECT count(*) FROM workitem WHERE included_successes + active_runs > required_successes",
+    "active_mismatch": (
+        "SELECT count(*) FROM workitem w WHERE active_runs <> "
+        "(SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = w.id AND r.status IN ('CLAIMED','RUNNING'))"
+    ),
+    "included_mismatch": (
+        "SELECT count(*) FROM workitem w WHERE included_successes <> "
+        "(SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = w.id AND r.is_included)"
+    ),
+    "duplicate_validator_runs": (
+        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun "
+        "GROUP BY work_item_id, validator_hotkey HAVING count(*) > 1) d"
+    ),
+    "current_tops": (
+        "SELECT count(*) FROM (SELECT suite_id FROM topagenthistory WHERE replaced_at IS NULL "
+        "GROUP BY suite_id HAVING count(*) > 1) t"
+    ),
+}
+
+
+def assert_invariants(rt) -> None:
+    with rt.db.engine.connect() as conn:
+        broken = {name: conn.execute(text(sql)).scalar_one() for name, sql in INVARIANTS.items()}
+    assert broken == dict.fromkeys(INVARIANTS, 0)
+
+
+def _run_at_once(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+
+    def task(i: int):
+        barrier.wait()
+        try:
+            return fn(i)
+        except OroError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(task, range(n)))
+
+
+def test_concurrent_claims_never_over_claim(runtime):
+    # given 8 versions needing 2 successes each, and 24 validators claiming at the same instant
+    make_suite(runtime)
+    t0 = utcnow()
+    for i in range(8):
+        miner = register(runtime, f"miner{i}")
+        submit(runtime, miner, f"agent{i}", now=t0 - timedelta(minutes=i))
+    validators = [register(runtime, f"validator{i}", Role.VALIDATOR) for i in range(24)]
+    # when
+    results = _run_at_once(len(validators), lambda i: claim(runtime, validators[i]))
+    # then: exactly 16 slots existed, 16 claims won, the rest got nothing; no errors
+    won = [r for r in results if r is not None and not isinstance(r, Exception)]
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert len(won) == 16
+    assert_invariants(runtime)
+
+
+def test_same_validator_racing_itself_stays_within_capacity(runtime):
+    make_suite(runtime)
+    for i in range(6):
+        submit(runtime, register(runtime, f"miner{i}"), f"agent{i}")
+    validator = register(runtime, "validator", Role.VALIDATOR)
+    results = _run_at_once(6, lambda _: claim(runtime, validator))
+    won = [r for r in results if r is not None and not isinstance(r, Exception)]
+    assert len(won) == 1
+    assert all(isinstance(r, AtCapacity) for r in results if r not in won)
+    assert_invariants(runtime)
+
+
+def test_two_completions_at_once_one_wins(runtime):
+    make_suite(runtime)
+    submit(runtime, register(runtime, "miner"), "agent")
+    v1, v2 = (register(runtime, n, Role.VALIDATOR) for n in ("v1", "v2"))
+    c1, c2 = claim(runtime, v1), claim(runtime, v2)
+    complete(runtime, c2.run.id, v2, score=0.4)
+    results = _run_at_once(4, lambda i: complete(runtime, c1.run.id, v1, score=0.6))
+    wins = [r for r in results if not isinstance(r, Exception)]
+    assert len(wins) == 1 and wins[0].became_eligible
+    assert {type(r).__name__ for r in results if isinstance(r, Exception)} == {"RunAlreadyComplete"}
+    assert_invariants(runtime)
+
+
+def test_completions_of_different_versions_crown_one_top(runtime):
+    make_suite(runtime)
+    n = 6
+    for i in range(n):
+        submit(runtime, register(runtime, f"miner{i}"), f"agent{i}")
+    validators = [register(runtime, f"validator{i}", Role.VALIDATOR) for i in range(2 * n)]
+    claims = [claim(runtime, v) for v in validators]
+    pairs = list(zip(validators, claims, strict=True))
+    firsts, seconds = {}, []
+    for v, c in pairs:
+        if c.run.agent_version_id in firsts:
+            seconds.append((v, c))
+        else:
+            firsts[c.run.agent_version_id] = (v, c)
+    for v, c in firsts.values():
+        complete(runtime, c.run.id, v, score=0.5)
+    results = _run_at_once(len(seconds), lambda i: complete(runtime, seconds[i][1].run.id, seconds[i][0], score=0.5 + i / 100))
+    assert all(not isinstance(r, Exception) and r.became_eligible for r in results)
+    assert_invariants(runtime)
+
+
+def test_heartbeat_racing_completion(runtime):
+    make_suite(runtime)
+    submit(runtime, register(runtime, "miner"), "agent")
+    v = register(runtime, "v1", Role.VALIDATOR)
+    c = claim(runtime, v)
+    from oro_graph.services import evaluations
+
+    def act(i: int):
+        if i % 2:
+            return runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings)
+        return complete(runtime, c.run.id, v, status=RunStatus.FAILED, score=None)
+
+    results = _run_at_once(6, act)
+    completions = [r for r in results if isinstance(r, evaluations.Completion)]
+    assert len(completions) == 1
+    assert_invariants(runtime)
