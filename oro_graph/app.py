@@ -129,4 +129,4 @@ def _mount_adapters(app: FastAPI, runtime: Runtime) -> None:
 
 def main_app() -> FastAPI:
     """Factory for ``uvicorn --factory oro_graph.app:main_app`` (what ``oro-graph serve`` runs)."""
-    return create_app(load_settings(), migrate=False)
+    return create_app(load_settings())

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from substrateinterface import Keypair
 
-from oro_graph.errors import Unauthenticated
+from oro_graph.errors import ServiceUnavailable, Unauthenticated
 
 HEADER_HOTKEY = "X-Hotkey"
 HEADER_TIMESTAMP = "X-Timestamp"
@@ -123,6 +123,10 @@ class SignatureVerifier:
         if not valid:
             raise Unauthenticated("signature does not match '{hotkey}:{timestamp}:{nonce}' for this hotkey")
         # The window is twice the skew: a nonce must stay unique for as long as its timestamp is accepted.
-        if not self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1):
+        try:
+            fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1)
+        except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
+            raise ServiceUnavailable("replay protection is unavailable (nonce store down); retry shortly") from exc
+        if not fresh:
             raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
         return hotkey

@@ -103,3 +103,14 @@ def test_memory_nonce_expires_after_ttl(monkeypatch):
     assert not store.claim("hk", "n", ttl_seconds=10)
     clock[0] += 11
     assert store.claim("hk", "n", ttl_seconds=10)
+
+
+def test_nonce_store_down_fails_closed():
+    import redis
+
+    from oro_graph.errors import ServiceUnavailable
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    verifier = SignatureVerifier(60, RedisNonceStore(dead))
+    with pytest.raises(ServiceUnavailable, match="replay protection"):
+        verifier.verify(sign_headers(keypair("Alice")))

@@ -24,6 +24,9 @@ with engine.connect() as connection:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several server processes may start at once: one migrates, the others wait, then see head.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7250115)")
         context.run_migrations()
     connection.commit()
 engine.dispose()

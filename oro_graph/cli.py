@@ -1,0 +1,261 @@
+"""The ``oro-graph`` command: serve, migrate, manage the registry and suites, export the schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from oro_graph.errors import OroError
+from oro_graph.models import Role
+from oro_graph.settings import Settings, load_settings
+
+app = typer.Typer(help="oro-graph: GraphQL-first backend and analysis kit for the ORO subnet (SN15).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+registry_app = typer.Typer(help="The hotkey registry (who may call what).", no_args_is_help=True)
+suites_app = typer.Typer(help="Problem suites.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(registry_app, name="registry")
+app.add_typer(suites_app, name="suites")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _database(settings: Settings, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+    from oro_graph.db import Database
+    from oro_graph.migrations import upgrade
+
+    if migrate:
+        upgrade(settings.database_url)
+    return Database(settings)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database (ORO_DATABASE_URL) to the newest schema."""
+    from oro_graph.migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print(f"database at {_redacted(settings.database_url)} is up to date")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")] = False,
+) -> None:
+    """Run the server: /graphql, the /v1 REST paths, /docs and /health."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    db = _database(settings)
+    if demo:
+        _fill_demo(db, settings, seed=7, miners=None, validators=None, runs=None, manifest=None, only_if_empty=True)
+    db.dispose()
+    if workers > 1 and not settings.redis_url:
+        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process")
+    if not os.environ.get("ORO_PUBLIC_BASE_URL"):
+        os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+    console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql, REST docs at /docs)")
+    uvicorn.run("oro_graph.app:main_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+def _fill_demo(
+    db,  # type: ignore[no-untyped-def]
+    settings: Settings,
+    *,
+    seed: int,
+    miners: int | None,
+    validators: int | None,
+    runs: int | None,
+    manifest: Path | None,
+    only_if_empty: bool = False,
+) -> None:
+    from oro_graph import demo as demo_world
+
+    if only_if_empty and not demo_world.is_empty(db):
+        console.print("database already has data; --demo left it as it is")
+        return
+    sizes = {k: v for k, v in {"miners": miners, "validators": validators, "runs": runs}.items() if v is not None}
+    with _progress() as progress:
+        task = progress.add_task("demo world", total=None)
+
+        def advance(step: int, total: int) -> None:
+            progress.update(task, advance=step, total=total)
+
+        result = demo_world.generate(db, settings, seed=seed, progress=advance, **sizes)
+    if manifest is not None:
+        manifest.write_text(result.to_json())
+        console.print(f"manifest written to {manifest}")
+    console.print(f"demo world ready: {json.dumps(result.counts)}")
+
+
+@app.command("demo-data")
+def demo_data(
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same world.")] = 7,
+    miners: Annotated[int | None, typer.Option(min=1)] = None,
+    validators: Annotated[int | None, typer.Option(min=4)] = None,
+    runs: Annotated[int | None, typer.Option(min=10)] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Write the planted faults as JSON here.")] = None,
+) -> None:
+    """Generate a realistic, deterministic demo world into an empty database."""
+    settings = _settings()
+    try:
+        _fill_demo(_database(settings), settings, seed=seed, miners=miners, validators=validators, runs=runs, manifest=manifest)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+
+
+@registry_app.command("add")
+def registry_add(
+    ss58: str,
+    role: Annotated[Role, typer.Option(help="miner or validator (validators get a permit).")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Register a hotkey."""
+    from oro_graph.services import registry
+
+    try:
+        row = _database(_settings()).call(registry.add_hotkey, ss58, role=role, name=name)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"registered {row.ss58} as {row.role}")
+
+
+@registry_app.command("ban")
+def registry_ban(ss58: str, unban: Annotated[bool, typer.Option("--unban", help="Lift the ban.")] = False) -> None:
+    """Ban (or with --unban, unban) a hotkey."""
+    from oro_graph.services import registry
+
+    try:
+        _database(_settings()).call(registry.set_banned, ss58, banned=not unban)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"{ss58} {'unbanned' if unban else 'banned'}")
+
+
+@registry_app.command("list")
+def registry_list(role: Annotated[Role | None, typer.Option()] = None) -> None:
+    """List registered hotkeys."""
+    from oro_graph.services import registry
+
+    rows = _database(_settings()).call(registry.list_hotkeys, role)
+    table = Table("hotkey", "role", "permit", "banned", "name", "uid")
+    for row in rows:
+        table.add_row(row.ss58, row.role, str(row.validator_permit), str(row.banned), row.name or "", str(row.uid or ""))
+    Console(width=200).print(table)
+
+
+@registry_app.command("sync")
+def registry_sync(
+    url: Annotated[str, typer.Option(help="Subtensor node websocket URL, e.g. wss://entrypoint-finney.opentensor.ai:443")],
+    netuid: Annotated[int, typer.Option(help="Subnet id.")] = 15,
+) -> None:
+    """Make the registry match the subnet's hotkeys and validator permits on chain."""
+    from oro_graph import chain
+
+    db = _database(_settings())
+    with console.status(f"reading subnet {netuid} from {url}"):
+        try:
+            report = chain.sync_from_chain(db, url, netuid)
+        except Exception as exc:
+            raise _fail(f"could not read the chain: {exc}") from exc
+    console.print(f"added {report.added}, updated {report.updated}, removed {report.deregistered}")
+
+
+@suites_app.command("import")
+def suites_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    activate: Annotated[bool, typer.Option(help="Make it the active suite.")] = False,
+) -> None:
+    """Import a problem suite in the ORO JSON format (idempotent: the same file is imported once)."""
+    from oro_graph.services import suites
+
+    try:
+        result = _database(_settings()).call(suites.import_suite, file.read_bytes(), activate=activate)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+    verb = "imported" if result.created else "already present as"
+    state = "active" if result.suite.is_active else "inactive"
+    console.print(f"{verb} suite {result.suite.id} (version {result.suite.version}, {result.problems} problems, {state})")
+
+
+@suites_app.command("list")
+def suites_list() -> None:
+    """List suites."""
+    from oro_graph.services import suites
+
+    table = Table("id", "version", "active", "kind", "created")
+    for s in _database(_settings()).call(suites.list_suites):
+        table.add_row(str(s.id), str(s.version), str(s.is_active), s.execution_kind, s.created_at.isoformat())
+    Console(width=200).print(table)
+
+
+@suites_app.command("activate")
+def suites_activate(suite_id: int) -> None:
+    """Make a suite the active one (new submissions are evaluated on it)."""
+    from oro_graph.services import suites
+
+    try:
+        _database(_settings()).call(suites.activate_suite, suite_id)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+    console.print(f"suite {suite_id} is active")
+
+
+@app.command("export-schema")
+def export_schema() -> None:
+    """Print the GraphQL schema (SDL); schema.graphql is this output."""
+    from oro_graph.graphql.sdl import export_schema as sdl
+
+    sys.stdout.write(sdl())
+
+
+@app.command("schema-diff")
+def schema_diff(
+    old: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    new: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+) -> None:
+    """List breaking and dangerous changes from OLD to NEW SDL; exits 1 when something breaks."""
+    from oro_graph.graphql.sdl import schema_diff as diff
+
+    result = diff(old.read_text(), new.read_text())
+    for change in result.breaking:
+        Console().print(f"BREAKING  {change}")
+    for change in result.dangerous:
+        Console().print(f"DANGEROUS {change}")
+    if not result.breaking and not result.dangerous:
+        Console().print("no breaking or dangerous changes")
+    if result.breaking:
+        raise typer.Exit(code=1)

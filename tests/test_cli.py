@@ -1,0 +1,106 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from oro_graph.cli import app
+
+from tests.factories import keypair
+
+SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORO_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("ORO_DATA_DIR", str(tmp_path / "state"))
+    return tmp_path
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, list(args))
+    return result
+
+
+def test_registry_add_list_ban(env):
+    alice = keypair("Alice").ss58_address
+    assert invoke("registry", "add", alice, "--role", "validator", "--name", "alice").exit_code == 0
+    listed = invoke("registry", "list")
+    assert alice in listed.output and "validator" in listed.output
+    assert invoke("registry", "ban", alice).exit_code == 0
+    assert "True" in invoke("registry", "list").output.split(alice)[1].splitlines()[0]
+
+
+def test_registry_add_rejects_bad_ss58(env):
+    result = invoke("registry", "add", "nope", "--role", "miner")
+    assert result.exit_code == 1
+    assert "not a valid SS58" in result.output
+
+
+@pytest.mark.skipif(not SHARED_SUITE.exists(), reason="shared/data/problem_suite_v3.json not present")
+def test_suites_import_real_suite_is_idempotent(env):
+    first = invoke("suites", "import", str(SHARED_SUITE), "--activate")
+    assert first.exit_code == 0, first.output
+    assert "30 problems" in first.output and "active" in first.output
+    second = invoke("suites", "import", str(SHARED_SUITE))
+    assert "already present as suite 1" in second.output
+    listed = invoke("suites", "list")
+    assert listed.output.count("True") == 1
+
+
+def test_suites_import_refuses_garbage(env):
+    bad = env / "bad.json"
+    bad.write_text('{"not": "a suite"}')
+    result = invoke("suites", "import", str(bad))
+    assert result.exit_code == 1 and "non-empty JSON list" in result.output
+
+
+def test_bad_setting_names_the_variable(env, monkeypatch):
+    monkeypatch.setenv("ORO_LEASE_SECONDS", "-5")
+    result = invoke("db", "upgrade")
+    assert result.exit_code != 0
+    assert "ORO_LEASE_SECONDS" in str(result.exception) + result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_health_on_the_embedded_default(tmp_path):
+    """The newcomer's command: a fresh directory, no configuration, one command, /health answers."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 60
+        body = None
+        while time.time() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                body = response.json()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.3)
+        assert body == {"status": "ok", "database": "ok", "version": "0.1.0"}, proc.stdout.read1().decode() if body is None else body
+        assert (tmp_path / "oro_graph.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert json.loads(json.dumps(body))["status"] == "ok"
