@@ -234,6 +234,30 @@ def suites_activate(suite_id: int) -> None:
     console.print(f"suite {suite_id} is active")
 
 
+@app.command()
+def mirror(
+    source: Annotated[str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")],
+    suite_id: Annotated[int | None, typer.Option(help="Suite to copy (default: the source's current suite).")] = None,
+) -> None:
+    """Copy another server's public data into this database (incremental and idempotent)."""
+    from oro_graph import mirror as mirroring
+
+    db = _database(_settings())
+    with _progress() as progress:
+        tasks: dict[str, object] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+        try:
+            counts = mirroring.mirror(db, source, suite_id=suite_id, progress=advance)
+        except mirroring.MirrorError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}")
+
+
 @app.command("export-schema")
 def export_schema() -> None:
     """Print the GraphQL schema (SDL); schema.graphql is this output."""
