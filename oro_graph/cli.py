@@ -60,6 +60,21 @@ def db_upgrade() -> None:
     console.print(f"database at {_redacted(settings.database_url)} is up to date")
 
 
+@db_app.command("check")
+def db_check() -> None:
+    """Check the lifecycle invariants with SQL; exits 1 if any is violated."""
+    from oro_graph.services import invariants
+
+    settings = _settings()
+    found = _database(settings).call(
+        invariants.check_invariants, max_active_runs_per_validator=settings.max_active_runs_per_validator
+    )
+    for name, count in found.items():
+        Console().print(f"{'ok ' if count == 0 else 'BAD'} {name}: {count}")
+    if any(found.values()):
+        raise typer.Exit(code=1)
+
+
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -104,3 +104,9 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert json.loads(json.dumps(body))["status"] == "ok"
+
+
+def test_db_check_on_empty_database(env):
+    result = invoke("db", "check")
+    assert result.exit_code == 0
+    assert "ok  over_claimed_work_items: 0" in result.output

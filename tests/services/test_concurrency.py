@@ -6,38 +6,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import text
-
 from oro_graph.errors import AtCapacity, OroError
 from oro_graph.models import Role, RunStatus, utcnow
+from oro_graph.services import invariants
 
 from tests.factories import claim, complete, make_suite, register, submit
 
-INVARIANTS = {
-    "over_claimed": "SELECT count(*) FROM workitem WHERE included_successes + active_runs > required_successes",
-    "active_mismatch": (
-        "SELECT count(*) FROM workitem w WHERE active_runs <> "
-        "(SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = w.id AND r.status IN ('CLAIMED','RUNNING'))"
-    ),
-    "included_mismatch": (
-        "SELECT count(*) FROM workitem w WHERE included_successes <> "
-        "(SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = w.id AND r.is_included)"
-    ),
-    "duplicate_validator_runs": (
-        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun "
-        "GROUP BY work_item_id, validator_hotkey HAVING count(*) > 1) d"
-    ),
-    "current_tops": (
-        "SELECT count(*) FROM (SELECT suite_id FROM topagenthistory WHERE replaced_at IS NULL "
-        "GROUP BY suite_id HAVING count(*) > 1) t"
-    ),
-}
-
-
 def assert_invariants(rt) -> None:
-    with rt.db.engine.connect() as conn:
-        broken = {name: conn.execute(text(sql)).scalar_one() for name, sql in INVARIANTS.items()}
-    assert broken == dict.fromkeys(INVARIANTS, 0)
+    broken = rt.db.call(
+        invariants.check_invariants, max_active_runs_per_validator=rt.settings.max_active_runs_per_validator
+    )
+    assert broken == dict.fromkeys(invariants.INVARIANTS, 0)
 
 
 def _run_at_once(n: int, fn) -> list:
