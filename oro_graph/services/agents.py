@@ -16,6 +16,7 @@ from oro_graph.db import writes
 from oro_graph.errors import (
     AgentNotFound,
     AgentVersionNotFound,
+    ArtifactNotReleased,
     CooldownActive,
     FileTooLarge,
     InvalidAgentName,
@@ -251,3 +252,58 @@ def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None =
     assert agent is not None  # foreign key
     work = session.exec(select(WorkItem).where(WorkItem.agent_version_id == version.id)).first()
     return VersionView(version=version, agent=agent, work_item=work)
+
+
+def released_version(
+    session: Session, version_id: uuid.UUID, *, settings: Settings, now: datetime | None = None
+) -> VersionView:
+    """A version as the public sees it in detail: only once its code is released.
+
+    Before that (not yet eligible, or inside the release delay) it is ARTIFACT_NOT_RELEASED.
+    """
+    view = version_view(session, version_id)
+    if not is_released(view.version, settings, now):
+        available = code_available_at(view.version, settings)
+        when = f"at {available.isoformat()}" if available else "once the version is eligible"
+        raise ArtifactNotReleased(f"agent version {version_id} is not released yet; it will be {when}")
+    return view
+
+
+def check_cooldown(session: Session, hotkey: str, *, settings: Settings, now: datetime | None = None) -> None:
+    """Raise COOLDOWN_ACTIVE (with remaining_seconds) if this hotkey may not submit yet: the rule
+    ``submit_agent`` applies, for callers that must give the cooldown answer without submitting."""
+    miner = session.get(Miner, hotkey)
+    if miner is None or miner.last_submitted_at is None:
+        return
+    now = now or utcnow()
+    next_at = miner.last_submitted_at + timedelta(seconds=settings.submission_cooldown_seconds)
+    if now < next_at:
+        remaining = max(1, int((next_at - now).total_seconds() + 0.999))
+        raise CooldownActive(
+            f"this hotkey submitted at {miner.last_submitted_at.isoformat()}; "
+            f"the next submission is allowed in {remaining} s",
+            remaining_seconds=remaining,
+        )
+
+
+@dataclass(frozen=True)
+class MinerOverview:
+    """A miner's agents with their latest versions, and whether it may submit now."""
+
+    agents: list[Agent]
+    latest: dict[uuid.UUID, AgentVersion]
+    next_allowed_at: datetime | None
+    can_submit: bool
+
+
+def miner_overview(session: Session, hotkey: str, *, settings: Settings, now: datetime | None = None) -> MinerOverview:
+    own = agents_of_miner(session, hotkey)
+    next_at = next_allowed_at(session, hotkey, settings)
+    can_submit = next_at is None or (now or utcnow()) >= next_at
+    return MinerOverview(own, latest_versions_by_agent_ids(session, [a.id for a in own]), next_at, can_submit)
+
+
+def owned_agent_versions(session: Session, agent_id: uuid.UUID, *, owner: str) -> list[AgentVersion]:
+    """The versions of one of ``owner``'s agents (another miner's agent reads as AGENT_NOT_FOUND)."""
+    get_agent(session, agent_id, owner=owner)
+    return versions_of_agent(session, agent_id)

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
 from oro_graph.errors import (
+    AgentVersionNotFound,
     AtCapacity,
     EvalRunNotFound,
     InvalidProblemId,
@@ -32,6 +33,7 @@ from oro_graph.errors import (
 )
 from oro_graph.models import (
     ACTIVE_RUN_STATUSES,
+    Agent,
     AgentVersion,
     AgentVersionState,
     EvaluationRun,
@@ -464,3 +466,53 @@ def results_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.
     for row in session.exec(stmt):
         out.setdefault(row.run_id, []).append(row)
     return out
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with the version and agent it evaluated."""
+
+    run: EvaluationRun
+    version: AgentVersion
+    agent: Agent
+
+
+def run_view(session: Session, run_id: uuid.UUID) -> RunView:
+    run = get_run(session, run_id)
+    version = session.get(AgentVersion, run.agent_version_id)
+    assert version is not None  # foreign key
+    agent = session.get(Agent, version.agent_id)
+    assert agent is not None
+    return RunView(run, version, agent)
+
+
+def _existing_version(session: Session, version_id: uuid.UUID) -> AgentVersion:
+    version = session.get(AgentVersion, version_id)
+    if version is None:
+        raise AgentVersionNotFound(f"agent version {version_id} does not exist")
+    return version
+
+
+def version_runs(session: Session, version_id: uuid.UUID) -> list[EvaluationRun]:
+    """Every run of a version, oldest claim first (AGENT_VERSION_NOT_FOUND if there is no such version)."""
+    _existing_version(session, version_id)
+    return runs_of_version(session, version_id)
+
+
+@dataclass(frozen=True)
+class ProblemMatrix:
+    """Per problem of the version's suite, what each run reported for it."""
+
+    version: AgentVersion
+    problems: list[Problem]
+    runs: list[EvaluationRun]
+    results: dict[uuid.UUID, list[ProblemResult]]  # by run id
+
+
+def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
+    version = _existing_version(session, version_id)
+    problems = list(
+        session.exec(select(Problem).where(Problem.suite_id == version.suite_id).order_by(col(Problem.position)))
+    )
+    runs = runs_of_version(session, version_id)
+    return ProblemMatrix(version, problems, runs, results_by_run_ids(session, [r.id for r in runs]))

@@ -1,0 +1,27 @@
+"""The documented /v1 REST paths of the ORO backend, as the official client oro-sdk 7.0.2 speaks
+them: thin routers over the same domain services the graph uses, with the contract's error bodies
+and status codes, request signing and rate limits."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from oro_graph.runtime import Runtime
+from rest_compat import errors, miner, public, validator
+from rest_compat.ratelimit import RateLimitMiddleware, RateLimits
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name  # the client's own operation names: get_leaderboard, claim_work, ...
+
+
+def install(app: FastAPI, runtime: Runtime) -> None:
+    """Add the /v1 routers, the error handler and the rate limits to ``app``."""
+    limits = RateLimits.from_settings(runtime.settings)
+    app.state.runtime = runtime
+    app.state.rate_limits = limits
+    app.add_middleware(RateLimitMiddleware, limits=limits)
+    errors.install(app)
+    for module in (public, miner, validator):
+        app.include_router(module.router, generate_unique_id_function=_operation_id)

@@ -1,0 +1,52 @@
+"""Dependencies shared by the routers: the runtime, rate limits and the caller's verified hotkey."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from oro_graph.models import Role
+from oro_graph.runtime import Runtime
+from oro_graph.services import registry
+from rest_compat.ratelimit import RateLimits
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+
+
+async def signed_hotkey(request: Request, runtime: RuntimeDep) -> str:
+    """The hotkey that signed this request; 401 for a bad signature, a stale timestamp or a reused nonce."""
+    # In a worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
+    return await run_in_threadpool(runtime.verifier.verify, request.headers)
+
+
+SignedHotkey = Annotated[str, Depends(signed_hotkey)]
+
+
+async def miner_hotkey(hotkey: SignedHotkey, runtime: RuntimeDep) -> str:
+    """A signed, registered, unbanned miner hotkey (403 otherwise)."""
+    await runtime.db.run(registry.require_role, hotkey, Role.MINER)
+    return hotkey
+
+
+async def validator_hotkey(hotkey: SignedHotkey, runtime: RuntimeDep) -> str:
+    """A signed hotkey holding a validator permit (403 otherwise)."""
+    await runtime.db.run(registry.require_role, hotkey, Role.VALIDATOR)
+    return hotkey
+
+
+MinerHotkey = Annotated[str, Depends(miner_hotkey)]
+ValidatorHotkey = Annotated[str, Depends(validator_hotkey)]

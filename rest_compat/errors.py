@@ -1,0 +1,93 @@
+"""Domain errors as the flat bodies oro-sdk parses: ``{"detail", "error_code", ...extra}``.
+
+Each route declares, per status, the codes it answers with (``documented``). The same declaration
+feeds OpenAPI (the error models, plus an ``x-error-codes`` list) and the handler, which answers a
+code with the status its route gives it. That is how one code can have different statuses on
+different paths, as the contract wants (FILE_TOO_LARGE is 413 on submit but 400 on presign).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any, Literal, Union
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, create_model
+
+from oro_graph.errors import ErrorCode, OroError
+
+ERROR_CODES_KEY = "x-error-codes"
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    detail: str
+
+
+@cache
+def error_model(code: ErrorCode) -> type[BaseModel]:
+    """``SUITE_NOT_FOUND`` -> ``SuiteNotFoundError``: the client's model name for that code."""
+    name = "".join(part.title() for part in code.value.split("_")) + "Error"
+    fields: dict[str, Any] = {"error_code": (Literal[code.value], code.value)}  # type: ignore[valid-type]
+    if code in (ErrorCode.COOLDOWN_ACTIVE, ErrorCode.RATE_LIMIT_EXCEEDED):
+        # Required in CooldownActiveError; a hint in RateLimitExceededError. Also sent as Retry-After.
+        fields["remaining_seconds"] = (int if code == ErrorCode.COOLDOWN_ACTIVE else int | None, ...)
+    return create_model(name, __base__=ErrorBody, **fields)
+
+
+def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
+    """The ``responses=`` of a route: per status, its error models and the codes mapped to it."""
+    out: Responses = {}
+    for status, codes in statuses.items():
+        models = tuple(error_model(code) for code in codes)
+        out[status] = {
+            "model": models[0] if len(models) == 1 else Union[models],  # noqa: UP007
+            "description": " or ".join(code.value for code in codes),
+            ERROR_CODES_KEY: [code.value for code in codes],
+        }
+    return out
+
+
+def _declared_status(request: Request, code: ErrorCode) -> tuple[bool, int | None]:
+    """(is this one of our documented routes, the status it gives ``code`` if it declares one)."""
+    route = request.scope.get("route")
+    responses: Mapping[int | str, Mapping[str, Any]] = getattr(route, "responses", None) or {}
+    ours = False
+    for status, spec in responses.items():
+        codes = spec.get(ERROR_CODES_KEY)
+        if codes is not None:
+            ours = True
+            if code.value in codes:
+                return True, int(status)
+    return ours, None
+
+
+def render(exc: OroError, status: int) -> JSONResponse:
+    headers = {}
+    remaining = exc.extra.get("remaining_seconds")
+    if isinstance(remaining, int):
+        headers["Retry-After"] = str(remaining)
+    return JSONResponse(exc.to_body(), status_code=status, headers=headers)
+
+
+async def oro_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OroError)
+    ours, status = _declared_status(request, exc.code)
+    if status is None and ours and exc.code == ErrorCode.VALIDATION_ERROR:
+        # The path's contract has no VALIDATION_ERROR body: report it as request validation,
+        # in FastAPI's 422 shape, which every path with input parses.
+        body = {
+            "detail": [{"type": "value_error", "loc": ["body"], "msg": exc.detail, "input": None}],
+            "error_code": exc.code.value,
+        }
+        return JSONResponse(body, status_code=422)
+    return render(exc, status or exc.status)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(OroError, oro_error_handler)

@@ -1,0 +1,144 @@
+"""/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from oro_graph.errors import ErrorCode as E
+from oro_graph.models import RunStatus
+from oro_graph.services import artifacts, evaluations
+from rest_compat import schemas
+from rest_compat.deps import RuntimeDep, ValidatorHotkey
+from rest_compat.errors import documented
+
+router = APIRouter(
+    prefix="/v1/validator",
+    tags=["validator"],
+    responses=documented({401: [E.UNAUTHENTICATED], 403: [E.FORBIDDEN], 429: [E.RATE_LIMIT_EXCEEDED]}),
+)
+
+RUN_NOT_FOUND = {404: [E.EVAL_RUN_NOT_FOUND]}
+# LEASE_EXPIRED is 410 on progress and complete: the client's 409 models there are NOT_RUN_OWNER and
+# RUN_ALREADY_COMPLETE only, and any other 409 body makes it raise while parsing.
+LEASE_GONE = {410: [E.LEASE_EXPIRED]}
+
+
+@router.post(
+    "/work/claim",
+    response_model=schemas.ClaimWorkResponse,
+    responses={204: {"description": "No work is available now"}, **documented({409: [E.AT_CAPACITY]})},
+)
+async def claim_work(
+    hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.ClaimWorkRequest | None = None
+) -> schemas.ClaimWorkResponse | Response:
+    """Lease the oldest version that still needs a run from this validator; 204 when there is none."""
+    claim = await runtime.db.run(
+        evaluations.claim_work,
+        validator_hotkey=hotkey,
+        settings=runtime.settings,
+        storage=runtime.storage,
+        metrics=body.metrics() if body else None,
+    )
+    return schemas.ClaimWorkResponse.of(claim) if claim else Response(status_code=204)
+
+
+@router.post(
+    "/evaluation-runs/{eval_run_id}/heartbeat",
+    responses=documented({**RUN_NOT_FOUND, 409: [E.LEASE_EXPIRED, E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE]}),
+)
+async def heartbeat(
+    eval_run_id: uuid.UUID, hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.HeartbeatRequest | None = None
+) -> schemas.HeartbeatResponse:
+    """Extend the lease of a run this validator holds, and report its machine's metrics."""
+    run = await runtime.db.run(
+        evaluations.heartbeat,
+        run_id=eval_run_id,
+        validator_hotkey=hotkey,
+        settings=runtime.settings,
+        metrics=body.metrics() if body else None,
+    )
+    return schemas.HeartbeatResponse(lease_expires_at=run.lease_expires_at)
+
+
+@router.post(
+    "/evaluation-runs/{eval_run_id}/progress",
+    responses=documented(
+        {
+            400: [E.INVALID_PROBLEM_ID],
+            **RUN_NOT_FOUND,
+            409: [E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE],
+            **LEASE_GONE,
+        }
+    ),
+)
+async def update_progress(
+    eval_run_id: uuid.UUID, body: schemas.ProgressUpdateRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+) -> schemas.ProgressUpdateResponse:
+    """Record per-problem results of a run (upserted by problem; all or nothing)."""
+    await runtime.db.run(
+        evaluations.update_progress,
+        run_id=eval_run_id,
+        validator_hotkey=hotkey,
+        problems=[entry.update() for entry in body.problems],
+    )
+    return schemas.ProgressUpdateResponse(accepted=True)
+
+
+@router.post(
+    "/evaluation-runs/{eval_run_id}/complete",
+    responses=documented(
+        {
+            400: [E.MISSING_SCORE, E.VALIDATION_ERROR],
+            **RUN_NOT_FOUND,
+            409: [E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE],
+            **LEASE_GONE,
+        }
+    ),
+)
+async def complete_run(
+    eval_run_id: uuid.UUID, body: schemas.CompleteRunRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+) -> schemas.CompleteRunResponse:
+    """Finish a run; the last success a version needs makes it eligible."""
+    done = await runtime.db.run(
+        evaluations.complete_run,
+        run_id=eval_run_id,
+        validator_hotkey=hotkey,
+        terminal_status=RunStatus(body.terminal_status),
+        settings=runtime.settings,
+        validator_score=body.validator_score,
+        score_components=body.score_components,
+        results_key=body.results_s3_key,
+        failure_reason=body.failure_reason,
+        sandbox_metadata=body.sandbox_metadata,
+    )
+    return schemas.CompleteRunResponse.of(done)
+
+
+@router.post(
+    "/uploads/presign",
+    responses=documented(
+        {
+            # FILE_TOO_LARGE is a 400 here (413 on submit): the client reads it only under 400.
+            400: [E.FILE_TOO_LARGE, E.VALIDATION_ERROR],
+            404: [E.EVAL_RUN_NOT_FOUND, E.PROBLEM_NOT_FOUND],
+            409: [E.NOT_RUN_OWNER],
+        }
+    ),
+)
+async def presign_upload(
+    body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+) -> schemas.PresignUploadResponse:
+    """A short-lived URL to PUT the logs of one problem of a run this validator holds."""
+    grant = await runtime.db.run(
+        artifacts.presign_upload,
+        validator_hotkey=hotkey,
+        eval_run_id=body.eval_run_id,
+        problem_id=body.problem_id,
+        content_length=body.content_length,
+        content_type=body.content_type,
+        settings=runtime.settings,
+        storage=runtime.storage,
+    )
+    return schemas.PresignUploadResponse.of(grant)
