@@ -1,0 +1,106 @@
+"""Rate limits: ORO_RATE_LIMIT_PER_MINUTE per client address on every path, ORO_SUBMIT_RATE_LIMIT per
+hotkey on submissions (where the cooldown answer wins), counters shared through Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from oro_sdk.api.miner import submit_agent
+from oro_sdk.api.public import get_top_agent
+from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
+
+from oro_graph.settings import Settings
+from rest_compat import ratelimit
+from rest_compat.ratelimit import RateLimits
+from tests.factories import make_world
+from tests.rest.conftest import LiveServer
+from tests.rest.seed import agent_file
+
+
+def assert_throttled(response: object, limit_word: str = "per minute") -> None:
+    assert response.status_code == 429  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["error_code"] == "RATE_LIMIT_EXCEEDED" and limit_word in body["detail"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 60  # type: ignore[attr-defined]
+
+
+def test_global_limit_covers_every_path_per_address(serve: Callable[..., LiveServer]) -> None:
+    server = serve(rate_limit_per_minute=3)
+    with server.http() as http:
+        assert [http.get(path).status_code for path in ("/health", "/v1/public/validators", "/openapi.json")] == [200] * 3
+        for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents", "/graphql"):
+            assert_throttled(http.get(path))
+    # the client reads it as its typed model where the path documents it
+    response = submit_agent.sync_detailed(client=server.signed("Alice"), body=agent_file())
+    assert response.status_code == 429 and isinstance(response.parsed, RateLimitExceededError)
+    assert get_top_agent.sync(client=server.public()) is None  # 429 is not a status /top documents
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    prefix = f"oro:test-ratelimit:{uuid.uuid4().hex}"
+    monkeypatch.setattr(ratelimit, "KEY_PREFIX", prefix)
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_global_limit_is_shared_by_servers_through_redis(
+    serve: Callable[..., LiveServer], redis_url: str, redis_prefix: str
+) -> None:
+    # two servers (as two worker processes would be) sharing one Redis
+    first, second = serve(rate_limit_per_minute=4, redis_url=redis_url), serve(rate_limit_per_minute=4, redis_url=redis_url)
+    with first.http() as a, second.http() as b:
+        assert [http.get("/health").status_code for http in (a, b, a, b)] == [200] * 4
+        assert_throttled(a.get("/health"))
+        assert_throttled(b.get("/health"))
+    assert any(True for _ in redis.Redis.from_url(redis_url).scan_iter(f"{redis_prefix}*"))
+
+
+def test_in_process_counters_are_per_server(serve: Callable[..., LiveServer]) -> None:
+    first, second = serve(rate_limit_per_minute=2), serve(rate_limit_per_minute=2)
+    with first.http() as a, second.http() as b:
+        assert [a.get("/health").status_code for _ in range(2)] + [b.get("/health").status_code for _ in range(2)] == [200] * 4
+        assert_throttled(a.get("/health"))
+
+
+def test_an_unreachable_counter_store_lets_requests_through(serve: Callable[..., LiveServer]) -> None:
+    server = serve(rate_limit_per_minute=1, redis_url="redis://127.0.0.1:9/0")
+    with server.http() as http:
+        assert [http.get("/v1/public/validators").status_code for _ in range(3)] == [200] * 3
+
+
+def test_submit_limit_per_hotkey(serve: Callable[..., LiveServer]) -> None:
+    server = serve(submit_rate_limit="1/minute", submission_cooldown_seconds=0)
+    make_world(server.runtime)
+    alice = server.signed("Alice")
+    first = submit_agent.sync(client=alice, body=agent_file("alpha"))
+    assert isinstance(first, SubmitAgentResponse) and first.admission_status == AdmissionStatus.ACCEPTED
+    # no cooldown runs, so the second within the minute is over the hotkey's limit
+    second = submit_agent.sync_detailed(client=alice, body=agent_file("alpha"))
+    assert second.status_code == 429 and isinstance(second.parsed, RateLimitExceededError)
+    assert "this hotkey" in second.parsed.detail and 1 <= int(second.headers["Retry-After"]) <= 60
+    # another miner has its own budget
+    other = submit_agent.sync(client=server.signed("Bob"), body=agent_file("bravo"))
+    assert isinstance(other, SubmitAgentResponse) and other.admission_status == AdmissionStatus.ACCEPTED
+
+
+def test_cooldown_answer_wins_over_the_submit_limit(serve: Callable[..., LiveServer]) -> None:
+    server = serve(submit_rate_limit="1/minute", submission_cooldown_seconds=3600)
+    make_world(server.runtime)
+    alice = server.signed("Alice")
+    assert submit_agent.sync(client=alice, body=agent_file("alpha")).admission_status == AdmissionStatus.ACCEPTED
+    response = submit_agent.sync_detailed(client=alice, body=agent_file("alpha"))
+    assert response.status_code == 429 and isinstance(response.parsed, CooldownActiveError)
+    assert 3500 < response.parsed.remaining_seconds <= 3600
+    assert response.headers["Retry-After"] == str(response.parsed.remaining_seconds)
+
+
+def test_a_bad_submit_limit_fails_at_start(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="ORO_SUBMIT_RATE_LIMIT"):
+        RateLimits.from_settings(Settings(**{**settings.model_dump(), "submit_rate_limit": "often"}))
