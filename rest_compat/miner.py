@@ -33,7 +33,9 @@ router = APIRouter(
     ),
 )
 async def submit_agent(
-    agent_name: Annotated[str, Form(description="unique per miner; a new file under the same name is a new version")],
+    agent_name: Annotated[
+        str, Form(description="unique per miner; a new file under the same name is a new version")
+    ],
     file: Annotated[UploadFile, File(description="the agent: UTF-8 Python source")],
     hotkey: SignedHotkey,
     runtime: RuntimeDep,
@@ -48,7 +50,9 @@ async def submit_agent(
     wait = await limits.hit_submitter(hotkey)
     if wait is not None:
         await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
-        raise RateLimitExceeded(f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait)
+        raise RateLimitExceeded(
+            f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait
+        )
     # One byte past the limit is enough for the service to refuse it; never read a huge upload whole.
     content = await file.read(runtime.settings.max_agent_bytes + 1)
     admission = await runtime.db.run(
@@ -92,11 +96,17 @@ async def store_chutes_token(
     body: schemas.StoreChutesTokenRequest, hotkey: MinerHotkey, runtime: RuntimeDep
 ) -> dict[str, bool]:
     """Store the caller's Chutes refresh token, encrypted; it is never returned."""
-    await runtime.db.run(credentials.store_credential, hotkey=hotkey, token=body.refresh_token, secret=runtime.settings.secret)
+    await runtime.db.run(
+        credentials.store_credential, hotkey=hotkey, token=body.refresh_token, secret=runtime.settings.secret
+    )
     return {"success": True}
 
 
 @router.get("/chutes-auth/status")
-async def get_chutes_auth_status(hotkey: MinerHotkey, runtime: RuntimeDep) -> schemas.ChutesAuthStatusResponse:
+async def get_chutes_auth_status(
+    hotkey: MinerHotkey, runtime: RuntimeDep
+) -> schemas.ChutesAuthStatusResponse:
     """Whether the caller has stored a Chutes token, and when."""
-    return schemas.ChutesAuthStatusResponse.of(await runtime.db.run(credentials.credential_status, hotkey=hotkey))
+    return schemas.ChutesAuthStatusResponse.of(
+        await runtime.db.run(credentials.credential_status, hotkey=hotkey)
+    )

@@ -28,7 +28,9 @@ async def get_current_suite(runtime: RuntimeDep) -> schemas.SuitePublic:
 async def get_suite_problems(
     suite_id: int,
     runtime: RuntimeDep,
-    include_embeddings: Annotated[bool, Query(description="accepted for compatibility; none are kept")] = False,
+    include_embeddings: Annotated[
+        bool, Query(description="accepted for compatibility; none are kept")
+    ] = False,
 ) -> schemas.SuiteWithProblemsResponse:
     """A suite and its problems, in suite order."""
     return schemas.SuiteWithProblemsResponse.of(await runtime.db.run(suites.suite_with_problems, suite_id))
@@ -38,13 +40,19 @@ async def get_suite_problems(
 async def get_leaderboard(
     runtime: RuntimeDep,
     suite_id: int | None = None,
-    score_type: Annotated[str, Query(description="accepted for compatibility; scores are final scores")] = "qualifying",
+    score_type: Annotated[
+        str, Query(description="accepted for compatibility; scores are final scores")
+    ] = "qualifying",
     limit: Annotated[int, Query(ge=1, le=leaderboard.MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-    q: Annotated[str | None, Query(max_length=100, description="part of an agent name or miner hotkey")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="part of an agent name or miner hotkey")
+    ] = None,
 ) -> schemas.LeaderboardResponse:
     """Eligible versions of a suite (the active one by default), best final score first."""
-    page = await runtime.db.run(leaderboard.leaderboard_page, suite_id=suite_id, limit=limit, offset=offset, q=q)
+    page = await runtime.db.run(
+        leaderboard.leaderboard_page, suite_id=suite_id, limit=limit, offset=offset, q=q
+    )
     return schemas.LeaderboardResponse.of(page, runtime.settings)
 
 
@@ -66,7 +74,9 @@ async def get_agent_version(agent_version_id: uuid.UUID, runtime: RuntimeDep) ->
 
 
 @router.get("/agent-versions/{agent_version_id}/status", responses=VERSION_NOT_FOUND)
-async def get_agent_version_status(agent_version_id: uuid.UUID, runtime: RuntimeDep) -> schemas.AgentVersionStatus:
+async def get_agent_version_status(
+    agent_version_id: uuid.UUID, runtime: RuntimeDep
+) -> schemas.AgentVersionStatus:
     """Where a version is in its evaluation: state, successes so far, release."""
     view = await runtime.db.run(agents.version_view, agent_version_id)
     return schemas.AgentVersionStatus.of(view, runtime.settings)
@@ -85,11 +95,17 @@ async def get_agent_version_runs(
 async def get_agent_version_problems(
     agent_version_id: uuid.UUID,
     runtime: RuntimeDep,
-    phase: Annotated[str | None, Query(description="accepted for compatibility; there are no race phases")] = None,
-    race_id: Annotated[uuid.UUID | None, Query(description="accepted for compatibility; there are no races")] = None,
+    phase: Annotated[
+        str | None, Query(description="accepted for compatibility; there are no race phases")
+    ] = None,
+    race_id: Annotated[
+        uuid.UUID | None, Query(description="accepted for compatibility; there are no races")
+    ] = None,
 ) -> schemas.AgentVersionProblemsResponse:
     """Per problem of the version's suite, each validator's result for it."""
-    return schemas.AgentVersionProblemsResponse.of(await runtime.db.run(evaluations.problem_matrix, agent_version_id))
+    return schemas.AgentVersionProblemsResponse.of(
+        await runtime.db.run(evaluations.problem_matrix, agent_version_id)
+    )
 
 
 @router.get("/evaluation-runs/{eval_run_id}", responses=documented({404: [E.EVAL_RUN_NOT_FOUND]}))
@@ -107,7 +123,9 @@ async def get_validators(runtime: RuntimeDep) -> list[schemas.ValidatorPublic]:
 @router.get("/evaluations/running")
 async def get_running_evaluations(runtime: RuntimeDep) -> list[schemas.RunningEvaluation]:
     """Runs holding a lease now, with the share of problems finished."""
-    return [schemas.RunningEvaluation.of(view) for view in await runtime.db.run(validators.running_evaluations)]
+    return [
+        schemas.RunningEvaluation.of(view) for view in await runtime.db.run(validators.running_evaluations)
+    ]
 
 
 @router.get("/evaluations/pending", responses=documented({404: [E.SUITE_NOT_FOUND]}))
@@ -128,7 +146,12 @@ async def get_pending_evaluations(
         {
             400: [E.MISSING_PARAMETER, E.INVALID_ARTIFACT_TYPE],
             # ARTIFACT_NOT_RELEASED is a 404 here: the client's 403 model is RACE_IN_FLIGHT only.
-            404: [E.AGENT_VERSION_NOT_FOUND, E.ARTIFACT_NOT_RELEASED, E.ARTIFACT_NOT_FOUND, E.EVAL_RUN_NOT_FOUND],
+            404: [
+                E.AGENT_VERSION_NOT_FOUND,
+                E.ARTIFACT_NOT_RELEASED,
+                E.ARTIFACT_NOT_FOUND,
+                E.EVAL_RUN_NOT_FOUND,
+            ],
         }
     ),
 )

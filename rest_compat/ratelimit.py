@@ -39,17 +39,23 @@ class RateLimits:
         try:
             submit = parse(settings.submit_rate_limit)
         except ValueError:
+            example = "like '1/minute' or '5/hour'"
             raise ValueError(
-                f"ORO_SUBMIT_RATE_LIMIT: {settings.submit_rate_limit!r} is not a limit like '1/minute' or '5/hour'"
+                f"ORO_SUBMIT_RATE_LIMIT: {settings.submit_rate_limit!r} is not a limit {example}"
             ) from None
         storage: Storage = (
             RedisStorage(
-                "async+" + settings.redis_url, implementation="redispy", key_prefix=KEY_PREFIX, wrap_exceptions=True
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=KEY_PREFIX,
+                wrap_exceptions=True,
             )
             if settings.redis_url
             else MemoryStorage()
         )
-        return cls(storage, per_client=RateLimitItemPerMinute(settings.rate_limit_per_minute), per_submitter=submit)
+        return cls(
+            storage, per_client=RateLimitItemPerMinute(settings.rate_limit_per_minute), per_submitter=submit
+        )
 
     async def _hit(self, item: RateLimitItem, *identifiers: str) -> int | None:
         """Count one request; None if it is within budget, else the seconds until it would be."""

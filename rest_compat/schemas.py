@@ -348,7 +348,9 @@ class AgentVersionProblemsResponse(Schema):
             agent_version_id=matrix.version.id,
             suite_id=matrix.version.suite_id,
             problems=[
-                ProblemProgressEntry(problem_id=p.id, category=p.category, validator_results=by_problem.get(p.id, []))
+                ProblemProgressEntry(
+                    problem_id=p.id, category=p.category, validator_results=by_problem.get(p.id, [])
+                )
                 for p in matrix.problems
             ],
         )
@@ -423,7 +425,10 @@ class ValidatorPublic(Schema):
         state, run, version, agent = view.state, view.current_run, view.current_version, view.current_agent
         current = (
             ValidatorCurrentAgent(
-                agent_name=agent.name, version_id=version.id, version_number=version.version_number, started_at=run.claimed_at
+                agent_name=agent.name,
+                version_id=version.id,
+                version_number=version.version_number,
+                started_at=run.claimed_at,
             )
             if run and version and agent
             else None
@@ -529,7 +534,8 @@ class PendingEvaluationsResponse(Schema):
 
 class ArtifactDownloadRequest(Schema):
     artifact_type: str = Field(
-        description="AGENT_CODE, EVAL_LOGS_BUNDLE, EVAL_PROBLEM_LOGS or REASONING_DETAILS (others: INVALID_ARTIFACT_TYPE)"
+        description="AGENT_CODE, EVAL_LOGS_BUNDLE, EVAL_PROBLEM_LOGS or REASONING_DETAILS"
+        " (anything else: INVALID_ARTIFACT_TYPE)"
     )
     agent_version_id: uuid.UUID
     eval_run_id: uuid.UUID | None = Field(default=None, description="needed by the EVAL_* types")
@@ -554,7 +560,9 @@ class SubmitAgentResponse(Schema):
     agent_id: uuid.UUID | None = None
     agent_version_id: uuid.UUID | None = None
     version_number: int | None = None
-    admission_reason: Literal["BANNED", "COOLDOWN", "INVALID_FILE", "NOT_REGISTERED_ONCHAIN", "NO_ACTIVE_SUITE"] | None = None
+    admission_reason: (
+        Literal["BANNED", "COOLDOWN", "INVALID_FILE", "NOT_REGISTERED_ONCHAIN", "NO_ACTIVE_SUITE"] | None
+    ) = None
     next_allowed_at: datetime | None = None
     message: str = ""
 
@@ -654,7 +662,9 @@ class ValidatorMetrics(Schema):
 
 
 class ClaimWorkRequest(ValidatorMetrics):
-    runtime_contract: int | None = Field(default=None, description="accepted and ignored: this server has no env packs")
+    runtime_contract: int | None = Field(
+        default=None, description="accepted and ignored: this server has no env packs"
+    )
 
 
 class HeartbeatRequest(ValidatorMetrics):
@@ -772,5 +782,8 @@ class PresignUploadResponse(Schema):
     @classmethod
     def of(cls, grant: UploadGrant) -> PresignUploadResponse:
         return cls(
-            upload_url=grant.url.url, results_s3_key=grant.key, expires_at=grant.url.expires_at, method=grant.url.method
+            upload_url=grant.url.url,
+            results_s3_key=grant.key,
+            expires_at=grant.url.expires_at,
+            method=grant.url.method,
         )

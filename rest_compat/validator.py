@@ -49,7 +49,10 @@ async def claim_work(
     responses=documented({**RUN_NOT_FOUND, 409: [E.LEASE_EXPIRED, E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE]}),
 )
 async def heartbeat(
-    eval_run_id: uuid.UUID, hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.HeartbeatRequest | None = None
+    eval_run_id: uuid.UUID,
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    body: schemas.HeartbeatRequest | None = None,
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
     run = await runtime.db.run(

@@ -296,7 +296,9 @@ class MinerOverview:
     can_submit: bool
 
 
-def miner_overview(session: Session, hotkey: str, *, settings: Settings, now: datetime | None = None) -> MinerOverview:
+def miner_overview(
+    session: Session, hotkey: str, *, settings: Settings, now: datetime | None = None
+) -> MinerOverview:
     own = agents_of_miner(session, hotkey)
     next_at = next_allowed_at(session, hotkey, settings)
     can_submit = next_at is None or (now or utcnow()) >= next_at

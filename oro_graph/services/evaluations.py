@@ -45,6 +45,7 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
+from oro_graph.services import suites
 from oro_graph.services.leaderboard import recompute_top_agent
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage
@@ -511,8 +512,6 @@ class ProblemMatrix:
 
 def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
     version = _existing_version(session, version_id)
-    problems = list(
-        session.exec(select(Problem).where(Problem.suite_id == version.suite_id).order_by(col(Problem.position)))
-    )
+    problems = suites.problems_for_suite(session, version.suite_id)
     runs = runs_of_version(session, version_id)
     return ProblemMatrix(version, problems, runs, results_by_run_ids(session, [r.id for r in runs]))

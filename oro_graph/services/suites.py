@@ -157,5 +157,4 @@ def activate_suite(session: Session, suite_id: int) -> Suite:
 
 def suite_with_problems(session: Session, suite_id: int) -> tuple[Suite, list[Problem]]:
     """A suite and its problems in suite order (SUITE_NOT_FOUND if it does not exist)."""
-    suite = get_suite(session, suite_id)
-    return suite, list(session.exec(select(Problem).where(Problem.suite_id == suite_id).order_by(col(Problem.position))))
+    return get_suite(session, suite_id), problems_for_suite(session, suite_id)

@@ -50,7 +50,10 @@ class LiveServer:
     def signed(self, name: str) -> BittensorAuthClient:
         # No retries: a test must see the first answer (and the client retries GETs on 429/503).
         return BittensorAuthClient(
-            base_url=self.base_url, wallet=wallet(name), timeout=TIMEOUT, retry_config=RetryConfig(max_retries=0)
+            base_url=self.base_url,
+            wallet=wallet(name),
+            timeout=TIMEOUT,
+            retry_config=RetryConfig(max_retries=0),
         )
 
     def http(self) -> httpx.Client:

@@ -53,7 +53,9 @@ def miner_calls(s: Seeded) -> dict[str, Call]:
     return {
         "list_miner_agents": lambda c: list_miner_agents.sync_detailed(client=c),
         "list_agent_versions": lambda c: list_agent_versions.sync_detailed(s.alpha_agent, client=c),
-        "get_owned_agent_version_status": lambda c: get_owned_agent_version_status.sync_detailed(s.alpha, client=c),
+        "get_owned_agent_version_status": lambda c: get_owned_agent_version_status.sync_detailed(
+            s.alpha, client=c
+        ),
         "store_chutes_token": lambda c: store_chutes_token.sync_detailed(
             client=c, body=StoreChutesTokenRequest(refresh_token="token")
         ),
@@ -67,7 +69,9 @@ def submit_call(c: Any) -> Response[Any]:
 
 def validator_calls(s: Seeded) -> dict[str, Call]:
     problem = s.problems[0].id
-    progress = ProgressUpdateRequest(problems=[ProblemProgressUpdate(problem_id=problem, status=ProblemStatus.RUNNING)])
+    progress = ProgressUpdateRequest(
+        problems=[ProblemProgressUpdate(problem_id=problem, status=ProblemStatus.RUNNING)]
+    )
     return {
         "claim_work": lambda c: claim_work.sync_detailed(client=c),
         "heartbeat": lambda c: heartbeat.sync_detailed(s.beta_run, client=c),
@@ -132,7 +136,9 @@ def test_replayed_nonces_are_401(server: LiveServer, seeded: Seeded) -> None:
         assert_refused(call(server.public(headers)), 401, "UNAUTHENTICATED", path, "nonce was already used")
 
 
-def test_unregistered_hotkeys_are_403_and_their_submissions_rejected(server: LiveServer, seeded: Seeded) -> None:
+def test_unregistered_hotkeys_are_403_and_their_submissions_rejected(
+    server: LiveServer, seeded: Seeded
+) -> None:
     stranger = server.signed("Ferdie")
     for path, call in {**miner_calls(seeded), **validator_calls(seeded)}.items():
         assert_refused(call(stranger), 403, "FORBIDDEN", path, "not registered")

@@ -91,7 +91,11 @@ def expect(response: Response[Any], status: int, model: type, code: str | None =
 
 
 def expire_lease(server: LiveServer, run_id: uuid.UUID) -> None:
-    stmt = update(EvaluationRun).where(EvaluationRun.id == run_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    stmt = (
+        update(EvaluationRun)
+        .where(EvaluationRun.id == run_id)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
     server.runtime.db.call(lambda s: s.exec(stmt))
 
 
@@ -112,12 +116,32 @@ def test_public_validation_errors_keep_fastapis_shape(server: LiveServer) -> Non
 def test_public_agent_version_errors(server: LiveServer, seeded: Seeded) -> None:
     client = server.public()
     missing = uuid.uuid4()
-    expect(get_agent_version.sync_detailed(missing, client=client), 404, AgentVersionNotFoundError, "AGENT_VERSION_NOT_FOUND")
+    expect(
+        get_agent_version.sync_detailed(missing, client=client),
+        404,
+        AgentVersionNotFoundError,
+        "AGENT_VERSION_NOT_FOUND",
+    )
     # beta is still being evaluated: not released, and a 404 on this path
-    expect(get_agent_version.sync_detailed(seeded.beta, client=client), 404, ArtifactNotReleasedError, "ARTIFACT_NOT_RELEASED")
+    expect(
+        get_agent_version.sync_detailed(seeded.beta, client=client),
+        404,
+        ArtifactNotReleasedError,
+        "ARTIFACT_NOT_RELEASED",
+    )
     for path in (get_agent_version_status, get_agent_version_runs, get_agent_version_problems):
-        expect(path.sync_detailed(missing, client=client), 404, AgentVersionNotFoundError, "AGENT_VERSION_NOT_FOUND")
-    expect(get_evaluation_run.sync_detailed(missing, client=client), 404, EvalRunNotFoundError, "EVAL_RUN_NOT_FOUND")
+        expect(
+            path.sync_detailed(missing, client=client),
+            404,
+            AgentVersionNotFoundError,
+            "AGENT_VERSION_NOT_FOUND",
+        )
+    expect(
+        get_evaluation_run.sync_detailed(missing, client=client),
+        404,
+        EvalRunNotFoundError,
+        "EVAL_RUN_NOT_FOUND",
+    )
 
 
 def test_download_url_errors(server: LiveServer, seeded: Seeded) -> None:
@@ -127,17 +151,26 @@ def test_download_url_errors(server: LiveServer, seeded: Seeded) -> None:
         body = ArtifactDownloadRequest(artifact_type=artifact_type, agent_version_id=version, **extra)
         return get_artifact_download_url.sync_detailed(client=client, body=body)
 
-    expect(ask(ArtifactType.AGENT_CODE, uuid.uuid4()), 404, AgentVersionNotFoundError, "AGENT_VERSION_NOT_FOUND")
-    expect(ask(ArtifactType.AGENT_CODE, seeded.beta), 404, ArtifactNotReleasedError, "ARTIFACT_NOT_RELEASED")
-    expect(ask(ArtifactType.REASONING_DETAILS, seeded.alpha), 404, ArtifactNotFoundError, "ARTIFACT_NOT_FOUND")
     expect(
-        ask(ArtifactType.EVAL_LOGS_BUNDLE, seeded.alpha, eval_run_id=seeded.alpha_runs[0]),  # no bundle uploaded
+        ask(ArtifactType.AGENT_CODE, uuid.uuid4()), 404, AgentVersionNotFoundError, "AGENT_VERSION_NOT_FOUND"
+    )
+    expect(ask(ArtifactType.AGENT_CODE, seeded.beta), 404, ArtifactNotReleasedError, "ARTIFACT_NOT_RELEASED")
+    expect(
+        ask(ArtifactType.REASONING_DETAILS, seeded.alpha), 404, ArtifactNotFoundError, "ARTIFACT_NOT_FOUND"
+    )
+    expect(
+        ask(
+            ArtifactType.EVAL_LOGS_BUNDLE, seeded.alpha, eval_run_id=seeded.alpha_runs[0]
+        ),  # no bundle uploaded
         404,
         ArtifactNotFoundError,
         "ARTIFACT_NOT_FOUND",
     )
     expect(
-        ask(ArtifactType.EVAL_LOGS_BUNDLE, seeded.alpha, eval_run_id=uuid.uuid4()), 404, EvalRunNotFoundError, "EVAL_RUN_NOT_FOUND"
+        ask(ArtifactType.EVAL_LOGS_BUNDLE, seeded.alpha, eval_run_id=uuid.uuid4()),
+        404,
+        EvalRunNotFoundError,
+        "EVAL_RUN_NOT_FOUND",
     )
     expect(ask(ArtifactType.EVAL_LOGS_BUNDLE, seeded.alpha), 400, MissingParameterError, "MISSING_PARAMETER")
     expect(
@@ -155,7 +188,10 @@ def test_submit_errors(server: LiveServer, seeded: Seeded) -> None:
     register(server.runtime, "Ferdie")  # a registered miner that never submitted
     ferdie = server.signed("Ferdie")
     bad_name = expect(
-        submit_agent.sync_detailed(client=ferdie, body=agent_file("no spaces!")), 400, InvalidAgentNameError, "INVALID_AGENT_NAME"
+        submit_agent.sync_detailed(client=ferdie, body=agent_file("no spaces!")),
+        400,
+        InvalidAgentNameError,
+        "INVALID_AGENT_NAME",
     )
     assert "letters, digits" in bad_name.detail
     bad_file = expect(
@@ -166,7 +202,10 @@ def test_submit_errors(server: LiveServer, seeded: Seeded) -> None:
     )
     assert "line 1" in bad_file.detail
     expect(
-        submit_agent.sync_detailed(client=ferdie, body=agent_file("a", b"#" * (limit + 1))), 413, FileTooLargeError, "FILE_TOO_LARGE"
+        submit_agent.sync_detailed(client=ferdie, body=agent_file("a", b"#" * (limit + 1))),
+        413,
+        FileTooLargeError,
+        "FILE_TOO_LARGE",
     )
     # Alice submitted alpha just now; the cooldown is an hour
     response = submit_agent.sync_detailed(client=server.signed("Alice"), body=agent_file("alpha"))
@@ -186,8 +225,18 @@ def test_submit_without_an_active_suite(server: LiveServer) -> None:
 def test_miner_reads_only_its_own_rows(server: LiveServer, seeded: Seeded) -> None:
     alice = server.signed("Alice")
     # Bob's agent and version exist, but not for Alice: not found, so ids don't leak
-    expect(list_agent_versions.sync_detailed(seeded.beta_agent, client=alice), 404, AgentNotFoundError, "AGENT_NOT_FOUND")
-    expect(list_agent_versions.sync_detailed(uuid.uuid4(), client=alice), 404, AgentNotFoundError, "AGENT_NOT_FOUND")
+    expect(
+        list_agent_versions.sync_detailed(seeded.beta_agent, client=alice),
+        404,
+        AgentNotFoundError,
+        "AGENT_NOT_FOUND",
+    )
+    expect(
+        list_agent_versions.sync_detailed(uuid.uuid4(), client=alice),
+        404,
+        AgentNotFoundError,
+        "AGENT_NOT_FOUND",
+    )
     expect(
         get_owned_agent_version_status.sync_detailed(seeded.beta, client=alice),
         404,
@@ -195,7 +244,9 @@ def test_miner_reads_only_its_own_rows(server: LiveServer, seeded: Seeded) -> No
         "AGENT_VERSION_NOT_FOUND",
     )
     bad = expect(
-        store_chutes_token.sync_detailed(client=alice, body=StoreChutesTokenRequest(refresh_token="   ")), 422, HTTPValidationError
+        store_chutes_token.sync_detailed(client=alice, body=StoreChutesTokenRequest(refresh_token="   ")),
+        422,
+        HTTPValidationError,
     )
     assert bad["error_code"] == "VALIDATION_ERROR"
 
@@ -210,7 +261,10 @@ def test_heartbeat_errors(server: LiveServer, seeded: Seeded) -> None:
     expect(heartbeat.sync_detailed(uuid.uuid4(), client=eve), 404, EvalRunNotFoundError, "EVAL_RUN_NOT_FOUND")
     expect(heartbeat.sync_detailed(seeded.beta_run, client=charlie), 409, NotRunOwnerError, "NOT_RUN_OWNER")
     expect(
-        heartbeat.sync_detailed(seeded.alpha_runs[0], client=charlie), 409, RunAlreadyCompleteError, "RUN_ALREADY_COMPLETE"
+        heartbeat.sync_detailed(seeded.alpha_runs[0], client=charlie),
+        409,
+        RunAlreadyCompleteError,
+        "RUN_ALREADY_COMPLETE",
     )
     expire_lease(server, seeded.beta_run)
     expect(heartbeat.sync_detailed(seeded.beta_run, client=eve), 409, LeaseExpiredError, "LEASE_EXPIRED")
@@ -220,16 +274,22 @@ def test_progress_errors(server: LiveServer, seeded: Seeded) -> None:
     charlie, eve = server.signed("Charlie"), server.signed("Eve")
     problem = seeded.problems[0]
 
-    def report(run_id: uuid.UUID, client: Any, problem_id: uuid.UUID = problem.id, score: float = 0.5) -> Response[Any]:
+    def report(
+        run_id: uuid.UUID, client: Any, problem_id: uuid.UUID = problem.id, score: float = 0.5
+    ) -> Response[Any]:
         entry = ProblemProgressUpdate(problem_id=problem_id, status=ProblemStatus.SUCCESS, score=score)
-        return update_progress.sync_detailed(run_id, client=client, body=ProgressUpdateRequest(problems=[entry]))
+        return update_progress.sync_detailed(
+            run_id, client=client, body=ProgressUpdateRequest(problems=[entry])
+        )
 
     expect(report(seeded.beta_run, eve, uuid.uuid4()), 400, InvalidProblemIdError, "INVALID_PROBLEM_ID")
     expect(report(uuid.uuid4(), eve), 404, EvalRunNotFoundError, "EVAL_RUN_NOT_FOUND")
     expect(report(seeded.beta_run, charlie), 409, NotRunOwnerError, "NOT_RUN_OWNER")
     expect(report(seeded.alpha_runs[0], charlie), 409, RunAlreadyCompleteError, "RUN_ALREADY_COMPLETE")
     out_of_range = expect(report(seeded.beta_run, eve, score=1.5), 422, HTTPValidationError)
-    assert out_of_range["error_code"] == "VALIDATION_ERROR" and "between 0 and 1" in out_of_range.detail[0].msg
+    assert (
+        out_of_range["error_code"] == "VALIDATION_ERROR" and "between 0 and 1" in out_of_range.detail[0].msg
+    )
     # LEASE_EXPIRED has no model on this path: 410 with the flat body, which the client leaves unparsed
     expire_lease(server, seeded.beta_run)
     gone = report(seeded.beta_run, eve)
@@ -248,7 +308,12 @@ def test_complete_errors(server: LiveServer, seeded: Seeded) -> None:
     expect(finish(seeded.beta_run, eve, 1.5), 400, ValidationErrorError, "VALIDATION_ERROR")
     expect(finish(uuid.uuid4(), eve), 404, EvalRunNotFoundError, "EVAL_RUN_NOT_FOUND")
     expect(finish(seeded.beta_run, charlie), 409, NotRunOwnerError, "NOT_RUN_OWNER")
-    expect(finish(seeded.alpha_runs[1], server.signed("Dave")), 409, RunAlreadyCompleteError, "RUN_ALREADY_COMPLETE")
+    expect(
+        finish(seeded.alpha_runs[1], server.signed("Dave")),
+        409,
+        RunAlreadyCompleteError,
+        "RUN_ALREADY_COMPLETE",
+    )
     expire_lease(server, seeded.beta_run)
     gone = finish(seeded.beta_run, eve)
     assert gone.status_code == 410 and gone.parsed is None and b"LEASE_EXPIRED" in gone.content
@@ -259,7 +324,9 @@ def test_presign_errors(server: LiveServer, seeded: Seeded) -> None:
     problem = seeded.problems[0]
     cap = server.runtime.settings.max_upload_bytes
 
-    def presign(run_id: uuid.UUID, client: Any, problem_id: uuid.UUID = problem.id, size: int = 100) -> Response[Any]:
+    def presign(
+        run_id: uuid.UUID, client: Any, problem_id: uuid.UUID = problem.id, size: int = 100
+    ) -> Response[Any]:
         body = PresignUploadRequest(content_length=size, eval_run_id=run_id, problem_id=problem_id)
         return presign_upload.sync_detailed(client=client, body=body)
 

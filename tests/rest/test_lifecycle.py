@@ -52,16 +52,24 @@ from tests.factories import AGENT_SOURCE, make_suite, register
 from tests.rest.conftest import LiveServer, wallet
 from tests.rest.seed import agent_file
 
+
 def hotkey(name: str) -> str:
     return wallet(name).hotkey.ss58_address
 
 
 # Per validator, per agent: the score it reports for every problem and as the run's score.
-SCORES = {("Charlie", "alpha"): 0.9, ("Dave", "alpha"): 0.7, ("Charlie", "bravo"): 0.5, ("Dave", "bravo"): 0.3}
+SCORES = {
+    ("Charlie", "alpha"): 0.9,
+    ("Dave", "alpha"): 0.7,
+    ("Charlie", "bravo"): 0.5,
+    ("Dave", "bravo"): 0.3,
+}
 
 
 def start(server: LiveServer, validator: str) -> ClaimWorkResponse:
-    claim = claim_work.sync(client=server.signed(validator), body=ClaimWorkRequest(cpu_pct=20.0, docker_container_count=2))
+    claim = claim_work.sync(
+        client=server.signed(validator), body=ClaimWorkRequest(cpu_pct=20.0, docker_container_count=2)
+    )
     assert isinstance(claim, ClaimWorkResponse)
     assert httpx.get(claim.code_download_url).content == AGENT_SOURCE
     return claim
@@ -84,7 +92,9 @@ def finish(
         text = f"{validator} ran {claim.agent_version_id} on {problem.problem_id}".encode()
         grant = presign_upload.sync(
             client=client,
-            body=PresignUploadRequest(content_length=len(text), eval_run_id=claim.eval_run_id, problem_id=problem.problem_id),
+            body=PresignUploadRequest(
+                content_length=len(text), eval_run_id=claim.eval_run_id, problem_id=problem.problem_id
+            ),
         )
         put = httpx.put(grant.upload_url, content=text)
         assert put.status_code == 200, put.text
@@ -100,12 +110,16 @@ def finish(
                 inference_failure_count=1,
             )
         )
-    accepted = update_progress.sync(claim.eval_run_id, client=client, body=ProgressUpdateRequest(problems=updates))
+    accepted = update_progress.sync(
+        claim.eval_run_id, client=client, body=ProgressUpdateRequest(problems=updates)
+    )
     assert accepted.accepted is True
     done = complete_run.sync(
         claim.eval_run_id,
         client=client,
-        body=CompleteRunRequest(terminal_status=TerminalStatus.SUCCESS, validator_score=score, score_components={"qa": score}),
+        body=CompleteRunRequest(
+            terminal_status=TerminalStatus.SUCCESS, validator_score=score, score_components={"qa": score}
+        ),
     )
     assert isinstance(done, CompleteRunResponse)
     assert done.status == "SUCCESS" and done.eval_run_id == claim.eval_run_id
@@ -144,7 +158,9 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
             (hotkey("Dave"), agent, 0.0),
         }
         assert {v.status for v in get_validators.sync(client=public)} == {ValidatorStatus.EVALUATING}
-        first = finish(server, "Charlie", claims[("Charlie", agent)], SCORES[("Charlie", agent)], problems, logs)
+        first = finish(
+            server, "Charlie", claims[("Charlie", agent)], SCORES[("Charlie", agent)], problems, logs
+        )
         last = finish(server, "Dave", claims[("Dave", agent)], SCORES[("Dave", agent)], problems, logs)
         assert first.agent_version_became_eligible is False and first.work_item.included_success_count == 1
         assert last.agent_version_became_eligible is True and last.work_item.is_closed is True
@@ -165,8 +181,15 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
 
     # and alpha's status, runs and problem matrix agree with what the validators reported
     status = get_agent_version_status.sync(alpha.agent_version_id, client=public)
-    assert status.state == AgentVersionState.ELIGIBLE and status.release_state == ArtifactReleaseState.RELEASED
-    assert (status.success_count, status.required_successes, status.active_count, status.is_closed) == (2, 2, 0, True)
+    assert (
+        status.state == AgentVersionState.ELIGIBLE and status.release_state == ArtifactReleaseState.RELEASED
+    )
+    assert (status.success_count, status.required_successes, status.active_count, status.is_closed) == (
+        2,
+        2,
+        0,
+        True,
+    )
     assert status.final_score == pytest.approx(0.8)
     runs = get_agent_version_runs.sync(alpha.agent_version_id, client=public)
     by_validator = {r.validator_hotkey: r for r in runs}
@@ -178,10 +201,17 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
         assert (run.inference_total, run.inference_failure_count) == (16, 4)  # summed over 4 problems
         assert run.last_heartbeat_at is not None and run.completed_at is not None
         detail = get_evaluation_run.sync(run.eval_run_id, client=public)
-        assert (detail.agent_name, detail.version_number, detail.score) == ("alpha", 1, SCORES[(name, "alpha")])
+        assert (detail.agent_name, detail.version_number, detail.score) == (
+            "alpha",
+            1,
+            SCORES[(name, "alpha")],
+        )
     matrix = get_agent_version_problems.sync(alpha.agent_version_id, client=public)
     assert [p.problem_id for p in matrix.problems] == [p.problem_id for p in problems]
-    reported = sorted((claims[(n, "alpha")].eval_run_id, SCORES[(n, "alpha")], ProblemStatus.SUCCESS) for n in ("Charlie", "Dave"))
+    reported = sorted(
+        (claims[(n, "alpha")].eval_run_id, SCORES[(n, "alpha")], ProblemStatus.SUCCESS)
+        for n in ("Charlie", "Dave")
+    )
     for entry in matrix.problems:
         assert sorted((r.eval_run_id, r.score, r.status) for r in entry.validator_results) == reported
 
@@ -197,9 +227,16 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
         )
         url = get_artifact_download_url.sync(client=public, body=body)
         assert httpx.get(url.download_url).content == text
-    code = ArtifactDownloadRequest(artifact_type=ArtifactType.AGENT_CODE, agent_version_id=alpha.agent_version_id)
-    assert httpx.get(get_artifact_download_url.sync(client=public, body=code).download_url).content == AGENT_SOURCE
-    assert get_agent_version.sync(alpha.agent_version_id, client=public).latest_final_score == pytest.approx(0.8)
+    code = ArtifactDownloadRequest(
+        artifact_type=ArtifactType.AGENT_CODE, agent_version_id=alpha.agent_version_id
+    )
+    assert (
+        httpx.get(get_artifact_download_url.sync(client=public, body=code).download_url).content
+        == AGENT_SOURCE
+    )
+    assert get_agent_version.sync(alpha.agent_version_id, client=public).latest_final_score == pytest.approx(
+        0.8
+    )
 
     # and the queue is empty, the validators idle with their last metrics, the miners see the result
     assert get_running_evaluations.sync(client=public) == []
@@ -208,6 +245,8 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
     assert {v.status for v in validators} == {ValidatorStatus.AVAILABLE}
     assert all(v.cpu_pct == 55.0 and v.docker_container_count == 2 and v.last_claim_at for v in validators)
     mine = list_miner_agents.sync(client=server.signed("Bob"))
-    assert [(a.agent_name, a.latest_version.state) for a in mine.agents] == [("bravo", AgentVersionState.ELIGIBLE)]
+    assert [(a.agent_name, a.latest_version.state) for a in mine.agents] == [
+        ("bravo", AgentVersionState.ELIGIBLE)
+    ]
     owned = get_owned_agent_version_status.sync(bravo.agent_version_id, client=server.signed("Bob"))
     assert owned.final_score == pytest.approx(0.4)

@@ -18,10 +18,10 @@ from tests.rest.conftest import LiveServer
 
 OPERATIONS = {
     "public": [
-        "get_current_suite", "get_suite_problems", "get_leaderboard", "get_top_agent", "get_agent_version",
-        "get_agent_version_status", "get_agent_version_runs", "get_agent_version_problems", "get_evaluation_run",
-        "get_validators", "get_running_evaluations", "get_pending_evaluations", "get_artifact_download_url",
-        "health_check",
+        "get_current_suite", "get_suite_problems", "get_leaderboard", "get_top_agent",
+        "get_agent_version", "get_agent_version_status", "get_agent_version_runs",
+        "get_agent_version_problems", "get_evaluation_run", "get_validators", "get_running_evaluations",
+        "get_pending_evaluations", "get_artifact_download_url", "health_check",
     ],
     "miner": [
         "submit_agent", "list_miner_agents", "list_agent_versions", "get_owned_agent_version_status",
@@ -45,7 +45,9 @@ def client_expectation(tag: str, name: str) -> tuple[str, str, set[str]]:
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The document /openapi.json serves (test_swagger_ui_is_served fetches it live), built once."""
     state = tmp_path_factory.mktemp("openapi")
-    app = create_app(Settings(database_url=f"sqlite:///{state / 'oro.db'}", data_dir=state, secret_key="k"), migrate=False)
+    app = create_app(
+        Settings(database_url=f"sqlite:///{state / 'oro.db'}", data_dir=state, secret_key="k"), migrate=False
+    )
     return app.openapi()
 
 
@@ -54,14 +56,18 @@ def test_openapi_document_validates(spec: dict[str, Any]) -> None:
     assert spec["openapi"].startswith("3.")
 
 
-@pytest.mark.parametrize(("tag", "name"), [(tag, name) for tag, names in OPERATIONS.items() for name in names])
+@pytest.mark.parametrize(
+    ("tag", "name"), [(tag, name) for tag, names in OPERATIONS.items() for name in names]
+)
 def test_every_documented_path_matches_the_client(spec: dict[str, Any], tag: str, name: str) -> None:
     method, path, statuses = client_expectation(tag, name)
     operation = spec["paths"][path][method]
     if name != "health_check":
         assert operation["operationId"] == name
         assert operation["description"], "every route has a docstring"
-    missing = {s for s in statuses if s not in operation["responses"]} - {s for n, s in NEVER_SENT if n == name}
+    missing = {s for s in statuses if s not in operation["responses"]} - {
+        s for n, s in NEVER_SENT if n == name
+    }
     assert not missing, f"{method.upper()} {path} does not document {missing}"
 
 

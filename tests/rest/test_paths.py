@@ -136,7 +136,12 @@ def test_public_agent_version_paths(server: LiveServer, seeded: Seeded) -> None:
 
     assert isinstance(status, AgentVersionStatus)
     assert status.state == AgentVersionState.RUNNING and status.release_state == ArtifactReleaseState.HIDDEN
-    assert (status.required_successes, status.success_count, status.active_count, status.is_closed) == (2, 0, 1, False)
+    assert (status.required_successes, status.success_count, status.active_count, status.is_closed) == (
+        2,
+        0,
+        1,
+        False,
+    )
 
     assert isinstance(runs, list) and all(isinstance(r, EvaluationRunPublic) for r in runs)
     assert [r.eval_run_id for r in runs] == seeded.alpha_runs
@@ -172,10 +177,16 @@ def test_public_run_and_queue_paths(server: LiveServer, seeded: Seeded) -> None:
     assert by_key[seeded.charlie].status == ValidatorStatus.AVAILABLE
 
     assert isinstance(running, list) and all(isinstance(r, RunningEvaluation) for r in running)
-    assert [(r.eval_run_id, r.agent_name, r.miner_hotkey) for r in running] == [(seeded.beta_run, "beta", seeded.bob)]
+    assert [(r.eval_run_id, r.agent_name, r.miner_hotkey) for r in running] == [
+        (seeded.beta_run, "beta", seeded.bob)
+    ]
 
     assert isinstance(pending, PendingEvaluationsResponse)
-    assert (pending.summary.total_pending, pending.summary.total_runs_needed, pending.summary.total_runs_active) == (1, 2, 1)
+    assert (
+        pending.summary.total_pending,
+        pending.summary.total_runs_needed,
+        pending.summary.total_runs_active,
+    ) == (1, 2, 1)
     [item] = pending.items
     assert (item.agent_version_id, item.remaining, item.active_runs) == (seeded.beta, 2, 1)
 
@@ -199,13 +210,18 @@ def test_miner_paths(server: LiveServer, seeded: Seeded) -> None:
     assert [(a.agent_id, a.agent_name) for a in agents.agents] == [(seeded.alpha_agent, "alpha")]
     assert agents.agents[0].latest_version.state == AgentVersionState.ELIGIBLE
     assert agents.can_submit is False and agents.next_allowed_at is not None  # cooldown after alpha
-    assert isinstance(versions, list) and [(v.agent_version_id, v.version_number) for v in versions] == [(seeded.alpha, 1)]
+    assert isinstance(versions, list) and [(v.agent_version_id, v.version_number) for v in versions] == [
+        (seeded.alpha, 1)
+    ]
     assert isinstance(owned, AgentVersionStatus) and owned.state == AgentVersionState.ELIGIBLE
     assert owned.release_state == ArtifactReleaseState.RELEASED and owned.final_score == pytest.approx(0.7)
     assert isinstance(stored, StoreChutesTokenResponseStoreChutesToken) and stored["success"] is True
     assert isinstance(status, ChutesAuthStatusResponse) and status.connected is True and status.updated_at
     secret = server.runtime.settings.secret
-    assert server.runtime.db.call(credentials.reveal_credential, hotkey=seeded.alice, secret=secret) == "rt-secret"
+    assert (
+        server.runtime.db.call(credentials.reveal_credential, hotkey=seeded.alice, secret=secret)
+        == "rt-secret"
+    )
 
 
 def test_miner_submit_accepts_the_clients_multipart(server: LiveServer, seeded: Seeded) -> None:
@@ -243,9 +259,13 @@ def test_validator_paths(server: LiveServer, seeded: Seeded) -> None:
         body=PresignUploadRequest(content_length=11, eval_run_id=claim.eval_run_id, problem_id=problem.id),
     )
     update = ProblemProgressUpdate(problem_id=problem.id, status=ProblemStatus.SUCCESS, score=0.9)
-    progressed = update_progress.sync(claim.eval_run_id, client=charlie, body=ProgressUpdateRequest(problems=[update]))
+    progressed = update_progress.sync(
+        claim.eval_run_id, client=charlie, body=ProgressUpdateRequest(problems=[update])
+    )
     done = complete_run.sync(
-        claim.eval_run_id, client=charlie, body=CompleteRunRequest(terminal_status=TerminalStatus.SUCCESS, validator_score=0.9)
+        claim.eval_run_id,
+        client=charlie,
+        body=CompleteRunRequest(terminal_status=TerminalStatus.SUCCESS, validator_score=0.9),
     )
 
     # then
@@ -256,8 +276,16 @@ def test_validator_paths(server: LiveServer, seeded: Seeded) -> None:
     assert presigned.results_s3_key.startswith(f"runs/{claim.eval_run_id}/{problem.id}/")
     assert isinstance(progressed, ProgressUpdateResponse) and progressed.accepted is True
     assert isinstance(done, CompleteRunResponse)
-    assert (done.eval_run_id, done.status, done.agent_version_became_eligible) == (claim.eval_run_id, "SUCCESS", False)
-    assert (done.work_item.included_success_count, done.work_item.required_successes, done.work_item.is_closed) == (1, 2, False)
+    assert (done.eval_run_id, done.status, done.agent_version_became_eligible) == (
+        claim.eval_run_id,
+        "SUCCESS",
+        False,
+    )
+    assert (
+        done.work_item.included_success_count,
+        done.work_item.required_successes,
+        done.work_item.is_closed,
+    ) == (1, 2, False)
     charlie_public = {v.hotkey: v for v in get_validators.sync(client=server.public())}[seeded.charlie]
     assert charlie_public.cpu_pct == 50.0 and charlie_public.docker_container_count == 3
 

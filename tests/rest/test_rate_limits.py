@@ -30,7 +30,9 @@ def assert_throttled(response: object, limit_word: str = "per minute") -> None:
 def test_global_limit_covers_every_path_per_address(serve: Callable[..., LiveServer]) -> None:
     server = serve(rate_limit_per_minute=3)
     with server.http() as http:
-        assert [http.get(path).status_code for path in ("/health", "/v1/public/validators", "/openapi.json")] == [200] * 3
+        assert [
+            http.get(path).status_code for path in ("/health", "/v1/public/validators", "/openapi.json")
+        ] == [200] * 3
         for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents", "/graphql"):
             assert_throttled(http.get(path))
     # the client reads it as its typed model where the path documents it
@@ -54,7 +56,10 @@ def test_global_limit_is_shared_by_servers_through_redis(
     serve: Callable[..., LiveServer], redis_url: str, redis_prefix: str
 ) -> None:
     # two servers (as two worker processes would be) sharing one Redis
-    first, second = serve(rate_limit_per_minute=4, redis_url=redis_url), serve(rate_limit_per_minute=4, redis_url=redis_url)
+    first, second = (
+        serve(rate_limit_per_minute=4, redis_url=redis_url),
+        serve(rate_limit_per_minute=4, redis_url=redis_url),
+    )
     with first.http() as a, second.http() as b:
         assert [http.get("/health").status_code for http in (a, b, a, b)] == [200] * 4
         assert_throttled(a.get("/health"))
@@ -65,7 +70,9 @@ def test_global_limit_is_shared_by_servers_through_redis(
 def test_in_process_counters_are_per_server(serve: Callable[..., LiveServer]) -> None:
     first, second = serve(rate_limit_per_minute=2), serve(rate_limit_per_minute=2)
     with first.http() as a, second.http() as b:
-        assert [a.get("/health").status_code for _ in range(2)] + [b.get("/health").status_code for _ in range(2)] == [200] * 4
+        assert [a.get("/health").status_code for _ in range(2)] + [
+            b.get("/health").status_code for _ in range(2)
+        ] == [200] * 4
         assert_throttled(a.get("/health"))
 
 
@@ -94,7 +101,9 @@ def test_cooldown_answer_wins_over_the_submit_limit(serve: Callable[..., LiveSer
     server = serve(submit_rate_limit="1/minute", submission_cooldown_seconds=3600)
     make_world(server.runtime)
     alice = server.signed("Alice")
-    assert submit_agent.sync(client=alice, body=agent_file("alpha")).admission_status == AdmissionStatus.ACCEPTED
+    assert (
+        submit_agent.sync(client=alice, body=agent_file("alpha")).admission_status == AdmissionStatus.ACCEPTED
+    )
     response = submit_agent.sync_detailed(client=alice, body=agent_file("alpha"))
     assert response.status_code == 429 and isinstance(response.parsed, CooldownActiveError)
     assert 3500 < response.parsed.remaining_seconds <= 3600
