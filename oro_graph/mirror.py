@@ -54,7 +54,29 @@ def mirror(
     suite_id: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> svc.MirrorCounts:
-    """Pull suites, problems, validators, versions with their runs and per-problem results, and the top agent."""
+    """Pull suites, problems, validators, versions with their runs and per-problem results, and the top agent.
+
+    Each version is written in its own transaction: an interrupted run keeps what it finished
+    and the next run resumes from there.
+    """
+    import httpx
+    from oro_sdk.errors import UnexpectedStatus
+
+    try:
+        return _mirror(db, url, suite_id=suite_id, progress=progress)
+    except httpx.HTTPError as exc:
+        raise MirrorError(f"could not reach {url}: {exc}") from exc
+    except UnexpectedStatus as exc:
+        raise MirrorError(f"{url} answered HTTP {exc.status_code}; is it an ORO API?") from exc
+
+
+def _mirror(
+    db: Database,
+    url: str,
+    *,
+    suite_id: int | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> svc.MirrorCounts:
     from oro_sdk.api.public import (
         get_agent_version,
         get_agent_version_problems,
