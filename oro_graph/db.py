@@ -50,6 +50,15 @@ def writes(fn: Callable[P, T]) -> Callable[P, T]:
     return fn
 
 
+def insert_if_absent(session: Session, model: type[Any], **values: Any) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: safe when several transactions create the same row at once."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

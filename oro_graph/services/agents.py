@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from oro_graph.db import writes
+from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
     AgentNotFound,
     AgentVersionNotFound,
@@ -97,20 +97,10 @@ def submit_agent(
     validate_agent_file(content, max_bytes=settings.max_agent_bytes)
     suite = suites.get_current_suite(session)
 
-    miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).first()
-    if miner is None:
-        miner = Miner(hotkey=hotkey, created_at=now)
-        session.add(miner)
-        session.flush()
+    insert_if_absent(session, Miner, hotkey=hotkey, created_at=now)
+    miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).one()
+    check_cooldown(session, hotkey, settings=settings, now=now)  # under the row lock taken above
     cooldown = timedelta(seconds=settings.submission_cooldown_seconds)
-    if miner.last_submitted_at is not None and now < miner.last_submitted_at + cooldown:
-        next_at = miner.last_submitted_at + cooldown
-        remaining = max(1, int((next_at - now).total_seconds() + 0.999))
-        raise CooldownActive(
-            f"this hotkey submitted at {miner.last_submitted_at.isoformat()}; "
-            f"the next submission is allowed in {remaining} s",
-            remaining_seconds=remaining,
-        )
 
     digest = hashlib.sha256(content).hexdigest()
     key = f"agents/{digest}.py"

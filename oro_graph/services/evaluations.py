@@ -15,11 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from oro_graph.db import writes
+from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
     AgentVersionNotFound,
     AtCapacity,
@@ -119,8 +117,7 @@ def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorS
     stmt = select(ValidatorState).where(ValidatorState.hotkey == hotkey)
     state = session.exec(stmt.with_for_update() if lock else stmt).first()
     if state is None:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(ValidatorState).values(hotkey=hotkey).on_conflict_do_nothing())
+        insert_if_absent(session, ValidatorState, hotkey=hotkey)
         state = session.exec(stmt.with_for_update() if lock else stmt).one()
     return state
 

@@ -113,3 +113,15 @@ def test_heartbeat_racing_completion(runtime):
     completions = [r for r in results if isinstance(r, evaluations.Completion)]
     assert len(completions) == 1
     assert_invariants(runtime)
+
+
+def test_first_submissions_of_a_new_miner_racing(runtime):
+    # given a miner that never submitted, sending the same submission from several processes at once
+    make_suite(runtime)
+    miner = register(runtime, "newcomer")
+    # when
+    results = _run_at_once(6, lambda i: submit(runtime, miner, f"agent{i}"))
+    # then exactly one is accepted; the others see the cooldown, none crashes
+    accepted = [r for r in results if not isinstance(r, Exception)]
+    assert len(accepted) == 1 and accepted[0].status == "ACCEPTED"
+    assert {type(r).__name__ for r in results if isinstance(r, Exception)} == {"CooldownActive"}
