@@ -38,7 +38,7 @@ from oro_sdk.models import (
 from oro_sdk.types import Response
 
 from oro_graph.services import registry
-from tests.rest.conftest import LiveServer, wallet
+from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import Seeded, agent_file, seed
 
 Call = Callable[[Any], Response[Any]]

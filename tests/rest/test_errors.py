@@ -72,7 +72,7 @@ from sqlmodel import update
 
 from oro_graph.models import EvaluationRun, utcnow
 from tests.factories import register
-from tests.rest.conftest import LiveServer
+from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, agent_file, seed
 
 

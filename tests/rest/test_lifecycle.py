@@ -49,7 +49,7 @@ from oro_sdk.models import (
 
 from oro_graph.models import Role
 from tests.factories import AGENT_SOURCE, make_suite, register
-from tests.rest.conftest import LiveServer, wallet
+from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 
 

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 
 from oro_graph.app import create_app
 from oro_graph.settings import Settings
-from tests.rest.conftest import LiveServer
+from tests.rest.live import LiveServer
 
 OPERATIONS = {
     "public": [

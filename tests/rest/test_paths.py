@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -73,9 +74,9 @@ from oro_sdk.models import (
 )
 from oro_sdk.models import ArtifactType as SdkArtifactType
 
-from oro_graph.services import credentials
+from oro_graph.services import agents, credentials
 from tests.factories import AGENT_SOURCE
-from tests.rest.conftest import LiveServer
+from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, agent_file, seed
 
 
@@ -224,24 +225,19 @@ def test_miner_paths(server: LiveServer, seeded: Seeded) -> None:
     )
 
 
-def test_miner_submit_accepts_the_clients_multipart(server: LiveServer, seeded: Seeded) -> None:
-    # given Bob's cooldown is over
-    server.runtime.db.call(lambda s: s.exec(_reset_cooldown(seeded.bob)))
+def test_miner_submit_accepts_the_clients_multipart(serve: Callable[..., LiveServer]) -> None:
+    # given no cooldown, so Bob may submit again right away
+    server = serve(submission_cooldown_seconds=0)
+    seeded = seed(server.runtime)
     # when
-    result = submit_agent.sync(client=server.signed("Bob"), body=agent_file("beta"))
-    # then a second version of the same agent
+    result = submit_agent.sync(client=server.signed("Bob"), body=agent_file("beta", b"print('v2')\n"))
+    # then a second version of the same agent, its file stored as sent
     assert isinstance(result, SubmitAgentResponse)
     assert result.admission_status == AdmissionStatus.ACCEPTED and result.hotkey == seeded.bob
     assert result.agent_id == seeded.beta_agent and result.agent_version_id not in (None, seeded.beta)
     assert result["version_number"] == 2 and result.next_allowed_at is not None
-
-
-def _reset_cooldown(hotkey: str):  # type: ignore[no-untyped-def]
-    from sqlmodel import update
-
-    from oro_graph.models import Miner
-
-    return update(Miner).where(Miner.hotkey == hotkey).values(last_submitted_at=None)
+    version = server.runtime.db.call(agents.get_version, result.agent_version_id)
+    assert server.runtime.storage.get(version.code_key) == b"print('v2')\n"
 
 
 def test_validator_paths(server: LiveServer, seeded: Seeded) -> None:

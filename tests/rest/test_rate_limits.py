@@ -16,7 +16,7 @@ from oro_graph.settings import Settings
 from rest_compat import ratelimit
 from rest_compat.ratelimit import RateLimits
 from tests.factories import make_world
-from tests.rest.conftest import LiveServer
+from tests.rest.live import LiveServer
 from tests.rest.seed import agent_file
 
 
