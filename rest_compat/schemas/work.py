@@ -1,0 +1,154 @@
+"""A validator's work: claim, heartbeat, progress, completion and log uploads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from oro_graph.models import ProblemStatus
+from oro_graph.services import evaluations
+from oro_graph.services.artifacts import UploadGrant
+from oro_graph.services.evaluations import Claim, Completion
+from rest_compat.schemas.base import JsonObject, Schema
+
+
+class ValidatorMetrics(Schema):
+    service_versions: JsonObject | None = None
+    cpu_pct: float | None = None
+    ram_pct: float | None = None
+    disk_pct: float | None = None
+    docker_container_count: int | None = None
+
+    def metrics(self) -> evaluations.Metrics:
+        return evaluations.Metrics(**self.model_dump(include=set(ValidatorMetrics.model_fields)))
+
+
+class ClaimWorkRequest(ValidatorMetrics):
+    runtime_contract: int | None = Field(
+        default=None, description="accepted and ignored: this server has no env packs"
+    )
+
+
+class HeartbeatRequest(ValidatorMetrics):
+    pass
+
+
+class ClaimWorkResponse(Schema):
+    eval_run_id: uuid.UUID
+    agent_version_id: uuid.UUID
+    suite_id: int
+    lease_expires_at: datetime
+    code_download_url: str
+    code_sha256: str = Field(description="SHA-256 of the agent file behind code_download_url")
+
+    @classmethod
+    def of(cls, claim: Claim) -> ClaimWorkResponse:
+        return cls(
+            eval_run_id=claim.run.id,
+            agent_version_id=claim.run.agent_version_id,
+            suite_id=claim.run.suite_id,
+            lease_expires_at=claim.run.lease_expires_at,
+            code_download_url=claim.code_download_url,
+            code_sha256=claim.code_sha256,
+        )
+
+
+class HeartbeatResponse(Schema):
+    lease_expires_at: datetime
+
+
+class ProblemProgressUpdate(Schema):
+    problem_id: uuid.UUID
+    status: ProblemStatus
+    score: float | None = None
+    score_components_summary: JsonObject | None = None
+    logs_s3_key: str | None = None
+    reasoning_score: float | None = None
+    inference_failure_count: int | None = None
+    inference_total: int | None = None
+    execution_time: float | None = None
+
+    def update(self) -> evaluations.ProblemUpdate:
+        return evaluations.ProblemUpdate(
+            problem_id=self.problem_id,
+            status=self.status,
+            score=self.score,
+            reasoning_score=self.reasoning_score,
+            score_components=self.score_components_summary,
+            logs_key=self.logs_s3_key,
+            execution_time=self.execution_time,
+            inference_failure_count=self.inference_failure_count,
+            inference_total=self.inference_total,
+        )
+
+
+class ProgressUpdateRequest(Schema):
+    problems: list[ProblemProgressUpdate]
+
+
+class ProgressUpdateResponse(Schema):
+    accepted: bool = True
+
+
+class CompleteRunRequest(Schema):
+    terminal_status: Literal["SUCCESS", "FAILED", "TIMED_OUT"]
+    validator_score: float | None = Field(default=None, description="required for SUCCESS; between 0 and 1")
+    score_components: JsonObject | None = None
+    results_s3_key: str | None = None
+    failure_reason: str | None = None
+    sandbox_metadata: JsonObject | None = None
+
+
+class WorkItemStatus(Schema):
+    included_success_count: int
+    required_successes: int
+    is_closed: bool
+
+
+class CompleteRunResponse(Schema):
+    eval_run_id: uuid.UUID
+    status: str
+    work_item: WorkItemStatus
+    agent_version_became_eligible: bool
+    final_score: float | None = None
+
+    @classmethod
+    def of(cls, done: Completion) -> CompleteRunResponse:
+        work = done.work_item
+        return cls(
+            eval_run_id=done.run.id,
+            status=done.run.status,
+            work_item=WorkItemStatus(
+                included_success_count=work.included_successes,
+                required_successes=work.required_successes,
+                is_closed=work.is_closed,
+            ),
+            agent_version_became_eligible=done.became_eligible,
+            final_score=done.final_score,
+        )
+
+
+class PresignUploadRequest(Schema):
+    content_length: int = Field(description="size in bytes of the upload; the URL accepts no more")
+    eval_run_id: uuid.UUID
+    problem_id: uuid.UUID
+    content_type: str = "application/json"
+
+
+class PresignUploadResponse(Schema):
+    upload_url: str
+    results_s3_key: str = Field(description="pass as logs_s3_key in a progress update")
+    expires_at: datetime
+    method: str = "PUT"
+
+    @classmethod
+    def of(cls, grant: UploadGrant) -> PresignUploadResponse:
+        return cls(
+            upload_url=grant.url.url,
+            results_s3_key=grant.key,
+            expires_at=grant.url.expires_at,
+            method=grant.url.method,
+        )
