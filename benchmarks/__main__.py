@@ -1,0 +1,64 @@
+"""``python -m benchmarks run [--quick] [--json FILE]`` and ``python -m benchmarks profile``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from benchmarks import config, report, workloads
+
+    plan = config.make_plan(args.quick)
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = time.perf_counter()
+    results = workloads.run_all(plan, log=lambda m: print(m, file=sys.stderr, flush=True))
+    record = report.as_json(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2, default=str))
+        print(f"figures written to {args.json}", file=sys.stderr)
+    if not args.no_results:
+        section = "quick" if plan.quick else "full"
+        report.write_section(section, report.markdown(results, command))
+        print(f"{report.RESULTS_MD} updated (section {section})", file=sys.stderr)
+    print(json.dumps(record["ratios"], indent=2))
+    print(
+        f"over_claims: {record['over_claims']}; logs in {results.logs}; "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from benchmarks import profile
+
+    profile.main(seconds=args.seconds, size=args.size, write=not args.no_results)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="build datasets, start servers, measure every workload, write RESULTS.md"
+    )
+    run.add_argument("--quick", action="store_true", help="small sizes and short durations (under 5 minutes)")
+    run.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
+    run.add_argument("--no-results", action="store_true", help="leave benchmarks/RESULTS.md as it is")
+    run.set_defaults(func=_run)
+    prof = sub.add_parser("profile", help="py-spy profile of our server under the deep leaderboard load")
+    prof.add_argument("--seconds", type=float, default=15.0)
+    prof.add_argument("--size", default="small", choices=["small", "medium", "large"])
+    prof.add_argument("--no-results", action="store_true")
+    prof.set_defaults(func=_profile)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

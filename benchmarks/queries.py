@@ -1,0 +1,149 @@
+"""The documents and statements the workloads send: one question asked of every server.
+
+The question (issue 6, workload 1): the top 100 eligible versions of the active suite by final
+score, each with its agent's name, the miner's hotkey, and its first 10 runs (by claim time)
+with status, validator score and the validator's name and hotkey.
+"""
+
+from __future__ import annotations
+
+# Our graph (schema.graphql at the repository top). The leaderboard answers the active suite.
+DEEP_LEADERBOARD = """
+query DeepLeaderboard {
+  leaderboard(first: 100) {
+    edges {
+      node {
+        rank
+        agentVersion {
+          finalScore
+          agent { name miner { hotkey } }
+          runs(first: 10) {
+            edges { node { status validatorScore validator { name hotkey } } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+# PostGraphile 5 (amber preset) over the same tables. Differences, all from its generated schema:
+# - only indexed columns can be ordered on, so the tiebreak after final_score is the primary key
+#   (ours is eligible_at, then id); with distinct scores the rows are the same;
+# - no rank field: the rank is the position in the list;
+# - the validator's name needs the virtual foreign key evaluationrun.validator_hotkey -> hotkey,
+#   declared by a smart tag in graphile.config.mjs (BENCH_PEER_VIRTUAL_FK=1); the schema has none.
+PEER_DEEP_LEADERBOARD = """
+query DeepLeaderboard($suiteId: Int!) {
+  allAgentversions(
+    first: 100
+    orderBy: [FINAL_SCORE_DESC, PRIMARY_KEY_ASC]
+    condition: { suiteId: $suiteId, state: "ELIGIBLE" }
+  ) {
+    nodes {
+      finalScore
+      agentByAgentId { name minerHotkey }
+      evaluationrunsByAgentVersionId(first: 10, orderBy: [CLAIMED_AT_ASC, PRIMARY_KEY_ASC]) {
+        nodes { status validatorScore validator { name ss58 } }
+      }
+    }
+  }
+}
+"""
+
+# The same answer as one statement: the database's own limit. Runs are taken per version with a
+# LATERAL LIMIT 10 over ix_run_version_claimed; json is built in PostgreSQL and fetched as text.
+RAW_DEEP_LEADERBOARD = """
+WITH suite AS (
+  SELECT id FROM suite WHERE is_active ORDER BY id DESC LIMIT 1
+), top AS (
+  SELECT v.id, v.agent_id, v.final_score,
+         row_number() OVER (ORDER BY v.final_score DESC, v.eligible_at ASC, v.id ASC) AS rank
+  FROM agentversion v
+  WHERE v.suite_id = (SELECT id FROM suite) AND v.state = 'ELIGIBLE'
+  ORDER BY v.final_score DESC, v.eligible_at ASC, v.id ASC
+  LIMIT 100
+)
+SELECT coalesce(json_agg(json_build_object(
+  'rank', t.rank,
+  'finalScore', t.final_score,
+  'agent', json_build_object('name', a.name, 'miner', json_build_object('hotkey', a.miner_hotkey)),
+  'runs', (
+    SELECT coalesce(json_agg(json_build_object(
+             'status', r.status, 'validatorScore', r.validator_score,
+             'validator', json_build_object('name', h.name, 'hotkey', r.validator_hotkey)
+           ) ORDER BY r.claimed_at, r.id), '[]'::json)
+    FROM (
+      SELECT status, validator_score, validator_hotkey, claimed_at, id
+      FROM evaluationrun WHERE agent_version_id = t.id
+      ORDER BY claimed_at, id LIMIT 10
+    ) r
+    LEFT JOIN hotkey h ON h.ss58 = r.validator_hotkey
+  )
+) ORDER BY t.rank), '[]'::json)::text
+FROM top t JOIN agent a ON a.id = t.agent_id
+"""
+
+REST_LEADERBOARD = "/v1/public/leaderboard?limit=100"  # no runs in this answer: see RESULTS.md
+
+# Analyst paging (workload 4): every run with its problem results, 100 runs per page, keyset cursors.
+RUNS_PAGE = """
+query RunsPage($first: Int!, $after: String) {
+  evaluationRuns(first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges {
+      node {
+        id
+        status
+        validatorScore
+        claimedAt
+        problemResults(first: 100) {
+          edges { node { status score problem { id } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+# The raw SQL claim loop (workload 3's limit): the validator's lifecycle as bare statements, the
+# same four steps the API performs (claim with SKIP LOCKED, heartbeat, progress, complete).
+RAW_CLAIM = """
+WITH picked AS (
+  SELECT w.id, w.agent_version_id, w.suite_id FROM workitem w
+  WHERE NOT w.is_closed AND w.included_successes + w.active_runs < w.required_successes
+    AND NOT EXISTS (SELECT 1 FROM evaluationrun r
+                    WHERE r.work_item_id = w.id AND r.validator_hotkey = %(hotkey)s)
+  ORDER BY w.created_at, w.id
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED
+), bumped AS (
+  UPDATE workitem w SET active_runs = w.active_runs + 1 FROM picked WHERE w.id = picked.id RETURNING w.id
+)
+INSERT INTO evaluationrun (id, work_item_id, agent_version_id, validator_hotkey, suite_id, status,
+                           claimed_at, lease_expires_at, is_included)
+SELECT gen_random_uuid(), picked.id, picked.agent_version_id, %(hotkey)s, picked.suite_id, 'CLAIMED',
+       now(), now() + interval '300 seconds', false
+FROM picked JOIN bumped ON bumped.id = picked.id
+RETURNING id, work_item_id
+"""
+RAW_HEARTBEAT = (
+    "UPDATE evaluationrun SET status = 'RUNNING', last_heartbeat_at = now(), "
+    "lease_expires_at = now() + interval '300 seconds' WHERE id = %(run)s AND validator_hotkey = %(hotkey)s"
+)
+RAW_PROGRESS = """
+INSERT INTO problemresult (id, run_id, problem_id, status, score, updated_at)
+SELECT gen_random_uuid(), %(run)s, p, 'SUCCESS', 0.5, now() FROM unnest(%(problems)s::uuid[]) AS p
+ON CONFLICT (run_id, problem_id) DO UPDATE SET status = excluded.status, score = excluded.score,
+  updated_at = excluded.updated_at
+"""
+RAW_COMPLETE = """
+WITH run AS (
+  UPDATE evaluationrun
+  SET status = 'SUCCESS', completed_at = now(), validator_score = %(score)s, is_included = true
+  WHERE id = %(run)s AND validator_hotkey = %(hotkey)s RETURNING work_item_id
+)
+UPDATE workitem w SET active_runs = w.active_runs - 1, included_successes = w.included_successes + 1,
+  is_closed = (w.included_successes + 1 >= w.required_successes)
+FROM run WHERE w.id = run.work_item_id
+"""
