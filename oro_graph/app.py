@@ -116,12 +116,13 @@ def _mount_artifacts(app: FastAPI, runtime: Runtime) -> None:
 
 
 def _mount_adapters(app: FastAPI, runtime: Runtime) -> None:
-    """The REST compatibility layer and the graph; each is optional while it is being built."""
-    with contextlib.suppress(ImportError):
-        from rest_compat import install as install_rest
+    """The REST compatibility layer and the graph, both over the same runtime and services."""
+    import importlib.util
 
-        install_rest(app, runtime)
-    with contextlib.suppress(ImportError):
+    from rest_compat import install as install_rest
+
+    install_rest(app, runtime)
+    if importlib.util.find_spec("oro_graph.graphql.schema") is not None:
         from oro_graph.graphql import install as install_graphql
 
         install_graphql(app, runtime)

@@ -22,6 +22,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, *, db: Database | None = None) -> Runtime:
+        _ = settings.secret  # generate or read the key file now, not later inside a request
         redis_client = None
         nonces: NonceStore
         if settings.redis_url:

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
             raise ValueError("must be 'local' or 's3'")
         return value
 
+    @field_validator("submit_rate_limit")
+    @classmethod
+    def _parse_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate like '1/minute' or '5/hour'") from None
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -31,6 +31,7 @@ def test_postgres_urls_are_normalised(given, expected):
         ("ORO_LEASE_SECONDS", "soon"),
         ("ORO_DATABASE_URL", "mysql://x"),
         ("ORO_PUBLIC_BASE_URL", "example.com"),
+        ("ORO_SUBMIT_RATE_LIMIT", "often"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(monkeypatch, env, value):

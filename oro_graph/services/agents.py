@@ -54,7 +54,7 @@ def validate_agent_name(name: str) -> str:
 def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
     """The file must fit, decode as UTF-8 and parse as Python; errors name the line to fix."""
     if len(content) > max_bytes:
-        raise FileTooLarge(f"agent file is {len(content)} bytes; the limit is {max_bytes} bytes")
+        raise FileTooLarge(f"agent file is larger than the limit of {max_bytes} bytes")
     if not content.strip():
         raise InvalidFile("agent file is empty")
     try:

@@ -46,7 +46,7 @@ from oro_graph.models import (
 from oro_graph.services import suites
 from oro_graph.services.leaderboard import recompute_top_agent
 from oro_graph.settings import Settings
-from oro_graph.storage import Storage
+from oro_graph.storage import Storage, check_key
 
 TERMINAL_STATUSES = {RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value}
 MAX_PROBLEMS_PER_UPDATE = 500
@@ -292,6 +292,18 @@ def _check_score(name: str, value: float | None) -> None:
         raise ValidationFailed(f"{name} must be a number between 0 and 1, got {value}")
 
 
+def _check_run_key(run: EvaluationRun, name: str, key: str | None) -> None:
+    """A run may only point at artifacts under its own ``runs/{run_id}/`` prefix (from presign)."""
+    if key is None:
+        return
+    try:
+        check_key(key)
+    except ValidationFailed:
+        raise ValidationFailed(f"{name} {key!r} is not a valid artifact key") from None
+    if not key.startswith(f"runs/{run.id}/"):
+        raise ValidationFailed(f"{name} must be a key under runs/{run.id}/ as returned by the upload presign")
+
+
 def _check_count(name: str, value: int | None) -> None:
     if value is not None and value < 0:
         raise ValidationFailed(f"{name} must not be negative, got {value}")
@@ -321,6 +333,7 @@ def update_progress(
     for update in problems:
         _check_score("score", update.score)
         _check_score("reasoning_score", update.reasoning_score)
+        _check_run_key(run, "logs_s3_key", update.logs_key)
         _check_count("inference_failure_count", update.inference_failure_count)
         _check_count("inference_total", update.inference_total)
         if update.execution_time is not None and (not math.isfinite(update.execution_time) or update.execution_time < 0):
@@ -384,6 +397,7 @@ def complete_run(
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
     _check_score("validator_score", validator_score)
+    _check_run_key(run, "results_s3_key", results_key)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     version = session.get(AgentVersion, run.agent_version_id)
     assert version is not None

@@ -111,5 +111,5 @@ def test_cooldown_answer_wins_over_the_submit_limit(serve: Callable[..., LiveSer
 
 
 def test_a_bad_submit_limit_fails_at_start(settings: Settings) -> None:
-    with pytest.raises(ValueError, match="ORO_SUBMIT_RATE_LIMIT"):
+    with pytest.raises(ValueError, match="submit_rate_limit"):
         RateLimits.from_settings(Settings(**{**settings.model_dump(), "submit_rate_limit": "often"}))

@@ -260,3 +260,21 @@ def test_periodic_sweep_marks_stale(runtime):
     assert runtime.db.call(evaluations.expire_leases, now=t0).expired == []
     report = runtime.db.call(evaluations.expire_leases, now=t0 + timedelta(seconds=400))
     assert report.expired == [c.run.id]
+
+
+@pytest.mark.parametrize("key", ["agents/abc.py", "runs/other/x", "../../etc/passwd", "runs/{run}/../../agents/x"])
+def test_runs_may_only_point_at_their_own_artifacts(runtime, key):
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "a")
+    c = claim(runtime, world.validators[0])
+    key = key.replace("{run}", str(c.run.id))
+    p = _problems(runtime, world.suite.id)[0].id
+    with pytest.raises(ValidationFailed, match="key"):
+        _progress(runtime, c.run.id, world.validators[0], [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=key)])
+    with pytest.raises(ValidationFailed, match="key"):
+        runtime.db.call(
+            evaluations.complete_run, run_id=c.run.id, validator_hotkey=world.validators[0], terminal_status=RunStatus.SUCCESS,
+            validator_score=0.5, results_key=key, settings=runtime.settings,
+        )
+    own = f"runs/{c.run.id}/{p}/logs-1"
+    _progress(runtime, c.run.id, world.validators[0], [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=own)])
