@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from benchmarks import profile
 
-    profile.main(seconds=args.seconds, size=args.size, write=not args.no_results)
+    profile.main(seconds=args.seconds, size=args.size, database=args.database, write=not args.no_results)
     return 0
 
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = sub.add_parser("profile", help="py-spy profile of our server under the deep leaderboard load")
     prof.add_argument("--seconds", type=float, default=15.0)
     prof.add_argument("--size", default="small", choices=["small", "medium", "large"])
+    prof.add_argument("--database", help="profile this existing database instead of a built size")
     prof.add_argument("--no-results", action="store_true")
     prof.set_defaults(func=_profile)
     args = parser.parse_args(argv)

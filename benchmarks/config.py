@@ -35,10 +35,11 @@ class Size:
     miners: int
     validators: int
     seed: int = 15
+    named: str | None = None  # an existing database used as it is (``profile --database``)
 
     @property
     def database(self) -> str:
-        return f"bench_{self.name}"
+        return self.named or f"bench_{self.name}"
 
 
 SIZES = {

@@ -112,6 +112,12 @@ def _cached(size: config.Size) -> dict[str, int] | None:
     return found if found == note.get("counts") else None
 
 
+def existing(database: str) -> Dataset:
+    """A database built some other way (e.g. by ``oro-graph demo-data``), used as it is."""
+    size = config.Size(database, runs=0, miners=0, validators=0, named=database)
+    return Dataset(size, counts(database), True, None, active_suite(database))
+
+
 def ensure(size: config.Size, log: Any = print) -> Dataset:
     """The dataset of this size, built unless a matching one is already there."""
     found = _cached(size)

@@ -23,9 +23,13 @@ def _explain(database: str, statement: str, params: Any) -> str:
         text = ""
         for _ in range(2):
             rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params).fetchall()
-            text = "\n".join(r[0] for r in rows)
+            text = "\n".join(_short_line(r[0]) for r in rows)
         conn.rollback()
     return text
+
+
+def _short_line(line: str, limit: int = 240) -> str:
+    return line if len(line) <= limit else line[:limit] + " ..."
 
 
 def _short(statement: str, limit: int = 900) -> str:
