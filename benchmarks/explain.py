@@ -1,8 +1,8 @@
-"""The statements behind each hot read, captured at the driver, and their EXPLAIN ANALYZE plans.
+"""The statements behind each hot request, captured at the driver, and their EXPLAIN ANALYZE plans.
 
-The app is built in this process (``oro_graph.app.create_app``) over the bench database; every
+The app is built in this process (``oro_graph.app.create_app``) over a bench database; every
 statement it sends while answering one request is recorded with its parameters, then explained
-on a separate connection (twice: the second, warm plan is kept).
+on a separate connection inside a transaction that is rolled back (twice: the warm plan is kept).
 """
 
 from __future__ import annotations
@@ -17,15 +17,7 @@ from sqlalchemy import event
 from benchmarks import config, queries
 from benchmarks.datasets import Dataset
 
-
-def _explain(database: str, statement: str, params: Any) -> str:
-    with psycopg.connect(config.dsn(database)) as conn:
-        text = ""
-        for _ in range(2):
-            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params).fetchall()
-            text = "\n".join(_short_line(r[0]) for r in rows)
-        conn.rollback()
-    return text
+Request = tuple[str, str, Any]  # method, path, JSON body
 
 
 def _short_line(line: str, limit: int = 240) -> str:
@@ -37,15 +29,55 @@ def _short(statement: str, limit: int = 900) -> str:
     return one if len(one) <= limit else one[:limit] + " ..."
 
 
-def capture(dataset: Dataset) -> tuple[dict[str, str], dict[str, Any]]:
-    """Plans (title -> text) and per-request statement counts of the hot reads on ``dataset``."""
+def _explain(database: str, statement: str, params: Any) -> str:
+    with psycopg.connect(config.dsn(database)) as conn:
+        text = ""
+        for _ in range(2):
+            rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params).fetchall()
+            text = "\n".join(_short_line(r[0]) for r in rows)
+        conn.rollback()
+    return text
+
+
+def capture(dataset: Dataset, loop_database: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Plans (title -> text) and statement counts of the hot reads on ``dataset``, and of one
+    validator claim on ``loop_database`` when given."""
+    reads: dict[str, Request] = {
+        "graphql deep leaderboard": ("POST", "/graphql", {"query": queries.DEEP_LEADERBOARD}),
+        "REST GET /v1/public/leaderboard": ("GET", queries.REST_LEADERBOARD, None),
+        "graphql runs page (first)": (
+            "POST",
+            "/graphql",
+            {"query": queries.RUNS_PAGE, "variables": {"first": 100}},
+        ),
+    }
+    plans, stats = _capture(dataset.database, reads)
+    raw = queries.RAW_DEEP_LEADERBOARD
+    plans["raw SQL deep leaderboard (json_agg, one statement)"] = (
+        _short(raw) + "\n\n" + _explain(dataset.database, raw, None)
+    )
+    if loop_database:
+        claim: dict[str, Request] = {
+            "REST POST /v1/validator/work/claim": ("POST", "/v1/validator/work/claim", {})
+        }
+        more_plans, more_stats = _capture(loop_database, claim, signed=True)
+        plans.update(more_plans)
+        stats.update(more_stats)
+    return plans, stats
+
+
+def _capture(
+    database: str, requests: dict[str, Request], *, signed: bool = False
+) -> tuple[dict[str, str], dict[str, Any]]:
     from fastapi.testclient import TestClient
+    from substrateinterface import Keypair
 
     from oro_graph.app import create_app
+    from oro_graph.auth import sign_headers
     from oro_graph.settings import load_settings
 
     settings = load_settings(
-        database_url=config.sqlalchemy_url(dataset.database),
+        database_url=config.sqlalchemy_url(database),
         secret_key="bench-secret-key-not-for-production-0123456789",
         data_dir=tempfile.mkdtemp(prefix="oro_bench_explain_"),
         rate_limit_per_minute=100_000_000,
@@ -64,25 +96,19 @@ def capture(dataset: Dataset) -> tuple[dict[str, str], dict[str, Any]]:
     def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         seen.append((statement, params, time.perf_counter() - starts.pop()))
 
+    keypair = Keypair.create_from_uri("//bench0")  # a validator of the loop database
     plans: dict[str, str] = {}
     stats: dict[str, Any] = {}
-    requests = {
-        "graphql deep leaderboard": ("POST", "/graphql", {"query": queries.DEEP_LEADERBOARD}),
-        "REST GET /v1/public/leaderboard": ("GET", queries.REST_LEADERBOARD, None),
-        "graphql runs page (first)": (
-            "POST",
-            "/graphql",
-            {"query": queries.RUNS_PAGE, "variables": {"first": 100}},
-        ),
-    }
     with TestClient(app) as client:
         for title, (method, path, body) in requests.items():
-            client.request(method, path, json=body)  # warm: pools, caches, prepared plans
+            if not signed:  # a claim writes: it is sent once
+                client.request(method, path, json=body)  # warm: pools, caches, prepared plans
             seen.clear()
+            headers = sign_headers(keypair) if signed else None
             t0 = time.perf_counter()
-            response = client.request(method, path, json=body)
+            response = client.request(method, path, json=body, headers=headers)
             elapsed = time.perf_counter() - t0
-            ok = response.status_code == 200 and "errors" not in response.text[:200]
+            ok = response.status_code in (200, 204) and "errors" not in response.text[:200]
             stats[title] = {
                 "ok": ok,
                 "status": response.status_code,
@@ -98,14 +124,9 @@ def capture(dataset: Dataset) -> tuple[dict[str, str], dict[str, Any]]:
                 if statement.lstrip().upper().startswith(("SELECT", "WITH")):
                     key = f"{title}, statement {i + 1} of {len(seen)} ({seconds * 1000:.1f} ms in the app)"
                     try:
-                        plan = _explain(dataset.database, statement, params)
+                        plan = _explain(database, statement, params)
                     except psycopg.Error as exc:
                         plan = f"(could not explain: {exc})"
                     plans[key] = _short(statement) + "\n\n" + plan
     app.state.runtime.close()
-    plans["raw SQL deep leaderboard (json_agg, one statement)"] = (
-        _short(queries.RAW_DEEP_LEADERBOARD)
-        + "\n\n"
-        + _explain(dataset.database, queries.RAW_DEEP_LEADERBOARD, None)
-    )
     return plans, stats

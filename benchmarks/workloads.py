@@ -458,7 +458,7 @@ def run_all(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
         from benchmarks import explain
 
         try:
-            results.plans, results.sql_stats = explain.capture(primary)
+            results.plans, results.sql_stats = explain.capture(primary, config.LOOP_DATABASE)
         except Exception as exc:
             results.notes.append(f"query plans could not be captured: {type(exc).__name__}: {exc}")
     results.notes.append(f"the run took {time.perf_counter() - started:.0f} s")
