@@ -44,10 +44,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await run_in_threadpool(upgrade, settings.database_url)
+        await runtime.notifier.start(runtime.db, redis_url=settings.redis_url)
         sweeper = asyncio.create_task(_sweep_leases(runtime))
         try:
             yield
         finally:
+            await runtime.notifier.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

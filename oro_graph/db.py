@@ -111,6 +111,7 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
+        self.on_events: list[Callable[[], None]] = []  # called after a commit that recorded events
 
     @property
     def is_sqlite(self) -> bool:
@@ -128,6 +129,9 @@ class Database:
                 except BaseException:
                     session.rollback()
                     raise
+                if session.info.pop("oro_events", False):
+                    for callback in self.on_events:
+                        callback()
         except OperationalError as exc:
             if _is_connection_error(exc):
                 raise ServiceUnavailable("the database is unavailable; retry shortly") from exc

@@ -7,6 +7,7 @@ from typing import Any
 
 from oro_graph.auth import MemoryNonceStore, NonceStore, RedisNonceStore, SignatureVerifier
 from oro_graph.db import Database
+from oro_graph.notify import Notifier
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, make_storage
 
@@ -18,6 +19,7 @@ class Runtime:
     storage: Storage
     verifier: SignatureVerifier
     redis: Any | None = None
+    notifier: Notifier = field(default_factory=Notifier)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

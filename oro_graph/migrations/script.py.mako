@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy import Text  # autogenerate renders JSONB(astext_type=Text())
 import sqlmodel.sql.sqltypes
 from alembic import op
 

@@ -12,6 +12,7 @@ from oro_graph.models.base import (
     utcnow,
 )
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
+from oro_graph.models.events import Event
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
 from oro_graph.models.suites import Problem, Suite
 
@@ -22,6 +23,7 @@ __all__ = [
     "AgentVersion",
     "AgentVersionState",
     "EvaluationRun",
+    "Event",
     "ExecutionKind",
     "Hotkey",
     "InferenceCredential",

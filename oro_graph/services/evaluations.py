@@ -44,7 +44,8 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.services import suites
-from oro_graph.services.leaderboard import recompute_top_agent
+from oro_graph.services import events
+from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
 
@@ -122,6 +123,14 @@ def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorS
     return state
 
 
+def _change_status(session: Session, run: EvaluationRun, status: RunStatus) -> None:
+    if run.status != status:
+        events.record(
+            session, events.RunEvent.STATUS_CHANGED, run_id=run.id, payload={"from": run.status, "to": status.value}
+        )
+        run.status = status
+
+
 @writes
 def expire_leases(session: Session, *, now: datetime | None = None, limit: int = 500) -> ExpiryReport:
     """Mark runs whose lease passed as STALE and give their slot back to the work item."""
@@ -136,7 +145,7 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
     ).all()
     for run in stale:
         work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
-        run.status = RunStatus.STALE
+        _change_status(session, run, RunStatus.STALE)
         run.completed_at = now
         run.failure_reason = run.failure_reason or "lease expired without a heartbeat"
         work.active_runs = max(0, work.active_runs - 1)
@@ -242,6 +251,14 @@ def claim_work(
     session.add_all([run, work, state])
     _settle_version_state(session, work)
     session.flush()
+    events.record(
+        session,
+        events.RunEvent.CLAIMED,
+        run_id=run.id,
+        suite_id=run.suite_id,
+        agent_version_id=run.agent_version_id,
+        payload={"validator_hotkey": validator_hotkey, "lease_expires_at": run.lease_expires_at.isoformat()},
+    )
     url = storage.download_url(version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds))
     return Claim(run=run, code_download_url=url.url, code_sha256=version.code_sha256)
 
@@ -275,7 +292,7 @@ def heartbeat(
     """Extend the lease of a live run, mark it RUNNING and record the validator's metrics."""
     now = now or utcnow()
     run = _owned_live_run(session, run_id, validator_hotkey, now)
-    run.status = RunStatus.RUNNING
+    _change_status(session, run, RunStatus.RUNNING)
     run.last_heartbeat_at = now
     run.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
     if metrics is not None and metrics.service_versions is not None:
@@ -283,6 +300,9 @@ def heartbeat(
     state = _validator_state(session, validator_hotkey, lock=False)
     _record_metrics(state, metrics, now)
     session.add_all([run, state])
+    events.record(
+        session, events.RunEvent.HEARTBEAT, run_id=run.id, payload={"lease_expires_at": run.lease_expires_at.isoformat()}
+    )
     session.flush()
     return run
 
@@ -364,8 +384,14 @@ def update_progress(
         row.updated_at = now
         session.add(row)
         saved.append(row)
-    if run.status == RunStatus.CLAIMED:
-        run.status = RunStatus.RUNNING
+        scored = update.status not in (ProblemStatus.PENDING, ProblemStatus.RUNNING)
+        events.record(
+            session,
+            events.RunEvent.PROBLEM_SCORED if scored else events.RunEvent.PROBLEM_STARTED,
+            run_id=run.id,
+            payload={"problem_id": str(update.problem_id), "status": update.status, "score": row.score},
+        )
+    _change_status(session, run, RunStatus.RUNNING)
     state = _validator_state(session, validator_hotkey, lock=False)
     state.last_seen_at = now
     session.add_all([run, state])
@@ -439,8 +465,16 @@ def complete_run(
     session.add_all([run, work, version, state])
     _settle_version_state(session, work)
     session.flush()
+    events.record(
+        session,
+        events.RunEvent.FINISHED,
+        run_id=run.id,
+        suite_id=run.suite_id,
+        agent_version_id=run.agent_version_id,
+        payload={"status": run.status, "validator_score": validator_score, "became_eligible": became_eligible},
+    )
     if became_eligible:
-        recompute_top_agent(session, version.suite_id, settings=settings, now=now)
+        on_version_eligible(session, version, settings=settings, now=now)
     return Completion(run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score)
 
 
@@ -526,3 +560,11 @@ def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
     problems = suites.problems_for_suite(session, version.suite_id)
     runs = runs_of_version(session, version_id)
     return ProblemMatrix(version, problems, runs, results_by_run_ids(session, [r.id for r in runs]))
+
+
+def runs_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, EvaluationRun]:
+    return {row.id: row for row in session.exec(select(EvaluationRun).where(col(EvaluationRun.id).in_(list(ids))))}
+
+
+def results_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProblemResult]:
+    return {row.id: row for row in session.exec(select(ProblemResult).where(col(ProblemResult.id).in_(list(ids))))}

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
-from oro_graph.services import suites
+from oro_graph.services import events, suites
+from oro_graph.services.pages import Page, Window, count, keyset_page
 from oro_graph.settings import Settings
 
 MAX_PAGE = 500
+MOVED_EVENTS_WITHIN = 100  # MOVED events are published for the top of the board only
 _TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
 
 
@@ -101,7 +106,15 @@ def leaderboard_page(
         .where(AgentVersion.suite_id == suite.id, col(AgentVersion.submitted_at) >= since)
         .where(col(AgentVersion.submitted_at) <= (as_of or now))
     ).one()
-    reigns = top_reigns_by_version(session, suite.id or 0, [v.id for _, v, _ in rows], as_of=as_of)
+    out = board_rows(session, suite.id or 0, rows, as_of=as_of)
+    return BoardPage(suite, out, total, limit, offset, unique_miners, submitted)
+
+
+def board_rows(
+    session: Session, suite_id: int, rows: Sequence[tuple[int, AgentVersion, Agent]], *, as_of: datetime | None = None
+) -> list[BoardRow]:
+    """Ranked (rank, version, agent) rows with their top-agent history as of ``as_of``."""
+    reigns = top_reigns_by_version(session, suite_id, [v.id for _, v, _ in rows], as_of=as_of)
     out = []
     for rank, version, agent in rows:
         history = reigns.get(version.id, [])
@@ -116,7 +129,7 @@ def leaderboard_page(
                 top_at=min((r.top_at for r in history), default=None),
             )
         )
-    return BoardPage(suite, out, total, limit, offset, unique_miners, submitted)
+    return out
 
 
 def top_reigns_by_version(
@@ -177,11 +190,42 @@ def _lock_suite_board(session: Session, suite_id: int) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id})
 
 
+def on_version_eligible(session: Session, version: AgentVersion, *, settings: Settings, now: datetime) -> None:
+    """A version just became eligible: publish its entry (and who moved down), then recompute the top.
+
+    Runs under the per-suite board lock, so board events get ids in the order the board changed.
+    """
+    _lock_suite_board(session, version.suite_id)
+    board = select(AgentVersion.id, AgentVersion.final_score).where(
+        AgentVersion.suite_id == version.suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE
+    )
+    ranked = session.exec(board.order_by(*board_order()).limit(MOVED_EVENTS_WITHIN + 1)).all()
+    ids = [vid for vid, _ in ranked]
+    rank = ids.index(version.id) + 1 if version.id in ids else None
+    events.record(
+        session,
+        events.BoardEvent.ENTERED,
+        suite_id=version.suite_id,
+        agent_version_id=version.id,
+        payload={"rank": rank, "final_score": version.final_score},
+    )
+    if rank is not None:
+        for below, (vid, score) in enumerate(ranked[rank:MOVED_EVENTS_WITHIN], start=rank + 1):
+            events.record(
+                session,
+                events.BoardEvent.MOVED,
+                suite_id=version.suite_id,
+                agent_version_id=vid,
+                payload={"rank": below, "previous_rank": below - 1, "final_score": score},
+            )
+    recompute_top_agent(session, version.suite_id, settings=settings, now=now)
+
+
 def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, now: datetime) -> TopAgentHistory | None:
     """Crown the best eligible version unless the incumbent still stands.
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
-    ``challenge_threshold``. The suite row is locked so concurrent completions crown one agent.
+    ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent.
     """
     _lock_suite_board(session, suite_id)
     best = session.exec(
@@ -203,5 +247,107 @@ def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, 
         session.add(current)
     reign = TopAgentHistory(suite_id=suite_id, agent_version_id=best.id, score=best.final_score, top_at=now)
     session.add(reign)
+    events.record(
+        session,
+        events.BoardEvent.TOP_CHANGED,
+        suite_id=suite_id,
+        agent_version_id=best.id,
+        payload={
+            "final_score": best.final_score,
+            "previous_agent_version_id": str(current.agent_version_id) if current else None,
+        },
+    )
     session.flush()
     return reign
+
+
+# Keyset reads for the graph (cursor pages, time travel and per-version ranks).
+
+BOARD_KEY = (
+    (col(AgentVersion.final_score), True),
+    (col(AgentVersion.eligible_at), False),
+    (col(AgentVersion.id), False),
+)  # the same order as board_order(), as (column, descending) for keyset cursors
+
+
+def _ranked_board(suite_id: int, as_of: datetime | None) -> Any:
+    eligible = (AgentVersion.suite_id == suite_id) & _eligible_as_of(as_of)
+    return (
+        select(col(AgentVersion.id).label("vid"), func.row_number().over(order_by=board_order()).label("rank"))
+        .where(eligible)
+        .subquery()
+    )
+
+
+def _board_stmt(suite_id: int, q: str | None, as_of: datetime | None) -> Any:
+    ranked = _ranked_board(suite_id, as_of)
+    stmt = (
+        sa_select(ranked.c.rank, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+    )
+    if q:
+        needle = f"%{q.strip().lower()}%"
+        stmt = stmt.where(or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle)))
+    return stmt
+
+
+@dataclass(frozen=True)
+class BoardWindow:
+    suite: Suite
+    rows: list[BoardRow]
+    page: Page[Any]
+
+
+def board_window(
+    session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None, window: Window
+) -> BoardWindow:
+    """A keyset page of the board (ranks over the whole board, also when searching)."""
+    suite = suites.resolve_suite(session, suite_id)
+    page = keyset_page(session, _board_stmt(suite.id or 0, q, as_of), BOARD_KEY, window)
+    return BoardWindow(suite, board_rows(session, suite.id or 0, page.rows, as_of=as_of), page)
+
+
+def board_count(session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None) -> int:
+    suite = suites.resolve_suite(session, suite_id)
+    return count(session, _board_stmt(suite.id or 0, q, as_of))
+
+
+def board_rows_by_version_ids(
+    session: Session, ids: Iterable[uuid.UUID], *, as_of: datetime | None = None
+) -> dict[uuid.UUID, BoardRow]:
+    """The board row (rank, top history) of each version that is on its suite's board at ``as_of``."""
+    versions = session.exec(select(AgentVersion).where(col(AgentVersion.id).in_(list(ids)))).all()
+    by_suite: dict[int, list[uuid.UUID]] = {}
+    for version in versions:
+        by_suite.setdefault(version.suite_id, []).append(version.id)
+    out: dict[uuid.UUID, BoardRow] = {}
+    for suite_id, version_ids in by_suite.items():
+        ranked = _ranked_board(suite_id, as_of)
+        rows = session.execute(
+            sa_select(ranked.c.rank, AgentVersion, Agent)
+            .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
+            .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+            .where(ranked.c.vid.in_(version_ids))
+        ).all()
+        for row in board_rows(session, suite_id, [tuple(r) for r in rows], as_of=as_of):
+            out[row.version.id] = row
+    return out
+
+
+def _history_stmt(suite_id: int) -> Any:
+    return sa_select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
+
+
+HISTORY_KEY = ((col(TopAgentHistory.top_at), False), (col(TopAgentHistory.id), False))
+
+
+def top_history_window(session: Session, *, suite_id: int | None, window: Window) -> Page[TopAgentHistory]:
+    """Reigns of a suite's top agents, oldest first."""
+    suite = suites.resolve_suite(session, suite_id)
+    return keyset_page(session, _history_stmt(suite.id or 0), HISTORY_KEY, window)
+
+
+def top_history_count(session: Session, *, suite_id: int | None) -> int:
+    suite = suites.resolve_suite(session, suite_id)
+    return count(session, _history_stmt(suite.id or 0))

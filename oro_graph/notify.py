@@ -1,0 +1,116 @@
+"""Wake-ups for subscribers when new events are committed, in this process and in the others.
+
+The event log in the database is the source of truth; a notifier only shortens the wait. With
+PostgreSQL every process LISTENs on the channel the writers NOTIFY at commit; with Redis (and
+SQLite) writers publish after commit; otherwise commits in this process wake local subscribers.
+Subscribers also re-read on a timer, so a lost notification delays an event, never drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from oro_graph.db import Database
+from oro_graph.services.events import NOTIFY_CHANNEL
+
+log = logging.getLogger("oro_graph.notify")
+
+
+class Notifier:
+    """Broadcast 'something new' to every waiting subscriber of this process."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._generation = 0
+        self._changed: asyncio.Condition | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, db: Database, *, redis_url: str | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Condition()
+        db.on_events.append(self.poke_threadsafe)
+        if db.engine.dialect.name == "postgresql":
+            self._task = asyncio.create_task(self._listen_postgres(db))
+        elif redis_url:
+            db.on_events.append(lambda: _publish(redis_url))
+            self._task = asyncio.create_task(self._listen_redis(redis_url))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def poke_threadsafe(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._poke()))
+
+    async def _poke(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a wake-up; True if poked, False on timeout (callers re-read either way)."""
+        if self._changed is None:
+            await asyncio.sleep(timeout)
+            return False
+        async with self._changed:
+            seen = self._generation
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._generation != seen), timeout)
+                return True
+            except TimeoutError:
+                return False
+
+    async def _listen_postgres(self, db: Database) -> None:
+        import psycopg
+
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        await self._poke()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database went away: subscribers fall back to the timer meanwhile
+                log.warning("LISTEN connection lost; retrying in 2 s", exc_info=True)
+                await asyncio.sleep(2)
+
+    async def _listen_redis(self, url: str) -> None:
+        import redis.asyncio as aredis
+
+        while True:
+            try:
+                client: Any = aredis.Redis.from_url(url)
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(NOTIFY_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self._poke()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("Redis subscription lost; retrying in 2 s", exc_info=True)
+                await asyncio.sleep(2)
+
+
+_publishers: dict[str, Any] = {}
+
+
+def _publish(url: str) -> None:
+    import redis
+
+    try:
+        client = _publishers.get(url)
+        if client is None:
+            client = _publishers[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        client.publish(NOTIFY_CHANNEL, b"1")
+    except Exception:  # a missed wake-up only delays delivery until the next timed re-read
+        log.warning("could not publish an event wake-up to Redis", exc_info=True)
