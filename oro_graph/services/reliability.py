@@ -23,7 +23,7 @@ from sqlmodel import Session, col
 from oro_graph.models import EvaluationRun, RunStatus
 
 FINISHED = (RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
-SPREAD_BUCKETS = (0.05, 0.10, 0.20)
+SPREAD_BUCKETS = (0.01, 0.02, 0.05, 0.10)  # the buckets of analytics.metrics.pair_spread
 
 
 @dataclass(frozen=True)
@@ -181,12 +181,14 @@ def validator_variance(session: Session, *, suite_id: int | None, window: Window
         .having(func.count() >= 2)
         .subquery()
     )
-    lows = [spread.c.spread < SPREAD_BUCKETS[0]]
+    # The same tiny tolerance as the notebooks, so 0.05 - 0.02 (0.0299999...) lands in "0.02-0.05".
+    value = spread.c.spread + 1e-12
+    lows = [value < SPREAD_BUCKETS[0]]
     labels = [f"<{SPREAD_BUCKETS[0]:g}"]
     for lo, hi in zip(SPREAD_BUCKETS, SPREAD_BUCKETS[1:], strict=False):
-        lows.append(and_(spread.c.spread >= lo, spread.c.spread < hi))
+        lows.append(and_(value >= lo, value < hi))
         labels.append(f"{lo:g}-{hi:g}")
-    lows.append(spread.c.spread >= SPREAD_BUCKETS[-1])
+    lows.append(value >= SPREAD_BUCKETS[-1])
     labels.append(f">={SPREAD_BUCKETS[-1]:g}")
     row = session.execute(
         select(

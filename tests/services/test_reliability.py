@@ -56,7 +56,7 @@ def test_suite_variance_spreads(runtime):
     assert summary.versions == 2
     assert summary.mean_spread == pytest.approx(0.185)
     assert summary.max_spread == pytest.approx(0.25)
-    assert summary.buckets == {"<0.05": 0, "0.05-0.1": 0, "0.1-0.2": 1, ">=0.2": 1}
+    assert summary.buckets == {"<0.01": 0, "0.01-0.02": 0, "0.02-0.05": 0, "0.05-0.1": 0, ">=0.1": 2}
     assert {r.hotkey: round(r.mean_delta, 6) for r in summary.deltas} == {world.validators[0]: -0.185, world.validators[1]: 0.185}
     empty = runtime.db.call(reliability.validator_variance, suite_id=world.suite.id + 1)
     assert empty.versions == 0 and empty.mean_spread is None
