@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -136,7 +137,11 @@ def ensure(size: config.Size, log: Any = print) -> Dataset:
     recreate(size.database)
     url = config.sqlalchemy_url(size.database)
     upgrade(url)
-    settings = load_settings(database_url=url, secret_key="bench-secret-key-not-for-production-0123456789")
+    # The demo also writes the agents' code to the artifact store: a scratch directory, not the work tree.
+    artifacts = tempfile.mkdtemp(prefix="oro_bench_artifacts_")
+    settings = load_settings(
+        database_url=url, secret_key="bench-secret-key-not-for-production-0123456789", data_dir=artifacts
+    )
     db = Database(settings)
     last = [0.0]
 
