@@ -143,13 +143,14 @@ def ensure(size: config.Size, log: Any = print) -> Dataset:
         database_url=url, secret_key="bench-secret-key-not-for-production-0123456789", data_dir=artifacts
     )
     db = Database(settings)
-    last = [0.0]
+    last, done = [0.0], [0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(step: int, total: int) -> None:
+        done[0] += step
         now = time.perf_counter()
         if now - last[0] > 5:
             last[0] = now
-            print(f"  {size.database}: {done}/{total}", file=sys.stderr, flush=True)
+            print(f"  {size.database}: {done[0]}/{total}", file=sys.stderr, flush=True)
 
     try:
         demo.generate(
