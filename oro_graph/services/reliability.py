@@ -12,6 +12,7 @@ Definitions (the notebooks compute the same from raw rows and cross-check these)
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -221,3 +222,73 @@ def _aware(value: datetime) -> datetime:
     if isinstance(value, str):  # SQLite returns aggregates of datetime columns as text
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ScoreInterval:
+    """The paired problem bootstrap of one version's score (analytics.metrics.bootstrap_scores)."""
+
+    mean: float
+    lower: float
+    upper: float
+    n_problems: int
+    n_boot: int
+    confidence: float
+
+
+BOOTSTRAP_DRAWS = 2000
+BOOTSTRAP_SEED = 0
+_interval_cache: dict[tuple[object, ...], ScoreInterval | None] = {}
+
+
+def score_interval(session: Session, version_id: uuid.UUID) -> ScoreInterval | None:
+    """Bootstrap interval over the per-problem results of the version's included runs.
+
+    The same computation (draws, seed, missing scores as 0) as the notebooks, cached per version
+    until its results change (keyed by their count and newest update).
+    """
+    from sqlmodel import select as sm_select
+
+    from oro_graph.models import ProblemResult
+
+    included = sm_select(EvaluationRun.id).where(
+        EvaluationRun.agent_version_id == version_id, col(EvaluationRun.is_included).is_(True)
+    )
+    count, newest = session.execute(
+        select(func.count(), func.max(ProblemResult.updated_at)).where(col(ProblemResult.run_id).in_(included))
+    ).one()
+    key = (version_id, count, str(newest))
+    if key in _interval_cache:
+        return _interval_cache[key]
+    rows = session.execute(
+        select(ProblemResult.problem_id, ProblemResult.status, ProblemResult.score).where(
+            col(ProblemResult.run_id).in_(included)
+        )
+    ).all()
+    result = _bootstrap(version_id, rows)
+    if len(_interval_cache) > 10_000:
+        _interval_cache.clear()
+    _interval_cache[key] = result
+    return result
+
+
+def _bootstrap(version_id: uuid.UUID, rows: Sequence[tuple[object, str, float | None]]) -> ScoreInterval | None:
+    import pandas as pd
+
+    from oro_graph.analytics import metrics
+
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows, columns=["problem_id", "status", "score"]).assign(agent_version_id=str(version_id))
+    out = metrics.bootstrap_scores(frame, n_boot=BOOTSTRAP_DRAWS, seed=BOOTSTRAP_SEED)
+    if out.empty:
+        return None
+    row = out.iloc[0]
+    return ScoreInterval(
+        mean=float(row["mean"]),
+        lower=float(row["lower"]),
+        upper=float(row["upper"]),
+        n_problems=int(row["n_problems"]),
+        n_boot=BOOTSTRAP_DRAWS,
+        confidence=0.95,
+    )

@@ -60,3 +60,40 @@ def test_suite_variance_spreads(runtime):
     assert {r.hotkey: round(r.mean_delta, 6) for r in summary.deltas} == {world.validators[0]: -0.185, world.validators[1]: 0.185}
     empty = runtime.db.call(reliability.validator_variance, suite_id=world.suite.id + 1)
     assert empty.versions == 0 and empty.mean_spread is None
+
+
+def test_score_interval_matches_the_notebook_bootstrap(runtime):
+    import pandas as pd
+
+    from oro_graph.analytics import metrics
+    from oro_graph.models import ProblemStatus
+    from oro_graph.services import suites
+
+    world = make_world(runtime)
+    problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
+    admission = submit(runtime, world.miners[0], "a")
+    rows = []
+    for i, validator in enumerate(world.validators[:2]):
+        c = claim(runtime, validator)
+        updates = [
+            evaluations.ProblemUpdate(p.id, ProblemStatus.SUCCESS, score=round((j * 0.13 + i * 0.07) % 1, 2))
+            for j, p in enumerate(problems)
+        ]
+        runtime.db.call(evaluations.update_progress, run_id=c.run.id, validator_hotkey=validator, problems=updates)
+        complete(runtime, c.run.id, validator, score=0.5)
+        rows += [(str(u.problem_id), "SUCCESS", u.score) for u in updates]
+    got = runtime.db.call(reliability.score_interval, admission.agent_version_id)
+    expected = metrics.bootstrap_scores(
+        pd.DataFrame(rows, columns=["problem_id", "status", "score"]).assign(agent_version_id="v"), n_boot=2000, seed=0
+    ).iloc[0]
+    assert got.n_problems == len(problems)
+    assert (got.mean, got.lower, got.upper) == pytest.approx((expected["mean"], expected["lower"], expected["upper"]))
+    assert got.lower < got.mean < got.upper
+    # cached until the results change
+    assert runtime.db.call(reliability.score_interval, admission.agent_version_id) is got
+
+
+def test_score_interval_without_results_is_none(runtime):
+    world = make_world(runtime)
+    admission = submit(runtime, world.miners[0], "a")
+    assert runtime.db.call(reliability.score_interval, admission.agent_version_id) is None
