@@ -299,3 +299,11 @@ def owned_agent_versions(session: Session, agent_id: uuid.UUID, *, owner: str) -
     """The versions of one of ``owner``'s agents (another miner's agent reads as AGENT_NOT_FOUND)."""
     get_agent(session, agent_id, owner=owner)
     return versions_of_agent(session, agent_id)
+
+
+def miners_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str, Miner]:
+    return {row.hotkey: row for row in session.exec(select(Miner).where(col(Miner.hotkey).in_(list(hotkeys))))}
+
+
+def work_items_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkItem]:
+    return {row.id: row for row in session.exec(select(WorkItem).where(col(WorkItem.id).in_(list(ids))))}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -292,20 +292,13 @@ def _board_stmt(suite_id: int, q: str | None, as_of: datetime | None) -> Any:
     return stmt
 
 
-@dataclass(frozen=True)
-class BoardWindow:
-    suite: Suite
-    rows: list[BoardRow]
-    page: Page[Any]
-
-
 def board_window(
     session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None, window: Window
-) -> BoardWindow:
+) -> Page[BoardRow]:
     """A keyset page of the board (ranks over the whole board, also when searching)."""
     suite = suites.resolve_suite(session, suite_id)
     page = keyset_page(session, _board_stmt(suite.id or 0, q, as_of), BOARD_KEY, window)
-    return BoardWindow(suite, board_rows(session, suite.id or 0, page.rows, as_of=as_of), page)
+    return replace(page, rows=board_rows(session, suite.id or 0, page.rows, as_of=as_of))
 
 
 def board_count(session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None) -> int:

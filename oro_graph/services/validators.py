@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -147,3 +149,33 @@ def pending_evaluations(
     items = [PendingView(w, v, a) for w, v, a in rows]
     return PendingPage(items, total, int(needed), int(active), None)
 
+
+
+def validators_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str, ValidatorView]:
+    return {view.hotkey.ss58: view for view in list_validators(session, list(hotkeys))}
+
+
+def progress_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, float]:
+    """The share of its suite's problems each run has finished, in percent (as ``running_evaluations``)."""
+    run_ids = list(ids)
+    suite_of = dict(session.exec(select(EvaluationRun.id, EvaluationRun.suite_id).where(col(EvaluationRun.id).in_(run_ids))).all())
+    sizes = dict(
+        session.exec(
+            select(Problem.suite_id, func.count())
+            .where(col(Problem.suite_id).in_(set(suite_of.values())))
+            .group_by(Problem.suite_id)
+        ).all()
+    )
+    finished = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
+    done = dict(
+        session.exec(
+            select(ProblemResult.run_id, func.count())
+            .where(col(ProblemResult.run_id).in_(run_ids), col(ProblemResult.status).in_(finished))
+            .group_by(ProblemResult.run_id)
+        ).all()
+    )
+    out = {}
+    for run_id, suite_id in suite_of.items():
+        size = sizes.get(suite_id, 0)
+        out[run_id] = min(round(100.0 * done.get(run_id, 0) / size, 1), 100.0) if size else 0.0
+    return out

@@ -1,0 +1,31 @@
+"""The graph: a Strawberry GraphQL API at /graphql over the same services as the REST paths."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from strawberry.fastapi import GraphQLRouter
+
+from oro_graph.runtime import Runtime
+
+
+def install(app: FastAPI, runtime: Runtime) -> None:
+    """Mount /graphql (GraphiQL on GET from a browser, multipart uploads on POST) on ``app``."""
+    from oro_graph.graphql.context import context_getter
+    from oro_graph.graphql.limits import LIMITS
+    from oro_graph.graphql.schema import schema
+
+    router: GraphQLRouter = GraphQLRouter(
+        schema,
+        context_getter=context_getter(runtime),
+        graphql_ide="graphiql",
+        multipart_uploads_enabled=True,
+    )
+    app.include_router(router, prefix="/graphql", include_in_schema=False)
+    if LIMITS.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=LIMITS.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+        )

@@ -1,0 +1,62 @@
+"""The per-request context: the runtime, fresh loaders, a request id and a lazily verified signer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+
+import strawberry
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from strawberry.fastapi import BaseContext
+
+from oro_graph.graphql.loaders import Loaders
+from oro_graph.models import Role
+from oro_graph.runtime import Runtime
+from oro_graph.services import registry
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class Context(BaseContext):
+    """What every resolver gets as ``info.context``. Signatures are checked only when a field needs one."""
+
+    def __init__(
+        self, runtime: Runtime, *, headers: Mapping[str, str], request_id: str | None = None
+    ) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.headers = headers
+        self.request_id = request_id or uuid.uuid4().hex
+        self.loaders = Loaders(runtime.db)
+        self._signer: asyncio.Future[str] | None = None
+
+    async def signer(self) -> str:
+        """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""
+        if self._signer is None:
+            # A worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
+            self._signer = asyncio.ensure_future(
+                run_in_threadpool(self.runtime.verifier.verify, self.headers)
+            )
+        return await self._signer
+
+    async def require(self, role: Role) -> str:
+        """The signer, if registered with ``role`` and not banned (else FORBIDDEN)."""
+        hotkey = await self.signer()
+        await self.runtime.db.run(registry.require_role, hotkey, role)
+        return hotkey
+
+
+Info = strawberry.Info[Context, None]
+
+
+def context_getter(runtime: Runtime) -> Callable[[Request], Awaitable[Context]]:
+    """A FastAPI dependency building the context of one /graphql request."""
+
+    async def get_context(request: Request) -> Context:
+        context = Context(runtime, headers=request.headers, request_id=request.headers.get(REQUEST_ID_HEADER))
+        context.request = request
+        return context
+
+    return get_context

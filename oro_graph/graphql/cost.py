@@ -1,0 +1,167 @@
+"""Static query cost: what a document may ask of the database, computed before anything runs.
+
+The count follows GitHub and Shopify: every object costs 1 for each time it can appear, a
+connection multiplies what is under it by its page size (`first` or `last`, else the default),
+and a list that is not a connection by its length (`ids`) or an estimate. Scalars are free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+    is_leaf_type,
+    value_from_ast,
+    value_from_ast_untyped,
+)
+
+from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+LIST_ESTIMATE = 20  # items assumed in a plain list of unknown length (a suite's problems, a run's results)
+MUTATION_COST = 10
+
+
+@dataclass
+class Cost:
+    total: int = 0
+    by_field: dict[str, int] = field(default_factory=dict)  # connection path -> items it may return
+    page_errors: list[str] = field(default_factory=list)
+
+    def biggest(self, n: int = 3) -> list[tuple[str, int]]:
+        return sorted(self.by_field.items(), key=lambda item: -item[1])[:n]
+
+
+def _unwrap_is_list(type_: Any) -> bool:
+    while isinstance(type_, GraphQLNonNull):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLList)
+
+
+class _Walker:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ):
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        self.cost = Cost()
+
+    def fields(
+        self, selection_set: SelectionSetNode | None, parent: Any, seen: frozenset[str] = frozenset()
+    ) -> Iterator[tuple[FieldNode, Any]]:
+        if selection_set is None:
+            return
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                yield selection, parent
+            elif isinstance(selection, InlineFragmentNode):
+                cond = selection.type_condition
+                yield from self.fields(
+                    selection.selection_set, self.schema.get_type(cond.name.value) if cond else parent, seen
+                )
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in seen:
+                    cond_type = self.schema.get_type(fragment.type_condition.name.value)
+                    yield from self.fields(fragment.selection_set, cond_type, seen | {name})
+
+    def args(self, node: FieldNode, definition: Any) -> dict[str, Any]:
+        values = {}
+        for arg in node.arguments or ():
+            arg_def = definition.args.get(arg.name.value)
+            if arg_def is not None:
+                values[arg.name.value] = value_from_ast(arg.value, arg_def.type, self.variables)
+        return values
+
+    def walk(self, selection_set: SelectionSetNode | None, parent: Any, multiplier: int, path: str) -> int:
+        total = 0
+        for node, owner in self.fields(selection_set, parent):
+            name = node.name.value
+            if name.startswith("__") or not isinstance(owner, GraphQLObjectType | GraphQLInterfaceType):
+                continue
+            definition = owner.fields.get(name)
+            if definition is None:
+                continue
+            named = get_named_type(definition.type)
+            here = f"{path}.{name}" if path else name
+            if named.name.endswith("Connection"):
+                args = self.args(node, definition)
+                size = self.page_size(here, args)
+                total += multiplier  # the call itself
+                self.cost.by_field[here] = self.cost.by_field.get(here, 0) + multiplier * size
+                total += self.walk(node.selection_set, named, multiplier * size, here)
+            elif name == "totalCount":
+                total += multiplier  # a COUNT per parent
+            elif is_leaf_type(named):
+                continue
+            elif named.name.endswith("Edge") or named.name == "PageInfo":
+                total += self.walk(node.selection_set, named, multiplier, path)
+            else:
+                count = multiplier
+                if _unwrap_is_list(definition.type):
+                    ids = self.args(node, definition).get("ids")
+                    count *= len(ids) if isinstance(ids, list) else LIST_ESTIMATE
+                total += count + self.walk(node.selection_set, named, count, here)
+        return total
+
+    def page_size(self, path: str, args: Mapping[str, Any]) -> int:
+        first, last = args.get("first"), args.get("last")
+        for arg, value in (("first", first), ("last", last)):
+            if isinstance(value, int) and not 0 <= value <= MAX_PAGE_SIZE:
+                self.cost.page_errors.append(
+                    f"`{arg}` on {path} is {value}; it must be between 0 and {MAX_PAGE_SIZE} (page with cursors)"
+                )
+        size = first if isinstance(first, int) else last if isinstance(last, int) else DEFAULT_PAGE_SIZE
+        return max(0, min(size, MAX_PAGE_SIZE))
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+) -> Cost:
+    """The cost of the operation that would run (or of the costliest, when the choice is ambiguous)."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [op for op in operations if op.name and op.name.value == operation_name]
+    best = Cost()
+    for op in operations:
+        defaults = {
+            v.variable.name.value: value_from_ast_untyped(v.default_value)
+            for v in op.variable_definitions or ()
+            if v.default_value is not None
+        }
+        walker = _Walker(schema, fragments, {**defaults, **(variables or {})})
+        if op.operation == OperationType.MUTATION:
+            root = schema.mutation_type
+            walker.cost.total = MUTATION_COST * len(op.selection_set.selections)
+        elif op.operation == OperationType.SUBSCRIPTION:
+            root = schema.subscription_type
+        else:
+            root = schema.query_type
+        walker.cost.total += walker.walk(op.selection_set, root, 1, "")
+        if walker.cost.total >= best.total or not best.by_field:
+            best = walker.cost
+    return best

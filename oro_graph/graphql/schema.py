@@ -1,0 +1,101 @@
+"""The schema: every domain's queries and mutations merged, with limits and error handlers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+from graphql import GraphQLError, parse
+from strawberry import relay
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
+
+from oro_graph.graphql.agents import AgentMutation, AgentQuery
+from oro_graph.graphql.context import Info
+from oro_graph.graphql.cost import operation_cost
+from oro_graph.graphql.errors import EXCEPTION_HANDLERS
+from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
+from oro_graph.graphql.leaderboard import LeaderboardQuery
+from oro_graph.graphql.limits import LIMITS, CostLimit, Observability
+from oro_graph.graphql.pagination import MAX_PAGE_SIZE
+from oro_graph.graphql.suites import SuiteQuery
+from oro_graph.graphql.validators import ValidatorQuery
+
+
+@strawberry.type(description="Items a connection in the document may return.")
+class ConnectionCost:
+    path: str = strawberry.field(description="The connection's path in the document (aliases not applied).")
+    items: int = strawberry.field(description="How many items it may return, page sizes multiplied.")
+
+
+@strawberry.type(description="What a document would cost, computed without running it.")
+class QueryCost:
+    cost: int = strawberry.field(
+        description="The document's cost (objects it may return, page sizes multiplied)."
+    )
+    budget: int = strawberry.field(description="The most one operation may cost.")
+    within_budget: bool = strawberry.field(description="Whether the document would be accepted.")
+    connections: list[ConnectionCost] = strawberry.field(
+        description="The costliest connections, largest first."
+    )
+
+
+@strawberry.type(
+    description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
+    f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
+)
+class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery):
+    node: relay.Node | None = relay.node(description="Any object by its global id.")
+    nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
+
+    @strawberry.field(description="The cost of a document without running it (a dry run of the cost rule).")
+    def dry_run(
+        self,
+        info: Info,
+        query: Annotated[str, strawberry.argument(description="The GraphQL document.")],
+        variables: Annotated[JSON | None, strawberry.argument(description="Its variables.")] = None,
+        operation_name: Annotated[
+            str | None, strawberry.argument(description="The operation to cost.")
+        ] = None,
+    ) -> QueryCost:
+        try:
+            document = parse(query, max_tokens=LIMITS.max_tokens)
+        except GraphQLError as exc:
+            raise GraphQLError(
+                f"the document does not parse: {exc.message}", extensions={"code": "BAD_USER_INPUT"}
+            ) from None
+        cost = operation_cost(info.schema._schema, document, variables or {}, operation_name)
+        return QueryCost(
+            cost=cost.total,
+            budget=LIMITS.max_cost,
+            within_budget=cost.total <= LIMITS.max_cost and not cost.page_errors,
+            connections=[ConnectionCost(path=p, items=n) for p, n in cost.biggest(10)],
+        )
+
+
+@strawberry.type(description="Signed writes: miners submit, validators claim and report.")
+class Mutation(AgentMutation, EvaluationMutation):
+    pass
+
+
+class OroSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Errors are logged by the Observability extension, with the request id, only when unexpected."""
+
+
+schema = OroSchema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=LIMITS.max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=LIMITS.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=LIMITS.max_tokens),
+        CostLimit,
+        Observability,
+    ],
+    exception_handlers=EXCEPTION_HANDLERS,
+    config=StrawberryConfig(
+        relay_max_results=MAX_PAGE_SIZE, batching_config={"max_operations": LIMITS.max_batch}
+    ),
+)

@@ -1,0 +1,31 @@
+"""The schema as SDL, and what changed between two versions of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphql import build_schema, find_breaking_changes, find_dangerous_changes
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """Changes from an old SDL to a new one, as readable lines ("TYPE_REMOVED: Query.x was removed.")."""
+
+    breaking: list[str] = field(default_factory=list)
+    dangerous: list[str] = field(default_factory=list)
+
+
+def export_schema() -> str:
+    """The SDL of the served schema; ``schema.graphql`` at the repository top is exactly this."""
+    from oro_graph.graphql.schema import schema
+
+    return schema.as_str() + "\n"
+
+
+def schema_diff(old_sdl: str, new_sdl: str) -> SchemaDiff:
+    """Breaking and dangerous changes (graphql-core's rules) from ``old_sdl`` to ``new_sdl``."""
+    old, new = build_schema(old_sdl), build_schema(new_sdl)
+    return SchemaDiff(
+        breaking=[f"{c.type.name}: {c.description}" for c in find_breaking_changes(old, new)],
+        dangerous=[f"{c.type.name}: {c.description}" for c in find_dangerous_changes(old, new)],
+    )

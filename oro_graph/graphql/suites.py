@@ -1,0 +1,206 @@
+"""Suites and their problems."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from oro_graph import models
+from oro_graph.graphql.context import Info
+from oro_graph.graphql.enums import ExecutionKind
+from oro_graph.graphql.pagination import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    edge_connection,
+    make_window,
+    to_connection,
+)
+from oro_graph.services import pages, suites
+
+if TYPE_CHECKING:
+    from oro_graph.graphql.agents import AgentVersion
+
+
+def int_id(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def uuid_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+@strawberry.type(
+    description="A versioned set of problems that agents are evaluated on; one suite is active at a time."
+)
+class Suite(relay.Node):
+    id: relay.NodeID[int]
+    suite_id: int = strawberry.field(description="The suite's number (the REST `suite_id`).")
+    version: int = strawberry.field(
+        description="Increases with every imported suite (the REST `suite_version`)."
+    )
+    is_active: bool = strawberry.field(
+        description="Whether this is the suite new submissions are evaluated on."
+    )
+    execution_kind: ExecutionKind = strawberry.field(description="How its problems are executed.")
+    environment: JSON | None = strawberry.field(description="Environment metadata of envpack suites, if any.")
+    benchmark_name: str | None = strawberry.field(description="The benchmark the suite comes from.")
+    benchmark_number: int | None = strawberry.field(description="The benchmark's number, if it has one.")
+    created_at: datetime = strawberry.field(description="When the suite was imported (UTC).")
+
+    @classmethod
+    def from_row(cls, row: models.Suite) -> Suite:
+        return cls(
+            id=row.id or 0,
+            suite_id=row.id or 0,
+            version=row.version,
+            is_active=row.is_active,
+            execution_kind=models.ExecutionKind(row.execution_kind),
+            environment=row.environment,
+            benchmark_name=row.benchmark_name,
+            benchmark_number=row.benchmark_number,
+            created_at=row.created_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Suite | None]:
+        keys = [int_id(i) for i in node_ids]
+        rows = await info.context.loaders.suite_by_id.load_many([k for k in keys if k is not None])
+        found = {row.id: row for row in rows if row is not None}
+        return [cls.from_row(found[k]) if k in found else None for k in keys]
+
+    @strawberry.field(description="The suite's problems in suite order.")
+    async def problems(
+        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    ) -> Connection[Problem]:
+        loaders = info.context.loaders
+        return await edge_connection(
+            loaders.problem_page_by_suite_id,
+            loaders.problem_count_by_suite_id,
+            self.suite_id,
+            "problem.position",
+            Problem.from_row,
+            first,
+            after,
+            last,
+            before,
+        )
+
+    @strawberry.field(description="Agent versions submitted while this suite was active, oldest first.")
+    async def versions(
+        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    ) -> Connection[Annotated[AgentVersion, strawberry.lazy("oro_graph.graphql.agents")]]:
+        from oro_graph.graphql.agents import AgentVersion
+
+        loaders = info.context.loaders
+        return await edge_connection(
+            loaders.version_page_by_suite_id,
+            loaders.version_count_by_suite_id,
+            self.suite_id,
+            "version.submitted_at",
+            AgentVersion.from_row,
+            first,
+            after,
+            last,
+            before,
+        )
+
+
+@strawberry.type(description="One problem of a suite.")
+class Problem(relay.Node):
+    id: relay.NodeID[str]
+    problem_id: uuid.UUID = strawberry.field(description="The problem's id (stable across servers).")
+    position: int = strawberry.field(description="Its place in the suite, from 0.")
+    title: str = strawberry.field(description="A short title.")
+    category: str | None = strawberry.field(description="The problem's category, if given.")
+    difficulty: str | None = strawberry.field(description="The problem's difficulty, if given.")
+    query: str | None = strawberry.field(description="The task as the agent receives it.")
+    metadata: JSON | None = strawberry.field(
+        description="Every other field of the suite file for this problem."
+    )
+    suite_id: int = strawberry.field(description="The suite it belongs to.")
+
+    @classmethod
+    def from_row(cls, row: models.Problem) -> Problem:
+        return cls(
+            id=str(row.id),
+            problem_id=row.id,
+            position=row.position,
+            title=row.title,
+            category=row.category,
+            difficulty=row.difficulty,
+            query=row.query,
+            metadata=row.extra,
+            suite_id=row.suite_id,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Problem | None]:
+        rows = await load_by_uuid(info.context.loaders.problem_by_id, node_ids)
+        return [cls.from_row(r) if r else None for r in rows]
+
+    @strawberry.field(description="The suite this problem belongs to.")
+    async def suite(self, info: Info) -> Suite | None:
+        row = await info.context.loaders.suite_by_id.load(self.suite_id)
+        return Suite.from_row(row) if row else None
+
+
+async def load_by_uuid(loader: Any, values: Iterable[str]) -> list[Any]:
+    """Rows for id strings in order; a string that is not a UUID reads as a missing row."""
+    keys = [uuid_id(v) for v in values]
+    rows = await loader.load_many([k for k in keys if k is not None])
+    found = {k: r for k, r in zip([k for k in keys if k is not None], rows, strict=True)}
+    return [found.get(k) if k is not None else None for k in keys]
+
+
+def parse_node_id(value: str, type_name: str, parse: Any) -> Any:
+    """A raw id (a suite number, a UUID) or a global id of ``type_name``; None if it is neither."""
+    try:
+        gid = relay.GlobalID.from_id(value)
+    except Exception:  # not base64 / no colon: a raw id
+        return parse(value)
+    return parse(gid.node_id) if gid.type_name == type_name else parse(value)
+
+
+@strawberry.type
+class SuiteQuery:
+    @strawberry.field(description="The active suite, or null when none is active.")
+    async def current_suite(self, info: Info) -> Suite | None:
+        row = await info.context.runtime.db.run(suites.current_suite_or_none)
+        return Suite.from_row(row) if row else None
+
+    @strawberry.field(description="One suite by its number or global id; null if there is none.")
+    async def suite(self, info: Info, id: strawberry.ID) -> Suite | None:
+        key = parse_node_id(str(id), "Suite", int_id)
+        row = await info.context.loaders.suite_by_id.load(key) if key is not None else None
+        return Suite.from_row(row) if row else None
+
+    @strawberry.field(description="Every suite, oldest first.")
+    async def suites(
+        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    ) -> Connection[Suite]:
+        db = info.context.runtime.db
+        page = await db.run(pages.suites_page, make_window("suite.id", first, after, last, before))
+
+        async def total() -> int:
+            return await db.run(pages.suites_count)
+
+        return to_connection(page, "suite.id", Suite.from_row, total)
