@@ -418,11 +418,23 @@ async def run_paging(spec: dict[str, Any]) -> dict[str, Any]:
             after = info.get("endCursor")
         walked = time.perf_counter() - started
 
-        # First and deepest page again, alternating, median of five each: less noise than one walk.
+        # First and last page again, alternating, median of five each: less noise than one walk.
+        # When the budget ended the walk early, the last page is reached with a keyset cursor the
+        # harness built for the final 100 rows (the server's cursor format), if it could.
+        last_cursor, last_source = cursors[-1], "walk"
+        tail = spec.get("tail_cursor")
+        if not complete and tail:
+            _, conn = await page(tail)
+            if not (conn.get("pageInfo") or {}).get("hasNextPage"):
+                last_cursor, last_source = tail, "built cursor for the final rows"
+            else:
+                last_source = "deepest page walked (the built cursor was not the end)"
+        elif not complete:
+            last_source = "deepest page walked"
         first, last = [], []
         for _ in range(5):
             first.append((await page(cursors[0]))[0])
-            last.append((await page(cursors[-1]))[0])
+            last.append((await page(last_cursor))[0])
     first.sort()
     last.sort()
     return {
@@ -435,6 +447,7 @@ async def run_paging(spec: dict[str, Any]) -> dict[str, Any]:
         "results_per_s": round(results / walked, 1) if walked else None,
         "first_page_ms": round(first[2] * 1000, 2),
         "last_page_ms": round(last[2] * 1000, 2),
+        "last_page": last_source,
         "walk_first_page_ms": round(times[0] * 1000, 2),
         "walk_last_page_ms": round(times[-1] * 1000, 2),
         "p50_ms": round(percentile(sorted(times), 0.5) * 1000, 2),
