@@ -1,0 +1,1480 @@
+"""A deterministic demo world that looks like the subnet: the same seed gives the same rows, ids included.
+
+``generate`` simulates six weeks of SN15 from 2026-10-01: miners submit versions of agents that get
+better over time, validators claim the oldest open work item they have not run (X successes out of
+however many runs it takes), heartbeat, fail, time out, crash and let leases go stale, report
+per-problem results, and the top agent changes hands under the challenge threshold. The simulation
+is an event queue; its outcome is then written in bulk (COPY on PostgreSQL) in one transaction.
+
+Three validators carry planted faults whose parameters are the module constants below and are
+repeated in the ``Manifest``: one scores ``BIASED_SCORE_OFFSET`` above what a fair validator would
+on the same run, one lets ``STALE_LEASE_RATE`` of its leases go stale, one is ``SLOW_DURATION_FACTOR``
+times slower and times out at ``SLOW_TIMEOUT_RATE``. Nothing in the data names them.
+
+Demo rules that the services do not have: a version whose agent crashes on every run is DISCARDED
+after ``DISCARD_AFTER_FAILURES`` failed runs, and some miners cancel a version while it is evaluated.
+The submission cooldown is not applied (at large sizes miners submit more often than it allows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, Uuid, func, insert, text
+from sqlmodel import Session, select
+
+from oro_graph.db import Database
+from oro_graph.errors import ValidationFailed
+from oro_graph.models import (
+    Agent,
+    AgentVersion,
+    EvaluationRun,
+    Hotkey,
+    Miner,
+    ProblemResult,
+    ValidatorState,
+    WorkItem,
+)
+from oro_graph.services import suites
+from oro_graph.services.leaderboard import recompute_top_agent
+from oro_graph.settings import Settings
+from oro_graph.storage import make_storage
+
+BASE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
+_BASE_MS = int(BASE_TIME.timestamp() * 1000)
+SPAN = timedelta(weeks=6)
+
+# Planted faults (documented in the manifest, never in the data).
+BIASED_SCORE_OFFSET = 0.05  # added to every run score of the biased validator (spread over its problems)
+STALE_LEASE_RATE = 0.20  # share of the stale validator's runs whose lease it lets lapse
+SLOW_DURATION_FACTOR = 1.8  # the slow validator's runs take this much longer ...
+SLOW_TIMEOUT_RATE = 0.15  # ... and this share of them time out (plus the natural ones)
+
+# Healthy validators.
+PEER_STALE_RATE = 0.02
+PEER_TIMEOUT_RATE = 0.03
+INFRA_FAILURE_RATE = 0.03  # sandbox/infrastructure failures of a sound agent
+PROBLEM_FAILED_RATE = 0.05  # one problem of a run errors (score 0)
+PROBLEM_TIMEOUT_RATE = 0.02  # one problem of a run times out (score 0)
+
+# Agents and miners.
+BROKEN_VERSION_RATE = 0.04  # versions whose code crashes on every run
+DISCARD_AFTER_FAILURES = 3
+CANCEL_RATE = 0.03  # versions their miner cancels while they are being evaluated
+IDLE_MINER_SHARE = 0.1  # registered miners that never submit
+
+HEARTBEAT_SECONDS = 60.0
+MAX_RUN_MINUTES = 40.0  # nominal run length at small sizes; shorter when many runs share six weeks
+SWEEP_SECONDS = 15.0  # the server's lease sweep period
+PROBLEMS = 30
+
+PROGRESS_STEP = 1000
+
+_STATUS_NAMES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "SKIPPED")
+PENDING, RUNNING, P_SUCCESS, P_FAILED, P_TIMED_OUT, SKIPPED = range(6)
+
+
+class DatabaseNotEmpty(ValidationFailed):
+    """The demo only fills an empty database; it never mixes with real data."""
+
+
+@dataclass
+class Manifest:
+    """What was generated, and the planted faults with their parameters (for tests, never notebooks)."""
+
+    seed: int
+    validators: list[dict[str, Any]]
+    counts: dict[str, Any]
+    now: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def is_empty(db: Database) -> bool:
+    """True while the database has no agent versions (the demo refuses to write into anything else)."""
+    with db.session() as session:
+        return session.exec(select(func.count()).select_from(AgentVersion)).one() == 0
+
+
+Progress = Callable[[int, int], None]
+
+
+def generate(
+    db: Database,
+    settings: Settings,
+    *,
+    seed: int = 7,
+    miners: int = 120,
+    validators: int = 20,
+    runs: int = 2500,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Fill an empty database with the demo world; the same arguments always give the same rows."""
+    if validators < 4:
+        raise ValidationFailed("the demo needs at least 4 validators (three carry planted faults)")
+    if miners < 1 or runs < 10:
+        raise ValidationFailed("the demo needs at least 1 miner and 10 runs")
+    if not is_empty(db):
+        raise DatabaseNotEmpty(
+            "the database already has agent versions; the demo only fills an empty database"
+        )
+    report = _Progress(progress, total=2 * runs)
+    world = _World(seed=seed, miners=miners, validators=validators, runs=runs, settings=settings)
+    world.simulate(report)
+    tables = world.results(report)
+    storage = make_storage(settings)
+    # The agents' code goes to the artifact store (I/O bound) while the database loads. Content-addressed
+    # keys: a failed load leaves only files that a later run writes again.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        stored = [
+            pool.submit(storage.put, key, code, "text/x-python") for key, code in world.code_artifacts()
+        ]
+        with db.session(write=True) as session:
+            if session.exec(select(func.count()).select_from(AgentVersion)).one():
+                raise DatabaseNotEmpty(
+                    "the database already has agent versions; the demo only fills an empty database"
+                )
+            manifest = world.write(session, tables, report)
+        for future in stored:
+            future.result()
+    report.finish()
+    return manifest
+
+
+class _Progress:
+    def __init__(self, callback: Progress | None, total: int) -> None:
+        self.callback, self.total, self.done = callback, total, 0
+
+    def advance(self, step: int) -> None:
+        step = min(step, self.total - self.done)
+        if self.callback is not None and step > 0:
+            self.done += step
+            self.callback(step, self.total)
+
+    def finish(self) -> None:
+        self.advance(self.total - self.done)
+
+
+# --- the built-in suite -----------------------------------------------------------------------------
+
+_SUITE: dict[str, list[tuple[str, str]]] = {
+    "Product": [
+        ("Looking for a waterproof motorcycle waist bag from hosport, priced from 180 to 505 PHP.", "easy"),
+        ("Show me headlight covers in matte black that cost more than 85 PHP.", "easy"),
+        ("Find a pack of 10 microfiber car detailing sponges priced between 15 and 37 pesos.", "easy"),
+        ("I need a blue power button flex cable replacement for an Oppo A5S.", "easy"),
+        ("Looking for a stainless steel insulated tumbler, 900 ml, with a straw lid.", "easy"),
+        ("Show me USB-C fast chargers rated 20W or more with free shipping.", "easy"),
+        ("Find a children's raincoat in yellow, size M, under 300 PHP.", "easy"),
+        ("Show me orange battery-powered calculators (1 piece) that cost over 176 PHP.", "medium"),
+        ("Looking for 0.5mm black gel pens, pack of 10, for students, with cash on delivery.", "medium"),
+        (
+            "Find a dimmable LED garden flood light, 12V, cool white, that supports cash on delivery.",
+            "medium",
+        ),
+    ],
+    "Shop": [
+        ("Find a shop that sells both a cartoon hair brush and a compact makeup mirror.", "easy"),
+        ("Find shops offering patterned cotton face towels with one option between 17 and 60 PHP.", "easy"),
+        ("Find a shop with a wall-mounted kitchen cabinet above 410 PHP and a spice rack.", "easy"),
+        ("I want a shop that sells a large canvas tote bag and a matching coin purse.", "easy"),
+        ("Find a shop with a yellow silicone pot holder with free delivery and a cast iron skillet.", "easy"),
+        ("Find a shop that sells silver wired earbuds and a USB-C adapter.", "easy"),
+        ("Find shops with a men's 5XL down vest and a short sleeve linen shirt.", "easy"),
+        ("Find shops offering black scooters above 1513 PHP and white ones from 1889 to 3315 PHP.", "medium"),
+        ("Find a shop with a color-protect hair developer (126 to 210 PHP) and a matching toner.", "medium"),
+        (
+            "Find a shop that sells a trio lip balm set, a mass-market moisturiser and a single-unit serum.",
+            "medium",
+        ),
+    ],
+    "Voucher": [
+        ("Show me healthier processed cheese; my budget is 82 and I have a 10% voucher.", "easy"),
+        (
+            "Find an oily-skin travel size cream and a beige silicone baby bowl within 250 with a voucher.",
+            "easy",
+        ),
+        (
+            "Find a dry dog shampoo with free delivery and a flash deal; budget 300, voucher 50 off 250.",
+            "easy",
+        ),
+        ("Show me Oppo A16 phone cases with a stand, cash on delivery, and apply a 15% voucher.", "easy"),
+        ("Find floral press-on nails and a lightweight large bike helmet under 900 after vouchers.", "easy"),
+        ("Find a thick 40x40 seat cushion; budget 263 with a 20 PHP voucher over 199.", "easy"),
+        ("Find a rice cooker under 1200 using the best of two store vouchers.", "easy"),
+        ("Combine a shop voucher and a platform voucher to buy two phone chargers under 400.", "medium"),
+        ("Find three school supplies from one shop that fit 500 after a tiered voucher.", "medium"),
+        ("Pick a laptop stand and a mouse so the cart total after vouchers is closest to 1000.", "medium"),
+    ],
+}
+
+
+def suite_json() -> bytes:
+    """The built-in 30-problem suite: Product/Shop/Voucher x easy/medium, in the ORO suite format."""
+    problems = []
+    for category, items in _SUITE.items():
+        for index, (query, difficulty) in enumerate(items, start=1):
+            problems.append(
+                {
+                    "query": query,
+                    "title": f"{category} {index}",
+                    "category": category,
+                    "difficulty": difficulty,
+                    "reward": {"product_id": str(1_000_000_000 + 7919 * len(problems))},
+                }
+            )
+    return json.dumps(problems, indent=1).encode()
+
+
+# --- names -------------------------------------------------------------------------------------------
+
+_ADJECTIVES = (
+    "amber azure bold brisk calm cedar clever copper coral crimson dapper deft eager early fair fleet "
+    "gentle golden grand hazel honest indigo ivory jade keen lively lucky lunar maple merry misty noble "
+    "olive opal patient plucky quiet rapid rustic sage scarlet silver sly solar steady swift tidal "
+    "topaz true urban velvet vivid warm wild witty young zesty"
+).split()
+_NOUNS = (
+    "badger beacon bison cardinal comet condor coyote crane dolphin eagle falcon ferret finch fox "
+    "gecko harbor hare heron ibis jaguar kestrel koala lark lemur lynx magpie marten meadow mink moose "
+    "narwhal ocelot orca osprey otter owl panda pelican puffin quail raven robin salmon sparrow stoat "
+    "swift tapir tern tiger toucan walrus wren yak zebra"
+).split()
+_AGENT_WORDS = (
+    "cartwise dealhound shopscout bargainbot pricepilot voucherwiz basketbrain checkout-ace "
+    "findr lazfinder smartcart thrifty pickwise goodbuy aisle-agent scoutly"
+).split()
+
+
+def _name(rng: random.Random, taken: set[str]) -> str:
+    while True:
+        name = f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}"
+        if name not in taken:
+            taken.add(name)
+            return name
+
+
+def demo_hotkey(seed: int, role: str, index: int) -> str:
+    """The SS58 hotkey of demo miner/validator ``index``: the dev key ``//oro-demo/<seed>/<role>/<index>``."""
+    from substrateinterface import Keypair
+
+    return str(Keypair.create_from_uri(f"//oro-demo/{seed}/{role}/{index}").ss58_address)
+
+
+# --- the simulation ----------------------------------------------------------------------------------
+
+# Run outcomes decided at claim time.
+K_SUCCESS, K_FAILED, K_BROKEN, K_TIMEOUT, K_STALE = range(5)
+# Run statuses at the end of the simulation.
+RUN_STATUSES = ("SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED", "CLAIMED", "RUNNING")
+S_SUCCESS, S_FAILED, S_TIMED_OUT, S_STALE, S_CANCELLED, S_CLAIMED, S_RUNNING = range(7)
+
+E_SUBMIT, E_READY, E_END, E_CANCEL, E_BURST = range(5)
+
+
+@dataclass
+class _Validator:
+    index: int
+    hotkey: str
+    name: str
+    speed: float
+    stale_rate: float = PEER_STALE_RATE
+    timeout_rate: float = PEER_TIMEOUT_RATE
+    bias: float = 0.0
+    fault: str | None = None
+    run: int | None = None  # the run it holds
+    idle: bool = False
+    down: bool = False  # crashed; comes back by itself
+    wake: int = 0  # generation of its pending READY event
+    upgrade_at: float = 0.0  # when it moves to the newer validator release
+
+
+@dataclass
+class _Miner:
+    index: int
+    hotkey: str
+    name: str
+    skill: float
+    growth: float
+    agents: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Agent:
+    index: int
+    miner: int
+    name: str
+    id: uuid.UUID
+    versions: int = 0
+    created_at: float | None = None
+
+
+@dataclass
+class _Version:
+    index: int
+    id: uuid.UUID
+    work_id: uuid.UUID
+    agent: int
+    number: int
+    submitted: float
+    skill: float
+    work_factor: float
+    broken: bool
+    cancel_planned: bool
+    included: int = 0
+    active: set[int] = field(default_factory=set)
+    tried: set[int] = field(default_factory=set)
+    failures: int = 0
+    closed_at: float | None = None
+    state: str | None = None  # ELIGIBLE, DISCARDED or CANCELLED once settled
+    cancel_scheduled: bool = False
+
+
+class _Runs:
+    """Column lists of every run, appended at claim time and settled by events."""
+
+    def __init__(self) -> None:
+        self.id: list[uuid.UUID] = []
+        self.version: list[int] = []
+        self.validator: list[int] = []
+        self.claimed: list[float] = []
+        self.kind: list[int] = []
+        self.overhead: list[float] = []
+        self.work: list[float] = []  # seconds of problem work if nothing interrupts it
+        self.first_hb: list[float] = []
+        self.crash: list[float] = []  # seconds after claim the run stops making progress (inf: never)
+        self.end: list[float] = []  # absolute time of its completion / stale mark
+        self.status: list[int] = []  # -1 while active
+        self.stopped: list[float] = []  # absolute time its progress stopped (completion, crash, cancel)
+        self.hung: list[int] = []  # problem that hangs on a designated timeout (-1: none)
+        self.service: list[int] = []  # validator release index
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+class _World:
+    def __init__(self, *, seed: int, miners: int, validators: int, runs: int, settings: Settings) -> None:
+        self.seed, self.target_runs, self.settings = seed, runs, settings
+        self.rng = random.Random(seed)
+        self.required = settings.required_successes
+        self.lease = float(settings.lease_seconds)
+        self.heartbeat = min(HEARTBEAT_SECONDS, self.lease / 3)
+        self.span = SPAN.total_seconds()
+        self.n_validators, self.n_miners = validators, miners
+        # Runs share the validators' six weeks at about half load, up to MAX_RUN_MINUTES each.
+        self.run_seconds = max(120.0, min(MAX_RUN_MINUTES * 60, 0.5 * validators * self.span / runs))
+        self.limit = 3.0 * self.run_seconds  # a run is TIMED_OUT past this
+        self.validators: list[_Validator] = []
+        self.miners: list[_Miner] = []
+        self.agents: list[_Agent] = []
+        self.versions: list[_Version] = []
+        self.runs = _Runs()
+        self.events: list[tuple[float, int, int, int, int]] = []
+        self.seq = 0
+        self.open: list[int] = []  # versions with possibly free slots, oldest first
+        self.now = 0.0
+        self.stopping = False
+        self.burst_done = False
+        self.uniform_closed = False
+        self.names: set[str] = set()
+        self._people()
+
+    def _uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def _uuid7(self, when: float) -> uuid.UUID:
+        """Time-ordered ids for runs (UUIDv7): consecutive runs land next to each other in the indexes."""
+        ms = _BASE_MS + int(when * 1000)
+        return uuid.UUID(
+            int=(ms << 80)
+            | (0x7 << 76)
+            | (self.rng.getrandbits(12) << 64)
+            | (0x2 << 62)
+            | self.rng.getrandbits(62)
+        )
+
+    # people -------------------------------------------------------------------------------------------
+
+    def _people(self) -> None:
+        rng = self.rng
+        for i in range(self.n_validators):
+            self.validators.append(
+                _Validator(
+                    index=i,
+                    hotkey=demo_hotkey(self.seed, "validator", i),
+                    name=_name(rng, self.names).replace("-", " ").title(),
+                    speed=rng.uniform(0.8, 1.2),
+                    upgrade_at=rng.uniform(0.45, 0.7) * self.span,
+                )
+            )
+        biased, stale, slow = rng.sample(self.validators, 3)
+        biased.fault, biased.bias = "biased", BIASED_SCORE_OFFSET
+        stale.fault, stale.stale_rate = "stale", STALE_LEASE_RATE
+        slow.fault, slow.speed, slow.timeout_rate = (
+            "slow",
+            slow.speed * SLOW_DURATION_FACTOR,
+            SLOW_TIMEOUT_RATE,
+        )
+        for i in range(self.n_miners):
+            miner = _Miner(
+                index=i,
+                hotkey=demo_hotkey(self.seed, "miner", i),
+                name=_name(rng, self.names),
+                skill=rng.gauss(-0.7, 0.55),
+                growth=rng.uniform(0.0, 0.16),
+            )
+            for _ in range(1 if rng.random() < 0.7 else 2):
+                agent = _Agent(index=len(self.agents), miner=i, name=self._agent_name(miner), id=self._uuid())
+                miner.agents.append(agent.index)
+                self.agents.append(agent)
+            self.miners.append(miner)
+
+    def _agent_name(self, miner: _Miner) -> str:
+        taken = {self.agents[a].name for a in miner.agents}
+        while True:
+            name = f"{self.rng.choice(_AGENT_WORDS)}-{self.rng.randint(1, 99)}"
+            if name not in taken:
+                return name
+
+    # events ---------------------------------------------------------------------------------------------
+
+    def _push(self, when: float, kind: int, a: int, b: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (when, self.seq, kind, a, b))
+
+    def _ready(self, v: _Validator, when: float) -> None:
+        v.wake += 1
+        v.idle = False
+        self._push(when, E_READY, v.index, v.wake)
+
+    def _wake_idle(self, when: float) -> None:
+        for v in self.validators:
+            if v.idle and not v.down:
+                self._ready(v, when + self.rng.uniform(5, 60))
+
+    def _expected_runs_per_version(self) -> float:
+        failing = PEER_STALE_RATE + PEER_TIMEOUT_RATE + INFRA_FAILURE_RATE
+        sound = self.required / (1 - failing)
+        return (1 - BROKEN_VERSION_RATE) * sound + BROKEN_VERSION_RATE * (DISCARD_AFTER_FAILURES + 0.5)
+
+    def simulate(self, report: _Progress) -> None:
+        rng = self.rng
+        planned = max(4, round(0.97 * self.target_runs / self._expected_runs_per_version()))
+        active = [m for m in self.miners if rng.random() >= IDLE_MINER_SHARE] or self.miners[:1]
+        weights = [rng.lognormvariate(0, 0.9) for _ in active]
+        starts = {m.index: rng.uniform(0, 0.6) * self.span for m in active}
+        end_uniform = self.span - 86400.0
+        for _ in range(planned):
+            miner = rng.choices(active, weights)[0]
+            when = rng.uniform(min(starts[miner.index], end_uniform - 3600), end_uniform)
+            self._push(when, E_SUBMIT, miner.index, 0)
+        self._push(self.span - 4 * 3600.0, E_BURST, 0)
+        for v in self.validators:
+            self._ready(v, rng.uniform(0, 600))
+        self.active_miners, self.miner_weights = active, weights
+
+        done = 0
+        while self.events:
+            when, _, kind, a, b = heapq.heappop(self.events)
+            if self.stopping and when > self.now:
+                break
+            self.now = max(self.now, when)
+            if kind == E_SUBMIT:
+                self._on_submit(a, b)
+            elif kind == E_READY:
+                self._on_ready(self.validators[a], b)
+            elif kind == E_END:
+                self._on_end(a)
+            elif kind == E_CANCEL:
+                self._on_cancel(a)
+            elif kind == E_BURST:
+                self._burst()
+            if len(self.runs) - done >= PROGRESS_STEP:
+                report.advance(len(self.runs) - done)
+                done = len(self.runs)
+        report.advance(self.target_runs - done)
+
+    def _on_submit(self, miner_index: int, burst: int) -> None:
+        if self.uniform_closed and not burst:
+            return
+        rng, miner = self.rng, self.miners[miner_index]
+        agent = self.agents[rng.choice(miner.agents)]
+        agent.versions += 1
+        if agent.created_at is None:
+            agent.created_at = self.now
+        index = len(self.versions)
+        # Forced early cases so that every state shows up even in a small world.
+        broken = index == 3 or (index > 8 and rng.random() < BROKEN_VERSION_RATE)
+        cancel = index == 5 or (not broken and index > 8 and rng.random() < CANCEL_RATE)
+        skill = miner.skill + miner.growth * 6 * math.log1p(agent.versions - 1) + rng.gauss(0, 0.15)
+        version = _Version(
+            index=index,
+            id=self._uuid(),
+            work_id=self._uuid(),
+            agent=agent.index,
+            number=agent.versions,
+            submitted=self.now,
+            skill=skill,
+            work_factor=rng.lognormvariate(0, 0.2),
+            broken=broken,
+            cancel_planned=cancel,
+        )
+        self.versions.append(version)
+        self.open.append(index)
+        self._wake_idle(self.now)
+
+    def _burst(self) -> None:
+        """Close the regular schedule and queue a last wave of submissions, so the world ends busy:
+        every validator holds a run and fresh versions wait in the queue."""
+        if self.burst_done:
+            return
+        self.burst_done = self.uniform_closed = True
+        left = max(0, self.target_runs - len(self.runs))
+        count = math.ceil(left / self._expected_runs_per_version() * 1.1) + 2 * self.n_validators + 5
+        for _ in range(count):
+            miner = self.rng.choices(self.active_miners, self.miner_weights)[0]
+            self._push(self.now + self.rng.uniform(0, 1800), E_SUBMIT, miner.index, 1)
+
+    def _on_ready(self, v: _Validator, wake: int) -> None:
+        if wake != v.wake or v.run is not None or self.stopping:
+            return
+        v.down = False
+        version = self._find_work(v)
+        if version is None:
+            v.idle = True
+            return
+        self._claim(v, version)
+
+    def _find_work(self, v: _Validator) -> _Version | None:
+        keep, found = [], None
+        for index in self.open:
+            version = self.versions[index]
+            if version.closed_at is not None:
+                continue
+            keep.append(index)
+            if (
+                found is None
+                and version.included + len(version.active) < self.required
+                and v.index not in version.tried
+            ):
+                found = version
+        self.open = keep
+        return found
+
+    def _claim(self, v: _Validator, version: _Version) -> None:
+        rng, runs, now = self.rng, self.runs, self.now
+        index = len(runs)
+        overhead = rng.uniform(15, 45)
+        work = self.run_seconds * v.speed * version.work_factor * rng.lognormvariate(0, 0.3)
+        full = overhead + work
+        first_hb = rng.uniform(15, 45)
+        hung, crash = -1, math.inf
+        if version.broken:
+            kind, stop = K_BROKEN, overhead + rng.uniform(3, 30)
+        else:
+            u = rng.random()
+            if u < v.stale_rate:
+                kind = K_STALE
+                crash = rng.uniform(0.05, 0.95) * full
+                stop = crash
+            elif u < v.stale_rate + v.timeout_rate:
+                kind, stop, hung = K_TIMEOUT, self.limit, rng.randrange(PROBLEMS)
+            elif u < v.stale_rate + v.timeout_rate + INFRA_FAILURE_RATE:
+                kind, stop = K_FAILED, rng.uniform(0.05, 0.95) * full
+            elif full > self.limit:
+                kind, stop = K_TIMEOUT, self.limit
+            else:
+                kind, stop = K_SUCCESS, full + rng.uniform(1, 5)
+        if kind == K_STALE:
+            last_hb = self._last_heartbeat(first_hb, crash)
+            end = now + (last_hb if last_hb is not None else 0.0) + self.lease + rng.uniform(0, SWEEP_SECONDS)
+            self._ready(v, end + rng.uniform(120, 3600))
+            v.down = True
+        else:
+            end = now + stop
+        runs.id.append(self._uuid7(now))
+        runs.version.append(version.index)
+        runs.validator.append(v.index)
+        runs.claimed.append(now)
+        runs.kind.append(kind)
+        runs.overhead.append(overhead)
+        runs.work.append(work)
+        runs.first_hb.append(first_hb)
+        runs.crash.append(crash)
+        runs.end.append(end)
+        runs.status.append(-1)
+        runs.stopped.append(math.inf)
+        runs.hung.append(hung)
+        runs.service.append(1 if now >= v.upgrade_at else 0)
+        v.run = index
+        version.active.add(index)
+        version.tried.add(v.index)
+        self._push(end, E_END, index)
+        if version.cancel_planned and not version.cancel_scheduled:
+            version.cancel_scheduled = True
+            self._push(now + rng.uniform(0.2, 0.8) * min(stop, full), E_CANCEL, version.index)
+        if len(runs) >= self.target_runs:
+            self.stopping = True
+            self.now = now + 1.0  # "now" of the world: the last claim has no heartbeat yet
+        elif not self.burst_done and len(runs) >= self.target_runs - max(
+            3 * self.n_validators, self.target_runs // 50
+        ):
+            self._burst()
+
+    def _last_heartbeat(self, first_hb: float, elapsed: float) -> float | None:
+        """Seconds after the claim of the last heartbeat sent within ``elapsed`` seconds."""
+        if elapsed < first_hb:
+            return None
+        return first_hb + math.floor((elapsed - first_hb) / self.heartbeat) * self.heartbeat
+
+    def _on_end(self, index: int) -> None:
+        runs = self.runs
+        if runs.status[index] != -1:
+            return  # cancelled earlier
+        version, v = self.versions[runs.version[index]], self.validators[runs.validator[index]]
+        kind = runs.kind[index]
+        version.active.discard(index)
+        v.run = None
+        runs.stopped[index] = min(self.now, runs.claimed[index] + runs.crash[index])
+        if kind == K_SUCCESS:
+            runs.status[index] = S_SUCCESS
+            version.included += 1
+            if version.included >= self.required:
+                version.state, version.closed_at = "ELIGIBLE", self.now
+        elif kind == K_STALE:
+            runs.status[index] = S_STALE
+        elif kind == K_TIMEOUT:
+            runs.status[index] = S_TIMED_OUT
+        else:
+            runs.status[index] = S_FAILED
+            if kind == K_BROKEN:
+                version.failures += 1
+                if version.failures >= DISCARD_AFTER_FAILURES and version.closed_at is None:
+                    self._close(version, "DISCARDED")
+        if kind != K_STALE:
+            self._ready(v, self.now + self.rng.uniform(2, 30))
+        if kind != K_SUCCESS:
+            self._wake_idle(self.now)
+
+    def _on_cancel(self, version_index: int) -> None:
+        version = self.versions[version_index]
+        if version.closed_at is None:
+            self._close(version, "CANCELLED")
+
+    def _close(self, version: _Version, state: str) -> None:
+        """Settle a version as DISCARDED or CANCELLED: its runs in flight are cancelled."""
+        version.state, version.closed_at = state, self.now
+        for index in sorted(version.active):
+            self.runs.status[index] = S_CANCELLED
+            self.runs.end[index] = self.now
+            self.runs.stopped[index] = min(self.now, self.runs.claimed[index] + self.runs.crash[index])
+            v = self.validators[self.runs.validator[index]]
+            v.run = None
+            if not v.down:
+                self._ready(v, self.now + self.rng.uniform(2, 30))
+        version.active.clear()
+
+    # per-problem results ------------------------------------------------------------------------------
+
+    def results(self, report: _Progress) -> _Results:
+        """Per-problem statuses, scores and timings of every run, drawn in bulk with numpy."""
+        return _Results.build(self, np.random.default_rng(self.seed))
+
+    # writing ------------------------------------------------------------------------------------------
+
+    def write(self, session: Session, results: _Results, report: _Progress) -> Manifest:
+        writer = _Writer(session)
+        imported = suites.import_suite(
+            session, suite_json(), activate=True, benchmark_name="shoppingbench-demo"
+        )
+        suite = imported.suite
+        suite.created_at = BASE_TIME - timedelta(days=1)  # not the clock: same seed, same rows
+        session.add(suite)
+        suite_id = suite.id or 0
+        problems = suites.problems_for_suite(session, suite_id)
+        problem_ids = [p.id.hex for p in problems]
+        now = self.now
+        versions, runs = self.versions, self.runs
+
+        registered = BASE_TIME - timedelta(days=60)
+        hotkeys = [
+            (v.hotkey, "validator", True, v.name, False, i, registered + timedelta(hours=i))
+            for i, v in enumerate(self.validators)
+        ] + [
+            (
+                m.hotkey,
+                "miner",
+                False,
+                m.name,
+                False,
+                len(self.validators) + i,
+                registered + timedelta(days=1, hours=7 * i),
+            )
+            for i, m in enumerate(self.miners)
+        ]
+        writer.rows(
+            Hotkey.__table__,
+            ("ss58", "role", "validator_permit", "name", "banned", "uid", "registered_at"),
+            hotkeys,
+        )
+
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for version in versions:
+            miner = self.agents[version.agent].miner
+            first.setdefault(miner, version.submitted)
+            last[miner] = version.submitted
+        writer.rows(
+            Miner.__table__,
+            ("hotkey", "created_at", "last_submitted_at"),
+            [(self.miners[m].hotkey, _at(first[m]), _at(last[m])) for m in sorted(first)],
+        )
+        writer.rows(
+            Agent.__table__,
+            ("id", "miner_hotkey", "name", "created_at"),
+            [
+                (a.id.hex, self.miners[a.miner].hotkey, a.name, _at(a.created_at))
+                for a in self.agents
+                if a.created_at is not None
+            ],
+        )
+
+        # Scores, work items and version states as of "now".
+        final_scores: dict[int, float] = {}
+        for index, version in enumerate(versions):
+            if version.state == "ELIGIBLE":
+                included = [results.validator_score[r] for r in results.included_by_version[index]]
+                final_scores[index] = sum(included) / len(included)
+        version_rows, work_rows = [], []
+        for index, version in enumerate(versions):
+            active = results.active_by_version.get(index, 0)
+            included = len(results.included_by_version.get(index, ()))
+            state = version.state or ("RUNNING" if active or included else "QUEUED")
+            stored_state = "RUNNING" if state == "ELIGIBLE" else state  # crowned in order below
+            code = self.code(version)
+            version_rows.append(
+                (
+                    version.id.hex,
+                    self.agents[version.agent].id.hex,
+                    version.number,
+                    suite_id,
+                    stored_state,
+                    _at(version.submitted),
+                    _at(version.closed_at) if state == "ELIGIBLE" else None,
+                    _at(version.closed_at) if state == "DISCARDED" else None,
+                    final_scores.get(index),
+                    f"agents/{hashlib.sha256(code).hexdigest()}.py",
+                    hashlib.sha256(code).hexdigest(),
+                    len(code),
+                )
+            )
+            work_rows.append(
+                (
+                    version.work_id.hex,
+                    version.id.hex,
+                    suite_id,
+                    self.required,
+                    included,
+                    active,
+                    version.closed_at is not None,
+                    _at(version.submitted),
+                    _at(version.closed_at),
+                )
+            )
+        writer.rows(
+            AgentVersion.__table__,
+            (
+                "id",
+                "agent_id",
+                "version_number",
+                "suite_id",
+                "state",
+                "submitted_at",
+                "eligible_at",
+                "discarded_at",
+                "final_score",
+                "code_key",
+                "code_sha256",
+                "code_size",
+            ),
+            version_rows,
+        )
+        writer.rows(
+            WorkItem.__table__,
+            (
+                "id",
+                "agent_version_id",
+                "suite_id",
+                "required_successes",
+                "included_successes",
+                "active_runs",
+                "is_closed",
+                "created_at",
+                "closed_at",
+            ),
+            work_rows,
+        )
+        writer.rows(EvaluationRun.__table__, _RUN_COLUMNS, results.run_rows(self, suite_id))
+        step = max(1, 60_000 // PROBLEMS)
+
+        def batches() -> Iterable[dict[str, Any]]:
+            for start in range(0, len(runs), step):
+                stop = min(len(runs), start + step)
+                yield results.problem_columns(self, problem_ids, start, stop)
+                report.advance(stop - start)
+
+        with writer.foreign_keys_checked_once(ProblemResult.__table__):
+            writer.columns(ProblemResult.__table__, _RESULT_COLUMNS, batches())
+        writer.rows(ValidatorState.__table__, _STATE_COLUMNS, self._validator_states())
+        reigns = self._crown(session, suite_id, final_scores)
+
+        statuses = Counter(RUN_STATUSES[s] for s in results.status)
+        states = Counter(
+            v.state
+            or (
+                "RUNNING"
+                if results.active_by_version.get(i) or results.included_by_version.get(i)
+                else "QUEUED"
+            )
+            for i, v in enumerate(versions)
+        )
+        counts: dict[str, Any] = {
+            "miners": len(self.miners),
+            "submitting_miners": len(first),
+            "validators": len(self.validators),
+            "problems": len(problems),
+            "agents": sum(1 for a in self.agents if a.created_at is not None),
+            "agent_versions": len(versions),
+            "eligible_versions": states.get("ELIGIBLE", 0),
+            "runs": len(runs),
+            "problem_results": len(runs) * PROBLEMS,
+            "top_agent_reigns": reigns,
+            "versions_by_state": dict(sorted(states.items())),
+            "runs_by_status": dict(sorted(statuses.items())),
+        }
+        return Manifest(
+            seed=self.seed,
+            validators=[self._fault(v) for v in self.validators if v.fault],
+            counts=counts,
+            now=_at(now).isoformat(),
+            parameters={
+                "base_time": BASE_TIME.isoformat(),
+                "required_successes": self.required,
+                "challenge_threshold": self.settings.challenge_threshold,
+                "nominal_run_seconds": round(self.run_seconds, 1),
+                "run_time_limit_seconds": round(self.limit, 1),
+                "peer_stale_rate": PEER_STALE_RATE,
+                "peer_timeout_rate": PEER_TIMEOUT_RATE,
+                "infra_failure_rate": INFRA_FAILURE_RATE,
+                "broken_version_rate": BROKEN_VERSION_RATE,
+                "discard_after_failures": DISCARD_AFTER_FAILURES,
+                "cancel_rate": CANCEL_RATE,
+            },
+        )
+
+    def _fault(self, v: _Validator) -> dict[str, Any]:
+        entry: dict[str, Any] = {"hotkey": v.hotkey, "name": v.name, "fault": v.fault}
+        if v.fault == "biased":
+            entry["score_offset"] = BIASED_SCORE_OFFSET
+        elif v.fault == "stale":
+            entry.update(stale_rate=STALE_LEASE_RATE, peer_stale_rate=PEER_STALE_RATE)
+        else:
+            entry.update(
+                duration_factor=SLOW_DURATION_FACTOR,
+                timeout_rate=SLOW_TIMEOUT_RATE,
+                peer_timeout_rate=PEER_TIMEOUT_RATE,
+            )
+        return entry
+
+    def _validator_states(self) -> list[tuple[Any, ...]]:
+        runs, rng = self.runs, random.Random(self.seed + 1)
+        last_claim: dict[int, float] = {}
+        last_seen: dict[int, float] = {}
+        last_hb: dict[int, float] = {}
+        for i in range(len(runs)):
+            v = runs.validator[i]
+            last_claim[v] = runs.claimed[i]
+            seen = min(self.now, runs.stopped[i], runs.claimed[i] + runs.crash[i])
+            hb = self._last_heartbeat(runs.first_hb[i], seen - runs.claimed[i])
+            if hb is not None:
+                last_hb[v] = max(last_hb.get(v, 0.0), runs.claimed[i] + hb)
+            last_seen[v] = max(
+                last_seen.get(v, 0.0), runs.claimed[i], seen if runs.status[i] != S_CANCELLED else 0.0
+            )
+        rows = []
+        for v in self.validators:
+            if v.index not in last_claim:
+                continue
+            rows.append(
+                (
+                    v.hotkey,
+                    _at(last_claim[v.index]),
+                    _at(last_seen[v.index]),
+                    round(rng.uniform(20, 95), 1),
+                    round(rng.uniform(30, 85), 1),
+                    round(rng.uniform(15, 70), 1),
+                    rng.randint(1, 6),
+                    _service_versions(1 if self.now >= v.upgrade_at else 0),
+                    _at(last_hb.get(v.index)),
+                )
+            )
+        return rows
+
+    def _crown(self, session: Session, suite_id: int, final_scores: dict[int, float]) -> int:
+        """Replay eligibility in time order through the service's own top-agent rule.
+
+        Only a version that beats every earlier eligible one can change the top agent, so those are
+        made ELIGIBLE one by one (with the service called at their eligible_at); the rest follow in bulk.
+        """
+        order = sorted(final_scores, key=lambda i: (self.versions[i].closed_at, self.versions[i].id.hex))
+        best = -math.inf
+        table = AgentVersion.__table__
+        for index in order:
+            score = final_scores[index]
+            if score <= best:
+                continue
+            best = score
+            session.execute(
+                table.update().where(table.c.id == self.versions[index].id).values(state="ELIGIBLE")
+            )
+            recompute_top_agent(
+                session, suite_id, settings=self.settings, now=_at(self.versions[index].closed_at)
+            )
+        session.execute(
+            table.update()
+            .where(table.c.final_score.is_not(None), table.c.state == "RUNNING")
+            .values(state="ELIGIBLE")
+        )
+        session.flush()
+        return int(session.execute(text("SELECT count(*) FROM topagenthistory")).scalar_one())
+
+    def code(self, version: _Version) -> bytes:
+        agent = self.agents[version.agent]
+        return (
+            f'"""{agent.name} v{version.number}: a demo shopping agent (generated; seed {self.seed})."""\n\n'
+            f"SEARCH_DEPTH = {2 + version.number % 5}\n"
+            f"TEMPERATURE = {round(0.1 + (version.index % 7) / 10, 1)}\n"
+            f"VERSION = {str(version.id)!r}\n\n\n"
+            "def solve(problem):\n"
+            "    query = problem['query']\n"
+            "    return {'answer': query, 'depth': SEARCH_DEPTH}\n"
+        ).encode()
+
+    def code_artifacts(self) -> Iterable[tuple[str, bytes]]:
+        for version in self.versions:
+            code = self.code(version)
+            yield f"agents/{hashlib.sha256(code).hexdigest()}.py", code
+
+
+def _service_versions(release: int) -> dict[str, str]:
+    return {"validator": ("2.3.4", "2.4.0")[release], "sandbox": ("0.9.1", "0.10.0")[release]}
+
+
+# --- per-problem results -----------------------------------------------------------------------------
+
+
+def _difficulties(rng: random.Random) -> list[float]:
+    """Logit difficulty per problem in suite order; two problems nobody solves, one everybody does."""
+    offsets = {"Product": -0.2, "Shop": 0.3, "Voucher": 0.1}
+    out = []
+    for category, items in _SUITE.items():
+        for _query, difficulty in items:
+            out.append(offsets[category] + (-0.6 if difficulty == "easy" else 0.6) + rng.gauss(0, 0.4))
+    out[9] = 6.0  # a dead problem: medium Product
+    out[27] = 6.0  # a dead problem: medium Voucher
+    out[10] = -6.0  # a giveaway: easy Shop
+    return out
+
+
+@dataclass
+class _Results:
+    status: np.ndarray  # per run, final status code
+    pstatus: np.ndarray  # runs x problems
+    score: np.ndarray  # NaN where absent
+    reasoning: np.ndarray
+    exec_time: np.ndarray
+    inf_total: np.ndarray  # -1 where absent
+    inf_fail: np.ndarray
+    updated_us: np.ndarray  # microseconds since BASE_TIME
+    validator_score: list[float | None]
+    included_by_version: dict[int, list[int]]
+    active_by_version: dict[int, int]
+    completed: np.ndarray  # NaN while active
+    last_hb: np.ndarray  # NaN: none
+    lease: np.ndarray
+
+    @classmethod
+    def build(cls, world: _World, gen: np.random.Generator) -> _Results:
+        runs, n, now = world.runs, len(world.runs), world.now
+        claimed = np.array(runs.claimed)
+        status = np.array(runs.status)
+        kind = np.array(runs.kind)
+        active = status == -1
+        status = np.where(active, S_RUNNING, status)
+        first_hb = np.array(runs.first_hb)
+        crash = np.array(runs.crash)
+        # Seconds after the claim that the run stopped making progress.
+        stopped = np.minimum(np.array(runs.stopped), now) - claimed
+        stopped = np.minimum(stopped, crash)
+        status = np.where(active & (stopped < first_hb), S_CLAIMED, status)
+
+        overhead = np.array(runs.overhead)
+        weights = gen.lognormal(0.0, 0.45, size=(n, PROBLEMS))
+        times = weights / weights.sum(axis=1, keepdims=True) * np.array(runs.work)[:, None]
+        ends = overhead[:, None] + np.cumsum(times, axis=1)
+        starts = ends - times
+
+        # Which problem was in progress when the run stopped, and how it ended.
+        finished = status == S_SUCCESS
+        done = (ends <= stopped[:, None]) | finished[:, None]
+        current = np.where(done.all(axis=1), PROBLEMS, np.argmin(done, axis=1))
+        hung = np.array(runs.hung)
+        timed_out = status == S_TIMED_OUT
+        designated = timed_out & (hung >= 0)
+        k_designated = np.minimum(hung, np.maximum(0, (starts < world.limit - 30).sum(axis=1) - 1))
+        current = np.where(designated, k_designated, current)
+        broken = kind == K_BROKEN
+        current = np.where(broken & (status == S_FAILED), 0, current)
+        current = np.where(status == S_CLAIMED, 0, current)  # nothing reported before the first heartbeat
+        cols = np.arange(PROBLEMS)[None, :]
+        done = cols < current[:, None]
+
+        # Problem outcomes where the agent ran to the end of a problem.
+        draw = gen.random((n, PROBLEMS))
+        p_timeout = PROBLEM_TIMEOUT_RATE
+        outcome = np.where(
+            draw < PROBLEM_FAILED_RATE,
+            P_FAILED,
+            np.where(draw < PROBLEM_FAILED_RATE + p_timeout, P_TIMED_OUT, P_SUCCESS),
+        )
+        pstatus = np.where(done, outcome, PENDING)
+        at_current = cols == current[:, None]
+        terminal = np.isin(status, (S_FAILED, S_TIMED_OUT))
+        pstatus = np.where(at_current & (status == S_FAILED)[:, None], P_FAILED, pstatus)
+        pstatus = np.where(at_current & timed_out[:, None], P_TIMED_OUT, pstatus)
+        pstatus = np.where(at_current & ~terminal[:, None] & (status != S_CLAIMED)[:, None], RUNNING, pstatus)
+        pstatus = np.where((cols > current[:, None]) & terminal[:, None], SKIPPED, pstatus)
+
+        # Scores: agent skill against problem difficulty, with run-level and problem-level noise.
+        rng = random.Random(world.seed + 2)
+        difficulty = np.array(_difficulties(rng))
+        skill = np.array([world.versions[v].skill for v in runs.version])
+        run_noise = gen.normal(0.0, 0.12, size=n)
+        logit = 1.6 * (skill[:, None] - difficulty[None, :] + run_noise[:, None]) + gen.normal(
+            0, 0.8, (n, PROBLEMS)
+        )
+        quality = 1.0 / (1.0 + np.exp(-logit))
+        score = np.where(
+            pstatus == P_SUCCESS, quality, np.where(np.isin(pstatus, (P_FAILED, P_TIMED_OUT)), 0.0, np.nan)
+        )
+        bias = np.array([world.validators[v].bias for v in runs.validator])
+        score = _lenient(score, pstatus == P_SUCCESS, bias)
+        score = np.round(score, 4)
+        reasoning = np.where(
+            pstatus == P_SUCCESS,
+            np.round(np.clip(score + gen.normal(0, 0.08, (n, PROBLEMS)), 0, 1), 4),
+            np.nan,
+        )
+
+        # Timings and inference counts.
+        scored = np.isin(pstatus, (P_SUCCESS, P_FAILED, P_TIMED_OUT))
+        stop_at = np.where(designated, world.limit, stopped)
+        cut_time = np.maximum(stop_at[:, None] - starts, 1.0)
+        exec_time = np.where(done, times, np.where(at_current & scored, cut_time, np.nan))
+        exec_time = np.round(exec_time, 3)
+        inf_total = np.where(scored, 3 + gen.poisson(np.clip(times / 8, 1, 60)), -1)
+        inf_fail = np.where(scored, gen.binomial(np.maximum(inf_total, 0), 0.03), -1)
+        completed = np.where(active, np.nan, np.array(runs.end))
+        updated = np.where(
+            done,
+            claimed[:, None] + ends,
+            np.where(
+                at_current & scored,
+                claimed[:, None] + stop_at[:, None],
+                np.where(pstatus == RUNNING, claimed[:, None] + starts, np.nan),
+            ),
+        )
+        updated = np.where(pstatus == SKIPPED, completed[:, None], updated)
+        pending_at = claimed + np.minimum(overhead, np.maximum(stopped, 0))
+        updated = np.where(np.isnan(updated), pending_at[:, None], updated)
+
+        # Heartbeats and leases.
+        beats = np.where(
+            stopped >= first_hb,
+            first_hb + np.floor((stopped - first_hb) / world.heartbeat) * world.heartbeat,
+            np.nan,
+        )
+        last_hb = claimed + beats
+        lease = np.where(np.isnan(last_hb), claimed, last_hb) + world.lease
+
+        validator_score: list[float | None] = [None] * n
+        run_scores = score.mean(axis=1)
+        included: dict[int, list[int]] = {}
+        active_by_version: dict[int, int] = {}
+        for i in range(n):
+            if status[i] == S_SUCCESS:
+                validator_score[i] = float(run_scores[i])
+                included.setdefault(runs.version[i], []).append(i)
+            elif status[i] in (S_CLAIMED, S_RUNNING):
+                active_by_version[runs.version[i]] = active_by_version.get(runs.version[i], 0) + 1
+        return cls(
+            status=status,
+            pstatus=pstatus,
+            score=score,
+            reasoning=reasoning,
+            exec_time=exec_time,
+            inf_total=inf_total,
+            inf_fail=inf_fail,
+            updated_us=np.rint(updated * 1_000_000).astype(np.int64),
+            validator_score=validator_score,
+            included_by_version=included,
+            active_by_version=active_by_version,
+            completed=completed,
+            last_hb=last_hb,
+            lease=lease,
+        )
+
+    def run_rows(self, world: _World, suite_id: int) -> list[tuple[Any, ...]]:
+        runs, rows = world.runs, []
+        failures = {
+            S_FAILED: "sandbox exited with code 137 (out of memory)",
+            S_TIMED_OUT: f"evaluation exceeded the {int(world.limit)} s limit",
+            S_STALE: "lease expired without a heartbeat",
+            S_CANCELLED: "agent version was cancelled",
+        }
+        for i in range(len(runs)):
+            status = int(self.status[i])
+            version = world.versions[runs.version[i]]
+            terminal = status in (S_SUCCESS, S_FAILED, S_TIMED_OUT)
+            reason = failures.get(status)
+            if status == S_FAILED and runs.kind[i] == K_BROKEN:
+                reason = "agent crashed on import: ModuleNotFoundError: No module named 'playwright_stealth'"
+            score = self.validator_score[i]
+            components = None
+            if score is not None:
+                succeeded = int((self.pstatus[i] == P_SUCCESS).sum())
+                components = {
+                    "mean_problem_score": round(score, 6),
+                    "problems_succeeded": succeeded,
+                    "problems": PROBLEMS,
+                }
+            counted = self.inf_total[i] >= 0
+            inference: tuple[int | None, int | None] = (None, None)
+            if terminal and counted.any():  # as complete_run does: sums over the reported problems
+                inference = (int(self.inf_fail[i][counted].sum()), int(self.inf_total[i][counted].sum()))
+            release = runs.service[i]
+            sandbox = {
+                "image": f"oro-sandbox:{_service_versions(release)['sandbox']}",
+                "cpus": 4,
+                "memory_mb": 8192,
+            }
+            rows.append(
+                (
+                    runs.id[i].hex,
+                    version.work_id.hex,
+                    version.id.hex,
+                    world.validators[runs.validator[i]].hotkey,
+                    suite_id,
+                    RUN_STATUSES[status],
+                    _at(runs.claimed[i]),
+                    _at(float(self.lease[i])),
+                    _at(_nan_none(self.last_hb[i])),
+                    _at(_nan_none(self.completed[i])),
+                    score,
+                    components,
+                    reason,
+                    sandbox if terminal else None,
+                    _service_versions(release),
+                    status == S_SUCCESS,
+                    *inference,
+                )
+            )
+        return rows
+
+    def problem_columns(
+        self, world: _World, problem_ids: Sequence[str], start: int, stop: int
+    ) -> dict[str, list[Any]]:
+        """The problem results of runs ``start:stop`` as columns of plain values (None for NULL).
+
+        Ids are UUIDv7 from the run's claim time, so rows arrive in index order (much faster to load).
+        """
+        n = (stop - start) * PROBLEMS
+        claimed_ms = np.repeat(np.array(world.runs.claimed[start:stop]) * 1000, PROBLEMS).astype(np.int64)
+        ids = _uuid7_hex(claimed_ms, np.random.default_rng([world.seed, 7, start]))
+        statuses = np.asarray(_STATUS_NAMES, dtype=object)[self.pstatus[start:stop].ravel()].tolist()
+
+        def floats(values: np.ndarray) -> list[float | None]:
+            return [None if x != x else x for x in values[start:stop].ravel().tolist()]
+
+        def counts(values: np.ndarray) -> list[int | None]:
+            return [None if x < 0 else x for x in values[start:stop].ravel().tolist()]
+
+        return {
+            "id": ids,
+            "run_id": [world.runs.id[i].hex for i in range(start, stop) for _ in range(PROBLEMS)],
+            "problem_id": list(problem_ids) * (stop - start),
+            "status": statuses,
+            "score": floats(self.score),
+            "reasoning_score": floats(self.reasoning),
+            "score_components": [None] * n,
+            "logs_key": [None] * n,
+            "execution_time": floats(self.exec_time),
+            "inference_failure_count": counts(self.inf_fail),
+            "inference_total": counts(self.inf_total),
+            "updated_at": self.updated_us[start:stop].ravel(),
+        }
+
+
+def _uuid7_hex(unix_ms: np.ndarray, gen: np.random.Generator) -> list[str]:
+    """UUIDv7 (RFC 9562) as 32 hex digits: 48-bit Unix milliseconds, then random bits."""
+    raw = gen.integers(0, 256, size=(len(unix_ms), 16), dtype=np.uint8)
+    ms = (unix_ms + _BASE_MS).astype(np.uint64)
+    for byte in range(6):
+        raw[:, byte] = (ms >> np.uint64(8 * (5 - byte))) & np.uint64(0xFF)
+    raw[:, 6] = 0x70 | (raw[:, 6] & 0x0F)
+    raw[:, 8] = 0x80 | (raw[:, 8] & 0x3F)
+    text = raw.tobytes().hex()
+    return [text[i : i + 32] for i in range(0, len(text), 32)]
+
+
+def _lenient(score: np.ndarray, eligible: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Raise each biased run's mean score by its bias, spread over its successful problems (water-filling
+    under the cap of 1.0), so the run score moves by exactly the bias whenever there is headroom."""
+    out = score.copy()
+    for i in np.nonzero(bias > 0)[0]:
+        mask = eligible[i]
+        scored = ~np.isnan(score[i])
+        if not mask.any():
+            continue
+        need = bias[i] * scored.sum()
+        head = np.where(mask, 1.0 - score[i], 0.0)
+        if head.sum() <= need:
+            out[i] = np.where(mask, 1.0, score[i])
+            continue
+        lo, hi = 0.0, 1.0
+        for _ in range(50):  # bisection on the water level
+            mid = (lo + hi) / 2
+            if np.minimum(head, mid).sum() < need:
+                lo = mid
+            else:
+                hi = mid
+        out[i] = np.where(mask, score[i] + np.minimum(head, hi), score[i])
+    return out
+
+
+def _nan_none(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _at(seconds: float | None) -> datetime | None:
+    """A time of the simulation (seconds after BASE_TIME) as a UTC datetime, to the microsecond."""
+    if seconds is None or (isinstance(seconds, float) and (math.isnan(seconds) or math.isinf(seconds))):
+        return None
+    return BASE_TIME + timedelta(microseconds=round(seconds * 1_000_000))
+
+
+_RUN_COLUMNS = (
+    "id",
+    "work_item_id",
+    "agent_version_id",
+    "validator_hotkey",
+    "suite_id",
+    "status",
+    "claimed_at",
+    "lease_expires_at",
+    "last_heartbeat_at",
+    "completed_at",
+    "validator_score",
+    "score_components",
+    "failure_reason",
+    "sandbox_metadata",
+    "service_versions",
+    "is_included",
+    "inference_failure_count",
+    "inference_total",
+)
+_RESULT_COLUMNS = (
+    "id",
+    "run_id",
+    "problem_id",
+    "status",
+    "score",
+    "reasoning_score",
+    "score_components",
+    "logs_key",
+    "execution_time",
+    "inference_failure_count",
+    "inference_total",
+    "updated_at",
+)
+_STATE_COLUMNS = (
+    "hotkey",
+    "last_claim_at",
+    "last_seen_at",
+    "cpu_pct",
+    "ram_pct",
+    "disk_pct",
+    "docker_container_count",
+    "service_versions",
+    "metrics_reported_at",
+)
+
+
+# --- bulk writes -------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Plain rows into a table: COPY on PostgreSQL, executemany on SQLite. UUIDs come as 32 hex digits."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+
+    def rows(self, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        if self.postgres:
+            self._copy_rows(table, columns, rows)
+        else:
+            self._insert(table, columns, rows)
+
+    def columns(self, table: Table, names: Sequence[str], batches: Iterable[dict[str, Any]]) -> None:
+        """Rows given as batches of columns; int64 arrays are microseconds after BASE_TIME.
+
+        On PostgreSQL all batches go through one COPY, so the server loads one batch while the
+        next is being formatted.
+        """
+        if not self.postgres:
+            for data in batches:
+                for c in names:
+                    if isinstance(data[c], np.ndarray):
+                        data[c] = [BASE_TIME + timedelta(microseconds=int(us)) for us in data[c]]
+                self._insert(table, names, zip(*(data[c] for c in names), strict=True))
+            return
+        with self._copy(table, names) as copy:
+            for data in batches:
+                text = [
+                    _pg_times(data[c]) if isinstance(data[c], np.ndarray) else _texts(data[c]) for c in names
+                ]
+                copy.write("\n".join(map("\t".join, zip(*text, strict=True))) + "\n")
+
+    @contextmanager
+    def foreign_keys_checked_once(self, table: Table) -> Iterator[None]:
+        """On PostgreSQL, check the table's foreign keys once after the load instead of once per row.
+
+        The constraints are dropped and re-added (with their own definitions) in this transaction, as
+        the PostgreSQL manual advises for bulk loads ("Populating a Database"); re-adding validates
+        every row, so nothing unchecked is committed. SQLite checks rows as they come, cheaply.
+        """
+        if not self.postgres:
+            yield
+            return
+        constraints = self.session.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f' ORDER BY conname"
+            ),
+            {"table": table.name},
+        ).all()
+        for name, _ in constraints:
+            self.session.execute(text(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{name}"'))
+        yield
+        for name, definition in constraints:
+            self.session.execute(text(f'ALTER TABLE "{table.name}" ADD CONSTRAINT "{name}" {definition}'))
+
+    @contextmanager
+    def _copy(self, table: Table, columns: Sequence[str]) -> Iterator[Any]:
+        self.session.flush()
+        raw = self.session.connection().connection.driver_connection
+        assert raw is not None
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN') as copy,
+        ):
+            yield copy
+
+    def _insert(self, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        uuids = {c for c in columns if isinstance(table.c[c].type, Uuid)}
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(
+                {
+                    c: uuid.UUID(hex=v) if c in uuids and v is not None else v
+                    for c, v in zip(columns, row, strict=True)
+                }
+            )
+            if len(batch) >= 5000:
+                self.session.execute(insert(table), batch)
+                batch = []
+        if batch:
+            self.session.execute(insert(table), batch)
+
+    def _copy_rows(self, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        buffer: list[str] = []
+        with self._copy(table, columns) as copy:
+            for row in rows:
+                buffer.append("\t".join(map(_copy_text, row)))
+                if len(buffer) >= 20_000:
+                    copy.write("\n".join(buffer) + "\n")
+                    buffer = []
+            if buffer:
+                copy.write("\n".join(buffer) + "\n")
+
+
+def _texts(values: list[Any]) -> list[str]:
+    """COPY text for one column; the common plain types skip the generic path."""
+    first = next((v for v in values if v is not None), None)
+    if type(first) is float:
+        return ["\\N" if v is None else repr(v) for v in values]
+    if type(first) is int:
+        return ["\\N" if v is None else str(v) for v in values]
+    if first is None:
+        return ["\\N"] * len(values)
+    if type(first) is str:
+        plain = [v for v in values if v is not None]
+        joined = "".join(plain)
+        if len(plain) == len(values) and not any(c in joined for c in "\\\t\n\r"):
+            return values  # ids, names, statuses: nothing to escape
+    return [_copy_text(v) for v in values]
+
+
+def _pg_times(micros: np.ndarray) -> list[str]:
+    stamps = np.datetime64(BASE_TIME.replace(tzinfo=None), "us") + micros.astype("timedelta64[us]")
+    return [f"{t}+00" for t in np.datetime_as_string(stamps, unit="us").tolist()]
+
+
+def _copy_text(value: Any) -> str:
+    kind = type(value)
+    if value is None:
+        return "\\N"
+    if kind is float:
+        return repr(value)
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int:
+        return str(value)
+    if kind is str and value.isalnum():
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True)
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
