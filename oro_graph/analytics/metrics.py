@@ -656,14 +656,16 @@ def icc2_1(matrix: Frame | ArrayLike, *, target: float = 0.9, confidence: float 
     """ICC(2,1): two-way random effects, absolute agreement, single rater (Shrout & Fleiss).
 
     Uses the complete block: rows (versions) with any missing rating are dropped, so pass the
-    validators whose shared versions you want. ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE)
+    validators whose shared versions you want (NaN results below 2 rows; empty for an empty matrix). ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE)
     / n), with the McGraw & Wong F-based interval. One-row output: n_targets, k_raters, icc, lower,
     upper, target, validators_needed (Spearman-Brown, see ``validators_needed``).
     """
     columns = ["n_targets", "k_raters", "icc", "lower", "upper", "target", "validators_needed"]
     x = np.asarray(matrix, dtype=float)
-    x = x[~np.isnan(x).any(axis=1)] if x.ndim == 2 else np.empty((0, 0))
-    n, k = x.shape if x.ndim == 2 else (0, 0)
+    if x.ndim != 2 or x.size == 0:
+        return _empty(columns)
+    x = x[~np.isnan(x).any(axis=1)]
+    n, k = x.shape
     row: dict[str, object] = {"n_targets": n, "k_raters": k, "target": target}
     if n < 2 or k < 2:
         return pd.DataFrame([row | {"icc": np.nan, "lower": np.nan, "upper": np.nan, "validators_needed": None}])[columns]
@@ -698,14 +700,10 @@ def consensus_agreement(matrix: Frame, *, min_versions: int = 3) -> Frame:
     columns = ["validator_hotkey", "n_versions", "spearman"]
     if matrix.shape[1] == 0:
         return _empty(columns)
-    x = matrix.to_numpy(dtype=float)
-    seen = ~np.isnan(x)
-    total, count = np.nansum(x, axis=1, keepdims=True), seen.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        others = np.where(count - seen > 0, (total - np.where(seen, x, 0.0)) / (count - seen), np.nan)
     rows = []
-    for j, hotkey in enumerate(matrix.columns):  # one pass per validator, not per row
-        pair = pd.DataFrame({"own": x[:, j], "others": others[:, j]}).dropna()
+    for hotkey in matrix.columns:  # one pass per validator, not per row
+        # A direct mean (not total minus own score) keeps exact ties tied for the ranks.
+        pair = pd.DataFrame({"own": matrix[hotkey], "others": matrix.drop(columns=hotkey).mean(axis=1)}).dropna()
         rho = pair["own"].corr(pair["others"], method="spearman") if len(pair) >= min_versions else np.nan
         rows.append((hotkey, len(pair), rho))
     return pd.DataFrame(rows, columns=columns)
