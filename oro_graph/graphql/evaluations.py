@@ -512,7 +512,7 @@ class EvaluationMutation:
             settings=runtime.settings,
             metrics=_metrics(metrics),
         )
-        info.context.loaders.run_by_id.clear(run.id)
+        info.context.loaders.forget_run(run.id)
         return HeartbeatSuccess(_run=run)
 
     @strawberry.mutation(
@@ -529,7 +529,7 @@ class EvaluationMutation:
             validator_hotkey=hotkey,
             problems=[p.to_domain() for p in problems],
         )
-        info.context.loaders.run_by_id.clear(run_id)
+        info.context.loaders.forget_run(run_id)
         return ReportProgressSuccess(_run_id=run_id, _rows=rows)
 
     @strawberry.mutation(
@@ -567,7 +567,7 @@ class EvaluationMutation:
             failure_reason=failure_reason,
             sandbox_metadata=sandbox_metadata,
         )
-        info.context.loaders.run_by_id.clear(run_id)
+        info.context.loaders.forget_run(run_id)
         return CompleteRunSuccess(
             agent_version_became_eligible=done.became_eligible,
             final_score=done.final_score,

@@ -150,5 +150,15 @@ class Loaders:
     def prime_runs(self, rows: Iterable[models.EvaluationRun]) -> None:
         self.run_by_id.prime_many({row.id: row for row in rows})
 
+    def forget_run(self, run_id: uuid.UUID) -> None:
+        """After a write to a run: later reads in this request load it (and its progress) afresh."""
+        for loader in (self.run_by_id, self.progress_by_run_id, self.result_page_by_run_id):
+            for key in [
+                k
+                for k in loader.cache_map.cache_map
+                if k == run_id or (isinstance(k, tuple) and k[0] == run_id)
+            ]:
+                loader.clear(key)
+
 
 LoadCount = Callable[[], Awaitable[int]]
