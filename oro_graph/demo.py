@@ -707,8 +707,9 @@ class _World:
             session, suite_json(), activate=True, benchmark_name="shoppingbench-demo"
         )
         suite = imported.suite
-        suite.created_at = BASE_TIME - timedelta(days=1)  # not the clock: same seed, same rows
-        session.add(suite)
+        if imported.created:
+            suite.created_at = BASE_TIME - timedelta(days=1)  # not the clock: same seed, same rows
+            session.add(suite)
         suite_id = suite.id or 0
         problems = suites.problems_for_suite(session, suite_id)
         problem_ids = [p.id.hex for p in problems]
