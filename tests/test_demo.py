@@ -156,7 +156,8 @@ INVARIANT_SQL = {
     ),
     "eligible: closed work item with all required successes": (
         "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
-        "WHERE v.state = 'ELIGIBLE' AND NOT (w.is_closed AND w.included_successes = w.required_successes AND v.eligible_at IS NOT NULL)"
+        "WHERE v.state = 'ELIGIBLE' AND NOT (w.is_closed AND w.included_successes = w.required_successes "
+        "AND v.eligible_at IS NOT NULL)"
     ),
     "eligible final score is the mean of its included runs": (
         "SELECT count(*) FROM agentversion v WHERE v.state = 'ELIGIBLE' AND abs(v.final_score - "
@@ -191,7 +192,8 @@ INVARIANT_SQL = {
     ),
     "times are in order": (
         "SELECT count(*) FROM evaluationrun WHERE last_heartbeat_at < claimed_at "
-        "OR completed_at < claimed_at OR lease_expires_at <= claimed_at OR (status = 'STALE' AND completed_at < lease_expires_at) "
+        "OR completed_at < claimed_at OR lease_expires_at <= claimed_at "
+        "OR (status = 'STALE' AND completed_at < lease_expires_at) "
         "OR (status IN ('SUCCESS', 'FAILED', 'TIMED_OUT') AND completed_at > lease_expires_at) "
         "OR (status IN ('CLAIMED', 'RUNNING') AND completed_at IS NOT NULL) "
         "OR (status = 'CLAIMED' AND last_heartbeat_at IS NOT NULL) "
