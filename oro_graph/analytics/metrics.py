@@ -34,8 +34,24 @@ FLAG_COLUMNS: Final = ("hotkey", "flag", "metric", "value")
 
 _RUN_OUTCOMES: Final = ("SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED")
 _ID_COLUMNS: Final = frozenset(
-    {"agent_version_id", "validator_hotkey", "problem_id", "category", "difficulty", "run_id", "suite_id",
-     "hotkey", "flag", "metric", "top", "runner_up", "status", "verdict", "bucket", "last_activity"}
+    {
+        "agent_version_id",
+        "validator_hotkey",
+        "problem_id",
+        "category",
+        "difficulty",
+        "run_id",
+        "suite_id",
+        "hotkey",
+        "flag",
+        "metric",
+        "top",
+        "runner_up",
+        "status",
+        "verdict",
+        "bucket",
+        "last_activity",
+    }
 )
 
 Frame = pd.DataFrame
@@ -97,7 +113,11 @@ def _problem_matrix(results: Frame, missing_as_zero: bool) -> Frame:
     if missing_as_zero:
         score = score.fillna(0.0)
     tidy = pd.DataFrame(
-        {"agent_version_id": _ids(df["agent_version_id"]), "problem_id": _ids(df["problem_id"]), "score": score}
+        {
+            "agent_version_id": _ids(df["agent_version_id"]),
+            "problem_id": _ids(df["problem_id"]),
+            "score": score,
+        }
     ).dropna(subset=["score"])
     return tidy.groupby(["agent_version_id", "problem_id"])["score"].mean().unstack("problem_id")
 
@@ -117,7 +137,9 @@ def _colwise_corr(x: FloatArray, y: FloatArray, min_n: int = 3) -> FloatArray:
 
 
 # --------------------------------------------------------------------------------------------- intervals
-def wilson_interval(successes: ArrayLike, n: ArrayLike, *, confidence: float = 0.95) -> tuple[FloatArray, FloatArray]:
+def wilson_interval(
+    successes: ArrayLike, n: ArrayLike, *, confidence: float = 0.95
+) -> tuple[FloatArray, FloatArray]:
     """Wilson score interval for a binomial proportion k/n.
 
     Returns ``(lower, upper)`` arrays broadcast from the inputs (0-d for scalars); NaN where n == 0.
@@ -157,8 +179,18 @@ def bootstrap_scores(
     (share of replicates in which the version is best, ties split evenly).
     """
     _require(results, ["agent_version_id", "problem_id", "score"], "bootstrap_scores")
-    columns = ["agent_version_id", "n_problems", "mean", "lower", "upper", "rank", "rank_lower", "rank_upper",
-               "rank_ub", "p_top"]
+    columns = [
+        "agent_version_id",
+        "n_problems",
+        "mean",
+        "lower",
+        "upper",
+        "rank",
+        "rank_lower",
+        "rank_upper",
+        "rank_ub",
+        "p_top",
+    ]
     matrix = _problem_matrix(results, missing_as_zero)
     if matrix.empty:
         return _empty(columns)
@@ -217,8 +249,19 @@ def top_margin(
     (lower > threshold), "below" (upper < threshold) or "uncertain".
     """
     _require(results, ["agent_version_id", "problem_id", "score"], "top_margin")
-    columns = ["top", "runner_up", "n_problems", "top_mean", "runner_up_mean", "margin", "lower", "upper",
-               "threshold", "p_above", "verdict"]
+    columns = [
+        "top",
+        "runner_up",
+        "n_problems",
+        "top_mean",
+        "runner_up_mean",
+        "margin",
+        "lower",
+        "upper",
+        "threshold",
+        "p_above",
+        "verdict",
+    ]
     matrix = _problem_matrix(results, missing_as_zero)
     order = matrix.mean(axis=1).sort_values(ascending=False, kind="stable").index.tolist()
     top = order[0] if top is None and order else top
@@ -259,20 +302,27 @@ def category_profile(results: Frame, *, by_version: bool = False, missing_as_zer
     the number of those results. Output: [agent_version_id,] category, difficulty, n, n_problems,
     n_versions, mean_score.
     """
-    _require(results, ["agent_version_id", "problem_id", "category", "difficulty", "score"], "category_profile")
+    _require(
+        results, ["agent_version_id", "problem_id", "category", "difficulty", "score"], "category_profile"
+    )
     keys = (["agent_version_id"] if by_version else []) + ["category", "difficulty"]
     columns = [*keys, "n", "n_problems", "n_versions", "mean_score"]
     df = _finished(results)
     if df.empty:
         return _empty(columns)
     score = _float(df["score"])
-    tidy = pd.DataFrame({k: df[k] for k in keys} | {
-        "problem_id": _ids(df["problem_id"]),
-        "version": _ids(df["agent_version_id"]),
-        "score": score.fillna(0.0) if missing_as_zero else score,
-    })
+    tidy = pd.DataFrame(
+        {k: df[k] for k in keys}
+        | {
+            "problem_id": _ids(df["problem_id"]),
+            "version": _ids(df["agent_version_id"]),
+            "score": score.fillna(0.0) if missing_as_zero else score,
+        }
+    )
     out = tidy.groupby(keys, observed=True).agg(
-        n=("score", "count"), n_problems=("problem_id", "nunique"), n_versions=("version", "nunique"),
+        n=("score", "count"),
+        n_problems=("problem_id", "nunique"),
+        n_versions=("version", "nunique"),
         mean_score=("score", "mean"),
     )
     return out.reset_index()[columns]
@@ -292,7 +342,16 @@ def item_analysis(results: Frame, *, missing_as_zero: bool = True) -> Frame:
     """
     _require(results, ["agent_version_id", "problem_id", "score"], "item_analysis")
     labels = [c for c in ("category", "difficulty") if c in results.columns]
-    columns = ["problem_id", *labels, "n_versions", "mean_score", "sd_score", "item_total_r", "corrected_r", "dead"]
+    columns = [
+        "problem_id",
+        *labels,
+        "n_versions",
+        "mean_score",
+        "sd_score",
+        "item_total_r",
+        "corrected_r",
+        "dead",
+    ]
     matrix = _problem_matrix(results, missing_as_zero)
     if matrix.empty:
         return _empty(columns)
@@ -321,8 +380,9 @@ def item_analysis(results: Frame, *, missing_as_zero: bool = True) -> Frame:
 
 
 # --------------------------------------------------------------------------------------------- statuses
-def status_mix(frame: Frame, *, by: str | Sequence[str] = "validator_hotkey",
-               statuses: Sequence[str] | None = None) -> Frame:
+def status_mix(
+    frame: Frame, *, by: str | Sequence[str] = "validator_hotkey", statuses: Sequence[str] | None = None
+) -> Frame:
     """Count and share of each status per group, zeros included.
 
     Needs columns status and ``by``; works for runs and for results. ``statuses`` defaults to the
@@ -352,8 +412,9 @@ def status_mix(frame: Frame, *, by: str | Sequence[str] = "validator_hotkey",
     return long.sort_values([*keys, "status"]).reset_index(drop=True)[columns]
 
 
-def timeout_loss(results: Frame, *, by: str | Sequence[str] = "agent_version_id",
-                 confidence: float = 0.95) -> Frame:
+def timeout_loss(
+    results: Frame, *, by: str | Sequence[str] = "agent_version_id", confidence: float = 0.95
+) -> Frame:
     """Share of finished problem results that TIMED_OUT per group, with a Wilson interval.
 
     Needs results columns status, score and ``by``. score_lost estimates the run-score points the
@@ -362,15 +423,32 @@ def timeout_loss(results: Frame, *, by: str | Sequence[str] = "agent_version_id"
     """
     keys = _as_list(by)
     _require(results, [*keys, "status", "score"], "timeout_loss")
-    columns = [*keys, "n_results", "n_timed_out", "timeout_rate", "timeout_lower", "timeout_upper", "score_lost"]
+    columns = [
+        *keys,
+        "n_results",
+        "n_timed_out",
+        "timeout_rate",
+        "timeout_lower",
+        "timeout_upper",
+        "score_lost",
+    ]
     df = _finished(results)
     if df.empty:
         return _empty(columns)
     timed_out = _status(df["status"]).eq("TIMED_OUT")
-    tidy = pd.DataFrame({k: _ids(df[k]) for k in keys} | {
-        "timed_out": timed_out, "other_score": _float(df["score"]).fillna(0.0).where(~timed_out)})
-    out = tidy.groupby(keys).agg(n_results=("timed_out", "size"), n_timed_out=("timed_out", "sum"),
-                                 other_mean=("other_score", "mean")).reset_index()
+    tidy = pd.DataFrame(
+        {k: _ids(df[k]) for k in keys}
+        | {"timed_out": timed_out, "other_score": _float(df["score"]).fillna(0.0).where(~timed_out)}
+    )
+    out = (
+        tidy.groupby(keys)
+        .agg(
+            n_results=("timed_out", "size"),
+            n_timed_out=("timed_out", "sum"),
+            other_mean=("other_score", "mean"),
+        )
+        .reset_index()
+    )
     out = _add_wilson(out, "n_timed_out", "n_results", "timeout", confidence)
     out["score_lost"] = out["timeout_rate"] * out["other_mean"].fillna(0.0)
     return out[columns]
@@ -379,7 +457,9 @@ def timeout_loss(results: Frame, *, by: str | Sequence[str] = "agent_version_id"
 def _run_counts(runs: Frame) -> Frame:
     counts = (
         pd.DataFrame({"validator_hotkey": _ids(runs["validator_hotkey"]), "status": _status(runs["status"])})
-        .groupby(["validator_hotkey", "status"]).size().unstack("status", fill_value=0)
+        .groupby(["validator_hotkey", "status"])
+        .size()
+        .unstack("status", fill_value=0)
         .reindex(columns=list(RUN_STATUSES), fill_value=0)
     )
     counts.columns.name = None
@@ -396,7 +476,8 @@ def run_outcomes(runs: Frame, *, confidence: float = 0.95) -> Frame:
     _require(runs, ["validator_hotkey", "status"], "run_outcomes")
     names = [s.lower() for s in _RUN_OUTCOMES]
     columns = ["validator_hotkey", "n_runs", "n_open", "n_closed"] + [
-        c for o in names for c in (f"n_{o}", f"{o}_rate", f"{o}_lower", f"{o}_upper")]
+        c for o in names for c in (f"n_{o}", f"{o}_rate", f"{o}_lower", f"{o}_upper")
+    ]
     if runs.empty:
         return _empty(columns)
     counts = _run_counts(runs)
@@ -417,20 +498,38 @@ def lease_health(runs: Frame, *, confidence: float = 0.95) -> Frame:
     stale_lower, stale_upper, n_heartbeat, heartbeat_coverage.
     """
     _require(runs, ["validator_hotkey", "status", "last_heartbeat_at"], "lease_health")
-    columns = ["validator_hotkey", "n_runs", "n_closed", "n_stale", "stale_rate", "stale_lower", "stale_upper",
-               "n_heartbeat", "heartbeat_coverage"]
+    columns = [
+        "validator_hotkey",
+        "n_runs",
+        "n_closed",
+        "n_stale",
+        "stale_rate",
+        "stale_lower",
+        "stale_upper",
+        "n_heartbeat",
+        "heartbeat_coverage",
+    ]
     if runs.empty:
         return _empty(columns)
     status = _status(runs["status"])
-    tidy = pd.DataFrame({
-        "validator_hotkey": _ids(runs["validator_hotkey"]),
-        "closed": ~status.isin(OPEN_STATUSES),
-        "stale": status.eq("STALE"),
-        "heartbeat": runs["last_heartbeat_at"].notna(),
-    })
-    out = tidy.groupby("validator_hotkey").agg(
-        n_runs=("closed", "size"), n_closed=("closed", "sum"), n_stale=("stale", "sum"),
-        n_heartbeat=("heartbeat", "sum")).reset_index()
+    tidy = pd.DataFrame(
+        {
+            "validator_hotkey": _ids(runs["validator_hotkey"]),
+            "closed": ~status.isin(OPEN_STATUSES),
+            "stale": status.eq("STALE"),
+            "heartbeat": runs["last_heartbeat_at"].notna(),
+        }
+    )
+    out = (
+        tidy.groupby("validator_hotkey")
+        .agg(
+            n_runs=("closed", "size"),
+            n_closed=("closed", "sum"),
+            n_stale=("stale", "sum"),
+            n_heartbeat=("heartbeat", "sum"),
+        )
+        .reset_index()
+    )
     out = _add_wilson(out, "n_stale", "n_closed", "stale", confidence)
     out["heartbeat_coverage"] = out["n_heartbeat"] / out["n_runs"]
     return out[columns]
@@ -444,15 +543,22 @@ def duration_stats(runs: Frame) -> Frame:
     """
     _require(runs, ["validator_hotkey", "status", "claimed_at", "completed_at"], "duration_stats")
     columns = ["validator_hotkey", "n_finished", "p50", "p95", "mean"]
-    seconds = (pd.to_datetime(runs["completed_at"], utc=True)
-               - pd.to_datetime(runs["claimed_at"], utc=True)).dt.total_seconds()
+    seconds = (
+        pd.to_datetime(runs["completed_at"], utc=True) - pd.to_datetime(runs["claimed_at"], utc=True)
+    ).dt.total_seconds()
     keep = _status(runs["status"]).isin(FINISHED_RUN_STATUSES) & seconds.notna()
     tidy = pd.DataFrame({"validator_hotkey": _ids(runs["validator_hotkey"]), "seconds": seconds})[keep]
     if tidy.empty:
         return _empty(columns)
     grouped = tidy.groupby("validator_hotkey")["seconds"]
-    out = pd.DataFrame({"n_finished": grouped.size(), "p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95),
-                        "mean": grouped.mean()})
+    out = pd.DataFrame(
+        {
+            "n_finished": grouped.size(),
+            "p50": grouped.quantile(0.5),
+            "p95": grouped.quantile(0.95),
+            "mean": grouped.mean(),
+        }
+    )
     return out.reset_index()[columns]
 
 
@@ -466,20 +572,42 @@ def excess_timeouts(frame: Frame, *, unit: str = "agent_version_id") -> Frame:
     (expected / n), excess (timeout_rate - peer_rate), ratio (timeout_rate / peer_rate).
     """
     _require(frame, ["validator_hotkey", "status", unit], "excess_timeouts")
-    columns = ["validator_hotkey", "n_versions", "n", "n_timed_out", "timeout_rate", "peer_rate", "excess", "ratio"]
+    columns = [
+        "validator_hotkey",
+        "n_versions",
+        "n",
+        "n_timed_out",
+        "timeout_rate",
+        "peer_rate",
+        "excess",
+        "ratio",
+    ]
     df = _finished(frame)
     if df.empty:
         return _empty(columns)
-    tidy = pd.DataFrame({"unit": _ids(df[unit]), "validator_hotkey": _ids(df["validator_hotkey"]),
-                         "t": _status(df["status"]).eq("TIMED_OUT")})
+    tidy = pd.DataFrame(
+        {
+            "unit": _ids(df[unit]),
+            "validator_hotkey": _ids(df["validator_hotkey"]),
+            "t": _status(df["status"]).eq("TIMED_OUT"),
+        }
+    )
     cell = tidy.groupby(["unit", "validator_hotkey"])["t"].agg(n="size", t="sum").reset_index()
     totals = cell.groupby("unit")[["n", "t"]].transform("sum")
     peer_n, peer_t = totals["n"] - cell["n"], totals["t"] - cell["t"]
     cell = cell[peer_n > 0].assign(expected=(cell["n"] * peer_t / peer_n)[peer_n > 0])
     if cell.empty:
         return _empty(columns)
-    out = cell.groupby("validator_hotkey").agg(n_versions=("unit", "size"), n=("n", "sum"), n_timed_out=("t", "sum"),
-                                               expected=("expected", "sum")).reset_index()
+    out = (
+        cell.groupby("validator_hotkey")
+        .agg(
+            n_versions=("unit", "size"),
+            n=("n", "sum"),
+            n_timed_out=("t", "sum"),
+            expected=("expected", "sum"),
+        )
+        .reset_index()
+    )
     out["timeout_rate"] = out["n_timed_out"] / out["n"]
     out["peer_rate"] = out["expected"] / out["n"]
     out["excess"] = out["timeout_rate"] - out["peer_rate"]
@@ -487,7 +615,7 @@ def excess_timeouts(frame: Frame, *, unit: str = "agent_version_id") -> Frame:
     return out[columns]
 
 
-# --------------------------------------------------------------------------------------------- validator variance
+# ----------------------------------------------------------------------------------- validator variance
 def validator_scores(runs: Frame, *, min_validators: int = 2) -> Frame:
     """Each validator's score per version, the input of the ORO validator-variance metrics.
 
@@ -496,16 +624,30 @@ def validator_scores(runs: Frame, *, min_validators: int = 2) -> Frame:
     version, and keeps versions scored by at least ``min_validators`` validators. Output:
     agent_version_id, validator_hotkey, score, n_runs, n_validators.
     """
-    _require(runs, ["agent_version_id", "validator_hotkey", "status", "validator_score", "is_included"],
-             "validator_scores")
+    _require(
+        runs,
+        ["agent_version_id", "validator_hotkey", "status", "validator_score", "is_included"],
+        "validator_scores",
+    )
     columns = ["agent_version_id", "validator_hotkey", "score", "n_runs", "n_validators"]
     score = _float(runs["validator_score"])
-    keep = _status(runs["status"]).eq("SUCCESS") & runs["is_included"].fillna(False).astype(bool) & score.notna()
-    tidy = pd.DataFrame({"agent_version_id": _ids(runs["agent_version_id"]),
-                         "validator_hotkey": _ids(runs["validator_hotkey"]), "score": score})[keep]
+    keep = (
+        _status(runs["status"]).eq("SUCCESS") & runs["is_included"].fillna(False).astype(bool) & score.notna()
+    )
+    tidy = pd.DataFrame(
+        {
+            "agent_version_id": _ids(runs["agent_version_id"]),
+            "validator_hotkey": _ids(runs["validator_hotkey"]),
+            "score": score,
+        }
+    )[keep]
     if tidy.empty:
         return _empty(columns)
-    out = tidy.groupby(["agent_version_id", "validator_hotkey"])["score"].agg(score="mean", n_runs="size").reset_index()
+    out = (
+        tidy.groupby(["agent_version_id", "validator_hotkey"])["score"]
+        .agg(score="mean", n_runs="size")
+        .reset_index()
+    )
     out["n_validators"] = out.groupby("agent_version_id")["validator_hotkey"].transform("size")
     out = out[out["n_validators"] >= min_validators]
     return out.reset_index(drop=True)[columns] if not out.empty else _empty(columns)
@@ -523,12 +665,18 @@ def pair_spread(runs: Frame, *, thresholds: Sequence[float] = (0.01, 0.02, 0.05,
     scores = validator_scores(runs)
     if scores.empty:
         return _empty(columns)
-    out = scores.groupby("agent_version_id")["score"].agg(n_validators="size", min_score="min", max_score="max")
+    out = scores.groupby("agent_version_id")["score"].agg(
+        n_validators="size", min_score="min", max_score="max"
+    )
     out = out.reset_index()
     out["n_pairs"] = out["n_validators"] * (out["n_validators"] - 1) // 2
     out["spread"] = out["max_score"] - out["min_score"]
     edges = sorted(thresholds)
-    labels = [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]:g}"]
+    labels = (
+        [f"<{edges[0]:g}"]
+        + [f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:], strict=False)]
+        + [f">={edges[-1]:g}"]
+    )
     # A tiny tolerance so a spread of exactly 0.05 - 0.02 (0.0299999...) lands where a reader expects.
     out["bucket"] = pd.cut(out["spread"] + 1e-12, [-np.inf, *edges, np.inf], labels=labels, right=False)
     return out[columns]
@@ -562,8 +710,12 @@ def validator_deltas(runs: Frame) -> Frame:
     if deltas.empty:
         return _empty(columns)
     deltas["abs_delta"] = deltas["delta"].abs()
-    out = deltas.groupby("validator_hotkey").agg(n_versions=("delta", "size"), mean_delta=("delta", "mean"),
-                                                 sd_delta=("delta", "std"), mean_abs_delta=("abs_delta", "mean"))
+    out = deltas.groupby("validator_hotkey").agg(
+        n_versions=("delta", "size"),
+        mean_delta=("delta", "mean"),
+        sd_delta=("delta", "std"),
+        mean_abs_delta=("abs_delta", "mean"),
+    )
     return out.reset_index()[columns]
 
 
@@ -581,8 +733,11 @@ def consensus_trust(runs: Frame) -> Frame:
         return _empty(columns)
     median = scores.groupby("agent_version_id")["score"].transform("median")
     scores["clipped"] = np.minimum(scores["score"], median)
-    out = scores.groupby("validator_hotkey").agg(n_versions=("score", "size"), score_mass=("score", "sum"),
-                                                 clipped_mass=("clipped", "sum")).reset_index()
+    out = (
+        scores.groupby("validator_hotkey")
+        .agg(n_versions=("score", "size"), score_mass=("score", "sum"), clipped_mass=("clipped", "sum"))
+        .reset_index()
+    )
     out["trust"] = out["clipped_mass"] / out["score_mass"].where(out["score_mass"] > 0)
     return out[columns]
 
@@ -656,9 +811,10 @@ def icc2_1(matrix: Frame | ArrayLike, *, target: float = 0.9, confidence: float 
     """ICC(2,1): two-way random effects, absolute agreement, single rater (Shrout & Fleiss).
 
     Uses the complete block: rows (versions) with any missing rating are dropped, so pass the
-    validators whose shared versions you want (NaN results below 2 rows; empty for an empty matrix). ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE)
+    validators whose shared versions you want. ICC = (MSR - MSE) / (MSR + (k-1) MSE + k (MSC - MSE)
     / n), with the McGraw & Wong F-based interval. One-row output: n_targets, k_raters, icc, lower,
-    upper, target, validators_needed (Spearman-Brown, see ``validators_needed``).
+    upper, target, validators_needed (Spearman-Brown, see ``validators_needed``); NaN values with
+    fewer than 2 complete rows, and an empty frame for an empty matrix.
     """
     columns = ["n_targets", "k_raters", "icc", "lower", "upper", "target", "validators_needed"]
     x = np.asarray(matrix, dtype=float)
@@ -668,7 +824,9 @@ def icc2_1(matrix: Frame | ArrayLike, *, target: float = 0.9, confidence: float 
     n, k = x.shape
     row: dict[str, object] = {"n_targets": n, "k_raters": k, "target": target}
     if n < 2 or k < 2:
-        return pd.DataFrame([row | {"icc": np.nan, "lower": np.nan, "upper": np.nan, "validators_needed": None}])[columns]
+        return pd.DataFrame(
+            [row | {"icc": np.nan, "lower": np.nan, "upper": np.nan, "validators_needed": None}]
+        )[columns]
     grand = x.mean()
     ss_r = k * ((x.mean(axis=1) - grand) ** 2).sum()
     ss_c = n * ((x.mean(axis=0) - grand) ** 2).sum()
@@ -703,7 +861,9 @@ def consensus_agreement(matrix: Frame, *, min_versions: int = 3) -> Frame:
     rows = []
     for hotkey in matrix.columns:  # one pass per validator, not per row
         # A direct mean (not total minus own score) keeps exact ties tied for the ranks.
-        pair = pd.DataFrame({"own": matrix[hotkey], "others": matrix.drop(columns=hotkey).mean(axis=1)}).dropna()
+        pair = pd.DataFrame(
+            {"own": matrix[hotkey], "others": matrix.drop(columns=hotkey).mean(axis=1)}
+        ).dropna()
         rho = pair["own"].corr(pair["others"], method="spearman") if len(pair) >= min_versions else np.nan
         rows.append((hotkey, len(pair), rho))
     return pd.DataFrame(rows, columns=columns)
@@ -723,19 +883,38 @@ def freshness(runs: Frame, *, now: datetime | pd.Timestamp) -> Frame:
     the clock. Output: validator_hotkey, n_runs, n_success, last_activity, hours_since_last,
     work_share (n_runs / all runs), success_share (n_success / all successful runs).
     """
-    _require(runs, ["validator_hotkey", "status", "claimed_at", "completed_at", "last_heartbeat_at"], "freshness")
-    columns = ["validator_hotkey", "n_runs", "n_success", "last_activity", "hours_since_last", "work_share",
-               "success_share"]
+    _require(
+        runs, ["validator_hotkey", "status", "claimed_at", "completed_at", "last_heartbeat_at"], "freshness"
+    )
+    columns = [
+        "validator_hotkey",
+        "n_runs",
+        "n_success",
+        "last_activity",
+        "hours_since_last",
+        "work_share",
+        "success_share",
+    ]
     if runs.empty:
         return _empty(columns)
     stamp = pd.Timestamp(now)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    times = pd.concat([pd.to_datetime(runs[c], utc=True) for c in ("claimed_at", "completed_at", "last_heartbeat_at")],
-                      axis=1)
-    tidy = pd.DataFrame({"validator_hotkey": _ids(runs["validator_hotkey"]), "last": times.max(axis=1),
-                         "success": _status(runs["status"]).eq("SUCCESS")})
-    out = tidy.groupby("validator_hotkey").agg(n_runs=("success", "size"), n_success=("success", "sum"),
-                                               last_activity=("last", "max")).reset_index()
+    times = pd.concat(
+        [pd.to_datetime(runs[c], utc=True) for c in ("claimed_at", "completed_at", "last_heartbeat_at")],
+        axis=1,
+    )
+    tidy = pd.DataFrame(
+        {
+            "validator_hotkey": _ids(runs["validator_hotkey"]),
+            "last": times.max(axis=1),
+            "success": _status(runs["status"]).eq("SUCCESS"),
+        }
+    )
+    out = (
+        tidy.groupby("validator_hotkey")
+        .agg(n_runs=("success", "size"), n_success=("success", "sum"), last_activity=("last", "max"))
+        .reset_index()
+    )
     out["hours_since_last"] = (stamp - out["last_activity"]).dt.total_seconds() / 3600
     out["work_share"] = out["n_runs"] / out["n_runs"].sum()
     total_success = out["n_success"].sum()
@@ -751,7 +930,7 @@ def validator_flags(
     bias_threshold: float = 0.03,
     min_versions: int = 10,
     stale_threshold: float = 0.10,
-    min_runs: int = 20,
+    min_runs: int = 30,
     timeout_margin: float | None = 0.05,
     min_timeout_n: int = 100,
     duration_multiple: float | None = 2.0,
@@ -761,40 +940,83 @@ def validator_flags(
     Rules (each threshold a keyword, default in brackets):
     - biased: |mean delta vs peers| (``validator_deltas``) > bias_threshold [0.03] on at least
       min_versions [10] versions; metric mean_delta_vs_peers.
-    - stale: stale rate (``lease_health``) > stale_threshold [0.10] over at least min_runs [20]
+    - stale: stale rate (``lease_health``) > stale_threshold [0.10] over at least min_runs [30]
       closed runs; metric stale_rate.
-    - slow: timeout rate above peers on the same versions (``excess_timeouts``, on ``results`` when
-      given, else on runs) by more than timeout_margin [0.05] with at least min_timeout_n [100]
-      rows (metric excess_timeout_rate); or p95 duration (``duration_stats``, validators with at
-      least min_runs finished runs) more than duration_multiple [2.0] x the median validator's p95
-      (metric p95_duration_ratio). Either rule flags; set it to None to turn it off.
+    - slow, on timeouts: a validator's TIMED_OUT share exceeds its peers' on the same versions
+      (``excess_timeouts``) by more than timeout_margin [0.05] and the Wilson lower bound of its
+      share is above the peers' rate (so a few unlucky runs do not count). Checked on runs (at
+      least min_runs runs; metric excess_run_timeout_rate) and, when ``results`` is given, on
+      problem results (at least min_timeout_n [100] results; metric excess_problem_timeout_rate).
+    - slow, on durations: p95 duration (``duration_stats``, validators with at least min_runs
+      finished runs) more than duration_multiple [2.0] x the median validator's p95; metric
+      p95_duration_ratio.
+    Any rule flags; set timeout_margin or duration_multiple to None to turn that rule off.
     Output: hotkey, flag, metric, value; one row per triggered rule, sorted by flag and hotkey.
     """
-    _require(runs, ["agent_version_id", "validator_hotkey", "status", "validator_score", "is_included",
-                    "claimed_at", "completed_at", "last_heartbeat_at"], "validator_flags")
+    _require(
+        runs,
+        [
+            "agent_version_id",
+            "validator_hotkey",
+            "status",
+            "validator_score",
+            "is_included",
+            "claimed_at",
+            "completed_at",
+            "last_heartbeat_at",
+        ],
+        "validator_flags",
+    )
     parts: list[Frame] = []
 
     def emit(frame: Frame, keep: pd.Series, flag: str, metric: str, value: str) -> None:
         hit = frame[keep.fillna(False).astype(bool)]
-        parts.append(pd.DataFrame({"hotkey": hit["validator_hotkey"].to_numpy(), "flag": flag, "metric": metric,
-                                   "value": hit[value].to_numpy(dtype=float)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "hotkey": hit["validator_hotkey"].to_numpy(),
+                    "flag": flag,
+                    "metric": metric,
+                    "value": hit[value].to_numpy(dtype=float),
+                }
+            )
+        )
 
     deltas = validator_deltas(runs)
-    emit(deltas, (deltas["mean_delta"].abs() > bias_threshold) & (deltas["n_versions"] >= min_versions),
-         "biased", "mean_delta_vs_peers", "mean_delta")
+    emit(
+        deltas,
+        (deltas["mean_delta"].abs() > bias_threshold) & (deltas["n_versions"] >= min_versions),
+        "biased",
+        "mean_delta_vs_peers",
+        "mean_delta",
+    )
     lease = lease_health(runs)
-    emit(lease, (lease["stale_rate"] > stale_threshold) & (lease["n_closed"] >= min_runs),
-         "stale", "stale_rate", "stale_rate")
+    emit(
+        lease,
+        (lease["stale_rate"] > stale_threshold) & (lease["n_closed"] >= min_runs),
+        "stale",
+        "stale_rate",
+        "stale_rate",
+    )
     if timeout_margin is not None:
-        excess = excess_timeouts(results if results is not None else runs)
-        emit(excess, (excess["excess"] > timeout_margin) & (excess["n"] >= min_timeout_n),
-             "slow", "excess_timeout_rate", "excess")
+        checks = [(runs, min_runs, "excess_run_timeout_rate")]
+        if results is not None:
+            checks.append((results, min_timeout_n, "excess_problem_timeout_rate"))
+        for frame, min_n, metric in checks:
+            excess = excess_timeouts(frame)
+            lower, _ = wilson_interval(excess["n_timed_out"].to_numpy(), excess["n"].to_numpy())
+            clear = (excess["excess"] > timeout_margin) & (lower > excess["peer_rate"])
+            emit(excess, clear & (excess["n"] >= min_n), "slow", metric, "excess")
     if duration_multiple is not None:
         durations = duration_stats(runs)
         durations = durations[durations["n_finished"] >= min_runs]
         durations = durations.assign(ratio=durations["p95"] / durations["p95"].median())
         emit(durations, durations["ratio"] > duration_multiple, "slow", "p95_duration_ratio", "ratio")
-    out = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else None
+    out = (
+        pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        if any(not p.empty for p in parts)
+        else None
+    )
     if out is None:
         return _empty(FLAG_COLUMNS)
     return out.sort_values(["flag", "hotkey", "metric"]).reset_index(drop=True)[list(FLAG_COLUMNS)]

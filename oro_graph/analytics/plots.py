@@ -78,8 +78,16 @@ def forest_plot(
     y = np.arange(len(frame))[::-1]
     x = frame[estimate].to_numpy(dtype=float)
     err = np.vstack([x - frame[lower].to_numpy(dtype=float), frame[upper].to_numpy(dtype=float) - x])
-    ax.errorbar(x, y, xerr=err, fmt="o", color=POINT_COLOR, ecolor=POINT_COLOR, capsize=3,
-                label=f"{estimate} and interval")
+    ax.errorbar(
+        x,
+        y,
+        xerr=err,
+        fmt="o",
+        color=POINT_COLOR,
+        ecolor=POINT_COLOR,
+        capsize=3,
+        label=f"{estimate} and interval",
+    )
     if reference is not None:
         ax.axvline(reference, color=LINE_COLOR, linestyle="--", label=f"reference {reference:g}")
     ax.set_yticks(y, [str(v) for v in frame[label]])
@@ -105,15 +113,24 @@ def status_bars(
     number of rows counted.
     """
     ax = _axes(ax)
-    wide = mix.pivot_table(index=by, columns="status", values=value, aggfunc="sum", fill_value=0, observed=True)
+    wide = mix.pivot_table(
+        index=by, columns="status", values=value, aggfunc="sum", fill_value=0, observed=True
+    )
     counts = mix.groupby("status", observed=True)["n"].sum()
     statuses = [s for s in wide.columns if counts.get(s, 0) > 0]
     labels = [str(v) for v in wide.index]
     left = np.zeros(len(wide))
     for status in statuses:
         widths = wide[status].to_numpy(dtype=float)
-        ax.barh(labels, widths, left=left, color=status_color(status), label=str(status), edgecolor="white",
-                linewidth=0.5)
+        ax.barh(
+            labels,
+            widths,
+            left=left,
+            color=status_color(status),
+            label=str(status),
+            edgecolor="white",
+            linewidth=0.5,
+        )
         left += widths
     ax.invert_yaxis()
     ax.set_xlabel("share" if value == "share" else "count")
@@ -178,8 +195,12 @@ def bland_altman(
         bias = float(diff.mean())
         sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
         ax.axhline(bias, color=LINE_COLOR, linestyle="-", label=f"bias {bias:+.3f}")
-        ax.axhline(bias + 1.96 * sd, color=LINE_COLOR, linestyle="--", label=f"+1.96 SD {bias + 1.96 * sd:+.3f}")
-        ax.axhline(bias - 1.96 * sd, color=LINE_COLOR, linestyle="--", label=f"-1.96 SD {bias - 1.96 * sd:+.3f}")
+        ax.axhline(
+            bias + 1.96 * sd, color=LINE_COLOR, linestyle="--", label=f"+1.96 SD {bias + 1.96 * sd:+.3f}"
+        )
+        ax.axhline(
+            bias - 1.96 * sd, color=LINE_COLOR, linestyle="--", label=f"-1.96 SD {bias - 1.96 * sd:+.3f}"
+        )
         ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -213,8 +234,15 @@ def heatmap(
     for i, j in zip(*np.nonzero(~np.isnan(values)), strict=True):  # one text per filled cell
         r, g, b, _ = image.cmap(image.norm(values[i, j]))
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-        ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize="small",
-                color="white" if dark else "black")
+        ax.text(
+            j,
+            i,
+            fmt.format(values[i, j]),
+            ha="center",
+            va="center",
+            fontsize="small",
+            color="white" if dark else "black",
+        )
     ax.set_xticks(np.arange(values.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right")
     ax.set_yticks(np.arange(values.shape[0]), [str(r) for r in matrix.index])
     ax.set_xlabel(xlabel if xlabel is not None else str(matrix.columns.name or ""))
@@ -261,10 +289,18 @@ def swimlane(
     status = runs["status"].astype(str).str.upper()
     for name in [s for s in STATUS_COLORS if (status == s).any()] + sorted(set(status) - set(STATUS_COLORS)):
         sel = status == name
-        ax.barh(lane[sel], width[sel], left=start_days[sel], height=0.7, color=status_color(name), label=name,
-                alpha=0.85)
+        ax.barh(
+            lane[sel],
+            width[sel],
+            left=start_days[sel],
+            height=0.7,
+            color=status_color(name),
+            label=name,
+            alpha=0.85,
+        )
     ax.set_yticks(np.arange(len(lanes)), lanes)
-    ax.set_ylim(len(lanes) - 0.5, -0.5)
+    if lanes:
+        ax.set_ylim(len(lanes) - 0.5, -0.5)
     ax.xaxis_date()
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("validator_hotkey")

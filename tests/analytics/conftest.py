@@ -30,12 +30,16 @@ def simulate_population(
     n_versions: int = 800,
     validators_per_version: int = 4,
     n_problems: int = 30,
+    slow_duration: float = 2.5,
+    slow_run_timeout: float = 0.15,
+    slow_problem_timeout: float = 0.25,
 ) -> Population:
     """Normal validators plus one biased (+0.05), one stale (20% of leases) and one slow one.
 
     Normal: run-score noise sd 0.02-0.03 and a tiny personal offset (sd 0.005), 2.5% stale runs,
-    5% of problems timed out, log-normal durations around 15 minutes. Slow: 25% of problems timed
-    out and 2.5x longer runs.
+    1% timed-out runs, 5% of problems timed out, log-normal durations around 15 minutes. Slow:
+    ``slow_duration`` x longer runs, ``slow_run_timeout`` of runs and ``slow_problem_timeout`` of
+    problems timed out.
     """
     rng = np.random.default_rng(seed)
     hotkeys = np.array([f"5Val{i:02d}" for i in range(n_validators)])
@@ -50,9 +54,10 @@ def simulate_population(
     quality = rng.uniform(0.2, 0.8, n_versions)
 
     p_stale = np.where(validator == stale, 0.20, 0.025)
+    p_timeout = np.where(validator == slow, slow_run_timeout, 0.01)
     u = rng.random(n_runs)
     status = np.select(
-        [u < p_stale, u < p_stale + 0.02, u < p_stale + 0.03, u < p_stale + 0.035],
+        [u < p_stale, u < p_stale + 0.02, u < p_stale + 0.02 + p_timeout, u < p_stale + 0.025 + p_timeout],
         ["STALE", "FAILED", "TIMED_OUT", "CANCELLED"],
         "SUCCESS",
     )
@@ -63,7 +68,7 @@ def simulate_population(
     success = status == "SUCCESS"
 
     claimed = START + pd.to_timedelta(rng.uniform(0, 21 * 86400, n_runs), unit="s")
-    seconds = rng.lognormal(np.log(900), 0.35, n_runs) * np.where(validator == slow, 2.5, 1.0)
+    seconds = rng.lognormal(np.log(900), 0.35, n_runs) * np.where(validator == slow, slow_duration, 1.0)
     finished = np.isin(status, ["SUCCESS", "FAILED", "TIMED_OUT"])
     completed = pd.Series(claimed + pd.to_timedelta(seconds, unit="s")).where(finished)
     alive = seconds * np.where(finished, 0.98, rng.uniform(0.1, 0.6, n_runs))
@@ -88,8 +93,8 @@ def simulate_population(
     scored = np.flatnonzero(finished)
     run_idx = np.repeat(scored, n_problems)
     problem = np.tile(np.arange(n_problems), scored.size)
-    p_timeout = np.where(validator[run_idx] == slow, 0.25, 0.05)
-    timed_out = rng.random(run_idx.size) < p_timeout
+    p_problem_timeout = np.where(validator[run_idx] == slow, slow_problem_timeout, 0.05)
+    timed_out = rng.random(run_idx.size) < p_problem_timeout
     ease = np.linspace(-0.3, 0.3, n_problems)[problem]
     problem_score = np.clip(quality[version[run_idx]] + ease + rng.normal(0, 0.1, run_idx.size), 0, 1)
     results = pd.DataFrame(

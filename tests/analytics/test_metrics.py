@@ -22,9 +22,16 @@ T0 = pd.Timestamp("2025-03-01 10:00", tz="UTC")
 def make_results(scores: dict[str, list[float | None]], **extra: Any) -> pd.DataFrame:
     """One finished result per (version, problem index) from {version: [score per problem]}."""
     rows = [
-        {"run_id": f"r-{v}", "agent_version_id": v, "validator_hotkey": "hk", "problem_id": f"p{i}",
-         "status": "SUCCESS", "score": s}
-        for v, values in scores.items() for i, s in enumerate(values)
+        {
+            "run_id": f"r-{v}",
+            "agent_version_id": v,
+            "validator_hotkey": "hk",
+            "problem_id": f"p{i}",
+            "status": "SUCCESS",
+            "score": s,
+        }
+        for v, values in scores.items()
+        for i, s in enumerate(values)
     ]
     frame = pd.DataFrame(rows)
     frame["score"] = frame["score"].astype("Float64")
@@ -33,8 +40,9 @@ def make_results(scores: dict[str, list[float | None]], **extra: Any) -> pd.Data
 
 def make_runs(rows: list[tuple[str, str, str, float | None, bool]]) -> pd.DataFrame:
     """Runs from (version, validator, status, validator_score, is_included) tuples."""
-    frame = pd.DataFrame(rows, columns=["agent_version_id", "validator_hotkey", "status", "validator_score",
-                                        "is_included"])
+    frame = pd.DataFrame(
+        rows, columns=["agent_version_id", "validator_hotkey", "status", "validator_score", "is_included"]
+    )
     n = len(frame)
     return frame.assign(
         run_id=range(n),
@@ -76,7 +84,14 @@ def test_bootstrap_scores_separated_versions() -> None:
     out = metrics.bootstrap_scores(results, n_boot=200)
     a, b = out.set_index("agent_version_id").loc["a"], out.set_index("agent_version_id").loc["b"]
     assert list(out["agent_version_id"]) == ["a", "b"]
-    assert (a["mean"], a["lower"], a["upper"], a["rank"], a["rank_lower"], a["rank_upper"]) == (1, 1, 1, 1, 1, 1)
+    assert (a["mean"], a["lower"], a["upper"], a["rank"], a["rank_lower"], a["rank_upper"]) == (
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
     assert (a["rank_ub"], a["p_top"]) == (1, 1.0)
     assert (b["rank"], b["rank_ub"], b["p_top"], b["n_problems"]) == (2, 2, 0.0, 3)
 
@@ -112,13 +127,17 @@ def test_bootstrap_scores_seeded_and_missing_scores() -> None:
     assert not first.equals(metrics.bootstrap_scores(results, n_boot=300, seed=8))
     means = first.set_index("agent_version_id")["mean"]
     assert means["a"] == pytest.approx((0.9 + 0 + 0.3 + 0.5) / 4)  # null counts 0, PENDING row ignored
-    dropped = metrics.bootstrap_scores(results, n_boot=50, missing_as_zero=False).set_index("agent_version_id")
+    dropped = metrics.bootstrap_scores(results, n_boot=50, missing_as_zero=False).set_index(
+        "agent_version_id"
+    )
     assert dropped.loc["a", "mean"] == pytest.approx(1.7 / 3) and dropped.loc["a", "n_problems"] == 3
 
 
 # --------------------------------------------------------------------------------------------- top margin
 def test_top_margin_against_threshold() -> None:
-    results = make_results({"a": [0.9, 0.8, 0.7, 1.0], "b": [0.7, 0.6, 0.5, None], "c": [0.1, 0.1, 0.1, 0.1]},)
+    results = make_results(
+        {"a": [0.9, 0.8, 0.7, 1.0], "b": [0.7, 0.6, 0.5, None], "c": [0.1, 0.1, 0.1, 0.1]},
+    )
     results = results[~((results["agent_version_id"] == "b") & (results["problem_id"] == "p3"))]
     above = metrics.top_margin(results, threshold=0.1, n_boot=300).iloc[0]
     assert (above["top"], above["runner_up"], above["n_problems"]) == ("a", "b", 3)
@@ -137,11 +156,15 @@ def test_top_margin_explicit_pair_and_uncertain() -> None:
     assert metrics.top_margin(make_results({"a": [1.0]})).empty
 
 
-# --------------------------------------------------------------------------------------------- profile and items
+# ------------------------------------------------------------------------------------ profile and items
 def test_category_profile_cells() -> None:
     results = make_results({"a": [1.0, 0.5, None, 0.0], "b": [0.0, 0.5, 1.0, 1.0]})
-    results["category"] = results["problem_id"].map({"p0": "Shop", "p1": "Shop", "p2": "Voucher", "p3": "Voucher"})
-    results["difficulty"] = results["problem_id"].map({"p0": "easy", "p1": "medium", "p2": "easy", "p3": "easy"})
+    results["category"] = results["problem_id"].map(
+        {"p0": "Shop", "p1": "Shop", "p2": "Voucher", "p3": "Voucher"}
+    )
+    results["difficulty"] = results["problem_id"].map(
+        {"p0": "easy", "p1": "medium", "p2": "easy", "p3": "easy"}
+    )
     out = metrics.category_profile(results).set_index(["category", "difficulty"])
     assert out.loc[("Shop", "easy")].tolist() == [2, 1, 2, 0.5]
     assert out.loc[("Voucher", "easy")].tolist() == [4, 2, 2, 0.5]  # the null counts 0: (0 + 0 + 1 + 1) / 4
@@ -151,7 +174,12 @@ def test_category_profile_cells() -> None:
 
 def test_item_analysis_difficulty_discrimination_dead() -> None:
     # given: 4 versions x 4 problems; p2 everyone 0, p3 everyone 1
-    scores = {"a": [1.0, 0.8, 0.0, 1.0], "b": [0.6, 0.9, 0.0, 1.0], "c": [0.4, 0.2, 0.0, 1.0], "d": [0.0, 0.1, 0.0, 1.0]}
+    scores = {
+        "a": [1.0, 0.8, 0.0, 1.0],
+        "b": [0.6, 0.9, 0.0, 1.0],
+        "c": [0.4, 0.2, 0.0, 1.0],
+        "d": [0.0, 0.1, 0.0, 1.0],
+    }
     out = metrics.item_analysis(make_results(scores)).set_index("problem_id")
     # then
     x = np.array(list(scores.values()))
@@ -165,13 +193,22 @@ def test_item_analysis_difficulty_discrimination_dead() -> None:
 
 # --------------------------------------------------------------------------------------------- statuses
 def test_status_mix_includes_zero_statuses() -> None:
-    frame = pd.DataFrame({"validator_hotkey": ["x", "x", "x", "y"],
-                          "status": pd.Categorical(["SUCCESS", "SUCCESS", "STALE", "FAILED"],
-                                                   categories=metrics.RUN_STATUSES)})
+    frame = pd.DataFrame(
+        {
+            "validator_hotkey": ["x", "x", "x", "y"],
+            "status": pd.Categorical(
+                ["SUCCESS", "SUCCESS", "STALE", "FAILED"], categories=metrics.RUN_STATUSES
+            ),
+        }
+    )
     out = metrics.status_mix(frame)
     assert len(out) == 2 * len(metrics.RUN_STATUSES)
     x = out[out["validator_hotkey"] == "x"].set_index("status")
-    assert (x.loc["SUCCESS", "n"], x.loc["STALE", "share"], x.loc["RUNNING", "n"]) == (2, pytest.approx(1 / 3), 0)
+    assert (x.loc["SUCCESS", "n"], x.loc["STALE", "share"], x.loc["RUNNING", "n"]) == (
+        2,
+        pytest.approx(1 / 3),
+        0,
+    )
     assert out.groupby("validator_hotkey")["share"].sum().tolist() == pytest.approx([1.0, 1.0])
     plain = metrics.status_mix(frame.assign(status=frame["status"].astype(str)))
     assert list(plain["status"].cat.categories) == ["SUCCESS", "FAILED", "STALE"]
@@ -185,19 +222,32 @@ def test_timeout_loss() -> None:
     assert out.loc["a", "timeout_rate"] == pytest.approx(1 / 3)
     assert out.loc["a", "score_lost"] == pytest.approx(1 / 3 * 0.75)
     low, high = metrics.wilson_interval(1, 3)
-    assert (out.loc["a", "timeout_lower"], out.loc["a", "timeout_upper"]) == (pytest.approx(low), pytest.approx(high))
+    assert (out.loc["a", "timeout_lower"], out.loc["a", "timeout_upper"]) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
     assert out.loc["b", "score_lost"] == 0.0
     by_validator = metrics.timeout_loss(results, by=["validator_hotkey"])
     assert by_validator["n_results"].tolist() == [5]
 
 
 def test_run_outcomes_and_lease_health() -> None:
-    runs = make_runs([("v", "x", "SUCCESS", 0.5, True)] * 3 + [("v", "x", "STALE", None, False),
-                     ("v", "x", "RUNNING", None, False), ("v", "y", "FAILED", None, False)])
+    runs = make_runs(
+        [("v", "x", "SUCCESS", 0.5, True)] * 3
+        + [
+            ("v", "x", "STALE", None, False),
+            ("v", "x", "RUNNING", None, False),
+            ("v", "y", "FAILED", None, False),
+        ]
+    )
     runs.loc[3, "last_heartbeat_at"] = pd.NaT
     out = metrics.run_outcomes(runs).set_index("validator_hotkey")
     assert out.loc["x", ["n_runs", "n_open", "n_closed", "n_success", "n_stale"]].tolist() == [5, 1, 4, 3, 1]
-    assert (out.loc["x", "success_rate"], out.loc["x", "stale_rate"], out.loc["y", "failed_rate"]) == (0.75, 0.25, 1.0)
+    assert (out.loc["x", "success_rate"], out.loc["x", "stale_rate"], out.loc["y", "failed_rate"]) == (
+        0.75,
+        0.25,
+        1.0,
+    )
     assert out.loc["x", "success_lower"] == pytest.approx(float(metrics.wilson_interval(3, 4)[0]))
     lease = metrics.lease_health(runs).set_index("validator_hotkey")
     assert lease.loc["x", ["n_runs", "n_closed", "n_stale", "n_heartbeat"]].tolist() == [5, 4, 1, 4]
@@ -205,17 +255,28 @@ def test_run_outcomes_and_lease_health() -> None:
 
 
 def test_duration_stats_finished_runs_only() -> None:
-    runs = make_runs([("v", "x", "SUCCESS", 0.5, True)] * 3 + [("v", "x", "STALE", None, False),
-                     ("v", "x", "SUCCESS", 0.5, True)])
-    runs["completed_at"] = [T0 + pd.Timedelta(seconds=s) for s in (60, 120, 180)] + [T0 + pd.Timedelta(hours=5), pd.NaT]
+    runs = make_runs(
+        [("v", "x", "SUCCESS", 0.5, True)] * 3
+        + [("v", "x", "STALE", None, False), ("v", "x", "SUCCESS", 0.5, True)]
+    )
+    runs["completed_at"] = [T0 + pd.Timedelta(seconds=s) for s in (60, 120, 180)] + [
+        T0 + pd.Timedelta(hours=5),
+        pd.NaT,
+    ]
     out = metrics.duration_stats(runs).iloc[0]
     assert (out["n_finished"], out["p50"], out["p95"], out["mean"]) == (3, 120, pytest.approx(174), 120)
 
 
 def test_excess_timeouts_vs_peers_on_same_versions() -> None:
     # given: v1 A 5/10, B 1/10, C 1/10 timed out; v2 A 2/10, B 0/10; v3 only A (no peers, ignored)
-    cells = [("v1", "A", 10, 5), ("v1", "B", 10, 1), ("v1", "C", 10, 1), ("v2", "A", 10, 2), ("v2", "B", 10, 0),
-             ("v3", "A", 10, 10)]
+    cells = [
+        ("v1", "A", 10, 5),
+        ("v1", "B", 10, 1),
+        ("v1", "C", 10, 1),
+        ("v2", "A", 10, 2),
+        ("v2", "B", 10, 0),
+        ("v3", "A", 10, 10),
+    ]
     frame = pd.DataFrame(
         [(v, h, "TIMED_OUT" if i < t else "SUCCESS") for v, h, n, t in cells for i in range(n)],
         columns=["agent_version_id", "validator_hotkey", "status"],
@@ -228,15 +289,23 @@ def test_excess_timeouts_vs_peers_on_same_versions() -> None:
     assert (out.loc["B", "peer_rate"], out.loc["B", "excess"]) == (0.25, pytest.approx(-0.20))
 
 
-# --------------------------------------------------------------------------------------------- validator variance
+# ----------------------------------------------------------------------------------- validator variance
 @pytest.fixture
 def variance_runs() -> pd.DataFrame:
-    return make_runs([
-        ("v1", "A", "SUCCESS", 0.50, True), ("v1", "B", "SUCCESS", 0.60, True), ("v1", "C", "SUCCESS", 0.70, True),
-        ("v2", "A", "SUCCESS", 0.40, True), ("v2", "A", "SUCCESS", 0.50, True), ("v2", "B", "SUCCESS", 0.42, True),
-        ("v3", "A", "SUCCESS", 0.90, True),  # one validator only: not a pair
-        ("v1", "C", "FAILED", 0.10, False), ("v1", "B", "SUCCESS", 0.00, False), ("v2", "C", "SUCCESS", None, True),
-    ])
+    return make_runs(
+        [
+            ("v1", "A", "SUCCESS", 0.50, True),
+            ("v1", "B", "SUCCESS", 0.60, True),
+            ("v1", "C", "SUCCESS", 0.70, True),
+            ("v2", "A", "SUCCESS", 0.40, True),
+            ("v2", "A", "SUCCESS", 0.50, True),
+            ("v2", "B", "SUCCESS", 0.42, True),
+            ("v3", "A", "SUCCESS", 0.90, True),  # one validator only: not a pair
+            ("v1", "C", "FAILED", 0.10, False),
+            ("v1", "B", "SUCCESS", 0.00, False),
+            ("v2", "C", "SUCCESS", None, True),
+        ]
+    )
 
 
 def test_pair_spread_oro_definition(variance_runs: pd.DataFrame) -> None:
@@ -250,12 +319,14 @@ def test_pair_spread_oro_definition(variance_runs: pd.DataFrame) -> None:
 
 def test_peer_and_validator_deltas(variance_runs: pd.DataFrame) -> None:
     deltas = metrics.peer_deltas(variance_runs).set_index(["agent_version_id", "validator_hotkey"])["delta"]
-    assert deltas.to_dict() == pytest.approx({("v1", "A"): -0.15, ("v1", "B"): 0.0, ("v1", "C"): 0.15,
-                                              ("v2", "A"): 0.03, ("v2", "B"): -0.03})
+    assert deltas.to_dict() == pytest.approx(
+        {("v1", "A"): -0.15, ("v1", "B"): 0.0, ("v1", "C"): 0.15, ("v2", "A"): 0.03, ("v2", "B"): -0.03}
+    )
     out = metrics.validator_deltas(variance_runs).set_index("validator_hotkey")
     assert out.loc["A", "n_versions"] == 2
     assert out.loc["A", ["mean_delta", "sd_delta", "mean_abs_delta"]].tolist() == pytest.approx(
-        [-0.06, 0.18 / np.sqrt(2), 0.09])
+        [-0.06, 0.18 / np.sqrt(2), 0.09]
+    )
     assert out.loc["C", "mean_delta"] == pytest.approx(0.15) and np.isnan(out.loc["C", "sd_delta"])
 
 
@@ -301,14 +372,19 @@ def test_leave_one_out_alpha_matches_package() -> None:
     for hotkey in matrix.columns:
         rest = matrix.drop(columns=hotkey).to_numpy().T
         assert out.loc[hotkey, "alpha_without"] == pytest.approx(
-            krippendorff.alpha(reliability_data=rest, level_of_measurement="interval"), abs=1e-10)
+            krippendorff.alpha(reliability_data=rest, level_of_measurement="interval"), abs=1e-10
+        )
     assert out["alpha_change"].idxmax() == "hk5"
 
 
 def test_icc2_1_matches_pingouin() -> None:
     # given: 12 complete versions x 4 validators, plus a row with a gap that must be dropped
     matrix = _random_matrix(5, units=12, raters=4, missing=0.0)
-    long = matrix.rename_axis("target").reset_index().melt(id_vars="target", var_name="rater", value_name="rating")
+    long = (
+        matrix.rename_axis("target")
+        .reset_index()
+        .melt(id_vars="target", var_name="rater", value_name="rating")
+    )
     expected = pingouin.intraclass_corr(data=long, targets="target", raters="rater", ratings="rating")
     icc2 = expected[expected["Type"].isin(["ICC2", "ICC(A,1)"])].iloc[0]
     gapped = pd.concat([matrix, pd.DataFrame([[0.5, np.nan, 0.4, 0.3]], columns=matrix.columns)])
@@ -317,7 +393,9 @@ def test_icc2_1_matches_pingouin() -> None:
     # then
     assert (out["n_targets"], out["k_raters"]) == (12, 4)
     assert out["icc"] == pytest.approx(icc2["ICC"], abs=1e-10)
-    assert [out["lower"], out["upper"]] == pytest.approx(list(icc2["CI95"]), abs=0.006)  # pingouin rounds to 2 dp
+    assert [out["lower"], out["upper"]] == pytest.approx(
+        list(icc2["CI95"]), abs=0.006
+    )  # pingouin rounds to 2 dp
     assert out["validators_needed"] == metrics.validators_needed(out["icc"], 0.9)
 
 
@@ -327,15 +405,19 @@ def test_icc2_1_too_little_data() -> None:
     assert metrics.icc2_1(pd.DataFrame()).empty
 
 
-@pytest.mark.parametrize(("icc", "target", "needed"), [(0.5, 0.9, 9), (0.9, 0.9, 1), (0.6, 0.8, 3), (1.0, 0.9, 1),
-                                                      (0.0, 0.9, None), (float("nan"), 0.9, None)])
+@pytest.mark.parametrize(
+    ("icc", "target", "needed"),
+    [(0.5, 0.9, 9), (0.9, 0.9, 1), (0.6, 0.8, 3), (1.0, 0.9, 1), (0.0, 0.9, None), (float("nan"), 0.9, None)],
+)
 def test_validators_needed_spearman_brown(icc: float, target: float, needed: int | None) -> None:
     assert metrics.validators_needed(icc, target) == needed
 
 
 def test_consensus_agreement_with_mean_of_others() -> None:
-    matrix = pd.DataFrame({"A": [0.1, 0.2, 0.3, 0.4, 0.5], "B": [0.2, 0.3, 0.4, 0.5, np.nan],
-                           "C": [0.4, 0.1, 0.2, 0.3, 0.9]}, index=[f"v{i}" for i in range(5)])
+    matrix = pd.DataFrame(
+        {"A": [0.1, 0.2, 0.3, 0.4, 0.5], "B": [0.2, 0.3, 0.4, 0.5, np.nan], "C": [0.4, 0.1, 0.2, 0.3, 0.9]},
+        index=[f"v{i}" for i in range(5)],
+    )
     out = metrics.consensus_agreement(matrix).set_index("validator_hotkey")
     others_a = matrix[["B", "C"]].mean(axis=1)
     assert out.loc["A", "n_versions"] == 5
@@ -347,18 +429,29 @@ def test_consensus_agreement_with_mean_of_others() -> None:
 
 # --------------------------------------------------------------------------------------------- activity
 def test_freshness_uses_given_now() -> None:
-    runs = make_runs([("v", "A", "SUCCESS", 0.5, True), ("v", "A", "FAILED", None, False),
-                      ("v", "B", "STALE", None, False)])
+    runs = make_runs(
+        [
+            ("v", "A", "SUCCESS", 0.5, True),
+            ("v", "A", "FAILED", None, False),
+            ("v", "B", "STALE", None, False),
+        ]
+    )
     runs.loc[1, "claimed_at"] = T0 - pd.Timedelta(days=1)
     runs.loc[1, "completed_at"] = T0 - pd.Timedelta(days=1)
     runs.loc[1, "last_heartbeat_at"] = T0 - pd.Timedelta(days=1)
-    runs.loc[2, ["claimed_at", "completed_at", "last_heartbeat_at"]] = [T0 - pd.Timedelta(hours=1), pd.NaT,
-                                                                       T0 - pd.Timedelta(minutes=50)]
+    runs.loc[2, ["claimed_at", "completed_at", "last_heartbeat_at"]] = [
+        T0 - pd.Timedelta(hours=1),
+        pd.NaT,
+        T0 - pd.Timedelta(minutes=50),
+    ]
     out = metrics.freshness(runs, now=pd.Timestamp("2025-03-01 12:00")).set_index("validator_hotkey")
     assert out.loc["A", "hours_since_last"] == pytest.approx(1 + 50 / 60)  # completed 10:10
     assert out.loc["B", "hours_since_last"] == pytest.approx(2 + 50 / 60)  # heartbeat 09:10
     assert (out.loc["A", "work_share"], out.loc["A", "success_share"], out.loc["B", "success_share"]) == (
-        pytest.approx(2 / 3), 1.0, 0.0)
+        pytest.approx(2 / 3),
+        1.0,
+        0.0,
+    )
 
 
 # --------------------------------------------------------------------------------------------- flags
@@ -373,28 +466,48 @@ def test_validator_flags_find_exactly_the_planted_validators(seed: int) -> None:
     assert set(zip(flags["hotkey"], flags["flag"], strict=True)) == set(world.planted.items())
 
 
-def test_validator_flags_without_results_use_durations() -> None:
+def test_validator_flags_on_runs_only() -> None:
     world = simulate_population(11)
     flags = metrics.validator_flags(world.runs)
     assert set(zip(flags["hotkey"], flags["flag"], strict=True)) == set(world.planted.items())
     slow = flags[flags["flag"] == "slow"]
-    assert slow["metric"].tolist() == ["p95_duration_ratio"] and slow["value"].iloc[0] > 2.0
+    assert slow["metric"].tolist() == ["excess_run_timeout_rate", "p95_duration_ratio"]
+    assert slow["value"].iloc[1] > 2.0
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_validator_flags_catch_a_mildly_slow_validator_by_its_run_timeouts(seed: int) -> None:
+    # given: the slow validator is only 1.8x slower and its problems time out like everyone's,
+    # but 15% of its runs time out (against 1% for its peers)
+    world = simulate_population(seed, slow_duration=1.8, slow_problem_timeout=0.05)
+    # when
+    flags = metrics.validator_flags(world.runs, world.results)
+    # then
+    assert set(zip(flags["hotkey"], flags["flag"], strict=True)) == set(world.planted.items())
+    assert flags.loc[flags["flag"] == "slow", "metric"].tolist() == ["excess_run_timeout_rate"]
 
 
 def test_validator_flags_thresholds_are_parameters(world: Population) -> None:
     # given: the bias is +0.05 and the stale validator loses ~20% of its leases
-    flags = metrics.validator_flags(world.runs, world.results, bias_threshold=0.08, stale_threshold=0.5,
-                                    timeout_margin=None, duration_multiple=None)
+    flags = metrics.validator_flags(
+        world.runs,
+        world.results,
+        bias_threshold=0.08,
+        stale_threshold=0.5,
+        timeout_margin=None,
+        duration_multiple=None,
+    )
     assert flags.empty and list(flags.columns) == list(metrics.FLAG_COLUMNS)
-    strict = metrics.validator_flags(world.runs, world.results, min_versions=10_000, min_runs=10_000,
-                                     min_timeout_n=10**9)
+    strict = metrics.validator_flags(
+        world.runs, world.results, min_versions=10_000, min_runs=10_000, min_timeout_n=10**9
+    )
     assert strict.empty
 
 
 def test_validator_flags_values(world: Population) -> None:
     flags = metrics.validator_flags(world.runs, world.results).set_index(["flag", "metric"])
     assert flags.loc[("biased", "mean_delta_vs_peers"), "value"] == pytest.approx(0.05, abs=0.01)
-    assert flags.loc[("slow", "excess_timeout_rate"), "value"] == pytest.approx(0.20, abs=0.04)
+    assert flags.loc[("slow", "excess_problem_timeout_rate"), "value"] == pytest.approx(0.20, abs=0.04)
 
 
 # --------------------------------------------------------------------------------------------- contracts
@@ -427,9 +540,12 @@ RESULTS_FUNCTIONS: list[tuple[str, Callable[[pd.DataFrame], pd.DataFrame]]] = [
 RUNS_NAMES = {name for name, _ in RUNS_FUNCTIONS}
 
 
-@pytest.mark.parametrize(("name", "fn"), RUNS_FUNCTIONS + RESULTS_FUNCTIONS, ids=lambda v: v if isinstance(v, str) else "")
-def test_empty_input_keeps_every_output_column(name: str, fn: Callable[[pd.DataFrame], pd.DataFrame],
-                                               world: Population) -> None:
+@pytest.mark.parametrize(
+    ("name", "fn"), RUNS_FUNCTIONS + RESULTS_FUNCTIONS, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_empty_input_keeps_every_output_column(
+    name: str, fn: Callable[[pd.DataFrame], pd.DataFrame], world: Population
+) -> None:
     frame = world.runs if name in RUNS_NAMES else world.results
     full = fn(frame)
     empty = fn(frame.head(0))
@@ -437,10 +553,12 @@ def test_empty_input_keeps_every_output_column(name: str, fn: Callable[[pd.DataF
     assert empty.empty and list(empty.columns) == list(full.columns), name
 
 
-@pytest.mark.parametrize(("name", "fn"), RUNS_FUNCTIONS[:-3] + RESULTS_FUNCTIONS,
-                         ids=lambda v: v if isinstance(v, str) else "")
-def test_missing_columns_raise_naming_them(name: str, fn: Callable[[pd.DataFrame], pd.DataFrame],
-                                           world: Population) -> None:
+@pytest.mark.parametrize(
+    ("name", "fn"), RUNS_FUNCTIONS[:-3] + RESULTS_FUNCTIONS, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_missing_columns_raise_naming_them(
+    name: str, fn: Callable[[pd.DataFrame], pd.DataFrame], world: Population
+) -> None:
     frame = world.runs if name in RUNS_NAMES else world.results
     with pytest.raises(ValueError, match="status|validator_hotkey|agent_version_id"):
         fn(frame.drop(columns=["status", "validator_hotkey", "agent_version_id"], errors="ignore"))
