@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -176,7 +176,8 @@ def bootstrap_scores(
     n_problems, mean, lower, upper (percentile interval), rank (1 = best, ties share the best
     rank), rank_lower, rank_upper (percentile interval of bootstrap ranks), rank_ub (1 + number of
     versions whose lower bound exceeds this version's upper bound, as in Chatbot Arena) and p_top
-    (share of replicates in which the version is best, ties split evenly).
+    (share of replicates in which the version is best, ties split evenly). Memory grows as
+    n_boot x versions, so bootstrap a leaderboard's versions rather than every version ever.
     """
     _require(results, ["agent_version_id", "problem_id", "score"], "bootstrap_scores")
     columns = [
@@ -196,7 +197,7 @@ def bootstrap_scores(
         return _empty(columns)
     x = matrix.to_numpy(dtype=float)
     seen = ~np.isnan(x)
-    n_versions, n_problems = x.shape
+    n_problems = x.shape[1]
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_problems, size=(n_boot, n_problems))
     flat = (draws + n_problems * np.arange(n_boot)[:, None]).ravel()
@@ -224,7 +225,6 @@ def bootstrap_scores(
             "p_top": (best / best.sum(axis=1, keepdims=True)).mean(axis=0),
         }
     )
-    assert n_versions == len(out)
     return out.sort_values(["rank", "agent_version_id"], kind="stable").reset_index(drop=True)[columns]
 
 
@@ -869,9 +869,11 @@ def consensus_agreement(matrix: Frame, *, min_versions: int = 3) -> Frame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def pairwise_agreement(matrix: Frame, *, method: str = "spearman", min_versions: int = 3) -> Frame:
+def pairwise_agreement(
+    matrix: Frame, *, method: Literal["pearson", "spearman", "kendall"] = "spearman", min_versions: int = 3
+) -> Frame:
     """Validators x validators correlation of scores on shared versions (NaN below min_versions)."""
-    return matrix.corr(method=method, min_periods=min_versions)  # type: ignore[arg-type]
+    return matrix.corr(method=method, min_periods=min_versions)
 
 
 # --------------------------------------------------------------------------------------------- activity
