@@ -24,9 +24,11 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
         None,
         True,
     ),
+    "graphql_vs_postgraphile_c1": ("our GraphQL req/s / PostGraphile req/s, one client", None, True),
     "rest_vs_graphql": ("REST leaderboard req/s / our GraphQL req/s", 1.0, True),
     "graphql_vs_raw_sql": ("our GraphQL p50 / raw SQL p50 (latency)", 2.0, False),
     "rest_vs_raw_sql": ("REST p50 / raw SQL p50 (latency)", 2.0, False),
+    "graphql_vs_raw_sql_c1": ("our GraphQL p50 / raw SQL p50, one client (no queueing)", 2.0, False),
     "claims_vs_raw_sql": ("API claims/s / raw SQL claims/s at N = 32", 0.5, True),
     "last_vs_first_page": ("analyst paging: last page time / first page time", 1.5, False),
     "large_vs_small": ("deep leaderboard p50 on the large / small dataset", 2.0, False),
@@ -53,6 +55,13 @@ def ratios(results: Results) -> dict[str, float | None]:
         "graphql_uncached_vs_postgraphile": _div(
             fig("deep_leaderboard", "graphql_uncached", "rps"),
             fig("deep_leaderboard_peer", "postgraphile", "rps"),
+        ),
+        "graphql_vs_postgraphile_c1": _div(
+            fig("deep_leaderboard", "graphql_c1", "rps"),
+            fig("deep_leaderboard_peer", "postgraphile_c1", "rps"),
+        ),
+        "graphql_vs_raw_sql_c1": _div(
+            fig("deep_leaderboard", "graphql_c1", "p50_ms"), fig("deep_leaderboard", "raw_sql_c1", "p50_ms")
         ),
         "rest_vs_graphql": _div(
             fig("deep_leaderboard", "rest", "rps"), fig("deep_leaderboard", "graphql", "rps")

@@ -213,6 +213,16 @@ def workload_1(results: Results, server: Server, dataset: datasets.Dataset) -> N
     except Unavailable as exc:
         results.unavailable(w, "rest", str(exc))
     measured(results, w, "raw_sql", sql_spec(plan, dataset.database, queries.RAW_DEEP_LEADERBOARD))
+    # One client at a time: latency without queueing (the peer's figure in the issue is at 1 and 8).
+    single = {"concurrency": 1, "duration": plan.duration / 2}
+    if results.get(w, "graphql"):
+        body = {"query": queries.DEEP_LEADERBOARD}
+        measured(results, w, "graphql_c1", {**http_spec(plan, server, "/graphql", body=body), **single})
+    if results.get(w, "rest"):
+        measured(results, w, "rest_c1", {**http_spec(plan, server, queries.REST_LEADERBOARD), **single})
+    measured(
+        results, w, "raw_sql_c1", {**sql_spec(plan, dataset.database, queries.RAW_DEEP_LEADERBOARD), **single}
+    )
 
 
 def workload_2(results: Results, dataset: datasets.Dataset) -> None:
@@ -246,6 +256,9 @@ def workload_2(results: Results, dataset: datasets.Dataset) -> None:
                 ),
             )
         results.rss_mb["postgraphile (node)"] = peer.max_rss_mb()
+        body = {"query": queries.PEER_DEEP_LEADERBOARD, "variables": variables}
+        single = {"concurrency": 1, "duration": plan.duration / 2}
+        measured(results, w, "postgraphile_c1", {**http_spec(plan, peer, "/graphql", body=body), **single})
     finally:
         stop(peer)
 
