@@ -16,7 +16,7 @@ from oro_graph.graphql import errors as e
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import AgentVersionState, ArtifactType, ReleaseState
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, edge_connection
-from oro_graph.graphql.suites import Problem, Suite, load_by_uuid, parse_node_id, uuid_id
+from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
 from oro_graph.services import agents, artifacts, credentials
 
@@ -322,19 +322,21 @@ class WorkItem(relay.Node):
 @strawberry.type
 class AgentQuery:
     @strawberry.field(description="One agent version by its UUID or global id; null if there is none.")
-    async def agent_version(self, info: Info, id: strawberry.ID) -> AgentVersion | None:
+    async def agent_version(self, info: Info, id: NodeRef) -> AgentVersion | None:
         key = parse_node_id(str(id), "AgentVersion", uuid_id)
         row = await info.context.loaders.agent_version_by_id.load(key) if key else None
         return AgentVersion.from_row(row) if row else None
 
     @strawberry.field(description="One agent by its UUID or global id; null if there is none.")
-    async def agent(self, info: Info, id: strawberry.ID) -> Agent | None:
+    async def agent(self, info: Info, id: NodeRef) -> Agent | None:
         key = parse_node_id(str(id), "Agent", uuid_id)
         row = await info.context.loaders.agent_by_id.load(key) if key else None
         return Agent.from_row(row) if row else None
 
     @strawberry.field(description="A miner by hotkey; null if it never submitted.")
-    async def miner(self, info: Info, hotkey: str) -> Miner | None:
+    async def miner(
+        self, info: Info, hotkey: Annotated[str, strawberry.argument(description="The miner's SS58 hotkey.")]
+    ) -> Miner | None:
         row = await info.context.loaders.miner_by_hotkey.load(hotkey)
         return Miner.from_row(row) if row else None
 

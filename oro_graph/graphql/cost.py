@@ -103,25 +103,35 @@ class _Walker:
             if definition is None:
                 continue
             named = get_named_type(definition.type)
-            here = f"{path}.{name}" if path else name
+            in_edge = name == "node" and owner.name.endswith("Edge")
+            here = path if in_edge else f"{path}.{name}" if path else name
             if named.name.endswith("Connection"):
                 args = self.args(node, definition)
                 size = self.page_size(here, args)
-                total += multiplier  # the call itself
                 self.cost.by_field[here] = self.cost.by_field.get(here, 0) + multiplier * size
-                total += self.walk(node.selection_set, named, multiplier * size, here)
-            elif name == "totalCount":
-                total += multiplier  # a COUNT per parent
+                total += multiplier + self.connection(node.selection_set, named, multiplier, size, here)
             elif is_leaf_type(named):
                 continue
-            elif named.name.endswith("Edge") or named.name == "PageInfo":
-                total += self.walk(node.selection_set, named, multiplier, path)
             else:
                 count = multiplier
                 if _unwrap_is_list(definition.type):
                     ids = self.args(node, definition).get("ids")
                     count *= len(ids) if isinstance(ids, list) else LIST_ESTIMATE
                 total += count + self.walk(node.selection_set, named, count, here)
+        return total
+
+    def connection(
+        self, selection_set: SelectionSetNode | None, type_: Any, multiplier: int, size: int, path: str
+    ) -> int:
+        """Inside a connection: each page's items cost under ``edges``; ``totalCount`` is one COUNT per connection."""
+        total = 0
+        for node, owner in self.fields(selection_set, type_):
+            name = node.name.value
+            if name == "totalCount":
+                total += multiplier
+            elif name == "edges":
+                edge = get_named_type(owner.fields[name].type)
+                total += self.walk(node.selection_set, edge, multiplier * size, path)
         return total
 
     def page_size(self, path: str, args: Mapping[str, Any]) -> int:

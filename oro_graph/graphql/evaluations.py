@@ -28,7 +28,7 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
-from oro_graph.graphql.suites import Problem, Suite, load_by_uuid, parse_node_id, uuid_id
+from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
 from oro_graph.services import artifacts, evaluations, pages
 from oro_graph.services.pages import RunFilter
@@ -254,7 +254,7 @@ async def runs_connection(
 @strawberry.type
 class EvaluationQuery:
     @strawberry.field(description="One run by its UUID or global id; null if there is none.")
-    async def evaluation_run(self, info: Info, id: strawberry.ID) -> EvaluationRun | None:
+    async def evaluation_run(self, info: Info, id: NodeRef) -> EvaluationRun | None:
         key = parse_node_id(str(id), "EvaluationRun", uuid_id)
         row = await info.context.loaders.run_by_id.load(key) if key else None
         return EvaluationRun.from_row(row) if row else None
@@ -265,8 +265,11 @@ class EvaluationQuery:
     async def evaluation_runs(
         self,
         info: Info,
-        filter: EvaluationRunFilter | None = None,
-        order_by: EvaluationRunOrder | None = None,
+        filter: Annotated[EvaluationRunFilter | None, strawberry.argument(description="Which runs.")] = None,
+        order_by: Annotated[
+            EvaluationRunOrder | None,
+            strawberry.argument(description="Sort order; by claim time, oldest first, by default."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -470,6 +473,7 @@ RequestUploadUrlResult = Annotated[
     strawberry.union("RequestUploadUrlResult", description="An upload URL or why there is none."),
 ]
 
+Metrics = Annotated[MetricsInput | None, strawberry.argument(description="The machine's metrics now.")]
 RunId = Annotated[uuid.UUID, strawberry.argument(description="A run this validator holds.")]
 SIGNED_VALIDATOR = (
     " Signed (X-Hotkey, X-Timestamp, X-Nonce, X-Signature) by a hotkey with a validator permit."
@@ -481,7 +485,7 @@ class EvaluationMutation:
     @strawberry.mutation(
         description="Lease the oldest version that still needs a run from this validator." + SIGNED_VALIDATOR
     )
-    async def claim_work(self, info: Info, metrics: MetricsInput | None = None) -> ClaimWorkResult:
+    async def claim_work(self, info: Info, metrics: Metrics = None) -> ClaimWorkResult:
         hotkey = await info.context.require(Role.VALIDATOR)
         runtime = info.context.runtime
         claim = await runtime.db.run(
@@ -500,9 +504,7 @@ class EvaluationMutation:
     @strawberry.mutation(
         description="Extend the lease of a run and report the machine's metrics." + SIGNED_VALIDATOR
     )
-    async def heartbeat(
-        self, info: Info, run_id: RunId, metrics: MetricsInput | None = None
-    ) -> HeartbeatResult:
+    async def heartbeat(self, info: Info, run_id: RunId, metrics: Metrics = None) -> HeartbeatResult:
         hotkey = await info.context.require(Role.VALIDATOR)
         runtime = info.context.runtime
         run = await runtime.db.run(
@@ -520,7 +522,12 @@ class EvaluationMutation:
         + SIGNED_VALIDATOR
     )
     async def report_progress(
-        self, info: Info, run_id: RunId, problems: list[ProblemProgressInput]
+        self,
+        info: Info,
+        run_id: RunId,
+        problems: Annotated[
+            list[ProblemProgressInput], strawberry.argument(description="Results to record.")
+        ],
     ) -> ReportProgressResult:
         hotkey = await info.context.require(Role.VALIDATOR)
         rows = await info.context.runtime.db.run(

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from oro_graph.graphql.agents import AgentVersion
 
 
+NodeRef = Annotated[strawberry.ID, strawberry.argument(description="The object's own id or its global id.")]
+
+
 def int_id(value: str) -> int | None:
     try:
         return int(value)
@@ -188,7 +191,7 @@ class SuiteQuery:
         return Suite.from_row(row) if row else None
 
     @strawberry.field(description="One suite by its number or global id; null if there is none.")
-    async def suite(self, info: Info, id: strawberry.ID) -> Suite | None:
+    async def suite(self, info: Info, id: NodeRef) -> Suite | None:
         key = parse_node_id(str(id), "Suite", int_id)
         row = await info.context.loaders.suite_by_id.load(key) if key is not None else None
         return Suite.from_row(row) if row else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry import relay
@@ -115,6 +116,10 @@ class ValidatorQuery:
         )
 
     @strawberry.field(description="One validator by hotkey; null if it is not a registered validator.")
-    async def validator(self, info: Info, hotkey: str) -> Validator | None:
+    async def validator(
+        self,
+        info: Info,
+        hotkey: Annotated[str, strawberry.argument(description="The validator's SS58 hotkey.")],
+    ) -> Validator | None:
         view = await info.context.loaders.validator_by_hotkey.load(hotkey)
         return Validator.from_view(view) if view else None
