@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -17,6 +18,7 @@ from oro_graph.runtime import Runtime
 from oro_graph.services import registry
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # it goes into log lines: nothing else is taken
 
 
 class Context(BaseContext):
@@ -55,7 +57,10 @@ def context_getter(runtime: Runtime) -> Callable[[Request], Awaitable[Context]]:
     """A FastAPI dependency building the context of one /graphql request."""
 
     async def get_context(request: Request) -> Context:
-        context = Context(runtime, headers=request.headers, request_id=request.headers.get(REQUEST_ID_HEADER))
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        context = Context(
+            runtime, headers=request.headers, request_id=given if _SAFE_REQUEST_ID.match(given) else None
+        )
         context.request = request
         return context
 
