@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Table, Uuid, func, insert, text
 from sqlmodel import Session, select
 
@@ -1406,11 +1407,11 @@ class _Writer:
         self.session.flush()
         raw = self.session.connection().connection.driver_connection
         assert raw is not None
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN') as copy,
-        ):
-            yield copy
+        statement = f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN'
+        with raw.cursor() as cursor:
+            # A worker thread sends while this one formats the next batch (the server loads meanwhile).
+            with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+                yield copy
 
     def _insert(self, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
         uuids = {c for c in columns if isinstance(table.c[c].type, Uuid)}
