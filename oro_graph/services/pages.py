@@ -12,7 +12,7 @@ One-to-many edges (a version's runs, a run's problem results, ...) are declared 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -283,6 +283,3 @@ def pending_page(session: Session, *, suite_id: int | None, window: Window) -> P
 def pending_count(session: Session, *, suite_id: int | None) -> int:
     return count(session, _pending_stmt(suite_id))
 
-
-def keys_of(rows: Sequence[Any], attribute: str) -> list[Any]:
-    return [getattr(row, attribute) for row in rows]
