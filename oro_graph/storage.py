@@ -115,9 +115,13 @@ class LocalStorage:
 class S3Storage:
     def __init__(self, *, bucket: str, endpoint_url: str | None, region: str) -> None:
         import boto3
+        from botocore.config import Config
 
         self.bucket = bucket
-        self._s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        # SigV4, so presigned PUTs can sign their Content-Length (SigV2 query auth cannot).
+        self._s3 = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=Config(signature_version="s3v4")
+        )
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
@@ -146,7 +150,8 @@ class S3Storage:
     def upload_url(self, key: str, *, seconds: int, max_bytes: int, content_type: str) -> SignedUrl:
         url = self._s3.generate_presigned_url(
             "put_object",
-            Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type},
+            # ContentLength is signed: the store refuses a body of any other size.
+            Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type, "ContentLength": max_bytes},
             ExpiresIn=seconds,
         )
         return SignedUrl(url=url, expires_at=_in(seconds), method="PUT")

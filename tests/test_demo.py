@@ -60,9 +60,8 @@ def _snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-# Stamped with the wall clock by services.events.record even when the service was given `now`
-# (see test_board_events_follow_the_simulated_clock).
-WALL_CLOCK_COLUMNS = {("event", "created_at")}
+# Columns stamped by the wall clock (none since events carry the service's `now`).
+WALL_CLOCK_COLUMNS: set[tuple[str, str]] = set()
 
 
 def test_same_seed_gives_identical_rows_on_both_databases(runtime: Runtime, tmp_path: Path) -> None:
@@ -264,11 +263,6 @@ def test_top_agent_history_follows_the_challenge_rule(runtime: Runtime, threshol
     assert all(_aware(r[2]) == eligible_at[str(r[0])] for r in history)
 
 
-@pytest.mark.xfail(
-    reason="services.events.record stamps created_at with the wall clock, not the `now` that "
-    "recompute_top_agent was given, so the demo's TOP_CHANGED events are dated today",
-    strict=True,
-)
 def test_board_events_follow_the_simulated_clock(runtime: Runtime) -> None:
     _generate(runtime)
 

@@ -123,10 +123,14 @@ def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorS
     return state
 
 
-def _change_status(session: Session, run: EvaluationRun, status: RunStatus) -> None:
+def _change_status(session: Session, run: EvaluationRun, status: RunStatus, now: datetime) -> None:
     if run.status != status:
         events.record(
-            session, events.RunEvent.STATUS_CHANGED, run_id=run.id, payload={"from": run.status, "to": status.value}
+            session,
+            events.RunEvent.STATUS_CHANGED,
+            run_id=run.id,
+            payload={"from": run.status, "to": status.value},
+            at=now,
         )
         run.status = status
 
@@ -145,7 +149,7 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
     ).all()
     for run in stale:
         work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
-        _change_status(session, run, RunStatus.STALE)
+        _change_status(session, run, RunStatus.STALE, now)
         run.completed_at = now
         run.failure_reason = run.failure_reason or "lease expired without a heartbeat"
         work.active_runs = max(0, work.active_runs - 1)
@@ -258,6 +262,7 @@ def claim_work(
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
         payload={"validator_hotkey": validator_hotkey, "lease_expires_at": run.lease_expires_at.isoformat()},
+        at=now,
     )
     url = storage.download_url(version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds))
     return Claim(run=run, code_download_url=url.url, code_sha256=version.code_sha256)
@@ -292,7 +297,7 @@ def heartbeat(
     """Extend the lease of a live run, mark it RUNNING and record the validator's metrics."""
     now = now or utcnow()
     run = _owned_live_run(session, run_id, validator_hotkey, now)
-    _change_status(session, run, RunStatus.RUNNING)
+    _change_status(session, run, RunStatus.RUNNING, now)
     run.last_heartbeat_at = now
     run.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
     if metrics is not None and metrics.service_versions is not None:
@@ -301,7 +306,11 @@ def heartbeat(
     _record_metrics(state, metrics, now)
     session.add_all([run, state])
     events.record(
-        session, events.RunEvent.HEARTBEAT, run_id=run.id, payload={"lease_expires_at": run.lease_expires_at.isoformat()}
+        session,
+        events.RunEvent.HEARTBEAT,
+        run_id=run.id,
+        payload={"lease_expires_at": run.lease_expires_at.isoformat()},
+        at=now,
     )
     session.flush()
     return run
@@ -390,8 +399,9 @@ def update_progress(
             events.RunEvent.PROBLEM_SCORED if scored else events.RunEvent.PROBLEM_STARTED,
             run_id=run.id,
             payload={"problem_id": str(update.problem_id), "status": update.status, "score": row.score},
+            at=now,
         )
-    _change_status(session, run, RunStatus.RUNNING)
+    _change_status(session, run, RunStatus.RUNNING, now)
     state = _validator_state(session, validator_hotkey, lock=False)
     state.last_seen_at = now
     session.add_all([run, state])
@@ -472,6 +482,7 @@ def complete_run(
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
         payload={"status": run.status, "validator_score": validator_score, "became_eligible": became_eligible},
+        at=now,
     )
     if became_eligible:
         on_version_eligible(session, version, settings=settings, now=now)

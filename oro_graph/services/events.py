@@ -8,6 +8,7 @@ order per writer; readers poll from their cursor, woken early by a notifier when
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from oro_graph.models import Event
+from oro_graph.models import Event, utcnow
 
 NOTIFY_CHANNEL = "oro_events"
 MAX_READ = 500
@@ -44,11 +45,24 @@ def record(
     suite_id: int | None = None,
     agent_version_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """Append an event to the log in the caller's transaction (it exists only if the change commits)."""
+    """Append an event to the log in the caller's transaction (it exists only if the change commits).
+
+    ``at`` is the time of the change (the service's ``now``), so replayed or simulated histories
+    carry their own clock.
+    """
     topic = "run" if isinstance(kind, RunEvent) else "board"
     session.add(
-        Event(topic=topic, kind=kind, run_id=run_id, suite_id=suite_id, agent_version_id=agent_version_id, payload=payload)
+        Event(
+            topic=topic,
+            kind=kind,
+            run_id=run_id,
+            suite_id=suite_id,
+            agent_version_id=agent_version_id,
+            payload=payload,
+            created_at=at or utcnow(),
+        )
     )
     if not session.info.get("oro_events"):
         session.info["oro_events"] = True

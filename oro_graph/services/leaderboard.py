@@ -208,6 +208,7 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
         suite_id=version.suite_id,
         agent_version_id=version.id,
         payload={"rank": rank, "final_score": version.final_score},
+        at=now,
     )
     if rank is not None:
         for below, (vid, score) in enumerate(ranked[rank:MOVED_EVENTS_WITHIN], start=rank + 1):
@@ -217,6 +218,7 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
                 suite_id=version.suite_id,
                 agent_version_id=vid,
                 payload={"rank": below, "previous_rank": below - 1, "final_score": score},
+                at=now,
             )
     recompute_top_agent(session, version.suite_id, settings=settings, now=now)
 
@@ -256,6 +258,7 @@ def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, 
             "final_score": best.final_score,
             "previous_agent_version_id": str(current.agent_version_id) if current else None,
         },
+        at=now,
     )
     session.flush()
     return reign
