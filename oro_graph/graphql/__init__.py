@@ -14,6 +14,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.graphql.context import context_getter
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.schema import schema
+    from oro_graph.graphql.stream import install_stream
 
     router: GraphQLRouter = GraphQLRouter(
         schema,
@@ -21,6 +22,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         graphql_ide="graphiql",
         multipart_uploads_enabled=True,
     )
+    install_stream(app, runtime)  # before the router, so /graphql/stream is not taken for /graphql
     app.include_router(router, prefix="/graphql", include_in_schema=False)
     if LIMITS.cors_origins:
         app.add_middleware(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import strawberry
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from starlette.concurrency import run_in_threadpool
 from strawberry.fastapi import BaseContext
 
@@ -53,15 +53,19 @@ class Context(BaseContext):
 Info = strawberry.Info[Context, None]
 
 
-def context_getter(runtime: Runtime) -> Callable[[Request], Awaitable[Context]]:
-    """A FastAPI dependency building the context of one /graphql request."""
+def build_context(runtime: Runtime, connection: HTTPConnection) -> Context:
+    given = connection.headers.get(REQUEST_ID_HEADER, "")
+    context = Context(
+        runtime, headers=connection.headers, request_id=given if _SAFE_REQUEST_ID.match(given) else None
+    )
+    context.request = connection  # type: ignore[assignment]
+    return context
 
-    async def get_context(request: Request) -> Context:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        context = Context(
-            runtime, headers=request.headers, request_id=given if _SAFE_REQUEST_ID.match(given) else None
-        )
-        context.request = request
-        return context
+
+def context_getter(runtime: Runtime) -> Callable[[HTTPConnection], Awaitable[Context]]:
+    """A FastAPI dependency building the context of one /graphql request or websocket."""
+
+    async def get_context(connection: HTTPConnection) -> Context:
+        return build_context(runtime, connection)
 
     return get_context

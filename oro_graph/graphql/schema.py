@@ -19,6 +19,7 @@ from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.limits import LIMITS, CostLimit, Observability
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
+from oro_graph.graphql.subscriptions import Subscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 
@@ -87,6 +88,7 @@ class OroSchema(strawberry.Schema):
 schema = OroSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
         lambda: QueryDepthLimiter(max_depth=LIMITS.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=LIMITS.max_aliases),
