@@ -11,6 +11,7 @@ from oro_graph.runtime import Runtime
 
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Mount /graphql (GraphiQL on GET from a browser, multipart uploads on POST) on ``app``."""
+    from oro_graph.graphql.apq import PersistedQueries, QueryStore
     from oro_graph.graphql.context import context_getter
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.schema import schema
@@ -24,6 +25,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     )
     install_stream(app, runtime)  # before the router, so /graphql/stream is not taken for /graphql
     app.include_router(router, prefix="/graphql", include_in_schema=False)
+    app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis))
     if LIMITS.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,154 @@
+"""Automatic persisted queries (the Apollo APQ protocol) in front of /graphql.
+
+A client sends ``extensions.persistedQuery = {version: 1, sha256Hash}`` without the document;
+if the server knows the hash it runs the stored document, otherwise it answers
+PERSISTED_QUERY_NOT_FOUND and the client retries once with the document, which is then stored.
+Hashes let frontends GET ``/graphql?extensions=...&variables=...`` through an HTTP cache.
+Documents live in Redis when configured (shared by every server process), else in process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_DOCUMENT = 100_000
+MAX_LOCAL = 5_000
+REDIS_TTL = 7 * 24 * 3600
+
+
+class QueryStore:
+    def __init__(self, redis: Any | None = None) -> None:
+        self._redis = redis
+        self._local: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, digest: str) -> str | None:
+        if self._redis is not None:
+            try:
+                value = self._redis.get(f"oro:apq:{digest}")
+                return value.decode() if value else None
+            except Exception:  # Redis down: fall back to what this process remembers
+                pass
+        found = self._local.get(digest)
+        if found is not None:
+            self._local.move_to_end(digest)
+        return found
+
+    def put(self, digest: str, document: str) -> None:
+        self._local[digest] = document
+        while len(self._local) > MAX_LOCAL:
+            self._local.popitem(last=False)
+        if self._redis is not None:
+            try:
+                self._redis.set(f"oro:apq:{digest}", document.encode(), ex=REDIS_TTL)
+            except Exception:
+                pass
+
+
+def _error(message: str, code: str) -> bytes:
+    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+
+
+class PersistedQueries:
+    """ASGI middleware for the /graphql path: resolves and records persisted-query hashes."""
+
+    def __init__(self, app: ASGIApp, store: QueryStore, path: str = "/graphql") -> None:
+        self.app = app
+        self.store = store
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET":
+            params = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
+            outcome = self._resolve(params, from_json_text=True)
+            if isinstance(outcome, bytes):
+                await _reply(send, outcome)
+                return
+            if outcome is not None:
+                scope = {**scope, "query_string": urlencode(outcome).encode()}
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST" or b"json" not in dict(scope.get("headers", [])).get(b"content-type", b""):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            outcome = self._resolve(payload, from_json_text=False)
+            if isinstance(outcome, bytes):
+                await _reply(send, outcome)
+                return
+            if outcome is not None:
+                body = json.dumps(outcome).encode()
+        await self.app(scope, _replay(body), send)
+
+    def _resolve(self, payload: dict[str, Any], *, from_json_text: bool) -> dict[str, Any] | bytes | None:
+        """None: nothing to do; a dict: the payload with its document; bytes: an error to answer."""
+        extensions = payload.get("extensions")
+        if from_json_text and isinstance(extensions, str):
+            try:
+                extensions = json.loads(extensions)
+            except ValueError:
+                return None
+        persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+        if not isinstance(persisted, dict):
+            return None
+        digest = persisted.get("sha256Hash")
+        if persisted.get("version") != 1 or not isinstance(digest, str) or len(digest) != 64:
+            return _error("persistedQuery needs version 1 and a sha256Hash of 64 hex digits", "PERSISTED_QUERY_INVALID")
+        document = payload.get("query")
+        if isinstance(document, str) and document:
+            if len(document) > MAX_DOCUMENT:
+                return _error(f"documents over {MAX_DOCUMENT} characters are not persisted", "PERSISTED_QUERY_INVALID")
+            if hashlib.sha256(document.encode()).hexdigest() != digest.lower():
+                return _error("provided sha256Hash does not match the query", "PERSISTED_QUERY_INVALID")
+            self.store.put(digest.lower(), document)
+            return None
+        stored = self.store.get(digest.lower())
+        if stored is None:
+            return _error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
+        return {**payload, "query": stored}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _reply(send: Send, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
