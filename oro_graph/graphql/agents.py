@@ -14,6 +14,7 @@ from strawberry.file_uploads import Upload
 from oro_graph import models
 from oro_graph.graphql import errors as e
 from oro_graph.graphql.context import Info
+from oro_graph.graphql.reliability import ScoreInterval
 from oro_graph.graphql.enums import AgentVersionState, ArtifactType, ReleaseState
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, edge_connection
 from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
@@ -170,6 +171,14 @@ class AgentVersion(relay.Node):
     ) -> list[AgentVersion | None]:
         rows = await load_by_uuid(info.context.loaders.agent_version_by_id, node_ids)
         return [cls.from_row(r) if r else None for r in rows]
+
+    @strawberry.field(
+        description="Bootstrap interval of its score over the problems of its included runs (the notebooks' "
+        "computation); null before any included run reported results."
+    )
+    async def score_interval(self, info: Info) -> ScoreInterval | None:
+        found = await info.context.loaders.score_interval_by_version_id.load(self.agent_version_id)
+        return ScoreInterval.of(found) if found is not None else None
 
     @strawberry.field(description="When the code becomes public: eligibility plus the release delay (UTC).")
     def code_available_at(self, info: Info) -> datetime | None:

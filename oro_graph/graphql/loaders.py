@@ -88,6 +88,10 @@ class Loaders:
     """Every loader of one request; built fresh per request so no cache outlives it."""
 
     def __init__(self, db: Database) -> None:
+        from oro_graph.graphql.reliability import reliability_loader, score_interval_loader
+
+        self.reliability_by_hotkey_and_window = reliability_loader(db)
+        self.score_interval_by_version_id = score_interval_loader(db)
         self.suite_by_id: DataLoader[int, models.Suite | None] = _one(db, suites.suites_by_ids)
         self.problem_by_id: DataLoader[uuid.UUID, models.Problem | None] = _one(db, suites.problems_by_ids)
         self.miner_by_hotkey: DataLoader[str, models.Miner | None] = _one(db, agents.miners_by_hotkeys)

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 
 from oro_graph import models
 from oro_graph.graphql.context import Info
+from oro_graph.graphql.reliability import TimeWindow, ValidatorVariance
 from oro_graph.graphql.enums import ExecutionKind
 from oro_graph.graphql.pagination import (
     After,
@@ -24,7 +25,7 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
-from oro_graph.services import pages, suites
+from oro_graph.services import pages, reliability, suites
 
 if TYPE_CHECKING:
     from oro_graph.graphql.agents import AgentVersion
@@ -87,6 +88,19 @@ class Suite(relay.Node):
         rows = await info.context.loaders.suite_by_id.load_many([k for k in keys if k is not None])
         found = {row.id: row for row in rows if row is not None}
         return [cls.from_row(found[k]) if k in found else None for k in keys]
+
+    @strawberry.field(
+        description="ORO's validator-variance view over runs claimed in `window`: spread of validators' scores "
+        "per version (max - min) and each validator's mean delta vs its peers."
+    )
+    async def validator_variance(
+        self,
+        info: Info,
+        window: Annotated[TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")] = None,
+    ) -> ValidatorVariance:
+        w = (window or TimeWindow()).to_service()
+        summary = await info.context.runtime.db.run(reliability.validator_variance, suite_id=self.suite_id, window=w)
+        return ValidatorVariance.of(summary)
 
     @strawberry.field(description="The suite's problems in suite order.")
     async def problems(

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ValidatorStatus
 from oro_graph.graphql.evaluations import EvaluationRun
+from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -76,6 +77,18 @@ class Validator(relay.Node):
     @strawberry.field(description="The run it holds now (its latest claim when it holds several), or null.")
     def current_run(self) -> EvaluationRun | None:
         return EvaluationRun.from_row(self._current_run) if self._current_run is not None else None  # type: ignore[arg-type]
+
+    @strawberry.field(
+        description="Outcomes, lease health, durations and agreement with peers over runs claimed in `window`."
+    )
+    async def reliability(
+        self,
+        info: Info,
+        window: Annotated[TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")] = None,
+    ) -> ValidatorReliability:
+        w = window or TimeWindow()
+        figures = await info.context.loaders.reliability_by_hotkey_and_window.load((self.hotkey, w.since, w.until))
+        return ValidatorReliability.of(figures)
 
     @strawberry.field(description="Its runs, latest claim first.")
     async def runs(

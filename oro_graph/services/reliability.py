@@ -247,29 +247,51 @@ def score_interval(session: Session, version_id: uuid.UUID) -> ScoreInterval | N
     The same computation (draws, seed, missing scores as 0) as the notebooks, cached per version
     until its results change (keyed by their count and newest update).
     """
-    from sqlmodel import select as sm_select
+    return score_intervals_by_version_ids(session, [version_id]).get(version_id)
 
+
+def score_intervals_by_version_ids(
+    session: Session, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ScoreInterval | None]:
+    """``score_interval`` for many versions: two statements, whatever their number."""
     from oro_graph.models import ProblemResult
 
-    included = sm_select(EvaluationRun.id).where(
-        EvaluationRun.agent_version_id == version_id, col(EvaluationRun.is_included).is_(True)
-    )
-    count, newest = session.execute(
-        select(func.count(), func.max(ProblemResult.updated_at)).where(col(ProblemResult.run_id).in_(included))
-    ).one()
-    key = (version_id, count, str(newest))
-    if key in _interval_cache:
-        return _interval_cache[key]
-    rows = session.execute(
-        select(ProblemResult.problem_id, ProblemResult.status, ProblemResult.score).where(
-            col(ProblemResult.run_id).in_(included)
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    included = and_(col(EvaluationRun.agent_version_id).in_(ids), col(EvaluationRun.is_included).is_(True))
+    stamps = {
+        vid: (count, str(newest))
+        for vid, count, newest in session.execute(
+            select(EvaluationRun.agent_version_id, func.count(), func.max(ProblemResult.updated_at))
+            .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
+            .where(included)
+            .group_by(EvaluationRun.agent_version_id)
         )
-    ).all()
-    result = _bootstrap(version_id, rows)
-    if len(_interval_cache) > 10_000:
-        _interval_cache.clear()
-    _interval_cache[key] = result
-    return result
+    }
+    out: dict[uuid.UUID, ScoreInterval | None] = {}
+    missing = []
+    for vid in ids:
+        key = (vid, *stamps.get(vid, (0, "None")))
+        if key in _interval_cache:
+            out[vid] = _interval_cache[key]
+        elif vid not in stamps:
+            out[vid] = None
+        else:
+            missing.append(vid)
+    if missing:
+        rows: dict[uuid.UUID, list[tuple[object, str, float | None]]] = {vid: [] for vid in missing}
+        for vid, problem, status, score in session.execute(
+            select(EvaluationRun.agent_version_id, ProblemResult.problem_id, ProblemResult.status, ProblemResult.score)
+            .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
+            .where(col(EvaluationRun.agent_version_id).in_(missing), col(EvaluationRun.is_included).is_(True))
+        ):
+            rows[vid].append((problem, status, score))
+        if len(_interval_cache) > 10_000:
+            _interval_cache.clear()
+        for vid in missing:
+            out[vid] = _interval_cache[(vid, *stamps[vid])] = _bootstrap(vid, rows[vid])
+    return out
 
 
 def _bootstrap(version_id: uuid.UUID, rows: Sequence[tuple[object, str, float | None]]) -> ScoreInterval | None:
