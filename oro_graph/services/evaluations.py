@@ -518,7 +518,7 @@ def runs_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid
 def results_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ProblemResult]]:
     out: dict[uuid.UUID, list[ProblemResult]] = {}
     stmt = select(ProblemResult).where(col(ProblemResult.run_id).in_(list(ids))).order_by(
-        col(ProblemResult.run_id), col(ProblemResult.updated_at)
+        col(ProblemResult.run_id), col(ProblemResult.updated_at), col(ProblemResult.id)
     )
     for row in session.exec(stmt):
         out.setdefault(row.run_id, []).append(row)

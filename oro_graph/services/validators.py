@@ -22,6 +22,7 @@ from oro_graph.models import (
     Role,
     ValidatorState,
     WorkItem,
+    utcnow,
 )
 from oro_graph.services import suites
 
@@ -51,7 +52,11 @@ def list_validators(session: Session, hotkeys: list[str] | None = None) -> list[
         select(EvaluationRun, AgentVersion, Agent)
         .join(AgentVersion, col(AgentVersion.id) == EvaluationRun.agent_version_id)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(col(EvaluationRun.validator_hotkey).in_(ss58), col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+        .where(
+            col(EvaluationRun.validator_hotkey).in_(ss58),
+            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+            col(EvaluationRun.lease_expires_at) > utcnow(),  # a lapsed lease is not evaluating, swept or not
+        )
         .order_by(col(EvaluationRun.claimed_at))
     )
     for run, version, agent in rows:
@@ -79,27 +84,8 @@ def running_evaluations(session: Session) -> list[RunningView]:
         .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
         .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
     ).all()
-    run_ids = [run.id for run, _, _ in rows]
-    suite_ids = {run.suite_id for run, _, _ in rows}
-    sizes = dict(
-        session.exec(
-            select(Problem.suite_id, func.count()).where(col(Problem.suite_id).in_(suite_ids)).group_by(Problem.suite_id)
-        ).all()
-    )
-    finished = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
-    done = dict(
-        session.exec(
-            select(ProblemResult.run_id, func.count())
-            .where(col(ProblemResult.run_id).in_(run_ids), col(ProblemResult.status).in_(finished))
-            .group_by(ProblemResult.run_id)
-        ).all()
-    )
-    out = []
-    for run, version, agent in rows:
-        size = sizes.get(run.suite_id, 0)
-        pct = round(100.0 * done.get(run.id, 0) / size, 1) if size else 0.0
-        out.append(RunningView(run, version, agent, min(pct, 100.0)))
-    return out
+    progress = progress_by_run_ids(session, [run.id for run, _, _ in rows])
+    return [RunningView(run, version, agent, progress.get(run.id, 0.0)) for run, version, agent in rows]
 
 
 @dataclass(frozen=True)
