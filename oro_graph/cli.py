@@ -100,10 +100,19 @@ def serve(
     db.dispose()
     if workers > 1 and not settings.redis_url:
         console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process")
+    os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql, REST docs at /docs)")
-    uvicorn.run("oro_graph.app:main_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        "oro_graph.app:main_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,  # a line per request costs more than the request under load
+    )
 
 
 def _fill_demo(

@@ -44,6 +44,9 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 )
 
 
+_WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
+
+
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
     """Mark a service as writing, so ``run_db`` opens a write transaction for it."""
     fn.__oro_writes__ = True  # type: ignore[attr-defined]
@@ -89,6 +92,11 @@ def make_engine(url: str) -> Engine:
         )
 
     @event.listens_for(engine, "before_cursor_execute")
+    def _note_write(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.lstrip()[:6].upper() in _WRITE_VERBS:
+            conn.info["oro_wrote"] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
     def _count_start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         if statement_counter.get() is not None:
             conn.info.setdefault("oro_t0", []).append(time.perf_counter())
@@ -112,6 +120,17 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.on_events: list[Callable[[], None]] = []  # called after a commit that recorded events
+        self.on_write: list[Callable[[], None]] = []  # called after any commit that changed rows
+
+        @event.listens_for(self.engine, "commit")
+        def _after_write(conn: Any) -> None:
+            if conn.info.pop("oro_wrote", False):
+                for callback in self.on_write:
+                    callback()
+
+        @event.listens_for(self.engine, "rollback")
+        def _discard(conn: Any) -> None:
+            conn.info.pop("oro_wrote", None)
 
     @property
     def is_sqlite(self) -> bool:

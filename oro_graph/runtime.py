@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oro_graph.auth import MemoryNonceStore, NonceStore, RedisNonceStore, SignatureVerifier
+from oro_graph.dataversion import DataVersion
 from oro_graph.db import Database
 from oro_graph.notify import Notifier
 from oro_graph.settings import Settings
@@ -20,6 +21,7 @@ class Runtime:
     verifier: SignatureVerifier
     redis: Any | None = None
     notifier: Notifier = field(default_factory=Notifier)
+    data_version: DataVersion = field(default_factory=DataVersion)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -34,9 +36,13 @@ class Runtime:
             nonces = RedisNonceStore(redis_client)
         else:
             nonces = MemoryNonceStore()
+        database = db or Database(settings)
+        version = DataVersion(redis_client)
+        database.on_write.append(version.bump)
         return cls(
             settings=settings,
-            db=db or Database(settings),
+            db=database,
+            data_version=version,
             storage=make_storage(settings),
             verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
             redis=redis_client,
