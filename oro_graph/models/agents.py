@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel, col
 
 from oro_graph.models.base import AgentVersionState, enum_field, new_id, time_field, utcnow
 
@@ -63,3 +63,16 @@ class TopAgentHistory(SQLModel, table=True):
     score: float
     top_at: datetime = time_field(index=True)
     replaced_at: datetime | None = time_field(nullable=True)
+
+
+# The board in its own order (score desc, eligible_at, id) over eligible versions only: a page of
+# the leaderboard and the rank of its first row are index range reads, however large the board.
+Index(
+    "ix_agentversion_eligible_board",
+    AgentVersion.suite_id,
+    col(AgentVersion.final_score).desc(),
+    AgentVersion.eligible_at,
+    AgentVersion.id,
+    postgresql_where=text("state = 'ELIGIBLE'"),
+    sqlite_where=text("state = 'ELIGIBLE'"),
+)

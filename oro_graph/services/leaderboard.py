@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, text
+from sqlalchemy import func, literal, or_, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -72,27 +72,11 @@ def leaderboard_page(
     offset = max(0, offset)
     now = now or utcnow()
     eligible = (AgentVersion.suite_id == suite.id) & _eligible_as_of(as_of)
-    ranked = (
-        select(
-            col(AgentVersion.id).label("vid"),
-            func.row_number().over(order_by=board_order()).label("rank"),
-        )
-        .where(eligible)
-        .subquery()
-    )
-    stmt = (
-        select(ranked.c.rank, AgentVersion, Agent)
-        .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
-        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-    )
-    count_stmt = select(func.count()).select_from(ranked).join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
-    if q:
-        needle = f"%{q.strip().lower()}%"
-        match = or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle))
-        stmt = stmt.where(match)
-        count_stmt = count_stmt.join(Agent, col(Agent.id) == AgentVersion.agent_id).where(match)
-    rows = session.exec(stmt.order_by(ranked.c.rank).offset(offset).limit(limit)).all()
-    total = session.exec(count_stmt).one()
+    stmt = _board_stmt(suite.id or 0, q, as_of)
+    rows = [tuple(r) for r in session.execute(stmt.order_by(*board_order()).offset(offset).limit(limit)).all()]
+    if not q:  # the board in order from the index: ranks follow the offset, no window over the whole board
+        rows = [(offset + i + 1, version, agent) for i, (_, version, agent) in enumerate(rows)]
+    total = count(session, stmt)
     unique_miners = session.exec(
         select(func.count(func.distinct(Agent.miner_hotkey)))
         .select_from(AgentVersion)
@@ -283,16 +267,45 @@ def _ranked_board(suite_id: int, as_of: datetime | None) -> Any:
 
 
 def _board_stmt(suite_id: int, q: str | None, as_of: datetime | None) -> Any:
+    """(rank, version, agent) rows of the board. Without a search the rank column is a placeholder
+    (0) filled in from the page's position, so no statement ranks the whole board; a search needs
+    the global rank of each match, so that case numbers the board with a window function."""
+    if not q:
+        return (
+            sa_select(literal(0).label("rank"), AgentVersion, Agent)
+            .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+            .where(AgentVersion.suite_id == suite_id, _eligible_as_of(as_of))
+        )
     ranked = _ranked_board(suite_id, as_of)
-    stmt = (
+    needle = f"%{q.strip().lower()}%"
+    return (
         sa_select(ranked.c.rank, AgentVersion, Agent)
         .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle)))
     )
-    if q:
-        needle = f"%{q.strip().lower()}%"
-        stmt = stmt.where(or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle)))
-    return stmt
+
+
+def _ahead_of(session: Session, suite_id: int, as_of: datetime | None, version: AgentVersion) -> int:
+    """How many versions stand before ``version`` on the board (an index range count)."""
+    score, at = version.final_score, version.eligible_at
+    before = or_(
+        col(AgentVersion.final_score) > score,
+        (col(AgentVersion.final_score) == score) & (col(AgentVersion.eligible_at) < at),
+        (col(AgentVersion.final_score) == score) & (col(AgentVersion.eligible_at) == at) & (col(AgentVersion.id) < version.id),
+    )
+    return int(
+        session.execute(
+            select(func.count()).where(AgentVersion.suite_id == suite_id, _eligible_as_of(as_of), before)
+        ).scalar_one()
+    )
+
+
+def _with_ranks(session: Session, suite_id: int, as_of: datetime | None, rows: list[Any]) -> list[Any]:
+    if not rows:
+        return rows
+    first = _ahead_of(session, suite_id, as_of, rows[0][1]) + 1
+    return [(first + i, version, agent) for i, (_, version, agent) in enumerate(rows)]
 
 
 def board_window(
@@ -301,7 +314,8 @@ def board_window(
     """A keyset page of the board (ranks over the whole board, also when searching)."""
     suite = suites.resolve_suite(session, suite_id)
     page = keyset_page(session, _board_stmt(suite.id or 0, q, as_of), BOARD_KEY, window)
-    return replace(page, rows=board_rows(session, suite.id or 0, page.rows, as_of=as_of))
+    rows = page.rows if q else _with_ranks(session, suite.id or 0, as_of, page.rows)
+    return replace(page, rows=board_rows(session, suite.id or 0, rows, as_of=as_of))
 
 
 def board_count(session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None) -> int:
