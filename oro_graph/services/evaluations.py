@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
-    AgentVersionNotFound,
     AtCapacity,
     EvalRunNotFound,
     InvalidProblemId,
@@ -44,7 +43,7 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.services import suites
-from oro_graph.services import events
+from oro_graph.services import agents, events
 from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
@@ -543,16 +542,9 @@ def run_view(session: Session, run_id: uuid.UUID) -> RunView:
     return RunView(run, version, agent)
 
 
-def _existing_version(session: Session, version_id: uuid.UUID) -> AgentVersion:
-    version = session.get(AgentVersion, version_id)
-    if version is None:
-        raise AgentVersionNotFound(f"agent version {version_id} does not exist")
-    return version
-
-
 def version_runs(session: Session, version_id: uuid.UUID) -> list[EvaluationRun]:
     """Every run of a version, oldest claim first (AGENT_VERSION_NOT_FOUND if there is no such version)."""
-    _existing_version(session, version_id)
+    agents.get_version(session, version_id)
     return runs_of_version(session, version_id)
 
 
@@ -567,7 +559,7 @@ class ProblemMatrix:
 
 
 def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
-    version = _existing_version(session, version_id)
+    version = agents.get_version(session, version_id)
     problems = suites.problems_for_suite(session, version.suite_id)
     runs = runs_of_version(session, version_id)
     return ProblemMatrix(version, problems, runs, results_by_run_ids(session, [r.id for r in runs]))
