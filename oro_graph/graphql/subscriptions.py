@@ -93,11 +93,11 @@ class BoardChange(LoggedEvent):
 
 @strawberry.type(description="A version became eligible and entered the board.")
 class LeaderboardEntered(BoardChange):
-    rank: int | None = strawberry.field(description="Its rank on entry (null if below the first 100).")
+    rank: int | None = strawberry.field(description="Its rank on entry (null if below the first 10).")
     final_score: float | None = strawberry.field(description="Its final score.")
 
 
-@strawberry.type(description="A version moved because another entered above it (published for the first 100).")
+@strawberry.type(description="A version moved because another entered above it (published for the first 10 places).")
 class LeaderboardMoved(BoardChange):
     rank: int = strawberry.field(description="Its rank now.")
     previous_rank: int = strawberry.field(description="Its rank before.")
