@@ -93,7 +93,7 @@ class BoardChange(LoggedEvent):
 
 @strawberry.type(description="A version became eligible and entered the board.")
 class LeaderboardEntered(BoardChange):
-    rank: int | None = strawberry.field(description="Its rank on entry (null if below the first 10).")
+    rank: int | None = strawberry.field(description="Its rank on entry.")
     final_score: float | None = strawberry.field(description="Its final score.")
 
 

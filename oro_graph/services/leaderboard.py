@@ -180,12 +180,8 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
     Runs under the per-suite board lock, so board events get ids in the order the board changed.
     """
     _lock_suite_board(session, version.suite_id)
-    board = select(AgentVersion.id, AgentVersion.final_score).where(
-        AgentVersion.suite_id == version.suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE
-    )
-    ranked = session.exec(board.order_by(*board_order()).limit(MOVED_EVENTS_WITHIN + 1)).all()
-    ids = [vid for vid, _ in ranked]
-    rank = ids.index(version.id) + 1 if version.id in ids else None
+    session.flush()
+    rank = _ahead_of(session, version.suite_id, None, version) + 1
     events.record(
         session,
         events.BoardEvent.ENTERED,
@@ -194,8 +190,12 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
         payload={"rank": rank, "final_score": version.final_score},
         at=now,
     )
-    if rank is not None:
-        for below, (vid, score) in enumerate(ranked[rank:MOVED_EVENTS_WITHIN], start=rank + 1):
+    if rank < MOVED_EVENTS_WITHIN:
+        board = select(AgentVersion.id, AgentVersion.final_score).where(
+            AgentVersion.suite_id == version.suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE
+        )
+        ranked = session.exec(board.order_by(*board_order()).limit(MOVED_EVENTS_WITHIN)).all()
+        for below, (vid, score) in enumerate(ranked[rank:], start=rank + 1):
             events.record(
                 session,
                 events.BoardEvent.MOVED,
