@@ -110,3 +110,21 @@ def test_db_check_on_empty_database(env):
     result = invoke("db", "check")
     assert result.exit_code == 0
     assert "ok  over_claimed_work_items: 0" in result.output
+
+
+def test_export_schema_is_the_committed_sdl(env):
+    result = invoke("export-schema")
+    assert result.exit_code == 0
+    committed = (Path(__file__).resolve().parents[1] / "schema.graphql").read_text()
+    assert result.output == committed
+
+
+def test_schema_diff_exits_1_on_breaking_changes(env):
+    old = env / "old.graphql"
+    new = env / "new.graphql"
+    old.write_text("type Query { a: Int, b: String }")
+    new.write_text("type Query { a: Int }")
+    broken = invoke("schema-diff", str(old), str(new))
+    assert broken.exit_code == 1 and "BREAKING" in broken.output and "b" in broken.output
+    same = invoke("schema-diff", str(old), str(old))
+    assert same.exit_code == 0 and "no breaking or dangerous changes" in same.output
