@@ -9,6 +9,7 @@ from oro_graph.auth import MemoryNonceStore, NonceStore, RedisNonceStore, Signat
 from oro_graph.dataversion import DataVersion
 from oro_graph.db import Database
 from oro_graph.notify import Notifier
+from oro_graph.ratelimit import RateLimits
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, make_storage
 
@@ -22,6 +23,7 @@ class Runtime:
     redis: Any | None = None
     notifier: Notifier = field(default_factory=Notifier)
     data_version: DataVersion = field(default_factory=DataVersion)
+    rate_limits: RateLimits | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -43,6 +45,7 @@ class Runtime:
             settings=settings,
             db=database,
             data_version=version,
+            rate_limits=RateLimits.from_settings(settings),
             storage=make_storage(settings),
             verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
             redis=redis_client,

@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from oro_graph.runtime import Runtime
 from rest_compat import errors, miner, public, validator
-from rest_compat.ratelimit import RateLimitMiddleware, RateLimits
+from rest_compat.ratelimit import RateLimitMiddleware
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -18,7 +18,7 @@ def _operation_id(route: APIRoute) -> str:
 
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Add the /v1 routers, the error handler and the rate limits to ``app``."""
-    limits = RateLimits.from_settings(runtime.settings)
+    limits = runtime.rate_limits
     app.state.runtime = runtime
     app.state.rate_limits = limits
     app.add_middleware(RateLimitMiddleware, limits=limits)

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
 from oro_graph.services import registry
-from rest_compat.ratelimit import RateLimits
+from oro_graph.ratelimit import RateLimits
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -13,6 +13,7 @@ from strawberry.file_uploads import Upload
 
 from oro_graph import models
 from oro_graph.graphql import errors as e
+from oro_graph.errors import RateLimitExceeded
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.reliability import ScoreInterval
 from oro_graph.graphql.enums import AgentVersionState, ArtifactType, ReleaseState
@@ -382,6 +383,7 @@ SubmitAgentResult = Annotated[
     | e.InvalidAgentNameError
     | e.InvalidFileError
     | e.NoActiveSuiteError
+    | e.RateLimitExceededError
     | e.ServiceUnavailableError,
     strawberry.union("SubmitAgentResult", description="A submission's admission or why it was refused."),
 ]
@@ -435,6 +437,10 @@ class AgentMutation:
     ) -> SubmitAgentResult:
         hotkey = await info.context.signer()
         runtime = info.context.runtime
+        wait = await runtime.rate_limits.hit_submitter(hotkey) if runtime.rate_limits else None
+        if wait is not None:  # the cooldown answer wins: it says when to come back
+            await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
+            raise RateLimitExceeded(f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait)
         content = await file.read(runtime.settings.max_agent_bytes + 1)  # one byte over is enough to refuse
         admission = await runtime.db.run(
             agents.submit_agent,

@@ -53,7 +53,8 @@ def make_gql(client: TestClient) -> Gql:
 
 @pytest.fixture
 def client(runtime: Runtime) -> TestClient:
-    return _client(runtime)
+    # Lift the per-hotkey submission budget: only test_submit_rate_limit_is_shared_with_rest meets it.
+    return _client(runtime, submit_rate_limit="10000/minute")
 
 
 @pytest.fixture

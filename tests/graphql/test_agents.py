@@ -171,3 +171,17 @@ def test_artifact_download_needs_a_released_version(runtime: Runtime, gql: Gql) 
     assert released["downloadUrl"].startswith("http://testserver/artifacts/agents/")
     assert (hidden["__typename"], hidden["code"]) == ("ArtifactNotReleasedError", "ARTIFACT_NOT_RELEASED")
     assert unknown["__typename"] == "AgentVersionNotFoundError"
+
+
+def test_submit_rate_limit_is_shared_with_rest(runtime: Runtime) -> None:
+    # given the default budget of one submission per minute per hotkey, and no cooldown
+    from tests.graphql.conftest import _client
+
+    client = _client(runtime, submit_rate_limit="1/minute", submission_cooldown_seconds=0)
+    make_world(runtime)
+    first = submit(client, signed("Alice"), "alpha")["data"]["submitAgent"]
+    # when the same hotkey submits again within the minute
+    second = submit(client, signed("Alice"), "beta")["data"]["submitAgent"]
+    # then the graph refuses it like the REST path does
+    assert first["__typename"] == "SubmitAgentSuccess"
+    assert (second["__typename"], second["code"]) == ("RateLimitExceededError", "RATE_LIMIT_EXCEEDED")

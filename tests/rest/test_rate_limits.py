@@ -13,8 +13,8 @@ from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
 from oro_graph.settings import Settings
-from rest_compat import ratelimit
-from rest_compat.ratelimit import RateLimits
+from oro_graph import ratelimit
+from oro_graph.ratelimit import RateLimits
 from tests.factories import make_world
 from tests.rest.live import LiveServer
 from tests.rest.seed import agent_file
