@@ -18,11 +18,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 
-from oro_graph.errors import ServiceUnavailable
+from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.settings import Settings
 
 P = ParamSpec("P")
@@ -155,6 +155,11 @@ class Database:
             if _is_connection_error(exc):
                 raise ServiceUnavailable("the database is unavailable; retry shortly") from exc
             raise
+        except DataError as exc:
+            # The database refused a value the client sent (a NUL byte in text, an integer wider than
+            # its column): the request is wrong, not the server. Nothing was written (rolled back).
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+            raise ValidationFailed(f"a value in this request cannot be stored or compared: {reason}") from exc
         finally:
             _immediate.reset(token)
 

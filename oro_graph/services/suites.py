@@ -37,8 +37,12 @@ def current_suite_or_none(session: Session) -> Suite | None:
     return session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
 
 
+MAX_SUITE_ID = 2**31 - 1  # suite ids are a 32-bit INTEGER column
+
+
 def get_suite(session: Session, suite_id: int) -> Suite:
-    suite = session.get(Suite, suite_id)
+    # An id the column cannot hold does not exist; PostgreSQL would refuse the parameter outright.
+    suite = session.get(Suite, suite_id) if 0 < suite_id <= MAX_SUITE_ID else None
     if suite is None:
         raise SuiteNotFound(f"suite {suite_id} does not exist")
     return suite
