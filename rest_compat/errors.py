@@ -13,7 +13,9 @@ from functools import cache
 from typing import Any, Literal, Union
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, create_model
 
 from oro_graph.errors import ErrorCode, OroError
@@ -89,5 +91,26 @@ async def oro_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return render(exc, status or exc.status)
 
 
+def _unparsable(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid UTF-8 (byte {cause.start}); send UTF-8 JSON"
+    return f"the request body could not be parsed as its Content-Type says ({type(cause).__name__}: {cause})"
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI answers a body it cannot decode (not UTF-8, a broken multipart) with a bare 400 that
+    no /v1 path documents. Answer it as request validation instead, in the 422 shape every path
+    with a body parses, saying what was wrong with the body."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None and request.url.path.startswith("/v1/"):
+        body = {
+            "detail": [{"type": "body_unparsable", "loc": ["body"], "msg": _unparsable(exc.__cause__), "input": None}],
+            "error_code": ErrorCode.VALIDATION_ERROR.value,
+        }
+        return JSONResponse(body, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(OroError, oro_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
