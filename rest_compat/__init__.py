@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from oro_graph.runtime import Runtime
 from rest_compat import errors, miner, public, validator
 from rest_compat.ratelimit import RateLimitMiddleware
+from rest_compat.sizelimit import RequestSizeLimit
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -17,11 +18,12 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def install(app: FastAPI, runtime: Runtime) -> None:
-    """Add the /v1 routers, the error handler and the rate limits to ``app``."""
+    """Add the /v1 routers, the error handler, the rate limits and the size caps to ``app``."""
     limits = runtime.rate_limits
     app.state.runtime = runtime
     app.state.rate_limits = limits
     app.add_middleware(RateLimitMiddleware, limits=limits)
+    app.add_middleware(RequestSizeLimit, max_agent_bytes=runtime.settings.max_agent_bytes)  # outermost
     errors.install(app)
     for module in (public, miner, validator):
         app.include_router(module.router, generate_unique_id_function=_operation_id)

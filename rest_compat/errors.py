@@ -102,6 +102,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     no /v1 path documents. Answer it as request validation instead, in the 422 shape every path
     with a body parses, saying what was wrong with the body."""
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, OroError):  # raised while the body was read (the size cap)
+        return await oro_error_handler(request, exc.__cause__)
     if exc.status_code == 400 and exc.__cause__ is not None and request.url.path.startswith("/v1/"):
         body = {
             "detail": [{"type": "body_unparsable", "loc": ["body"], "msg": _unparsable(exc.__cause__), "input": None}],

@@ -1,0 +1,64 @@
+"""Request size caps for the /v1 paths, ahead of routing: headers, then the body.
+
+Without them a client could post a 10 MB JSON body (it was parsed whole and stored: a 10 MB
+``failure_reason``) or 100 KB of headers (the HTTP parser let them through). The body cap holds
+whether the client declares a Content-Length or streams chunks without one.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oro_graph.errors import FileTooLarge, OroError, ValidationFailed
+from rest_compat.errors import render
+
+MAX_HEADER_BYTES = 32 * 1024  # all names and values together; the signed headers need < 300
+MAX_JSON_BODY_BYTES = 2 * 1024 * 1024  # a progress update of 500 problems is well under this
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and agent_name around the file
+SUBMIT_PATH = "/v1/miner/submit"
+
+
+class RequestHeadersTooLarge(OroError):
+    code = ValidationFailed.code
+    status = 431
+
+
+class RequestSizeLimit:
+    def __init__(self, app: ASGIApp, *, max_agent_bytes: int) -> None:
+        self.app = app
+        self.submit_cap = max_agent_bytes + MULTIPART_OVERHEAD_BYTES
+
+    def _body_cap(self, path: str) -> int | None:
+        if path == SUBMIT_PATH:
+            return self.submit_cap
+        return MAX_JSON_BODY_BYTES if path.startswith("/v1/") else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cap = self._body_cap(scope["path"]) if scope["type"] == "http" else None
+        if cap is None:
+            await self.app(scope, receive, send)
+            return
+        header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+        if header_bytes > MAX_HEADER_BYTES:
+            exc: OroError = RequestHeadersTooLarge(
+                f"request headers total {header_bytes} bytes; the limit is {MAX_HEADER_BYTES}"
+            )
+            await render(exc, exc.status)(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            exc = FileTooLarge(f"request body of {int(declared)} bytes exceeds the {cap} bytes this path accepts")
+            await render(exc, exc.status)(scope, receive, send)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:  # surfaces through the body parser; see errors.http_error_handler
+                    raise FileTooLarge(f"request body exceeds the {cap} bytes this path accepts")
+            return message
+
+        await self.app(scope, capped_receive, send)
