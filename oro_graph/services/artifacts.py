@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,6 +83,10 @@ def download_url(
     return storage.download_url(key, seconds=settings.signed_url_seconds)
 
 
+# type/subtype with optional parameters; S3 signs it into a header, so no control characters.
+_MEDIA_TYPE = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+(\s*;\s*[\w!#$&^.+-]+=[\w!#$&^.+\-\"]+)*\Z", re.ASCII)
+
+
 @dataclass(frozen=True)
 class UploadGrant:
     url: SignedUrl
@@ -109,6 +114,8 @@ def presign_upload(
         raise ProblemNotFound(f"problem {problem_id} is not in suite {run.suite_id}")
     if content_length <= 0:
         raise ValidationFailed("content_length must be a positive number of bytes")
+    if len(content_type) > 255 or not _MEDIA_TYPE.match(content_type):
+        raise ValidationFailed(f"content_type {content_type[:80]!r} is not a media type like application/json")
     if content_length > settings.max_upload_bytes:
         raise FileTooLarge(f"content_length {content_length} exceeds the upload limit of {settings.max_upload_bytes} bytes")
     stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%S")

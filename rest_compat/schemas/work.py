@@ -12,11 +12,11 @@ from oro_graph.models import ProblemStatus
 from oro_graph.services import evaluations
 from oro_graph.services.artifacts import UploadGrant
 from oro_graph.services.evaluations import Claim, Completion
-from rest_compat.schemas.base import JsonObject, Schema
+from rest_compat.schemas.base import JsonInput, Schema
 
 
 class ValidatorMetrics(Schema):
-    service_versions: JsonObject | None = None
+    service_versions: JsonInput | None = None
     cpu_pct: float | None = None
     ram_pct: float | None = None
     disk_pct: float | None = None
@@ -64,7 +64,7 @@ class ProblemProgressUpdate(Schema):
     problem_id: uuid.UUID
     status: ProblemStatus
     score: float | None = None
-    score_components_summary: JsonObject | None = None
+    score_components_summary: JsonInput | None = None
     logs_s3_key: str | None = None
     reasoning_score: float | None = None
     inference_failure_count: int | None = None
@@ -96,10 +96,10 @@ class ProgressUpdateResponse(Schema):
 class CompleteRunRequest(Schema):
     terminal_status: Literal["SUCCESS", "FAILED", "TIMED_OUT"]
     validator_score: float | None = Field(default=None, description="required for SUCCESS; between 0 and 1")
-    score_components: JsonObject | None = None
+    score_components: JsonInput | None = None
     results_s3_key: str | None = None
     failure_reason: str | None = None
-    sandbox_metadata: JsonObject | None = None
+    sandbox_metadata: JsonInput | None = None
 
 
 class WorkItemStatus(Schema):
