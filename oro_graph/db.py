@@ -160,6 +160,8 @@ class Database:
             # its column): the request is wrong, not the server. Nothing was written (rolled back).
             reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
             raise ValidationFailed(f"a value in this request cannot be stored or compared: {reason}") from exc
+        except OverflowError as exc:  # SQLite's driver refuses an int wider than 64 bits while binding it
+            raise ValidationFailed(f"a value in this request cannot be stored or compared: {exc}") from exc
         finally:
             _immediate.reset(token)
 

@@ -1,0 +1,134 @@
+"""Helpers for the hardening tests: table dumps, signed httpx calls, server processes, invariants."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from oro_graph.auth import sign_headers
+from oro_graph.db import Database
+from oro_graph.services import invariants
+from tests.factories import keypair
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dump_tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in a stable order: equal dumps mean nothing changed."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with db.engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            rows = conn.execute(text(f'SELECT * FROM "{table.name}"')).all()
+            out[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    return out
+
+
+def assert_invariants(db: Database, max_active: int = 1) -> None:
+    broken = db.call(invariants.check_invariants, max_active_runs_per_validator=max_active)
+    assert broken == dict.fromkeys(invariants.INVARIANTS, 0), broken
+
+
+def signed(name: str, **kwargs: Any) -> dict[str, str]:
+    """Fresh signed headers for //name, exactly as the official client makes them."""
+    return sign_headers(keypair(name), **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def client(base_url: str, *, source: str | None = None, timeout: float = 15.0) -> httpx.Client:
+    """An httpx client, optionally from another loopback address (another 'IP' for the limits)."""
+    transport = httpx.HTTPTransport(local_address=source) if source else None
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+
+class ServerProcess:
+    """``python -m oro_graph serve`` in its own process, on its own port, its log in a file."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
+        self.env.update({"ORO_PUBLIC_BASE_URL": self.base_url, "PYTHONUNBUFFERED": "1", **env})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait: bool = True) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(self.port)],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server on {self.port} not ready in {timeout} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler, no flush, exactly as the OOM killer would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tracebacks(self) -> list[str]:
+        """Unhandled exceptions the server logged (each Traceback block's last line)."""
+        lines = self.log().splitlines()
+        found = []
+        for i, line in enumerate(lines):
+            if line.startswith("Traceback"):
+                end = i + 1
+                while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
+                    end += 1
+                found.append(lines[end] if end < len(lines) else line)
+        return found
+
+
+def start_servers(n: int, env: Mapping[str, str], log_dir: Path) -> list[ServerProcess]:
+    servers = [ServerProcess(env, log_dir) for _ in range(n)]
+    for server in servers:
+        server.start(wait=False)
+    for server in servers:
+        server.wait_ready()
+    return servers
