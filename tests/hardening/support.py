@@ -132,3 +132,25 @@ def start_servers(n: int, env: Mapping[str, str], log_dir: Path) -> list[ServerP
     for server in servers:
         server.wait_ready()
     return servers
+
+
+def burst(job: tuple[list[str], str, str, str | None, int]) -> list[tuple[int, str | None, str]]:
+    """One client process's burst (run in a spawned process): ``count`` requests from ``source``,
+    alternating over ``base_urls``. GET ``path``, or with ``signer`` a signed agent submission.
+    Returns (status, Retry-After, error_code or admission) per request."""
+    base_urls, source, path, signer, count = job
+    out = []
+    clients = [client(url, source=source) for url in base_urls]
+    for i in range(count):
+        http = clients[i % len(clients)]
+        if signer:
+            files = {"file": ("a.py", b"x = 1\n")}
+            response = http.post(path, headers=signed(signer), data={"agent_name": "flood"}, files=files)
+        else:
+            response = http.get(path)
+        body = response.json()
+        tag = body.get("error_code") or body.get("admission_status") if isinstance(body, dict) else None
+        out.append((response.status_code, response.headers.get("retry-after"), str(tag)))
+    for http in clients:
+        http.close()
+    return out

@@ -1,0 +1,100 @@
+"""Floods against two server processes sharing Redis: the per-address and per-hotkey budgets hold
+exactly under bursts from several client processes, every refusal is a 429 with Retry-After, and
+a client from another address is served promptly meanwhile."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.factories import make_world
+from tests.hardening.support import ServerProcess, burst, client, signed, start_servers
+
+PER_MINUTE = 30
+CLIENTS, EACH = 3, 20  # 60 requests from one address against a budget of 30
+
+
+@pytest.fixture
+def flood_servers(runtime: Any, database_url: str, process_redis: str, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    env = {
+        "ORO_DATABASE_URL": database_url,
+        "ORO_REDIS_URL": process_redis,
+        "ORO_SECRET_KEY": "hardening",
+        "ORO_DATA_DIR": str(tmp_path / "state"),
+        "ORO_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
+        "ORO_SUBMIT_RATE_LIMIT": "1/minute",
+        "ORO_SUBMISSION_COOLDOWN_SECONDS": "0",
+    }
+    servers = start_servers(2, env, tmp_path)
+    redis.Redis.from_url(process_redis).flushdb()  # forget the readiness probes' hits
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+    for server in servers:
+        assert server.tracebacks() == [], server.log()[-3000:]
+
+
+def _bursts(jobs: list[tuple[list[str], str, str, str | None, int]]) -> list[tuple[int, str | None, str]]:
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        return [row for rows in pool.map(burst, jobs) for row in rows]
+
+
+def assert_refusals_say_when(rows: list[tuple[int, str | None, str]], code: str) -> None:
+    for status, retry_after, tag in rows:
+        if status == 429:
+            assert tag == code and retry_after is not None and 1 <= int(retry_after) <= 60, (status, retry_after, tag)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_per_address_budget_holds_across_processes_and_others_are_served(flood_servers: list[ServerProcess]) -> None:
+    urls = [server.base_url for server in flood_servers]
+    latencies: list[float] = []
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def bystander() -> None:  # another address, asking all along
+        with client(urls[0], source="127.0.0.2") as http:
+            while not done.is_set() and len(statuses) < PER_MINUTE - 2:
+                t0 = time.perf_counter()
+                statuses.append(http.get("/v1/public/validators").status_code)
+                latencies.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+
+    watcher = threading.Thread(target=bystander)
+    watcher.start()
+    try:
+        rows = _bursts([(urls, "127.0.0.1", "/v1/public/validators", None, EACH)] * CLIENTS)
+    finally:
+        done.set()
+        watcher.join()
+    counted = Counter(status for status, _, _ in rows)
+    assert counted == {200: PER_MINUTE, 429: CLIENTS * EACH - PER_MINUTE}, counted
+    assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
+    assert statuses and set(statuses) == {200}
+    assert max(latencies) < 1.0, latencies
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_per_hotkey_submit_budget_holds_across_processes(runtime: Any, flood_servers: list[ServerProcess]) -> None:
+    make_world(runtime)
+    urls = [server.base_url for server in flood_servers]
+    rows = _bursts([(urls, "127.0.0.3", "/v1/miner/submit", "Alice", 4)] * CLIENTS)
+    counted = Counter((status, tag) for status, _, tag in rows)
+    assert counted == {(200, "ACCEPTED"): 1, (429, "RATE_LIMIT_EXCEEDED"): CLIENTS * 4 - 1}, counted
+    assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
+    # Bob, from the same address, has his own budget
+    with client(urls[1], source="127.0.0.3") as http:
+        response = http.post("/v1/miner/submit", headers=signed("Bob"), data={"agent_name": "b"}, files={"file": ("b.py", b"y = 2\n")})
+    assert response.status_code == 200 and response.json()["admission_status"] == "ACCEPTED"
