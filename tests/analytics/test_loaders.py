@@ -452,3 +452,16 @@ def test_times_are_sent_as_utc() -> None:
     assert loaders.iso("2026-10-01") == "2026-10-01T00:00:00+00:00"
     assert loaders.iso(pd.Timestamp("2026-10-01 02:00", tz="Europe/Berlin")) == "2026-10-01T00:00:00+00:00"
     assert loaders.iso(None) is None
+
+
+def test_documents_are_valid_against_the_committed_schema() -> None:
+    from graphql import build_schema, parse, validate
+
+    schema = build_schema(SCHEMA.read_text())
+    documents = {k: v for k, v in vars(loaders).items() if k.endswith("_QUERY") and isinstance(v, str)}
+    documents["score intervals"] = (
+        f"query($v0: ID!) {{ v0: agentVersion(id: $v0) {{ {loaders.SCORE_INTERVAL_FIELDS} }} }}"
+    )
+    assert len(documents) >= 14
+    for name, document in documents.items():
+        assert validate(schema, parse(document)) == [], name
