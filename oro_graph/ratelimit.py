@@ -40,6 +40,9 @@ class RateLimits:
                 implementation="redispy",
                 key_prefix=KEY_PREFIX,
                 wrap_exceptions=True,
+                # Fail open quickly: with a hung Redis every request otherwise waited ~5 s here.
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
             )
             if settings.redis_url
             else MemoryStorage()
