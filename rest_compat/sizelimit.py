@@ -47,7 +47,9 @@ class RequestSizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
-            exc = FileTooLarge(f"request body of {int(declared)} bytes exceeds the {cap} bytes this path accepts")
+            exc = FileTooLarge(
+                f"request body of {int(declared)} bytes exceeds the {cap} bytes this path accepts"
+            )
             await render(exc, exc.status)(scope, receive, send)
             return
         received = 0

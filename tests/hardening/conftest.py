@@ -30,7 +30,10 @@ class ErrorLog(logging.Handler):
         self.records.append(record)
 
     def messages(self) -> list[str]:
-        return [f"{r.name}: {r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else r.getMessage() for r in self.records]
+        return [
+            f"{r.name}: {r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else r.getMessage()
+            for r in self.records
+        ]
 
 
 @pytest.fixture

@@ -38,21 +38,36 @@ def signed_paths(s: Seeded) -> dict[str, tuple[str, Send]]:
     return {
         "submit": ("Alice", lambda c, h: c.post("/v1/miner/submit", headers=h, **agent)),
         "agents": ("Alice", lambda c, h: c.get("/v1/miner/agents", headers=h)),
-        "agent_versions": ("Alice", lambda c, h: c.get(f"/v1/miner/agents/{s.alpha_agent}/versions", headers=h)),
+        "agent_versions": (
+            "Alice",
+            lambda c, h: c.get(f"/v1/miner/agents/{s.alpha_agent}/versions", headers=h),
+        ),
         "owned_version": ("Alice", lambda c, h: c.get(f"/v1/miner/agent-versions/{s.alpha}", headers=h)),
-        "chutes_store": ("Alice", lambda c, h: c.post("/v1/miner/chutes-auth", headers=h, json={"refresh_token": "t"})),
+        "chutes_store": (
+            "Alice",
+            lambda c, h: c.post("/v1/miner/chutes-auth", headers=h, json={"refresh_token": "t"}),
+        ),
         "chutes_status": ("Alice", lambda c, h: c.get("/v1/miner/chutes-auth/status", headers=h)),
         "claim": ("Eve", lambda c, h: c.post("/v1/validator/work/claim", headers=h)),
         "heartbeat": ("Eve", lambda c, h: c.post(f"{run}/heartbeat", headers=h)),
         "progress": (
             "Eve",
-            lambda c, h: c.post(f"{run}/progress", headers=h, json={"problems": [{"problem_id": problem, "status": "RUNNING"}]}),
+            lambda c, h: c.post(
+                f"{run}/progress",
+                headers=h,
+                json={"problems": [{"problem_id": problem, "status": "RUNNING"}]},
+            ),
         ),
-        "complete": ("Eve", lambda c, h: c.post(f"{run}/complete", headers=h, json={"terminal_status": "FAILED"})),
+        "complete": (
+            "Eve",
+            lambda c, h: c.post(f"{run}/complete", headers=h, json={"terminal_status": "FAILED"}),
+        ),
         "presign": (
             "Eve",
             lambda c, h: c.post(
-                "/v1/validator/uploads/presign", headers=h, json={"content_length": 10, "eval_run_id": str(s.beta_run), "problem_id": problem}
+                "/v1/validator/uploads/presign",
+                headers=h,
+                json={"content_length": 10, "eval_run_id": str(s.beta_run), "problem_id": problem},
             ),
         ),
     }
@@ -82,8 +97,16 @@ AUTH_CELLS: dict[str, tuple[Callable[[str, int], dict[str, str]], int, str]] = {
     **{f"missing {name}": (_without(name), 401, name) for name in SIGNED_HEADERS},
     "signature over another message": (_other_message, 401, "signature does not match"),
     "wrong key for the hotkey": (_wrong_key, 401, "signature does not match"),
-    "timestamp skew+1 s old": (lambda s, skew: signed(s, timestamp=math.floor(time.time()) - skew - 1), 401, "allowed skew"),
-    "timestamp skew+1 s ahead": (lambda s, skew: signed(s, timestamp=math.ceil(time.time()) + skew + 1), 401, "allowed skew"),
+    "timestamp skew+1 s old": (
+        lambda s, skew: signed(s, timestamp=math.floor(time.time()) - skew - 1),
+        401,
+        "allowed skew",
+    ),
+    "timestamp skew+1 s ahead": (
+        lambda s, skew: signed(s, timestamp=math.ceil(time.time()) + skew + 1),
+        401,
+        "allowed skew",
+    ),
 }
 
 
@@ -95,15 +118,24 @@ def seeded_server(serve: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer
         yield server, world, http
 
 
-def assert_unchanged(server: LiveServer, send: Callable[[], httpx.Response], status: int, words: str) -> httpx.Response:
+def assert_unchanged(
+    server: LiveServer, send: Callable[[], httpx.Response], status: int, words: str
+) -> httpx.Response:
     before = dump_tables(server.runtime.db)
     response = send()
-    assert response.status_code == status and words in response.text, (status, words, response.status_code, response.text[:300])
+    assert response.status_code == status and words in response.text, (
+        status,
+        words,
+        response.status_code,
+        response.text[:300],
+    )
     assert dump_tables(server.runtime.db) == before
     return response
 
 
-def test_every_bad_signature_cell_is_401_and_changes_nothing(seeded_server: tuple[LiveServer, Seeded, httpx.Client]) -> None:
+def test_every_bad_signature_cell_is_401_and_changes_nothing(
+    seeded_server: tuple[LiveServer, Seeded, httpx.Client],
+) -> None:
     server, world, http = seeded_server
     skew = server.runtime.settings.timestamp_skew_seconds
     paths = signed_paths(world)
@@ -114,7 +146,9 @@ def test_every_bad_signature_cell_is_401_and_changes_nothing(seeded_server: tupl
             assert response.json()["error_code"] == "UNAUTHENTICATED", (cell, path)
 
 
-def test_every_unauthorised_cell_is_403_and_changes_nothing(seeded_server: tuple[LiveServer, Seeded, httpx.Client]) -> None:
+def test_every_unauthorised_cell_is_403_and_changes_nothing(
+    seeded_server: tuple[LiveServer, Seeded, httpx.Client],
+) -> None:
     server, world, http = seeded_server
     paths = signed_paths(world)
     miner_paths = {k: v for k, v in paths.items() if v[0] == "Alice" and k != "submit"}
@@ -131,15 +165,21 @@ def test_every_unauthorised_cell_is_403_and_changes_nothing(seeded_server: tuple
         assert_unchanged(server, lambda: send(http, signed(signer)), 403, "banned")
 
 
-def test_a_validator_cannot_act_on_another_validators_run(seeded_server: tuple[LiveServer, Seeded, httpx.Client]) -> None:
+def test_a_validator_cannot_act_on_another_validators_run(
+    seeded_server: tuple[LiveServer, Seeded, httpx.Client],
+) -> None:
     server, world, http = seeded_server
     paths = signed_paths(world)
     for path in ("heartbeat", "progress", "complete", "presign"):
-        response = assert_unchanged(server, lambda: paths[path][1](http, signed("Charlie")), 409, "belongs to another validator")
+        response = assert_unchanged(
+            server, lambda: paths[path][1](http, signed("Charlie")), 409, "belongs to another validator"
+        )
         assert response.json()["error_code"] == "NOT_RUN_OWNER"
 
 
-def test_a_miner_never_reads_another_miners_rows(seeded_server: tuple[LiveServer, Seeded, httpx.Client]) -> None:
+def test_a_miner_never_reads_another_miners_rows(
+    seeded_server: tuple[LiveServer, Seeded, httpx.Client],
+) -> None:
     server, world, http = seeded_server
     for path in (f"/v1/miner/agents/{world.alpha_agent}/versions", f"/v1/miner/agent-versions/{world.alpha}"):
         response = assert_unchanged(server, lambda: http.get(path, headers=signed("Bob")), 404, "NOT_FOUND")
@@ -148,7 +188,9 @@ def test_a_miner_never_reads_another_miners_rows(seeded_server: tuple[LiveServer
     assert {a["agent_name"] for a in mine["agents"]} == {"beta"} and world.alice not in str(mine)
 
 
-def test_a_replayed_nonce_changes_nothing_the_second_time(seeded_server: tuple[LiveServer, Seeded, httpx.Client]) -> None:
+def test_a_replayed_nonce_changes_nothing_the_second_time(
+    seeded_server: tuple[LiveServer, Seeded, httpx.Client],
+) -> None:
     server, world, http = seeded_server
     for path, (signer, send) in signed_paths(world).items():
         headers = signed(signer)
@@ -196,10 +238,23 @@ def test_chutes_tokens_are_encrypted_at_rest_and_never_answered_or_logged(
     answers = [http.post("/v1/miner/chutes-auth", headers=signed("Alice"), json={"refresh_token": token})]
     answers += [
         http.get(path, headers=signed("Alice"))
-        for path in ("/v1/miner/chutes-auth/status", "/v1/miner/agents", f"/v1/miner/agent-versions/{world.alpha}")
+        for path in (
+            "/v1/miner/chutes-auth/status",
+            "/v1/miner/agents",
+            f"/v1/miner/agent-versions/{world.alpha}",
+        )
     ]
-    answers += [http.get(path) for path in ("/v1/public/validators", "/v1/public/leaderboard", f"/v1/public/agent-versions/{world.alpha}")]
-    answers.append(http.post("/v1/miner/chutes-auth", headers=signed("Alice"), json={"refresh_token": token}))  # replace
+    answers += [
+        http.get(path)
+        for path in (
+            "/v1/public/validators",
+            "/v1/public/leaderboard",
+            f"/v1/public/agent-versions/{world.alpha}",
+        )
+    ]
+    answers.append(
+        http.post("/v1/miner/chutes-auth", headers=signed("Alice"), json={"refresh_token": token})
+    )  # replace
     assert [a.status_code for a in answers] == [200] * len(answers)
     assert answers[1].json()["connected"] is True
     for answer in answers:
@@ -211,5 +266,7 @@ def test_chutes_tokens_are_encrypted_at_rest_and_never_answered_or_logged(
         rows = conn.execute(text("SELECT * FROM inferencecredential")).all()
     assert len(rows) == 1 and token.encode() not in repr(rows).encode()
     assert token not in str(dump_tables(server.runtime.db))
-    revealed = server.runtime.db.call(credentials.reveal_credential, hotkey=world.alice, secret=server.runtime.settings.secret)
+    revealed = server.runtime.db.call(
+        credentials.reveal_credential, hotkey=world.alice, secret=server.runtime.settings.secret
+    )
     assert revealed == token

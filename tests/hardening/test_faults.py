@@ -47,7 +47,9 @@ class PrivatePostgres:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self.prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [*self.prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -75,7 +77,9 @@ def private_pg() -> Iterator[PrivatePostgres]:
 
 
 @pytest.mark.slow
-def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(private_pg: PrivatePostgres, tmp_path: Path) -> None:
+def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
+    private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
     upgrade(private_pg.url)
     settings = Settings(database_url=private_pg.url, secret_key="hardening", data_dir=tmp_path / "state")
     db = Database(settings)
@@ -84,7 +88,12 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(private_pg: P
     rt = Runtime.build(settings, db=db)
     make_world(rt)
     server = ServerProcess(
-        {"ORO_DATABASE_URL": private_pg.url, "ORO_SECRET_KEY": "hardening", "ORO_DATA_DIR": str(tmp_path / "state"), "ORO_RATE_LIMIT_PER_MINUTE": "1000000"},
+        {
+            "ORO_DATABASE_URL": private_pg.url,
+            "ORO_SECRET_KEY": "hardening",
+            "ORO_DATA_DIR": str(tmp_path / "state"),
+            "ORO_RATE_LIMIT_PER_MINUTE": "1000000",
+        },
         tmp_path,
     ).start()
     seen: list[tuple[float, int, float]] = []  # (when, status, seconds)
@@ -129,7 +138,9 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(private_pg: P
     assert set(after) == {200}, after  # healed, with no restart of the server
     unexpected = [s for _, s, _ in seen if s not in (200, 503)]
     assert unexpected == []
-    print(f"pg outage: {len(seen)} requests, {len(during)} during the outage, slowest {max(t for _, t in during):.3f} s")
+    print(
+        f"pg outage: {len(seen)} requests, {len(during)} during the outage, slowest {max(t for _, t in during):.3f} s"
+    )
 
 
 class PrivateRedis:
@@ -137,7 +148,19 @@ class PrivateRedis:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="oro-redis-"))
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
             stdout=subprocess.DEVNULL,
         )
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -202,7 +225,9 @@ def test_without_redis_public_paths_serve_and_signed_paths_fail_closed(
             # public: the counter store's 0.5 s timeout, then through; signed: the nonce store's 2 s, then 503
             assert took < (1.0 if status == 200 else FAIL_FAST_SECONDS), (outage, status, took)
             if status == 503:
-                assert response.json()["error_code"] == "SERVICE_UNAVAILABLE" and "nonce store" in response.text
+                assert (
+                    response.json()["error_code"] == "SERVICE_UNAVAILABLE" and "nonce store" in response.text
+                )
         if outage == "stopped":
             private_redis.proc.send_signal(signal.SIGCONT)
             assert http.get("/v1/miner/agents", headers=used).status_code == 401  # remembered: still a replay

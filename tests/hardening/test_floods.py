@@ -23,7 +23,9 @@ CLIENTS, EACH = 3, 20  # 60 requests from one address against a budget of 30
 
 
 @pytest.fixture
-def flood_servers(runtime: Any, database_url: str, process_redis: str, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+def flood_servers(
+    runtime: Any, database_url: str, process_redis: str, tmp_path: Path
+) -> Iterator[list[ServerProcess]]:
     env = {
         "ORO_DATABASE_URL": database_url,
         "ORO_REDIS_URL": process_redis,
@@ -52,12 +54,18 @@ def _bursts(jobs: list[tuple[list[str], str, str, str | None, int]]) -> list[tup
 def assert_refusals_say_when(rows: list[tuple[int, str | None, str]], code: str) -> None:
     for status, retry_after, tag in rows:
         if status == 429:
-            assert tag == code and retry_after is not None and 1 <= int(retry_after) <= 60, (status, retry_after, tag)
+            assert tag == code and retry_after is not None and 1 <= int(retry_after) <= 60, (
+                status,
+                retry_after,
+                tag,
+            )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_the_per_address_budget_holds_across_processes_and_others_are_served(flood_servers: list[ServerProcess]) -> None:
+def test_the_per_address_budget_holds_across_processes_and_others_are_served(
+    flood_servers: list[ServerProcess],
+) -> None:
     urls = [server.base_url for server in flood_servers]
     latencies: list[float] = []
     statuses: list[int] = []
@@ -87,7 +95,9 @@ def test_the_per_address_budget_holds_across_processes_and_others_are_served(flo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_the_per_hotkey_submit_budget_holds_across_processes(runtime: Any, flood_servers: list[ServerProcess]) -> None:
+def test_the_per_hotkey_submit_budget_holds_across_processes(
+    runtime: Any, flood_servers: list[ServerProcess]
+) -> None:
     make_world(runtime)
     urls = [server.base_url for server in flood_servers]
     rows = _bursts([(urls, "127.0.0.3", "/v1/miner/submit", "Alice", 4)] * CLIENTS)
@@ -96,5 +106,10 @@ def test_the_per_hotkey_submit_budget_holds_across_processes(runtime: Any, flood
     assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
     # Bob, from the same address, has his own budget
     with client(urls[1], source="127.0.0.3") as http:
-        response = http.post("/v1/miner/submit", headers=signed("Bob"), data={"agent_name": "b"}, files={"file": ("b.py", b"y = 2\n")})
+        response = http.post(
+            "/v1/miner/submit",
+            headers=signed("Bob"),
+            data={"agent_name": "b"},
+            files={"file": ("b.py", b"y = 2\n")},
+        )
     assert response.status_code == 200 and response.json()["admission_status"] == "ACCEPTED"

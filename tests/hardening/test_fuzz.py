@@ -104,7 +104,11 @@ def test_every_operation_survives_generated_input(
     _aim(case.body if isinstance(case.body, dict) else None, known)
     name = _signer(case.path)
     headers = signed(name, nonce=uuid.uuid4().hex) if name else None
-    CALLS[case.operation.label if case.method.upper() == case.operation.method.upper() else "other methods (405 probes)"] += 1
+    CALLS[
+        case.operation.label
+        if case.method.upper() == case.operation.method.upper()
+        else "other methods (405 probes)"
+    ] += 1
     logged = len(error_log.records)
     case.call_and_validate(headers=headers, checks=CHECKS)
     assert error_log.messages()[logged:] == []
@@ -119,4 +123,6 @@ def _report_counts() -> Any:
         import json
 
         with open(path, "w") as handle:
-            json.dump({"total": sum(CALLS.values()), "per_operation": dict(sorted(CALLS.items()))}, handle, indent=1)
+            json.dump(
+                {"total": sum(CALLS.values()), "per_operation": dict(sorted(CALLS.items()))}, handle, indent=1
+            )

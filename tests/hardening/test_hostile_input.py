@@ -48,7 +48,9 @@ def artifact_files(server: LiveServer) -> list[str]:
     return sorted(str(p.relative_to(storage.root)) for p in storage.root.rglob("*") if p.is_file())
 
 
-def refused(t: Target, send: Callable[[], httpx.Response], status: int | tuple[int, ...], *words: str) -> dict[str, Any]:
+def refused(
+    t: Target, send: Callable[[], httpx.Response], status: int | tuple[int, ...], *words: str
+) -> dict[str, Any]:
     """Send it; the answer is the expected 4xx, names the problem, and nothing was written."""
     before, files = dump_tables(t.server.runtime.db), artifact_files(t.server)
     response = send()
@@ -71,7 +73,13 @@ def raw_json(document: str) -> dict[str, Any]:
 
 def test_a_10_mb_json_body_is_413_before_it_is_parsed(target: Target) -> None:
     body = {"terminal_status": "FAILED", "failure_reason": "x" * (10 * MiB)}
-    refused(target, lambda: target.post(target.run_path("complete"), "Eve", json=body), 413, "FILE_TOO_LARGE", "bytes this path accepts")
+    refused(
+        target,
+        lambda: target.post(target.run_path("complete"), "Eve", json=body),
+        413,
+        "FILE_TOO_LARGE",
+        "bytes this path accepts",
+    )
 
 
 def test_a_chunked_body_without_content_length_is_capped_too(target: Target) -> None:
@@ -83,7 +91,9 @@ def test_a_chunked_body_without_content_length_is_capped_too(target: Target) -> 
 
     refused(
         target,
-        lambda: target.post(target.run_path("complete"), "Eve", content=chunks(), headers={"content-type": "application/json"}),
+        lambda: target.post(
+            target.run_path("complete"), "Eve", content=chunks(), headers={"content-type": "application/json"}
+        ),
         413,
         "FILE_TOO_LARGE",
     )
@@ -94,15 +104,27 @@ def test_an_agent_file_over_the_limit_is_413(target: Target) -> None:
     big = b"x = 1\n" * (limit // 6 + 10)
     refused(
         target,
-        lambda: target.post("/v1/miner/submit", "Bob", data={"agent_name": "big"}, files={"file": ("a.py", big)}),
+        lambda: target.post(
+            "/v1/miner/submit", "Bob", data={"agent_name": "big"}, files={"file": ("a.py", big)}
+        ),
         413,
         "FILE_TOO_LARGE",
     )
 
 
 def test_oversized_headers_are_431(target: Target) -> None:
-    refused(target, lambda: target.http.get("/v1/public/top", headers={"X-Padding": "a" * 100_000}), 431, "request headers total")
-    refused(target, lambda: target.post(target.run_path("heartbeat"), "Eve", headers={"X-Nonce-Pad": "n" * 40_000}), 431, "limit is")
+    refused(
+        target,
+        lambda: target.http.get("/v1/public/top", headers={"X-Padding": "a" * 100_000}),
+        431,
+        "request headers total",
+    )
+    refused(
+        target,
+        lambda: target.post(target.run_path("heartbeat"), "Eve", headers={"X-Nonce-Pad": "n" * 40_000}),
+        431,
+        "limit is",
+    )
 
 
 # ---- encodings and content types -------------------------------------------------------------
@@ -111,7 +133,12 @@ def test_oversized_headers_are_431(target: Target) -> None:
 def test_wrong_content_types_are_422(target: Target) -> None:
     refused(
         target,
-        lambda: target.post(target.run_path("complete"), "Eve", content=b'{"terminal_status": "FAILED"}', headers={"content-type": "text/plain"}),
+        lambda: target.post(
+            target.run_path("complete"),
+            "Eve",
+            content=b'{"terminal_status": "FAILED"}',
+            headers={"content-type": "text/plain"},
+        ),
         422,
         "valid dictionary",
     )
@@ -124,7 +151,12 @@ def test_wrong_content_types_are_422(target: Target) -> None:
 
 
 def test_a_body_that_is_not_utf8_is_422_saying_so(target: Target) -> None:
-    send = lambda: target.post("/v1/miner/chutes-auth", "Alice", content=b'{"refresh_token": "\xff\xfe"}', headers={"content-type": "application/json"})  # noqa: E731
+    send = lambda: target.post(
+        "/v1/miner/chutes-auth",
+        "Alice",
+        content=b'{"refresh_token": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
     body = refused(target, send, 422, "not valid UTF-8")
     assert body["error_code"] == "VALIDATION_ERROR"
 
@@ -139,14 +171,21 @@ def test_truncated_multipart_is_a_4xx(target: Target) -> None:
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     # cut inside the file part, then inside a part header
     for cut in (whole, whole[: whole.index(b"filename")]):
-        refused(target, lambda cut=cut: target.post("/v1/miner/submit", "Bob", content=cut, headers=headers), (400, 422), "detail")
+        refused(
+            target,
+            lambda cut=cut: target.post("/v1/miner/submit", "Bob", content=cut, headers=headers),
+            (400, 422),
+            "detail",
+        )
 
 
 def test_non_utf8_and_nul_agent_files_are_invalid_file(target: Target) -> None:
     for content, words in ((b"print('\xff\xfe')\n", "UTF-8"), (b"x = 1\x00\n", "NUL")):
         body = refused(
             target,
-            lambda content=content: target.post("/v1/miner/submit", "Bob", data={"agent_name": "hostile"}, files={"file": ("a.py", content)}),
+            lambda content=content: target.post(
+                "/v1/miner/submit", "Bob", data={"agent_name": "hostile"}, files={"file": ("a.py", content)}
+            ),
             400,
             words,
         )
@@ -154,13 +193,33 @@ def test_non_utf8_and_nul_agent_files_are_invalid_file(target: Target) -> None:
 
 
 def test_nul_bytes_in_text_are_refused(target: Target) -> None:
-    if not target.server.runtime.db.is_sqlite:  # SQLite stores and compares NUL; PostgreSQL text cannot hold it
-        refused(target, lambda: target.http.get("/v1/public/leaderboard", params={"q": "al\x00pha"}), 422, "NUL")
+    if (
+        not target.server.runtime.db.is_sqlite
+    ):  # SQLite stores and compares NUL; PostgreSQL text cannot hold it
+        refused(
+            target, lambda: target.http.get("/v1/public/leaderboard", params={"q": "al\x00pha"}), 422, "NUL"
+        )
         complete = {"terminal_status": "FAILED", "failure_reason": "a\x00b"}
-        refused(target, lambda: target.post(target.run_path("complete"), "Eve", json=complete), (400, 422), "NUL")
-    refused(target, lambda: target.post("/v1/miner/submit", "Bob", data={"agent_name": "a\x00b"}, files={"file": ("a.py", b"x = 1\n")}), 400, "INVALID_AGENT_NAME")
-    presign = {"content_length": 10, "eval_run_id": str(target.world.beta_run), "problem_id": str(target.world.problems[0].id), "content_type": "text/plain\r\nX-Evil: 1"}
-    refused(target, lambda: target.post("/v1/validator/uploads/presign", "Eve", json=presign), 400, "media type")
+        refused(
+            target, lambda: target.post(target.run_path("complete"), "Eve", json=complete), (400, 422), "NUL"
+        )
+    refused(
+        target,
+        lambda: target.post(
+            "/v1/miner/submit", "Bob", data={"agent_name": "a\x00b"}, files={"file": ("a.py", b"x = 1\n")}
+        ),
+        400,
+        "INVALID_AGENT_NAME",
+    )
+    presign = {
+        "content_length": 10,
+        "eval_run_id": str(target.world.beta_run),
+        "problem_id": str(target.world.problems[0].id),
+        "content_type": "text/plain\r\nX-Evil: 1",
+    }
+    refused(
+        target, lambda: target.post("/v1/validator/uploads/presign", "Eve", json=presign), 400, "media type"
+    )
 
 
 # ---- structure and numbers --------------------------------------------------------------------
@@ -168,36 +227,106 @@ def test_nul_bytes_in_text_are_refused(target: Target) -> None:
 
 def test_deeply_nested_json_is_422(target: Target) -> None:
     for depth in (40, 100_000):  # past our cap, and past the JSON parser's recursion limit
-        document = '{"terminal_status": "FAILED", "score_components": {"a": ' + "[" * depth + "]" * depth + "}}"
-        refused(target, lambda document=document: target.post(target.run_path("complete"), "Eve", **raw_json(document)), 422, "deep" if depth == 40 else "recursion")
+        document = (
+            '{"terminal_status": "FAILED", "score_components": {"a": ' + "[" * depth + "]" * depth + "}}"
+        )
+        refused(
+            target,
+            lambda document=document: target.post(target.run_path("complete"), "Eve", **raw_json(document)),
+            422,
+            "deep" if depth == 40 else "recursion",
+        )
 
 
 def test_huge_integers_are_refused(target: Target) -> None:
     problem = str(target.world.problems[0].id)
     huge = 10**20
-    refused(target, lambda: target.post(target.run_path("heartbeat"), "Eve", json={"docker_container_count": huge}), 422, "cannot be stored")
-    refused(target, lambda: target.post(target.run_path("progress"), "Eve", json={"problems": [{"problem_id": problem, "status": "SUCCESS", "inference_total": huge}]}), 422, "cannot be stored")
-    refused(target, lambda: target.http.get("/v1/public/leaderboard", params={"offset": huge}), 422, "cannot be stored")
-    refused(target, lambda: target.http.get("/v1/public/evaluations/pending", params={"offset": huge}), 422, "cannot be stored")
+    refused(
+        target,
+        lambda: target.post(target.run_path("heartbeat"), "Eve", json={"docker_container_count": huge}),
+        422,
+        "cannot be stored",
+    )
+    refused(
+        target,
+        lambda: target.post(
+            target.run_path("progress"),
+            "Eve",
+            json={"problems": [{"problem_id": problem, "status": "SUCCESS", "inference_total": huge}]},
+        ),
+        422,
+        "cannot be stored",
+    )
+    refused(
+        target,
+        lambda: target.http.get("/v1/public/leaderboard", params={"offset": huge}),
+        422,
+        "cannot be stored",
+    )
+    refused(
+        target,
+        lambda: target.http.get("/v1/public/evaluations/pending", params={"offset": huge}),
+        422,
+        "cannot be stored",
+    )
     refused(target, lambda: target.http.get(f"/v1/public/suites/{huge}/problems"), 404, "SUITE_NOT_FOUND")
-    refused(target, lambda: target.post("/v1/validator/uploads/presign", "Eve", json={"content_length": 10**30, "eval_run_id": str(target.world.beta_run), "problem_id": problem}), 400, "FILE_TOO_LARGE")
+    refused(
+        target,
+        lambda: target.post(
+            "/v1/validator/uploads/presign",
+            "Eve",
+            json={"content_length": 10**30, "eval_run_id": str(target.world.beta_run), "problem_id": problem},
+        ),
+        400,
+        "FILE_TOO_LARGE",
+    )
 
 
 @pytest.mark.parametrize("score", ["-0.1", "1.5", "NaN", "Infinity", "-Infinity", "1e400"])
 def test_scores_outside_0_1_or_not_finite_are_refused(target: Target, score: str) -> None:
     problem = str(target.world.problems[0].id)
     complete = '{"terminal_status": "SUCCESS", "validator_score": %s}' % score
-    refused(target, lambda: target.post(target.run_path("complete"), "Eve", **raw_json(complete)), (400, 422), "between 0 and 1")
+    refused(
+        target,
+        lambda: target.post(target.run_path("complete"), "Eve", **raw_json(complete)),
+        (400, 422),
+        "between 0 and 1",
+    )
     progress = '{"problems": [{"problem_id": "%s", "status": "SUCCESS", "score": %s}]}' % (problem, score)
-    refused(target, lambda: target.post(target.run_path("progress"), "Eve", **raw_json(progress)), 422, "between 0 and 1")
+    refused(
+        target,
+        lambda: target.post(target.run_path("progress"), "Eve", **raw_json(progress)),
+        422,
+        "between 0 and 1",
+    )
 
 
 def test_unknown_enum_values_are_refused(target: Target) -> None:
     problem = str(target.world.problems[0].id)
-    refused(target, lambda: target.post(target.run_path("complete"), "Eve", json={"terminal_status": "DONE"}), 422, "SUCCESS")
-    refused(target, lambda: target.post(target.run_path("progress"), "Eve", json={"problems": [{"problem_id": problem, "status": "WINNING"}]}), 422, "PENDING")
+    refused(
+        target,
+        lambda: target.post(target.run_path("complete"), "Eve", json={"terminal_status": "DONE"}),
+        422,
+        "SUCCESS",
+    )
+    refused(
+        target,
+        lambda: target.post(
+            target.run_path("progress"),
+            "Eve",
+            json={"problems": [{"problem_id": problem, "status": "WINNING"}]},
+        ),
+        422,
+        "PENDING",
+    )
     body = {"artifact_type": "SECRETS", "agent_version_id": str(target.world.alpha)}
-    refused(target, lambda: target.post("/v1/public/artifacts/download-url", json=body), 400, "INVALID_ARTIFACT_TYPE", "AGENT_CODE")
+    refused(
+        target,
+        lambda: target.post("/v1/public/artifacts/download-url", json=body),
+        400,
+        "INVALID_ARTIFACT_TYPE",
+        "AGENT_CODE",
+    )
 
 
 def test_ids_that_are_not_uuids_are_422(target: Target) -> None:
@@ -209,7 +338,16 @@ def test_ids_that_are_not_uuids_are_422(target: Target) -> None:
     ):
         refused(target, lambda path=path: target.http.get(path), 422, "UUID")
     refused(target, lambda: target.post("/v1/validator/evaluation-runs/../heartbeat", "Eve"), (404, 405, 422))
-    refused(target, lambda: target.post("/v1/validator/uploads/presign", "Eve", json={"content_length": 1, "eval_run_id": "x", "problem_id": "y"}), 422, "UUID")
+    refused(
+        target,
+        lambda: target.post(
+            "/v1/validator/uploads/presign",
+            "Eve",
+            json={"content_length": 1, "eval_run_id": "x", "problem_id": "y"},
+        ),
+        422,
+        "UUID",
+    )
 
 
 # ---- path traversal ---------------------------------------------------------------------------
@@ -217,15 +355,26 @@ def test_ids_that_are_not_uuids_are_422(target: Target) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["../../etc/passwd", "/etc/passwd", "runs/{run}/../../secret_key", "runs/{run}/..", "runs/{run}/a\\..\\b", "runs/{run}/%2e%2e/x"],
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "runs/{run}/../../secret_key",
+        "runs/{run}/..",
+        "runs/{run}/a\\..\\b",
+        "runs/{run}/%2e%2e/x",
+    ],
 )
 def test_traversal_in_artifact_keys_is_refused(target: Target, key: str) -> None:
     key = key.format(run=target.world.beta_run)
     problem = str(target.world.problems[0].id)
     progress = {"problems": [{"problem_id": problem, "status": "SUCCESS", "score": 0.5, "logs_s3_key": key}]}
-    refused(target, lambda: target.post(target.run_path("progress"), "Eve", json=progress), 422, "artifact key")
+    refused(
+        target, lambda: target.post(target.run_path("progress"), "Eve", json=progress), 422, "artifact key"
+    )
     complete = {"terminal_status": "FAILED", "results_s3_key": key}
-    refused(target, lambda: target.post(target.run_path("complete"), "Eve", json=complete), 400, "results_s3_key")
+    refused(
+        target, lambda: target.post(target.run_path("complete"), "Eve", json=complete), 400, "results_s3_key"
+    )
 
 
 def test_traversal_in_signed_url_paths_is_refused_even_when_signed(target: Target) -> None:
@@ -245,4 +394,9 @@ def test_traversal_in_signed_url_paths_is_refused_even_when_signed(target: Targe
 def test_a_foreign_run_prefix_is_refused(target: Target) -> None:
     other = uuid.uuid4()
     complete = {"terminal_status": "FAILED", "results_s3_key": f"runs/{other}/logs"}
-    refused(target, lambda: target.post(target.run_path("complete"), "Eve", json=complete), 400, "must be a key under")
+    refused(
+        target,
+        lambda: target.post(target.run_path("complete"), "Eve", json=complete),
+        400,
+        "must be a key under",
+    )

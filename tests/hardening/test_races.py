@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgr
 
 
 @pytest.fixture
-def servers(runtime: Any, database_url: str, process_redis: str, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+def servers(
+    runtime: Any, database_url: str, process_redis: str, tmp_path: Path
+) -> Iterator[list[ServerProcess]]:
     env = {
         "ORO_DATABASE_URL": database_url,
         "ORO_REDIS_URL": process_redis,
@@ -73,17 +75,25 @@ def post(server: ServerProcess, path: str, signer: str, body: Any = None) -> htt
     return httpx.post(server.base_url + path, headers=signed(signer), json=body, timeout=30)
 
 
-def test_many_validators_claiming_at_once_never_over_claim(runtime: Any, servers: list[ServerProcess]) -> None:
+def test_many_validators_claiming_at_once_never_over_claim(
+    runtime: Any, servers: list[ServerProcess]
+) -> None:
     names = world(runtime, versions=6, validators=20)  # 12 slots for 20 claimers
-    answers = at_once([lambda i=i, n=n: post(servers[i % 2], "/v1/validator/work/claim", n) for i, n in enumerate(names)])
+    answers = at_once(
+        [lambda i=i, n=n: post(servers[i % 2], "/v1/validator/work/claim", n) for i, n in enumerate(names)]
+    )
     assert Counter(a.status_code for a in answers) == {200: 12, 204: 8}
-    again = at_once([lambda i=i, n=n: post(servers[i % 2], "/v1/validator/work/claim", n) for i, n in enumerate(names)])
+    again = at_once(
+        [lambda i=i, n=n: post(servers[i % 2], "/v1/validator/work/claim", n) for i, n in enumerate(names)]
+    )
     codes = Counter((a.status_code, a.json().get("error_code") if a.content else None) for a in again)
     assert codes == {(409, "AT_CAPACITY"): 12, (204, None): 8}
     assert_invariants(runtime.db)
 
 
-def test_heartbeats_progress_and_two_completions_on_one_run(runtime: Any, servers: list[ServerProcess]) -> None:
+def test_heartbeats_progress_and_two_completions_on_one_run(
+    runtime: Any, servers: list[ServerProcess]
+) -> None:
     names = world(runtime, versions=1, validators=2)
     claimed = post(servers[0], "/v1/validator/work/claim", names[0]).json()
     run, problem = claimed["eval_run_id"], None
@@ -94,11 +104,23 @@ def test_heartbeats_progress_and_two_completions_on_one_run(runtime: Any, server
     for i in range(6):
         calls.append(lambda i=i: post(servers[i % 2], f"{base}/heartbeat", names[0], {"cpu_pct": 10.0 + i}))
         calls.append(
-            lambda i=i: post(servers[i % 2], f"{base}/progress", names[0], {"problems": [{"problem_id": problem, "status": "SUCCESS", "score": i / 10}]})
+            lambda i=i: post(
+                servers[i % 2],
+                f"{base}/progress",
+                names[0],
+                {"problems": [{"problem_id": problem, "status": "SUCCESS", "score": i / 10}]},
+            )
         )
     scores = (0.25, 0.75)
     for i, score in enumerate(scores):
-        calls.append(lambda i=i, score=score: post(servers[i], f"{base}/complete", names[0], {"terminal_status": "SUCCESS", "validator_score": score}))
+        calls.append(
+            lambda i=i, score=score: post(
+                servers[i],
+                f"{base}/complete",
+                names[0],
+                {"terminal_status": "SUCCESS", "validator_score": score},
+            )
+        )
     answers = at_once(calls)
     completions = answers[-2:]
     assert sorted(a.status_code for a in completions) == [200, 409]
@@ -114,12 +136,21 @@ def test_heartbeats_progress_and_two_completions_on_one_run(runtime: Any, server
     assert_invariants(runtime.db)
 
 
-def test_the_last_two_successes_at_once_make_one_eligible_version_with_the_mean(runtime: Any, servers: list[ServerProcess]) -> None:
+def test_the_last_two_successes_at_once_make_one_eligible_version_with_the_mean(
+    runtime: Any, servers: list[ServerProcess]
+) -> None:
     names = world(runtime, versions=1, validators=2)
-    runs = [post(servers[i], "/v1/validator/work/claim", n).json()["eval_run_id"] for i, n in enumerate(names)]
+    runs = [
+        post(servers[i], "/v1/validator/work/claim", n).json()["eval_run_id"] for i, n in enumerate(names)
+    ]
     answers = at_once(
         [
-            lambda i=i: post(servers[i], f"/v1/validator/evaluation-runs/{runs[i]}/complete", names[i], {"terminal_status": "SUCCESS", "validator_score": (0.2, 0.6)[i]})
+            lambda i=i: post(
+                servers[i],
+                f"/v1/validator/evaluation-runs/{runs[i]}/complete",
+                names[i],
+                {"terminal_status": "SUCCESS", "validator_score": (0.2, 0.6)[i]},
+            )
             for i in range(2)
         ]
     )
@@ -159,7 +190,9 @@ def test_completion_racing_lease_expiry_has_one_outcome(runtime: Any, servers: l
     assert_invariants(runtime.db)
 
 
-def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(runtime: Any, servers: list[ServerProcess]) -> None:
+def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(
+    runtime: Any, servers: list[ServerProcess]
+) -> None:
     names = world(runtime, versions=50, validators=6)
     acknowledged: list[tuple[str, str, str, int]] = []  # (kind, validator, run id, server)
     failures: Counter[str] = Counter()
@@ -177,7 +210,12 @@ def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(runtime: Any,
                 if claim.status_code == 200:
                     run = claim.json()["eval_run_id"]
                     acknowledged.append(("claim", name, run, index))
-                    done = post(server, f"/v1/validator/evaluation-runs/{run}/complete", name, {"terminal_status": "SUCCESS", "validator_score": 0.5})
+                    done = post(
+                        server,
+                        f"/v1/validator/evaluation-runs/{run}/complete",
+                        name,
+                        {"terminal_status": "SUCCESS", "validator_score": 0.5},
+                    )
                     if done.status_code == 200:
                         acknowledged.append(("complete", name, run, index))
                     else:
@@ -212,4 +250,6 @@ def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(runtime: Any,
         if kind == "complete":
             assert row.status == RunStatus.SUCCESS and row.is_included
     assert_invariants(runtime.db)
-    print(f"sigkill: {len(acknowledged)} acknowledged writes, {killed_at} before the kill, failures {dict(failures)}")
+    print(
+        f"sigkill: {len(acknowledged)} acknowledged writes, {killed_at} before the kill, failures {dict(failures)}"
+    )
