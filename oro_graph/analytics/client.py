@@ -1,8 +1,8 @@
 """A small GraphQL client for analysts: documents in, tidy pandas frames out.
 
-    from oro_graph.analytics import Client
-    client = Client.from_env()                    # ORO_GRAPHQL_URL, default http://127.0.0.1:8000/graphql
-    runs = client.runs(suite_id=1, since=...)     # one typed loader per table
+    from oro_graph.analytics import Client, loaders
+    client = Client.from_env()                        # ORO_GRAPHQL_URL, default http://127.0.0.1:8000/graphql
+    runs = loaders.runs(client, suite_id=1, since=...)  # one typed loader per table
 
 GraphQL reports errors with HTTP 200: ``query`` raises ``GraphQLError`` whenever the response
 carries ``errors``. Retries (bounded, with backoff) happen only on 429, 5xx and connection errors.
@@ -30,7 +30,10 @@ class GraphQLError(RuntimeError):
         self.errors = errors
         codes = {str((e.get("extensions") or {}).get("code", "")) for e in errors} - {""}
         messages = "; ".join(str(e.get("message")) for e in errors[:3])
-        super().__init__(f"GraphQL error{'s' if len(errors) > 1 else ''}: {messages}" + (f" [{', '.join(sorted(codes))}]" if codes else ""))
+        super().__init__(
+            f"GraphQL error{'s' if len(errors) > 1 else ''}: {messages}"
+            + (f" [{', '.join(sorted(codes))}]" if codes else "")
+        )
 
 
 class Client:
@@ -116,7 +119,9 @@ class Client:
                 return
             after = info.get("endCursor")
             if not after or after in seen:
-                raise GraphQLError([{"message": f"the server repeated cursor {after!r}; stopping to avoid a loop"}])
+                raise GraphQLError(
+                    [{"message": f"the server repeated cursor {after!r}; stopping to avoid a loop"}]
+                )
             seen.add(after)
 
 

@@ -881,7 +881,8 @@ def freshness(runs: Frame, *, now: datetime | pd.Timestamp) -> Frame:
     """Time since each validator's last activity, and its share of the work.
 
     Needs runs columns validator_hotkey, status, claimed_at, completed_at, last_heartbeat_at. Last
-    activity is the latest of those timestamps; ``now`` is given by the caller (naive = UTC), never
+    activity is the latest of those timestamps, except a STALE run's completed_at: the server's sweep
+    stamps it, the validator did nothing then. ``now`` is given by the caller (naive = UTC), never
     the clock. Output: validator_hotkey, n_runs, n_success, last_activity, hours_since_last,
     work_share (n_runs / all runs), success_share (n_success / all successful runs).
     """
@@ -905,6 +906,7 @@ def freshness(runs: Frame, *, now: datetime | pd.Timestamp) -> Frame:
         [pd.to_datetime(runs[c], utc=True) for c in ("claimed_at", "completed_at", "last_heartbeat_at")],
         axis=1,
     )
+    times.loc[_status(runs["status"]).eq("STALE").to_numpy(), "completed_at"] = pd.NaT
     tidy = pd.DataFrame(
         {
             "validator_hotkey": _ids(runs["validator_hotkey"]),

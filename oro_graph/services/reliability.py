@@ -62,13 +62,27 @@ class Reliability:
         return self.rate(RunStatus.STALE.value)
 
 
-def _seconds(session: Session, later: ColumnElement[datetime], earlier: ColumnElement[datetime]) -> ColumnElement[float]:
+def _seconds(
+    session: Session, later: ColumnElement[datetime], earlier: ColumnElement[datetime]
+) -> ColumnElement[float]:
     if session.get_bind().dialect.name == "postgresql":
         return func.extract("epoch", later - earlier)
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-def validator_reliability(session: Session, hotkeys: Sequence[str], window: Window = Window()) -> dict[str, Reliability]:
+def _last_activity() -> ColumnElement[datetime]:
+    """When the validator last did something on a run. A STALE run's completed_at is the sweeper's
+    stamp, not the validator's act, so its activity ends at the last heartbeat (or the claim)."""
+    acted = func.coalesce(EvaluationRun.last_heartbeat_at, EvaluationRun.claimed_at)
+    return case(
+        (EvaluationRun.status == RunStatus.STALE.value, acted),
+        else_=func.coalesce(EvaluationRun.completed_at, acted),
+    )
+
+
+def validator_reliability(
+    session: Session, hotkeys: Sequence[str], window: Window = Window()
+) -> dict[str, Reliability]:
     """Per validator: outcomes, durations, deltas vs peers and last activity, for runs in the window."""
     out = {h: Reliability(h) for h in hotkeys}
     if not hotkeys:
@@ -80,7 +94,7 @@ def validator_reliability(session: Session, hotkeys: Sequence[str], window: Wind
             EvaluationRun.validator_hotkey,
             EvaluationRun.status,
             func.count(),
-            func.max(func.coalesce(EvaluationRun.completed_at, EvaluationRun.last_heartbeat_at, EvaluationRun.claimed_at)),
+            func.max(_last_activity()),
         )
         .where(mine)
         .group_by(EvaluationRun.validator_hotkey, EvaluationRun.status)
@@ -96,7 +110,9 @@ def validator_reliability(session: Session, hotkeys: Sequence[str], window: Wind
         select(
             EvaluationRun.validator_hotkey.label("h"),  # type: ignore[attr-defined]
             duration,
-            func.row_number().over(partition_by=EvaluationRun.validator_hotkey, order_by=duration).label("rn"),
+            func.row_number()
+            .over(partition_by=EvaluationRun.validator_hotkey, order_by=duration)
+            .label("rn"),
             func.count().over(partition_by=EvaluationRun.validator_hotkey).label("n"),
         )
         .where(mine, col(EvaluationRun.status).in_(FINISHED), col(EvaluationRun.completed_at).is_not(None))
@@ -173,7 +189,9 @@ class VarianceSummary:
     deltas: list[Reliability]
 
 
-def validator_variance(session: Session, *, suite_id: int | None, window: Window = Window()) -> VarianceSummary:
+def validator_variance(
+    session: Session, *, suite_id: int | None, window: Window = Window()
+) -> VarianceSummary:
     """The ORO validator-variance view of a suite: pair spreads per version and deltas per validator."""
     s = _scores(window, suite_id)
     spread = (
@@ -202,7 +220,9 @@ def validator_variance(session: Session, *, suite_id: int | None, window: Window
     buckets = {label: int(n or 0) for label, n in zip(labels, row[3:], strict=True)}
     deltas = []
     for hotkey, versions, pairs, mean, mean_sq in session.execute(_deltas(window, None, suite_id)):
-        r = Reliability(hotkey, versions_compared=int(versions), pairs_evaluated=int(pairs or 0), mean_delta=float(mean))
+        r = Reliability(
+            hotkey, versions_compared=int(versions), pairs_evaluated=int(pairs or 0), mean_delta=float(mean)
+        )
         if versions > 1:
             r.delta_sd = math.sqrt(max(0.0, (float(mean_sq) - float(mean) ** 2) * versions / (versions - 1)))
         deltas.append(r)
@@ -282,7 +302,12 @@ def score_intervals_by_version_ids(
     if missing:
         rows: dict[uuid.UUID, list[tuple[object, str, float | None]]] = {vid: [] for vid in missing}
         for vid, problem, status, score in session.execute(
-            select(EvaluationRun.agent_version_id, ProblemResult.problem_id, ProblemResult.status, ProblemResult.score)
+            select(
+                EvaluationRun.agent_version_id,
+                ProblemResult.problem_id,
+                ProblemResult.status,
+                ProblemResult.score,
+            )
             .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
             .where(col(EvaluationRun.agent_version_id).in_(missing), col(EvaluationRun.is_included).is_(True))
         ):
@@ -294,14 +319,18 @@ def score_intervals_by_version_ids(
     return out
 
 
-def _bootstrap(version_id: uuid.UUID, rows: Sequence[tuple[object, str, float | None]]) -> ScoreInterval | None:
+def _bootstrap(
+    version_id: uuid.UUID, rows: Sequence[tuple[object, str, float | None]]
+) -> ScoreInterval | None:
     import pandas as pd
 
     from oro_graph.analytics import metrics
 
     if not rows:
         return None
-    frame = pd.DataFrame(rows, columns=["problem_id", "status", "score"]).assign(agent_version_id=str(version_id))
+    frame = pd.DataFrame(rows, columns=["problem_id", "status", "score"]).assign(
+        agent_version_id=str(version_id)
+    )
     out = metrics.bootstrap_scores(frame, n_boot=BOOTSTRAP_DRAWS, seed=BOOTSTRAP_SEED)
     if out.empty:
         return None

@@ -441,7 +441,7 @@ def test_freshness_uses_given_now() -> None:
     runs.loc[1, "last_heartbeat_at"] = T0 - pd.Timedelta(days=1)
     runs.loc[2, ["claimed_at", "completed_at", "last_heartbeat_at"]] = [
         T0 - pd.Timedelta(hours=1),
-        pd.NaT,
+        T0,  # the server's sweep stamped the STALE run: not the validator's activity
         T0 - pd.Timedelta(minutes=50),
     ]
     out = metrics.freshness(runs, now=pd.Timestamp("2025-03-01 12:00")).set_index("validator_hotkey")
