@@ -34,6 +34,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    from benchmarks.load import runner
+
+    options = runner.LoadOptions(
+        seconds=args.minutes * 60, users=args.users, validators=args.validators, servers=args.servers
+    )
+    report = runner.run(options, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(runner.describe(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_json(), indent=2, default=str))
+        print(f"figures written to {args.json}", file=sys.stderr)
+    return 1 if report.problems() else 0
+
+
 def _profile(args: argparse.Namespace) -> int:
     from benchmarks import profile
 
@@ -51,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
     run.add_argument("--no-results", action="store_true", help="leave benchmarks/RESULTS.md as it is")
     run.set_defaults(func=_run)
+    load = sub.add_parser("load", help="mixed traffic from locust against 2 server processes; checks no 5xx")
+    load.add_argument("--minutes", type=float, default=3.0)
+    load.add_argument("--users", type=int, default=40, help="locust users in all (default 40)")
+    load.add_argument("--validators", type=int, default=10, help="of which validators, one key each")
+    load.add_argument("--servers", type=int, default=2, help="server processes sharing Redis")
+    load.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
+    load.set_defaults(func=_load)
     prof = sub.add_parser("profile", help="py-spy profile of our server under the deep leaderboard load")
     prof.add_argument("--seconds", type=float, default=15.0)
     prof.add_argument("--size", default="small", choices=["small", "medium", "large"])

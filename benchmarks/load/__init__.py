@@ -1,0 +1,1 @@
+"""Mixed realistic load from locust: ``python -m benchmarks load`` (see ``runner``)."""
