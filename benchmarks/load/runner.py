@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -211,6 +212,23 @@ def prepare(database: str, options: LoadOptions, data_dir: Path) -> dict[str, An
     return {"validators_registered": options.validators, "versions_submitted": accepted}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time these processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_locust(options: LoadOptions, servers: list[Server], logs: Path) -> dict[str, Any]:
     summary = logs / "locust-summary.json"
     env = {
@@ -319,7 +337,18 @@ def run(options: LoadOptions, log: Callable[[str], None] = print) -> LoadReport:
             f"{len(servers)} server processes ({options.workers} worker(s) each) up; locust: "
             f"{options.users} users ({options.validators} validators) for {options.seconds:.0f} s"
         )
+        pids = [pid for server in servers for pid in server.pids()]
+        before = (time.perf_counter(), cpu_seconds(pids), children_cpu_seconds(), os.getloadavg()[0])
         report.summary = run_locust(options, servers, logs)
+        wall = time.perf_counter() - before[0]
+        # What the machine gave: the other engineers' work shares the same 2 cores.
+        report.setup["cpu"] = {
+            "wall_s": round(wall, 1),
+            "servers_cores": round((cpu_seconds(pids) - before[1]) / wall, 2),
+            "locust_cores": round((children_cpu_seconds() - before[2]) / wall, 2),
+            "machine_cores": os.cpu_count(),
+            "load_average_1m": [round(before[3], 2), round(os.getloadavg()[0], 2)],
+        }
     finally:
         for server in servers:
             stop(server)
