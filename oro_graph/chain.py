@@ -15,6 +15,38 @@ from oro_graph.services.registry import ChainNeuron, SyncReport, sync_registry
 PALLET = "SubtensorModule"
 SS58_FORMAT = 42  # Bittensor's address format (the runtime's System.SS58Prefix)
 PAGE_SIZE = 256  # keys per state_getKeysPaged request; subnets have at most a few thousand uids
+# The payloads are JSON, which json.loads checks anyway; websocket-client's pure-Python UTF-8 check
+# of the runtime metadata (about 1 MB) alone costs seconds.
+WS_OPTIONS = {"skip_utf8_validation": True}
+
+
+class _MetadataCache:
+    """Decoded runtime metadata, per node URL and spec version, for the life of the process.
+
+    Decoding a runtime's metadata takes seconds of CPU; a process that syncs the registry more than
+    once (a periodic sync, tests) decodes each runtime version of each node only once. Passed to
+    substrate-interface as its ``cache_region`` (it calls ``get`` and ``set`` only).
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[str, str], Any] = {}
+
+    def bound(self, url: str) -> _BoundCache:
+        return _BoundCache(self._store, url)
+
+
+class _BoundCache:
+    def __init__(self, store: dict[tuple[str, str], Any], url: str) -> None:
+        self._store, self._url = store, url
+
+    def get(self, key: str) -> Any:
+        return self._store.get((self._url, key))
+
+    def set(self, key: str, value: Any) -> None:
+        self._store[(self._url, key)] = value
+
+
+METADATA = _MetadataCache()
 
 
 class ChainReadError(RuntimeError):
@@ -31,7 +63,9 @@ def fetch_neurons(url: str, netuid: int, *, substrate: Any | None = None) -> lis
     if substrate is None:
         from substrateinterface import SubstrateInterface
 
-        substrate = SubstrateInterface(url=url, ss58_format=SS58_FORMAT)
+        substrate = SubstrateInterface(
+            url=url, ss58_format=SS58_FORMAT, cache_region=METADATA.bound(url), ws_options=dict(WS_OPTIONS)
+        )
     try:
         block_hash = substrate.get_chain_finalised_head()
         keys = substrate.query_map(PALLET, "Keys", [netuid], block_hash=block_hash, page_size=PAGE_SIZE)

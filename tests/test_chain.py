@@ -98,10 +98,17 @@ class FakeNode:
         return self.rpc[method]
 
 
-@pytest.fixture
-def node() -> Iterator[FakeNode]:
+@pytest.fixture(scope="module")
+def node_server() -> Iterator[FakeNode]:
+    """One node for the module: same URL, so the process decodes its runtime metadata once."""
     with FakeNode() as server:
         yield server
+
+
+@pytest.fixture
+def node(node_server: FakeNode) -> FakeNode:
+    node_server.calls.clear()
+    return node_server
 
 
 def test_fetch_neurons_decodes_hotkeys_uids_and_permits(node: FakeNode) -> None:
@@ -109,7 +116,7 @@ def test_fetch_neurons_decodes_hotkeys_uids_and_permits(node: FakeNode) -> None:
 
     assert neurons == [ChainNeuron(fixture_hotkey(uid), uid, uid in PERMITS) for uid in range(16)]
     methods = [m for m, _ in node.calls]
-    assert "state_getMetadata" in methods and "state_getKeysPaged" in methods
+    assert "state_getKeysPaged" in methods
     # Both storage items are read at the finalised block, so they describe the same moment.
     assert methods.index("chain_getFinalizedHead") < methods.index("state_getKeysPaged")
     storage_reads = [p for m, p in node.calls if m in ("state_queryStorageAt", "state_getStorageAt")]
@@ -135,6 +142,17 @@ def test_fetch_neurons_pages_through_large_subnets(monkeypatch: pytest.MonkeyPat
 def test_unknown_subnet_is_an_error(node: FakeNode) -> None:
     with pytest.raises(chain.ChainReadError, match="subnet 99 has no neurons"):
         chain.fetch_neurons(node.url, 99)
+
+
+def test_runtime_metadata_is_decoded_once_per_node_and_version() -> None:
+    with FakeNode() as fresh:
+        chain.fetch_neurons(fresh.url, 15)
+        chain.fetch_neurons(fresh.url, 15)
+        assert [m for m, _ in fresh.calls].count("state_getMetadata") == 1
+    # another node (URL) is never answered from this one's cache
+    chain.METADATA.bound("ws://node-a").set("METADATA_461", "a's")
+    assert chain.METADATA.bound("ws://node-b").get("METADATA_461") is None
+    assert chain.METADATA.bound("ws://node-a").get("METADATA_461") == "a's"
 
 
 def test_unreachable_node_raises() -> None:

@@ -96,7 +96,7 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
         },
         tmp_path,
     ).start()
-    seen: list[tuple[float, int, float]] = []  # (when, status, seconds)
+    seen: list[tuple[float, int, float]] = []  # (started, status, seconds); two calls per round
     stop = threading.Event()
 
     def load() -> None:
@@ -129,7 +129,8 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
             worker.join(30)
         server.stop()
         db.dispose()
-    before = [s for t, s, _ in seen if t < down_at]
+    # A round that started before the stop but was still in flight when it came may see either.
+    before = [s for t, s, took in seen if t + 2 * took < down_at]
     during = [(s, took) for t, s, took in seen if down_at + 0.3 < t < up_at]
     after = [s for t, s, _ in seen[-6:]]
     assert before and set(before) == {200}
