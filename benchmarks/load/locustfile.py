@@ -306,6 +306,8 @@ class Analyst(_User):
     def on_start(self) -> None:
         super().on_start()
         self.hotkeys: list[str] = []
+        self.reliability()  # opening the dashboard: the validators, then the board
+        self.walk("gql leaderboard", LEADERBOARD, "leaderboard", {"first": 25}, pages=1)
 
     def graphql(self, name: str, query: str, variables: dict[str, Any], path: str) -> Any:
         """POST /graphql; the object at ``path`` under ``data``, or None (a failure) when absent."""
@@ -368,7 +370,7 @@ class Analyst(_User):
     @task(1)
     def validator(self) -> None:
         if not self.hotkeys:
-            return self.reliability()
+            return
         since = (datetime.now(UTC) - timedelta(days=self.rng.choice([1, 7, 30]))).isoformat()
         self.graphql(
             "gql validator window",
