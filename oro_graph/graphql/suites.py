@@ -149,7 +149,7 @@ class Problem(relay.Node):
     difficulty: str | None = strawberry.field(description="The problem's difficulty, if given.")
     query: str | None = strawberry.field(description="The task as the agent receives it.")
     metadata: JSON | None = strawberry.field(
-        description="Every other field of the suite file for this problem."
+        description="Every other field of the suite file for this problem, except its answer (`reward`)."
     )
     suite_id: int = strawberry.field(description="The suite it belongs to.")
 
@@ -163,7 +163,7 @@ class Problem(relay.Node):
             category=row.category,
             difficulty=row.difficulty,
             query=row.query,
-            metadata=row.extra,
+            metadata=suites.served_metadata(row),
             suite_id=row.suite_id,
         )
 

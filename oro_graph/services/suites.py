@@ -134,6 +134,17 @@ def import_suite(
     return SuiteImport(suite=suite, problems=len(problems), created=created)
 
 
+def is_answer_field(name: str) -> bool:
+    """A suite file's answer fields (``reward``, ``reward_*``): what a scorer checks, never served."""
+    return name == "reward" or name.startswith("reward_")
+
+
+def served_metadata(problem: Problem) -> dict[str, Any] | None:
+    """The problem's other suite-file fields as anyone may read them: everything but its answer."""
+    served = {k: v for k, v in (problem.extra or {}).items() if not is_answer_field(k)}
+    return served or None
+
+
 def _problem_from_item(suite: Suite, position: int, item: dict[str, Any], digest: str) -> Problem:
     extra = {k: v for k, v in item.items() if k not in {"title", "category", "difficulty", "query"}}
     extra.pop("reward_title_embeddings", None)  # large and only needed by scorers, never served
