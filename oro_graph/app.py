@@ -123,11 +123,12 @@ def _mount_adapters(app: FastAPI, runtime: Runtime) -> None:
 
     from rest_compat import install as install_rest
 
-    install_rest(app, runtime)
     if importlib.util.find_spec("oro_graph.graphql.schema") is not None:
         from oro_graph.graphql import install as install_graphql
 
         install_graphql(app, runtime)
+    # Last, so its middleware wraps the graph's: size caps and rate limits come before any cache.
+    install_rest(app, runtime)
 
 
 def main_app() -> FastAPI:

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     submit_rate_limit: str = "1/minute"
     graphql_debug: bool = False
-    graphql_cache: bool = True
+    response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
     workers: int = Field(default=1, ge=1)  # set by `oro-graph serve --workers N` for its processes
 
     @field_validator("database_url")

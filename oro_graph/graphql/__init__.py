@@ -12,7 +12,7 @@ from oro_graph.runtime import Runtime
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Mount /graphql (GraphiQL on GET from a browser, multipart uploads on POST) on ``app``."""
     from oro_graph.graphql.apq import PersistedQueries, QueryStore
-    from oro_graph.graphql.cache import CachedResponses, ResponseCache
+    from oro_graph.graphql.cache import CachedResponses, QueryCache
     from oro_graph.graphql.context import context_getter
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.schema import schema
@@ -28,9 +28,10 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.include_router(router, prefix="/graphql", include_in_schema=False)
     settings = runtime.settings
     # A local data version sees only this process's writes: cache only when it is the only server.
-    if settings.graphql_cache and not settings.graphql_debug and (runtime.data_version.shared or settings.workers == 1):
+    cacheable = settings.response_cache and not settings.graphql_debug
+    if cacheable and (runtime.data_version.shared or settings.workers == 1):
         ttl = 300.0 if runtime.data_version.shared else 30.0
-        app.add_middleware(CachedResponses, cache=ResponseCache(runtime.data_version, ttl=ttl))
+        app.add_middleware(CachedResponses, cache=QueryCache(runtime.data_version, ttl=ttl))
     # Added last, so it runs first: the cache sees the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis))
     if LIMITS.cors_origins:

@@ -11,29 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl
 
 from graphql import DocumentNode, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
 from oro_graph.graphql.apq import _read_body, _replay
+from oro_graph.responsecache import MAX_ENTRIES, ResponseCache, send_cached
 
-MAX_ENTRIES = 2_000
-MAX_ENTRY_BYTES = 4_000_000
 MAX_DOCUMENT = 100_000
 
 
-class ResponseCache:
+class QueryCache(ResponseCache):
+    """The graph's cache: it also remembers which documents are cacheable queries."""
+
     def __init__(self, version: DataVersion, *, ttl: float) -> None:
-        self.version = version
-        self.ttl = ttl
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        super().__init__(version, ttl=ttl)
         self._kinds: OrderedDict[str, bool] = OrderedDict()  # document hash -> is a cacheable query
-        self.hits = self.misses = 0
 
     def is_query(self, document: str, operation: str | None) -> bool:
         digest = hashlib.sha256(document.encode()).hexdigest()
@@ -44,20 +41,6 @@ class ResponseCache:
             if len(self._kinds) > MAX_ENTRIES:
                 self._kinds.popitem(last=False)
         return known
-
-    def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        self._entries.move_to_end(key)
-        return entry[1]
-
-    def put(self, key: str, body: bytes) -> None:
-        if len(body) > MAX_ENTRY_BYTES:
-            return
-        self._entries[key] = (time.monotonic() + self.ttl, body)
-        while len(self._entries) > MAX_ENTRIES:
-            self._entries.popitem(last=False)
 
 
 def _is_query(document: str, operation: str | None) -> bool:
@@ -84,7 +67,7 @@ def _key(version: str, payload: dict[str, Any]) -> str:
 class CachedResponses:
     """ASGI middleware for /graphql."""
 
-    def __init__(self, app: ASGIApp, cache: ResponseCache, path: str = "/graphql") -> None:
+    def __init__(self, app: ASGIApp, cache: QueryCache, path: str = "/graphql") -> None:
         self.app = app
         self.cache = cache
         self.path = path
@@ -133,42 +116,9 @@ class CachedResponses:
         cached = self.cache.get(key)
         if cached is not None:
             self.cache.hits += 1
-            await _send_json(send, cached, b"hit")
+            await send_cached(send, cached)
             return
         self.cache.misses += 1
-        captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = list(message.get("headers", [])) + [(b"x-cache", b"miss")]
-                message = {**message, "headers": captured["headers"]}
-            elif message["type"] == "http.response.body":
-                captured["body"].append(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, capture)
-        answer = b"".join(captured["body"])
-        content_type = dict(captured["headers"]).get(b"content-type", b"")
-        if (
-            captured["status"] == 200
-            and content_type.startswith(b"application/json")
-            and b'"errors"' not in answer
-            and self.cache.version.current() == version  # nothing was written meanwhile
-        ):
-            self.cache.put(key, answer)
-
-
-async def _send_json(send: Send, body: bytes, state: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-cache", state),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.cache.compute(
+            self.app, scope, receive, send, key, version, lambda answer: b'"errors"' not in answer
+        )

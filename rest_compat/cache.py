@@ -1,0 +1,46 @@
+"""The hot public reads (leaderboard, top agent, suites) answered from a cache keyed by the data version.
+
+Frontends poll these paths; between two writes every poll gets the same bytes, so only the first one
+after a write runs the service. A write anywhere (through either API, any server process sharing
+Redis) changes the data version and so every key. Entries live at most ``TTL`` seconds, which bounds
+what the version cannot see: the leaderboard's count of agents submitted in the last 24 hours and a
+code-release delay running out are functions of the clock, not of a write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from oro_graph.responsecache import ResponseCache, send_cached
+
+TTL = 30.0
+CACHED_PATHS = re.compile(r"^/v1/public/(leaderboard|top|suites/current|suites/[0-9]{1,18}/problems)$")
+
+
+class CachedPublicReads:
+    """ASGI middleware for the GET paths in ``CACHED_PATHS``; everything else passes through."""
+
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not CACHED_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        version = self.cache.version.current()
+        if version is None:  # the version is unknowable (Redis down): never serve a possibly stale answer
+            await self.app(scope, receive, send)
+            return
+        query = "&".join(sorted(scope.get("query_string", b"").decode("latin-1").split("&")))
+        key = hashlib.sha256(f"rest\0{version}\0{scope['path']}\0{query}".encode()).hexdigest()
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.cache.hits += 1
+            await send_cached(send, cached)
+            return
+        self.cache.misses += 1
+        await self.cache.compute(self.app, scope, receive, send, key, version, lambda _: True)
