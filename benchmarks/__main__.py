@@ -38,7 +38,11 @@ def _load(args: argparse.Namespace) -> int:
     from benchmarks.load import runner
 
     options = runner.LoadOptions(
-        seconds=args.minutes * 60, users=args.users, validators=args.validators, servers=args.servers
+        seconds=args.minutes * 60,
+        users=args.users,
+        validators=args.validators,
+        servers=args.servers,
+        classes=tuple(args.classes),
     )
     report = runner.run(options, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(runner.describe(report))
@@ -70,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--users", type=int, default=40, help="locust users in all (default 40)")
     load.add_argument("--validators", type=int, default=10, help="of which validators, one key each")
     load.add_argument("--servers", type=int, default=2, help="server processes sharing Redis")
+    load.add_argument(
+        "--classes", nargs="+", default=[], metavar="CLASS", help="only these: Validator Analyst PublicReader"
+    )
     load.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
     load.set_defaults(func=_load)
     prof = sub.add_parser("profile", help="py-spy profile of our server under the deep leaderboard load")

@@ -56,6 +56,7 @@ class LoadOptions:
     database: str = "load_run"
     redis_url: str = REDIS_URL
     spawn_seconds: float = 5.0  # every user is running after this long
+    classes: tuple[str, ...] = ()  # only these user classes (locustfile names); all three when empty
 
 
 @dataclass
@@ -259,6 +260,7 @@ def run_locust(options: LoadOptions, servers: list[Server], logs: Path) -> dict[
         "--only-summary",
         "--loglevel",
         "WARNING",
+        *options.classes,
     ]
     with (logs / "locust.log").open("wb") as log:
         subprocess.run(
