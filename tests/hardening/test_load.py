@@ -34,9 +34,8 @@ EXPECTED = {
 
 @pytest.fixture
 def smoke_run(pg_database: str, redis_url: str) -> Iterator[runner.LoadReport]:
-    report = runner.run(SMOKE, log=lambda _: None)
     try:
-        yield report
+        yield runner.run(SMOKE, log=lambda _: None)
     finally:
         with datasets.admin() as conn:
             conn.execute(
