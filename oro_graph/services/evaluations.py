@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func
+from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
@@ -99,17 +100,36 @@ class ExpiryReport:
     expired: list[uuid.UUID] = field(default_factory=list)
 
 
-def _record_metrics(state: ValidatorState, metrics: Metrics | None, now: datetime) -> None:
-    state.last_seen_at = now
+def _seen_values(metrics: Metrics | None, now: datetime) -> dict[str, Any]:
+    """What a validator's call says about it: seen now, and the metrics it reported, if any."""
+    values: dict[str, Any] = {"last_seen_at": now}
     if metrics is None or metrics.is_empty():
-        return
-    for name in ("cpu_pct", "ram_pct", "disk_pct", "docker_container_count"):
+        return values
+    for name in ("cpu_pct", "ram_pct", "disk_pct", "docker_container_count", "service_versions"):
         value = getattr(metrics, name)
         if value is not None:
-            setattr(state, name, value)
-    if metrics.service_versions is not None:
-        state.service_versions = metrics.service_versions
-    state.metrics_reported_at = now
+            values[name] = value
+    values["metrics_reported_at"] = now
+    return values
+
+
+def _record_metrics(state: ValidatorState, metrics: Metrics | None, now: datetime) -> None:
+    for name, value in _seen_values(metrics, now).items():
+        setattr(state, name, value)
+
+
+def _touch_validator(session: Session, hotkey: str, metrics: Metrics | None, now: datetime) -> None:
+    """Record that the validator was seen (and its metrics) with one UPDATE, without loading its row."""
+    updated = session.execute(
+        sql_update(ValidatorState)
+        .where(col(ValidatorState.hotkey) == hotkey)
+        .values(**_seen_values(metrics, now))
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount == 0:  # a validator whose row predates it (it is made at the first claim)
+        state = _validator_state(session, hotkey, lock=False)
+        _record_metrics(state, metrics, now)
+        session.add(state)
 
 
 def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorState:
@@ -217,8 +237,8 @@ def claim_work(
     item is ever leased beyond its required successes, however many processes claim at once.
     """
     now = now or utcnow()
-    expire_leases(session, now=now)
-    session.commit()
+    if expire_leases(session, now=now).expired:
+        session.commit()  # kept even if this claim then fails (AT_CAPACITY)
 
     state = _validator_state(session, validator_hotkey, lock=True)
     _record_metrics(state, metrics, now)
@@ -301,9 +321,8 @@ def heartbeat(
     run.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
     if metrics is not None and metrics.service_versions is not None:
         run.service_versions = metrics.service_versions
-    state = _validator_state(session, validator_hotkey, lock=False)
-    _record_metrics(state, metrics, now)
-    session.add_all([run, state])
+    _touch_validator(session, validator_hotkey, metrics, now)
+    session.add(run)
     events.record(
         session,
         events.RunEvent.HEARTBEAT,
@@ -401,9 +420,8 @@ def update_progress(
             at=now,
         )
     _change_status(session, run, RunStatus.RUNNING, now)
-    state = _validator_state(session, validator_hotkey, lock=False)
-    state.last_seen_at = now
-    session.add_all([run, state])
+    _touch_validator(session, validator_hotkey, None, now)
+    session.add(run)
     session.flush()
     return saved
 
@@ -469,9 +487,8 @@ def complete_run(
             version.state = AgentVersionState.ELIGIBLE
             version.eligible_at = now
             became_eligible = True
-    state = _validator_state(session, validator_hotkey, lock=False)
-    state.last_seen_at = now
-    session.add_all([run, work, version, state])
+    _touch_validator(session, validator_hotkey, None, now)
+    session.add_all([run, work, version])
     _settle_version_state(session, work)
     session.flush()
     events.record(
