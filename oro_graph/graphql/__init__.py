@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from strawberry.fastapi import GraphQLRouter
 
 from oro_graph.runtime import Runtime
 
@@ -15,10 +14,11 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.graphql.cache import CachedResponses, QueryCache
     from oro_graph.graphql.context import context_getter
     from oro_graph.graphql.limits import LIMITS
+    from oro_graph.graphql.router import Router
     from oro_graph.graphql.schema import schema
     from oro_graph.graphql.stream import install_stream
 
-    router: GraphQLRouter = GraphQLRouter(
+    router = Router(
         schema,
         context_getter=context_getter(runtime),
         graphql_ide="graphiql",

@@ -106,10 +106,10 @@ def _code(error: GraphQLError) -> str:
         return str(original.extensions["code"])
     if error.extensions and "code" in error.extensions:
         return str(error.extensions["code"])
-    if isinstance(original, GlobalIDValueError):
-        return "BAD_USER_INPUT"
+    if isinstance(original, GlobalIDValueError | GraphQLError):
+        return "BAD_USER_INPUT"  # a value the client sent could not be read (a variable, a global id)
     if original is None:
-        return "GRAPHQL_VALIDATION_FAILED"  # parse, validation and variable errors
+        return "GRAPHQL_VALIDATION_FAILED"  # parse and validation errors
     return "INTERNAL_SERVER_ERROR"
 
 

@@ -19,6 +19,7 @@ from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.limits import LIMITS, CostLimit, Observability
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
+from oro_graph.graphql.scalars import SCALAR_OVERRIDES
 from oro_graph.graphql.subscriptions import Subscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
@@ -66,6 +67,10 @@ class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, Leaderboard
             raise GraphQLError(
                 f"the document does not parse: {exc.message}", extensions={"code": "BAD_USER_INPUT"}
             ) from None
+        if variables is not None and not isinstance(variables, dict):
+            raise GraphQLError(
+                "`variables` must be a JSON object of variable values", extensions={"code": "BAD_USER_INPUT"}
+            )
         cost = operation_cost(info.schema._schema, document, variables or {}, operation_name)
         return QueryCost(
             cost=cost.total,
@@ -97,6 +102,7 @@ schema = OroSchema(
         Observability,
     ],
     exception_handlers=EXCEPTION_HANDLERS,
+    scalar_overrides=SCALAR_OVERRIDES,
     config=StrawberryConfig(
         relay_max_results=MAX_PAGE_SIZE, batching_config={"max_operations": LIMITS.max_batch}
     ),

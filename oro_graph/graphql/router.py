@@ -1,0 +1,47 @@
+"""Strawberry's FastAPI router, refusing request bodies of the wrong shape.
+
+Strawberry checks the fields of one JSON operation, but a body that is a number or a string, a
+batch holding something other than operations, or a multipart ``map`` that points nowhere made it
+fail with an unhandled exception (a 500). Here each is a 400 that says what the body should be.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
+
+from oro_graph.graphql.context import Context
+
+
+class Router(GraphQLRouter[Context, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        value = super().decode_json(data)
+        if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+            return value
+        raise HTTPException(400, "expected a JSON object here (a batch body: a list of objects)")
+
+    async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
+        try:
+            return await super().parse_multipart(request)
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise HTTPException(400, "the multipart `map` does not fit `operations`") from exc
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        for operation in data if isinstance(data, list) else [data]:  # a batch's operations are not checked
+            if not (
+                isinstance(operation.query, str | None)
+                and isinstance(operation.operation_name, str | None)
+                and isinstance(operation.variables, dict | None)
+                and isinstance(operation.extensions, dict | None)
+            ):
+                raise HTTPException(
+                    400,
+                    "an operation's `query` and `operationName` are strings, its `variables` an object",
+                )
+        return data
