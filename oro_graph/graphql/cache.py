@@ -19,6 +19,7 @@ from graphql import DocumentNode, GraphQLSyntaxError, OperationDefinitionNode, O
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
+from oro_graph.graphql import limits
 from oro_graph.graphql.apq import _read_body, _replay
 from oro_graph.responsecache import MAX_ENTRIES, ResponseCache, send_cached
 
@@ -47,7 +48,9 @@ def _is_query(document: str, operation: str | None) -> bool:
     if len(document) > MAX_DOCUMENT:
         return False
     try:
-        parsed: DocumentNode = parse(document)
+        # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000
+        # tokens here took seconds per request before the schema's own limit saw it.
+        parsed: DocumentNode = parse(document, max_tokens=limits.LIMITS.max_tokens)
     except GraphQLSyntaxError:
         return False
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]

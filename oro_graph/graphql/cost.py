@@ -116,6 +116,9 @@ class _Walker:
                 count = multiplier
                 if _unwrap_is_list(definition.type):
                     ids = self.args(node, definition).get("ids")
+                    if isinstance(ids, list) and len(ids) > MAX_PAGE_SIZE:
+                        many = f"`ids` on {here} has {len(ids)} ids"
+                        self.cost.page_errors.append(f"{many}; at most {MAX_PAGE_SIZE} are answered at once")
                     count *= len(ids) if isinstance(ids, list) else LIST_ESTIMATE
                 total += count + self.walk(node.selection_set, named, count, here)
         return total

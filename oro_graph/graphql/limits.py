@@ -3,6 +3,8 @@
 - ``LIMITS``: budgets read from ``ORO_GRAPHQL_*`` (cost, depth, aliases, tokens, batch, CORS).
 - ``CostLimit``: the static cost rule; refuses over-budget documents during validation, before
   any SQL runs, and reports ``extensions.cost`` on every response.
+- ``LimitsFirst``: runs the limit rules (depth, aliases, cost) on their own before the rest of
+  validation, so a refused document never pays for the costlier standard rules.
 - ``Observability``: ``extensions.sql`` in debug mode (statements counted at the driver), a stable
   ``extensions.code`` on every error, and unexpected errors masked outside debug, with a request id
   that matches the log line.
@@ -15,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, ValidationContext, ValidationRule
+from graphql import GraphQLError, ValidationContext, ValidationRule, specified_rules, validate
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from strawberry.extensions import SchemaExtension
@@ -91,6 +93,28 @@ class CostLimit(SchemaExtension):
         if self.cost is None:
             return {}
         return {"cost": {"requested": self.cost.total, "budget": LIMITS.max_cost}}
+
+
+class LimitsFirst(SchemaExtension):
+    """Validates with the rules the limit extensions added, alone, before the specified rules.
+
+    Validation runs every rule in one pass, so a document over the alias limit still paid for
+    rules that are quadratic in the number of fields (overlapping fields). Here an over-limit
+    document is refused after the cheap pass alone (Strawberry skips its own validation once
+    errors are set); a document within the limits is validated by the other rules as before.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        standard = set(specified_rules)
+        limit_rules = tuple(rule for rule in execution.validation_rules if rule not in standard)
+        if limit_rules and execution.graphql_document is not None:
+            errors = validate(execution.schema._schema, execution.graphql_document, limit_rules)
+            if errors:
+                execution.pre_execution_errors = errors
+            else:
+                execution.validation_rules = tuple(r for r in execution.validation_rules if r in standard)
+        yield
 
 
 def _debug(execution_context: Any) -> bool:

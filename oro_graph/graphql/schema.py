@@ -17,7 +17,7 @@ from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
-from oro_graph.graphql.limits import LIMITS, CostLimit, Observability
+from oro_graph.graphql.limits import LIMITS, CostLimit, LimitsFirst, Observability
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
 from oro_graph.graphql.subscriptions import Subscription
@@ -99,6 +99,7 @@ schema = OroSchema(
         lambda: MaxAliasesLimiter(max_alias_count=LIMITS.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=LIMITS.max_tokens),
         CostLimit,
+        LimitsFirst,
         Observability,
     ],
     exception_handlers=EXCEPTION_HANDLERS,

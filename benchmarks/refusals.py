@@ -1,0 +1,298 @@
+"""What it costs the server to refuse an abusive GraphQL document: ``python -m benchmarks.refusals``.
+
+Each document in ``ABUSES`` breaks one limit of the graph (depth, aliases, page size, ids, cost,
+tokens, batch size). Each is sent ``--n`` times in process, on an empty SQLite database, two
+ways, and timed with ``time.perf_counter`` (wall) and ``time.thread_time`` (CPU of the thread
+that serves it: a refusal never leaves the event loop's thread, and on a shared machine the CPU
+time is the steadier figure):
+
+- schema: ``schema.execute`` alone (parse, validation and the limit rules), where a batch has no
+  meaning and is skipped;
+- app: the whole ASGI application called directly (size cap, rate limit, response cache,
+  persisted queries, Strawberry's HTTP layer and the schema), without a socket.
+
+It prints the median and 99th percentile per document, the median CPU time, and the SQL
+statements run while they were refused (always 0: ``tests/hardening/test_graphql_limits.py``
+asserts it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+ONE = "query { currentSuite { suiteId } }"
+COSTLY = """query {
+  evaluationRuns(first: 100) { edges { node {
+    problemResults(first: 100) { edges { node { problem { title } run { validator { name } } } } }
+  } } }
+}"""
+
+
+@dataclass(frozen=True)
+class Abuse:
+    """An abusive request body, and how it must be refused: HTTP status, error code, words in the message."""
+
+    name: str
+    body: Any
+    status: int
+    code: str | None
+    words: str
+
+
+ABUSES = [
+    Abuse(
+        "deep nesting (17 levels)",
+        {
+            "query": "{ currentSuite { "
+            + "versions { edges { node { agent { miner { agents { edges { node { " * 2
+            + "name"
+            + " } } } } } } } }" * 2
+            + " } }"
+        },
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+        "exceeds maximum operation depth",
+    ),
+    Abuse(
+        "alias fan-out (200 aliases)",
+        {"query": "{ " + " ".join(f"a{i}: currentSuite {{ suiteId }}" for i in range(200)) + " }"},
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+        "aliases",
+    ),
+    Abuse(
+        "huge page (first: 1000000)",
+        {"query": "{ suites(first: 1000000) { totalCount } }"},
+        200,
+        "BAD_PAGE_ARGUMENT",
+        "between 0 and 100",
+    ),
+    Abuse(
+        "huge page in a variable (last: 2^31-1)",
+        {"query": "query ($n: Int) { validators(last: $n) { totalCount } }", "variables": {"n": 2**31 - 1}},
+        200,
+        "BAD_PAGE_ARGUMENT",
+        "between 0 and 100",
+    ),
+    Abuse(
+        "10,000 ids in nodes(ids:)",
+        {
+            "query": "query ($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+            "variables": {"ids": ["U3VpdGU6MQ=="] * 10_000},
+        },
+        200,
+        "BAD_PAGE_ARGUMENT",
+        "at most 100",
+    ),
+    Abuse(
+        "over the cost budget (100 x 100 nested pages)",
+        {"query": COSTLY},
+        200,
+        "QUERY_TOO_COSTLY",
+        "exceeds the budget",
+    ),
+    Abuse(
+        "over the token budget (5,200 tokens)",
+        {"query": "{ " + "currentSuite { suiteId } " * 1300 + "}"},
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+        "more than 5000 tokens",
+    ),
+    Abuse("batch of 11 operations", [{"query": ONE}] * 11, 400, None, "Too many operations"),
+    Abuse(
+        "batch of 10 over-budget operations",
+        [{"query": COSTLY}] * 10,
+        200,
+        "QUERY_TOO_COSTLY",
+        "exceeds the budget",
+    ),
+]
+
+
+def errors_of(body: Any) -> list[dict[str, Any]]:
+    """Every error of a GraphQL answer (of every operation, for a batch)."""
+    answers = body if isinstance(body, list) else [body]
+    return [error for answer in answers for error in answer.get("errors") or []]
+
+
+class StatementCounter:
+    """Counts every SQL statement an engine runs, from any thread (independent of the server's own count)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _on_execute(self, *_: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+
+async def call_app(app: Any, body: Any) -> tuple[int, Any]:
+    """POST ``body`` to /graphql by calling the ASGI app directly: (status, decoded answer)."""
+    raw = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    payload = b"".join(chunks)
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return status, payload.decode(errors="replace")
+
+
+@dataclass
+class Figure:
+    name: str
+    way: str
+    n: int
+    median_us: float
+    p99_us: float
+    cpu_median_us: float
+    statements: int
+
+
+def _figure(name: str, way: str, timings: list[tuple[float, float]], statements: int) -> Figure:
+    wall = sorted(t[0] for t in timings)
+    p99 = wall[min(len(wall) - 1, int(len(wall) * 0.99))]
+    cpu = statistics.median(t[1] for t in timings)
+    return Figure(name, way, len(wall), statistics.median(wall) * 1e6, p99 * 1e6, cpu * 1e6, statements)
+
+
+async def _time(n: int, call: Callable[[], Any]) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each of ``n`` calls, after a few to warm up."""
+    for _ in range(min(20, n)):  # imports, the validation rules' caches
+        await call()
+    timings = []
+    for _ in range(n):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        await call()
+        timings.append((time.perf_counter() - wall, time.thread_time() - cpu))
+    return timings
+
+
+async def measure(app: Any, runtime: Any, n: int) -> list[Figure]:
+    from oro_graph.graphql.context import Context
+    from oro_graph.graphql.schema import schema
+
+    figures = []
+    for abuse in ABUSES:
+        if isinstance(abuse.body, dict):
+
+            async def execute(body: dict[str, Any] = abuse.body) -> Any:
+                context = Context(runtime, headers={})
+                result = await schema.execute(
+                    body["query"], variable_values=body.get("variables"), context_value=context
+                )
+                assert result.errors and result.data is None, result
+                return result
+
+            with StatementCounter(runtime.db.engine) as counter:
+                timings = await _time(n, execute)
+            figures.append(_figure(abuse.name, "schema", timings, counter.count))
+
+        async def whole(body: Any = abuse.body, expected: Abuse = abuse) -> Any:
+            status, answer = await call_app(app, body)
+            assert status == expected.status and expected.words in json.dumps(answer), (status, answer)
+            return answer
+
+        with StatementCounter(runtime.db.engine) as counter:
+            timings = await _time(n, whole)
+        figures.append(_figure(abuse.name, "app", timings, counter.count))
+    return figures
+
+
+def build(tmp: Path) -> tuple[Any, Any]:
+    """The served app over an empty, migrated SQLite database, with the rate limits lifted."""
+    from oro_graph.app import create_app
+    from oro_graph.migrations import upgrade
+    from oro_graph.runtime import Runtime
+    from oro_graph.settings import Settings
+
+    url = f"sqlite:///{tmp / 'oro.db'}"
+    upgrade(url)
+    settings = Settings(
+        database_url=url, data_dir=tmp / "state", secret_key="refusals", rate_limit_per_minute=10**9
+    )
+    runtime = Runtime.build(settings)
+    return create_app(settings, runtime=runtime, migrate=False), runtime
+
+
+def markdown(figures: list[Figure]) -> str:
+    lines = [
+        "| refused document | way | n | wall median | wall p99 | CPU median | SQL statements |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.name} | {f.way} | {f.n} | {f.median_us:,.0f} µs | {f.p99_us:,.0f} µs "
+            f"| {f.cpu_median_us:,.0f} µs | {f.statements} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="refused requests per document and way")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        app, runtime = build(Path(tmp))
+        try:
+            figures = asyncio.run(measure(app, runtime, args.n))
+        finally:
+            runtime.close()
+    print(markdown(figures))
+    if args.json:
+        args.json.write_text(json.dumps([f.__dict__ for f in figures], indent=1))
+    return 0 if all(f.statements == 0 for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
