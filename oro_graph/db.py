@@ -9,6 +9,7 @@ PostgreSQL it relies on row locks taken inside the service.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Iterator
@@ -130,7 +131,8 @@ class Database:
 
         @event.listens_for(self.engine, "rollback")
         def _discard(conn: Any) -> None:
-            conn.info.pop("oro_wrote", None)
+            if not conn.invalidated:  # a lost connection's info cannot be read (it would reconnect)
+                conn.info.pop("oro_wrote", None)
 
     @property
     def is_sqlite(self) -> bool:
@@ -146,7 +148,10 @@ class Database:
                     yield session
                     session.commit()
                 except BaseException:
-                    session.rollback()
+                    # A lost connection cannot roll back (the server already has); the error that
+                    # lost it is the one to report, or it becomes a 500 instead of a 503.
+                    with contextlib.suppress(Exception):
+                        session.rollback()
                     raise
                 if session.info.pop("oro_events", False):
                     for callback in self.on_events:
