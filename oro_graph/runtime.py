@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from oro_graph import dataversion
 from oro_graph.auth import MemoryNonceStore, NonceStore, RedisNonceStore, SignatureVerifier
 from oro_graph.dataversion import DataVersion
 from oro_graph.db import Database
@@ -34,12 +35,14 @@ class Runtime:
         if settings.redis_url:
             import redis
 
-            redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            redis_client = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+            )
             nonces = RedisNonceStore(redis_client)
         else:
             nonces = MemoryNonceStore()
         database = db or Database(settings)
-        version = DataVersion(redis_client)
+        version = DataVersion(dataversion.redis_client(settings.redis_url) if settings.redis_url else None)
         database.on_write.append(version.bump)
         return cls(
             settings=settings,
@@ -53,5 +56,6 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+        self.data_version.close()
         if self.redis is not None:
             self.redis.close()

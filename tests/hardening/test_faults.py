@@ -103,7 +103,9 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
         with httpx.Client(base_url=server.base_url, timeout=30) as http:
             while not stop.is_set():
                 t0 = time.monotonic()
-                status = http.get("/v1/public/leaderboard").status_code
+                public = http.get("/v1/public/leaderboard")
+                # A cached board is still right while the database is down: nothing can be written.
+                status = HIT if public.headers.get("x-cache") == "hit" else public.status_code
                 signed_status = http.get("/v1/miner/agents", headers=signed("Alice")).status_code
                 took = time.monotonic() - t0
                 seen.extend([(t0, status, took / 2), (t0, signed_status, took / 2)])
@@ -133,11 +135,11 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
     before = [s for t, s, took in seen if t + 2 * took < down_at]
     during = [(s, took) for t, s, took in seen if down_at + 0.3 < t < up_at]
     after = [s for t, s, _ in seen[-6:]]
-    assert before and set(before) == {200}
-    assert during and {s for s, _ in during} == {503}, during
+    assert before and set(before) <= {200, HIT}
+    assert during and {s for s, _ in during} <= {503, HIT} and 503 in {s for s, _ in during}, during
     assert max(took for _, took in during) < FAIL_FAST_SECONDS, during
-    assert set(after) == {200}, after  # healed, with no restart of the server
-    unexpected = [s for _, s, _ in seen if s not in (200, 503)]
+    assert set(after) <= {200, HIT} and 200 in after, after  # healed, with no restart of the server
+    unexpected = [s for _, s, _ in seen if s not in (200, 503, HIT)]
     assert unexpected == []
     print(
         f"pg outage: {len(seen)} requests, {len(during)} during the outage, slowest {max(t for _, t in during):.3f} s"
@@ -191,6 +193,9 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.close()
+
+
+HIT = -200  # a 200 answered from the response cache
 
 
 def timed(send: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:

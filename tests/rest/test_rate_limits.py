@@ -3,6 +3,8 @@ hotkey on submissions (where the cooldown answer wins), counters shared through 
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -12,9 +14,9 @@ from oro_sdk.api.miner import submit_agent
 from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
-from oro_graph.settings import Settings
 from oro_graph import ratelimit
 from oro_graph.ratelimit import RateLimits
+from oro_graph.settings import Settings
 from tests.factories import make_world
 from tests.rest.live import LiveServer
 from tests.rest.seed import agent_file
@@ -113,3 +115,23 @@ def test_cooldown_answer_wins_over_the_submit_limit(serve: Callable[..., LiveSer
 def test_a_bad_submit_limit_fails_at_start(settings: Settings) -> None:
     with pytest.raises(ValueError, match="submit_rate_limit"):
         RateLimits.from_settings(Settings(**{**settings.model_dump(), "submit_rate_limit": "often"}))
+
+
+def test_a_busy_event_loop_does_not_let_requests_through_uncounted(
+    settings: Settings, redis_url: str, redis_prefix: str
+) -> None:
+    """A large GraphQL page can hold the event loop for most of a second. Counting must not time
+    out because of that (a timeout there lets the request through uncounted)."""
+    limits = RateLimits.from_settings(
+        Settings(**{**settings.model_dump(), "redis_url": redis_url, "rate_limit_per_minute": 2})
+    )
+
+    async def hit_while_the_loop_is_held() -> int | None:
+        pending = asyncio.ensure_future(limits.hit_client("203.0.113.9"))
+        await asyncio.sleep(0)  # the request is on its way to Redis
+        time.sleep(0.8)  # then the loop is held longer than the store's 0.5 s timeout
+        return await pending
+
+    answers = [asyncio.run(hit_while_the_loop_is_held()) for _ in range(3)]
+    assert answers[:2] == [None, None]
+    assert answers[2] is not None and 1 <= answers[2] <= 60
