@@ -1,4 +1,4 @@
-"""``python -m benchmarks run [--quick] [--json FILE]`` and ``python -m benchmarks profile``."""
+"""``python -m benchmarks run [--quick] [--json FILE]``, ``loop``, ``load`` and ``profile``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,24 @@ def _run(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.0f} s",
         file=sys.stderr,
     )
+    return 0
+
+
+def _loop(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from benchmarks import config, report, workloads
+
+    plan = dataclasses.replace(
+        config.make_plan(quick=True),
+        loop_validators=tuple(int(n) for n in args.validators.split(",")),
+        loop_duration=args.seconds,
+    )
+    results = workloads.run_loop(plan, log=lambda m: print(m, file=sys.stderr, flush=True))
+    record = report.as_json(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2, default=str))
+    print(json.dumps({"ratios": record["ratios"], "over_claims": record["over_claims"]}, indent=2))
     return 0
 
 
@@ -69,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
     run.add_argument("--no-results", action="store_true", help="leave benchmarks/RESULTS.md as it is")
     run.set_defaults(func=_run)
+    loop = sub.add_parser(
+        "loop", help="only the validator loop (workload 3), its raw SQL limit and the HTTP floor"
+    )
+    loop.add_argument("--validators", default="1,8,32", help="comma-separated N (default 1,8,32)")
+    loop.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N")
+    loop.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
+    loop.set_defaults(func=_loop)
     load = sub.add_parser("load", help="mixed traffic from locust against 2 server processes; checks no 5xx")
     load.add_argument("--minutes", type=float, default=3.0)
     load.add_argument("--users", type=int, default=40, help="locust users in all (default 40)")

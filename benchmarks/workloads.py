@@ -351,6 +351,11 @@ def workload_3(results: Results) -> None:
                 found = datasets.loop_invariants(world.database)
                 results.invariants[f"rest_n{n}"] = found
                 worst += datasets.over_claims(found)
+            if server is not None and n == max(plan.loop_validators):
+                # The floor of any signed REST call here: uvicorn + FastAPI answering /health (one
+                # SELECT 1) at the same concurrency. A cycle is 4 calls, so floor / 4 bounds cycles/s.
+                floor = http_spec(plan, server, "/health", concurrency=n, duration=plan.loop_duration)
+                measured(results, w, f"http_floor_n{n}", floor)
             datasets.reset_loop_world(world.database)
             spec = {
                 "kind": "raw_claims",
@@ -503,4 +508,12 @@ def run_all(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
         except Exception as exc:
             results.notes.append(f"query plans could not be captured: {type(exc).__name__}: {exc}")
     results.notes.append(f"the run took {time.perf_counter() - started:.0f} s")
+    return results
+
+
+def run_loop(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
+    """Workload 3 alone (``python -m benchmarks loop``): the validator loop, its limit, the HTTP floor."""
+    results = Results(plan)
+    log(f"workload 3: validators {plan.loop_validators}, {plan.loop_duration:.0f} s each")
+    workload_3(results)
     return results
