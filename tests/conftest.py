@@ -121,3 +121,27 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+# Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command): a module's tests stay on
+# one worker (module fixtures are built once), and everything under tests/hardening runs on one
+# worker, in order: those tests start server processes that share Redis db 13 and flush it.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.as_posix()
+        group = "hardening" if "/tests/hardening/" in path else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_data_version_key() -> Iterator[None]:
+    """Each test session (each xdist worker) bumps its own data-version key in Redis, so a write in
+    one worker never turns another worker's expected cache hit into a miss."""
+    from oro_graph import dataversion
+
+    saved = dataversion.KEY
+    dataversion.KEY = f"{saved}:test-{os.getpid()}"
+    try:
+        yield
+    finally:
+        dataversion.KEY = saved
