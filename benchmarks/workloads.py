@@ -159,6 +159,18 @@ def probe_rest(server: Server, path: str) -> None:
         raise Unavailable(f"GET {path} answered HTTP {status}: {json.dumps(body)[:300]}")
 
 
+def settle(server: Server, budget: float = 30.0) -> None:
+    """Wait until the server has finished the requests a measurement left in flight (slow ones
+    keep burning CPU after the load generator stops), so they do not slow the next measurement."""
+    deadline = time.monotonic() + budget
+    quick = 0
+    while quick < 3 and time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        get_json(server.base_url + "/health")
+        quick = quick + 1 if time.perf_counter() - t0 < 0.02 else 0
+        time.sleep(0.1)
+
+
 def leaderboard_rows(body: dict[str, Any]) -> int:
     return len(((body.get("data") or {}).get("leaderboard") or {}).get("edges") or [])
 
@@ -206,6 +218,7 @@ def workload_1(results: Results, server: Server, dataset: datasets.Dataset) -> N
                     plan, server, "/graphql", body={"query": queries.DEEP_LEADERBOARD}, unique_document=True
                 ),
             )
+            settle(server)
     results.rss_mb["ours (deep leaderboard, per process)"] = server.max_rss_mb()
     try:
         probe_rest(server, queries.REST_LEADERBOARD)
