@@ -42,6 +42,25 @@ class ResponseCache:
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)
 
+    async def answer(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: str,
+        version: str,
+        storable: Callable[[bytes], bool],
+    ) -> None:
+        """Answer from the cache if ``key`` is there, else compute (and maybe keep) the answer."""
+        cached = self.get(key)
+        if cached is not None:
+            self.hits += 1
+            await send_cached(send, cached)
+            return
+        self.misses += 1
+        await self.compute(app, scope, receive, send, key, version, storable)
+
     async def compute(
         self,
         app: ASGIApp,

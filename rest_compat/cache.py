@@ -14,7 +14,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from oro_graph.responsecache import ResponseCache, send_cached
+from oro_graph.responsecache import ResponseCache
 
 TTL = 30.0
 CACHED_PATHS = re.compile(r"^/v1/public/(leaderboard|top|suites/current|suites/[0-9]{1,18}/problems)$")
@@ -37,10 +37,4 @@ class CachedPublicReads:
             return
         query = "&".join(sorted(scope.get("query_string", b"").decode("latin-1").split("&")))
         key = hashlib.sha256(f"rest\0{version}\0{scope['path']}\0{query}".encode()).hexdigest()
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.cache.hits += 1
-            await send_cached(send, cached)
-            return
-        self.cache.misses += 1
-        await self.cache.compute(self.app, scope, receive, send, key, version, lambda _: True)
+        await self.cache.answer(self.app, scope, receive, send, key, version, lambda _: True)

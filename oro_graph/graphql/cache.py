@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oro_graph.dataversion import DataVersion
 from oro_graph.graphql import limits
 from oro_graph.graphql.apq import _read_body, _replay
-from oro_graph.responsecache import MAX_ENTRIES, ResponseCache, send_cached
+from oro_graph.responsecache import MAX_ENTRIES, ResponseCache
 
 MAX_DOCUMENT = 100_000
 
@@ -116,12 +116,6 @@ class CachedResponses:
             await self.app(scope, receive, send)
             return
         key = _key(version, payload)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.cache.hits += 1
-            await send_cached(send, cached)
-            return
-        self.cache.misses += 1
-        await self.cache.compute(
+        await self.cache.answer(
             self.app, scope, receive, send, key, version, lambda answer: b'"errors"' not in answer
         )

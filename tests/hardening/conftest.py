@@ -7,12 +7,15 @@ start ``python -m oro_graph serve`` as subprocesses (see ``support.ServerProcess
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 import redis
 
 from tests.rest.conftest import serve, server  # noqa: F401  (the live in-thread server)
+from tests.rest.live import LiveServer
+from tests.rest.seed import Seeded, seed
 
 PROCESS_REDIS_URL = "redis://127.0.0.1:6379/13"  # the server processes' shared Redis, flushed per test
 
@@ -59,3 +62,12 @@ def process_redis(redis_url: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def seeded_server(serve: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer, Seeded, httpx.Client]]:  # noqa: F811
+    """A live server on the seeded world (tests/rest/seed.py), with an HTTP client to it."""
+    live = serve()
+    world = seed(live.runtime)
+    with live.http() as http:
+        yield live, world, http

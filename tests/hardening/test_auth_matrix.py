@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from oro_graph.services import credentials, registry
 from tests.factories import keypair, make_world
 from tests.hardening.support import dump_tables, signed, start_servers
 from tests.rest.live import LiveServer
-from tests.rest.seed import Seeded, seed
+from tests.rest.seed import Seeded
 
 Send = Callable[[httpx.Client, dict[str, str]], httpx.Response]
 
@@ -108,14 +108,6 @@ AUTH_CELLS: dict[str, tuple[Callable[[str, int], dict[str, str]], int, str]] = {
         "allowed skew",
     ),
 }
-
-
-@pytest.fixture
-def seeded_server(serve: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer, Seeded, httpx.Client]]:
-    server = serve()
-    world = seed(server.runtime)
-    with server.http() as http:
-        yield server, world, http
 
 
 def assert_unchanged(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ from tests.factories import claim, keypair, register, submit
 from tests.hardening.support import dump_tables, signed
 from tests.hardening.test_auth_matrix import AUTH_CELLS
 from tests.rest.live import LiveServer
-from tests.rest.seed import Seeded, seed
+from tests.rest.seed import Seeded
 
 ANSWER = "... on Error { code message }"
 SUBMIT_AGENT = f"""mutation ($name: String!, $file: Upload!) {{ submitAgent(agentName: $name, file: $file) {{
@@ -115,14 +115,6 @@ def signed_mutations(s: Seeded) -> dict[str, tuple[str, Send]]:
         "completeRun": ("Eve", lambda c, h: post(c, COMPLETE_RUN, run, h)),
         "requestUploadUrl": ("Eve", lambda c, h: post(c, REQUEST_UPLOAD_URL, problem, h)),
     }
-
-
-@pytest.fixture
-def seeded_server(serve: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer, Seeded, httpx.Client]]:
-    server = serve()
-    world = seed(server.runtime)
-    with server.http() as http:
-        yield server, world, http
 
 
 def assert_unchanged(
