@@ -19,6 +19,7 @@ Kinds:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -381,13 +382,17 @@ async def run_paging(spec: dict[str, Any]) -> dict[str, Any]:
     path = spec["connection"]
     page_size = int(spec.get("page_size", 100))
     budget = float(spec["budget"])
+    fetches = itertools.count()
     async with httpx.AsyncClient(base_url=spec["base_url"], timeout=120) as client:
 
         async def page(after: str | None) -> tuple[float, dict[str, Any]]:
+            # A new comment each time: the first and last pages are fetched again below to time
+            # them, and the response cache must not answer those (it would time the cache).
+            document = f"{spec['document']}\n# fetch {next(fetches)}"
             t0 = time.perf_counter()
             r = await client.post(
                 "/graphql",
-                json={"query": spec["document"], "variables": {"first": page_size, "after": after}},
+                json={"query": document, "variables": {"first": page_size, "after": after}},
             )
             elapsed = time.perf_counter() - t0
             body = r.json()
