@@ -52,27 +52,15 @@ class ResponseCache:
         version: str,
         storable: Callable[[bytes], bool],
     ) -> None:
-        """Answer from the cache if ``key`` is there, else compute (and maybe keep) the answer."""
+        """Answer from the cache if ``key`` is there. Otherwise run ``app`` (marking its answer
+        ``x-cache: miss``) and keep a 200 JSON answer that ``storable`` accepts, unless something
+        was written while it was computed."""
         cached = self.get(key)
         if cached is not None:
             self.hits += 1
             await send_cached(send, cached)
             return
         self.misses += 1
-        await self.compute(app, scope, receive, send, key, version, storable)
-
-    async def compute(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        key: str,
-        version: str,
-        storable: Callable[[bytes], bool],
-    ) -> None:
-        """Run ``app`` (marking its answer ``x-cache: miss``) and keep a 200 JSON answer that
-        ``storable`` accepts, unless something was written while it was computed."""
         captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
 
         async def capture(message: Message) -> None:

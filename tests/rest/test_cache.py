@@ -3,13 +3,23 @@ still rate-limited, and never for paths whose answer is not a function of the da
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import httpx
+import pytest
 from oro_sdk.api.public import get_leaderboard
 
 from oro_graph.runtime import Runtime
 from tests.factories import make_eligible, make_world
 from tests.rest.live import LiveServer
+
+
+@pytest.fixture
+def http(runtime: Runtime, serve: Callable[..., LiveServer]) -> Iterator[httpx.Client]:
+    """A client of a server over a registered world with no versions yet."""
+    make_world(runtime)
+    with serve().http() as client:
+        yield client
 
 
 def test_a_repeated_read_is_a_hit_until_a_write_changes_the_answer(
@@ -35,27 +45,17 @@ def test_a_repeated_read_is_a_hit_until_a_write_changes_the_answer(
     assert [e.agent_name for e in board.entries] == ["second", "first"]
 
 
-def test_query_order_does_not_split_entries_and_errors_are_not_kept(
-    runtime: Runtime, serve: Callable[..., LiveServer]
-) -> None:
-    make_world(runtime)
-    server = serve()
-    with server.http() as http:
-        assert http.get("/v1/public/leaderboard?limit=5&offset=0").headers["x-cache"] == "miss"
-        assert http.get("/v1/public/leaderboard?offset=0&limit=5").headers["x-cache"] == "hit"
-        for _ in range(2):
-            missing = http.get("/v1/public/suites/999/problems")
-            assert missing.status_code == 404 and missing.headers["x-cache"] == "miss"
+def test_query_order_does_not_split_entries_and_errors_are_not_kept(http: httpx.Client) -> None:
+    assert http.get("/v1/public/leaderboard?limit=5&offset=0").headers["x-cache"] == "miss"
+    assert http.get("/v1/public/leaderboard?offset=0&limit=5").headers["x-cache"] == "hit"
+    for _ in range(2):
+        missing = http.get("/v1/public/suites/999/problems")
+        assert missing.status_code == 404 and missing.headers["x-cache"] == "miss"
 
 
-def test_answers_that_depend_on_more_than_the_data_are_never_cached(
-    runtime: Runtime, serve: Callable[..., LiveServer]
-) -> None:
-    make_world(runtime)
-    server = serve()
-    with server.http() as http:
-        for path in ("/v1/public/validators", "/v1/public/evaluations/running", "/health"):
-            assert all("x-cache" not in http.get(path).headers for _ in range(2)), path
+def test_answers_that_depend_on_more_than_the_data_are_never_cached(http: httpx.Client) -> None:
+    for path in ("/v1/public/validators", "/v1/public/evaluations/running", "/health"):
+        assert all("x-cache" not in http.get(path).headers for _ in range(2)), path
 
 
 def test_cached_answers_still_count_against_the_rate_limit(
