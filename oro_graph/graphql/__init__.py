@@ -13,6 +13,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.graphql.apq import PersistedQueries, QueryStore
     from oro_graph.graphql.cache import CachedResponses, QueryCache
     from oro_graph.graphql.context import context_getter
+    from oro_graph.graphql.gate import LimitGate
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.router import Router
     from oro_graph.graphql.schema import schema
@@ -32,7 +33,9 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     if cacheable and (runtime.data_version.shared or settings.workers == 1):
         ttl = 300.0 if runtime.data_version.shared else 30.0
         app.add_middleware(CachedResponses, cache=QueryCache(runtime.data_version, ttl=ttl))
-    # Added last, so it runs first: the cache sees the document a persisted hash stands for.
+    # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
+    app.add_middleware(LimitGate, schema=schema._schema, debug=settings.graphql_debug)
+    # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis))
     if LIMITS.cors_origins:
         app.add_middleware(

@@ -70,28 +70,28 @@ class PersistedQueries:
             params = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
             outcome = self._resolve(params, from_json_text=True)
             if isinstance(outcome, bytes):
-                await _reply(send, outcome)
+                await reply(send, outcome)
                 return
             if outcome is not None:
                 scope = {**scope, "query_string": urlencode(outcome).encode()}
             await self.app(scope, receive, send)
             return
-        if scope["method"] != "POST" or b"json" not in dict(scope.get("headers", [])).get(b"content-type", b""):
+        if scope["method"] != "POST" or b"json" not in dict(scope.get("headers", [])).get(
+            b"content-type", b""
+        ):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            payload = None
+        body = await read_body(receive)
+        payload = decoded(scope, body)
         if isinstance(payload, dict):
             outcome = self._resolve(payload, from_json_text=False)
             if isinstance(outcome, bytes):
-                await _reply(send, outcome)
+                await reply(send, outcome)
                 return
             if outcome is not None:
                 body = json.dumps(outcome).encode()
-        await self.app(scope, _replay(body), send)
+                scope[_DECODED] = (body, outcome)
+        await self.app(scope, replay(body), send)
 
     def _resolve(self, payload: dict[str, Any], *, from_json_text: bool) -> dict[str, Any] | bytes | None:
         """None: nothing to do; a dict: the payload with its document; bytes: an error to answer."""
@@ -106,11 +106,15 @@ class PersistedQueries:
             return None
         digest = persisted.get("sha256Hash")
         if persisted.get("version") != 1 or not isinstance(digest, str) or len(digest) != 64:
-            return _error("persistedQuery needs version 1 and a sha256Hash of 64 hex digits", "PERSISTED_QUERY_INVALID")
+            return _error(
+                "persistedQuery needs version 1 and a sha256Hash of 64 hex digits", "PERSISTED_QUERY_INVALID"
+            )
         document = payload.get("query")
         if isinstance(document, str) and document:
             if len(document) > MAX_DOCUMENT:
-                return _error(f"documents over {MAX_DOCUMENT} characters are not persisted", "PERSISTED_QUERY_INVALID")
+                return _error(
+                    f"documents over {MAX_DOCUMENT} characters are not persisted", "PERSISTED_QUERY_INVALID"
+                )
             if hashlib.sha256(document.encode()).hexdigest() != digest.lower():
                 return _error("provided sha256Hash does not match the query", "PERSISTED_QUERY_INVALID")
             self.store.put(digest.lower(), document)
@@ -121,7 +125,27 @@ class PersistedQueries:
         return {**payload, "query": stored}
 
 
-async def _read_body(receive: Receive) -> bytes:
+_DECODED = "oro.graphql.decoded"
+
+
+def decoded(scope: Scope, body: bytes) -> Any:
+    """The JSON value of a /graphql body (None if it is not JSON), decoded once per request.
+
+    The persisted-query resolver, the gate and the cache each need the body; the first to ask
+    decodes it and keeps it in the ASGI scope, which every middleware below shares.
+    """
+    kept = scope.get(_DECODED)
+    if kept is not None and kept[0] is body:
+        return kept[1]
+    try:
+        value = json.loads(body) if body else None
+    except ValueError:
+        value = None
+    scope[_DECODED] = (body, value)
+    return value
+
+
+async def read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -130,7 +154,7 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
+def replay(body: bytes) -> Receive:
     sent = False
 
     async def receive() -> Message:
@@ -143,7 +167,7 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _reply(send: Send, body: bytes) -> None:
+async def reply(send: Send, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -15,12 +15,12 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl
 
-from graphql import DocumentNode, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
+from graphql import DocumentNode, GraphQLSyntaxError, OperationDefinitionNode, OperationType
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
 from oro_graph.graphql import limits
-from oro_graph.graphql.apq import _read_body, _replay
+from oro_graph.graphql.apq import decoded, read_body, replay
 from oro_graph.responsecache import MAX_ENTRIES, ResponseCache
 
 MAX_DOCUMENT = 100_000
@@ -50,7 +50,7 @@ def _is_query(document: str, operation: str | None) -> bool:
     try:
         # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000
         # tokens here took seconds per request before the schema's own limit saw it.
-        parsed: DocumentNode = parse(document, max_tokens=limits.LIMITS.max_tokens)
+        parsed: DocumentNode = limits.parse_document(document, limits.LIMITS.max_tokens)
     except GraphQLSyntaxError:
         return False
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
@@ -98,12 +98,9 @@ class CachedResponses:
             if b"json" not in headers.get(b"content-type", b""):
                 await self.app(scope, receive, send)
                 return
-            body = await _read_body(receive)
-            receive = _replay(body)
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = None
+            body = await read_body(receive)
+            receive = replay(body)
+            payload = decoded(scope, body)
         if not (
             isinstance(payload, dict)
             and isinstance(payload.get("query"), str)

@@ -1,10 +1,13 @@
 """Safety limits and observability for every operation.
 
 - ``LIMITS``: budgets read from ``ORO_GRAPHQL_*`` (cost, depth, aliases, tokens, batch, CORS).
-- ``CostLimit``: the static cost rule; refuses over-budget documents during validation, before
-  any SQL runs, and reports ``extensions.cost`` on every response.
-- ``LimitsFirst``: runs the limit rules (depth, aliases, cost) on their own before the rest of
-  validation, so a refused document never pays for the costlier standard rules.
+- ``limit_errors``: the limit rules (depth, aliases, static cost), run on their own; the schema's
+  ``Limits`` extension and the HTTP gate (``oro_graph.graphql.gate``) both refuse with them.
+- ``Limits``: runs them before the rest of validation, so a refused document never pays for the
+  costlier standard rules, and reports ``extensions.cost`` on every response.
+- ``lexical_refusal``: the length, token, alias and depth limits judged without parsing
+  (``oro_graph.graphql.lexical``).
+- ``parse_document``: graphql-core's parse within the token budget, remembered per document.
 - ``Observability``: ``extensions.sql`` in debug mode (statements counted at the driver), a stable
   ``extensions.code`` on every error, and unexpected errors masked outside debug, with a request id
   that matches the log line.
@@ -12,20 +15,32 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graphql import GraphQLError, ValidationContext, ValidationRule, specified_rules, validate
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    TypeInfo,
+    ValidationContext,
+    ValidationRule,
+    parse,
+)
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.relay import GlobalIDValueError
 
 from oro_graph.db import StatementCount, statement_counter
 from oro_graph.errors import OroError
 from oro_graph.graphql.cost import Cost, operation_cost
+from oro_graph.graphql.lexical import bounds
 
 log = logging.getLogger("oro_graph.graphql")
 
@@ -39,6 +54,7 @@ class GraphQLLimits(BaseSettings):
     max_depth: int = Field(default=15, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=5_000, ge=1)
+    max_document_chars: int = Field(default=32_768, ge=1)
     max_batch: int = Field(default=10, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -55,66 +71,108 @@ def cost_message(cost: Cost, budget: int) -> str:
     )
 
 
-class CostLimit(SchemaExtension):
-    """Computes the operation's cost during validation and refuses it when over budget."""
+@functools.lru_cache(maxsize=256)
+def parse_document(query: str, max_tokens: int) -> DocumentNode:
+    """The parsed document (raises GraphQLSyntaxError), shared by the gate, the cache and the schema."""
+    return parse(query, max_tokens=max_tokens)
+
+
+def lexical_refusal(query: str) -> str | None:
+    """Why the document is over a limit, judged without parsing it; None when it may not be."""
+    budget = LIMITS
+    if len(query) > budget.max_document_chars:
+        return f"the document has {len(query)} characters; at most {budget.max_document_chars} are allowed"
+    found = bounds(query)
+    if found.tokens > budget.max_tokens:
+        return f"Syntax Error: Document contains more than {budget.max_tokens} tokens. Parsing aborted."
+    if found.aliases > budget.max_aliases:
+        return f"{found.aliases} aliases found. Allowed: {budget.max_aliases}"
+    if found.depth > budget.max_depth:
+        return f"the operation exceeds maximum operation depth of {budget.max_depth}"
+    return None
+
+
+@functools.cache
+def _depth_and_alias_rules(max_depth: int, max_aliases: int) -> tuple[type[ValidationRule], ...]:
+    return depth_rule(max_depth, None), alias_rule(max_aliases)
+
+
+def limit_errors(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+) -> tuple[list[GraphQLError], Cost | None]:
+    """The document's depth, alias and cost errors (each says which limit and what to lower), and its cost."""
+    costs: list[Cost] = []
+
+    class CostRule(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            cost = operation_cost(context.schema, context.document, variables, operation_name)
+            costs.append(cost)
+            for message in cost.page_errors:
+                context.report_error(GraphQLError(message, extensions={"code": "BAD_PAGE_ARGUMENT"}))
+            if cost.total > LIMITS.max_cost:
+                context.report_error(
+                    GraphQLError(
+                        cost_message(cost, LIMITS.max_cost),
+                        extensions={
+                            "code": "QUERY_TOO_COSTLY",
+                            "cost": cost.total,
+                            "budget": LIMITS.max_cost,
+                        },
+                    )
+                )
+
+    # Each rule does all its work when it is made (none visits nodes), so they are made here directly:
+    # graphql-core's validate() would also walk the whole document with type information for nothing.
+    errors: list[GraphQLError] = []
+    context = ValidationContext(schema, document, TypeInfo(schema), errors.append)
+    for rule in (*_depth_and_alias_rules(LIMITS.max_depth, LIMITS.max_aliases), CostRule):
+        rule(context)
+    return errors, costs[0] if costs else None
+
+
+class Limits(SchemaExtension):
+    """Refuses what the lexical bounds already show is over a limit, parses within the token budget
+    (once per document), then runs the limit rules alone, before the specified rules.
+
+    Validation runs every rule in one pass, so a document over the alias limit still paid for
+    rules that are quadratic in the number of fields (overlapping fields). Here an over-limit
+    document is refused after the cheap pass alone (Strawberry skips its own validation once
+    errors are set); a document within the limits is validated by the standard rules as before.
+    """
 
     def __init__(self) -> None:
         self.cost: Cost | None = None
 
-    def on_operation(self) -> Iterator[None]:
-        extension = self
+    def on_parse(self) -> Iterator[None]:
         execution = self.execution_context
+        if execution.query and execution.graphql_document is None:
+            refusal = lexical_refusal(execution.query)
+            if refusal is not None:  # Strawberry answers an error raised here as the operation's only error
+                raise GraphQLError(refusal)
+            execution.graphql_document = parse_document(execution.query, LIMITS.max_tokens)
+        yield
 
-        class CostRule(ValidationRule):
-            def __init__(self, context: ValidationContext) -> None:
-                super().__init__(context)
-                cost = operation_cost(
-                    context.schema, context.document, execution.variables, execution.operation_name
-                )
-                extension.cost = cost
-                for message in cost.page_errors:
-                    context.report_error(GraphQLError(message, extensions={"code": "BAD_PAGE_ARGUMENT"}))
-                if cost.total > LIMITS.max_cost:
-                    context.report_error(
-                        GraphQLError(
-                            cost_message(cost, LIMITS.max_cost),
-                            extensions={
-                                "code": "QUERY_TOO_COSTLY",
-                                "cost": cost.total,
-                                "budget": LIMITS.max_cost,
-                            },
-                        )
-                    )
-
-        execution.validation_rules = (*execution.validation_rules, CostRule)
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        if execution.graphql_document is not None:
+            errors, self.cost = limit_errors(
+                execution.schema._schema,
+                execution.graphql_document,
+                execution.variables,
+                execution.operation_name,
+            )
+            if errors:
+                execution.pre_execution_errors = errors
         yield
 
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:
             return {}
         return {"cost": {"requested": self.cost.total, "budget": LIMITS.max_cost}}
-
-
-class LimitsFirst(SchemaExtension):
-    """Validates with the rules the limit extensions added, alone, before the specified rules.
-
-    Validation runs every rule in one pass, so a document over the alias limit still paid for
-    rules that are quadratic in the number of fields (overlapping fields). Here an over-limit
-    document is refused after the cheap pass alone (Strawberry skips its own validation once
-    errors are set); a document within the limits is validated by the other rules as before.
-    """
-
-    def on_validate(self) -> Iterator[None]:
-        execution = self.execution_context
-        standard = set(specified_rules)
-        limit_rules = tuple(rule for rule in execution.validation_rules if rule not in standard)
-        if limit_rules and execution.graphql_document is not None:
-            errors = validate(execution.schema._schema, execution.graphql_document, limit_rules)
-            if errors:
-                execution.pre_execution_errors = errors
-            else:
-                execution.validation_rules = tuple(r for r in execution.validation_rules if r in standard)
-        yield
 
 
 def _debug(execution_context: Any) -> bool:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError, parse
+from graphql import GraphQLError
 from strawberry import relay
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 
@@ -17,7 +16,7 @@ from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
-from oro_graph.graphql.limits import LIMITS, CostLimit, LimitsFirst, Observability
+from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
 from oro_graph.graphql.subscriptions import Subscription
@@ -62,7 +61,7 @@ class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, Leaderboard
         ] = None,
     ) -> QueryCost:
         try:
-            document = parse(query, max_tokens=LIMITS.max_tokens)
+            document = parse_document(query, LIMITS.max_tokens)
         except GraphQLError as exc:
             raise GraphQLError(
                 f"the document does not parse: {exc.message}", extensions={"code": "BAD_USER_INPUT"}
@@ -95,11 +94,7 @@ schema = OroSchema(
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
-        lambda: QueryDepthLimiter(max_depth=LIMITS.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=LIMITS.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=LIMITS.max_tokens),
-        CostLimit,
-        LimitsFirst,
+        Limits,
         Observability,
     ],
     exception_handlers=EXCEPTION_HANDLERS,

@@ -43,9 +43,12 @@ def test_mutations_signed_requests_and_errors_are_never_cached(runtime: Runtime,
         response = client.post("/graphql", json={"query": mutation}, headers=signed("Charlie"))
         assert "x-cache" not in response.headers
     assert "x-cache" not in _post(client, headers=signed("Alice")).headers
-    too_big = {"query": BOARD, "variables": {"first": 1000}}  # refused: over the page limit
+    too_big = {"query": BOARD, "variables": {"first": 1000}}  # refused by the gate: over the page limit
     assert "errors" in client.post("/graphql", json=too_big).json()
-    assert client.post("/graphql", json=too_big).headers.get("x-cache") == "miss"
+    assert "x-cache" not in client.post("/graphql", json=too_big).headers
+    invalid = {"query": "{ currentSuite { noSuchField } }"}  # within the limits, refused by validation
+    assert "errors" in client.post("/graphql", json=invalid).json()
+    assert client.post("/graphql", json=invalid).headers.get("x-cache") == "miss"
 
 
 def test_a_write_by_another_process_invalidates_through_redis(runtime: Runtime, redis_url: str) -> None:

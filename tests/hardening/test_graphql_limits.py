@@ -155,11 +155,12 @@ def test_a_body_within_the_cap_is_served(client: TestClient) -> None:
     assert response.status_code == 200 and response.json()["data"] == {"__typename": "Query"}
 
 
-def test_an_over_long_document_is_lexed_only_up_to_the_token_budget(
+def test_an_over_long_document_is_refused_without_being_lexed(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a document of 49,000 tokens, short enough (98 KB) for the response cache to look at it
-    document = "{ " + "a " * 49_000 + "}"
+    # given a document of 49,000 tokens (98 KB), and one of 6,000 tokens within the length limit
+    too_long = "{ " + "a " * 49_000 + "}"
+    too_many_tokens = "{ " + "a " * 6_000 + "}"
     lexed = 0
     advance = Lexer.advance
 
@@ -171,8 +172,10 @@ def test_an_over_long_document_is_lexed_only_up_to_the_token_budget(
     monkeypatch.setattr(Lexer, "advance", counting)
 
     # when
-    body = client.post("/graphql", json={"query": document}).json()
+    long_body = client.post("/graphql", json={"query": too_long}).json()
+    many_body = client.post("/graphql", json={"query": too_many_tokens}).json()
 
-    # then it was refused, and no parse went past the budget (the cache's parse once read it all)
-    assert "more than 5000 tokens" in body["errors"][0]["message"]
-    assert lexed <= 2 * (LIMITS.max_tokens + 2), lexed  # the cache's look and the schema's parse
+    # then both were refused by the gate, before graphql-core's lexer read a single token
+    assert f"at most {LIMITS.max_document_chars} are allowed" in long_body["errors"][0]["message"]
+    assert f"more than {LIMITS.max_tokens} tokens" in many_body["errors"][0]["message"]
+    assert lexed == 0, lexed
