@@ -110,6 +110,8 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level="info",
         access_log=False,  # a line per request costs more than the request under load
     )

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     signed_url_seconds: int = Field(default=900, ge=1)
     lease_sweep_seconds: float = Field(default=15.0, gt=0)
     rate_limit_per_minute: int = Field(default=100, ge=1)
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses, or "*"). Empty: the
+    # socket's peer is the client, so nobody can pick the address its requests are counted under.
+    forwarded_allow_ips: str = ""
     submit_rate_limit: str = "1/minute"
     graphql_debug: bool = False
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version

@@ -113,3 +113,37 @@ def test_the_per_hotkey_submit_budget_holds_across_processes(
             files={"file": ("b.py", b"y = 2\n")},
         )
     assert response.status_code == 200 and response.json()["admission_status"] == "ACCEPTED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"], ids=["no-proxy", "a-proxy-on-loopback"])
+def test_a_forwarded_for_header_counts_only_from_a_trusted_proxy(
+    runtime: Any, database_url: str, tmp_path: Path, trusted: str
+) -> None:
+    # given one server with a budget of 5 a minute, trusting X-Forwarded-For from `trusted` only
+    env = {
+        "ORO_DATABASE_URL": database_url,
+        "ORO_SECRET_KEY": "hardening",
+        "ORO_DATA_DIR": str(tmp_path / "state"),
+        "ORO_RATE_LIMIT_PER_MINUTE": "5",
+        "ORO_FORWARDED_ALLOW_IPS": trusted,
+    }
+    [server] = start_servers(1, env, tmp_path)
+    try:
+        # when a client on the same host sends 12 requests, each claiming another address
+        with client(server.base_url, source="127.0.0.1") as http:
+            statuses = [
+                http.get("/v1/public/validators", headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code
+                for i in range(12)
+            ]
+    finally:
+        server.stop()
+
+    # then without a trusted proxy the header changes nothing: the peer's budget of 5 (which the
+    # readiness probes began to spend) holds; behind a trusted proxy each named client has its own
+    if trusted:
+        assert statuses == [200] * 12, statuses
+    else:
+        assert set(statuses) == {200, 429} and statuses.count(200) <= 5, statuses
+        assert statuses == sorted(statuses), statuses  # no request got through after the first 429
