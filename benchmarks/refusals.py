@@ -66,8 +66,8 @@ ABUSES = [
         "exceeds maximum operation depth",
     ),
     Abuse(
-        "deep nesting (1,000 levels)",
-        {"query": "{ " + "a { " * 1000 + "b" + " }" * 1000 + " }"},
+        "deep nesting (600 levels)",
+        {"query": "{ " + "a { " * 600 + "b" + " }" * 600 + " }"},
         200,
         "GRAPHQL_VALIDATION_FAILED",
         "exceeds maximum operation depth",
@@ -111,11 +111,11 @@ ABUSES = [
         "exceeds the budget",
     ),
     Abuse(
-        "over the token budget (5,200 tokens)",
-        {"query": "{ " + "currentSuite { suiteId } " * 1300 + "}"},
+        "over the token budget (2,400 tokens)",
+        {"query": "{ " + "currentSuite { suiteId } " * 600 + "}"},
         200,
         "GRAPHQL_VALIDATION_FAILED",
-        "more than 5000 tokens",
+        "more than 2000 tokens",
     ),
     Abuse(
         "over the length limit (40,000 characters)",
@@ -123,6 +123,25 @@ ABUSES = [
         200,
         "GRAPHQL_VALIDATION_FAILED",
         "characters; at most",
+    ),
+    Abuse(
+        "fragment bomb (16 fragments, each spreading the last twice)",
+        {
+            "query": "{ ...F16 } fragment F0 on Query { currentSuite { suiteId } } "
+            + " ".join(
+                f"fragment F{i} on Query {{ ...F{i - 1} a{i}: __typename ...F{i - 1} }}" for i in range(1, 17)
+            )
+        },
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+        "once its fragments are expanded",
+    ),
+    Abuse(
+        "repeated fields (300 x currentSuite { suiteId })",
+        {"query": "{ " + "currentSuite { suiteId } " * 300 + "}"},
+        200,
+        "GRAPHQL_VALIDATION_FAILED",
+        "times at the same place",
     ),
     Abuse("batch of 11 operations", [{"query": ONE}] * 11, 400, None, "Too many operations"),
     Abuse(

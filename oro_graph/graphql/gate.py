@@ -2,8 +2,9 @@
 
 Refusing used to cost what parsing costs (graphql-core's parser is pure Python, about 10 µs a
 token here) plus Strawberry's request handling and extensions: 1-3 ms for a small document,
-21 ms for 200 aliases, 55 ms for 5,000 tokens. For JSON POSTs and GETs (not multipart uploads,
-which are signed and go the schema's way), the gate answers for each operation, cheapest first:
+21 ms for 200 aliases, 55 ms for 5,000 tokens (the budget then). For JSON POSTs and GETs (not
+multipart uploads, which are signed and go the schema's way), the gate answers for each
+operation, cheapest first:
 
 1. the document's length (``ORO_GRAPHQL_MAX_DOCUMENT_CHARS``);
 2. lower bounds of its tokens, aliases and depth, counted without parsing (``lexical.bounds``);
@@ -80,7 +81,7 @@ class LimitGate:
         await self.app(scope, receive, send)
 
     def _refusals(self, payload: Any) -> list[dict[str, Any]] | None:
-        """One refusal per operation; None when any operation may run, or the body is not the gate's to judge."""
+        """One refusal per operation; None when any may run, or the body is not the gate's to judge."""
         operations = payload if isinstance(payload, list) else [payload]
         if not operations or len(operations) > limits.LIMITS.max_batch:
             return None  # Strawberry answers an empty or oversized batch

@@ -2,8 +2,8 @@
 
 graphql-core's parser is pure Python (about 10 µs a token on the 2-core test machine), and every
 limit rule needs the parsed document, so a 1,200-token alias fan-out cost 21 ms to refuse and a
-5,000-token document 55 ms. These counts use regular expressions with a literal prefix and byte
-translation, which run in C: a 30 KB document costs tens of microseconds.
+5,000-token document (the budget then) 55 ms. These counts use regular expressions with a literal
+prefix and byte translation, which run in C: a 30 KB document costs tens of microseconds.
 
 Each count is a lower bound of what the limit rules count on the parsed document (strings and
 comments are stripped first, arguments do not count, inline fragments and introspection fields do

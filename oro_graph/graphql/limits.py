@@ -1,8 +1,10 @@
 """Safety limits and observability for every operation.
 
-- ``LIMITS``: budgets read from ``ORO_GRAPHQL_*`` (cost, depth, aliases, tokens, batch, CORS).
-- ``limit_errors``: the limit rules (depth, aliases, static cost), run on their own; the schema's
-  ``Limits`` extension and the HTTP gate (``oro_graph.graphql.gate``) both refuse with them.
+- ``LIMITS``: budgets read from ``ORO_GRAPHQL_*`` (cost, depth, aliases, tokens, length, expanded
+  fields, repeated fields, batch, CORS).
+- ``limit_errors``: the limit rules (expanded fields, depth, aliases, repeated fields, static
+  cost), run on their own; the schema's ``Limits`` extension and the HTTP gate
+  (``oro_graph.graphql.gate``) both refuse with them.
 - ``Limits``: runs them before the rest of validation, so a refused document never pays for the
   costlier standard rules, and reports ``extensions.cost`` on every response.
 - ``lexical_refusal``: the length, token, alias and depth limits judged without parsing
@@ -25,21 +27,17 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
-    TypeInfo,
-    ValidationContext,
-    ValidationRule,
     parse,
 )
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from strawberry.extensions import SchemaExtension
-from strawberry.extensions.max_aliases import create_validator as alias_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.relay import GlobalIDValueError
 
 from oro_graph.db import StatementCount, statement_counter
 from oro_graph.errors import OroError
 from oro_graph.graphql.cost import Cost, operation_cost
+from oro_graph.graphql.expansion import Expansion
 from oro_graph.graphql.lexical import bounds
 
 log = logging.getLogger("oro_graph.graphql")
@@ -53,8 +51,10 @@ class GraphQLLimits(BaseSettings):
     max_cost: int = Field(default=25_000, ge=1)
     max_depth: int = Field(default=15, ge=1)
     max_aliases: int = Field(default=30, ge=1)
-    max_tokens: int = Field(default=5_000, ge=1)
+    max_tokens: int = Field(default=2_000, ge=1)  # the project's clients send at most 183 (introspection)
     max_document_chars: int = Field(default=32_768, ge=1)
+    max_fields: int = Field(default=1_000, ge=1)  # field selections, fragments expanded
+    max_repeated_pairs: int = Field(default=1_000, ge=0)  # pairs of fields at one response path
     max_batch: int = Field(default=10, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -92,46 +92,53 @@ def lexical_refusal(query: str) -> str | None:
     return None
 
 
-@functools.cache
-def _depth_and_alias_rules(max_depth: int, max_aliases: int) -> tuple[type[ValidationRule], ...]:
-    return depth_rule(max_depth, None), alias_rule(max_aliases)
-
-
 def limit_errors(
     schema: GraphQLSchema,
     document: DocumentNode,
     variables: Mapping[str, Any] | None,
     operation_name: str | None,
 ) -> tuple[list[GraphQLError], Cost | None]:
-    """The document's depth, alias and cost errors (each says which limit and what to lower), and its cost."""
-    costs: list[Cost] = []
+    """The document's limit errors (each says which limit and what to lower), and its cost.
 
-    class CostRule(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            cost = operation_cost(context.schema, context.document, variables, operation_name)
-            costs.append(cost)
-            for message in cost.page_errors:
-                context.report_error(GraphQLError(message, extensions={"code": "BAD_PAGE_ARGUMENT"}))
-            if cost.total > LIMITS.max_cost:
-                context.report_error(
-                    GraphQLError(
-                        cost_message(cost, LIMITS.max_cost),
-                        extensions={
-                            "code": "QUERY_TOO_COSTLY",
-                            "cost": cost.total,
-                            "budget": LIMITS.max_cost,
-                        },
-                    )
-                )
-
-    # Each rule does all its work when it is made (none visits nodes), so they are made here directly:
-    # graphql-core's validate() would also walk the whole document with type information for nothing.
+    Every count expands fragments once (``expansion``); a document too large once expanded is
+    refused before anything else walks it.
+    """
+    expansion = Expansion(document)
     errors: list[GraphQLError] = []
-    context = ValidationContext(schema, document, TypeInfo(schema), errors.append)
-    for rule in (*_depth_and_alias_rules(LIMITS.max_depth, LIMITS.max_aliases), CostRule):
-        rule(context)
-    return errors, costs[0] if costs else None
+    aliases = 0
+    for operation in expansion.operations:
+        totals = expansion.totals(operation)
+        name = operation.name.value if operation.name else "anonymous"
+        if totals.fields > LIMITS.max_fields:
+            message = (
+                f"'{name}' selects {totals.fields} fields once its fragments are expanded; "
+                f"at most {LIMITS.max_fields} are allowed"
+            )
+            return [GraphQLError(message, [operation])], None
+        aliases += totals.aliases
+        if totals.depth > LIMITS.max_depth:
+            message = f"'{name}' exceeds maximum operation depth of {LIMITS.max_depth}"
+            errors.append(GraphQLError(message, [operation]))
+        pairs, path, most = expansion.repeated_pairs(operation)
+        if pairs > LIMITS.max_repeated_pairs:
+            message = (
+                f"`{path}` is selected {most} times at the same place; the repeated fields of '{name}' "
+                f"make {pairs} pairs to merge, over the budget of {LIMITS.max_repeated_pairs}: "
+                "select each field once"
+            )
+            errors.append(GraphQLError(message, [operation]))
+    if aliases > LIMITS.max_aliases:
+        errors.insert(0, GraphQLError(f"{aliases} aliases found. Allowed: {LIMITS.max_aliases}"))
+    if errors:
+        return errors, None
+    cost = operation_cost(schema, document, variables, operation_name)
+    for message in cost.page_errors:
+        errors.append(GraphQLError(message, extensions={"code": "BAD_PAGE_ARGUMENT"}))
+    if cost.total > LIMITS.max_cost:
+        budget = LIMITS.max_cost
+        extensions = {"code": "QUERY_TOO_COSTLY", "cost": cost.total, "budget": budget}
+        errors.append(GraphQLError(cost_message(cost, budget), extensions=extensions))
+    return errors, cost
 
 
 class Limits(SchemaExtension):
@@ -201,6 +208,7 @@ class Observability(SchemaExtension):
     def __init__(self) -> None:
         self.count = StatementCount()
         self.started = 0.0
+        self.streamed = False
 
     def on_operation(self) -> Iterator[None]:
         self.started = time.perf_counter()
@@ -210,8 +218,16 @@ class Observability(SchemaExtension):
         finally:
             statement_counter.reset(token)
         result = self.execution_context.result
-        if result is not None and result.errors:
+        if result is not None and result.errors and not self.streamed:
             result.errors = [self._shape(error) for error in result.errors]
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Each result of a subscription (websocket or SSE) is shaped before it is sent: the operation
+        only ends when the stream does."""
+        self.streamed = True
+        if getattr(result, "errors", None):
+            result.errors = [self._shape(error) for error in result.errors]
+        yield
 
     def _shape(self, error: GraphQLError) -> GraphQLError:
         code = _code(error)

@@ -1,9 +1,13 @@
-"""The gate's counts without parsing: lower bounds of what the limit rules count on the parsed document.
+"""The limits' counts, against graphql-core's lexer and Strawberry's own depth and alias limiters.
+
+- ``lexical.bounds`` (the gate, without parsing): lower bounds of tokens, aliases and depth, exact
+  without named fragments.
+- ``expansion.Expansion`` (on the parsed document, each fragment counted once): exactly what
+  Strawberry's limiters count by expanding every spread, and still instant on a fragment bomb.
 
 Documents are generated from a small grammar (aliases, arguments holding strings full of braces,
 colons, quotes and hashes, block strings, comments, directives, inline fragments, introspection
-fields, fragments and their spreads, commas and odd whitespace) and compared with graphql-core's
-lexer and Strawberry's own depth and alias counts. Without named fragments the counts are exact.
+fields, fragments and their spreads, commas and odd whitespace).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from hypothesis import strategies as st
 from strawberry.extensions.max_aliases import count_fields_with_alias
 from strawberry.extensions.query_depth_limiter import determine_depth
 
+from oro_graph.graphql.expansion import Expansion
 from oro_graph.graphql.lexical import Bounds, bounds
 
 
@@ -121,3 +126,44 @@ def test_with_named_fragments_each_count_is_a_lower_bound(document: str) -> None
 )
 def test_hand_counted_documents(document: str, expected: Bounds) -> None:
     assert bounds(document) == expected == real(document)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(documents(named_fragments=True))
+def test_expanded_counts_equal_strawberrys_limiters(document: str) -> None:
+    expansion, truth = Expansion(parse(document)), real(document)
+    totals = [expansion.totals(operation) for operation in expansion.operations]
+    assert sum(t.aliases for t in totals) == truth.aliases, document
+    assert max(t.depth for t in totals) == truth.depth, document
+
+
+def test_a_fragment_bomb_is_counted_once_per_fragment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given 60 fragments, each spreading the one before twice (2^60 expansions)
+    fragments = ["fragment F0 on Query { currentSuite { suiteId } }"] + [
+        f"fragment F{i} on Query {{ ...F{i - 1} a{i}: __typename ...F{i - 1} }}" for i in range(1, 61)
+    ]
+    document = parse("{ ...F60 } " + " ".join(fragments))
+    calls = 0
+    selections = Expansion._selections
+
+    def counted(self: Expansion, selection_set: object) -> object:
+        nonlocal calls
+        calls += 1
+        return selections(self, selection_set)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Expansion, "_selections", counted)
+
+    # when
+    expansion = Expansion(document)
+    [totals] = [expansion.totals(operation) for operation in expansion.operations]
+
+    # then the totals are those of the expanded document, from one visit per selection set
+    assert totals.fields == 3 * 2**60 - 1 and totals.aliases == 2**60 - 1
+    assert calls <= 2 * len(fragments) + 2, calls
+
+
+@pytest.mark.parametrize(("copies", "pairs"), [(30, 2 * 435), (50, 2 * 1225)])
+def test_repeated_pairs_count_fields_at_one_response_path(copies: int, pairs: int) -> None:
+    document = parse("{ " + "currentSuite { suiteId } " * copies + "x: currentSuite { suiteId } }")
+    [operation] = Expansion(document).operations
+    assert Expansion(document).repeated_pairs(operation) == (pairs, "currentSuite", copies)
