@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -31,8 +32,10 @@ from graphql import (
 )
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
 from strawberry.relay import GlobalIDValueError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from oro_graph.db import StatementCount, statement_counter
 from oro_graph.errors import OroError
@@ -41,6 +44,7 @@ from oro_graph.graphql.expansion import Expansion
 from oro_graph.graphql.lexical import bounds
 
 log = logging.getLogger("oro_graph.graphql")
+NO_OPERATION = (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError)
 
 
 class GraphQLLimits(BaseSettings):
@@ -197,8 +201,8 @@ def _code(error: GraphQLError) -> str:
         return str(error.extensions["code"])
     if isinstance(original, GlobalIDValueError | GraphQLError):
         return "BAD_USER_INPUT"  # a value the client sent could not be read (a variable, a global id)
-    if original is None:
-        return "GRAPHQL_VALIDATION_FAILED"  # parse and validation errors
+    if original is None or isinstance(original, NO_OPERATION):
+        return "GRAPHQL_VALIDATION_FAILED"  # parse and validation errors, no such operation (websocket, SSE)
     return "INTERNAL_SERVER_ERROR"
 
 
@@ -216,7 +220,9 @@ class Observability(SchemaExtension):
         try:
             yield
         finally:
-            statement_counter.reset(token)
+            # A stream the loop's finalizer closes runs this in another context, where the token is unknown.
+            with contextlib.suppress(ValueError):
+                statement_counter.reset(token)
         result = self.execution_context.result
         if result is not None and result.errors and not self.streamed:
             result.errors = [self._shape(error) for error in result.errors]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 import strawberry
@@ -9,6 +11,7 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import PreExecutionError
 
 from oro_graph.graphql.agents import AgentMutation, AgentQuery
 from oro_graph.graphql.context import Info
@@ -87,6 +90,26 @@ class Mutation(AgentMutation, EvaluationMutation):
 class OroSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged by the Observability extension, with the request id, only when unexpected."""
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Subscriptions (websocket, SSE) with a document ``Limits`` refuses while parsing (over a limit, or
+        not parsing at all) answer with that error: Strawberry's stream lets it escape, so the websocket
+        logged it and completed the operation without a word."""
+        return _refused_in_parse(await super().stream(*args, **kwargs))
+
+
+async def _refused_in_parse(results: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    answered = False
+    async with aclosing(results):
+        try:
+            async for result in results:
+                answered = True
+                yield result
+        except GraphQLError as error:
+            if answered:
+                raise
+            error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
+            yield PreExecutionError(data=None, errors=[error])
 
 
 schema = OroSchema(

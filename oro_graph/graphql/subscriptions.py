@@ -119,7 +119,7 @@ LeaderboardEvent = Annotated[
 def _cursor(after: str | None) -> int:
     if after is None or after == "":
         return 0
-    if not after.isdigit() or len(after) > 19:
+    if not (after.isascii() and after.isdigit()) or len(after) > 19:  # "²" is a digit int() refuses
         raise GraphQLError("`after` must be a cursor from an earlier event", extensions={"code": "BAD_USER_INPUT"})
     return int(after)
 
