@@ -24,13 +24,15 @@ class Notifier:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._generation = 0
-        self._changed: asyncio.Condition | None = None
+        # Set once, then replaced: a waiter holds the event of its moment, and a poke sets it. No lock,
+        # so a waiter cancelled at any point (a client leaving a subscription) leaves nothing behind;
+        # an asyncio.Condition under wait_for could be left unacquired ("Lock is not acquired").
+        self._event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, db: Database, *, redis_url: str | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Condition()
+        self._event = asyncio.Event()
         db.on_events.append(self.poke_threadsafe)
         if db.engine.dialect.name == "postgresql":
             self._task = asyncio.create_task(self._listen_postgres(db))
@@ -46,26 +48,24 @@ class Notifier:
 
     def poke_threadsafe(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._poke()))
+            self._loop.call_soon_threadsafe(self._poke)
 
-    async def _poke(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+    def _poke(self) -> None:
+        """Wake every current waiter (on the loop's thread)."""
+        if self._event is not None:
+            woken, self._event = self._event, asyncio.Event()
+            woken.set()
 
     async def wait(self, timeout: float) -> bool:
         """Wait for a wake-up; True if poked, False on timeout (callers re-read either way)."""
-        if self._changed is None:
+        if self._event is None:
             await asyncio.sleep(timeout)
             return False
-        async with self._changed:
-            seen = self._generation
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._generation != seen), timeout)
-                return True
-            except TimeoutError:
-                return False
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
 
     async def _listen_postgres(self, db: Database) -> None:
         import psycopg
@@ -76,7 +76,7 @@ class Notifier:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     async for _ in conn.notifies():
-                        await self._poke()
+                        self._poke()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database went away: subscribers fall back to the timer meanwhile
@@ -93,7 +93,7 @@ class Notifier:
                     await pubsub.subscribe(NOTIFY_CHANNEL)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            await self._poke()
+                            self._poke()
             except asyncio.CancelledError:
                 raise
             except Exception:

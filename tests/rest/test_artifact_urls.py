@@ -35,7 +35,7 @@ def test_upload_url_takes_the_signed_size_only(server: LiveServer) -> None:
 
 
 def test_upload_and_download_urls_expire(serve: Callable[..., LiveServer]) -> None:
-    server = serve(signed_url_seconds=1)
+    server = serve(signed_url_seconds=3)  # long enough for the first GET on a busy machine
     seeded = seed(server.runtime)
     upload = presign_upload.sync(client=server.signed("Eve"), body=five_bytes_of_logs(seeded))
     code = ArtifactDownloadRequest(artifact_type=ArtifactType.AGENT_CODE, agent_version_id=seeded.alpha)
