@@ -125,12 +125,16 @@ def redis_url() -> str:
 
 # Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command): a module's tests stay on
 # one worker (module fixtures are built once), and everything under tests/hardening runs on one
-# worker, in order: those tests start server processes that share Redis db 13 and flush it.
+# worker, in order: those tests start server processes that share Redis db 13 and flush it. The
+# fuzzers (the longest modules) use neither, so each may run beside them on the other worker.
+FUZZERS = ("test_fuzz.py", "test_graphql_fuzz.py", "test_subscription_fuzz.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.as_posix()
-        group = "hardening" if "/tests/hardening/" in path else path
-        item.add_marker(pytest.mark.xdist_group(group))
+        shared = "/tests/hardening/" in path and item.path.name not in FUZZERS
+        item.add_marker(pytest.mark.xdist_group("hardening" if shared else path))
 
 
 @pytest.fixture(autouse=True, scope="session")

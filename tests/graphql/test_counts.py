@@ -99,13 +99,13 @@ def documents(draw: st.DrawFn, named_fragments: bool) -> str:
     return draw(COMMENT).join(definitions) + draw(COMMENT)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(documents(named_fragments=False))
 def test_without_named_fragments_the_counts_are_exact(document: str) -> None:
     assert bounds(document) == real(document), document
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(documents(named_fragments=True))
 def test_with_named_fragments_each_count_is_a_lower_bound(document: str) -> None:
     found, truth = bounds(document), real(document)
@@ -128,7 +128,7 @@ def test_hand_counted_documents(document: str, expected: Bounds) -> None:
     assert bounds(document) == expected == real(document)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(documents(named_fragments=True))
 def test_expanded_counts_equal_strawberrys_limiters(document: str) -> None:
     expansion, truth = Expansion(parse(document)), real(document)

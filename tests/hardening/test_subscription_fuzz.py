@@ -10,7 +10,7 @@ streams future changes); a few go to POST /graphql/stream instead. Every answer 
 result whose data matches the declared types and whose errors carry documented codes; the
 socket is never closed on us and still answers a ping; the server logs no ERROR record.
 
-ORO_FUZZ_EXAMPLES scales the batches like the other fuzzers (40 by default: 20 batches of 16).
+ORO_FUZZ_EXAMPLES scales the batches like the other fuzzers (50 by default: 25 batches of 16, 400 documents).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from tests.hardening.test_graphql_fuzz import DOCUMENTED_CODES, Conformance, _js
 from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, seed
 
-EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "50"))
 BATCHES = max(1, EXAMPLES // 2)
 BATCH = 16  # documents per websocket and example
 SSE_PER_BATCH = 2  # of which sent over POST /graphql/stream instead
