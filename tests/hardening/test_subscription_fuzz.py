@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,7 @@ from tests.rest.seed import Seeded, seed
 
 EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "50"))
 BATCHES = max(1, EXAMPLES // 2)
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
 BATCH = 16  # documents per websocket and example
 SSE_PER_BATCH = 2  # of which sent over POST /graphql/stream instead
 MAX_NEXT = 6  # results taken from one subscription (a finished run replays 5 events)
@@ -332,8 +333,16 @@ def live(serve: Callable[..., LiveServer]) -> tuple[LiveServer, Seeded, list[str
     return server, world, cursors
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.fixture
+def endpoints(
+    live: tuple[LiveServer, Seeded, list[str]],
+) -> Iterator[tuple[LiveServer, Seeded, str, httpx.Client]]:
+    """The live server, its world, its websocket URL and an HTTP client (for SSE)."""
+    server, world, _ = live
+    with server.http() as http:
+        yield server, world, server.base_url.replace("http://", "ws://") + "/graphql", http
+
+
 def test_every_subscription_survives_generated_documents(
     live: tuple[LiveServer, Seeded, list[str]], error_log: ErrorLog
 ) -> None:
@@ -402,70 +411,60 @@ def _first_over_sse(http: httpx.Client, payload: dict[str, Any]) -> dict[str, An
     return {"type": "next", "payload": json.loads(data)}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_an_over_limit_subscription_is_refused_before_any_sql(
-    live: tuple[LiveServer, Seeded, list[str]], error_log: ErrorLog
+    endpoints: tuple[LiveServer, Seeded, str, httpx.Client], error_log: ErrorLog
 ) -> None:
     # given
-    server, world, _ = live
-    ws_url = server.base_url.replace("http://", "ws://") + "/graphql"
-    with server.http() as http:
-        for name, document in (("20 levels deep", DEEP), ("200 aliases", ALIASES)):
-            for transport, first in (
-                ("websocket", lambda p: asyncio.run(_first_over_websocket(ws_url, p))),
-                ("SSE", lambda p: _first_over_sse(http, p)),
-            ):
-                # when
-                with StatementCounter(server.runtime.db.engine) as sql:
-                    message = first({"query": document})
+    server, world, ws_url, http = endpoints
+    for name, document in (("20 levels deep", DEEP), ("200 aliases", ALIASES)):
+        for transport, first in (
+            ("websocket", lambda p: asyncio.run(_first_over_websocket(ws_url, p))),
+            ("SSE", lambda p: _first_over_sse(http, p)),
+        ):
+            # when
+            with StatementCounter(server.runtime.db.engine) as sql:
+                message = first({"query": document})
 
-                # then an error naming the limit, and not one statement ran
-                errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-                assert message["type"] == ("error" if transport == "websocket" else "next"), (name, message)
-                assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"], (
-                    name,
-                    errors,
-                )
-                assert "depth" in errors[0]["message"] or "aliases" in errors[0]["message"], (name, errors)
-                assert sql.count == 0, f"{sql.count} SQL statements ran for {name} over {transport}"
-
-        # and a subscription within the limits does run SQL (the counter counts)
-        with StatementCounter(server.runtime.db.engine) as sql:
-            message = asyncio.run(
-                _first_over_websocket(
-                    ws_url, {"query": WITHIN, "variables": {"id": str(world.alpha_runs[0])}}
-                )
+            # then an error naming the limit, and not one statement ran
+            errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+            assert message["type"] == ("error" if transport == "websocket" else "next"), (name, message)
+            assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"], (
+                name,
+                errors,
             )
-        assert message["type"] == "next" and message["payload"]["data"]["runProgress"], message
-        assert sql.count > 0
+            assert "depth" in errors[0]["message"] or "aliases" in errors[0]["message"], (name, errors)
+            assert sql.count == 0, f"{sql.count} SQL statements ran for {name} over {transport}"
+
+    # and a subscription within the limits does run SQL (the counter counts)
+    with StatementCounter(server.runtime.db.engine) as sql:
+        message = asyncio.run(
+            _first_over_websocket(ws_url, {"query": WITHIN, "variables": {"id": str(world.alpha_runs[0])}})
+        )
+    assert message["type"] == "next" and message["payload"]["data"]["runProgress"], message
+    assert sql.count > 0
     assert error_log.messages() == []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_every_breakage_is_refused_on_both_transports(
-    live: tuple[LiveServer, Seeded, list[str]], error_log: ErrorLog
+    endpoints: tuple[LiveServer, Seeded, str, httpx.Client], error_log: ErrorLog
 ) -> None:
     # given a valid subscription broken in each way the generator may not reach
-    server, world, _ = live
-    ws_url = server.base_url.replace("http://", "ws://") + "/graphql"
+    _, world, ws_url, http = endpoints
     run = world.alpha_runs[0]
     valid = f'subscription {{ runProgress(runId: "{run}") {{ __typename ... on LoggedEvent {{ cursor }} }} }}'
-    with server.http() as http:
-        for how in BREAKAGES:
-            sent = Sent(how, _broken(valid, how, str(world.beta_run)))
+    for how in BREAKAGES:
+        sent = Sent(how, _broken(valid, how, str(world.beta_run)))
 
-            # when / then: over the websocket an error, or a 4400 close for what the protocol calls
-            # a bad request
-            if how in CLOSING:
-                asyncio.run(_closing_the_websocket(ws_url, sent))
-            else:
-                message = asyncio.run(_first_over_websocket(ws_url, sent.payload))
-                assert message["type"] == "error", (how, message)
-                _check(message, sent)
-            # over SSE an answer of errors alone
-            answer = _first_over_sse(http, sent.payload)
-            assert answer["payload"]["data"] is None, (how, answer)
-            _check(answer, sent)
+        # when / then: over the websocket an error, or a 4400 close for what the protocol calls
+        # a bad request
+        if how in CLOSING:
+            asyncio.run(_closing_the_websocket(ws_url, sent))
+        else:
+            message = asyncio.run(_first_over_websocket(ws_url, sent.payload))
+            assert message["type"] == "error", (how, message)
+            _check(message, sent)
+        # over SSE an answer of errors alone
+        answer = _first_over_sse(http, sent.payload)
+        assert answer["payload"]["data"] is None, (how, answer)
+        _check(answer, sent)
     assert error_log.messages() == []
