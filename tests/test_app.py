@@ -1,5 +1,6 @@
 """The assembled app: health, the lease sweeper running in the background with real time."""
 
+import gc
 import time
 
 from fastapi.testclient import TestClient
@@ -51,3 +52,20 @@ def test_vanished_validator_lease_is_swept_in_real_time(runtime):
     with runtime.db.session() as s:
         work = s.exec(select(WorkItem).where(WorkItem.id == c.run.work_item_id)).one()
     assert work.active_runs == 1  # the stale lease gave its slot back
+
+
+def test_the_served_app_keeps_what_it_built_out_of_full_garbage_collections(settings, monkeypatch):
+    # given the environment `oro-graph serve` passes to its processes
+    from oro_graph.app import main_app
+
+    monkeypatch.setenv("ORO_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ORO_DATA_DIR", str(settings.data_dir))
+    gc.unfreeze()
+    try:
+        # when
+        main_app()
+
+        # then the modules, the schema and the runtime are frozen out of the collector's passes
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
