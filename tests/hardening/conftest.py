@@ -7,6 +7,7 @@ start ``python -m oro_graph serve`` as subprocesses (see ``support.ServerProcess
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -17,7 +18,9 @@ from tests.rest.conftest import serve, server  # noqa: F401  (the live in-thread
 from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, seed
 
-PROCESS_REDIS_URL = "redis://127.0.0.1:6379/13"  # the server processes' shared Redis, flushed per test
+# The server processes' shared Redis, flushed per test; set ORO_TEST_PROCESS_REDIS_URL so two checkouts
+# testing on one machine do not flush each other's database.
+PROCESS_REDIS_URL = os.environ.get("ORO_TEST_PROCESS_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 class ErrorLog(logging.Handler):
