@@ -145,13 +145,13 @@ def top_agent(
 ) -> TopAgent:
     """The reigning top agent (or the one reigning at ``as_of``) of a suite."""
     suite = suites.resolve_suite(session, suite_id)
-    reign = _reign_at(session, suite.id or 0, as_of)
+    reign = reign_at(session, suite.id or 0, as_of)
     version = session.get(AgentVersion, reign.agent_version_id) if reign else None
     agent = session.get(Agent, version.agent_id) if version else None
     return TopAgent(suite.id or 0, as_of or utcnow(), reign, version, agent, settings.challenge_threshold)
 
 
-def _reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
+def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
     stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
     if as_of is None:
         stmt = stmt.where(col(TopAgentHistory.replaced_at).is_(None))
@@ -168,7 +168,7 @@ def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAge
     return list(session.exec(stmt))
 
 
-def _lock_suite_board(session: Session, suite_id: int) -> None:
+def lock_suite_board(session: Session, suite_id: int) -> None:
     """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id})
@@ -179,7 +179,7 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
 
     Runs under the per-suite board lock, so board events get ids in the order the board changed.
     """
-    _lock_suite_board(session, version.suite_id)
+    lock_suite_board(session, version.suite_id)
     session.flush()
     rank = _ahead_of(session, version.suite_id, None, version) + 1
     events.record(
@@ -211,15 +211,20 @@ def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, 
     """Crown the best eligible version unless the incumbent still stands.
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
-    ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent.
+    ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent. From a
+    suite's first completed race on, races crown the top agent instead (services/races.py).
     """
-    _lock_suite_board(session, suite_id)
+    from oro_graph.services.races import has_completed_race
+
+    lock_suite_board(session, suite_id)
+    if has_completed_race(session, suite_id):
+        return reign_at(session, suite_id, None)
     best = session.exec(
         select(AgentVersion)
         .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)
         .order_by(*board_order())
     ).first()
-    current = _reign_at(session, suite_id, None)
+    current = reign_at(session, suite_id, None)
     if best is None or best.final_score is None:
         return current
     if current is not None:
