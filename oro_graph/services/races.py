@@ -23,7 +23,6 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
-    AgentVersionNotFound,
     NoSelection,
     NotVersionOwner,
     RaceInFlight,
@@ -869,7 +868,7 @@ def tick(session: Session, *, settings: Settings, holder: str, now: datetime | N
 
 
 def projected_completion(race: Race, settings: Settings) -> datetime | None:
-    """When the race ends at the latest: its deadline once running, else qualifying close plus the race's length."""
+    """When the race ends at the latest: its deadline once running, else qualifying close plus its length."""
     if race.status in RaceStatus.ended():
         return race.race_completed_at or race.cancelled_at
     return race.race_deadline_at or race.qualifying_closes_at + timedelta(hours=settings.race_max_hours)

@@ -11,7 +11,6 @@ from oro_graph.errors import NoSelection, NotVersionOwner, RaceInFlight, RaceLoc
 from oro_graph.models import Race, RaceStatus, RunStatus, TopAgentHistory, WorkItem, utcnow
 from oro_graph.services import evaluations, invariants, leaderboard, races, suites
 from oro_graph.settings import Settings
-
 from tests.factories import claim, complete, make_eligible, make_world, register
 
 
