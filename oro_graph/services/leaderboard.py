@@ -30,6 +30,7 @@ class BoardRow:
     is_current_top: bool
     was_top: bool
     top_at: datetime | None
+    race_score: float | None = None  # on the race board (score_type=race)
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,21 @@ def leaderboard_page(
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
         .where(eligible)
     ).one()
-    since = (as_of or now) - timedelta(hours=24)
-    submitted = session.exec(
-        select(func.count())
-        .select_from(AgentVersion)
-        .where(AgentVersion.suite_id == suite.id, col(AgentVersion.submitted_at) >= since)
-        .where(col(AgentVersion.submitted_at) <= (as_of or now))
-    ).one()
+    submitted = submitted_since(session, suite.id or 0, as_of or now)
     out = board_rows(session, suite.id or 0, rows, as_of=as_of)
     return BoardPage(suite, out, total, limit, offset, unique_miners, submitted)
+
+
+def submitted_since(session: Session, suite_id: int, at: datetime) -> int:
+    """Versions submitted to a suite in the 24 hours up to ``at``."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(AgentVersion)
+            .where(AgentVersion.suite_id == suite_id, col(AgentVersion.submitted_at) >= at - timedelta(hours=24))
+            .where(col(AgentVersion.submitted_at) <= at)
+        ).one()
+    )
 
 
 def board_rows(
@@ -166,6 +173,32 @@ def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAge
     suite = suites.resolve_suite(session, suite_id)
     stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite.id).order_by(col(TopAgentHistory.top_at))
     return list(session.exec(stmt))
+
+
+@dataclass(frozen=True)
+class TopReign:
+    reign: TopAgentHistory
+    version: AgentVersion
+    agent: Agent
+
+
+@dataclass(frozen=True)
+class TopReigns:
+    suite: Suite
+    reigns: list[TopReign]
+
+
+def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
+    """Every reign of a suite's top agents with its version and agent, newest first."""
+    suite = suites.resolve_suite(session, suite_id)
+    rows = session.exec(
+        select(TopAgentHistory, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == TopAgentHistory.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(TopAgentHistory.suite_id == suite.id)
+        .order_by(col(TopAgentHistory.top_at).desc(), col(TopAgentHistory.id).desc())
+    ).all()
+    return TopReigns(suite, [TopReign(r, v, a) for r, v, a in rows])
 
 
 def lock_suite_board(session: Session, suite_id: int) -> None:

@@ -14,7 +14,7 @@ import secrets
 import statistics
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, text
@@ -48,7 +48,8 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import events, suites
+from oro_graph.services import events, leaderboard, suites
+from oro_graph.services.leaderboard import BoardPage
 from oro_graph.settings import Settings
 
 _RACE_LOCK_NS = 0x0E1  # advisory-lock namespace: "open a race" (one live race at a time)
@@ -236,8 +237,7 @@ def race_history(
     """Completed and cancelled races, newest first."""
     limit, offset = max(1, min(limit, 100)), max(0, offset)
     where = [col(Race.status).in_(RaceStatus.ended())]
-    if suite_id is not None:
-        suites.get_suite(session, suite_id)
+    if suite_id is not None:  # an unknown suite has no races: an empty page
         where.append(Race.suite_id == suite_id)
     total = session.exec(select(func.count()).select_from(Race).where(*where)).one()
     races = session.exec(
@@ -580,10 +580,8 @@ def _complete(session: Session, race: Race, *, settings: Settings, now: datetime
 
 def _crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -> None:
     """From a suite's first completed race on, its winner is the top agent the validators pay."""
-    from oro_graph.services.leaderboard import lock_suite_board, reign_at
-
-    lock_suite_board(session, race.suite_id)
-    current = reign_at(session, race.suite_id, None)
+    leaderboard.lock_suite_board(session, race.suite_id)
+    current = leaderboard.reign_at(session, race.suite_id, None)
     if current is not None and current.agent_version_id == winner.agent_version_id:
         current.score = winner.race_score or 0.0
         session.add(current)
@@ -872,3 +870,53 @@ def projected_completion(race: Race, settings: Settings) -> datetime | None:
     if race.status in RaceStatus.ended():
         return race.race_completed_at or race.cancelled_at
     return race.race_deadline_at or race.qualifying_closes_at + timedelta(hours=settings.race_max_hours)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The race board and the top miner's payout.
+
+
+def race_board(
+    session: Session, *, suite_id: int | None = None, limit: int = 100, offset: int = 0, now: datetime | None = None
+) -> BoardPage:
+    """The finishers of a suite's latest completed race, by race rank (empty before its first race)."""
+    suite = suites.resolve_suite(session, suite_id)
+    limit, offset, now = max(1, min(limit, 500)), max(0, offset), now or utcnow()
+    race = latest_completed(session, suite.id)
+    finishers = (
+        select(RaceQualifier, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == RaceQualifier.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(RaceQualifier.race_id == (race.id if race else None), col(RaceQualifier.race_rank).is_not(None))
+    )
+    rows = session.exec(finishers.order_by(col(RaceQualifier.race_rank)).offset(offset).limit(limit)).all()
+    total = len(session.exec(finishers).all()) if race else 0
+    ranked = [(q.race_rank or 0, version, agent) for q, version, agent in rows]
+    scores = {q.agent_version_id: q.race_score for q, _, _ in rows}
+    board = [
+        replace(row, race_score=scores.get(row.version.id))
+        for row in leaderboard.board_rows(session, suite.id or 0, ranked)
+    ]
+    miners = len({agent.miner_hotkey for _, _, agent in session.exec(finishers).all()}) if race else 0
+    return BoardPage(suite, board, total, limit, offset, miners, leaderboard.submitted_since(session, suite.id or 0, now))
+
+
+@dataclass(frozen=True)
+class Payout:
+    as_of: datetime
+    miner_hotkey: str | None
+    agent_name: str | None
+    tao_per_day: float | None
+    usd_per_day: float | None
+    tao_price_usd: float | None
+
+
+def top_miner_payout(session: Session, *, settings: Settings, now: datetime | None = None) -> Payout:
+    """The top miner's estimated earnings a day from the configured figures; null where not configured."""
+    now = now or utcnow()
+    top = leaderboard.top_agent(session, settings=settings)
+    hotkey = top.agent.miner_hotkey if top.agent else None
+    tao = settings.tao_per_day_top if hotkey else None
+    price = settings.tao_price_usd
+    usd = tao * price if tao is not None and price is not None else None
+    return Payout(now, hotkey, top.agent.name if top.agent else None, tao, usd, price)
