@@ -877,7 +877,12 @@ def projected_completion(race: Race, settings: Settings) -> datetime | None:
 
 
 def race_board(
-    session: Session, *, suite_id: int | None = None, limit: int = 100, offset: int = 0, now: datetime | None = None
+    session: Session,
+    *,
+    suite_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    now: datetime | None = None,
 ) -> BoardPage:
     """The finishers of a suite's latest completed race, by race rank (empty before its first race)."""
     suite = suites.resolve_suite(session, suite_id)
@@ -887,7 +892,9 @@ def race_board(
         select(RaceQualifier, AgentVersion, Agent)
         .join(AgentVersion, col(AgentVersion.id) == RaceQualifier.agent_version_id)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(RaceQualifier.race_id == (race.id if race else None), col(RaceQualifier.race_rank).is_not(None))
+        .where(
+            RaceQualifier.race_id == (race.id if race else None), col(RaceQualifier.race_rank).is_not(None)
+        )
     )
     rows = session.exec(finishers.order_by(col(RaceQualifier.race_rank)).offset(offset).limit(limit)).all()
     total = len(session.exec(finishers).all()) if race else 0
@@ -898,7 +905,9 @@ def race_board(
         for row in leaderboard.board_rows(session, suite.id or 0, ranked)
     ]
     miners = len({agent.miner_hotkey for _, _, agent in session.exec(finishers).all()}) if race else 0
-    return BoardPage(suite, board, total, limit, offset, miners, leaderboard.submitted_since(session, suite.id or 0, now))
+    return BoardPage(
+        suite, board, total, limit, offset, miners, leaderboard.submitted_since(session, suite.id or 0, now)
+    )
 
 
 @dataclass(frozen=True)

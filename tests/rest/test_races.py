@@ -87,7 +87,9 @@ def test_a_whole_race_through_the_official_client(race_server: LiveServer) -> No
     # given three miners on the board
     versions = {}
     for miner in MINERS:
-        versions[miner] = submit_agent.sync(client=server.signed(miner), body=agent_file(miner.lower())).agent_version_id
+        versions[miner] = submit_agent.sync(
+            client=server.signed(miner), body=agent_file(miner.lower())
+        ).agent_version_id
     qualifying = {v: MINERS[a][0] for a, v in versions.items()}
     _evaluate(server, lambda c: qualifying[c.agent_version_id])
     assert get_current_race.sync(client=public).race is None
@@ -96,7 +98,11 @@ def test_a_whole_race_through_the_official_client(race_server: LiveServer) -> No
     rt.db.call(races.open_race, settings=settings)
     current = get_current_race.sync(client=public)
     assert isinstance(current, RaceCurrentResponse) and current.race.status == "QUALIFYING_OPEN"
-    assert [q.agent_version_id for q in current.qualifiers] == [versions["Alice"], versions["Bob"], versions["Ferdie"]]
+    assert [q.agent_version_id for q in current.qualifiers] == [
+        versions["Alice"],
+        versions["Bob"],
+        versions["Ferdie"],
+    ]
     assert all(q.race_score is None and q.qualification_type == "SCORED" for q in current.qualifiers)
     commitment = current.race.additional_properties["seed_commitment"]
 
@@ -143,7 +149,10 @@ def test_a_whole_race_through_the_official_client(race_server: LiveServer) -> No
     from_detail = races.race_weights(finishers, t_top=0.25, t_burn=0.75)
     served = races.weights_of(rt.db.call(races.race_view, race.id), settings)
     assert [(w.miner_hotkey, w.units) for w in from_detail] == [(w.miner_hotkey, w.units) for w in served]
-    assert {w.miner_hotkey: w.units for w in served} == {None: 65535, hotkeys["Bob"]: round(0.25 * 65535 / 0.75)}
+    assert {w.miner_hotkey: w.units for w in served} == {
+        None: 65535,
+        hotkeys["Bob"]: round(0.25 * 65535 / 0.75),
+    }
 
     # and the top agent, its history and the race board name the winner
     top = get_top_agent.sync(client=public)
@@ -180,7 +189,46 @@ def test_an_unknown_race_is_the_declared_404(server: LiveServer) -> None:
 
     missing = get_race_detail.sync(uuid.uuid4(), client=server.public())
     assert isinstance(missing, RaceNotFoundError)
-    assert isinstance(get_race_validator_variance.sync(uuid.uuid4(), client=server.public()), RaceNotFoundError)
+    assert isinstance(
+        get_race_validator_variance.sync(uuid.uuid4(), client=server.public()), RaceNotFoundError
+    )
     # history of an unknown suite: the client declares 200/422 only
     response = httpx.get(f"{server.base_url}/v1/public/races/history", params={"suite_id": 999})
     assert response.status_code in (200, 422), response.text
+
+
+def test_the_scheduler_opens_a_race_and_deep_health_says_who_drives_it(serve) -> None:
+    import time
+
+    from tests.factories import make_suite
+
+    server = serve(race_scheduler=True, race_scheduler_seconds=0.1)
+    make_suite(server.runtime, problems=3)
+    deadline = time.monotonic() + 20
+    while (race := get_current_race.sync(client=server.public()).race) is None:
+        assert time.monotonic() < deadline, "the scheduler opened no race"
+        time.sleep(0.1)
+    assert race.status == "QUALIFYING_OPEN" and race.race_number == 1
+    with server.http() as http:
+        deep = http.get("/health/deep")
+    assert deep.status_code == 200, deep.text
+    checks = deep.json()["checks"]
+    assert checks["scheduler"]["status"] == "ok" and ":" in checks["scheduler"]["holder"]
+    assert checks["database"]["status"] == checks["storage"]["status"] == "ok"
+
+
+def test_deep_health_names_what_failed(serve, tmp_path) -> None:
+    server = serve(race_scheduler=True, race_scheduler_seconds=3600)  # ticks once at start, then sleeps
+    with server.http() as http:
+        assert http.get("/health/deep").status_code == 200
+    # the storage directory becomes a file: storage fails, and the answer says so
+    import shutil
+
+    root = server.runtime.storage.root  # type: ignore[attr-defined]
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")
+    with server.http() as http:
+        deep = http.get("/health/deep")
+    assert deep.status_code == 503 and deep.headers["retry-after"]
+    assert deep.json()["checks"]["storage"]["status"] == "fail" and "storage" in deep.json()["detail"]
