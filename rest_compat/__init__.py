@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from oro_graph.responsecache import ResponseCache
 from oro_graph.runtime import Runtime
-from rest_compat import errors, miner, public, races, validator
+from rest_compat import errors, miner, public, races, unserved, validator
 from rest_compat.cache import TTL, CachedPublicReads
 from rest_compat.ratelimit import RateLimitMiddleware
 from rest_compat.sizelimit import RequestSizeLimit
@@ -35,3 +35,4 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     errors.install(app)
     for router in (public.router, races.router, miner.router, races.miner_router, validator.router):
         app.include_router(router, generate_unique_id_function=_operation_id)
+    unserved.install(app, operation_id=_operation_id)

@@ -232,3 +232,25 @@ def test_deep_health_names_what_failed(serve, tmp_path) -> None:
         deep = http.get("/health/deep")
     assert deep.status_code == 503 and deep.headers["retry-after"]
     assert deep.json()["checks"]["storage"]["status"] == "fail" and "storage" in deep.json()["detail"]
+
+
+def test_paths_the_client_knows_but_this_server_does_not_serve(server: LiveServer) -> None:
+    """Every unserved path answers 404 with the model the client declares there, saying why."""
+    import uuid
+
+    from oro_sdk.api.public import get_episode_feedback, get_race_seed_commitment
+    from oro_sdk.models import ArtifactNotFoundError
+
+    from rest_compat.unserved import UNSERVED
+
+    feedback = get_episode_feedback.sync(uuid.uuid4(), client=server.public())
+    assert isinstance(feedback, ArtifactNotFoundError) and "not served by this server" in feedback.detail
+    seed = get_race_seed_commitment.sync(uuid.uuid4(), client=server.public())
+    assert isinstance(seed, RaceNotFoundError) and "not served by this server" in seed.detail
+    with server.http() as http:
+        for method, path, error, _ in UNSERVED:
+            url = path.replace("{episode_result_id}", str(uuid.uuid4())).replace("{race_id}", str(uuid.uuid4()))
+            answer = http.request(method, url.replace("{pack_sha256}", "ab" * 32))
+            assert answer.status_code == 404, (method, path, answer.text)
+            body = answer.json()
+            assert body["error_code"] == error.code.value and "not served by this server" in body["detail"]
