@@ -249,8 +249,13 @@ def test_paths_the_client_knows_but_this_server_does_not_serve(server: LiveServe
     assert isinstance(seed, RaceNotFoundError) and "not served by this server" in seed.detail
     with server.http() as http:
         for method, path, error, _ in UNSERVED:
-            url = path.replace("{episode_result_id}", str(uuid.uuid4())).replace("{race_id}", str(uuid.uuid4()))
-            answer = http.request(method, url.replace("{pack_sha256}", "ab" * 32))
+            for name, value in (
+                ("episode_result_id", uuid.uuid4()),
+                ("race_id", uuid.uuid4()),
+                ("pack_sha256", "ab" * 32),
+            ):
+                path = path.replace("{" + name + "}", str(value))
+            answer = http.request(method, path)
             assert answer.status_code == 404, (method, path, answer.text)
             body = answer.json()
             assert body["error_code"] == error.code.value and "not served by this server" in body["detail"]
