@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -18,11 +21,26 @@ from oro_graph import __version__
 from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.migrations import upgrade
 from oro_graph.runtime import Runtime
-from oro_graph.services import evaluations
+from oro_graph.health import deep_check
+from oro_graph.services import evaluations, races
 from oro_graph.settings import Settings, load_settings
 from oro_graph.storage import LocalStorage
 
 log = logging.getLogger("oro_graph")
+
+
+async def _drive_races(runtime: Runtime) -> None:
+    """The race scheduler: every process ticks, the one holding the database lease acts."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    while True:
+        try:
+            report = await runtime.db.run(races.tick, settings=runtime.settings, holder=holder)
+            for what in ("opened", "closed", "completed"):
+                if getattr(report, what) is not None:
+                    log.info("race scheduler: race %s %s", getattr(report, what), what)
+        except Exception:  # keep driving; the next tick retries
+            log.exception("race scheduler tick failed")
+        await asyncio.sleep(runtime.settings.race_scheduler_seconds)
 
 
 async def _sweep_leases(runtime: Runtime) -> None:
@@ -46,14 +64,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if migrate:
             await run_in_threadpool(upgrade, settings.database_url)
         await runtime.notifier.start(runtime.db, redis_url=settings.redis_url)
-        sweeper = asyncio.create_task(_sweep_leases(runtime))
+        tasks = [asyncio.create_task(_sweep_leases(runtime))]
+        if settings.race_scheduler is not False:
+            tasks.append(asyncio.create_task(_drive_races(runtime)))
         try:
             yield
         finally:
             await runtime.notifier.stop()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             runtime.close()
 
     app = FastAPI(
@@ -80,6 +101,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             body = {"status": "degraded", "database": "unreachable", "version": __version__}
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    @app.get("/health/deep", tags=["public"], summary="Every dependency checked; 503 naming what failed")
+    async def deep_health_check() -> JSONResponse:
+        """Database, Redis, the race scheduler and storage, each checked for real."""
+        checked = await run_in_threadpool(deep_check, runtime)
+        headers = {"Retry-After": "10"} if checked.failed else {}
+        body = checked.body(__version__)
+        if checked.failed:
+            body["detail"] = "failed: " + ", ".join(checked.failed)
+        return JSONResponse(body, status_code=503 if checked.failed else 200, headers=headers)
 
     _mount_artifacts(app, runtime)
     _mount_adapters(app, runtime)

@@ -16,13 +16,17 @@ from oro_graph.errors import OroError
 from oro_graph.models import Role
 from oro_graph.settings import Settings, load_settings
 
-app = typer.Typer(help="oro-graph: GraphQL-first backend and analysis kit for the ORO subnet (SN15).", no_args_is_help=True)
+app = typer.Typer(
+    help="oro-graph: GraphQL-first backend and analysis kit for the ORO subnet (SN15).", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 registry_app = typer.Typer(help="The hotkey registry (who may call what).", no_args_is_help=True)
 suites_app = typer.Typer(help="Problem suites.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(registry_app, name="registry")
 app.add_typer(suites_app, name="suites")
+races_app = typer.Typer(help="Races: the competition that decides emissions.", no_args_is_help=True)
+app.add_typer(races_app, name="races")
 console = Console(stderr=True)
 
 
@@ -46,7 +50,11 @@ def _fail(message: str) -> typer.Exit:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     )
 
 
@@ -85,8 +93,12 @@ def _redacted(url: str) -> str:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")] = 1,
-    demo: Annotated[bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")
+    ] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")
+    ] = False,
 ) -> None:
     """Run the server: /graphql, the /v1 REST paths, /docs and /health."""
     import os
@@ -96,10 +108,16 @@ def serve(
     settings = _settings()
     db = _database(settings)
     if demo:
-        _fill_demo(db, settings, seed=7, miners=None, validators=None, runs=None, manifest=None, only_if_empty=True)
+        _fill_demo(
+            db, settings, seed=7, miners=None, validators=None, runs=None, manifest=None, only_if_empty=True
+        )
+        # A served demo world stays as generated unless the operator asks for the race scheduler.
+        os.environ.setdefault("ORO_RACE_SCHEDULER", "false")
     db.dispose()
     if workers > 1 and not settings.redis_url:
-        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process")
+        console.print(
+            "[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process"
+        )
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
@@ -133,7 +151,9 @@ def _fill_demo(
     if only_if_empty and not demo_world.is_empty(db):
         console.print("database already has data; --demo left it as it is")
         return
-    sizes = {k: v for k, v in {"miners": miners, "validators": validators, "runs": runs}.items() if v is not None}
+    sizes = {
+        k: v for k, v in {"miners": miners, "validators": validators, "runs": runs}.items() if v is not None
+    }
     with _progress() as progress:
         task = progress.add_task("demo world", total=None)
 
@@ -158,7 +178,15 @@ def demo_data(
     """Generate a realistic, deterministic demo world into an empty database."""
     settings = _settings()
     try:
-        _fill_demo(_database(settings), settings, seed=seed, miners=miners, validators=validators, runs=runs, manifest=manifest)
+        _fill_demo(
+            _database(settings),
+            settings,
+            seed=seed,
+            miners=miners,
+            validators=validators,
+            runs=runs,
+            manifest=manifest,
+        )
     except OroError as exc:
         raise _fail(exc.detail) from exc
 
@@ -180,7 +208,9 @@ def registry_add(
 
 
 @registry_app.command("ban")
-def registry_ban(ss58: str, unban: Annotated[bool, typer.Option("--unban", help="Lift the ban.")] = False) -> None:
+def registry_ban(
+    ss58: str, unban: Annotated[bool, typer.Option("--unban", help="Lift the ban.")] = False
+) -> None:
     """Ban (or with --unban, unban) a hotkey."""
     from oro_graph.services import registry
 
@@ -199,13 +229,17 @@ def registry_list(role: Annotated[Role | None, typer.Option()] = None) -> None:
     rows = _database(_settings()).call(registry.list_hotkeys, role)
     table = Table("hotkey", "role", "permit", "banned", "name", "uid")
     for row in rows:
-        table.add_row(row.ss58, row.role, str(row.validator_permit), str(row.banned), row.name or "", str(row.uid or ""))
+        table.add_row(
+            row.ss58, row.role, str(row.validator_permit), str(row.banned), row.name or "", str(row.uid or "")
+        )
     Console(width=200).print(table)
 
 
 @registry_app.command("sync")
 def registry_sync(
-    url: Annotated[str, typer.Option(help="Subtensor node websocket URL, e.g. wss://entrypoint-finney.opentensor.ai:443")],
+    url: Annotated[
+        str, typer.Option(help="Subtensor node websocket URL, e.g. wss://entrypoint-finney.opentensor.ai:443")
+    ],
     netuid: Annotated[int, typer.Option(help="Subnet id.")] = 15,
 ) -> None:
     """Make the registry match the subnet's hotkeys and validator permits on chain."""
@@ -234,7 +268,9 @@ def suites_import(
         raise _fail(exc.detail) from exc
     verb = "imported" if result.created else "already present as"
     state = "active" if result.suite.is_active else "inactive"
-    console.print(f"{verb} suite {result.suite.id} (version {result.suite.version}, {result.problems} problems, {state})")
+    console.print(
+        f"{verb} suite {result.suite.id} (version {result.suite.version}, {result.problems} problems, {state})"
+    )
 
 
 @suites_app.command("list")
@@ -262,8 +298,12 @@ def suites_activate(suite_id: int) -> None:
 
 @app.command()
 def mirror(
-    source: Annotated[str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")],
-    suite_id: Annotated[int | None, typer.Option(help="Suite to copy (default: the source's current suite).")] = None,
+    source: Annotated[
+        str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")
+    ],
+    suite_id: Annotated[
+        int | None, typer.Option(help="Suite to copy (default: the source's current suite).")
+    ] = None,
 ) -> None:
     """Copy another server's public data into this database (incremental and idempotent)."""
     from oro_graph import mirror as mirroring
@@ -281,7 +321,9 @@ def mirror(
             counts = mirroring.mirror(db, source, suite_id=suite_id, progress=advance)
         except mirroring.MirrorError as exc:
             raise _fail(str(exc)) from exc
-    console.print(f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}")
+    console.print(
+        f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}"
+    )
 
 
 @app.command("export-schema")
@@ -309,3 +351,75 @@ def schema_diff(
         Console().print("no breaking or dangerous changes")
     if result.breaking:
         raise typer.Exit(code=1)
+
+
+def _race_row(table: Table, race) -> None:  # type: ignore[no-untyped-def]
+    table.add_row(
+        str(race.race_number),
+        str(race.id),
+        str(race.suite_id),
+        race.status,
+        str(race.qualifier_count),
+        "" if race.winner_score is None else f"{race.winner_score:.4f}",
+        race.created_at.isoformat(timespec="seconds"),
+    )
+
+
+def _race_command(fn, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings()
+    try:
+        race = _database(settings).call(fn, **kwargs)
+    except OroError as exc:
+        raise _fail(exc.detail) from exc
+    table = Table("number", "id", "suite", "status", "qualifiers", "winner score", "opened")
+    _race_row(table, race)
+    Console(width=200).print(table)
+
+
+@races_app.command("list")
+def races_list(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
+    """List races, the live one first."""
+    from oro_graph.services import races
+
+    db = _database(_settings())
+    table = Table("number", "id", "suite", "status", "qualifiers", "winner score", "opened")
+    current = db.call(races.current_race)
+    if current is not None and current.race.status in ("QUALIFYING_OPEN", "RACE_RUNNING"):
+        _race_row(table, current.race)
+    for view in db.call(races.race_history, limit=limit).races:
+        _race_row(table, view.race)
+    Console(width=200).print(table)
+
+
+@races_app.command("open")
+def races_open(
+    suite_id: Annotated[int | None, typer.Option(help="Suite (default: the active one).")] = None,
+) -> None:
+    """Open qualifying for a new race now."""
+    from oro_graph.services import races
+
+    _race_command(races.open_race, settings=_settings(), suite_id=suite_id)
+
+
+@races_app.command("close-qualifying")
+def races_close_qualifying() -> None:
+    """Close qualifying of the open race: freeze the field, draw the problems, hand out race work."""
+    from oro_graph.services import races
+
+    _race_command(races.close_qualifying, settings=_settings())
+
+
+@races_app.command("complete")
+def races_complete() -> None:
+    """Complete the running race now: rank the finishers, crown the winner."""
+    from oro_graph.services import races
+
+    _race_command(races.complete_race, settings=_settings())
+
+
+@races_app.command("cancel")
+def races_cancel() -> None:
+    """Cancel the live race (nobody wins; the top agent does not change)."""
+    from oro_graph.services import races
+
+    _race_command(races.cancel_race)

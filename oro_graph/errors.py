@@ -32,6 +32,12 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    RACE_NOT_FOUND = "RACE_NOT_FOUND"
+    RACE_LOCKED = "RACE_LOCKED"
+    RACE_IN_FLIGHT = "RACE_IN_FLIGHT"
+    NOT_VERSION_OWNER = "NOT_VERSION_OWNER"
+    NO_SELECTION = "NO_SELECTION"
+    NOT_SERVED = "NOT_SERVED"
 
 
 class OroError(Exception):
@@ -175,3 +181,33 @@ class Forbidden(OroError):
 class ServiceUnavailable(OroError):
     code = ErrorCode.SERVICE_UNAVAILABLE
     status = 503
+
+
+class RaceNotFound(OroError):
+    code = ErrorCode.RACE_NOT_FOUND
+    status = 404
+
+
+class RaceLocked(OroError):
+    code = ErrorCode.RACE_LOCKED
+    status = 409
+
+
+class RaceInFlight(OroError):
+    code = ErrorCode.RACE_IN_FLIGHT
+    status = 409
+
+
+class NotVersionOwner(OroError):
+    code = ErrorCode.NOT_VERSION_OWNER
+    status = 403
+
+
+class NoSelection(OroError):
+    code = ErrorCode.NO_SELECTION
+    status = 404
+
+
+class NotServed(OroError):
+    code = ErrorCode.NOT_SERVED
+    status = 404

@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     submit_rate_limit: str = "1/minute"
     graphql_debug: bool = False
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
+    # Races (see the README's "Races"): the cycle, the field, the draw and X of Y race runs.
+    race_scheduler: bool | None = None  # None: on, except under `serve --demo`
+    race_scheduler_seconds: float = Field(default=30.0, gt=0)
+    race_qualifying_hours: float = Field(default=24.0, gt=0)
+    race_max_hours: float = Field(default=48.0, gt=0)
+    race_interval_hours: float = Field(default=0.0, ge=0)
+    race_max_qualifiers: int = Field(default=20, ge=1, le=1000)
+    race_problems: int = Field(default=10, ge=1)
+    race_required_successes: int = Field(default=2, ge=1, le=100)
+    race_max_attempts: int = Field(default=4, ge=1, le=1000)
+    race_threshold_half_life_hours: float = Field(default=168.0, gt=0)
+    # The public validator's split of its weights (t_top to the winner, t_burn to uid 0).
+    weight_top_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    weight_burn_share: float = Field(default=0.75, ge=0.0, le=1.0)
+    tao_per_day_top: float | None = Field(default=None, ge=0)  # the top miner's TAO a day, if known
+    tao_price_usd: float | None = Field(default=None, gt=0)
     workers: int = Field(default=1, ge=1)  # set by `oro-graph serve --workers N` for its processes
 
     @field_validator("database_url")
@@ -82,6 +98,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _race_attempts(self) -> Settings:
+        if self.race_max_attempts < self.race_required_successes:
+            raise ValueError("ORO_RACE_MAX_ATTEMPTS must be at least ORO_RACE_REQUIRED_SUCCESSES")
+        return self
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> Settings:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from oro_graph.errors import ErrorCode as E
-from oro_graph.services import agents, artifacts, evaluations, leaderboard, suites, validators
+from oro_graph.services import agents, artifacts, evaluations, leaderboard, races, suites, validators
 from rest_compat import schemas
 from rest_compat.deps import RuntimeDep
 from rest_compat.errors import documented
@@ -41,7 +41,8 @@ async def get_leaderboard(
     runtime: RuntimeDep,
     suite_id: int | None = None,
     score_type: Annotated[
-        str, Query(description="accepted for compatibility; scores are final scores")
+        Literal["qualifying", "race"],
+        Query(description="qualifying: final scores; race: the latest completed race's finishers by race rank"),
     ] = "qualifying",
     limit: Annotated[int, Query(ge=1, le=leaderboard.MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -50,9 +51,12 @@ async def get_leaderboard(
     ] = None,
 ) -> schemas.LeaderboardResponse:
     """Eligible versions of a suite (the active one by default), best final score first."""
-    page = await runtime.db.run(
-        leaderboard.leaderboard_page, suite_id=suite_id, limit=limit, offset=offset, q=q
-    )
+    if score_type == "race":
+        page = await runtime.db.run(races.race_board, suite_id=suite_id, limit=limit, offset=offset)
+    else:
+        page = await runtime.db.run(
+            leaderboard.leaderboard_page, suite_id=suite_id, limit=limit, offset=offset, q=q
+        )
     return schemas.LeaderboardResponse.of(page, runtime.settings)
 
 

@@ -88,6 +88,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         required_successes=2,
         max_active_runs_per_validator=1,
         lease_seconds=300,
+        race_scheduler=False,  # tests drive races themselves; the scheduler's own tests turn it on
     )
 
 

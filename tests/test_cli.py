@@ -128,3 +128,21 @@ def test_schema_diff_exits_1_on_breaking_changes(env):
     assert broken.exit_code == 1 and "BREAKING" in broken.output and "b" in broken.output
     same = invoke("schema-diff", str(old), str(old))
     assert same.exit_code == 0 and "no breaking or dangerous changes" in same.output
+
+
+def test_races_cycle_from_the_cli(env):
+    from tests.factories import suite_json
+
+    suite = env / "suite.json"
+    suite.write_bytes(suite_json(4))
+    assert invoke("suites", "import", str(suite), "--activate").exit_code == 0
+    assert "no race is open" in invoke("races", "close-qualifying").output
+    opened = invoke("races", "open")
+    assert opened.exit_code == 0 and "QUALIFYING_OPEN" in opened.output, opened.output
+    again = invoke("races", "open")
+    assert again.exit_code == 1 and "still QUALIFYING_OPEN" in again.output
+    # nobody qualified: closing qualifying cancels the race
+    closed = invoke("races", "close-qualifying")
+    assert closed.exit_code == 0 and "CANCELLED" in closed.output, closed.output
+    assert "CANCELLED" in invoke("races", "list").output
+    assert invoke("races", "complete").exit_code == 1

@@ -7,12 +7,15 @@ from oro_graph.models.base import (
     AgentVersionState,
     ExecutionKind,
     ProblemStatus,
+    QualificationType,
+    RaceStatus,
     Role,
     RunStatus,
     utcnow,
 )
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
+from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
 from oro_graph.models.suites import Problem, Suite
 
@@ -31,7 +34,13 @@ __all__ = [
     "Problem",
     "ProblemResult",
     "ProblemStatus",
+    "QualificationType",
+    "Race",
+    "RaceQualifier",
+    "RaceSelection",
+    "RaceStatus",
     "Role",
+    "SchedulerLease",
     "RunStatus",
     "Suite",
     "TopAgentHistory",

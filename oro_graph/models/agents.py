@@ -41,14 +41,39 @@ class AgentVersion(SQLModel, table=True):
 
 
 class WorkItem(SQLModel, table=True):
-    """One per version: X successful runs out of however many validators it takes."""
+    """What a version needs from validators: X successful runs by distinct validators.
+
+    Qualifying work (``race_id`` null, one per version) has no cap on attempts; race work (one per
+    qualifier of a race) gets at most ``max_attempts`` finished runs, so X of Y.
+    """
+
+    __table_args__ = (
+        Index(
+            "ux_workitem_qualifying",
+            "agent_version_id",
+            unique=True,
+            postgresql_where=text("race_id IS NULL"),
+            sqlite_where=text("race_id IS NULL"),
+        ),
+        Index(
+            "ux_workitem_race",
+            "race_id",
+            "agent_version_id",
+            unique=True,
+            postgresql_where=text("race_id IS NOT NULL"),
+            sqlite_where=text("race_id IS NOT NULL"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    agent_version_id: uuid.UUID = Field(foreign_key="agentversion.id", unique=True)
+    agent_version_id: uuid.UUID = Field(foreign_key="agentversion.id")
     suite_id: int = Field(foreign_key="suite.id", index=True)
+    race_id: uuid.UUID | None = Field(default=None, foreign_key="race.id")
     required_successes: int
     included_successes: int = 0
     active_runs: int = 0
+    max_attempts: int | None = None  # race work: finished runs (successful or not) it may take
+    failed_attempts: int = 0
     is_closed: bool = Field(default=False, index=True)
     created_at: datetime = time_field(default_factory=utcnow, index=True)
     closed_at: datetime | None = time_field(nullable=True)

@@ -79,6 +79,27 @@ ACTIVE_RUN_STATUSES = (RunStatus.CLAIMED, RunStatus.RUNNING)
 TERMINAL_RUN_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMED_OUT)
 
 
+class RaceStatus(StrEnum):
+    QUALIFYING_OPEN = "QUALIFYING_OPEN"
+    RACE_RUNNING = "RACE_RUNNING"
+    RACE_COMPLETE = "RACE_COMPLETE"
+    CANCELLED = "CANCELLED"
+
+    @classmethod
+    def live(cls) -> tuple[RaceStatus, ...]:
+        """Races that have not ended: at most one per server at a time."""
+        return (cls.QUALIFYING_OPEN, cls.RACE_RUNNING)
+
+    @classmethod
+    def ended(cls) -> tuple[RaceStatus, ...]:
+        return (cls.RACE_COMPLETE, cls.CANCELLED)
+
+
+class QualificationType(StrEnum):
+    SCORED = "SCORED"  # its qualifying score reached the race's threshold
+    INCUMBENT = "INCUMBENT"  # the reigning winner, entered automatically
+
+
 class ProblemStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"

@@ -25,6 +25,7 @@ class EvaluationRun(SQLModel, table=True):
     agent_version_id: uuid.UUID = Field(foreign_key="agentversion.id")
     validator_hotkey: str = Field(max_length=64)
     suite_id: int = Field(foreign_key="suite.id", index=True)
+    race_id: uuid.UUID | None = Field(default=None, foreign_key="race.id", index=True)  # race work
     status: str = enum_field(RunStatus.CLAIMED)
     claimed_at: datetime = time_field(default_factory=utcnow)
     lease_expires_at: datetime = time_field()

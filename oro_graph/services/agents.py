@@ -211,7 +211,9 @@ def latest_versions_by_agent_ids(session: Session, ids: Iterable[uuid.UUID]) -> 
 
 
 def work_items_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkItem]:
-    rows = session.exec(select(WorkItem).where(col(WorkItem.agent_version_id).in_(list(ids))))
+    rows = session.exec(
+        select(WorkItem).where(col(WorkItem.agent_version_id).in_(list(ids)), col(WorkItem.race_id).is_(None))
+    )
     return {row.agent_version_id: row for row in rows}
 
 
@@ -240,7 +242,9 @@ def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None =
     version = get_version(session, version_id, owner=owner)
     agent = session.get(Agent, version.agent_id)
     assert agent is not None  # foreign key
-    work = session.exec(select(WorkItem).where(WorkItem.agent_version_id == version.id)).first()
+    work = session.exec(
+        select(WorkItem).where(WorkItem.agent_version_id == version.id, col(WorkItem.race_id).is_(None))
+    ).first()
     return VersionView(version=version, agent=agent, work_item=work)
 
 

@@ -44,7 +44,7 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.services import suites
-from oro_graph.services import agents, events
+from oro_graph.services import agents, events, races
 from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
@@ -204,9 +204,12 @@ def _lock_open_work_item(session: Session, validator_hotkey: str, attempts: int 
         .where(
             col(WorkItem.is_closed).is_(False),
             WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
+            col(WorkItem.max_attempts).is_(None)
+            | (WorkItem.included_successes + WorkItem.failed_attempts + WorkItem.active_runs < WorkItem.max_attempts),
             ~already_ran,
         )
-        .order_by(col(WorkItem.created_at), col(WorkItem.id))
+        # Race work before qualifying work, then the oldest first.
+        .order_by(col(WorkItem.race_id).is_(None), col(WorkItem.created_at), col(WorkItem.id))
         .limit(1)
     )
     work = session.exec(candidates.with_for_update(skip_locked=True)).first()
@@ -264,6 +267,7 @@ def claim_work(
         agent_version_id=version.id,
         validator_hotkey=validator_hotkey,
         suite_id=work.suite_id,
+        race_id=work.race_id,
         status=RunStatus.CLAIMED,
         claimed_at=now,
         lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
@@ -473,7 +477,7 @@ def complete_run(
     if terminal_status == RunStatus.SUCCESS and not work.is_closed:
         run.is_included = True
         work.included_successes += 1
-        if work.included_successes >= work.required_successes:
+        if work.included_successes >= work.required_successes and work.race_id is None:
             session.add(run)
             session.flush()
             scores = session.exec(
@@ -502,6 +506,8 @@ def complete_run(
     )
     if became_eligible:
         on_version_eligible(session, version, settings=settings, now=now)
+    if work.race_id is not None:
+        races.on_race_run_finished(session, work, run, settings=settings, now=now)
     return Completion(run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score)
 
 

@@ -29,11 +29,11 @@ INVARIANTS: dict[str, str] = {
     "eligible_score_not_mean_of_included": (
         "SELECT count(*) FROM agentversion v WHERE v.state = 'ELIGIBLE' AND (v.final_score IS NULL OR "
         "abs(v.final_score - (SELECT avg(r.validator_score) FROM evaluationrun r "
-        "WHERE r.agent_version_id = v.id AND r.is_included)) > 1e-9)"
+        "WHERE r.agent_version_id = v.id AND r.is_included AND r.race_id IS NULL)) > 1e-9)"
     ),
     "eligible_without_closed_work_item": (
         "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
-        "WHERE v.state = 'ELIGIBLE' AND NOT w.is_closed"
+        "WHERE v.state = 'ELIGIBLE' AND NOT w.is_closed AND w.race_id IS NULL"
     ),
     "several_current_top_agents": (
         "SELECT count(*) FROM (SELECT suite_id FROM topagenthistory WHERE replaced_at IS NULL "

@@ -30,6 +30,7 @@ class BoardRow:
     is_current_top: bool
     was_top: bool
     top_at: datetime | None
+    race_score: float | None = None  # on the race board (score_type=race)
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,21 @@ def leaderboard_page(
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
         .where(eligible)
     ).one()
-    since = (as_of or now) - timedelta(hours=24)
-    submitted = session.exec(
-        select(func.count())
-        .select_from(AgentVersion)
-        .where(AgentVersion.suite_id == suite.id, col(AgentVersion.submitted_at) >= since)
-        .where(col(AgentVersion.submitted_at) <= (as_of or now))
-    ).one()
+    submitted = submitted_since(session, suite.id or 0, as_of or now)
     out = board_rows(session, suite.id or 0, rows, as_of=as_of)
     return BoardPage(suite, out, total, limit, offset, unique_miners, submitted)
+
+
+def submitted_since(session: Session, suite_id: int, at: datetime) -> int:
+    """Versions submitted to a suite in the 24 hours up to ``at``."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(AgentVersion)
+            .where(AgentVersion.suite_id == suite_id, col(AgentVersion.submitted_at) >= at - timedelta(hours=24))
+            .where(col(AgentVersion.submitted_at) <= at)
+        ).one()
+    )
 
 
 def board_rows(
@@ -145,13 +152,13 @@ def top_agent(
 ) -> TopAgent:
     """The reigning top agent (or the one reigning at ``as_of``) of a suite."""
     suite = suites.resolve_suite(session, suite_id)
-    reign = _reign_at(session, suite.id or 0, as_of)
+    reign = reign_at(session, suite.id or 0, as_of)
     version = session.get(AgentVersion, reign.agent_version_id) if reign else None
     agent = session.get(Agent, version.agent_id) if version else None
     return TopAgent(suite.id or 0, as_of or utcnow(), reign, version, agent, settings.challenge_threshold)
 
 
-def _reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
+def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
     stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
     if as_of is None:
         stmt = stmt.where(col(TopAgentHistory.replaced_at).is_(None))
@@ -168,7 +175,33 @@ def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAge
     return list(session.exec(stmt))
 
 
-def _lock_suite_board(session: Session, suite_id: int) -> None:
+@dataclass(frozen=True)
+class TopReign:
+    reign: TopAgentHistory
+    version: AgentVersion
+    agent: Agent
+
+
+@dataclass(frozen=True)
+class TopReigns:
+    suite: Suite
+    reigns: list[TopReign]
+
+
+def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
+    """Every reign of a suite's top agents with its version and agent, newest first."""
+    suite = suites.resolve_suite(session, suite_id)
+    rows = session.exec(
+        select(TopAgentHistory, AgentVersion, Agent)
+        .join(AgentVersion, col(AgentVersion.id) == TopAgentHistory.agent_version_id)
+        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
+        .where(TopAgentHistory.suite_id == suite.id)
+        .order_by(col(TopAgentHistory.top_at).desc(), col(TopAgentHistory.id).desc())
+    ).all()
+    return TopReigns(suite, [TopReign(r, v, a) for r, v, a in rows])
+
+
+def lock_suite_board(session: Session, suite_id: int) -> None:
     """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id})
@@ -179,7 +212,7 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
 
     Runs under the per-suite board lock, so board events get ids in the order the board changed.
     """
-    _lock_suite_board(session, version.suite_id)
+    lock_suite_board(session, version.suite_id)
     session.flush()
     rank = _ahead_of(session, version.suite_id, None, version) + 1
     events.record(
@@ -211,15 +244,20 @@ def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, 
     """Crown the best eligible version unless the incumbent still stands.
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
-    ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent.
+    ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent. From a
+    suite's first completed race on, races crown the top agent instead (services/races.py).
     """
-    _lock_suite_board(session, suite_id)
+    from oro_graph.services.races import has_completed_race
+
+    lock_suite_board(session, suite_id)
+    if has_completed_race(session, suite_id):
+        return reign_at(session, suite_id, None)
     best = session.exec(
         select(AgentVersion)
         .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)
         .order_by(*board_order())
     ).first()
-    current = _reign_at(session, suite_id, None)
+    current = reign_at(session, suite_id, None)
     if best is None or best.final_score is None:
         return current
     if current is not None:

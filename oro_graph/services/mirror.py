@@ -244,7 +244,9 @@ def upsert_version(
     session.flush()
     included = sum(1 for r in runs if r.is_included)
     active = sum(1 for r in runs if r.status in ("CLAIMED", "RUNNING"))
-    work = session.exec(select(WorkItem).where(WorkItem.agent_version_id == version.id)).first()
+    work = session.exec(
+        select(WorkItem).where(WorkItem.agent_version_id == version.id, col(WorkItem.race_id).is_(None))
+    ).first()
     values = {
         "agent_version_id": version.id,
         "suite_id": version.suite_id,

@@ -152,6 +152,7 @@ def _scores(window: Window, suite_id: int | None = None):  # type: ignore[no-unt
         .where(
             EvaluationRun.status == RunStatus.SUCCESS.value,
             col(EvaluationRun.is_included).is_(True),
+            col(EvaluationRun.race_id).is_(None),
             col(EvaluationRun.validator_score).is_not(None),
             window.clause(),
             in_suite,
@@ -279,7 +280,11 @@ def score_intervals_by_version_ids(
     ids = list(dict.fromkeys(ids))
     if not ids:
         return {}
-    included = and_(col(EvaluationRun.agent_version_id).in_(ids), col(EvaluationRun.is_included).is_(True))
+    included = and_(
+        col(EvaluationRun.agent_version_id).in_(ids),
+        col(EvaluationRun.is_included).is_(True),
+        col(EvaluationRun.race_id).is_(None),
+    )
     stamps = {
         vid: (count, str(newest))
         for vid, count, newest in session.execute(
@@ -309,7 +314,11 @@ def score_intervals_by_version_ids(
                 ProblemResult.score,
             )
             .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
-            .where(col(EvaluationRun.agent_version_id).in_(missing), col(EvaluationRun.is_included).is_(True))
+            .where(
+                col(EvaluationRun.agent_version_id).in_(missing),
+                col(EvaluationRun.is_included).is_(True),
+                col(EvaluationRun.race_id).is_(None),
+            )
         ):
             rows[vid].append((problem, status, score))
         if len(_interval_cache) > 10_000:

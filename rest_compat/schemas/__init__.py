@@ -21,6 +21,16 @@ from rest_compat.schemas.queue import (
     ValidatorCurrentAgent,
     ValidatorPublic,
 )
+from rest_compat.schemas.races import (
+    MinerRaceSelectionRequest,
+    RaceCurrentResponse,
+    RaceDetailResponse,
+    RaceHistoryResponse,
+    RaceValidatorVarianceResponse,
+    TopHistoryEntry,
+    TopHistoryResponse,
+    TopMinerPayoutResponse,
+)
 from rest_compat.schemas.suites import (
     LeaderboardEntry,
     LeaderboardResponse,
@@ -59,6 +69,14 @@ from rest_compat.schemas.work import (
 )
 
 __all__ = [
+    "MinerRaceSelectionRequest",
+    "RaceCurrentResponse",
+    "RaceDetailResponse",
+    "RaceHistoryResponse",
+    "RaceValidatorVarianceResponse",
+    "TopHistoryEntry",
+    "TopHistoryResponse",
+    "TopMinerPayoutResponse",
     "AgentLatestVersion",
     "AgentPublic",
     "AgentVersionHistoryEntry",

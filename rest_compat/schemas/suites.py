@@ -87,6 +87,7 @@ class LeaderboardEntry(Schema):
     miner_hotkey: str
     version_number: int
     final_score: float
+    race_score: float | None = None
     eligible_at: datetime | None = None
     is_discarded: bool = False
     is_current_top: bool = False
@@ -102,6 +103,7 @@ class LeaderboardEntry(Schema):
             miner_hotkey=row.agent.miner_hotkey,
             version_number=row.version.version_number,
             final_score=row.version.final_score or 0.0,
+            race_score=row.race_score,
             eligible_at=row.version.eligible_at,
             is_discarded=row.version.state == AgentVersionState.DISCARDED,
             is_current_top=row.is_current_top,

@@ -43,10 +43,12 @@ class ClaimWorkResponse(Schema):
     lease_expires_at: datetime
     code_download_url: str
     code_sha256: str = Field(description="SHA-256 of the agent file behind code_download_url")
+    race_id: uuid.UUID | None = Field(default=None, description="the race this run is race work for, if any")
 
     @classmethod
     def of(cls, claim: Claim) -> ClaimWorkResponse:
         return cls(
+            race_id=claim.run.race_id,
             eval_run_id=claim.run.id,
             agent_version_id=claim.run.agent_version_id,
             suite_id=claim.run.suite_id,

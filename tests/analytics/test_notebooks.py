@@ -56,6 +56,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         "ORO_DATA_DIR": str(root / "state"),
         "ORO_RATE_LIMIT_PER_MINUTE": "100000",
         "ORO_LEASE_SWEEP_SECONDS": "0.5",  # settle the world's in-flight leases before the notebooks read
+        "ORO_RACE_SCHEDULER": "false",  # the world stays as generated, as under `serve --demo`
         "MPLBACKEND": "Agg",
     }
     manifest = root / "manifest.json"
