@@ -88,6 +88,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         required_successes=2,
         max_active_runs_per_validator=1,
         lease_seconds=300,
+        # Most tests are about other rules; the inference tests (tests/support/inference.py) turn it on.
+        require_inference_credential=False,
     )
 
 

@@ -64,7 +64,14 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
-        self.env.update({"ORO_PUBLIC_BASE_URL": self.base_url, "PYTHONUNBUFFERED": "1", **env})
+        self.env.update(
+            {
+                "ORO_PUBLIC_BASE_URL": self.base_url,
+                "PYTHONUNBUFFERED": "1",
+                "ORO_REQUIRE_INFERENCE_CREDENTIAL": "false",  # these worlds store no inference credentials
+                **env,
+            }
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> ServerProcess:
