@@ -11,11 +11,11 @@ from sqlmodel import select
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.models import EvaluationRun, InferenceCredential, RunStatus, WorkItem
 from oro_graph.runtime import Runtime
-from oro_graph.services import credentials, evaluations, inference
+from oro_graph.services import credentials, inference
 from oro_graph.services.credentials import Readiness
 from tests.factories import make_world, submit
-from tests.support.inference import oauth_server, runtime_for, store_chutes, store_openrouter, token_runtime  # noqa: F401
-from tests.support.oauth import BASE_URL, CLIENT_SECRET, REDIRECT_URI, TokenServer
+from tests.support.inference import runtime_for, store_chutes, store_openrouter
+from tests.support.oauth import BASE_URL, CLIENT_SECRET, REDIRECT_URI
 
 VERIFIER = "v" * 50
 
@@ -59,7 +59,11 @@ def test_claim_mints_rotates_and_caches_the_access_token(token_runtime, oauth_se
     assert new_refresh != original and oauth_server.current_refresh_tokens() == {new_refresh}
     with rt.db.session() as session:
         row = session.get(InferenceCredential, (alice, "chutes"))
-        assert row is not None and row.access_ciphertext and grant.access_token.encode() not in row.access_ciphertext
+        assert (
+            row is not None
+            and row.access_ciphertext
+            and grant.access_token.encode() not in row.access_ciphertext
+        )
         assert row.last_refreshed_at is not None and row.error_code is None
 
     # The second validator's claim reuses the cached token: no second provider call.
@@ -157,7 +161,10 @@ def test_a_revoked_refresh_token_releases_the_run_and_the_version_waits(token_ru
     store_chutes(rt, alice, oauth_server)
     got = claim(rt, validator)  # the same validator may claim it: the released run was no attempt
     assert got is not None and got.claim.run.agent_version_id == version and got.grant is not None
-    assert rt.db.call(credentials.miner_inference, hotkey=alice, settings=rt.settings).readiness == Readiness.READY
+    assert (
+        rt.db.call(credentials.miner_inference, hotkey=alice, settings=rt.settings).readiness
+        == Readiness.READY
+    )
 
 
 def test_a_provider_that_is_down_costs_one_timeout_then_the_breaker_answers(runtime, oauth_server):
@@ -183,7 +190,9 @@ def test_a_provider_that_is_down_costs_one_timeout_then_the_breaker_answers(runt
             assert "circuit open" in fast.value.detail and 1 <= fast.value.extra["remaining_seconds"] <= 2
         assert oauth_server.calls.total == 1
         with rt.db.session() as session:
-            statuses = session.exec(select(EvaluationRun.status).where(EvaluationRun.agent_version_id == version)).all()
+            statuses = session.exec(
+                select(EvaluationRun.status).where(EvaluationRun.agent_version_id == version)
+            ).all()
         assert statuses == [RunStatus.CANCELLED.value] * 3 and work_row(rt, version).active_runs == 0
 
         # It recovers: once the breaker closes, the next claim refreshes and gets a token.
@@ -191,7 +200,10 @@ def test_a_provider_that_is_down_costs_one_timeout_then_the_breaker_answers(runt
         rt.inference.breaker.close("chutes")  # instead of sleeping out the 2 s
         got = claim(rt, world.validators[0])
         assert got is not None and got.grant is not None and got.claim.run.agent_version_id == version
-        assert rt.db.call(credentials.miner_inference, hotkey=alice, settings=rt.settings).readiness == Readiness.READY
+        assert (
+            rt.db.call(credentials.miner_inference, hotkey=alice, settings=rt.settings).readiness
+            == Readiness.READY
+        )
     finally:
         rt.close()
 
@@ -241,7 +253,7 @@ def test_two_processes_refreshing_one_credential_make_one_provider_call(runtime,
             start.wait()
             try:
                 grants.append(inference.mint(rt.db, rt.inference, miner_hotkey=alice))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:  # reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=mint, args=(rt,)) for rt in (one, two)]
@@ -290,7 +302,9 @@ def test_the_default_provider_is_minted_from_first(token_runtime, oauth_server):
         rt.db.call(credentials.set_default_provider, hotkey=alice, provider="acme")
 
 
-def test_without_the_requirement_a_miner_without_a_credential_is_offered_without_a_token(runtime, oauth_server):
+def test_without_the_requirement_a_miner_without_a_credential_is_offered_without_a_token(
+    runtime, oauth_server
+):
     rt = runtime_for(runtime, oauth_server, require_inference_credential=False)
     try:
         world = make_world(rt)
@@ -312,10 +326,15 @@ def test_exchanging_an_authorization_code_stores_the_refresh_token(token_runtime
             rt.db, rt.inference, **{**exchange, "redirect_uri": "https://evil.example/cb"}, code="x"
         )
     with pytest.raises(ValidationFailed, match="RFC 7636"):
-        inference.exchange_chutes_code(rt.db, rt.inference, **{**exchange, "code_verifier": "short"}, code="x")
+        inference.exchange_chutes_code(
+            rt.db, rt.inference, **{**exchange, "code_verifier": "short"}, code="x"
+        )
     with pytest.raises(ValidationFailed, match="refused the authorization code"):
         inference.exchange_chutes_code(rt.db, rt.inference, **exchange, code="not-issued")
-    assert oauth_server.calls.exchange == 1 and not rt.db.call(credentials.credential_status, hotkey=alice).connected
+    assert (
+        oauth_server.calls.exchange == 1
+        and not rt.db.call(credentials.credential_status, hotkey=alice).connected
+    )
 
     code = oauth_server.issue_code(VERIFIER)
     status = inference.exchange_chutes_code(rt.db, rt.inference, **exchange, code=code)
@@ -324,7 +343,9 @@ def test_exchanging_an_authorization_code_stores_the_refresh_token(token_runtime
     # The access token the exchange brought is cached: the first claim needs no refresh.
     submit(rt, alice)
     got = claim(rt, world.validators[0])
-    assert got is not None and got.grant is not None and got.grant.access_token == oauth_server.issued_access[-1]
+    assert (
+        got is not None and got.grant is not None and got.grant.access_token == oauth_server.issued_access[-1]
+    )
     assert oauth_server.calls.refresh == 0
 
 

@@ -54,6 +54,10 @@ def store_chutes(rt: Runtime, hotkey: str, server: TokenServer) -> str:
 
 def store_openrouter(rt: Runtime, hotkey: str, key: str = "sk-or-test-key-0123456789") -> str:
     rt.db.call(
-        credentials.store_credential, hotkey=hotkey, token=key, secret=rt.settings.secret, provider="openrouter"
+        credentials.store_credential,
+        hotkey=hotkey,
+        token=key,
+        secret=rt.settings.secret,
+        provider="openrouter",
     )
     return key

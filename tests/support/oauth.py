@@ -40,7 +40,9 @@ class TokenServer:
     calls: Calls = field(default_factory=Calls)
     refresh_tokens: set[str] = field(default_factory=set)  # currently valid
     issued_access: list[str] = field(default_factory=list)
-    codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # code -> (verifier, redirect, refresh)
+    codes: dict[str, tuple[str, str, str]] = field(
+        default_factory=dict
+    )  # code -> (verifier, redirect, refresh)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _release: threading.Event = field(default_factory=threading.Event)
     _httpd: ThreadingHTTPServer | None = None
@@ -129,7 +131,11 @@ class TokenServer:
             if grant == "authorization_code":
                 self.calls.exchange += 1
                 found = self.codes.pop(form.get("code", ""), None)
-                if found is None or found[0] != form.get("code_verifier") or found[1] != form.get("redirect_uri"):
+                if (
+                    found is None
+                    or found[0] != form.get("code_verifier")
+                    or found[1] != form.get("redirect_uri")
+                ):
                     self.calls.refused += 1
                     return 400, {"error": "invalid_grant"}
                 return 200, self._tokens(found[2])
@@ -154,7 +160,7 @@ class TokenServer:
 
 def _handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length).decode()
             form = {key: values[0] for key, values in parse_qs(raw).items()}
