@@ -296,3 +296,53 @@ def test_public_answers_never_carry_a_secret(live, oauth_server):
     for page in pages:
         for secret in secrets:
             assert secret not in page.text, page.url
+
+
+def test_the_graph_answers_service_unavailable_and_keeps_the_miner_view_in_step(live, oauth_server):
+    rt = live.runtime
+    store = (
+        "mutation($t: String!, $p: String!) { storeInferenceCredential(token: $t, provider: $p) { __typename "
+        "... on StoreInferenceCredentialSuccess { provider isDefault } ... on ValidationError { message } } }"
+    )
+    view = "{ myInferenceAuth { readiness defaultProvider credentials { provider connected usable lastRefreshErrorCode } } }"
+    claim = "mutation { claimWork { __typename ... on ServiceUnavailableError { code message } } }"
+    with live.http() as http:
+
+        def gql(document: str, name: str, variables: dict[str, str] | None = None) -> dict:
+            answer = http.post(
+                "/graphql",
+                json={"query": document, "variables": variables or {}},
+                headers=sign_headers(keypair(name)),
+            )
+            return answer.json()["data"]
+
+        unknown = gql(store, "Alice", {"t": KEY, "p": "acme"})["storeInferenceCredential"]
+        assert (
+            unknown["__typename"] == "ValidationError" and "unknown inference provider" in unknown["message"]
+        )
+        refresh = oauth_server.issue_refresh_token()
+        stored = gql(store, "Alice", {"t": refresh, "p": "chutes"})["storeInferenceCredential"]
+        assert stored == {
+            "__typename": "StoreInferenceCredentialSuccess",
+            "provider": "chutes",
+            "isDefault": True,
+        }
+        # The REST view and the graph's agree.
+        with live.signed("Alice") as client:
+            assert get_chutes_auth_status.sync(client=client).connected
+
+        submit(rt, hotkey("Alice"))
+        oauth_server.revoke_all()
+        answer = gql(claim, "Charlie")["claimWork"]
+        assert answer["__typename"] == "ServiceUnavailableError" and answer["code"] == "SERVICE_UNAVAILABLE"
+        assert "released" in answer["message"]
+        mine = gql(view, "Alice")["myInferenceAuth"]
+        assert mine["readiness"] == "REFRESH_REFUSED" and mine["defaultProvider"] == "chutes"
+        chutes = next(c for c in mine["credentials"] if c["provider"] == "chutes")
+        assert chutes == {
+            "provider": "chutes",
+            "connected": True,
+            "usable": False,
+            "lastRefreshErrorCode": "REFRESH_REFUSED",
+        }
+        assert refresh not in json.dumps(mine)
