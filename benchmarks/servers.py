@@ -145,6 +145,7 @@ def ours_env(database: str, port: int, data_dir: Path) -> dict[str, str]:
         ORO_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         ORO_SUBMISSION_COOLDOWN_SECONDS="0",
         ORO_RACE_SCHEDULER="false",  # the workloads measure the lifecycle, not races
+        ORO_REQUIRE_INFERENCE_CREDENTIAL="false",  # the load worlds store no inference credentials
         PYTHONUNBUFFERED="1",
     )
     env.pop("ORO_GRAPHQL_DEBUG", None)

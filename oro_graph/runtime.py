@@ -11,6 +11,7 @@ from oro_graph.dataversion import DataVersion
 from oro_graph.db import Database
 from oro_graph.notify import Notifier
 from oro_graph.ratelimit import RateLimits
+from oro_graph.services.inference import Inference
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, make_storage
 
@@ -25,6 +26,7 @@ class Runtime:
     notifier: Notifier = field(default_factory=Notifier)
     data_version: DataVersion = field(default_factory=DataVersion)
     rate_limits: RateLimits | None = None
+    inference: Inference | None = None  # the inference provider's client and circuit breaker
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -52,9 +54,12 @@ class Runtime:
             storage=make_storage(settings),
             verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
             redis=redis_client,
+            inference=Inference(settings, redis_client),
         )
 
     def close(self) -> None:
+        if self.inference is not None:
+            self.inference.close()
         self.db.dispose()
         self.data_version.close()
         if self.redis is not None:

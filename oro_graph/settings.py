@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     weight_burn_share: float = Field(default=0.75, ge=0.0, le=1.0)
     tao_per_day_top: float | None = Field(default=None, ge=0)  # the top miner's TAO a day, if known
     tao_price_usd: float | None = Field(default=None, gt=0)
+    # Inference credentials: validators get an access token minted from the miner's stored credential.
+    require_inference_credential: bool = True  # offer only versions whose miner has a usable credential
+    chutes_token_url: str = "https://api.chutes.ai/idp/token"
+    chutes_client_id: str | None = None  # unset: Chutes refresh tokens cannot be minted here
+    chutes_client_secret: str | None = Field(default=None, repr=False)
+    chutes_base_url: str = "https://llm.chutes.ai/v1"
+    chutes_redirect_uris: str = ""  # comma-separated allow-list for the authorization-code exchange
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    inference_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    inference_token_margin_seconds: int = Field(default=60, ge=0)
+    inference_breaker_seconds: int = Field(default=30, ge=1)
     workers: int = Field(default=1, ge=1)  # set by `oro-graph serve --workers N` for its processes
 
     @field_validator("database_url")
@@ -98,6 +109,18 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("chutes_token_url", "chutes_base_url", "openrouter_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def redirect_uris(self) -> frozenset[str]:
+        """ORO_CHUTES_REDIRECT_URIS as a set (exact matches only, RFC 6749 section 4.1.3)."""
+        return frozenset(uri.strip() for uri in self.chutes_redirect_uris.split(",") if uri.strip())
 
     @model_validator(mode="after")
     def _race_attempts(self) -> Settings:

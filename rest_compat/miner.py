@@ -6,10 +6,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from oro_graph.errors import ErrorCode as E
 from oro_graph.errors import RateLimitExceeded
-from oro_graph.services import agents, credentials
+from oro_graph.services import agents, credentials, inference
 from rest_compat import schemas
 from rest_compat.deps import MinerHotkey, RateLimitsDep, RuntimeDep, SignedHotkey
 from rest_compat.errors import documented
@@ -86,16 +87,20 @@ async def list_agent_versions(
 async def get_owned_agent_version_status(
     agent_version_id: uuid.UUID, hotkey: MinerHotkey, runtime: RuntimeDep
 ) -> schemas.AgentVersionStatus:
-    """The status of one of the caller's versions (another miner's version is not found)."""
-    view = await runtime.db.run(agents.version_view, agent_version_id, owner=hotkey)
-    return schemas.AgentVersionStatus.of(view, runtime.settings)
+    """The status of one of the caller's versions (another miner's version is not found), with
+    whether it waits for an inference credential (``waiting_for_inference_credential``) and why."""
+    status = await runtime.db.run(
+        inference.owned_version_status, agent_version_id, owner=hotkey, settings=runtime.settings
+    )
+    return schemas.AgentVersionStatus.of(status.view, runtime.settings, status)
 
 
 @router.post("/chutes-auth")
 async def store_chutes_token(
     body: schemas.StoreChutesTokenRequest, hotkey: MinerHotkey, runtime: RuntimeDep
 ) -> dict[str, bool]:
-    """Store the caller's Chutes refresh token, encrypted; it is never returned."""
+    """Store the caller's Chutes refresh token, encrypted; it is never returned. (The same store as
+    ``POST /v1/miner/inference-auth/chutes``.)"""
     await runtime.db.run(
         credentials.store_credential, hotkey=hotkey, token=body.refresh_token, secret=runtime.settings.secret
     )
@@ -106,7 +111,86 @@ async def store_chutes_token(
 async def get_chutes_auth_status(
     hotkey: MinerHotkey, runtime: RuntimeDep
 ) -> schemas.ChutesAuthStatusResponse:
-    """Whether the caller has stored a Chutes token, and when."""
+    """Whether the caller has stored a Chutes token, when, and whether claims can mint from it."""
     return schemas.ChutesAuthStatusResponse.of(
-        await runtime.db.run(credentials.credential_status, hotkey=hotkey)
+        await runtime.db.run(credentials.credential_status, hotkey=hotkey, settings=runtime.settings)
     )
+
+
+@router.get("/inference-auth")
+async def list_inference_auth(hotkey: MinerHotkey, runtime: RuntimeDep) -> schemas.InferenceAuthListResponse:
+    """Every provider's credential status for the caller, its default provider, and whether its
+    versions are offered to validators (``readiness``) or wait, and why."""
+    view = await runtime.db.run(credentials.miner_inference, hotkey=hotkey, settings=runtime.settings)
+    return schemas.InferenceAuthListResponse.of(view)
+
+
+@router.patch("/inference-auth/default")
+async def set_default_inference_provider(
+    body: schemas.SetDefaultProviderRequest, hotkey: MinerHotkey, runtime: RuntimeDep
+) -> dict[str, str | None]:
+    """Choose which connected provider claims mint tokens from (422 if unknown or not connected)."""
+    provider = await runtime.db.run(credentials.set_default_provider, hotkey=hotkey, provider=body.provider)
+    return {"default_provider": provider}
+
+
+@router.get("/inference-auth/{provider}")
+async def get_inference_auth_status_one(
+    provider: str, hotkey: MinerHotkey, runtime: RuntimeDep
+) -> schemas.InferenceAuthStatusResponse:
+    """The caller's credential for one provider (``connected: false`` if none; 422 for an unknown
+    provider)."""
+    status = await runtime.db.run(
+        credentials.credential_status, hotkey=hotkey, provider=provider, settings=runtime.settings
+    )
+    return schemas.InferenceAuthStatusResponse.of(status)
+
+
+@router.post("/inference-auth/{provider}")
+async def store_inference_credential(
+    provider: str, body: schemas.StoreInferenceCredentialRequest, hotkey: MinerHotkey, runtime: RuntimeDep
+) -> dict[str, bool]:
+    """Store the caller's credential for a provider (a Chutes refresh token or an OpenRouter API
+    key), encrypted; it is never returned. Replacing one clears a refusal of the old one."""
+    status = await runtime.db.run(
+        credentials.store_credential,
+        hotkey=hotkey,
+        token=body.credential,
+        secret=runtime.settings.secret,
+        provider=provider,
+    )
+    return {"success": True, "connected": status.connected}
+
+
+@router.delete("/inference-auth/{provider}")
+async def delete_inference_credential(
+    provider: str, hotkey: MinerHotkey, runtime: RuntimeDep
+) -> dict[str, str | None]:
+    """Forget the caller's credential for a provider (a 200 saying ``not connected`` if there was none)."""
+    existed, default = await runtime.db.run(credentials.delete_credential, hotkey=hotkey, provider=provider)
+    return {
+        "provider": provider,
+        "status": "deleted" if existed else "not connected",
+        "default_provider": default,
+    }
+
+
+@router.post("/chutes/exchange-code", responses=documented({503: [E.SERVICE_UNAVAILABLE]}))
+async def exchange_chutes_code(
+    body: schemas.ExchangeChutesCodeRequest, hotkey: MinerHotkey, runtime: RuntimeDep
+) -> schemas.ExchangeChutesCodeResponse:
+    """Finish the Chutes sign-in: exchange the authorization code (with its PKCE verifier) for a
+    refresh token, stored encrypted. 422 says why the exchange was refused (a redirect URI not in
+    ORO_CHUTES_REDIRECT_URIS, a bad verifier, a code the provider refused)."""
+    assert runtime.inference is not None
+    await run_in_threadpool(
+        inference.exchange_chutes_code,
+        runtime.db,
+        runtime.inference,
+        hotkey=hotkey,
+        code=body.code,
+        code_verifier=body.code_verifier,
+        redirect_uri=body.redirect_uri,
+    )
+    view = await runtime.db.run(credentials.miner_inference, hotkey=hotkey, settings=runtime.settings)
+    return schemas.ExchangeChutesCodeResponse(ok=True, default_provider=view.default_provider)

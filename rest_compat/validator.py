@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
-from oro_graph.services import artifacts, evaluations
+from oro_graph.services import artifacts, evaluations, inference
 from rest_compat import schemas
 from rest_compat.deps import RuntimeDep, ValidatorHotkey
 from rest_compat.errors import documented
@@ -28,20 +29,30 @@ LEASE_GONE = {410: [E.LEASE_EXPIRED]}
 @router.post(
     "/work/claim",
     response_model=schemas.ClaimWorkResponse,
-    responses={204: {"description": "No work is available now"}, **documented({409: [E.AT_CAPACITY]})},
+    responses={
+        204: {"description": "No work is available now"},
+        **documented({409: [E.AT_CAPACITY], 503: [E.SERVICE_UNAVAILABLE]}),
+    },
 )
 async def claim_work(
     hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.ClaimWorkRequest | None = None
 ) -> schemas.ClaimWorkResponse | Response:
-    """Lease the oldest version that still needs a run from this validator; 204 when there is none."""
-    claim = await runtime.db.run(
-        evaluations.claim_work,
+    """Lease the oldest version that still needs a run from this validator; 204 when there is none.
+
+    The answer carries an inference token minted from the miner's credential (``inference_token``,
+    and ``chutes_access_token`` for Chutes). If none can be minted, the run is released and the
+    answer is 503 with Retry-After."""
+    assert runtime.inference is not None
+    got = await run_in_threadpool(
+        inference.claim_with_grant,
+        runtime.db,
+        runtime.inference,
         validator_hotkey=hotkey,
         settings=runtime.settings,
         storage=runtime.storage,
         metrics=body.metrics() if body else None,
     )
-    return schemas.ClaimWorkResponse.of(claim) if claim else Response(status_code=204)
+    return schemas.ClaimWorkResponse.of(got.claim, got.grant) if got else Response(status_code=204)
 
 
 @router.post(

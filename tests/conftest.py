@@ -23,6 +23,9 @@ from oro_graph.migrations import upgrade
 from oro_graph.runtime import Runtime
 from oro_graph.settings import Settings
 
+# oauth_server, token_runtime: a local OAuth token server and a runtime minting from it.
+pytest_plugins = ["tests.support.inference"]
+
 PG_URL = os.environ.get("ORO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ORO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -89,6 +92,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         max_active_runs_per_validator=1,
         lease_seconds=300,
         race_scheduler=False,  # tests drive races themselves; the scheduler's own tests turn it on
+        # Most tests are about other rules; the inference tests (tests/support/inference.py) turn it on.
+        require_inference_credential=False,
     )
 
 

@@ -12,12 +12,12 @@ from strawberry import relay
 from strawberry.file_uploads import Upload
 
 from oro_graph import models
-from oro_graph.graphql import errors as e
 from oro_graph.errors import RateLimitExceeded
+from oro_graph.graphql import errors as e
 from oro_graph.graphql.context import Info
-from oro_graph.graphql.reliability import ScoreInterval
 from oro_graph.graphql.enums import AgentVersionState, ArtifactType, ReleaseState
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, edge_connection
+from oro_graph.graphql.reliability import ScoreInterval
 from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
 from oro_graph.services import agents, artifacts, credentials
@@ -331,6 +331,22 @@ class WorkItem(relay.Node):
 
 @strawberry.type
 class AgentQuery:
+    @strawberry.field(
+        description="The calling miner's inference credentials (never their secrets) and whether its "
+        "versions are offered to validators or wait, and why. Signed (X-Hotkey, X-Timestamp, X-Nonce, X-Signature), "
+        "miners only."
+    )
+    async def my_inference_auth(self, info: Info) -> MinerInferenceAuth:
+        hotkey = await info.context.require(Role.MINER)
+        runtime = info.context.runtime
+        view = await runtime.db.run(credentials.miner_inference, hotkey=hotkey, settings=runtime.settings)
+        return MinerInferenceAuth(
+            readiness=view.readiness,
+            detail=view.detail,
+            default_provider=view.default_provider,
+            credentials=[InferenceCredentialStatus.of(c) for c in view.credentials],
+        )
+
     @strawberry.field(description="One agent version by its UUID or global id; null if there is none.")
     async def agent_version(self, info: Info, id: NodeRef) -> AgentVersion | None:
         key = parse_node_id(str(id), "AgentVersion", uuid_id)
@@ -393,6 +409,71 @@ SubmitAgentResult = Annotated[
 class StoreInferenceCredentialSuccess:
     connected: bool = strawberry.field(description="Always true after a store.")
     updated_at: datetime | None = strawberry.field(description="When it was stored (UTC).")
+    provider: str = strawberry.field(description="The provider it is for: chutes or openrouter.")
+    is_default: bool = strawberry.field(description="Whether claims mint from this provider first.")
+
+
+InferenceReadiness = strawberry.enum(
+    credentials.Readiness,
+    name="InferenceReadiness",
+    description="Whether validators can get an inference token for a miner's versions, and if not, why. "
+    "NO_CREDENTIAL, REFRESH_REFUSED and PROVIDER_NOT_CONFIGURED make its open versions wait (they are not "
+    "offered to validators); PROVIDER_UNAVAILABLE means the last refresh failed on the provider's side and "
+    "claims keep trying.",
+)
+
+
+@strawberry.type(description="One provider's credential as its miner sees it; the secret is never returned.")
+class InferenceCredentialStatus:
+    provider: str = strawberry.field(
+        description="chutes (an OAuth refresh token) or openrouter (an API key)."
+    )
+    connected: bool = strawberry.field(description="Whether a credential is stored for this provider.")
+    updated_at: datetime | None = strawberry.field(description="When it was last stored (UTC).")
+    is_default: bool = strawberry.field(description="Whether claims mint from this provider first.")
+    usable: bool = strawberry.field(
+        description="Whether claims can mint from it: stored, not refused by the provider, and the "
+        "provider is configured here."
+    )
+    last_refreshed_at: datetime | None = strawberry.field(
+        description="The last successful token refresh (UTC)."
+    )
+    last_refresh_error_code: InferenceReadiness | None = strawberry.field(
+        description="REFRESH_REFUSED or PROVIDER_UNAVAILABLE when the last refresh failed; null otherwise."
+    )
+    last_refresh_error: str | None = strawberry.field(description="Why the last refresh failed, for people.")
+    last_refresh_error_at: datetime | None = strawberry.field(
+        description="When the last refresh failed (UTC)."
+    )
+
+    @classmethod
+    def of(cls, status: credentials.CredentialStatus) -> InferenceCredentialStatus:
+        return cls(
+            provider=status.provider,
+            connected=status.connected,
+            updated_at=status.updated_at,
+            is_default=status.is_default,
+            usable=status.usable,
+            last_refreshed_at=status.last_refreshed_at,
+            last_refresh_error_code=credentials.Readiness(status.error_code) if status.error_code else None,
+            last_refresh_error=status.error_detail,
+            last_refresh_error_at=status.error_at,
+        )
+
+
+@strawberry.type(
+    description="The calling miner's inference credentials and whether its versions are offered."
+)
+class MinerInferenceAuth:
+    readiness: InferenceReadiness = strawberry.field(
+        description="READY, or why validators cannot get a token for this miner "
+        "(its open versions then wait)."
+    )
+    detail: str = strawberry.field(description="The readiness in a sentence, saying what to do about it.")
+    default_provider: str | None = strawberry.field(description="The provider claims mint from first.")
+    credentials: list[InferenceCredentialStatus] = strawberry.field(
+        description="One entry per known provider, connected or not."
+    )
 
 
 StoreInferenceCredentialResult = Annotated[
@@ -461,13 +542,22 @@ class AgentMutation:
         )
 
     @strawberry.mutation(
-        description="Store the calling miner's inference token (encrypted at rest). Signed, miners only."
+        description="Store the calling miner's inference credential (encrypted at rest; it replaces the one "
+        "stored for that provider and clears a refusal of it). The same store as the REST "
+        "`/v1/miner/chutes-auth` and `/v1/miner/inference-auth/{provider}`. Signed, miners only."
     )
     async def store_inference_credential(
         self,
         info: Info,
-        token: Annotated[str, strawberry.argument(description="The refresh token, 1-8192 characters.")],
-        provider: Annotated[str, strawberry.argument(description="The inference provider.")] = "chutes",
+        token: Annotated[
+            str,
+            strawberry.argument(
+                description="A Chutes OAuth refresh token or an OpenRouter API key, 1-8192 characters."
+            ),
+        ],
+        provider: Annotated[
+            str, strawberry.argument(description="The inference provider: chutes or openrouter.")
+        ] = "chutes",
     ) -> StoreInferenceCredentialResult:
         hotkey = await info.context.require(Role.MINER)
         runtime = info.context.runtime
@@ -478,7 +568,12 @@ class AgentMutation:
             secret=runtime.settings.secret,
             provider=provider,
         )
-        return StoreInferenceCredentialSuccess(connected=status.connected, updated_at=status.updated_at)
+        return StoreInferenceCredentialSuccess(
+            connected=status.connected,
+            updated_at=status.updated_at,
+            provider=status.provider,
+            is_default=status.is_default,
+        )
 
     @strawberry.mutation(
         description="A short-lived download URL for a released version's code or its run logs. Public."

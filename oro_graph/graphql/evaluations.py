@@ -9,6 +9,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from starlette.concurrency import run_in_threadpool
 from strawberry import relay
 from strawberry.scalars import JSON
 
@@ -30,7 +31,7 @@ from oro_graph.graphql.pagination import (
 )
 from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
-from oro_graph.services import artifacts, evaluations, pages
+from oro_graph.services import artifacts, evaluations, inference, pages
 from oro_graph.services.pages import RunFilter
 
 if TYPE_CHECKING:
@@ -331,10 +332,26 @@ def _metrics(value: MetricsInput | None) -> evaluations.Metrics | None:
     return value.to_domain() if value else None
 
 
+@strawberry.type(
+    description="An inference token minted for one run, for the validator holding its lease only."
+)
+class InferenceToken:
+    provider: str = strawberry.field(description="Who minted it: chutes or openrouter.")
+    access_token: str = strawberry.field(description="The bearer credential to present at `baseUrl`.")
+    base_url: str = strawberry.field(description="The OpenAI-compatible inference API to call with it.")
+    expires_at: datetime = strawberry.field(description="When it stops being usable (UTC).")
+
+
 @strawberry.type(description="A lease on a version to evaluate.")
 class ClaimWorkSuccess:
     code_download_url: str = strawberry.field(description="Where to download the agent's code (short-lived).")
     code_sha256: str = strawberry.field(description="SHA-256 the downloaded code must have.")
+    inference_token: InferenceToken | None = strawberry.field(
+        default=None,
+        description="The token to run the agent's inference with, minted from its miner's credential; "
+        "null only when the server does not require one (ORO_REQUIRE_INFERENCE_CREDENTIAL=false) and the "
+        "miner has none.",
+    )
     _run: strawberry.Private[models.EvaluationRun]
 
     @strawberry.field(description="The new run.")
@@ -352,8 +369,12 @@ class NoWorkAvailable:
 
 
 ClaimWorkResult = Annotated[
-    ClaimWorkSuccess | NoWorkAvailable | e.AtCapacityError,
-    strawberry.union("ClaimWorkResult", description="A lease, no work, or why the validator may not claim."),
+    ClaimWorkSuccess | NoWorkAvailable | e.AtCapacityError | e.ServiceUnavailableError,
+    strawberry.union(
+        "ClaimWorkResult",
+        description="A lease, no work, or why the validator may not claim. SERVICE_UNAVAILABLE: no inference "
+        "token could be minted (the run was released; claim again later).",
+    ),
 ]
 
 RUN_ERRORS = e.EvalRunNotFoundError | e.NotRunOwnerError | e.RunAlreadyCompleteError | e.LeaseExpiredError
@@ -488,17 +509,34 @@ class EvaluationMutation:
     async def claim_work(self, info: Info, metrics: Metrics = None) -> ClaimWorkResult:
         hotkey = await info.context.require(Role.VALIDATOR)
         runtime = info.context.runtime
-        claim = await runtime.db.run(
-            evaluations.claim_work,
+        assert runtime.inference is not None
+        got = await run_in_threadpool(
+            inference.claim_with_grant,
+            runtime.db,
+            runtime.inference,
             validator_hotkey=hotkey,
             settings=runtime.settings,
             storage=runtime.storage,
             metrics=_metrics(metrics),
         )
-        if claim is None:
+        if got is None:
             return NoWorkAvailable(message="no version needs a run from this validator now")
+        grant = got.grant
+        token = (
+            InferenceToken(
+                provider=grant.provider,
+                access_token=grant.access_token,
+                base_url=grant.base_url,
+                expires_at=grant.expires_at,
+            )
+            if grant is not None and grant.expires_at is not None
+            else None
+        )
         return ClaimWorkSuccess(
-            code_download_url=claim.code_download_url, code_sha256=claim.code_sha256, _run=claim.run
+            code_download_url=got.claim.code_download_url,
+            code_sha256=got.claim.code_sha256,
+            inference_token=token,
+            _run=got.claim.run,
         )
 
     @strawberry.mutation(

@@ -41,9 +41,19 @@ class ValidatorState(SQLModel, table=True):
 
 
 class InferenceCredential(SQLModel, table=True):
-    """A miner's inference token, encrypted at rest; never returned or logged."""
+    """A miner's inference credential (a refresh token or an API key), encrypted at rest; never
+    returned or logged. Its row is also the lock that makes refreshes of it single-flight."""
 
     miner_hotkey: str = Field(primary_key=True, max_length=64)
     provider: str = Field(default="chutes", primary_key=True, max_length=32)
     ciphertext: bytes
     updated_at: datetime = time_field(default_factory=utcnow)
+    is_default: bool = False  # the provider claims mint from (else the most recently stored usable one)
+    access_ciphertext: bytes | None = None  # the cached access token, encrypted
+    access_expires_at: datetime | None = time_field(nullable=True)
+    last_refreshed_at: datetime | None = time_field(nullable=True)
+    # Why the last mint failed: REFRESH_REFUSED makes the credential unusable until a new one is
+    # stored; PROVIDER_UNAVAILABLE is informational (the next claim tries again).
+    error_code: str | None = Field(default=None, max_length=32)
+    error_detail: str | None = Field(default=None, max_length=500)
+    error_at: datetime | None = time_field(nullable=True)

@@ -44,7 +44,7 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.services import suites
-from oro_graph.services import agents, events, races
+from oro_graph.services import agents, credentials, events, races
 from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
@@ -189,7 +189,9 @@ def _settle_version_state(session: Session, work: WorkItem) -> None:
     session.add(version)
 
 
-def _lock_open_work_item(session: Session, validator_hotkey: str, attempts: int = 5) -> WorkItem | None:
+def _lock_open_work_item(
+    session: Session, validator_hotkey: str, settings: Settings, attempts: int = 5
+) -> WorkItem | None:
     """Lock the oldest work item with a free slot that this validator has not run.
 
     First with SKIP LOCKED, so concurrent claimers spread over different items. If every open
@@ -197,17 +199,27 @@ def _lock_open_work_item(session: Session, validator_hotkey: str, attempts: int 
     release it with slots to spare, and a validator should not be told "no work" while there is.
     """
     already_ran = exists().where(
-        EvaluationRun.work_item_id == WorkItem.id, EvaluationRun.validator_hotkey == validator_hotkey
+        EvaluationRun.work_item_id == WorkItem.id,
+        EvaluationRun.validator_hotkey == validator_hotkey,
+        EvaluationRun.status != RunStatus.CANCELLED.value,  # released runs count as no attempt
     )
+    conditions = [
+        col(WorkItem.is_closed).is_(False),
+        WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
+        col(WorkItem.max_attempts).is_(None)  # race work: X of at most Y finished runs
+        | (WorkItem.included_successes + WorkItem.failed_attempts + WorkItem.active_runs < WorkItem.max_attempts),
+        ~already_ran,
+    ]
+    if settings.require_inference_credential:
+        # A version whose miner has no usable credential waits: a validator cannot run it without a token.
+        conditions.append(
+            exists()
+            .where(AgentVersion.id == WorkItem.agent_version_id, Agent.id == AgentVersion.agent_id)
+            .where(credentials.usable_clause(Agent.miner_hotkey, settings))
+        )
     candidates = (
         select(WorkItem)
-        .where(
-            col(WorkItem.is_closed).is_(False),
-            WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
-            col(WorkItem.max_attempts).is_(None)
-            | (WorkItem.included_successes + WorkItem.failed_attempts + WorkItem.active_runs < WorkItem.max_attempts),
-            ~already_ran,
-        )
+        .where(*conditions)
         # Race work before qualifying work, then the oldest first.
         .order_by(col(WorkItem.race_id).is_(None), col(WorkItem.created_at), col(WorkItem.id))
         .limit(1)
@@ -256,7 +268,7 @@ def claim_work(
             f"validator holds {active} active run(s); the limit is {settings.max_active_runs_per_validator}. "
             "Complete or let a run expire before claiming again"
         )
-    work = _lock_open_work_item(session, validator_hotkey)
+    work = _lock_open_work_item(session, validator_hotkey, settings)
     if work is None:
         session.add(state)
         return None
@@ -289,6 +301,25 @@ def claim_work(
     )
     url = storage.download_url(version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds))
     return Claim(run=run, code_download_url=url.url, code_sha256=version.code_sha256)
+
+
+@writes
+def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: datetime | None = None) -> bool:
+    """Undo a claim whose validator cannot run it (no inference token): the run is CANCELLED, the
+    work item's slot is given back, and the validator may claim the same version again."""
+    now = now or utcnow()
+    run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
+    if run is None or run.status not in ACTIVE_RUN_STATUSES:
+        return False
+    work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
+    _change_status(session, run, RunStatus.CANCELLED, now)
+    run.completed_at = now
+    run.failure_reason = reason[:1000]
+    work.active_runs = max(0, work.active_runs - 1)
+    session.add_all([run, work])
+    _settle_version_state(session, work)
+    session.flush()
+    return True
 
 
 def _owned_live_run(session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime) -> EvaluationRun:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from oro_graph.models import AgentVersion, AgentVersionState
 from oro_graph.services.agents import Admission, MinerOverview
-from oro_graph.services.credentials import CredentialStatus
+from oro_graph.services.credentials import CredentialStatus, MinerInference, Readiness
 from rest_compat.schemas.base import Schema
 
 
@@ -101,7 +101,89 @@ class StoreChutesTokenRequest(Schema):
 class ChutesAuthStatusResponse(Schema):
     connected: bool
     updated_at: datetime | None = None
+    usable: bool = Field(
+        default=False, description="claims can mint from it (stored, not refused, provider configured)"
+    )
+    last_refresh_error: str | None = Field(
+        default=None, description="why the last token refresh failed, if it did"
+    )
 
     @classmethod
     def of(cls, status: CredentialStatus) -> ChutesAuthStatusResponse:
-        return cls(connected=status.connected, updated_at=status.updated_at)
+        return cls(
+            connected=status.connected,
+            updated_at=status.updated_at,
+            usable=status.usable,
+            last_refresh_error=status.error_detail,
+        )
+
+
+class InferenceAuthStatusResponse(Schema):
+    """One provider's credential as its miner sees it: never the secret."""
+
+    connected: bool
+    provider: str
+    updated_at: datetime | None = None
+    is_default: bool = False
+    usable: bool = Field(
+        default=False, description="claims can mint from it (stored, not refused, provider configured)"
+    )
+    last_refreshed_at: datetime | None = Field(default=None, description="the last successful token refresh")
+    last_refresh_error_code: str | None = Field(
+        default=None, description="REFRESH_REFUSED or PROVIDER_UNAVAILABLE"
+    )
+    last_refresh_error: str | None = Field(
+        default=None, description="why the last token refresh failed, if it did"
+    )
+    last_refresh_error_at: datetime | None = None
+
+    @classmethod
+    def of(cls, status: CredentialStatus) -> InferenceAuthStatusResponse:
+        return cls(
+            connected=status.connected,
+            provider=status.provider,
+            updated_at=status.updated_at,
+            is_default=status.is_default,
+            usable=status.usable,
+            last_refreshed_at=status.last_refreshed_at,
+            last_refresh_error_code=status.error_code,
+            last_refresh_error=status.error_detail,
+            last_refresh_error_at=status.error_at,
+        )
+
+
+class InferenceAuthListResponse(Schema):
+    providers: list[InferenceAuthStatusResponse]
+    default_provider: str | None = None
+    readiness: Readiness = Field(
+        description="READY, or why this miner's versions wait instead of being offered"
+    )
+    readiness_detail: str
+
+    @classmethod
+    def of(cls, view: MinerInference) -> InferenceAuthListResponse:
+        return cls(
+            providers=[InferenceAuthStatusResponse.of(s) for s in view.credentials],
+            default_provider=view.default_provider,
+            readiness=view.readiness,
+            readiness_detail=view.detail,
+        )
+
+
+class StoreInferenceCredentialRequest(Schema):
+    credential: str = Field(description="a refresh token (chutes) or an API key (openrouter); never returned")
+
+
+class SetDefaultProviderRequest(Schema):
+    provider: str
+
+
+class ExchangeChutesCodeRequest(Schema):
+    code: str
+    code_verifier: str
+    redirect_uri: str
+
+
+class ExchangeChutesCodeResponse(Schema):
+    ok: bool
+    default_provider: str | None = None

@@ -11,7 +11,9 @@ from pydantic import Field
 from oro_graph.models import AgentVersionState, EvaluationRun, ProblemStatus, RunStatus
 from oro_graph.services import agents
 from oro_graph.services.agents import VersionView
+from oro_graph.services.credentials import Readiness
 from oro_graph.services.evaluations import ProblemMatrix, RunView
+from oro_graph.services.inference import VersionInference
 from oro_graph.settings import Settings
 from oro_graph.storage import SignedUrl
 from rest_compat.schemas.base import JsonObject, Schema
@@ -62,11 +64,26 @@ class AgentVersionStatus(Schema):
     final_score: float | None = None
     release_state: Literal["HIDDEN", "RELEASED"] = "HIDDEN"
     code_available_at: datetime | None = None
+    waiting_for_inference_credential: bool | None = Field(
+        default=None,
+        description="(owner only) not offered to validators until the miner stores a usable inference "
+        "credential",
+    )
+    inference_readiness: Readiness | None = Field(
+        default=None,
+        description="(owner only) READY, or why validators cannot get an inference token for this miner",
+    )
+    inference_readiness_detail: str | None = None
 
     @classmethod
-    def of(cls, view: VersionView, settings: Settings) -> AgentVersionStatus:
+    def of(
+        cls, view: VersionView, settings: Settings, inference: VersionInference | None = None
+    ) -> AgentVersionStatus:
         version, work = view.version, view.work_item
         return cls(
+            waiting_for_inference_credential=inference.waiting if inference else None,
+            inference_readiness=inference.miner.readiness if inference else None,
+            inference_readiness_detail=inference.miner.detail if inference else None,
             agent_version_id=version.id,
             agent_name=view.agent.name,
             miner_hotkey=view.agent.miner_hotkey,

@@ -12,6 +12,7 @@ from oro_graph.models import ProblemStatus
 from oro_graph.services import evaluations
 from oro_graph.services.artifacts import UploadGrant
 from oro_graph.services.evaluations import Claim, Completion
+from oro_graph.services.inference import Grant
 from rest_compat.schemas.base import JsonInput, Schema
 
 
@@ -36,6 +37,28 @@ class HeartbeatRequest(ValidatorMetrics):
     pass
 
 
+class InferenceTokenGrant(Schema):
+    """Per-run inference credential minted at claim time from the miner's stored credential."""
+
+    provider: Literal["chutes", "openrouter"]
+    access_token: str = Field(
+        description="bearer credential to present at base_url; for the lease holder only"
+    )
+    base_url: str = Field(description="OpenAI-compatible inference API base URL")
+    expires_at: datetime = Field(description="when the token stops being usable (UTC)")
+
+    @classmethod
+    def of(cls, grant: Grant | None) -> InferenceTokenGrant | None:
+        if grant is None or grant.expires_at is None:
+            return None
+        return cls(
+            provider=grant.provider,  # type: ignore[arg-type]
+            access_token=grant.access_token,
+            base_url=grant.base_url,
+            expires_at=grant.expires_at,
+        )
+
+
 class ClaimWorkResponse(Schema):
     eval_run_id: uuid.UUID
     agent_version_id: uuid.UUID
@@ -44,9 +67,17 @@ class ClaimWorkResponse(Schema):
     code_download_url: str
     code_sha256: str = Field(description="SHA-256 of the agent file behind code_download_url")
     race_id: uuid.UUID | None = Field(default=None, description="the race this run is race work for, if any")
+    inference_token: InferenceTokenGrant | None = Field(
+        default=None, description="the token to run the agent's inference with (oro-sdk 7)"
+    )
+    chutes_access_token: str | None = Field(
+        default=None,
+        description="the same token when its provider is Chutes (oro-sdk 1.0.50 reads this name)",
+    )
 
     @classmethod
-    def of(cls, claim: Claim) -> ClaimWorkResponse:
+    def of(cls, claim: Claim, grant: Grant | None = None) -> ClaimWorkResponse:
+        token = InferenceTokenGrant.of(grant)
         return cls(
             race_id=claim.run.race_id,
             eval_run_id=claim.run.id,
@@ -55,6 +86,8 @@ class ClaimWorkResponse(Schema):
             lease_expires_at=claim.run.lease_expires_at,
             code_download_url=claim.code_download_url,
             code_sha256=claim.code_sha256,
+            inference_token=token,
+            chutes_access_token=token.access_token if token and token.provider == "chutes" else None,
         )
 
 

@@ -65,7 +65,13 @@ class ServerProcess:
         self.log_path = log_dir / f"server-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
         self.env.update(
-            {"ORO_PUBLIC_BASE_URL": self.base_url, "ORO_RACE_SCHEDULER": "false", "PYTHONUNBUFFERED": "1", **env}
+            {
+                "ORO_PUBLIC_BASE_URL": self.base_url,
+                "PYTHONUNBUFFERED": "1",
+                "ORO_RACE_SCHEDULER": "false",
+                "ORO_REQUIRE_INFERENCE_CREDENTIAL": "false",  # these worlds store no inference credentials
+                **env,
+            }
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
