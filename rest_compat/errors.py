@@ -15,8 +15,8 @@ from typing import Any, Literal, Union
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, create_model
+from starlette.exceptions import HTTPException
 
 from oro_graph.errors import ErrorCode, OroError
 
@@ -85,10 +85,10 @@ def _input_location(request: Request, name: str | None) -> list[str]:
     """FastAPI's ``loc`` for the input an error is about: where the request carried it."""
     if name is None:
         return ["body"]
-    if name in request.path_params:
-        return ["path", name]
-    if name in request.query_params:
-        return ["query", name]
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for where in ("path", "query", "header"):
+        if any(p.alias == name for p in getattr(dependant, f"{where}_params", [])):
+            return [where, name]
     return ["body", name]
 
 

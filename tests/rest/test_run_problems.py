@@ -101,7 +101,9 @@ def test_the_lease_holder_gets_every_problem_whole(imported: LiveServer) -> None
     assert "etag" not in answer.headers and "public" not in answer.headers.get("cache-control", "")
     # and the ids are those the run's progress is reported under
     update = api("validator", "update_progress")
-    entry = model("ProblemProgressUpdate")(problem_id=problems[3].problem_id, status=model("ProblemStatus").SUCCESS, score=0.5)
+    entry = model("ProblemProgressUpdate")(
+        problem_id=problems[3].problem_id, status=model("ProblemStatus").SUCCESS, score=0.5
+    )
     body = model("ProgressUpdateRequest")(problems=[entry])
     assert update.sync(claimed.eval_run_id, client=server.signed("Charlie"), body=body).accepted is True
 
@@ -111,7 +113,9 @@ def test_every_other_caller_is_told_the_run_is_not_found(imported: LiveServer) -
     mine, theirs = claim(server, "Charlie"), claim(server, "Dave")
     charlie = server.signed("Charlie")
     # another validator's run, and a run that does not exist
-    assert "not held by this validator" in refused(get_run_problems.sync_detailed(theirs.eval_run_id, client=charlie))
+    assert "not held by this validator" in refused(
+        get_run_problems.sync_detailed(theirs.eval_run_id, client=charlie)
+    )
     assert "does not exist" in refused(get_run_problems.sync_detailed(uuid.uuid4(), client=charlie))
     # a lease past its end (not swept yet), then swept to STALE
     stmt = (
@@ -127,10 +131,14 @@ def test_every_other_caller_is_told_the_run_is_not_found(imported: LiveServer) -
     done = complete_run.sync(
         theirs.eval_run_id,
         client=server.signed("Dave"),
-        body=model("CompleteRunRequest")(terminal_status=model("TerminalStatus").FAILED, failure_reason="sandbox crashed"),
+        body=model("CompleteRunRequest")(
+            terminal_status=model("TerminalStatus").FAILED, failure_reason="sandbox crashed"
+        ),
     )
     assert done.status == "FAILED"
-    assert "complete" in refused(get_run_problems.sync_detailed(theirs.eval_run_id, client=server.signed("Dave")))
+    assert "complete" in refused(
+        get_run_problems.sync_detailed(theirs.eval_run_id, client=server.signed("Dave"))
+    )
     # signature and role failures keep 401 and 403
     with server.http() as http:
         unsigned = http.get(f"/v1/validator/evaluation-runs/{theirs.eval_run_id}/problems")
@@ -142,8 +150,12 @@ def test_every_other_caller_is_told_the_run_is_not_found(imported: LiveServer) -
 def test_public_answers_never_show_a_problems_answer(imported: LiveServer) -> None:
     server = imported
     claimed = claim(server, "Charlie")
-    suite_id = get_run_problems.sync(claimed.eval_run_id, client=server.signed("Charlie")).problems[0].suite_id
-    problems = "problems(first: 100) { edges { node { id problemId title category difficulty query metadata } } }"
+    suite_id = (
+        get_run_problems.sync(claimed.eval_run_id, client=server.signed("Charlie")).problems[0].suite_id
+    )
+    problems = (
+        "problems(first: 100) { edges { node { id problemId title category difficulty query metadata } } }"
+    )
     graph = {"query": f'{{ suite(id: "{suite_id}") {{ {problems} }} currentSuite {{ {problems} }} }}'}
     with server.http() as http:
         answers = [
