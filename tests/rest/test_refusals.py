@@ -447,7 +447,8 @@ def test_public_answers_where_a_client_declares_no_refusal(server: LiveServer) -
     seed(server.runtime)
     board = api(PUB, "get_leaderboard").sync_detailed(client=server.public())  # type: ignore[union-attr]
     assert board.status_code == 200 and board.parsed.total == 1
-    pending = api(PUB, "get_pending_evaluations").sync_detailed(client=server.public())  # type: ignore[union-attr]
+    pending_path: Any = api(PUB, "get_pending_evaluations")
+    pending = pending_path.sync_detailed(client=server.public())
     assert pending.status_code == 200 and len(pending.parsed.items) == 1
 
 
@@ -456,5 +457,6 @@ def test_a_miner_and_a_validator_path_refuse_the_wrong_role_with_403(server: Liv
     register(server.runtime, "Alice")
     register(server.runtime, "Charlie", Role.VALIDATOR)
     with server.http():
-        answer = api(V, "get_run_problems").sync_detailed(MISSING, client=server.signed("Alice"))  # type: ignore[union-attr]
+        path: Any = api(V, "get_run_problems")
+        answer = path.sync_detailed(MISSING, client=server.signed("Alice"))
     assert answer.status_code == 403 and b"FORBIDDEN" in answer.content
