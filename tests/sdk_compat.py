@@ -66,3 +66,11 @@ def claim_body(**metrics: Any) -> Any:
     if versions is not None:
         body.service_versions = model("ClaimWorkRequestServiceVersionsType0").from_dict(versions)
     return body
+
+
+def wire(parsed: Any, name: str) -> Any:
+    """A field of a parsed answer by its wire name, whether this generation's model has it as an
+    attribute or keeps it among ``additional_properties`` (fields added after 1.0.50)."""
+    if hasattr(parsed, name):
+        return getattr(parsed, name)
+    return parsed.additional_properties[name]
