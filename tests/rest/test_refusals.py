@@ -166,9 +166,9 @@ class Refusal:
     model: str  # the client's model class
     code: str  # error_code in the body
     detail: str = ""  # a word the detail must contain
-    stage: str = (
-        "seeded"  # "empty" (no suite yet), "seeded" (tests.rest.seed), "lapsed" (beta's lease ran out)
-    )
+    # "empty" (no suite yet), "seeded" (tests.rest.seed), "lapsed" (beta's lease ran out)
+    stage: str = "seeded"
+    loc: tuple[str, ...] | None = None  # for a 422: where the input it names is
 
 
 def upload(name: str = "agent", content: bytes = AGENT_SOURCE, file_name: str = "agent.py") -> Any:
@@ -205,7 +205,8 @@ REFUSALS: list[Refusal] = [
     Refusal(PUB, "get_current_suite", "no active suite", lambda m, w: m.sync_detailed(client=w.public),
             404, "SuiteNotFoundError", "SUITE_NOT_FOUND", "no suite is active", stage="empty"),
     Refusal(PUB, "get_leaderboard", "no active suite", lambda m, w: m.sync_detailed(client=w.public),
-            422, "HTTPValidationError", "SUITE_NOT_FOUND", "no suite is active", stage="empty"),
+            422, "HTTPValidationError", "SUITE_NOT_FOUND", "no suite is active", stage="empty",
+            loc=("query", "suite_id")),
     Refusal(M, "submit_agent", "no active suite",
             lambda m, w: m.sync_detailed(client=w.signed("Ferdie"), body=upload()),
             503, "NoActiveSuiteError", "NO_ACTIVE_SUITE", "suites import", stage="empty"),
@@ -214,10 +215,10 @@ REFUSALS: list[Refusal] = [
             404, "SuiteNotFoundError", "SUITE_NOT_FOUND", "999"),
     Refusal(PUB, "get_leaderboard", "unknown suite",
             lambda m, w: m.sync_detailed(client=w.public, suite_id=999),
-            422, "HTTPValidationError", "SUITE_NOT_FOUND", "999"),
+            422, "HTTPValidationError", "SUITE_NOT_FOUND", "999", loc=("query", "suite_id")),
     Refusal(PUB, "get_pending_evaluations", "unknown suite",
             lambda m, w: m.sync_detailed(client=w.public, suite_id=999),
-            422, "HTTPValidationError", "SUITE_NOT_FOUND", "999"),
+            422, "HTTPValidationError", "SUITE_NOT_FOUND", "999", loc=("query", "suite_id")),
     Refusal(PUB, "get_agent_version", "unknown version",
             lambda m, w: m.sync_detailed(MISSING, client=w.public),
             404, "AgentVersionNotFoundError", "AGENT_VERSION_NOT_FOUND", "does not exist"),
@@ -394,6 +395,8 @@ def check(row: Refusal, world: World) -> str | None:
         return f"{where}: error_code {code}, expected {row.code}"
     if row.detail not in detail:
         return f"{where}: detail {detail!r} does not say {row.detail!r}"
+    if row.loc is not None and tuple(parsed.detail[0].loc) != row.loc:
+        return f"{where}: loc {parsed.detail[0].loc}, expected {row.loc}"
     return None
 
 
