@@ -45,6 +45,7 @@ class OroError(Exception):
 
     code: ErrorCode = ErrorCode.VALIDATION_ERROR
     status: int = 400
+    input_name: str | None = None  # the request input it is about, where a REST path answers it as a 422
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -61,6 +62,7 @@ class OroError(Exception):
 class SuiteNotFound(OroError):
     code = ErrorCode.SUITE_NOT_FOUND
     status = 404
+    input_name = "suite_id"
 
 
 class NoActiveSuite(OroError):

@@ -15,12 +15,13 @@ from typing import Any, Literal, Union
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, create_model
+from starlette.exceptions import HTTPException
 
 from oro_graph.errors import ErrorCode, OroError
 
 ERROR_CODES_KEY = "x-error-codes"
+VALIDATION_SCHEMA = "#/components/schemas/HTTPValidationError"
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -52,6 +53,9 @@ def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
             "description": " or ".join(code.value for code in codes),
             ERROR_CODES_KEY: [code.value for code in codes],
         }
+        if status == 422:  # answered in FastAPI's request-validation shape (render_as_validation)
+            del out[status]["model"]
+            out[status]["content"] = {"application/json": {"schema": {"$ref": VALIDATION_SCHEMA}}}
     return out
 
 
@@ -77,17 +81,35 @@ def render(exc: OroError, status: int) -> JSONResponse:
     return JSONResponse(exc.to_body(), status_code=status, headers=headers)
 
 
+def _input_location(request: Request, name: str | None) -> list[str]:
+    """FastAPI's ``loc`` for the input an error is about: where the request carried it."""
+    if name is None:
+        return ["body"]
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for where in ("path", "query", "header"):
+        if any(p.alias == name for p in getattr(dependant, f"{where}_params", [])):
+            return [where, name]
+    return ["body", name]
+
+
+def render_as_validation(request: Request, exc: OroError) -> JSONResponse:
+    """FastAPI's 422 shape (``HTTPValidationError``), which every path with input parses, keeping our code."""
+    item = {
+        "type": "value_error",
+        "loc": _input_location(request, exc.input_name),
+        "msg": exc.detail,
+        "input": None,
+    }
+    return JSONResponse({"detail": [item], "error_code": exc.code.value}, status_code=422)
+
+
 async def oro_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OroError)
     ours, status = _declared_status(request, exc.code)
-    if status is None and ours and exc.code == ErrorCode.VALIDATION_ERROR:
-        # The path's contract has no VALIDATION_ERROR body: report it as request validation,
-        # in FastAPI's 422 shape, which every path with input parses.
-        body = {
-            "detail": [{"type": "value_error", "loc": ["body"], "msg": exc.detail, "input": None}],
-            "error_code": exc.code.value,
-        }
-        return JSONResponse(body, status_code=422)
+    if status == 422 or (status is None and ours and exc.code == ErrorCode.VALIDATION_ERROR):
+        # A path that declares the code as 422 (the client has no other model for it there), or whose
+        # contract has no VALIDATION_ERROR body: report it as request validation.
+        return render_as_validation(request, exc)
     return render(exc, status or exc.status)
 
 

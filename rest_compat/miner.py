@@ -37,7 +37,7 @@ async def submit_agent(
     agent_name: Annotated[
         str, Form(description="unique per miner; a new file under the same name is a new version")
     ],
-    file: Annotated[UploadFile, File(description="the agent: UTF-8 Python source")],
+    file: Annotated[UploadFile, File(description="the agent: UTF-8 Python source in a file named *.py")],
     hotkey: SignedHotkey,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
@@ -61,6 +61,7 @@ async def submit_agent(
         hotkey=hotkey,
         agent_name=agent_name,
         content=content,
+        file_name=file.filename or "",
         settings=runtime.settings,
         storage=runtime.storage,
     )

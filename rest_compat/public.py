@@ -36,7 +36,12 @@ async def get_suite_problems(
     return schemas.SuiteWithProblemsResponse.of(await runtime.db.run(suites.suite_with_problems, suite_id))
 
 
-@router.get("/leaderboard", responses=documented({404: [E.SUITE_NOT_FOUND]}))
+# The clients declare 200 and 422 only on the leaderboard and the pending queue: an unknown suite_id (or
+# no active suite) is a 422 on suite_id there, in FastAPI's shape, with the code SUITE_NOT_FOUND.
+SUITE_ID_INVALID = documented({422: [E.SUITE_NOT_FOUND]})
+
+
+@router.get("/leaderboard", responses=SUITE_ID_INVALID)
 async def get_leaderboard(
     runtime: RuntimeDep,
     suite_id: int | None = None,
@@ -60,10 +65,12 @@ async def get_leaderboard(
     return schemas.LeaderboardResponse.of(page, runtime.settings)
 
 
-@router.get("/top", responses=documented({404: [E.SUITE_NOT_FOUND]}))
+@router.get("/top")
 async def get_top_agent(runtime: RuntimeDep) -> schemas.TopAgentResponse:
-    """The reigning top agent of the active suite (its fields are null while there is none)."""
-    return schemas.TopAgentResponse.of(await runtime.db.run(leaderboard.top_agent, settings=runtime.settings))
+    """The reigning top agent of the active suite (its fields are null while there is none, and
+    ``suite_id`` is 0 while no suite is active)."""
+    top = await runtime.db.run(leaderboard.current_top_agent, settings=runtime.settings)
+    return schemas.TopAgentResponse.of(top)
 
 
 @router.get(
@@ -132,7 +139,7 @@ async def get_running_evaluations(runtime: RuntimeDep) -> list[schemas.RunningEv
     ]
 
 
-@router.get("/evaluations/pending", responses=documented({404: [E.SUITE_NOT_FOUND]}))
+@router.get("/evaluations/pending", responses=SUITE_ID_INVALID)
 async def get_pending_evaluations(
     runtime: RuntimeDep,
     suite_id: int | None = None,

@@ -21,9 +21,6 @@ router = APIRouter(
 )
 
 RUN_NOT_FOUND = {404: [E.EVAL_RUN_NOT_FOUND]}
-# LEASE_EXPIRED is 410 on progress and complete: the client's 409 models there are NOT_RUN_OWNER and
-# RUN_ALREADY_COMPLETE only, and any other 409 body makes it raise while parsing.
-LEASE_GONE = {410: [E.LEASE_EXPIRED]}
 
 
 @router.post(
@@ -55,6 +52,19 @@ async def claim_work(
     return schemas.ClaimWorkResponse.of(got.claim, got.grant) if got else Response(status_code=204)
 
 
+@router.get("/evaluation-runs/{eval_run_id}/problems", responses=documented(RUN_NOT_FOUND))
+async def get_run_problems(
+    eval_run_id: uuid.UUID, hotkey: ValidatorHotkey, runtime: RuntimeDep
+) -> schemas.RunProblemsResponse:
+    """Every problem the run must evaluate, whole (answers included), for the validator holding its lease.
+
+    Any other caller, a lapsed or finished run and an unknown id are all EVAL_RUN_NOT_FOUND; the detail
+    says which.
+    """
+    found = await runtime.db.run(evaluations.run_problems, run_id=eval_run_id, validator_hotkey=hotkey)
+    return schemas.RunProblemsResponse.of(found)
+
+
 @router.post(
     "/evaluation-runs/{eval_run_id}/heartbeat",
     responses=documented({**RUN_NOT_FOUND, 409: [E.LEASE_EXPIRED, E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE]}),
@@ -83,14 +93,15 @@ async def heartbeat(
             400: [E.INVALID_PROBLEM_ID],
             **RUN_NOT_FOUND,
             409: [E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE],
-            **LEASE_GONE,
         }
     ),
 )
 async def update_progress(
     eval_run_id: uuid.UUID, body: schemas.ProgressUpdateRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
 ) -> schemas.ProgressUpdateResponse:
-    """Record per-problem results of a run (upserted by problem; all or nothing)."""
+    """Record per-problem results of a run (upserted by problem; all or nothing).
+
+    A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
     await runtime.db.run(
         evaluations.update_progress,
         run_id=eval_run_id,
@@ -107,14 +118,15 @@ async def update_progress(
             400: [E.MISSING_SCORE, E.VALIDATION_ERROR],
             **RUN_NOT_FOUND,
             409: [E.NOT_RUN_OWNER, E.RUN_ALREADY_COMPLETE],
-            **LEASE_GONE,
         }
     ),
 )
 async def complete_run(
     eval_run_id: uuid.UUID, body: schemas.CompleteRunRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
 ) -> schemas.CompleteRunResponse:
-    """Finish a run; the last success a version needs makes it eligible."""
+    """Finish a run; the last success a version needs makes it eligible.
+
+    A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
     done = await runtime.db.run(
         evaluations.complete_run,
         run_id=eval_run_id,
@@ -144,7 +156,10 @@ async def complete_run(
 async def presign_upload(
     body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
 ) -> schemas.PresignUploadResponse:
-    """A short-lived URL to PUT the logs of one problem of a run this validator holds."""
+    """A short-lived URL to PUT the logs of one problem of a run this validator holds.
+
+    A run that is not live any more (lease lapsed, or finished) is NOT_RUN_OWNER: the validator no longer
+    holds it."""
     grant = await runtime.db.run(
         artifacts.presign_upload,
         validator_hotkey=hotkey,

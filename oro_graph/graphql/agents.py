@@ -506,7 +506,8 @@ RequestArtifactDownloadResult = Annotated[
 class AgentMutation:
     @strawberry.mutation(
         description="Submit an agent file (multipart upload) as a new version of `agentName`. Signed by the "
-        "miner (X-Hotkey, X-Timestamp, X-Nonce, X-Signature); the file must be UTF-8 Python under the size limit."
+        "miner (X-Hotkey, X-Timestamp, X-Nonce, X-Signature); the file must be UTF-8 Python named *.py "
+        "under the size limit."
     )
     async def submit_agent(
         self,
@@ -514,7 +515,10 @@ class AgentMutation:
         agent_name: Annotated[
             str, strawberry.argument(description="Unique per miner; 1-64 of [A-Za-z0-9_.-].")
         ],
-        file: Annotated[Upload, strawberry.argument(description="The agent's Python source file.")],
+        file: Annotated[
+            Upload,
+            strawberry.argument(description="The agent's Python source file; its name must end in .py."),
+        ],
     ) -> SubmitAgentResult:
         hotkey = await info.context.signer()
         runtime = info.context.runtime
@@ -528,6 +532,7 @@ class AgentMutation:
             hotkey=hotkey,
             agent_name=agent_name,
             content=content,
+            file_name=file.filename or "",
             settings=runtime.settings,
             storage=runtime.storage,
         )

@@ -90,7 +90,7 @@ class FileTooLargeError(Error):
     pass
 
 
-@_error("The agent file is not valid UTF-8 Python source (INVALID_FILE).")
+@_error("The agent file is not valid UTF-8 Python source in a file named *.py (INVALID_FILE).")
 class InvalidFileError(Error):
     pass
 
@@ -116,17 +116,23 @@ class AtCapacityError(Error):
     pass
 
 
-@_error("The run belongs to another validator (NOT_RUN_OWNER).")
+@_error(
+    "The run belongs to another validator, or (for uploads) this validator no longer holds it: it "
+    "finished or its lease lapsed (NOT_RUN_OWNER)."
+)
 class NotRunOwnerError(Error):
     pass
 
 
-@_error("The run has already finished (RUN_ALREADY_COMPLETE).")
+@_error(
+    "The run has already finished, or its lease lapsed and it is over; the message says which "
+    "(RUN_ALREADY_COMPLETE)."
+)
 class RunAlreadyCompleteError(Error):
     pass
 
 
-@_error("The run's lease expired; claim new work (LEASE_EXPIRED).")
+@_error("The run's lease lapsed, answered to a heartbeat; claim new work (LEASE_EXPIRED).")
 class LeaseExpiredError(Error):
     pass
 

@@ -149,7 +149,8 @@ class Problem(relay.Node):
     difficulty: str | None = strawberry.field(description="The problem's difficulty, if given.")
     query: str | None = strawberry.field(description="The task as the agent receives it.")
     metadata: JSON | None = strawberry.field(
-        description="Every other field of the suite file for this problem, except its answer (`reward`)."
+        description="Every other field of the suite file for this problem, except its answer (`reward`, "
+        "`reward_*`, `voucher`)."
     )
     suite_id: int = strawberry.field(description="The suite it belongs to.")
 

@@ -17,7 +17,7 @@ from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
-from oro_graph.models.suites import Problem, Suite
+from oro_graph.models.suites import Problem, ProblemSource, Suite
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -33,6 +33,7 @@ __all__ = [
     "Miner",
     "Problem",
     "ProblemResult",
+    "ProblemSource",
     "ProblemStatus",
     "QualificationType",
     "Race",

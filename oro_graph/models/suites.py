@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from oro_graph.models.base import ExecutionKind, enum_field, json_field, new_id, time_field, utcnow
+from oro_graph.models.base import ExecutionKind, JSONType, enum_field, json_field, new_id, time_field, utcnow
 
 
 class Suite(SQLModel, table=True):
@@ -35,3 +35,14 @@ class Problem(SQLModel, table=True):
     difficulty: str | None = None
     query: str | None = None
     extra: dict[str, Any] | None = json_field()
+
+
+class ProblemSource(SQLModel, table=True):
+    """A problem exactly as its suite file had it, answers included (``reward``, ``voucher``,
+    ``reward_title_embeddings``). Kept apart from ``Problem`` so public reads never load it: only the
+    validator holding a run of the suite reads it (``GET /v1/validator/evaluation-runs/{id}/problems``)."""
+
+    __tablename__ = "problemsource"
+
+    problem_id: uuid.UUID = Field(foreign_key="problem.id", primary_key=True)
+    body: dict[str, Any] = Field(sa_type=JSONType, nullable=False)

@@ -51,6 +51,15 @@ def validate_agent_name(name: str) -> str:
     return name
 
 
+def validate_file_name(file_name: str) -> str:
+    """An agent is one Python module: its file's name must end in ``.py``."""
+    base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not base.lower().endswith(".py") or len(base) <= len(".py"):
+        shown = repr(base[:80]) if base else "a file without a name"
+        raise InvalidFile(f"the agent must be a Python source file named like agent.py; got {shown}")
+    return base
+
+
 def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
     """The file must fit, decode as UTF-8 and parse as Python; errors name the line to fix."""
     if len(content) > max_bytes:
@@ -79,12 +88,15 @@ def submit_agent(
     content: bytes,
     settings: Settings,
     storage: Storage,
+    file_name: str | None = None,
     now: datetime | None = None,
 ) -> Admission:
     """Admit a miner's agent file as a new version of (hotkey, agent_name).
 
     Unregistered or banned hotkeys get a REJECTED admission. Bad input raises. The miner's row is
     locked so two concurrent submissions from one hotkey cannot both slip past the cooldown.
+    ``file_name`` is the uploaded file's name (an upload must be a ``.py`` file); None when the
+    content did not come from an upload (the demo world, tests).
     """
     now = now or utcnow()
     registered = session.get(Hotkey, hotkey)
@@ -94,6 +106,8 @@ def submit_agent(
         return Admission("REJECTED", hotkey, "BANNED", message="hotkey is banned")
     registry.require_role(session, hotkey, Role.MINER)
     validate_agent_name(agent_name)
+    if file_name is not None:
+        validate_file_name(file_name)
     validate_agent_file(content, max_bytes=settings.max_agent_bytes)
     suite = suites.get_current_suite(session)
 

@@ -16,7 +16,6 @@ from oro_graph.errors import (
     FileTooLarge,
     InvalidArtifactType,
     MissingParameter,
-    NotRunOwner,
     ProblemNotFound,
     ValidationFailed,
 )
@@ -105,10 +104,8 @@ def presign_upload(
     storage: Storage,
     now: datetime | None = None,
 ) -> UploadGrant:
-    """A signed PUT for a validator's logs of one problem of a run it owns."""
-    run = evaluations.get_run(session, eval_run_id)
-    if run.validator_hotkey != validator_hotkey:
-        raise NotRunOwner(f"evaluation run {eval_run_id} belongs to another validator")
+    """A signed PUT for a validator's logs of one problem of a run it holds (owned and still leased)."""
+    run = evaluations.live_run_for_upload(session, eval_run_id, validator_hotkey, now or utcnow())
     problem = session.get(Problem, problem_id)
     if problem is None or problem.suite_id != run.suite_id:
         raise ProblemNotFound(f"problem {problem_id} is not in suite {run.suite_id}")

@@ -26,6 +26,7 @@ from oro_graph.errors import (
     LeaseExpired,
     MissingScore,
     NotRunOwner,
+    OroError,
     RunAlreadyComplete,
     ValidationFailed,
 )
@@ -43,8 +44,7 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import suites
-from oro_graph.services import agents, credentials, events, races
+from oro_graph.services import agents, credentials, events, races, suites
 from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
@@ -322,8 +322,20 @@ def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: dateti
     return True
 
 
-def _owned_live_run(session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime) -> EvaluationRun:
-    """The run, locked, if this validator owns it and it is still leased; else the error that says why."""
+def _owned_live_run(
+    session: Session,
+    run_id: uuid.UUID,
+    validator_hotkey: str,
+    now: datetime,
+    *,
+    lapsed: type[OroError] = LeaseExpired,
+) -> EvaluationRun:
+    """The run, locked, if this validator owns it and it is still leased; else the error that says why.
+
+    A lapsed lease (swept to STALE, or past its end and not swept yet) is ``lapsed``: LEASE_EXPIRED for a
+    heartbeat; for a progress report or a completion the run is over (RUN_ALREADY_COMPLETE), which is
+    what tells a validator's retry queue to drop the call rather than retry it.
+    """
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
     if run is None:
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
@@ -332,10 +344,65 @@ def _owned_live_run(session: Session, run_id: uuid.UUID, validator_hotkey: str, 
     if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
         raise RunAlreadyComplete(f"evaluation run {run_id} is already complete ({run.status})")
     if run.status == RunStatus.STALE or run.lease_expires_at <= now:
-        raise LeaseExpired(
-            f"the lease on evaluation run {run_id} expired at {run.lease_expires_at.isoformat()}; claim new work"
-        )
+        raise lapsed(lease_lapsed_detail(run))
     return run
+
+
+def lease_lapsed_detail(run: EvaluationRun) -> str:
+    return (
+        f"the lease on evaluation run {run.id} lapsed at {run.lease_expires_at.isoformat()} "
+        "(no heartbeat in time) and the run is over; claim new work"
+    )
+
+
+def live_run_for_upload(
+    session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime
+) -> EvaluationRun:
+    """The run a validator may upload logs for: its own, still leased. A run that is not live any more
+    (lapsed or finished) is NOT_RUN_OWNER: the validator no longer holds it."""
+    run = get_run(session, run_id)
+    if run.validator_hotkey != validator_hotkey:
+        raise NotRunOwner(f"evaluation run {run_id} belongs to another validator")
+    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+        raise NotRunOwner(f"evaluation run {run_id} is already complete ({run.status}); uploads are closed")
+    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
+        raise NotRunOwner(lease_lapsed_detail(run))
+    return run
+
+
+@dataclass(frozen=True)
+class RunProblem:
+    """A problem of a run, with its whole suite-file JSON (answers included)."""
+
+    problem: Problem
+    metadata: dict[str, Any]
+
+
+def run_problems(
+    session: Session, *, run_id: uuid.UUID, validator_hotkey: str, now: datetime | None = None
+) -> list[RunProblem]:
+    """Every problem a run must evaluate, whole, for the validator holding its live lease, in suite order.
+
+    The answers in them (rewards, vouchers) are the suite's secret, so anyone else gets EVAL_RUN_NOT_FOUND,
+    whatever the reason (another validator's run, a lapsed or finished run, no such run): the detail says
+    which, to the caller only.
+    """
+    now = now or utcnow()
+    run = session.get(EvaluationRun, run_id)
+    if run is None:
+        raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
+    if run.validator_hotkey != validator_hotkey:
+        raise EvalRunNotFound(f"evaluation run {run_id} is not held by this validator")
+    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+        raise EvalRunNotFound(f"evaluation run {run_id} is already complete ({run.status}); claim new work")
+    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
+        raise EvalRunNotFound(lease_lapsed_detail(run))
+    problems = suites.problems_for_suite(session, run.suite_id)
+    drawn = races.race_problem_ids(session, run)
+    if drawn is not None:  # a race run evaluates the race's drawn problems, in draw order
+        by_id = {p.id: p for p in problems}
+        problems = [by_id[i] for i in drawn if i in by_id]
+    return [RunProblem(problem, body) for problem, body in suites.whole_problems(session, problems)]
 
 
 @writes
@@ -404,7 +471,7 @@ def update_progress(
     now = now or utcnow()
     if len(problems) > MAX_PROBLEMS_PER_UPDATE:
         raise ValidationFailed(f"at most {MAX_PROBLEMS_PER_UPDATE} problems per update, got {len(problems)}")
-    run = _owned_live_run(session, run_id, validator_hotkey, now)
+    run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     ids = {p.problem_id for p in problems}
     known = set(
         session.exec(select(Problem.id).where(Problem.suite_id == run.suite_id, col(Problem.id).in_(ids))).all()
@@ -412,6 +479,10 @@ def update_progress(
     unknown = sorted(str(i) for i in ids - known)
     if unknown:
         raise InvalidProblemId(f"problem(s) not in suite {run.suite_id}: {', '.join(unknown)}")
+    drawn = races.race_problem_ids(session, run)
+    undrawn = sorted(str(i) for i in ids - set(drawn)) if drawn is not None else []
+    if undrawn:
+        raise InvalidProblemId(f"problem(s) not drawn for this run's race: {', '.join(undrawn)}")
     for update in problems:
         _check_score("score", update.score)
         _check_score("reasoning_score", update.reasoning_score)
@@ -481,7 +552,7 @@ def complete_run(
     now = now or utcnow()
     if terminal_status.value not in TERMINAL_STATUSES:
         raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
-    run = _owned_live_run(session, run_id, validator_hotkey, now)
+    run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
     _check_score("validator_score", validator_score)

@@ -158,6 +158,14 @@ def top_agent(
     return TopAgent(suite.id or 0, as_of or utcnow(), reign, version, agent, settings.challenge_threshold)
 
 
+def current_top_agent(session: Session, *, settings: Settings) -> TopAgent:
+    """The reigning top agent of the active suite. Before any suite is active there is none: suite 0
+    and no reign (the public answer's fields are null), not an error."""
+    if suites.current_suite_or_none(session) is None:
+        return TopAgent(0, utcnow(), None, None, None, settings.challenge_threshold)
+    return top_agent(session, settings=settings)
+
+
 def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
     stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
     if as_of is None:

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select, update
 
 from oro_graph.db import writes
 from oro_graph.errors import NoActiveSuite, SuiteNotFound, ValidationFailed
-from oro_graph.models import Problem, Suite
+from oro_graph.models import Problem, ProblemSource, Suite
 
 # Problems get stable ids: the same suite file imported twice (or on two servers) yields the same UUIDs.
 _PROBLEM_NAMESPACE = uuid.UUID("5b3c6f5e-8f0e-4a4e-9a55-0d7a1b1f0b15")
@@ -126,17 +126,42 @@ def import_suite(
         session.flush()
         for position, item in enumerate(problems):
             session.add(_problem_from_item(suite, position, item, digest))
+        session.flush()
+        session.add_all(
+            ProblemSource(problem_id=_problem_id(digest, p), body=item) for p, item in enumerate(problems)
+        )
     else:
         suite = existing
+        _keep_missing_sources(session, suite, problems, digest)
     if activate:
         activate_suite(session, suite.id or 0)
     session.flush()
     return SuiteImport(suite=suite, problems=len(problems), created=created)
 
 
+def _problem_id(digest: str, position: int) -> uuid.UUID:
+    return uuid.uuid5(_PROBLEM_NAMESPACE, f"{digest}:{position}")
+
+
+def _keep_missing_sources(session: Session, suite: Suite, items: list[dict[str, Any]], digest: str) -> None:
+    """Importing a file again stores the whole problems of a suite imported before they were kept."""
+    ids = {_problem_id(digest, p): item for p, item in enumerate(items)}
+    stmt = select(ProblemSource.problem_id).where(col(ProblemSource.problem_id).in_(list(ids)))
+    kept = set(session.exec(stmt))
+    present = set(session.exec(select(Problem.id).where(Problem.suite_id == suite.id)))
+    missing = [i for i in ids if i in present and i not in kept]
+    session.add_all(ProblemSource(problem_id=i, body=ids[i]) for i in missing)
+
+
+# What a suite file's problem holds for the scorer only: the answer (``reward``, ``reward_*`` such as the
+# title embeddings) and the ``voucher`` with its ``price_after_voucher``. Never in a public answer or the
+# graph; the validator holding a run reads them (``run_problems``).
+PRIVATE_FIELDS = frozenset({"voucher"})
+
+
 def is_answer_field(name: str) -> bool:
-    """A suite file's answer fields (``reward``, ``reward_*``): what a scorer checks, never served."""
-    return name == "reward" or name.startswith("reward_")
+    """A suite file's answer fields (``reward``, ``reward_*``, ``voucher``): for scorers, never served."""
+    return name == "reward" or name.startswith("reward_") or name in PRIVATE_FIELDS
 
 
 def served_metadata(problem: Problem) -> dict[str, Any] | None:
@@ -145,11 +170,33 @@ def served_metadata(problem: Problem) -> dict[str, Any] | None:
     return served or None
 
 
+def whole_problems(session: Session, problems: list[Problem]) -> list[tuple[Problem, dict[str, Any]]]:
+    """Each problem with its whole suite-file JSON, answers included: for the validator holding a run only.
+
+    A suite imported before whole problems were kept is rebuilt from the columns (everything but the
+    title embeddings, which were dropped then); importing its file again restores them."""
+    sources = {
+        row.problem_id: row.body
+        for row in session.exec(
+            select(ProblemSource).where(col(ProblemSource.problem_id).in_([p.id for p in problems]))
+        )
+    }
+    out = []
+    for problem in problems:
+        body = sources.get(problem.id)
+        if body is None:
+            columns = {"query": problem.query, "title": problem.title}
+            columns |= {"category": problem.category, "difficulty": problem.difficulty}
+            body = {k: v for k, v in columns.items() if v is not None} | (problem.extra or {})
+        out.append((problem, body))
+    return out
+
+
 def _problem_from_item(suite: Suite, position: int, item: dict[str, Any], digest: str) -> Problem:
     extra = {k: v for k, v in item.items() if k not in {"title", "category", "difficulty", "query"}}
-    extra.pop("reward_title_embeddings", None)  # large and only needed by scorers, never served
+    extra.pop("reward_title_embeddings", None)  # large and only needed by scorers: in ProblemSource only
     return Problem(
-        id=uuid.uuid5(_PROBLEM_NAMESPACE, f"{digest}:{position}"),
+        id=_problem_id(digest, position),
         suite_id=suite.id or 0,
         position=position,
         title=str(item.get("title") or f"Problem {position + 1}"),

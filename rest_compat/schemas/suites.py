@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import Field, ValidationError
 
 from oro_graph.models import AgentVersionState, ExecutionKind, Problem, Suite
+from oro_graph.services.evaluations import RunProblem
 from oro_graph.services.leaderboard import BoardPage, BoardRow, TopAgent
 from oro_graph.settings import Settings
 from rest_compat.schemas.base import JsonObject, Schema
@@ -50,7 +51,15 @@ class SuitePublic(Schema):
 class ProblemPublic(Schema):
     problem_id: uuid.UUID
     suite_id: int
-    metadata: JsonObject = Field(default_factory=dict, description="title, category, difficulty and query")
+    metadata: JsonObject = Field(
+        default_factory=dict,
+        description="public paths: title, category, difficulty and query; a run's problems (for the "
+        "validator holding the run): the whole problem of the suite file, answers included",
+    )
+
+    @classmethod
+    def whole(cls, found: RunProblem) -> ProblemPublic:
+        return cls(problem_id=found.problem.id, suite_id=found.problem.suite_id, metadata=found.metadata)
 
     @classmethod
     def of(cls, problem: Problem) -> ProblemPublic:
@@ -61,6 +70,14 @@ class ProblemPublic(Schema):
             "query": problem.query,
         }
         return cls(problem_id=problem.id, suite_id=problem.suite_id, metadata=metadata)
+
+
+class RunProblemsResponse(Schema):
+    problems: list[ProblemPublic]
+
+    @classmethod
+    def of(cls, found: list[RunProblem]) -> RunProblemsResponse:
+        return cls(problems=[ProblemPublic.whole(p) for p in found])
 
 
 class QualifyingTaskRead(Schema):

@@ -55,14 +55,18 @@ mutation ($id: UUID!) {
 
 
 def submit(
-    client: TestClient, headers: dict[str, str], name: str, content: bytes = AGENT_SOURCE
+    client: TestClient,
+    headers: dict[str, str],
+    name: str,
+    content: bytes = AGENT_SOURCE,
+    file_name: str = "agent.py",
 ) -> dict[str, Any]:
     """The GraphQL multipart request spec: operations, map, then the file part."""
     operations = {"query": SUBMIT_AGENT_MUTATION, "variables": {"name": name, "file": None}}
     response = client.post(
         "/graphql",
         data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
-        files={"0": ("agent.py", content, "text/x-python")},
+        files={"0": (file_name, content, "text/x-python")},
         headers=headers,
     )
     assert response.status_code == 200, response.text
@@ -112,6 +116,24 @@ def test_submit_agent_errors_are_typed_union_members(runtime: Runtime, client: T
     assert (bad_name["__typename"], bad_name["code"]) == ("InvalidAgentNameError", "INVALID_AGENT_NAME")
     assert (bad_file["__typename"], bad_file["code"]) == ("InvalidFileError", "INVALID_FILE")
     assert "line 1" in bad_file["message"]
+
+
+def test_an_agent_file_must_be_named_like_a_python_module(runtime: Runtime, client: TestClient) -> None:
+    # given
+    make_world(runtime)
+
+    # when Bob uploads valid Python under names that are not *.py, then as agent.py
+    refused = [
+        submit(client, signed("Bob"), "bravo", file_name=name)["data"]["submitAgent"]
+        for name in ("agent.txt", "agent.py.zip", "agent", ".py")
+    ]
+    accepted = submit(client, signed("Bob"), "bravo", file_name="Agent.PY")["data"]["submitAgent"]
+
+    # then each refusal is INVALID_FILE saying what is expected, and no cooldown started before the success
+    for answer in refused:
+        assert (answer["__typename"], answer["code"]) == ("InvalidFileError", "INVALID_FILE")
+        assert ".py" in answer["message"]
+    assert accepted["__typename"] == "SubmitAgentSuccess" and accepted["admissionStatus"] == "ACCEPTED"
 
 
 def test_unsigned_or_replayed_submission_is_unauthenticated(runtime: Runtime, client: TestClient) -> None:

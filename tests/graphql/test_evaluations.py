@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from oro_graph.models import utcnow
 from oro_graph.runtime import Runtime
 from tests.factories import claim, make_eligible, make_world, submit
 from tests.graphql.conftest import Gql, signed
@@ -55,7 +57,7 @@ mutation ($runId: UUID!, $problemId: UUID!, $size: Int!) {
   requestUploadUrl(runId: $runId, problemId: $problemId, contentLength: $size) {
     __typename
     ... on UploadUrlSuccess { uploadUrl logsKey method }
-    ... on Error { code }
+    ... on Error { code message }
   }
 }
 """
@@ -191,6 +193,29 @@ def test_run_errors_carry_domain_codes(runtime: Runtime, gql: Gql) -> None:
     assert upload["method"] == "PUT"
     assert too_large["__typename"] == "FileTooLargeError"
     assert as_miner["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_a_lapsed_lease_gets_the_same_typed_errors_as_rest(runtime: Runtime, gql: Gql) -> None:
+    # given Charlie's run whose lease lapsed without a heartbeat
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "alpha")
+    t0 = utcnow() - timedelta(seconds=runtime.settings.lease_seconds + 5)
+    run_id = str(claim(runtime, world.validators[0], now=t0).run.id)
+    problem = _problems(runtime)[0]
+
+    # when Charlie still reports, completes, asks for an upload URL and beats
+    entries = [{"problemId": problem, "status": "SUCCESS", "score": 0.5}]
+    report = _run_as(gql, "Charlie", REPORT_PROGRESS_MUTATION, {"runId": run_id, "problems": entries})
+    done = _run_as(gql, "Charlie", COMPLETE_RUN_MUTATION, {"runId": run_id, "score": 0.5})
+    upload = _run_as(gql, "Charlie", UPLOAD_URL_MUTATION, {"runId": run_id, "problemId": problem, "size": 10})
+    beat = _run_as(gql, "Charlie", HEARTBEAT_MUTATION, {"runId": run_id})
+
+    # then the run is over (the service's rule: what REST answers as 409s the clients declare)
+    assert (report["__typename"], report["code"]) == ("RunAlreadyCompleteError", "RUN_ALREADY_COMPLETE")
+    assert (done["__typename"], done["code"]) == ("RunAlreadyCompleteError", "RUN_ALREADY_COMPLETE")
+    assert (upload["__typename"], upload["code"]) == ("NotRunOwnerError", "NOT_RUN_OWNER")
+    assert (beat["__typename"], beat["code"]) == ("LeaseExpiredError", "LEASE_EXPIRED")
+    assert all("lapsed" in answer["message"] for answer in (report, done, upload, beat))
 
 
 def test_claim_without_work_is_no_work_available(runtime: Runtime, gql: Gql) -> None:

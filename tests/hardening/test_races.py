@@ -184,9 +184,11 @@ def test_completion_racing_lease_expiry_has_one_outcome(runtime: Any, servers: l
             if answer.status_code == 200:
                 assert row.status == RunStatus.SUCCESS and row.is_included
             else:
-                assert (answer.status_code, answer.json()["error_code"]) == (410, "LEASE_EXPIRED")
+                # the run is over: the client's declared 409, which the validator's retry queue drops
+                assert (answer.status_code, answer.json()["error_code"]) == (409, "RUN_ALREADY_COMPLETE")
+                assert "lapsed" in answer.json()["detail"]
                 assert row.status == RunStatus.STALE and not row.is_included
-    assert answers[0].status_code == 200 and answers[2].status_code == 410
+    assert answers[0].status_code == 200 and answers[2].status_code == 409
     assert_invariants(runtime.db)
 
 

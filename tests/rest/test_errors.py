@@ -7,7 +7,6 @@ agent-version paths (a version's suite always exists). RATE_LIMIT_EXCEEDED: test
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 from types import SimpleNamespace
@@ -290,11 +289,10 @@ def test_progress_errors(server: LiveServer, seeded: Seeded) -> None:
     assert (
         out_of_range["error_code"] == "VALIDATION_ERROR" and "between 0 and 1" in out_of_range.detail[0].msg
     )
-    # LEASE_EXPIRED has no model on this path: 410 with the flat body, which the client leaves unparsed
+    # a lapsed lease: the run is over, in the client's declared 409 model (its retry queue drops it)
     expire_lease(server, seeded.beta_run)
-    gone = report(seeded.beta_run, eve)
-    assert gone.status_code == 410 and gone.parsed is None
-    assert LeaseExpiredError.from_dict(json.loads(gone.content)).error_code == "LEASE_EXPIRED"
+    gone = expect(report(seeded.beta_run, eve), 409, RunAlreadyCompleteError, "RUN_ALREADY_COMPLETE")
+    assert "lapsed" in gone.detail
 
 
 def test_complete_errors(server: LiveServer, seeded: Seeded) -> None:
@@ -315,8 +313,8 @@ def test_complete_errors(server: LiveServer, seeded: Seeded) -> None:
         "RUN_ALREADY_COMPLETE",
     )
     expire_lease(server, seeded.beta_run)
-    gone = finish(seeded.beta_run, eve)
-    assert gone.status_code == 410 and gone.parsed is None and b"LEASE_EXPIRED" in gone.content
+    gone = expect(finish(seeded.beta_run, eve), 409, RunAlreadyCompleteError, "RUN_ALREADY_COMPLETE")
+    assert "lapsed" in gone.detail
 
 
 def test_presign_errors(server: LiveServer, seeded: Seeded) -> None:
@@ -335,3 +333,9 @@ def test_presign_errors(server: LiveServer, seeded: Seeded) -> None:
     expect(presign(seeded.beta_run, charlie), 409, NotRunOwnerError, "NOT_RUN_OWNER")
     expect(presign(seeded.beta_run, eve, size=cap + 1), 400, FileTooLargeError, "FILE_TOO_LARGE")
     expect(presign(seeded.beta_run, eve, size=0), 400, ValidationErrorError, "VALIDATION_ERROR")
+    # a run that is not live any more is not the validator's to upload for
+    finished = expect(presign(seeded.alpha_runs[0], charlie), 409, NotRunOwnerError, "NOT_RUN_OWNER")
+    assert "complete" in finished.detail
+    expire_lease(server, seeded.beta_run)
+    lapsed = expect(presign(seeded.beta_run, eve), 409, NotRunOwnerError, "NOT_RUN_OWNER")
+    assert "lapsed" in lapsed.detail

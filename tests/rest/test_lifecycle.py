@@ -1,7 +1,9 @@
-"""Group 3: a whole evaluation lifecycle through the official client alone.
+"""Group 3: a whole evaluation lifecycle through the official client alone, with both generations
+(oro-sdk 7.0.2 and, through scripts/test, 1.0.50, which the public validator pins).
 
 Only the operator's part (importing the suite, registering hotkeys) goes through the services,
-since no documented path does it.
+since no documented path does it. The validators send what the real one sends (service versions and
+machine metrics with every claim and heartbeat) and read their run's problems from the run.
 """
 
 from __future__ import annotations
@@ -25,19 +27,24 @@ from oro_sdk.api.public import (
     get_top_agent,
     get_validators,
 )
-from oro_sdk.api.validator import claim_work, complete_run, heartbeat, presign_upload, update_progress
+from oro_sdk.api.validator import (
+    claim_work,
+    complete_run,
+    get_run_problems,
+    heartbeat,
+    presign_upload,
+    update_progress,
+)
 from oro_sdk.models import (
     AdmissionStatus,
     AgentVersionState,
     ArtifactDownloadRequest,
     ArtifactReleaseState,
     ArtifactType,
-    ClaimWorkRequest,
     ClaimWorkResponse,
     CompleteRunRequest,
     CompleteRunResponse,
     EvaluationRunStatus,
-    HeartbeatRequest,
     PresignUploadRequest,
     ProblemProgressUpdate,
     ProblemPublic,
@@ -51,6 +58,9 @@ from oro_graph.models import Role
 from tests.factories import AGENT_SOURCE, make_suite, register
 from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
+from tests.sdk_compat import VALIDATOR_METRICS, claim_body, heartbeat_body, wire
+
+pytestmark = pytest.mark.sdk1050
 
 
 def hotkey(name: str) -> str:
@@ -68,9 +78,10 @@ SCORES = {
 
 def start(server: LiveServer, validator: str) -> ClaimWorkResponse:
     claim = claim_work.sync(
-        client=server.signed(validator), body=ClaimWorkRequest(cpu_pct=20.0, docker_container_count=2)
+        client=server.signed(validator), body=claim_body(cpu_pct=20.0, docker_container_count=2)
     )
     assert isinstance(claim, ClaimWorkResponse)
+    # neither client has a field for the code's hash: the downloaded bytes are the submitted file
     assert httpx.get(claim.code_download_url).content == AGENT_SOURCE
     return claim
 
@@ -83,9 +94,16 @@ def finish(
     problems: list[ProblemPublic],
     logs: dict[tuple[UUID, UUID], bytes],
 ) -> CompleteRunResponse:
-    """The rest of one validator's run: heartbeat, upload a log per problem, report, complete."""
+    """The rest of one validator's run: its problems, heartbeat, a log per problem, report, complete."""
     client = server.signed(validator)
-    beat = heartbeat.sync(claim.eval_run_id, client=client, body=HeartbeatRequest(cpu_pct=55.0, ram_pct=30.0))
+    whole = get_run_problems.sync(claim.eval_run_id, client=client).problems
+    assert [p.problem_id for p in whole] == [p.problem_id for p in problems]
+    assert all("reward" in p.metadata.to_dict() for p in whole)  # the answers, for the lease holder
+    beat = heartbeat.sync(
+        claim.eval_run_id,
+        client=client,
+        body=heartbeat_body(cpu_pct=55.0, ram_pct=30.0, docker_container_count=2),
+    )
     assert beat.lease_expires_at >= claim.lease_expires_at
     updates = []
     for problem in problems:
@@ -165,7 +183,10 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
         assert first.agent_version_became_eligible is False and first.work_item.included_success_count == 1
         assert last.agent_version_became_eligible is True and last.work_item.is_closed is True
         assert last.final_score == pytest.approx({"alpha": 0.8, "bravo": 0.4}[agent])
-    assert claim_work.sync_detailed(client=server.signed("Charlie")).status_code == 204
+    nothing = claim_work.sync_detailed(
+        client=server.signed("Charlie"), body=claim_body(cpu_pct=55.0, ram_pct=30.0, docker_container_count=2)
+    )
+    assert nothing.status_code == 204
 
     # then both versions are eligible, ranked by final score, and alpha is the top agent
     board = get_leaderboard.sync(client=public)
@@ -173,7 +194,7 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
         (1, alpha.agent_version_id, pytest.approx(0.8)),
         (2, bravo.agent_version_id, pytest.approx(0.4)),
     ]
-    assert (board.total, board.unique_miners, board.agents_submitted_24h) == (2, 2, 2)
+    assert (board.total, board.unique_miners, wire(board, "agents_submitted_24h")) == (2, 2, 2)
     assert board.entries[0].is_current_top and not board.entries[1].is_current_top
     top = get_top_agent.sync(client=public)
     assert (top.top_agent_version_id, top.top_miner_hotkey) == (alpha.agent_version_id, alpha.hotkey)
@@ -198,7 +219,7 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
         run = by_validator[hotkey(name)]
         assert run.eval_run_id == claims[(name, "alpha")].eval_run_id
         assert run.validator_score == SCORES[(name, "alpha")]
-        assert (run.inference_total, run.inference_failure_count) == (16, 4)  # summed over 4 problems
+        assert (wire(run, "inference_total"), wire(run, "inference_failure_count")) == (16, 4)  # 4 problems
         assert run.last_heartbeat_at is not None and run.completed_at is not None
         detail = get_evaluation_run.sync(run.eval_run_id, client=public)
         assert (detail.agent_name, detail.version_number, detail.score) == (
@@ -244,6 +265,9 @@ def test_two_miners_two_validators_whole_lifecycle(server: LiveServer) -> None:
     validators = get_validators.sync(client=public)
     assert {v.status for v in validators} == {ValidatorStatus.AVAILABLE}
     assert all(v.cpu_pct == 55.0 and v.docker_container_count == 2 and v.last_claim_at for v in validators)
+    assert all(v.disk_pct == VALIDATOR_METRICS["disk_pct"] for v in validators)
+    reported = VALIDATOR_METRICS["service_versions"]
+    assert all(v.service_versions.to_dict() == reported for v in validators)
     mine = list_miner_agents.sync(client=server.signed("Bob"))
     assert [(a.agent_name, a.latest_version.state) for a in mine.agents] == [
         ("bravo", AgentVersionState.ELIGIBLE)

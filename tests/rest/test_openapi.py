@@ -29,7 +29,9 @@ OPERATIONS = {
         "submit_agent", "list_miner_agents", "list_agent_versions", "get_owned_agent_version_status",
         "store_chutes_token", "get_chutes_auth_status", "set_race_selection", "clear_race_selection",
     ],
-    "validator": ["claim_work", "heartbeat", "update_progress", "complete_run", "presign_upload"],
+    "validator": [
+        "claim_work", "get_run_problems", "heartbeat", "update_progress", "complete_run", "presign_upload",
+    ],
 }  # fmt: skip
 # Statuses the client parses that this server never sends: RACE_IN_FLIGHT (no races here).
 NEVER_SENT = {("get_artifact_download_url", "403")}

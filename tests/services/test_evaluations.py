@@ -26,7 +26,6 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.services import agents, evaluations, suites
-
 from tests.factories import claim, complete, make_world, submit
 
 
@@ -244,10 +243,13 @@ def test_expired_leases_go_stale_and_free_the_slot(runtime):
     with runtime.db.session() as s:
         stale = s.get(EvaluationRun, c.run.id)
     assert stale.status == RunStatus.STALE
-    with pytest.raises(LeaseExpired):
+    # a lapsed run is over for a completion or a progress report (what the validator's retry queue drops)
+    with pytest.raises(RunAlreadyComplete, match="lapsed"):
         complete(runtime, c.run.id, world.validators[0], score=0.5, now=later)
-    with pytest.raises(LeaseExpired):
+    with pytest.raises(RunAlreadyComplete, match="lapsed"):
         _progress(runtime, c.run.id, world.validators[0], [], now=later)
+    with pytest.raises(LeaseExpired, match="lapsed"):
+        _heartbeat(runtime, c.run.id, world.validators[0], now=later)
     work = _work(runtime, admission.agent_version_id)
     assert work.active_runs == 1
 

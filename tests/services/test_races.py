@@ -303,3 +303,28 @@ def claim_run_id(rt, version_id):
 
     with rt.db.session() as s:
         return s.exec(select(EvaluationRun.id).where(EvaluationRun.agent_version_id == version_id)).first()
+
+
+def test_a_race_run_evaluates_the_drawn_problems_only(runtime, world, board):
+    from oro_graph.errors import InvalidProblemId
+    from oro_graph.models import ProblemStatus
+
+    settings = _settings(runtime)
+    runtime.db.call(races.open_race, settings=settings)
+    race = runtime.db.call(races.close_qualifying, settings=settings)
+    c = claim(runtime, world.validators[0])
+    served = runtime.db.call(evaluations.run_problems, run_id=c.run.id, validator_hotkey=world.validators[0])
+    assert [str(p.problem.id) for p in served] == race.problem_ids
+    others = [
+        p.id
+        for p in runtime.db.call(suites.problems_for_suite, world.suite.id)
+        if str(p.id) not in race.problem_ids
+    ]
+    update = evaluations.ProblemUpdate(problem_id=others[0], status=ProblemStatus.SUCCESS, score=1.0)
+    with pytest.raises(InvalidProblemId, match="not drawn"):
+        runtime.db.call(
+            evaluations.update_progress,
+            run_id=c.run.id,
+            validator_hotkey=world.validators[0],
+            problems=[update],
+        )
