@@ -27,7 +27,6 @@ from tests.factories import AGENT_SOURCE, register
 from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 from tests.sdk_compat import SDK_1050, api, claim_body, heartbeat_body, model, wire
-from tests.support.inference import oauth_server  # noqa: F401  (fixture)
 from tests.support.oauth import BASE_URL, TokenServer
 
 pytestmark = pytest.mark.sdk1050
@@ -50,7 +49,7 @@ get_top_agent = api("public", "get_top_agent")
 
 
 @pytest.fixture
-def world(serve: Callable[..., LiveServer], oauth_server: TokenServer) -> Iterator[LiveServer]:  # noqa: F811
+def world(serve: Callable[..., LiveServer], oauth_server: TokenServer) -> Iterator[LiveServer]:
     """A live server pointed at the token server; the operator's suite (a real one) and registry."""
     server = serve(**oauth_server.settings_overrides(required_successes=3))
     rt = server.runtime
@@ -161,7 +160,7 @@ def run_agent(server: LiveServer, validator: str, claimed: Any) -> Any:
     return problems, done
 
 
-def test_the_validators_whole_loop(world: LiveServer, oauth_server: TokenServer) -> None:  # noqa: F811
+def test_the_validators_whole_loop(world: LiveServer, oauth_server: TokenServer) -> None:
     server = world
     store_token(server, "Alice", oauth_server)
     version = submit(server, "Alice", "alpha")
@@ -193,7 +192,7 @@ def test_the_validators_whole_loop(world: LiveServer, oauth_server: TokenServer)
     assert not any(token in text for token in tokens)
 
 
-def test_a_version_without_a_credential_is_not_offered(world: LiveServer, oauth_server: TokenServer) -> None:  # noqa: F811
+def test_a_version_without_a_credential_is_not_offered(world: LiveServer, oauth_server: TokenServer) -> None:
     server = world
     version = submit(server, "Bob", "bravo")
     assert claim(server, "Charlie").status_code == 204  # waiting, not a wasted run
@@ -205,7 +204,7 @@ def test_a_version_without_a_credential_is_not_offered(world: LiveServer, oauth_
     assert claimed.status_code == 200 and claimed.parsed.agent_version_id == version
 
 
-def test_a_revoked_refresh_token_releases_the_claim(world: LiveServer, oauth_server: TokenServer) -> None:  # noqa: F811
+def test_a_revoked_refresh_token_releases_the_claim(world: LiveServer, oauth_server: TokenServer) -> None:
     server = world
     store_token(server, "Alice", oauth_server)
     version = submit(server, "Alice", "alpha")
@@ -218,7 +217,7 @@ def test_a_revoked_refresh_token_releases_the_claim(world: LiveServer, oauth_ser
     assert wire(status, "waiting_for_inference_credential") is True
 
 
-def test_a_provider_that_is_down_costs_one_timeout(world: LiveServer, oauth_server: TokenServer) -> None:  # noqa: F811
+def test_a_provider_that_is_down_costs_one_timeout(world: LiveServer, oauth_server: TokenServer) -> None:
     server = world
     store_token(server, "Alice", oauth_server)
     submit(server, "Alice", "alpha")
@@ -237,7 +236,7 @@ def test_a_provider_that_is_down_costs_one_timeout(world: LiveServer, oauth_serv
 def test_two_server_processes_refresh_one_credential_once(
     world: LiveServer,
     serve: Callable[..., LiveServer],
-    oauth_server: TokenServer,  # noqa: F811
+    oauth_server: TokenServer,
 ) -> None:
     other = serve(**oauth_server.settings_overrides(required_successes=3))  # its own runtime and pool
     store_token(world, "Alice", oauth_server)
@@ -261,7 +260,7 @@ def test_two_server_processes_refresh_one_credential_once(
 
 def test_a_lapsed_lease_is_over_for_progress_and_completion(
     world: LiveServer, oauth_server: TokenServer
-) -> None:  # noqa: F811
+) -> None:
     server = world
     store_token(server, "Alice", oauth_server)
     submit(server, "Alice", "alpha")
@@ -295,7 +294,7 @@ def test_a_lapsed_lease_is_over_for_progress_and_completion(
     assert again.status_code == 200
 
 
-def test_another_validators_run_problems_are_not_found(world: LiveServer, oauth_server: TokenServer) -> None:  # noqa: F811
+def test_another_validators_run_problems_are_not_found(world: LiveServer, oauth_server: TokenServer) -> None:
     server = world
     store_token(server, "Alice", oauth_server)
     submit(server, "Alice", "alpha")
