@@ -114,6 +114,9 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level="info",
         access_log=False,  # a line per request costs more than the request under load
+        # Silent and slow connections are closed (oro_graph/connections.py).
+        http="oro_graph.connections:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 

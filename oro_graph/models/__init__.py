@@ -14,6 +14,7 @@ from oro_graph.models.base import (
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
+from oro_graph.models.sharedstate import RateLimitHit, UsedNonce
 from oro_graph.models.suites import Problem, Suite
 
 __all__ = [
@@ -31,10 +32,12 @@ __all__ = [
     "Problem",
     "ProblemResult",
     "ProblemStatus",
+    "RateLimitHit",
     "Role",
     "RunStatus",
     "Suite",
     "TopAgentHistory",
+    "UsedNonce",
     "ValidatorState",
     "WorkItem",
     "utcnow",
