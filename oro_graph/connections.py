@@ -71,8 +71,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body and self.flow.read_paused:  # our own back-pressure, not the client's stall
             self._arm(self._body_seconds)
             return
-        responding = self.cycle is not None and self.cycle.response_started
-        if self._request_seen and not responding:
+        if self._in_body:  # this request's cycle: answer unless the application already does
+            may_answer = self.cycle is not None and not self.cycle.response_started
+        else:  # headers: the cycle, if any, is the previous request's, and must be finished
+            may_answer = self._request_seen and (self.cycle is None or self.cycle.response_complete)
+        if may_answer:
             self.transport.write(TIMEOUT_RESPONSE)
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the application sees the client as gone
