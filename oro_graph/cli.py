@@ -99,7 +99,7 @@ def serve(
         _fill_demo(db, settings, seed=7, miners=None, validators=None, runs=None, manifest=None, only_if_empty=True)
     db.dispose()
     if workers > 1 and not settings.redis_url:
-        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process")
+        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep rate limits per process")
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
