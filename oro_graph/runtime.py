@@ -42,7 +42,8 @@ class Runtime:
         if settings.redis_url:
             import redis
 
-            # Persisted queries and notifications (not on the signed path) keep their own client.
+            # A plain client, kept for callers outside a request's path; every use on a request's
+            # path goes through ``redis_link`` (short timeouts, one breaker for the process).
             redis_client = redis.Redis.from_url(
                 settings.redis_url, socket_timeout=2, socket_connect_timeout=2
             )

@@ -7,6 +7,7 @@ Redis (connections accepted, nothing answered) and counts what reaches it.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import time
@@ -152,6 +153,9 @@ def test_a_hung_redis_costs_one_timeout_not_one_per_request(
     other request (public or signed) away from Redis for the pause, and all are answered."""
     server = serve(redis_url=hanging_proxy.url, rate_limit_per_minute=1000, redis_retry_seconds=600)
     make_world(server.runtime)
+    document = "{ currentSuite { suiteId } }"
+    digest = hashlib.sha256(document.encode()).hexdigest()
+    persisted = {"query": document, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
     with server.http() as http:
         for _ in range(2):  # warm: connections to Redis are open and in use
             assert http.get("/v1/public/leaderboard").status_code == 200
@@ -161,6 +165,8 @@ def test_a_hung_redis_costs_one_timeout_not_one_per_request(
         for _ in range(10):
             statuses.append(http.get("/v1/public/leaderboard").status_code)
             statuses.append(http.get("/v1/miner/agents", headers=signed("Alice")).status_code)
-        assert statuses == [200] * 20
+            # the graph: its response cache and persisted queries use Redis too
+            statuses.append(http.post("/graphql", json=persisted).status_code)
+        assert statuses == [200] * 30
         assert hanging_proxy.attempts == 1, hanging_proxy.attempts  # one request, one timeout
         assert http.get("/health").json()["redis"] == "degraded"
