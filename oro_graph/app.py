@@ -48,9 +48,7 @@ async def _probe_redis(runtime: Runtime) -> None:
             await run_in_threadpool(link.ping)
 
 
-def create_app(
-    settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True) -> FastAPI:
     settings = settings or (runtime.settings if runtime else load_settings())
     runtime = runtime or Runtime.build(settings)
 

@@ -132,6 +132,9 @@ class FailoverStorage(Storage, MovingWindowSupport):
                 result = getattr(self.primary, name)(*args)
             except StorageError as exc:
                 self.breaker.failed("rate-limit counters", exc.storage_error)
+            except BaseException:
+                self.breaker.release()
+                raise
             else:
                 self.breaker.succeeded()
                 return result

@@ -95,6 +95,11 @@ class Breaker:
             self._probing = False
             self._retry_at = self._clock() + self.retry_seconds
 
+    def release(self) -> None:
+        """A call ended with neither verdict (a bug, not an outage): let the next call probe."""
+        with self._lock:
+            self._probing = False
+
     @property
     def is_open(self) -> bool:
         return self._open
@@ -124,6 +129,9 @@ class RedisLink:
         except redis.RedisError as exc:  # refused, timed out, loading, read-only replica...
             self.breaker.failed(what, exc)
             raise RedisUnavailable(what) from exc
+        except BaseException:
+            self.breaker.release()
+            raise
         self.breaker.succeeded()
         return result
 

@@ -153,3 +153,20 @@ def test_the_clients_timeouts_are_short_and_it_does_not_retry(redis_url: str) ->
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == 0.25 and kwargs["retry"].get_retries() == 0
     client.close()
+
+
+def test_a_probe_that_ends_in_a_bug_does_not_leave_the_breaker_stuck(redis_url: str) -> None:
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    link = RedisLink(redis_client(redis_url, timeout=0.5), breaker)
+    breaker.failed("a test")
+    clock.now += 5.0
+
+    def broken(client: Any) -> None:
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        link.run("probe", broken)  # the probe
+    assert link.run("probe", lambda client: client.ping()) is True  # the next call may probe again
+    assert not breaker.is_open
+    link.close()
