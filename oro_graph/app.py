@@ -55,6 +55,17 @@ async def _sweep_leases(runtime: Runtime) -> None:
             log.exception("lease sweep failed")
 
 
+async def _probe_redis(runtime: Runtime) -> None:
+    """While Redis is unreachable, try it again every pause even if no request does, so the
+    process returns to Redis (and /health says so) as soon as it is back."""
+    link = runtime.redis_link
+    assert link is not None
+    while True:
+        await asyncio.sleep(runtime.settings.redis_retry_seconds)
+        if link.breaker.is_open:
+            await run_in_threadpool(link.ping)
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True) -> FastAPI:
     settings = settings or (runtime.settings if runtime else load_settings())
     runtime = runtime or Runtime.build(settings)
@@ -63,8 +74,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await run_in_threadpool(upgrade, settings.database_url)
-        await runtime.notifier.start(runtime.db, redis_url=settings.redis_url)
+        await runtime.notifier.start(runtime.db, redis_url=settings.redis_url, link=runtime.redis_link)
         tasks = [asyncio.create_task(_sweep_leases(runtime))]
+        if runtime.redis_link is not None:
+            tasks.append(asyncio.create_task(_probe_redis(runtime)))
         if settings.race_scheduler is not False:
             tasks.append(asyncio.create_task(_drive_races(runtime)))
         try:
@@ -89,18 +102,34 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def _oro_error(request: Request, exc: OroError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status)
 
-    @app.get("/health", tags=["public"], summary="Liveness and database reachability")
+    @app.get(
+        "/health",
+        tags=["public"],
+        summary="Liveness, database reachability and Redis state",
+        description=(
+            "`database`: `ok` or `unreachable` (then 503). `redis`: `ok`; `degraded` while Redis is "
+            "unreachable (the server keeps serving: rate-limit counters are kept in the database and "
+            "the response caches pause until Redis answers again); `off` without `ORO_REDIS_URL`. "
+            "Redis is not asked here: the state is what this process's last use of it found."
+        ),
+    )
     async def health() -> JSONResponse:
         def ping() -> None:
             with runtime.db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
+        redis_state = runtime.redis_state()
         try:
             await run_in_threadpool(ping)
         except Exception:
-            body = {"status": "degraded", "database": "unreachable", "version": __version__}
+            body = {
+                "status": "degraded",
+                "database": "unreachable",
+                "redis": redis_state,
+                "version": __version__,
+            }
             return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+        return JSONResponse({"status": "ok", "database": "ok", "redis": redis_state, "version": __version__})
 
     @app.get("/health/deep", tags=["public"], summary="Every dependency checked; 503 naming what failed")
     async def deep_health_check() -> JSONResponse:

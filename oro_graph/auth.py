@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from substrateinterface import Keypair
 
 from oro_graph.errors import ServiceUnavailable, Unauthenticated
+
+if TYPE_CHECKING:
+    from oro_graph.db import Database
 
 HEADER_HOTKEY = "X-Hotkey"
 HEADER_TIMESTAMP = "X-Timestamp"
@@ -71,17 +74,30 @@ class MemoryNonceStore:
             return True
 
 
-class RedisNonceStore:
-    """Nonces shared by every server process: an atomic ``SET NX EX`` per (hotkey, nonce).
+class DatabaseNonceStore:
+    """Nonces shared by every server process, in the database (``services.sharedstate``).
 
-    If Redis is down this raises, and the caller fails closed (503): a replay must never pass.
+    Not in Redis: a Redis restarted without persistence forgot the nonces of the last 2 x skew
+    seconds (each could be replayed once), and a store that moved to the database only once Redis
+    was unreachable could not know the nonces Redis had taken just before. One insert per signed
+    request, against a primary key, is both single-use and durable. If the database is down the
+    caller fails closed (503), as every signed path does without its database.
     """
 
-    def __init__(self, client: object) -> None:
-        self._redis = client
+    PRUNE_EVERY = 60.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._next_prune = 0.0
 
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
-        return bool(self._redis.set(f"oro:nonce:{hotkey}:{nonce}", b"1", nx=True, ex=ttl_seconds))  # type: ignore[attr-defined]
+        from oro_graph.services import sharedstate
+
+        now = time.time()
+        if now >= self._next_prune:
+            self._next_prune = now + self.PRUNE_EVERY
+            self._db.call(sharedstate.prune_nonces, now=now)
+        return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
 
 
 @dataclass(frozen=True)
@@ -126,7 +142,9 @@ class SignatureVerifier:
         try:
             fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1)
         except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
-            raise ServiceUnavailable("replay protection is unavailable (nonce store down); retry shortly") from exc
+            raise ServiceUnavailable(
+                "replay protection is unavailable (the nonce store did not answer); retry shortly"
+            ) from exc
         if not fresh:
             raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
         return hotkey

@@ -115,9 +115,7 @@ def serve(
         os.environ.setdefault("ORO_RACE_SCHEDULER", "false")
     db.dispose()
     if workers > 1 and not settings.redis_url:
-        console.print(
-            "[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process"
-        )
+        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep rate limits per process")
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
@@ -132,6 +130,9 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level="info",
         access_log=False,  # a line per request costs more than the request under load
+        # Silent and slow connections are closed (oro_graph/connections.py).
+        http="oro_graph.connections:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 

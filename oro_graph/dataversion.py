@@ -1,92 +1,108 @@
-"""A number that changes whenever committed data changes: what response caches key on.
+"""A version that changes whenever committed data changes: what response caches key on.
 
 Every commit that wrote rows bumps it (the engine notices INSERT/UPDATE/DELETE/COPY statements).
-With Redis it is one shared counter (INCR) for every server process; without Redis it lives in
-this process, which sees only this process's writes: caches then also expire entries after a
-short TTL, for writes made elsewhere (a CLI command on the same SQLite file).
+With Redis it is one shared counter (INCR) for every server process, read together with the
+epoch (``oro_graph.redislink``) in one script: the version is ``redis:{epoch}:{counter}``. When
+Redis loses its keys (a restart without persistence, ``FLUSHDB``, a failover to a replica that
+lagged) the counter starts again from 0 under a new epoch, so no version is ever repeated and no
+answer cached before a write is served after it. A counter this process sees go backwards under
+the same epoch (a replica that lagged but kept the epoch) gets a new epoch too.
 
-Reads of the shared counter sit on the path of every cacheable request, so Redis trouble must cost
-little: the client gives up after ``TIMEOUT`` seconds without retries, and after a failure the
-version is unknown (nothing is cached or served from cache) for ``RETRY_AFTER`` seconds without
-asking Redis again. A bump that could not be sent is sent at the next successful contact, so
-answers cached before an outage are not served after it as if nothing had been written.
+Without Redis it lives in this process, which sees only this process's writes: caches then also
+expire entries after a short TTL, for writes made elsewhere (a CLI command on the same SQLite file).
+
+Reads sit on the path of every cacheable request, so Redis trouble must cost little: they go
+through the process's breaker (one timeout, then no Redis for a pause; meanwhile the version is
+unknown and nothing is cached or served from cache). After any failure the next successful contact
+bumps the counter first: a write made during the outage, here or in a process that could not say
+so, must not leave answers cached before the outage looking current.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
-import time
 from typing import Any
 
-log = logging.getLogger("oro_graph.dataversion")
+from oro_graph.redislink import EPOCH_KEY, Breaker, RedisLink, RedisUnavailable
+
 KEY = "oro:data_version"
-TIMEOUT = 0.25
-RETRY_AFTER = 5.0
+RETRY_AFTER = 5.0  # the pause of a breaker made here for a bare client (tests, tools)
 
-
-def redis_client(url: str) -> Any:
-    """A Redis client for the version: short timeouts, no retries (callers fall back at once)."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0)
-    )
+# KEYS: epoch, counter. ARGV[1] = "1" to bump. Returns false when Redis has no epoch.
+READ = """
+local e = redis.call('GET', KEYS[1])
+if not e then return false end
+local v
+if ARGV[1] == '1' then v = redis.call('INCR', KEYS[2]) else v = redis.call('GET', KEYS[2]) or '0' end
+return {e, tostring(v)}
+"""
 
 
 class DataVersion:
-    def __init__(self, redis: Any | None = None) -> None:
-        self._redis = redis
+    def __init__(self, redis: RedisLink | Any | None = None) -> None:
+        if redis is not None and not isinstance(redis, RedisLink):
+            redis = RedisLink(redis, Breaker(RETRY_AFTER))  # a bare client: a breaker of its own
+        self._link: RedisLink | None = redis
+        self._script = redis.client.register_script(READ) if redis is not None else None
         self._local = itertools.count(1)
         self._value = 0
         self._lock = threading.Lock()
-        self._down_until = 0.0
         self._unsent_bumps = False
+        self._seen: tuple[str, int] = ("", 0)  # the highest (epoch, counter) this process read
 
     def close(self) -> None:
-        if self._redis is not None:
-            self._redis.close()
+        if self._link is not None:
+            self._link.close()
 
     @property
     def shared(self) -> bool:
-        return self._redis is not None
+        return self._link is not None
 
-    def _reachable(self) -> bool:
-        return time.monotonic() >= self._down_until
+    def _exchange(self, bump: bool) -> tuple[str, int]:
+        """(epoch, counter) from Redis, bumping first if asked; a lost epoch is replaced."""
+        assert self._link is not None and self._script is not None
+        link, script = self._link, self._script
 
-    def _failed(self, what: str) -> None:
-        self._down_until = time.monotonic() + RETRY_AFTER
-        log.warning("data version: could not %s in Redis; caches pause for %.0f s", what, RETRY_AFTER)
+        def call(client: Any) -> tuple[str, int]:
+            for _ in range(2):
+                answer = script(keys=[EPOCH_KEY, KEY], args=["1" if bump else "0"], client=client)
+                if answer:
+                    epoch, value = (part.decode() if isinstance(part, bytes) else part for part in answer)
+                    return epoch, int(value)
+                link.ensure_epoch(client)  # Redis lost its keys: versions go on under a new epoch
+            raise RuntimeError("the epoch vanished twice in a row")
+
+        epoch, value = link.run("the data version", call)
+        seen_epoch, seen_value = self._seen
+        if epoch == seen_epoch and value < seen_value:  # went backwards without losing the epoch
+            epoch = link.run("the data version", lambda client: link.replace_epoch(client, seen_epoch))
+            self._unsent_bumps = True
+        self._seen = (epoch, value)
+        return epoch, value
 
     def bump(self) -> None:
         with self._lock:
             self._value = next(self._local)
-        if self._redis is None:
+        if self._link is None:
             return
         self._unsent_bumps = True
-        if not self._reachable():
-            return  # sent at the next successful contact
         try:
-            self._redis.incr(KEY)
+            self._exchange(bump=True)
             self._unsent_bumps = False
-        except Exception:
-            self._failed("bump the version")
+        except RedisUnavailable:
+            pass  # sent at the next successful contact
 
     def current(self) -> str | None:
         """The version to key on, or None when it cannot be known (then nothing may be cached)."""
-        if self._redis is None:
+        if self._link is None:
             return f"local:{self._value}"
-        if not self._reachable():
-            return None
         try:
             if self._unsent_bumps:
-                self._redis.incr(KEY)
+                self._exchange(bump=True)
                 self._unsent_bumps = False
-            value = self._redis.get(KEY)
-        except Exception:
-            self._failed("read the version")
+            epoch, value = self._exchange(bump=False)
+        except RedisUnavailable:
+            self._unsent_bumps = True  # something may be written meanwhile, here or elsewhere
             return None
-        return f"redis:{int(value or 0)}"
+        return f"redis:{epoch}:{value}"

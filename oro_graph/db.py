@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,10 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 
 
 _WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
+# Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
+_UNVERSIONED = re.compile(
+    r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(?:usednonce|ratelimithit)\b', re.IGNORECASE
+)
 
 
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
@@ -94,7 +99,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _note_write(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.lstrip()[:6].upper() in _WRITE_VERBS:
+        if statement.lstrip()[:6].upper() in _WRITE_VERBS and not _UNVERSIONED.match(statement):
             conn.info["oro_wrote"] = True
 
     @event.listens_for(engine, "before_cursor_execute")

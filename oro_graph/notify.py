@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from oro_graph.db import Database
+from oro_graph.redislink import RedisLink, RedisUnavailable
 from oro_graph.services.events import NOTIFY_CHANNEL
 
 log = logging.getLogger("oro_graph.notify")
@@ -30,14 +31,21 @@ class Notifier:
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, db: Database, *, redis_url: str | None = None) -> None:
+    async def start(
+        self, db: Database, *, redis_url: str | None = None, link: RedisLink | None = None
+    ) -> None:
+        """``link``: publish through the process's Redis breaker (a hung Redis then costs the
+        writers one timeout, not one per commit)."""
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         db.on_events.append(self.poke_threadsafe)
         if db.engine.dialect.name == "postgresql":
             self._task = asyncio.create_task(self._listen_postgres(db))
         elif redis_url:
-            db.on_events.append(lambda: _publish(redis_url))
+            if link is not None:
+                db.on_events.append(lambda: _publish_through(link))
+            else:
+                db.on_events.append(lambda: _publish(redis_url))
             self._task = asyncio.create_task(self._listen_redis(redis_url))
 
     async def stop(self) -> None:
@@ -99,6 +107,13 @@ class Notifier:
             except Exception:
                 log.warning("Redis subscription lost; retrying in 2 s", exc_info=True)
                 await asyncio.sleep(2)
+
+
+def _publish_through(link: RedisLink) -> None:
+    try:
+        link.run("publish an event wake-up", lambda client: client.publish(NOTIFY_CHANNEL, b"1"))
+    except RedisUnavailable:
+        pass  # subscribers re-read on their timer; the breaker logged the outage once
 
 
 _publishers: dict[str, Any] = {}

@@ -2,7 +2,8 @@
 ORO_SUBMIT_RATE_LIMIT per hotkey on submissions.
 
 Counters live in Redis when ORO_REDIS_URL is set, so every server process draws on the same
-budget; in process otherwise. A counter store outage lets requests through (logged): a limit
+budget, and in the database while Redis is unreachable (``oro_graph.ratestore``); in process
+without Redis. If the counters cannot be stored at all the request goes through (logged): a limit
 protects capacity, it is not a security boundary like the nonce store, which fails closed.
 
 Redis is asked from a worker thread with a blocking socket timeout, not from the event loop: a
@@ -18,12 +19,11 @@ import time
 
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
+from oro_graph import ratestore
 from oro_graph.settings import Settings
 
 log = logging.getLogger("oro_graph.ratelimit")
@@ -39,22 +39,18 @@ class RateLimits:
         self._limiter = MovingWindowRateLimiter(storage)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimits:
+    def from_settings(cls, settings: Settings, storage: Storage | None = None) -> RateLimits:
+        """The budgets of ``settings`` over ``storage`` (``oro_graph.ratestore``: Redis with the
+        database as its fallback, as ``Runtime`` builds it), or over Redis alone or this process."""
         submit = parse(settings.submit_rate_limit)  # validated by Settings
-        storage: Storage = (
-            RedisStorage(
-                settings.redis_url,
-                key_prefix=KEY_PREFIX,
-                wrap_exceptions=True,
-                # Fail open quickly: with a hung Redis every request otherwise waited ~5 s here,
-                # and redis-py's default retries with backoff would make that seconds again.
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
-                retry=Retry(NoBackoff(), 0),
+        if storage is None:
+            storage = (
+                ratestore.redis_storage(
+                    settings.redis_url, timeout=settings.redis_timeout_seconds, key_prefix=KEY_PREFIX
+                )
+                if settings.redis_url
+                else MemoryStorage()
             )
-            if settings.redis_url
-            else MemoryStorage()
-        )
         return cls(
             storage, per_client=RateLimitItemPerMinute(settings.rate_limit_per_minute), per_submitter=submit
         )

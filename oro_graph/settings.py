@@ -19,6 +19,10 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    # Redis trouble costs one timeout: after a failure, Redis is left alone for redis_retry_seconds
+    # (rate-limit counters go to the database meanwhile), then one request tries it again.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    redis_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     secret_key: str | None = Field(default=None, repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
     data_dir: Path | None = None
@@ -72,6 +76,13 @@ class Settings(BaseSettings):
     inference_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     inference_token_margin_seconds: int = Field(default=60, ge=0)
     inference_breaker_seconds: int = Field(default=30, ge=1)
+    # Connections (oro_graph/connections.py): an idle keep-alive connection is closed after
+    # keep_alive_seconds; a request's line and headers must arrive within header_timeout_seconds
+    # (also on a new connection that sends nothing), and its body must not stall longer than
+    # body_timeout_seconds between two pieces.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=600)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     workers: int = Field(default=1, ge=1)  # set by `oro-graph serve --workers N` for its processes
 
     @field_validator("database_url")

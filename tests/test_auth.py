@@ -2,8 +2,11 @@ import time
 
 import pytest
 
-from oro_graph.auth import MemoryNonceStore, RedisNonceStore, SignatureVerifier, sign_headers
+from sqlmodel import select
+
+from oro_graph.auth import DatabaseNonceStore, MemoryNonceStore, SignatureVerifier, sign_headers
 from oro_graph.errors import Unauthenticated
+from oro_graph.models import UsedNonce
 
 from tests.factories import keypair
 
@@ -80,19 +83,45 @@ def test_same_nonce_for_two_hotkeys_is_fine(verifier):
     verifier.verify(sign_headers(keypair("Bob"), nonce="shared"))
 
 
-def test_redis_nonces_are_shared_between_processes(redis_url):
-    import redis
-
-    a = redis.Redis.from_url(redis_url)
-    b = redis.Redis.from_url(redis_url)
-    first = SignatureVerifier(60, RedisNonceStore(a))
-    second = SignatureVerifier(60, RedisNonceStore(b))  # another server process, same Redis
+def test_database_nonces_are_shared_between_processes(db):
+    first = SignatureVerifier(60, DatabaseNonceStore(db))
+    second = SignatureVerifier(60, DatabaseNonceStore(db))  # another server process, same database
     headers = sign_headers(keypair("Alice"))
     first.verify(headers)
     with pytest.raises(Unauthenticated, match="already used"):
         second.verify(headers)
-    ttl = a.ttl(f"oro:nonce:{headers['X-Hotkey']}:{headers['X-Nonce']}")
-    assert 60 < ttl <= 121
+    with db.session() as session:
+        (row,) = session.exec(select(UsedNonce)).all()
+    assert row.nonce == headers["X-Nonce"] and 120 < row.expires_at - time.time() <= 121
+
+
+def test_a_database_nonce_expires_and_expired_rows_are_pruned(db, monkeypatch):
+    clock = [time.time()]
+    monkeypatch.setattr("oro_graph.auth.time.time", lambda: clock[0])
+    store = DatabaseNonceStore(db)
+    assert store.claim("hk", "n", ttl_seconds=10) and store.claim("hk", "other", ttl_seconds=10)
+    assert not store.claim("hk", "n", ttl_seconds=10)
+    clock[0] += 11
+    assert store.claim("hk", "n", ttl_seconds=10)  # expired: a new use, not a replay
+    clock[0] += DatabaseNonceStore.PRUNE_EVERY
+    assert store.claim("hk", "late", ttl_seconds=10)
+    with db.session() as session:
+        assert sorted(row.nonce for row in session.exec(select(UsedNonce)).all()) == ["late"]
+
+
+def test_concurrent_claims_of_one_nonce_let_exactly_one_through(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [DatabaseNonceStore(db) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda store: store.claim("hk", "raced", ttl_seconds=60), stores))
+    assert results.count(True) == 1
+
+
+def test_claiming_a_nonce_does_not_change_the_data_version(runtime):
+    before = runtime.data_version.current()
+    DatabaseNonceStore(runtime.db).claim("hk", "n", ttl_seconds=60)
+    assert runtime.data_version.current() == before
 
 
 def test_memory_nonce_expires_after_ttl(monkeypatch):
@@ -105,12 +134,16 @@ def test_memory_nonce_expires_after_ttl(monkeypatch):
     assert store.claim("hk", "n", ttl_seconds=10)
 
 
-def test_nonce_store_down_fails_closed():
-    import redis
-
+def test_nonce_store_down_fails_closed(tmp_path):
+    from oro_graph.db import Database
     from oro_graph.errors import ServiceUnavailable
+    from oro_graph.settings import Settings
 
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
-    verifier = SignatureVerifier(60, RedisNonceStore(dead))
+    unreachable = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none", data_dir=tmp_path, secret_key="k"
+    )
+    db = Database(unreachable)
+    verifier = SignatureVerifier(60, DatabaseNonceStore(db))
     with pytest.raises(ServiceUnavailable, match="replay protection"):
         verifier.verify(sign_headers(keypair("Alice")))
+    db.dispose()

@@ -1,12 +1,16 @@
-"""The shared data version under Redis trouble: answers fast, pauses, and loses no bump."""
+"""The shared data version under Redis trouble: answers fast, pauses, loses no bump, and never
+repeats a version after Redis lost its keys."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import redis
 
 from oro_graph import dataversion
-from oro_graph.dataversion import KEY, DataVersion
+from oro_graph.dataversion import DataVersion
+from oro_graph.redislink import EPOCH_KEY, Breaker, RedisLink, RedisUnavailable, redis_client
 
 
 class Flaky:
@@ -17,35 +21,46 @@ class Flaky:
         self.down = False
         self.calls = 0
 
-    def _call(self, name: str, *args: object) -> object:
+    def register_script(self, source: str) -> Any:
+        script = self.real.register_script(source)
+
+        def call(*, keys: list[str], args: list[str], client: Any = None) -> Any:
+            self.calls += 1
+            if self.down:
+                raise redis.ConnectionError("refused")
+            return script(keys=keys, args=args)
+
+        return call
+
+    def ping(self) -> bool:
         self.calls += 1
         if self.down:
             raise redis.ConnectionError("refused")
-        return getattr(self.real, name)(*args)
-
-    def incr(self, key: str) -> object:
-        return self._call("incr", key)
-
-    def get(self, key: str) -> object:
-        return self._call("get", key)
+        return bool(self.real.ping())
 
     def close(self) -> None:
         self.real.close()
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def flaky(redis_url: str) -> Flaky:
     client = Flaky(redis_url)
-    client.real.delete(KEY)
+    client.real.delete(dataversion.KEY)
     return client
 
 
-def test_an_outage_pauses_the_version_and_a_missed_bump_is_sent_later(
-    flaky: Flaky, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(dataversion.time, "monotonic", lambda: clock[0])
-    version = DataVersion(flaky)
+def test_an_outage_pauses_the_version_and_a_missed_bump_is_sent_later(flaky: Flaky) -> None:
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    version = DataVersion(RedisLink(flaky, breaker))
     before = version.current()
     assert before is not None
 
@@ -56,13 +71,102 @@ def test_an_outage_pauses_the_version_and_a_missed_bump_is_sent_later(
     assert version.current() is None and flaky.calls == calls  # paused: Redis is not asked again
 
     flaky.down = False
-    clock[0] += dataversion.RETRY_AFTER
+    clock.now += 5.0
     after = version.current()
     assert after is not None and after != before  # the missed bump went out before the read
 
 
+def test_after_an_outage_the_version_moves_even_without_a_write_here(flaky: Flaky) -> None:
+    """Another process may have written while this one could not read: answers cached before the
+    outage must not look current after it."""
+    clock = Clock()
+    version = DataVersion(RedisLink(flaky, Breaker(5.0, clock=clock)))
+    before = version.current()
+    flaky.down = True
+    assert version.current() is None
+    flaky.down = False
+    clock.now += 5.0
+    assert version.current() not in (None, before)
+
+
+def test_a_lost_epoch_never_repeats_a_version(redis_url: str) -> None:
+    """FLUSHDB (or a restart without persistence) drops the counter: it starts again from 0,
+    under a new epoch, so no version seen before comes back."""
+    client = redis.Redis.from_url(redis_url)
+    version = DataVersion(client)
+    seen = set()
+    for _ in range(3):
+        seen.add(version.current())
+        version.bump()
+    client.delete(EPOCH_KEY, dataversion.KEY)  # what a restart without persistence leaves
+    for _ in range(5):
+        now = version.current()
+        assert now not in seen, (now, seen)
+        seen.add(now)
+        version.bump()
+
+
+def test_a_counter_that_goes_back_under_the_same_epoch_gets_a_new_epoch(redis_url: str) -> None:
+    """A replica that lagged but already had the epoch: the counter is lower than this process
+    saw; continuing would repeat versions."""
+    client = redis.Redis.from_url(redis_url)
+    version = DataVersion(client)
+    for _ in range(3):
+        version.bump()
+    high = version.current()
+    client.decr(dataversion.KEY, 3)  # the promoted replica never saw the last three writes
+    seen = {high}
+    for _ in range(4):
+        now = version.current()
+        assert now not in seen, (now, seen)
+        seen.add(now)
+        version.bump()
+
+
+def test_the_breaker_costs_one_timeout_then_answers_at_once() -> None:
+    """A Redis that does not answer: the first call waits for its timeout, the next ones do not
+    touch the socket until the pause is over, and then exactly one call probes."""
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    link = RedisLink(redis_client("redis://127.0.0.1:1/0", timeout=0.2), breaker)  # refused
+    calls = []
+
+    def call(client: Any) -> bool:
+        calls.append(1)
+        return bool(client.ping())
+
+    with pytest.raises(RedisUnavailable):
+        link.run("ping", call)
+    for _ in range(20):
+        with pytest.raises(RedisUnavailable):
+            link.run("ping", call)
+    assert len(calls) == 1 and breaker.trips == 1
+    clock.now += 5.0
+    assert breaker.allow() is True  # the probe
+    assert breaker.allow() is False  # everyone else, while the probe is out
+    breaker.succeeded()
+    assert breaker.allow() is True and not breaker.is_open
+
+
 def test_the_clients_timeouts_are_short_and_it_does_not_retry(redis_url: str) -> None:
-    client = dataversion.redis_client(redis_url)
+    client = redis_client(redis_url, timeout=0.25)
     kwargs = client.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == dataversion.TIMEOUT and kwargs["retry"].get_retries() == 0
+    assert kwargs["socket_timeout"] == 0.25 and kwargs["retry"].get_retries() == 0
     client.close()
+
+
+def test_a_probe_that_ends_in_a_bug_does_not_leave_the_breaker_stuck(redis_url: str) -> None:
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    link = RedisLink(redis_client(redis_url, timeout=0.5), breaker)
+    breaker.failed("a test")
+    clock.now += 5.0
+
+    def broken(client: Any) -> None:
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        link.run("probe", broken)  # the probe
+    assert link.run("probe", lambda client: client.ping()) is True  # the next call may probe again
+    assert not breaker.is_open
+    link.close()

@@ -36,7 +36,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
     app.add_middleware(LimitGate, schema=schema._schema, debug=settings.graphql_debug)
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
-    app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis))
+    app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis_link))
     if LIMITS.cors_origins:
         app.add_middleware(
             CORSMiddleware,

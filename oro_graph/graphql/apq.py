@@ -17,22 +17,30 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oro_graph.redislink import Breaker, RedisLink, RedisUnavailable
+
 MAX_DOCUMENT = 100_000
 MAX_LOCAL = 5_000
 REDIS_TTL = 7 * 24 * 3600
 
 
 class QueryStore:
-    def __init__(self, redis: Any | None = None) -> None:
-        self._redis = redis
+    """Persisted documents: in Redis (shared by the processes) and in this process. Redis is asked
+    through the process's breaker (``oro_graph.redislink``): a hung Redis costs one short timeout
+    per pause, then this process answers from what it remembers."""
+
+    def __init__(self, redis: RedisLink | Any | None = None) -> None:
+        if redis is not None and not isinstance(redis, RedisLink):
+            redis = RedisLink(redis, Breaker(5.0))  # a bare client: a breaker of its own
+        self._redis: RedisLink | None = redis
         self._local: OrderedDict[str, str] = OrderedDict()
 
     def get(self, digest: str) -> str | None:
         if self._redis is not None:
             try:
-                value = self._redis.get(f"oro:apq:{digest}")
+                value = self._redis.run("persisted queries", lambda client: client.get(f"oro:apq:{digest}"))
                 return value.decode() if value else None
-            except Exception:  # Redis down: fall back to what this process remembers
+            except RedisUnavailable:  # fall back to what this process remembers
                 pass
         found = self._local.get(digest)
         if found is not None:
@@ -44,9 +52,12 @@ class QueryStore:
         while len(self._local) > MAX_LOCAL:
             self._local.popitem(last=False)
         if self._redis is not None:
+            key = f"oro:apq:{digest}"
             try:
-                self._redis.set(f"oro:apq:{digest}", document.encode(), ex=REDIS_TTL)
-            except Exception:
+                self._redis.run(
+                    "persisted queries", lambda client: client.set(key, document.encode(), ex=REDIS_TTL)
+                )
+            except RedisUnavailable:
                 pass
 
 

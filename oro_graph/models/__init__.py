@@ -17,6 +17,7 @@ from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
+from oro_graph.models.sharedstate import RateLimitHit, UsedNonce
 from oro_graph.models.suites import Problem, ProblemSource, Suite
 
 __all__ = [
@@ -40,11 +41,13 @@ __all__ = [
     "RaceQualifier",
     "RaceSelection",
     "RaceStatus",
+    "RateLimitHit",
     "Role",
     "SchedulerLease",
     "RunStatus",
     "Suite",
     "TopAgentHistory",
+    "UsedNonce",
     "ValidatorState",
     "WorkItem",
     "utcnow",

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 import redis
 
+from tests.hardening.support import PrivateRedis
 from tests.rest.conftest import serve, server  # noqa: F401  (the live in-thread server)
 from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, seed
@@ -74,3 +76,15 @@ def seeded_server(serve: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer
     world = seed(live.runtime)
     with live.http() as http:
         yield live, world, http
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own (without persistence), to stop, hang or restart."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    instance = PrivateRedis()
+    try:
+        yield instance
+    finally:
+        instance.close()

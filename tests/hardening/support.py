@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -162,3 +164,42 @@ def burst(job: tuple[list[str], str, str, str | None, int]) -> list[tuple[int, s
     for http in clients:
         http.close()
     return out
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, without persistence: a restart loses
+    everything, as an operator's Redis without RDB/AOF would."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="oro-redis-"))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        import redis
+
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+            + ["--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return proc
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def restart(self) -> None:
+        """Kill it (no shutdown save) and start it again, empty, on the same port."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = self._start()
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.kill()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -78,10 +78,15 @@ def test_in_process_counters_are_per_server(serve: Callable[..., LiveServer]) ->
         assert_throttled(a.get("/health"))
 
 
-def test_an_unreachable_counter_store_lets_requests_through(serve: Callable[..., LiveServer]) -> None:
-    server = serve(rate_limit_per_minute=1, redis_url="redis://127.0.0.1:9/0")
+def test_an_unreachable_redis_moves_the_counters_to_the_database(serve: Callable[..., LiveServer]) -> None:
+    """Redis refuses: the budget still holds (counted in the database), and /health says Redis is
+    degraded while serving."""
+    server = serve(rate_limit_per_minute=2, redis_url="redis://127.0.0.1:9/0")
     with server.http() as http:
-        assert [http.get("/v1/public/validators").status_code for _ in range(3)] == [200] * 3
+        first = http.get("/health")
+        assert first.status_code == 200 and first.json()["redis"] == "degraded"
+        assert http.get("/v1/public/validators").status_code == 200
+        assert_throttled(http.get("/v1/public/validators"))
 
 
 def test_submit_limit_per_hotkey(serve: Callable[..., LiveServer]) -> None:

@@ -1,0 +1,167 @@
+"""Where rate-limit counters live: Redis, or the database while Redis is unreachable.
+
+``FailoverStorage`` is a ``limits`` storage (so any of its strategies can use it) that asks Redis
+while the process's breaker (``oro_graph.redislink.Breaker``) is closed and the database while it
+is open, and goes back to Redis when a probe finds it again. Every server process shares both, so
+a client's budget stays one budget across processes in either place; what was counted in one is
+not carried to the other, so a switch starts the window afresh (at most one extra budget per
+outage). If both fail, ``StorageError`` reaches ``RateLimits``, which lets the request through.
+
+The policy (which keys, limits and costs) is ``oro_graph.ratelimit``'s; this module only stores.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from limits.errors import StorageError
+from limits.storage import MovingWindowSupport, RedisStorage, Storage
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from oro_graph.db import Database
+from oro_graph.redislink import Breaker
+
+PRUNE_EVERY = 60.0
+
+
+def redis_storage(url: str, *, timeout: float, key_prefix: str) -> RedisStorage:
+    """Counters in Redis: short timeouts and no redis-py retries (the breaker decides what next)."""
+    return RedisStorage(
+        url,
+        key_prefix=key_prefix,
+        wrap_exceptions=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class DatabaseStorage(Storage, MovingWindowSupport):
+    """Counters as rows of ``ratelimithit`` (``services.sharedstate``), shared by every process."""
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(wrap_exceptions=True)
+        self._db = db
+        self._next_prune = 0.0
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return Exception
+
+    def _now(self) -> float:
+        from oro_graph.services import sharedstate
+
+        now = time.time()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            self._db.call(sharedstate.prune_rate_limits, now=now)
+        return now
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.incr, key, int(expiry), amount, now=self._now())
+
+    def get(self, key: str) -> int:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.counter, key, now=time.time())
+
+    def get_expiry(self, key: str) -> float:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.expiry, key, now=time.time())
+
+    def check(self) -> bool:
+        from sqlalchemy import text
+
+        try:
+            with self._db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.clear)
+
+    def clear(self, key: str) -> None:
+        from oro_graph.services import sharedstate
+
+        self._db.call(sharedstate.clear, key)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.acquire_entry, key, limit, int(expiry), amount, now=self._now())
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        from oro_graph.services import sharedstate
+
+        return self._db.call(sharedstate.moving_window, key, int(expiry), now=time.time())
+
+
+class FailoverStorage(Storage, MovingWindowSupport):
+    """Redis while it answers, the database while the breaker is open."""
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, primary: Storage, fallback: Storage, breaker: Breaker) -> None:
+        super().__init__(wrap_exceptions=True)
+        self.primary = primary
+        self.fallback = fallback
+        self.breaker = breaker
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return Exception
+
+    @property
+    def in_fallback(self) -> bool:
+        return self.breaker.is_open
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self.breaker.allow():
+            try:
+                result = getattr(self.primary, name)(*args)
+            except StorageError as exc:
+                self.breaker.failed("rate-limit counters", exc.storage_error)
+            except BaseException:
+                self.breaker.release()
+                raise
+            else:
+                self.breaker.succeeded()
+                return result
+        return getattr(self.fallback, name)(*args)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return int(self._call("incr", key, expiry, amount))
+
+    def get(self, key: str) -> int:
+        return int(self._call("get", key))
+
+    def get_expiry(self, key: str) -> float:
+        return float(self._call("get_expiry", key))
+
+    def check(self) -> bool:
+        return bool(self._call("check"))
+
+    def reset(self) -> int | None:
+        self.fallback.reset()
+        return self.primary.reset()
+
+    def clear(self, key: str) -> None:
+        self._call("clear", key)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return bool(self._call("acquire_entry", key, limit, expiry, amount))
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        start, count = self._call("get_moving_window", key, limit, expiry)
+        return float(start), int(count)

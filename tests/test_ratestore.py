@@ -1,0 +1,98 @@
+"""Rate-limit counters in the database while Redis is unreachable: one shared budget across
+processes, then back to Redis when it answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+from limits import RateLimitItemPerMinute
+from limits.strategies import MovingWindowRateLimiter
+from sqlmodel import select
+
+from oro_graph.db import Database
+from oro_graph.models import RateLimitHit
+from oro_graph.ratelimit import RateLimits
+from oro_graph.ratestore import DatabaseStorage, FailoverStorage, redis_storage
+from oro_graph.redislink import Breaker
+from oro_graph.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_database_counters_are_one_budget_for_every_process(db: Database) -> None:
+    item = RateLimitItemPerMinute(5)
+    processes = [MovingWindowRateLimiter(DatabaseStorage(db)) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        admitted = list(pool.map(lambda i: processes[i % 4].hit(item, "client", "198.51.100.7"), range(12)))
+    assert admitted.count(True) == 5
+    stats = processes[0].get_window_stats(item, "client", "198.51.100.7")
+    assert stats.remaining == 0 and stats.reset_time > 0
+    assert processes[1].hit(item, "client", "198.51.100.8")  # another client has its own budget
+    # A cost larger than one takes that many entries (what cost-based budgets will use).
+    assert not processes[2].hit(RateLimitItemPerMinute(3), "client", "203.0.113.1", cost=4)
+    assert processes[2].hit(RateLimitItemPerMinute(3), "client", "203.0.113.1", cost=3)
+
+
+def test_counting_does_not_change_the_data_version(runtime) -> None:  # type: ignore[no-untyped-def]
+    before = runtime.data_version.current()
+    MovingWindowRateLimiter(DatabaseStorage(runtime.db)).hit(RateLimitItemPerMinute(5), "client", "x")
+    assert runtime.data_version.current() == before
+
+
+def test_counters_move_to_the_database_while_redis_is_down_and_back_when_it_answers(
+    db: Database, redis_url: str
+) -> None:
+    prefix = f"oro:test-ratestore:{uuid.uuid4().hex}"
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    storage = FailoverStorage(
+        redis_storage(redis_url, timeout=0.5, key_prefix=prefix), DatabaseStorage(db), breaker
+    )
+    limiter = MovingWindowRateLimiter(storage)
+    item = RateLimitItemPerMinute(3)
+    breaker.failed("a test")  # as a timeout would
+    assert [limiter.hit(item, "client", "a") for _ in range(4)] == [True, True, True, False]
+    with db.session() as session:
+        assert len(session.exec(select(RateLimitHit)).all()) == 3
+    clock.now += 5.0  # the pause is over: the next call probes Redis and stays there
+    assert limiter.hit(item, "client", "b") and not breaker.is_open
+    client = redis.Redis.from_url(redis_url)
+    assert list(client.scan_iter(f"{prefix}*"))
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_a_refused_redis_falls_back_at_once_and_costs_one_attempt(db: Database) -> None:
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    primary = redis_storage("redis://127.0.0.1:1/0", timeout=0.5, key_prefix="oro:test")
+    storage = FailoverStorage(primary, DatabaseStorage(db), breaker)
+    limiter = MovingWindowRateLimiter(storage)
+    assert [limiter.hit(RateLimitItemPerMinute(2), "client", "c") for _ in range(3)] == [True, True, False]
+    assert breaker.trips == 1 and breaker.is_open
+
+
+def test_with_neither_store_the_request_goes_through(tmp_path: Path) -> None:
+    unreachable = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none", data_dir=tmp_path, secret_key="k"
+    )
+    db = Database(unreachable)
+    storage = FailoverStorage(
+        redis_storage("redis://127.0.0.1:1/0", timeout=0.5, key_prefix="oro:test"),
+        DatabaseStorage(db),
+        Breaker(5.0),
+    )
+    limits = RateLimits.from_settings(unreachable.model_copy(update={"rate_limit_per_minute": 1}), storage)
+    assert [asyncio.run(limits.hit_client("192.0.2.1")) for _ in range(3)] == [None, None, None]
+    db.dispose()
