@@ -23,7 +23,8 @@ INVARIANTS: dict[str, str] = {
     ),
     "included_runs_not_successful": "SELECT count(*) FROM evaluationrun WHERE is_included AND status <> 'SUCCESS'",
     "duplicate_validator_runs": (
-        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun "
+        # A run released for want of an inference token (CANCELLED) counts as no attempt.
+        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun WHERE status <> 'CANCELLED' "
         "GROUP BY work_item_id, validator_hotkey HAVING count(*) > 1) d"
     ),
     "eligible_score_not_mean_of_included": (

@@ -11,7 +11,7 @@ from sqlmodel import select
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.models import EvaluationRun, InferenceCredential, RunStatus, WorkItem
 from oro_graph.runtime import Runtime
-from oro_graph.services import credentials, inference
+from oro_graph.services import credentials, inference, invariants
 from oro_graph.services.credentials import Readiness
 from tests.factories import make_world, submit
 from tests.support.inference import runtime_for, store_chutes, store_openrouter
@@ -194,6 +194,8 @@ def test_a_provider_that_is_down_costs_one_timeout_then_the_breaker_answers(runt
                 select(EvaluationRun.status).where(EvaluationRun.agent_version_id == version)
             ).all()
         assert statuses == [RunStatus.CANCELLED.value] * 3 and work_row(rt, version).active_runs == 0
+        violations = rt.db.call(invariants.check_invariants, max_active_runs_per_validator=1)
+        assert not any(violations.values()), violations
 
         # It recovers: once the breaker closes, the next claim refreshes and gets a token.
         oauth_server.recover()
