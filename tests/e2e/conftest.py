@@ -1,4 +1,3 @@
 """End-to-end tests reuse the live-server fixtures of the REST tests."""
 
 from tests.rest.conftest import serve, server  # noqa: F401  (pytest fixtures)
-from tests.support.inference import oauth_server  # noqa: F401  (the loopback OAuth token server)
