@@ -322,6 +322,22 @@ def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: dateti
     return True
 
 
+def _why_not_live(run: EvaluationRun, validator_hotkey: str, now: datetime) -> tuple[str, str] | None:
+    """Why this validator may not act on the run now, as (reason, detail), or None if it holds the run:
+    "owner" (another validator's), "finished" (completed or cancelled) or "lapsed" (swept to STALE, or
+    past its lease and not swept yet). Each operation turns the reason into the error its callers parse."""
+    if run.validator_hotkey != validator_hotkey:
+        return "owner", f"evaluation run {run.id} belongs to another validator"
+    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+        return "finished", f"evaluation run {run.id} is already complete ({run.status}); claim new work"
+    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
+        return "lapsed", (
+            f"the lease on evaluation run {run.id} lapsed at {run.lease_expires_at.isoformat()} "
+            "(no heartbeat in time) and the run is over; claim new work"
+        )
+    return None
+
+
 def _owned_live_run(
     session: Session,
     run_id: uuid.UUID,
@@ -330,43 +346,31 @@ def _owned_live_run(
     *,
     lapsed: type[OroError] = LeaseExpired,
 ) -> EvaluationRun:
-    """The run, locked, if this validator owns it and it is still leased; else the error that says why.
+    """The run, locked, if this validator holds it; else the error that says why.
 
-    A lapsed lease (swept to STALE, or past its end and not swept yet) is ``lapsed``: LEASE_EXPIRED for a
-    heartbeat; for a progress report or a completion the run is over (RUN_ALREADY_COMPLETE), which is
-    what tells a validator's retry queue to drop the call rather than retry it.
+    A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for a progress report or a completion
+    the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
+    call rather than retry it.
     """
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
     if run is None:
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
-    if run.validator_hotkey != validator_hotkey:
-        raise NotRunOwner(f"evaluation run {run_id} belongs to another validator")
-    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
-        raise RunAlreadyComplete(f"evaluation run {run_id} is already complete ({run.status})")
-    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
-        raise lapsed(lease_lapsed_detail(run))
+    refusal = _why_not_live(run, validator_hotkey, now)
+    if refusal is not None:
+        reason, detail = refusal
+        raise {"owner": NotRunOwner, "finished": RunAlreadyComplete, "lapsed": lapsed}[reason](detail)
     return run
-
-
-def lease_lapsed_detail(run: EvaluationRun) -> str:
-    return (
-        f"the lease on evaluation run {run.id} lapsed at {run.lease_expires_at.isoformat()} "
-        "(no heartbeat in time) and the run is over; claim new work"
-    )
 
 
 def live_run_for_upload(
     session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime
 ) -> EvaluationRun:
-    """The run a validator may upload logs for: its own, still leased. A run that is not live any more
-    (lapsed or finished) is NOT_RUN_OWNER: the validator no longer holds it."""
+    """The run a validator may upload logs for: one it holds. Another validator's run, and one that is not
+    live any more (finished or lapsed), are NOT_RUN_OWNER: the validator does not hold it."""
     run = get_run(session, run_id)
-    if run.validator_hotkey != validator_hotkey:
-        raise NotRunOwner(f"evaluation run {run_id} belongs to another validator")
-    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
-        raise NotRunOwner(f"evaluation run {run_id} is already complete ({run.status}); uploads are closed")
-    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
-        raise NotRunOwner(lease_lapsed_detail(run))
+    refusal = _why_not_live(run, validator_hotkey, now)
+    if refusal is not None:
+        raise NotRunOwner(refusal[1])
     return run
 
 
@@ -387,16 +391,10 @@ def run_problems(
     whatever the reason (another validator's run, a lapsed or finished run, no such run): the detail says
     which, to the caller only.
     """
-    now = now or utcnow()
-    run = session.get(EvaluationRun, run_id)
-    if run is None:
-        raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
-    if run.validator_hotkey != validator_hotkey:
-        raise EvalRunNotFound(f"evaluation run {run_id} is not held by this validator")
-    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
-        raise EvalRunNotFound(f"evaluation run {run_id} is already complete ({run.status}); claim new work")
-    if run.status == RunStatus.STALE or run.lease_expires_at <= now:
-        raise EvalRunNotFound(lease_lapsed_detail(run))
+    run = get_run(session, run_id)
+    refusal = _why_not_live(run, validator_hotkey, now or utcnow())
+    if refusal is not None:
+        raise EvalRunNotFound(refusal[1])
     problems = suites.problems_for_suite(session, run.suite_id)
     drawn = races.race_problem_ids(session, run)
     if drawn is not None:  # a race run evaluates the race's drawn problems, in draw order

@@ -22,7 +22,14 @@ from oro_sdk.api.miner import (
     store_chutes_token,
     submit_agent,
 )
-from oro_sdk.api.validator import claim_work, complete_run, heartbeat, presign_upload, update_progress
+from oro_sdk.api.validator import (
+    claim_work,
+    complete_run,
+    get_run_problems,
+    heartbeat,
+    presign_upload,
+    update_progress,
+)
 from oro_sdk.models import (
     AdmissionReason,
     AdmissionStatus,
@@ -74,6 +81,7 @@ def validator_calls(s: Seeded) -> dict[str, Call]:
     )
     return {
         "claim_work": lambda c: claim_work.sync_detailed(client=c),
+        "get_run_problems": lambda c: get_run_problems.sync_detailed(s.beta_run, client=c),
         "heartbeat": lambda c: heartbeat.sync_detailed(s.beta_run, client=c),
         "update_progress": lambda c: update_progress.sync_detailed(s.beta_run, client=c, body=progress),
         "complete_run": lambda c: complete_run.sync_detailed(
@@ -102,7 +110,7 @@ def assert_refused(response: Response[Any], status: int, code: str, path: str, w
 
 def test_unsigned_requests_are_401_on_every_signed_path(server: LiveServer, seeded: Seeded) -> None:
     calls = all_calls(seeded)
-    assert len(calls) == 11
+    assert len(calls) == 12
     for path, call in calls.items():
         assert_refused(call(server.public()), 401, "UNAUTHENTICATED", path, "missing authentication headers")
 

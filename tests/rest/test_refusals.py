@@ -303,7 +303,7 @@ REFUSALS: list[Refusal] = [
             404, NF, "EVAL_RUN_NOT_FOUND", "does not exist"),
     Refusal(V, "get_run_problems", "another validator's run",
             lambda m, w: m.sync_detailed(w.beta_run, client=w.signed("Charlie")),
-            404, NF, "EVAL_RUN_NOT_FOUND", "not held by this validator"),
+            404, NF, "EVAL_RUN_NOT_FOUND", "another validator"),
     Refusal(V, "get_run_problems", "finished run",
             lambda m, w: m.sync_detailed(w.alpha_runs[0], client=w.signed("Charlie")),
             404, NF, "EVAL_RUN_NOT_FOUND", "complete"),

@@ -64,7 +64,7 @@ def test_everyone_else_is_told_not_found(runtime: Runtime) -> None:
     t0 = utcnow()
     run = claim(runtime, charlie, now=t0).run
 
-    with pytest.raises(EvalRunNotFound, match="not held"):
+    with pytest.raises(EvalRunNotFound, match="another validator"):
         _problems(runtime, run.id, dave)
     with pytest.raises(EvalRunNotFound, match="lapsed"):
         _problems(runtime, run.id, charlie, now=t0 + timedelta(seconds=runtime.settings.lease_seconds + 1))
