@@ -12,6 +12,7 @@ from oro_graph.db import Database
 from oro_graph.notify import Notifier
 from oro_graph.ratelimit import RateLimits
 from oro_graph.settings import Settings
+from oro_graph.sourcecheck import SourceParser
 from oro_graph.storage import Storage, make_storage
 
 
@@ -25,6 +26,7 @@ class Runtime:
     notifier: Notifier = field(default_factory=Notifier)
     data_version: DataVersion = field(default_factory=DataVersion)
     rate_limits: RateLimits | None = None
+    parser: SourceParser = field(default_factory=SourceParser)  # agent files, parsed in worker processes
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +51,7 @@ class Runtime:
             db=database,
             data_version=version,
             rate_limits=RateLimits.from_settings(settings),
+            parser=SourceParser.from_settings(settings),
             storage=make_storage(settings),
             verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
             redis=redis_client,
@@ -56,6 +59,7 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+        self.parser.close()
         self.data_version.close()
         if self.redis is not None:
             self.redis.close()

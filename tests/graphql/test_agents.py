@@ -114,6 +114,26 @@ def test_submit_agent_errors_are_typed_union_members(runtime: Runtime, client: T
     assert "line 1" in bad_file["message"]
 
 
+def test_parser_bombs_are_typed_invalid_file_errors_and_start_no_cooldown(
+    runtime: Runtime, client: TestClient
+) -> None:
+    # given: files on which ast.parse raises MemoryError and RecursionError
+    make_world(runtime)
+    bombs = [b"-" * 100_000 + b"1", b"x" + b"[0]" * 300_000]
+
+    # when
+    refused = [submit(client, signed("Bob"), "bomb", bomb) for bomb in bombs]
+    accepted = submit(client, signed("Bob"), "bravo")["data"]["submitAgent"]
+
+    # then: each is the mutation's typed error with a reason, and Bob's next file is accepted at once
+    for body in refused:
+        assert "errors" not in body, body
+        result = body["data"]["submitAgent"]
+        assert (result["__typename"], result["code"]) == ("InvalidFileError", "INVALID_FILE")
+        assert "parse" in result["message"]
+    assert accepted["__typename"] == "SubmitAgentSuccess" and accepted["admissionStatus"] == "ACCEPTED"
+
+
 def test_unsigned_or_replayed_submission_is_unauthenticated(runtime: Runtime, client: TestClient) -> None:
     # given
     make_world(runtime)
