@@ -328,6 +328,22 @@ class WorkItem(relay.Node):
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
         return shown_version(info, row)
 
+    @strawberry.field(
+        description="The agent whose version it evaluates: public before the version's release, unlike "
+        "`agentVersion`."
+    )
+    async def agent(self, info: Info) -> Agent | None:
+        return await agent_of_version(info, self.agent_version_id)
+
+
+async def agent_of_version(info: Info, version_id: uuid.UUID) -> Agent | None:
+    """The agent of a version, released or not: its name and owner are evaluation status, public
+    like REST's status, pending and running paths (``services.agents.discloses``)."""
+    loaders = info.context.loaders
+    version = await loaders.agent_version_by_id.load(version_id)
+    row = await loaders.agent_by_id.load(version.agent_id) if version else None
+    return Agent.from_row(row) if row else None
+
 
 def shown_version(info: Info, row: models.AgentVersion | None) -> AgentVersion | None:
     """The version as this caller may see it, or null (``services.agents.discloses``): before its

@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 
 from oro_graph import models
 from oro_graph.graphql import errors as e
-from oro_graph.graphql.agents import AgentVersion, WorkItem, shown_version
+from oro_graph.graphql.agents import Agent, AgentVersion, WorkItem, agent_of_version, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ProblemStatus, RunStatus, TerminalStatus
 from oro_graph.graphql.pagination import (
@@ -100,6 +100,13 @@ class EvaluationRun(relay.Node):
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
         return shown_version(info, row)
+
+    @strawberry.field(
+        description="The agent whose version was evaluated: public before the version's release, unlike "
+        "`agentVersion`."
+    )
+    async def agent(self, info: Info) -> Agent | None:
+        return await agent_of_version(info, self.agent_version_id)
 
     @strawberry.field(description="The validator holding the run (null if it left the registry).")
     async def validator(

@@ -97,7 +97,9 @@ def screen_submission(
     None when the file is worth parsing. Reads only."""
     registered = session.get(Hotkey, hotkey)
     if registered is None:
-        return Admission("REJECTED", hotkey, "NOT_REGISTERED_ONCHAIN", message="hotkey is not registered on the subnet")
+        return Admission(
+            "REJECTED", hotkey, "NOT_REGISTERED_ONCHAIN", message="hotkey is not registered on the subnet"
+        )
     if registered.banned:
         return Admission("REJECTED", hotkey, "BANNED", message="hotkey is banned")
     registry.require_role(session, hotkey, Role.MINER)

@@ -314,18 +314,13 @@ def test_huge_integers_are_refused(target: Target) -> None:
         422,
         "cannot be stored",
     )
-    refused(
-        target,
-        lambda: target.http.get("/v1/public/leaderboard", params={"offset": huge}),
-        422,
-        "cannot be stored",
-    )
-    refused(
-        target,
-        lambda: target.http.get("/v1/public/evaluations/pending", params={"offset": huge}),
-        422,
-        "cannot be stored",
-    )
+    for path in ("/v1/public/leaderboard", "/v1/public/evaluations/pending"):
+        for offset in (huge, 2**63):  # 2^63 is the first integer no database compares
+            body = refused(
+                target, lambda path=path, offset=offset: target.http.get(path, params={"offset": offset}), 422
+            )
+            # the query parameter is to blame, not a body this GET does not have
+            assert [e["loc"] for e in body["detail"]] == [["query", "offset"]], body
     refused(target, lambda: target.http.get(f"/v1/public/suites/{huge}/problems"), 404, "SUITE_NOT_FOUND")
     refused(
         target,
