@@ -1,6 +1,8 @@
 """A worker process that parses agent files for ``oro_graph.sourcecheck``: standard library only.
 
-Run as ``python -I _parse_worker.py MEMORY_BYTES``. It limits its own address space, then loops:
+Run as ``python -I _parse_worker.py MEMORY_BYTES CPU_SECONDS``. It limits its own address space
+and, before each file, its CPU time (RLIMIT_CPU: the kernel ends it with SIGXCPU past the limit, so a
+busy machine does not count against a file, only the parse's own CPU does), then loops:
 read a 4-byte big-endian length and that many bytes of UTF-8 source from stdin, parse them with
 ``ast.parse``, and write a 4-byte length and a JSON answer (``{"ok": true}`` or ``{"error": ...}``)
 to stdout. It exits on end of input (its server process is gone) and after a MemoryError or a
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import resource
 import struct
@@ -44,9 +47,10 @@ def check(source: str) -> tuple[dict[str, object], bool]:
 
 
 def main() -> None:
-    memory = int(sys.argv[1])
+    memory, cpu_seconds = int(sys.argv[1]), float(sys.argv[2])
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         header = _read_exactly(stdin, 4)
@@ -56,6 +60,10 @@ def main() -> None:
         raw = _read_exactly(stdin, size)
         if raw is None:
             return
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        allowed = math.ceil(used.ru_utime + used.ru_stime + cpu_seconds)
+        if cpu_hard == resource.RLIM_INFINITY or allowed <= cpu_hard:
+            resource.setrlimit(resource.RLIMIT_CPU, (allowed, cpu_hard))
         try:
             body, leave = check(raw.decode("utf-8"))
         except MemoryError:  # even decoding did not fit

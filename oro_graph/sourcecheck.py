@@ -3,9 +3,10 @@
 ``ast.parse`` of a hostile file can take a second or more of CPU, hundreds of megabytes, or raise
 MemoryError / RecursionError (``'-' * 100000 + '1'``, ``'x' + '[0]' * 300000``). So the server never
 parses an uploaded file itself: a small pool of worker processes (``oro_graph/_parse_worker.py``,
-standard library only) does, each limited to ``ORO_AGENT_PARSE_MEMORY_MB`` of address space. A parse
-that overruns ``ORO_AGENT_PARSE_TIMEOUT_SECONDS`` has its worker killed; a worker that dies (or exits
-after a MemoryError) is replaced at the next use. Whatever happens in a worker, the caller gets
+standard library only) does, each limited to ``ORO_AGENT_PARSE_MEMORY_MB`` of address space and
+``ORO_AGENT_PARSE_CPU_SECONDS`` of CPU per file (the kernel ends a worker past it, so a loaded machine
+does not make an honest file fail; a wall-clock backstop of ten times that catches a stuck one). A
+worker that dies (or exits after a MemoryError) is replaced at the next use. Whatever happens in a worker, the caller gets
 ``InvalidFile`` with a reason, or ``ServiceUnavailable`` if no worker frees up in time.
 """
 
@@ -16,6 +17,7 @@ import json
 import os
 import queue
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -35,9 +37,9 @@ class _Died(Exception):
 
 
 class _Worker:
-    def __init__(self, memory_bytes: int) -> None:
+    def __init__(self, memory_bytes: int, cpu_seconds: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory_bytes)],
+            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory_bytes), str(cpu_seconds)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -87,13 +89,22 @@ class _Worker:
                 stream.close()  # type: ignore[union-attr]
 
 
+def _wait_code(worker: _Worker) -> int | None:
+    """The worker's exit code once it is gone (it may take a moment after its pipe closed)."""
+    try:
+        return worker.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 class SourceParser:
     """A pool of at most ``workers`` parser processes, started on first use. Thread-safe."""
 
-    def __init__(self, *, workers: int = 2, memory_mb: int = 512, timeout_seconds: float = 5.0) -> None:
+    def __init__(self, *, workers: int = 2, memory_mb: int = 512, cpu_seconds: float = 5.0) -> None:
         self.workers = workers
         self.memory_bytes = memory_mb * 1_048_576
-        self.timeout = timeout_seconds
+        self.cpu_seconds = cpu_seconds
+        self.timeout = max(10 * cpu_seconds, 1.0)  # wall clock: only a stuck or starved worker meets it
         self._idle: queue.LifoQueue[_Worker | None] = queue.LifoQueue()
         for _ in range(workers):
             self._idle.put(None)  # a slot whose worker is started when first needed
@@ -108,15 +119,14 @@ class SourceParser:
         return cls(
             workers=settings.agent_parse_workers,  # type: ignore[attr-defined]
             memory_mb=settings.agent_parse_memory_mb,  # type: ignore[attr-defined]
-            timeout_seconds=settings.agent_parse_timeout_seconds,  # type: ignore[attr-defined]
+            cpu_seconds=settings.agent_parse_cpu_seconds,  # type: ignore[attr-defined]
         )
 
     def check(self, source: str) -> None:
         """Return if ``source`` parses as Python; else raise InvalidFile saying why. Blocks."""
         try:
-            # A slot frees up within one parse timeout unless every worker is busy with another
-            # bounded parse; waiting longer than a few of those means the pool is saturated.
-            slot = self._idle.get(timeout=self.timeout * 3)
+            # Each parse is bounded, so a slot frees up unless the pool is saturated.
+            slot = self._idle.get(timeout=self.timeout)
         except queue.Empty:
             raise ServiceUnavailable("every agent-file parser is busy; retry shortly") from None
         worker: _Worker | None = slot
@@ -130,8 +140,14 @@ class SourceParser:
                     answer = worker.ask(source.encode("utf-8"), time.monotonic() + self.timeout)
                     break
                 except (_Died, ValueError, struct.error):
+                    over_cpu = worker.proc.poll() == -signal.SIGXCPU or _wait_code(worker) == -signal.SIGXCPU
                     self._retire(worker, wait=False)
                     worker = None
+                    if over_cpu:
+                        raise InvalidFile(
+                            f"agent file took more than {self.cpu_seconds:g} s of CPU to parse; "
+                            "it must be ordinary Python source"
+                        ) from None
                     # A worker that had served before may have died of something else (killed by
                     # an operator or the OOM killer): the file gets one more try on a fresh one.
                     if fresh or attempt == 2:
@@ -164,7 +180,7 @@ class SourceParser:
         with self._lock:
             if self._closed:
                 raise ServiceUnavailable("the server is shutting down")
-            fresh = _Worker(self.memory_bytes)
+            fresh = _Worker(self.memory_bytes, self.cpu_seconds)
             self._all.add(fresh)
         return fresh
 

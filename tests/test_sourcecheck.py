@@ -19,7 +19,7 @@ RECURSION_BOMB = "x" + "[0]" * 300_000  # ast.parse: RecursionError
 
 @pytest.fixture
 def pool() -> Iterator[SourceParser]:
-    parser = SourceParser(workers=2, memory_mb=512, timeout_seconds=10)
+    parser = SourceParser(workers=2, memory_mb=512, cpu_seconds=10)
     try:
         yield parser
     finally:
@@ -56,8 +56,21 @@ def test_a_killed_worker_is_replaced(pool: SourceParser) -> None:
     assert pool.restarts == 1
 
 
-def test_a_parse_over_the_time_limit_kills_its_worker() -> None:
-    parser = SourceParser(workers=1, memory_mb=512, timeout_seconds=0.01)
+def test_a_parse_over_its_cpu_time_is_invalid_and_its_worker_replaced() -> None:
+    parser = SourceParser(workers=1, memory_mb=2048, cpu_seconds=1)
+    try:
+        parser.check("x = 1\n")
+        with pytest.raises(InvalidFile, match=r"more than 1 s of CPU to parse"):
+            parser.check("x = [" + "1, " * 1_000_000 + "]\n")  # several seconds of CPU
+        assert parser.pids() == [] and parser.restarts == 1
+        parser.check("y = 2\n")  # a fresh worker, with a fresh CPU budget
+    finally:
+        parser.close()
+
+
+def test_a_worker_that_does_not_answer_in_time_is_killed() -> None:
+    parser = SourceParser(workers=1, memory_mb=512, cpu_seconds=5)
+    parser.timeout = 0.01  # the wall-clock backstop, for a worker that is stuck or starved
     try:
         with pytest.raises(InvalidFile, match=r"longer than 0.01 s to parse"):
             parser.check("x = [" + "1, " * 300_000 + "]\n")
@@ -67,7 +80,7 @@ def test_a_parse_over_the_time_limit_kills_its_worker() -> None:
 
 
 def test_a_saturated_pool_answers_service_unavailable() -> None:
-    parser = SourceParser(workers=1, memory_mb=512, timeout_seconds=0.2)
+    parser = SourceParser(workers=1, memory_mb=512, cpu_seconds=0.02)  # a backstop of 1 s
     slot = parser._idle.get()  # the only slot, held as a parse in progress would hold it
     try:
         with pytest.raises(ServiceUnavailable, match="busy"):
