@@ -74,13 +74,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18_715)
     args = parser.parse_args()
 
+    from substrateinterface import Keypair
+
     from oro_graph.auth import sign_headers
     from oro_graph.db import Database
     from oro_graph.migrations import upgrade
     from oro_graph.models import Role
     from oro_graph.services import registry, suites
     from oro_graph.settings import Settings
-    from substrateinterface import Keypair
 
     folder = Path(tempfile.mkdtemp(prefix="oro-bombs-"))
     env = {

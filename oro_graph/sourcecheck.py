@@ -6,8 +6,9 @@ parses an uploaded file itself: a small pool of worker processes (``oro_graph/_p
 standard library only) does, each limited to ``ORO_AGENT_PARSE_MEMORY_MB`` of address space and
 ``ORO_AGENT_PARSE_CPU_SECONDS`` of CPU per file (the kernel ends a worker past it, so a loaded machine
 does not make an honest file fail; a wall-clock backstop of ten times that catches a stuck one). A
-worker that dies (or exits after a MemoryError) is replaced at the next use. Whatever happens in a worker, the caller gets
-``InvalidFile`` with a reason, or ``ServiceUnavailable`` if no worker frees up in time.
+worker that dies (or exits after a MemoryError) is replaced at the next use. Whatever happens in a
+worker, the caller gets ``InvalidFile`` with a reason, or ``ServiceUnavailable`` if no worker frees
+up in time.
 """
 
 from __future__ import annotations
