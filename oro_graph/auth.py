@@ -7,6 +7,7 @@ hotkey may call a path is the registry's business (``services.registry.require_r
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -119,10 +120,13 @@ class SignatureVerifier:
         except ValueError:
             raise Unauthenticated(f"{HEADER_TIMESTAMP} must be Unix seconds as an integer") from None
         current = time.time() if now is None else now
-        if abs(current - ts) > self.skew_seconds:
+        # Whole seconds, as the header is: 61 s ahead reads "61 s ahead", not "-60 s away".
+        ahead = ts - math.floor(current)
+        if abs(ahead) > self.skew_seconds:
+            where = f"{ahead} s ahead of" if ahead > 0 else f"{-ahead} s behind"
             raise Unauthenticated(
-                f"{HEADER_TIMESTAMP} is {int(current - ts)} s away from server time; "
-                f"the allowed skew is {self.skew_seconds} s"
+                f"{HEADER_TIMESTAMP} is {where} server time; the allowed skew is {self.skew_seconds} s"
+                " either way: check the client's clock"
             )
         try:
             keypair = Keypair(ss58_address=hotkey)

@@ -15,6 +15,7 @@ from oro_graph.services.inference import Inference
 from oro_graph.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.redislink import Breaker, RedisLink
 from oro_graph.settings import Settings
+from oro_graph.sourcecheck import SourceParser
 from oro_graph.storage import Storage, make_storage
 
 
@@ -31,6 +32,7 @@ class Runtime:
     inference: Inference | None = None  # the inference provider's client and circuit breaker
     # The process's view of Redis: one breaker for every use of it (None without ORO_REDIS_URL).
     redis_link: RedisLink | None = None
+    parser: SourceParser = field(default_factory=SourceParser)  # agent files, parsed in worker processes
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +75,7 @@ class Runtime:
             db=database,
             data_version=version,
             rate_limits=RateLimits.from_settings(settings, limits_storage),
+            parser=SourceParser.from_settings(settings),
             storage=make_storage(settings),
             verifier=SignatureVerifier(settings.timestamp_skew_seconds, nonces),
             redis=redis_client,
@@ -91,6 +94,7 @@ class Runtime:
         if self.inference is not None:
             self.inference.close()
         self.db.dispose()
+        self.parser.close()
         self.data_version.close()  # closes the link's client
         if self.redis is not None:
             self.redis.close()

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     timestamp_skew_seconds: int = Field(default=60, ge=1)
     submission_cooldown_seconds: int = Field(default=43200, ge=0)
     max_agent_bytes: int = Field(default=1_048_576, ge=1)
+    # Agent files are parsed in a pool of worker processes, each limited in memory and CPU time, so a
+    # hostile file is refused (400 INVALID_FILE) without costing the server process anything.
+    agent_parse_workers: int = Field(default=2, ge=1, le=64)
+    agent_parse_memory_mb: int = Field(default=512, ge=64)
+    agent_parse_cpu_seconds: float = Field(default=5.0, gt=0, le=3600)
     max_upload_bytes: int = Field(default=50 * 1_048_576, ge=1)
     challenge_threshold: float = Field(default=0.0, ge=0.0)
     code_release_delay_seconds: int = Field(default=0, ge=0)

@@ -56,8 +56,9 @@ async def submit_agent(
         )
     # One byte past the limit is enough for the service to refuse it; never read a huge upload whole.
     content = await file.read(runtime.settings.max_agent_bytes + 1)
-    admission = await runtime.db.run(
-        agents.submit_agent,
+    admission = await agents.submit(
+        runtime.db,
+        runtime.parser,
         hotkey=hotkey,
         agent_name=agent_name,
         content=content,

@@ -13,6 +13,8 @@ from rest_compat import schemas
 from rest_compat.deps import RuntimeDep
 from rest_compat.errors import documented
 
+MAX_OFFSET = 2**63 - 1  # the widest integer a database compares; above it is the query's mistake (422)
+
 router = APIRouter(prefix="/v1/public", tags=["public"], responses=documented({429: [E.RATE_LIMIT_EXCEEDED]}))
 
 VERSION_NOT_FOUND = documented({404: [E.AGENT_VERSION_NOT_FOUND]})
@@ -50,7 +52,7 @@ async def get_leaderboard(
         Query(description="qualifying: final scores; race: the latest completed race's finishers by race rank"),
     ] = "qualifying",
     limit: Annotated[int, Query(ge=1, le=leaderboard.MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     q: Annotated[
         str | None, Query(max_length=100, description="part of an agent name or miner hotkey")
     ] = None,
@@ -144,7 +146,7 @@ async def get_pending_evaluations(
     runtime: RuntimeDep,
     suite_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.PendingEvaluationsResponse:
     """Versions still needing successful runs, oldest first, with totals over all of them."""
     page = await runtime.db.run(validators.pending_evaluations, suite_id=suite_id, limit=limit, offset=offset)

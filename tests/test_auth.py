@@ -1,3 +1,4 @@
+import re
 import time
 
 import pytest
@@ -64,6 +65,17 @@ def test_timestamp_outside_skew(verifier, offset):
     headers = sign_headers(keypair("Alice"), timestamp=int(time.time()) + offset)
     with pytest.raises(Unauthenticated, match="allowed skew is 60"):
         verifier.verify(headers)
+
+
+@pytest.mark.parametrize(
+    ("offset", "words"), [(61, "61 s ahead of server time"), (-61, "61 s behind server time")]
+)
+def test_a_refused_timestamp_says_how_far_ahead_or_behind_it_is(verifier, offset, words):
+    headers = sign_headers(keypair("Alice"), timestamp=int(time.time()) + offset)
+    with pytest.raises(Unauthenticated) as refused:
+        verifier.verify(headers)
+    assert words in str(refused.value)
+    assert not re.search(r"-\d", str(refused.value))  # no negative distances
 
 
 def test_timestamp_inside_skew_is_accepted(verifier):

@@ -103,7 +103,7 @@ class Agent(relay.Node):
         row = await info.context.loaders.miner_by_hotkey.load(self.miner_hotkey)
         return Miner.from_row(row) if row else None
 
-    @strawberry.field(description="The agent's versions, first submitted first.")
+    @strawberry.field(description="The agent's released versions, first submitted first.")
     async def versions(
         self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
     ) -> Connection[AgentVersion]:
@@ -120,10 +120,10 @@ class Agent(relay.Node):
             before,
         )
 
-    @strawberry.field(description="The most recent version.")
+    @strawberry.field(description="The most recent version, once released (null before).")
     async def latest_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.latest_version_by_agent_id.load(self.agent_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
 
 @strawberry.type(
@@ -171,7 +171,7 @@ class AgentVersion(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[AgentVersion | None]:
         rows = await load_by_uuid(info.context.loaders.agent_version_by_id, node_ids)
-        return [cls.from_row(r) if r else None for r in rows]
+        return [shown_version(info, r) for r in rows]
 
     @strawberry.field(
         description="Bootstrap interval of its score over the problems of its included runs (the notebooks' "
@@ -323,10 +323,42 @@ class WorkItem(relay.Node):
     def remaining(self) -> int:
         return max(0, self.required_successes - self.included_successes)
 
-    @strawberry.field(description="The version it evaluates.")
+    @strawberry.field(description="The version it evaluates, once released (null before).")
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
+
+    @strawberry.field(
+        description="The agent whose version it evaluates: public before the version's release, unlike "
+        "`agentVersion`."
+    )
+    async def agent(self, info: Info) -> Agent | None:
+        return await agent_of_version(info, self.agent_version_id)
+
+
+async def agent_of_version(info: Info, version_id: uuid.UUID) -> Agent | None:
+    """The agent of a version, released or not: its name and owner are evaluation status, public
+    like REST's status, pending and running paths (``services.agents.discloses``)."""
+    loaders = info.context.loaders
+    version = await loaders.agent_version_by_id.load(version_id)
+    row = await loaders.agent_by_id.load(version.agent_id) if version else None
+    return Agent.from_row(row) if row else None
+
+
+def shown_version(info: Info, row: models.AgentVersion | None) -> AgentVersion | None:
+    """The version as this caller may see it, or null (``services.agents.discloses``): before its
+    release, only its owner's submission and the validator holding its run get it."""
+    if row is None:
+        return None
+    context = info.context
+    if not agents.discloses(
+        row,
+        context.runtime.settings,
+        owner=row.id in context.own_versions,
+        holds_run=row.id in context.held_versions,
+    ):
+        return None
+    return AgentVersion.from_row(row)
 
 
 @strawberry.type
@@ -347,11 +379,14 @@ class AgentQuery:
             credentials=[InferenceCredentialStatus.of(c) for c in view.credentials],
         )
 
-    @strawberry.field(description="One agent version by its UUID or global id; null if there is none.")
+    @strawberry.field(
+        description="One agent version by its UUID or global id; null if there is none or it is not released "
+        "yet (as REST's public record answers 404 ARTIFACT_NOT_RELEASED)."
+    )
     async def agent_version(self, info: Info, id: NodeRef) -> AgentVersion | None:
         key = parse_node_id(str(id), "AgentVersion", uuid_id)
         row = await info.context.loaders.agent_version_by_id.load(key) if key else None
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
     @strawberry.field(description="One agent by its UUID or global id; null if there is none.")
     async def agent(self, info: Info, id: NodeRef) -> Agent | None:
@@ -389,7 +424,7 @@ class SubmitAgentSuccess:
         if self.agent_version_id is None:
             return None
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
 
 SubmitAgentResult = Annotated[
@@ -527,8 +562,9 @@ class AgentMutation:
             await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
             raise RateLimitExceeded(f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait)
         content = await file.read(runtime.settings.max_agent_bytes + 1)  # one byte over is enough to refuse
-        admission = await runtime.db.run(
-            agents.submit_agent,
+        admission = await agents.submit(
+            runtime.db,
+            runtime.parser,
             hotkey=hotkey,
             agent_name=agent_name,
             content=content,
@@ -536,6 +572,8 @@ class AgentMutation:
             settings=runtime.settings,
             storage=runtime.storage,
         )
+        if admission.agent_version_id is not None:
+            info.context.own_versions.add(admission.agent_version_id)  # the signed owner sees it
         return SubmitAgentSuccess(
             admission_status=admission.status,
             admission_reason=admission.reason,

@@ -33,6 +33,10 @@ class Context(BaseContext):
         self.request_id = request_id or uuid.uuid4().hex
         self.loaders = Loaders(runtime.db)
         self._signer: asyncio.Future[str] | None = None
+        # Versions this request's signer may see before their release (services.agents.discloses):
+        # its own new version (submitAgent) and the one whose run it holds (claimWork).
+        self.own_versions: set[uuid.UUID] = set()
+        self.held_versions: set[uuid.UUID] = set()
 
     async def signer(self) -> str:
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""

@@ -15,7 +15,7 @@ from strawberry.scalars import JSON
 
 from oro_graph import models
 from oro_graph.graphql import errors as e
-from oro_graph.graphql.agents import AgentVersion, WorkItem
+from oro_graph.graphql.agents import Agent, AgentVersion, WorkItem, agent_of_version, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ProblemStatus, RunStatus, TerminalStatus
 from oro_graph.graphql.pagination import (
@@ -95,10 +95,19 @@ class EvaluationRun(relay.Node):
         rows = await load_by_uuid(info.context.loaders.run_by_id, node_ids)
         return [cls.from_row(r) if r else None for r in rows]
 
-    @strawberry.field(description="The version evaluated.")
+    @strawberry.field(
+        description="The version evaluated: null before its release, except to the validator holding the run."
+    )
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
+
+    @strawberry.field(
+        description="The agent whose version was evaluated: public before the version's release, unlike "
+        "`agentVersion`."
+    )
+    async def agent(self, info: Info) -> Agent | None:
+        return await agent_of_version(info, self.agent_version_id)
 
     @strawberry.field(description="The validator holding the run (null if it left the registry).")
     async def validator(
@@ -521,6 +530,7 @@ class EvaluationMutation:
         )
         if got is None:
             return NoWorkAvailable(message="no version needs a run from this validator now")
+        info.context.held_versions.add(got.claim.run.agent_version_id)  # its validator sees the version
         grant = got.grant
         token = (
             InferenceToken(

@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 
 from oro_graph import models
-from oro_graph.graphql.agents import AgentVersion, AsOf
+from oro_graph.graphql.agents import AgentVersion, AsOf, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, make_window, to_connection
 from oro_graph.graphql.suites import Suite
@@ -49,10 +49,10 @@ class LeaderboardEntry:
             top_at=row.top_at,
         )
 
-    @strawberry.field(description="The ranked version.")
+    @strawberry.field(description="The ranked version; null until its code is released.")
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
 
 @strawberry.type(
@@ -69,12 +69,12 @@ class TopAgent:
         description="How much a challenger must beat the reigning score by to replace it."
     )
 
-    @strawberry.field(description="The reigning version.")
+    @strawberry.field(description="The reigning version; null until its code is released.")
     async def agent_version(self, info: Info) -> AgentVersion | None:
         if self.top_agent_version_id is None:
             return None
         row = await info.context.loaders.agent_version_by_id.load(self.top_agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
     @strawberry.field(description="The suite.")
     async def suite(self, info: Info) -> Suite | None:
@@ -100,10 +100,10 @@ class TopAgentReign:
             replaced_at=row.replaced_at,
         )
 
-    @strawberry.field(description="The version that reigned.")
+    @strawberry.field(description="The version that reigned; null until its code is released.")
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return AgentVersion.from_row(row) if row else None
+        return shown_version(info, row)
 
 
 @strawberry.type

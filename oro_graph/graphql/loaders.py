@@ -49,11 +49,20 @@ def _grouped(keys: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
     return groups
 
 
-def _pages(db: Database, relation: Relation) -> DataLoader[PageKey, Page[Any]]:
+Where = Callable[[], list[Any]] | None  # extra conditions on the children, made at load time
+
+
+def _public_versions(db: Database) -> Where:
+    """Versions the public may see (``services.agents.discloses``), as of the moment of the load."""
+    return lambda: [agents.released_clause(db.settings)]
+
+
+def _pages(db: Database, relation: Relation, where: Where = None) -> DataLoader[PageKey, Page[Any]]:
     async def load(keys: list[PageKey]) -> list[Page[Any]]:
         found: dict[PageKey, Page[Any]] = {}
         for window, parents in _grouped(keys).items():  # one statement per distinct window
-            by_parent = await db.run(pages.relation_pages, relation, parents, window)
+            extra = where() if where else []
+            by_parent = await db.run(pages.relation_pages, relation, parents, window, extra)
             found.update({(parent, window): page for parent, page in by_parent.items()})
         return [found.get(key, pages_empty(key[1])) for key in keys]
 
@@ -65,9 +74,9 @@ def pages_empty(window: Window) -> Page[Any]:
     return Page([], [], has_next=window.before is not None, has_previous=window.after is not None)
 
 
-def _counts(db: Database, relation: Relation) -> DataLoader[Any, int]:
+def _counts(db: Database, relation: Relation, where: Where = None) -> DataLoader[Any, int]:
     async def load(keys: list[Any]) -> list[int]:
-        found = await db.run(pages.relation_counts, relation, keys)
+        found = await db.run(pages.relation_counts, relation, keys, where() if where else [])
         return [found.get(key, 0) for key in keys]
 
     return DataLoader(load_fn=load, max_batch_size=MAX_BATCH)
@@ -132,12 +141,13 @@ class Loaders:
 
         self.problem_page_by_suite_id = _pages(db, pages.PROBLEMS_OF_SUITE)
         self.problem_count_by_suite_id = _counts(db, pages.PROBLEMS_OF_SUITE)
-        self.version_page_by_suite_id = _pages(db, pages.VERSIONS_OF_SUITE)
-        self.version_count_by_suite_id = _counts(db, pages.VERSIONS_OF_SUITE)
+        # The graph's lists are public: versions not yet released are left out (services.agents.discloses).
+        self.version_page_by_suite_id = _pages(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
+        self.version_count_by_suite_id = _counts(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
         self.agent_page_by_miner_hotkey = _pages(db, pages.AGENTS_OF_MINER)
         self.agent_count_by_miner_hotkey = _counts(db, pages.AGENTS_OF_MINER)
-        self.version_page_by_agent_id = _pages(db, pages.VERSIONS_OF_AGENT)
-        self.version_count_by_agent_id = _counts(db, pages.VERSIONS_OF_AGENT)
+        self.version_page_by_agent_id = _pages(db, pages.VERSIONS_OF_AGENT, _public_versions(db))
+        self.version_count_by_agent_id = _counts(db, pages.VERSIONS_OF_AGENT, _public_versions(db))
         self.run_page_by_version_id = _pages(db, pages.RUNS_OF_VERSION)
         self.run_count_by_version_id = _counts(db, pages.RUNS_OF_VERSION)
         self.run_page_by_validator_hotkey = _pages(db, pages.RUNS_OF_VALIDATOR)

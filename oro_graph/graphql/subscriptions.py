@@ -17,7 +17,7 @@ import strawberry
 from graphql import GraphQLError
 
 from oro_graph import models
-from oro_graph.graphql.agents import AgentVersion
+from oro_graph.graphql.agents import AgentVersion, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
@@ -86,9 +86,9 @@ class BoardChange(LoggedEvent):
     agent_version_id: uuid.UUID = strawberry.field(description="The version concerned.")
     _row: strawberry.Private[models.AgentVersion | None]
 
-    @strawberry.field(description="The version concerned, as it is now.")
-    def agent_version(self) -> AgentVersion | None:
-        return AgentVersion.from_row(self._row) if self._row is not None else None
+    @strawberry.field(description="The version concerned, as it is now; null until its code is released.")
+    def agent_version(self, info: Info) -> AgentVersion | None:
+        return shown_version(info, self._row)
 
 
 @strawberry.type(description="A version became eligible and entered the board.")

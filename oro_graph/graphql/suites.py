@@ -119,7 +119,9 @@ class Suite(relay.Node):
             before,
         )
 
-    @strawberry.field(description="Agent versions submitted while this suite was active, oldest first.")
+    @strawberry.field(
+        description="Released agent versions submitted while this suite was active, oldest first."
+    )
     async def versions(
         self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
     ) -> Connection[Annotated[AgentVersion, strawberry.lazy("oro_graph.graphql.agents")]]:

@@ -6,13 +6,14 @@ import ast
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
-from oro_graph.db import insert_if_absent, writes
+from oro_graph.db import Database, insert_if_absent, writes
 from oro_graph.errors import (
     AgentNotFound,
     AgentVersionNotFound,
@@ -60,8 +61,8 @@ def validate_file_name(file_name: str) -> str:
     return base
 
 
-def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
-    """The file must fit, decode as UTF-8 and parse as Python; errors name the line to fix."""
+def read_agent_file(content: bytes, *, max_bytes: int) -> str:
+    """The cheap checks of an agent file (size, UTF-8, no NUL), before anything parses it."""
     if len(content) > max_bytes:
         raise FileTooLarge(f"agent file is larger than the limit of {max_bytes} bytes")
     if not content.strip():
@@ -72,11 +73,97 @@ def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
         raise InvalidFile(f"agent file is not UTF-8 text (bad byte at offset {exc.start})") from exc
     if "\x00" in source:
         raise InvalidFile("agent file contains NUL bytes; it must be Python source text")
+    return source
+
+
+def parse_in_process(source: str) -> None:
+    """Parse ``source`` here, for trusted callers (scripts, the demo). The server never does: it
+    parses uploads in ``oro_graph.sourcecheck``'s worker processes (see ``submit``)."""
     try:
         ast.parse(source)
     except SyntaxError as exc:
         raise InvalidFile(f"agent file is not valid Python: {exc.msg} at line {exc.lineno}") from exc
+    except (MemoryError, RecursionError) as exc:
+        raise InvalidFile("agent file is too complex to parse") from exc
+
+
+def validate_agent_file(content: bytes, *, max_bytes: int) -> str:
+    """The file must fit, decode as UTF-8 and parse as Python; errors name the line to fix."""
+    source = read_agent_file(content, max_bytes=max_bytes)
+    parse_in_process(source)
     return source
+
+
+class SourceChecker(Protocol):
+    async def acheck(self, source: str) -> None: ...
+
+
+def screen_submission(
+    session: Session,
+    *,
+    hotkey: str,
+    agent_name: str,
+    settings: Settings,
+    file_name: str | None = None,
+    now: datetime | None = None,
+) -> Admission | None:
+    """Every refusal of a submission that needs no look at the file: a REJECTED admission for an
+    unregistered or banned hotkey, or an exception (wrong role, bad name, no suite, COOLDOWN_ACTIVE).
+    None when the file is worth parsing. Reads only."""
+    registered = session.get(Hotkey, hotkey)
+    if registered is None:
+        return Admission(
+            "REJECTED", hotkey, "NOT_REGISTERED_ONCHAIN", message="hotkey is not registered on the subnet"
+        )
+    if registered.banned:
+        return Admission("REJECTED", hotkey, "BANNED", message="hotkey is banned")
+    registry.require_role(session, hotkey, Role.MINER)
+    validate_agent_name(agent_name)
+    if file_name is not None:
+        validate_file_name(file_name)
+    suites.get_current_suite(session)
+    check_cooldown(session, hotkey, settings=settings, now=now)
+    return None
+
+
+async def submit(
+    db: Database,
+    checker: SourceChecker,
+    *,
+    hotkey: str,
+    agent_name: str,
+    content: bytes,
+    settings: Settings,
+    storage: Storage,
+    file_name: str | None = None,
+) -> Admission:
+    """A miner's submission, cheapest refusal first, as both adapters serve it.
+
+    1. ``screen_submission`` (one read-only transaction): registration, ban, role, name, suite and
+       the cooldown, so a miner in its cooldown cannot make the server parse anything;
+    2. the file's cheap checks (size, UTF-8, NUL), then its parse in ``checker``'s worker processes
+       (bounded memory and time; any failure is INVALID_FILE), outside any transaction;
+    3. ``submit_agent`` (one write transaction), which checks everything again under the miner's row
+       lock but does not parse again.
+    A refused file writes nothing, so it starts no cooldown. (The per-hotkey request budget is
+    charged by the adapters before this is called.)
+    """
+    early = await db.run(
+        screen_submission, hotkey=hotkey, agent_name=agent_name, settings=settings, file_name=file_name
+    )
+    if early is not None:
+        return early
+    await checker.acheck(read_agent_file(content, max_bytes=settings.max_agent_bytes))
+    return await db.run(
+        submit_agent,
+        hotkey=hotkey,
+        agent_name=agent_name,
+        content=content,
+        settings=settings,
+        storage=storage,
+        file_name=file_name,
+        parse=None,
+    )
 
 
 @writes
@@ -90,30 +177,30 @@ def submit_agent(
     storage: Storage,
     file_name: str | None = None,
     now: datetime | None = None,
+    parse: Callable[[str], None] | None = parse_in_process,
 ) -> Admission:
     """Admit a miner's agent file as a new version of (hotkey, agent_name).
 
     Unregistered or banned hotkeys get a REJECTED admission. Bad input raises. The miner's row is
-    locked so two concurrent submissions from one hotkey cannot both slip past the cooldown.
-    ``file_name`` is the uploaded file's name (an upload must be a ``.py`` file); None when the
-    content did not come from an upload (the demo world, tests).
+    locked so two concurrent submissions from one hotkey cannot both slip past the cooldown. The
+    file is parsed by ``parse`` after the cooldown check; ``submit`` passes None, having parsed it
+    in a worker process already. ``file_name`` is the uploaded file's name (an upload must be a
+    ``.py`` file); None when the content did not come from an upload (the demo world, tests).
     """
     now = now or utcnow()
-    registered = session.get(Hotkey, hotkey)
-    if registered is None:
-        return Admission("REJECTED", hotkey, "NOT_REGISTERED_ONCHAIN", message="hotkey is not registered on the subnet")
-    if registered.banned:
-        return Admission("REJECTED", hotkey, "BANNED", message="hotkey is banned")
-    registry.require_role(session, hotkey, Role.MINER)
-    validate_agent_name(agent_name)
-    if file_name is not None:
-        validate_file_name(file_name)
-    validate_agent_file(content, max_bytes=settings.max_agent_bytes)
+    early = screen_submission(
+        session, hotkey=hotkey, agent_name=agent_name, settings=settings, file_name=file_name, now=now
+    )
+    if early is not None:
+        return early
+    source = read_agent_file(content, max_bytes=settings.max_agent_bytes)
     suite = suites.get_current_suite(session)
 
     insert_if_absent(session, Miner, hotkey=hotkey, created_at=now)
     miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).one()
     check_cooldown(session, hotkey, settings=settings, now=now)  # under the row lock taken above
+    if parse is not None:
+        parse(source)
     cooldown = timedelta(seconds=settings.submission_cooldown_seconds)
 
     digest = hashlib.sha256(content).hexdigest()
@@ -262,15 +349,47 @@ def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None =
     return VersionView(version=version, agent=agent, work_item=work)
 
 
+# What an unreleased version reveals, to whom: the one rule both adapters apply.
+#
+# - Its owner (a signed miner request) sees everything about it, as soon as it is submitted.
+# - A validator sees it through the run it holds (the claim hands out the code and its SHA-256).
+# - The public sees its *evaluation status* only: that it exists, its agent, number, state, work
+#   item, runs and scores (REST's public status, runs, pending and running paths, which the official
+#   clients read). The version record itself, with its code identity (SHA-256 and size), its code and
+#   its logs, is public only once released (eligible, plus ORO_CODE_RELEASE_DELAY_SECONDS). Before
+#   that REST's public record answers 404 ARTIFACT_NOT_RELEASED and the graph's public fields give no
+#   AgentVersion for it: `agentVersion(id)`, `node`/`nodes` and every nullable link answer null, and
+#   connections of versions leave it out (counts included).
+
+
+def discloses(
+    version: AgentVersion,
+    settings: Settings,
+    *,
+    owner: bool = False,
+    holds_run: bool = False,
+    now: datetime | None = None,
+) -> bool:
+    """Whether the version record (with its code identity) may be shown to this caller: always to
+    the signed owner and to a validator holding one of its runs, to the public once released."""
+    return owner or holds_run or is_released(version, settings, now)
+
+
+def released_clause(settings: Settings, now: datetime | None = None) -> Any:
+    """``discloses`` for the public as a SQL condition on AgentVersion (for lists and counts)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=settings.code_release_delay_seconds)
+    return col(AgentVersion.eligible_at).is_not(None) & (col(AgentVersion.eligible_at) <= cutoff)
+
+
 def released_version(
     session: Session, version_id: uuid.UUID, *, settings: Settings, now: datetime | None = None
 ) -> VersionView:
-    """A version as the public sees it in detail: only once its code is released.
+    """A version as the public sees it in detail: only once ``discloses`` lets the public see it.
 
     Before that (not yet eligible, or inside the release delay) it is ARTIFACT_NOT_RELEASED.
     """
     view = version_view(session, version_id)
-    if not is_released(view.version, settings, now):
+    if not discloses(view.version, settings, now=now):
         available = code_available_at(view.version, settings)
         when = f"at {available.isoformat()}" if available else "once the version is eligible"
         raise ArtifactNotReleased(f"agent version {version_id} is not released yet; it will be {when}")

@@ -33,7 +33,7 @@ class ArtifactType(StrEnum):
 
 
 def _require_released(version: AgentVersion, settings: Settings) -> None:
-    if not agents.is_released(version, settings):
+    if not agents.discloses(version, settings):  # the public rule for unreleased versions
         available = agents.code_available_at(version, settings)
         when = f"at {available.isoformat()}" if available else "once the version is eligible"
         raise ArtifactNotReleased(f"artifacts of agent version {version.id} are not released yet; they will be {when}")

@@ -323,13 +323,28 @@ def _board_stmt(suite_id: int, q: str | None, as_of: datetime | None) -> Any:
             .where(AgentVersion.suite_id == suite_id, _eligible_as_of(as_of))
         )
     ranked = _ranked_board(suite_id, as_of)
-    needle = f"%{q.strip().lower()}%"
+    needle = f"%{like_literal(q.strip().lower())}%"
     return (
         sa_select(ranked.c.rank, AgentVersion, Agent)
         .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(or_(func.lower(Agent.name).like(needle), func.lower(Agent.miner_hotkey).like(needle)))
+        .where(
+            or_(
+                func.lower(Agent.name).like(needle, escape=LIKE_ESCAPE),
+                func.lower(Agent.miner_hotkey).like(needle, escape=LIKE_ESCAPE),
+            )
+        )
     )
+
+
+LIKE_ESCAPE = "\\"
+
+
+def like_literal(text: str) -> str:
+    """``text`` as a LIKE pattern matching itself: ``%``, ``_`` and the escape character are escaped,
+    so a search for ``%`` finds names containing a percent sign, not every name."""
+    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+    return escaped.replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
 
 
 def _ahead_of(session: Session, suite_id: int, as_of: datetime | None, version: AgentVersion) -> int:

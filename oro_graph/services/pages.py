@@ -130,9 +130,10 @@ def count(session: Session, stmt: Any) -> int:
 
 
 def relation_pages(
-    session: Session, relation: Relation, keys: Iterable[Any], window: Window
+    session: Session, relation: Relation, keys: Iterable[Any], window: Window, where: Iterable[Any] = ()
 ) -> dict[Any, Page[Any]]:
-    """The same window of the edge for many parents, in one statement; parents without rows get none."""
+    """The same window of the edge for many parents, in one statement; parents without rows get none.
+    ``where`` narrows the children (e.g. to versions the public may see)."""
     keys = list(keys)
     order, n = relation.order, len(relation.order)
     rank = func.row_number().over(
@@ -145,7 +146,7 @@ def relation_pages(
             rank.label("pg_rn"),
             *[column.label(f"pg_k{i}") for i, (column, _) in enumerate(order)],
         )
-        .where(relation.parent.in_(keys), *_window_clauses(order, window))
+        .where(relation.parent.in_(keys), *_window_clauses(order, window), *where)
         .subquery()
     )
     entity = aliased(relation.model, inner)
@@ -162,11 +163,13 @@ def relation_pages(
     return {parent: _finish(rows, row_keys, window) for parent, (rows, row_keys) in grouped.items()}
 
 
-def relation_counts(session: Session, relation: Relation, keys: Iterable[Any]) -> dict[Any, int]:
+def relation_counts(
+    session: Session, relation: Relation, keys: Iterable[Any], where: Iterable[Any] = ()
+) -> dict[Any, int]:
     stmt = (
         select(relation.parent, func.count())
         .select_from(relation.model)
-        .where(relation.parent.in_(list(keys)))
+        .where(relation.parent.in_(list(keys)), *where)
         .group_by(relation.parent)
     )
     return {parent: int(total) for parent, total in session.execute(stmt).all()}

@@ -12,6 +12,7 @@ from oro_graph.models import AgentVersionState, EvaluationRun, ProblemStatus, Ru
 from oro_graph.services import agents
 from oro_graph.services.agents import VersionView
 from oro_graph.services.credentials import Readiness
+from oro_graph.services.artifacts import ArtifactType
 from oro_graph.services.evaluations import ProblemMatrix, RunView
 from oro_graph.services.inference import VersionInference
 from oro_graph.settings import Settings
@@ -238,9 +239,12 @@ class EvaluationRunDetail(Schema):
 
 
 class ArtifactDownloadRequest(Schema):
+    # A plain string on the wire, so an unknown value is the declared 400 INVALID_ARTIFACT_TYPE
+    # (services.artifacts) rather than a 422; the schema still lists the values the server accepts.
     artifact_type: str = Field(
         description="AGENT_CODE, EVAL_LOGS_BUNDLE, EVAL_PROBLEM_LOGS or REASONING_DETAILS"
-        " (anything else: INVALID_ARTIFACT_TYPE)"
+        " (anything else: 400 INVALID_ARTIFACT_TYPE)",
+        json_schema_extra={"enum": [kind.value for kind in ArtifactType]},
     )
     agent_version_id: uuid.UUID
     eval_run_id: uuid.UUID | None = Field(default=None, description="needed by the EVAL_* types")

@@ -30,7 +30,7 @@ from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.models import AgentVersion, EvaluationRun, Problem, ProblemResult, Suite, TopAgentHistory
 from oro_graph.runtime import Runtime
-from oro_graph.services import reliability, suites
+from oro_graph.services import agents, reliability, suites
 from oro_graph.settings import Settings
 
 WORLD = {"seed": 5, "miners": 12, "validators": 5, "runs": 160}
@@ -212,9 +212,12 @@ def test_catalogue_tables(runtime: Runtime, world: demo.Manifest, client: Client
     stored = sorted(_all(runtime, Problem), key=lambda p: p.position)
     assert problems["problem_id"].tolist() == [str(p.id) for p in stored]
     assert problems["category"].astype(str).tolist() == [p.category for p in stored]
-    assert len(versions) == world.counts["agent_versions"]
-    assert dict(Counter(versions["state"].astype(str))) == world.counts["versions_by_state"]
-    rows = {str(v.id): v for v in _all(runtime, AgentVersion)}
+    # the graph is public: it lists released versions only (services.agents.discloses)
+    released = [v for v in _all(runtime, AgentVersion) if agents.is_released(v, runtime.settings)]
+    assert 0 < len(released) < world.counts["agent_versions"]
+    assert sorted(versions["agent_version_id"]) == sorted(str(v.id) for v in released)
+    assert dict(Counter(versions["state"].astype(str))) == dict(Counter(str(v.state) for v in released))
+    rows = {str(v.id): v for v in released}
     for _, v in versions.sample(5, random_state=3).iterrows():
         row = rows[v["agent_version_id"]]
         assert v["version_number"] == row.version_number and v["code_sha256"] == row.code_sha256

@@ -95,8 +95,9 @@ def test_submit_agent_creates_a_version_reachable_from_the_miner(
     agents = miner["agents"]
     assert agents["totalCount"] == 1
     agent = agents["edges"][0]["node"]
-    assert agent["name"] == "alpha" and agent["latestVersion"] == {"versionNumber": 1}
-    assert agent["versions"]["edges"][0]["node"]["workItem"] == {"requiredSuccesses": 2, "remaining": 2}
+    # The signed owner got its version back; the public sees the agent but not the unreleased version.
+    assert agent["name"] == "alpha" and agent["latestVersion"] is None
+    assert agent["versions"] == {"totalCount": 0, "edges": []}
 
 
 def test_submit_agent_errors_are_typed_union_members(runtime: Runtime, client: TestClient) -> None:
@@ -133,6 +134,23 @@ def test_an_agent_file_must_be_named_like_a_python_module(runtime: Runtime, clie
     for answer in refused:
         assert (answer["__typename"], answer["code"]) == ("InvalidFileError", "INVALID_FILE")
         assert ".py" in answer["message"]
+def test_parser_bombs_are_typed_invalid_file_errors_and_start_no_cooldown(
+    runtime: Runtime, client: TestClient
+) -> None:
+    # given: files on which ast.parse raises MemoryError and RecursionError
+    make_world(runtime)
+    bombs = [b"-" * 100_000 + b"1", b"x" + b"[0]" * 300_000]
+
+    # when
+    refused = [submit(client, signed("Bob"), "bomb", bomb) for bomb in bombs]
+    accepted = submit(client, signed("Bob"), "bravo")["data"]["submitAgent"]
+
+    # then: each is the mutation's typed error with a reason, and Bob's next file is accepted at once
+    for body in refused:
+        assert "errors" not in body, body
+        result = body["data"]["submitAgent"]
+        assert (result["__typename"], result["code"]) == ("InvalidFileError", "INVALID_FILE")
+        assert "parse" in result["message"]
     assert accepted["__typename"] == "SubmitAgentSuccess" and accepted["admissionStatus"] == "ACCEPTED"
 
 

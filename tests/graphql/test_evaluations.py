@@ -87,7 +87,9 @@ query ($filter: EvaluationRunFilter, $order: EvaluationRunOrder, $first: Int, $a
 QUEUE_QUERY = """
 query {
   runningEvaluations { totalCount edges { node { validatorHotkey progressPercent } } }
-  pendingEvaluations { totalCount edges { node { remaining activeRuns agentVersion { agent { name } } } } }
+  pendingEvaluations {
+    totalCount edges { node { remaining activeRuns agent { name } agentVersion { agentVersionId } } }
+  }
   validators { totalCount edges { node { hotkey status currentRun { status } runs { totalCount } } } }
 }
 """
@@ -272,10 +274,12 @@ def test_running_pending_and_validators(runtime: Runtime, gql: Gql) -> None:
         "progressPercent": 0.0,
     }
     pending = [e["node"] for e in data["pendingEvaluations"]["edges"]]
-    assert [(p["agentVersion"]["agent"]["name"], p["activeRuns"], p["remaining"]) for p in pending] == [
+    assert [(p["agent"]["name"], p["activeRuns"], p["remaining"]) for p in pending] == [
         ("alpha", 1, 2),
         ("bravo", 0, 2),
     ]
+    # pending versions are not released: the public gets their agent, not their record
+    assert [p["agentVersion"] for p in pending] == [None, None]
     validators = {e["node"]["hotkey"]: e["node"] for e in data["validators"]["edges"]}
     assert data["validators"]["totalCount"] == 3
     assert validators[world.validators[0]]["status"] == "EVALUATING"

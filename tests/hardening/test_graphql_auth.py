@@ -53,7 +53,7 @@ from oro_graph.graphql.schema import schema
 from oro_graph.models import AgentVersion, ProblemStatus, Role, RunStatus
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, registry, suites
-from tests.factories import claim, keypair, register, submit
+from tests.factories import claim, complete, keypair, make_suite, register, submit
 from tests.hardening.support import dump_tables, signed
 from tests.hardening.test_auth_matrix import AUTH_CELLS
 from tests.rest.live import LiveServer
@@ -497,3 +497,91 @@ def test_a_miner_never_reads_another_miners_private_data_through_any_path(
         result = body["data"]["requestArtifactDownload"]
         assert (result["__typename"], result["code"]) == ("ArtifactNotReleasedError", "ARTIFACT_NOT_RELEASED")
         assert not any(secret in json.dumps(body) for secret in world.secrets.values())
+
+
+# ---- what an unreleased version reveals (services.agents.discloses) ------------------------------
+
+
+def _hidden_world(rt: Runtime) -> tuple[PrivateWorld, str]:
+    """Bob's version QUEUED (not released) with a run Eve holds, beside Alice's released one.
+    Returns the world and Bob's code SHA-256, which no public answer may carry before release."""
+    suite = rt.db.call(suites.get_current_suite).id or 0
+    problem = rt.db.call(suites.problems_for_suite, suite)[0].id
+    alice, bob = register(rt, "Alice"), register(rt, "Bob")
+    dave, eve = register(rt, "Dave", Role.VALIDATOR), register(rt, "Eve", Role.VALIDATOR)
+    released = submit(rt, alice, "alpha")
+    for validator in (dave, eve):
+        claimed = claim(rt, validator)
+        assert claimed is not None and claimed.run.agent_version_id == released.agent_version_id
+        complete(rt, claimed.run.id, validator, score=0.5)
+    source = f"# bob-hidden-{uuid.uuid4().hex}\ndef solve(problem):\n    return {{}}\n".encode()
+    hidden = submit(rt, bob, "bravo", content=source)
+    held = claim(rt, eve)
+    assert held is not None and held.run.agent_version_id == hidden.agent_version_id
+    assert hidden.agent_version_id and hidden.agent_id
+    row = rt.db.call(_version_row, hidden.agent_version_id)
+    assert row.state == "RUNNING"  # not released: evaluated now
+    queued = submit(rt, register(rt, "Ferdie"), "foxtrot", content=source + b"# queued\n")
+    queued_row = rt.db.call(_version_row, queued.agent_version_id)
+    assert queued_row.state == "QUEUED"  # not released: waiting for a validator
+    world = PrivateWorld(
+        suite=suite,
+        version=hidden.agent_version_id,
+        agent=hidden.agent_id,
+        runs=[held.run.id],
+        problem=problem,
+        secrets={"code sha256": row.code_sha256, "queued code sha256": queued_row.code_sha256},
+    )
+    return world, row.code_sha256
+
+
+BY_ID = "query ($id: ID!) { agentVersion(id: $id) { codeSha256 } }"
+
+
+@pytest.mark.slow
+def test_every_public_field_of_the_graph_hides_a_version_before_its_release(
+    serve: Callable[..., LiveServer], unlimited: None
+) -> None:
+    # given Bob's version, QUEUED, with a run Eve holds
+    server = serve()
+    rt = server.runtime
+    make_suite(rt)
+    world, sha = _hidden_world(rt)
+    bob, eve = keypair("Bob").ss58_address, keypair("Eve").ss58_address
+    global_id = to_base64("AgentVersion", world.version)
+
+    def walk(http: httpx.Client) -> str:
+        answers = []
+        for document, variables in _every_path(world, bob, eve):
+            body = post(http, document, variables, {})
+            assert "errors" not in body, (document, body["errors"])
+            answers.append(json.dumps(body))
+        return "\n".join(answers)
+
+    with server.http() as http:
+        # when anyone reads every public path into the graph
+        hidden = walk(http)
+        direct = post(http, BY_ID, {"id": str(world.version)}, {})
+        node = post(http, "query ($id: ID!) { node(id: $id) { id } }", {"id": global_id}, {})
+        rest = http.get(f"/v1/public/agent-versions/{world.version}")
+        status = http.get(f"/v1/public/agent-versions/{world.version}/status")
+
+        # then the version's status is public (as REST's status path serves it), its record is not
+        assert str(world.version) in hidden and "bravo" in hidden  # the walk reached Bob's rows
+        for what, secret in world.secrets.items():
+            assert secret not in hidden, f"{what} of an unreleased version leaked"
+        assert global_id not in hidden, "an unreleased version was served as an AgentVersion"
+        assert direct["data"] == {"agentVersion": None} and node["data"] == {"node": None}
+        assert (rest.status_code, rest.json()["error_code"]) == (404, "ARTIFACT_NOT_RELEASED")
+        assert status.status_code == 200 and status.json()["state"] == "RUNNING"
+
+        # and once released (two successes, no delay), the same walk shows it: the test can fail
+        dave = keypair("Dave").ss58_address
+        complete(rt, world.runs[0], eve, score=0.7)
+        again = claim(rt, dave)
+        assert again is not None and again.run.agent_version_id == world.version
+        complete(rt, again.run.id, dave, score=0.7)
+        shown = walk(http)
+        assert sha in shown and global_id in shown
+        released = post(http, BY_ID, {"id": str(world.version)}, {})["data"]
+        assert released == {"agentVersion": {"codeSha256": sha}}

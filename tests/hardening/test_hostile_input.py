@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from oro_graph.storage import LocalStorage
+from tests.factories import AGENT_SOURCE, register
+from tests.hardening.conftest import ErrorLog
 from tests.hardening.support import dump_tables, signed
 from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, seed
@@ -102,10 +104,11 @@ def test_a_chunked_body_without_content_length_is_capped_too(target: Target) -> 
 def test_an_agent_file_over_the_limit_is_413(target: Target) -> None:
     limit = target.server.runtime.settings.max_agent_bytes
     big = b"x = 1\n" * (limit // 6 + 10)
+    register(target.server.runtime, "Ferdie")  # Bob's cooldown would be refused before his file
     refused(
         target,
         lambda: target.post(
-            "/v1/miner/submit", "Bob", data={"agent_name": "big"}, files={"file": ("a.py", big)}
+            "/v1/miner/submit", "Ferdie", data={"agent_name": "big"}, files={"file": ("a.py", big)}
         ),
         413,
         "FILE_TOO_LARGE",
@@ -125,6 +128,56 @@ def test_oversized_headers_are_431(target: Target) -> None:
         431,
         "limit is",
     )
+
+
+# Files that crash ``ast.parse`` itself: MemoryError (100 KB) and RecursionError (900 KB).
+PARSER_BOMBS = {
+    "MemoryError": b"-" * 100_000 + b"1",
+    "RecursionError": b"x" + b"[0]" * 300_000,
+}
+
+
+def test_parser_bombs_are_400_invalid_file_and_start_no_cooldown(target: Target, error_log: ErrorLog) -> None:
+    rt = target.server.runtime
+    register(rt, "Ferdie")
+    for name, bomb in PARSER_BOMBS.items():
+        body = refused(
+            target,
+            lambda bomb=bomb: target.post(
+                "/v1/miner/submit", "Ferdie", data={"agent_name": "bomb"}, files={"file": ("a.py", bomb)}
+            ),
+            400,
+            "INVALID_FILE",
+            "parse",
+        )
+        assert body["detail"].startswith("agent file"), (name, body)
+    # The server process parsed neither: its worker processes did, and were replaced.
+    assert rt.parser.restarts >= 2
+    assert not error_log.messages()
+    # No cooldown started: the same hotkey is accepted at once, by a fresh parser worker.
+    ok = target.post(
+        "/v1/miner/submit", "Ferdie", data={"agent_name": "fine"}, files={"file": ("a.py", AGENT_SOURCE)}
+    )
+    assert ok.status_code == 200 and ok.json()["admission_status"] == "ACCEPTED", ok.text
+
+
+def test_a_miner_in_its_cooldown_gets_no_parse(target: Target) -> None:
+    rt = target.server.runtime
+    checked = rt.parser.checks
+    # Bob submitted while seeding: his cooldown runs, so his bomb is refused before anything parses it.
+    body = refused(
+        target,
+        lambda: target.post(
+            "/v1/miner/submit",
+            "Bob",
+            data={"agent_name": "bomb"},
+            files={"file": ("a.py", PARSER_BOMBS["RecursionError"])},
+        ),
+        429,
+        "COOLDOWN_ACTIVE",
+    )
+    assert body["remaining_seconds"] > 0
+    assert rt.parser.checks == checked
 
 
 # ---- encodings and content types -------------------------------------------------------------
@@ -180,11 +233,15 @@ def test_truncated_multipart_is_a_4xx(target: Target) -> None:
 
 
 def test_non_utf8_and_nul_agent_files_are_invalid_file(target: Target) -> None:
+    register(target.server.runtime, "Ferdie")  # Bob's cooldown would be refused before his file
     for content, words in ((b"print('\xff\xfe')\n", "UTF-8"), (b"x = 1\x00\n", "NUL")):
         body = refused(
             target,
             lambda content=content: target.post(
-                "/v1/miner/submit", "Bob", data={"agent_name": "hostile"}, files={"file": ("a.py", content)}
+                "/v1/miner/submit",
+                "Ferdie",
+                data={"agent_name": "hostile"},
+                files={"file": ("a.py", content)},
             ),
             400,
             words,
@@ -257,18 +314,13 @@ def test_huge_integers_are_refused(target: Target) -> None:
         422,
         "cannot be stored",
     )
-    refused(
-        target,
-        lambda: target.http.get("/v1/public/leaderboard", params={"offset": huge}),
-        422,
-        "cannot be stored",
-    )
-    refused(
-        target,
-        lambda: target.http.get("/v1/public/evaluations/pending", params={"offset": huge}),
-        422,
-        "cannot be stored",
-    )
+    for path in ("/v1/public/leaderboard", "/v1/public/evaluations/pending"):
+        for offset in (huge, 2**63):  # 2^63 is the first integer no database compares
+            body = refused(
+                target, lambda path=path, offset=offset: target.http.get(path, params={"offset": offset}), 422
+            )
+            # the query parameter is to blame, not a body this GET does not have
+            assert [e["loc"] for e in body["detail"]] == [["query", "offset"]], body
     refused(target, lambda: target.http.get(f"/v1/public/suites/{huge}/problems"), 404, "SUITE_NOT_FOUND")
     refused(
         target,

@@ -7,12 +7,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import uuid
 from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
 
 from oro_graph.app import create_app
+from oro_graph.services.artifacts import ArtifactType
 from oro_graph.settings import Settings
 from tests.rest.live import LiveServer
 
@@ -100,3 +102,20 @@ def test_swagger_ui_and_the_document_are_served(server: LiveServer, spec: dict[s
         docs, served = http.get("/docs"), http.get("/openapi.json")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     assert served.status_code == 200 and served.json()["paths"].keys() == spec["paths"].keys()
+
+
+def test_artifact_type_lists_its_values_and_an_unknown_one_is_the_declared_400(
+    server: LiveServer, spec: dict[str, Any]
+) -> None:
+    # the schema says which values the server takes
+    declared = spec["components"]["schemas"]["ArtifactDownloadRequest"]["properties"]["artifact_type"]
+    assert declared["enum"] == [kind.value for kind in ArtifactType]
+    # and a value outside them is still the path's declared 400 INVALID_ARTIFACT_TYPE, not a 422
+    with server.http() as http:
+        answer = http.post(
+            "/v1/public/artifacts/download-url",
+            json={"artifact_type": "SOURCE_TARBALL", "agent_version_id": str(uuid.uuid4())},
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "INVALID_ARTIFACT_TYPE"
+    assert "AGENT_CODE" in answer.json()["detail"]

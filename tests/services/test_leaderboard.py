@@ -42,6 +42,27 @@ def test_leaderboard_search_keeps_global_rank(runtime):
     assert [r.version.id for r in by_hotkey.rows] == [ids["high"]]
 
 
+def test_leaderboard_search_takes_wildcards_literally(runtime):
+    # given names that LIKE's wildcards would confuse: "lo_w" matches "lo_w" and, unescaped, "low"
+    world = make_world(runtime)
+    t0 = utcnow() - timedelta(days=3)
+    ids = {
+        "lo_w": make_eligible(runtime, world, world.miners[0], "lo_w", [0.5, 0.5], now=t0),
+        "low": make_eligible(runtime, world, world.miners[1], "low", [0.6, 0.6], now=t0 + timedelta(hours=1)),
+    }
+
+    def found(q: str) -> list:
+        return [r.version.id for r in runtime.db.call(leaderboard.leaderboard_page, q=q).rows]
+
+    # then %, _ and the escape character stand for themselves
+    assert found("%") == [] and found("%%") == [] and found("\\") == [] and found("\\%") == []
+    assert found("_") == [ids["lo_w"]]
+    assert found("lo_w") == [ids["lo_w"]]
+    assert found("o_") == [ids["lo_w"]]
+    assert found("lo%") == []
+    assert found("lo") == [ids["low"], ids["lo_w"]]  # an ordinary search still matches both, by rank
+
+
 def test_leaderboard_paging_and_unknown_suite(runtime):
     _, _, ids = _world_with_board(runtime)
     page = runtime.db.call(leaderboard.leaderboard_page, limit=1, offset=1)
