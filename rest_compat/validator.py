@@ -10,7 +10,7 @@ from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations
 from rest_compat import schemas
-from rest_compat.deps import RuntimeDep, ValidatorHotkey
+from rest_compat.deps import RateLimitsDep, RuntimeDep, ValidatorHotkey
 from rest_compat.errors import documented
 
 router = APIRouter(
@@ -31,9 +31,13 @@ LEASE_GONE = {410: [E.LEASE_EXPIRED]}
     responses={204: {"description": "No work is available now"}, **documented({409: [E.AT_CAPACITY]})},
 )
 async def claim_work(
-    hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.ClaimWorkRequest | None = None
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
+    body: schemas.ClaimWorkRequest | None = None,
 ) -> schemas.ClaimWorkResponse | Response:
     """Lease the oldest version that still needs a run from this validator; 204 when there is none."""
+    await limits.charge_write(hotkey, "claim")
     claim = await runtime.db.run(
         evaluations.claim_work,
         validator_hotkey=hotkey,
@@ -52,9 +56,11 @@ async def heartbeat(
     eval_run_id: uuid.UUID,
     hotkey: ValidatorHotkey,
     runtime: RuntimeDep,
+    limits: RateLimitsDep,
     body: schemas.HeartbeatRequest | None = None,
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
+    await limits.charge_write(hotkey, "heartbeat")
     run = await runtime.db.run(
         evaluations.heartbeat,
         run_id=eval_run_id,
@@ -77,9 +83,14 @@ async def heartbeat(
     ),
 )
 async def update_progress(
-    eval_run_id: uuid.UUID, body: schemas.ProgressUpdateRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    eval_run_id: uuid.UUID,
+    body: schemas.ProgressUpdateRequest,
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
 ) -> schemas.ProgressUpdateResponse:
     """Record per-problem results of a run (upserted by problem; all or nothing)."""
+    await limits.charge_write(hotkey, "progress")
     await runtime.db.run(
         evaluations.update_progress,
         run_id=eval_run_id,
@@ -101,9 +112,14 @@ async def update_progress(
     ),
 )
 async def complete_run(
-    eval_run_id: uuid.UUID, body: schemas.CompleteRunRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    eval_run_id: uuid.UUID,
+    body: schemas.CompleteRunRequest,
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
 ) -> schemas.CompleteRunResponse:
     """Finish a run; the last success a version needs makes it eligible."""
+    await limits.charge_write(hotkey, "complete")
     done = await runtime.db.run(
         evaluations.complete_run,
         run_id=eval_run_id,
@@ -131,9 +147,10 @@ async def complete_run(
     ),
 )
 async def presign_upload(
-    body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep, limits: RateLimitsDep
 ) -> schemas.PresignUploadResponse:
     """A short-lived URL to PUT the logs of one problem of a run this validator holds."""
+    await limits.charge_write(hotkey, "presign")
     grant = await runtime.db.run(
         artifacts.presign_upload,
         validator_hotkey=hotkey,

@@ -396,7 +396,7 @@ class StoreInferenceCredentialSuccess:
 
 
 StoreInferenceCredentialResult = Annotated[
-    StoreInferenceCredentialSuccess | e.ValidationError,
+    StoreInferenceCredentialSuccess | e.ValidationError | e.RateLimitExceededError,
     strawberry.union(
         "StoreInferenceCredentialResult", description="The stored credential's status or why not."
     ),
@@ -469,7 +469,7 @@ class AgentMutation:
         token: Annotated[str, strawberry.argument(description="The refresh token, 1-8192 characters.")],
         provider: Annotated[str, strawberry.argument(description="The inference provider.")] = "chutes",
     ) -> StoreInferenceCredentialResult:
-        hotkey = await info.context.require(Role.MINER)
+        hotkey = await info.context.require(Role.MINER, write="credentials")
         runtime = info.context.runtime
         status = await runtime.db.run(
             credentials.store_credential,

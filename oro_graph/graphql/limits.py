@@ -69,8 +69,14 @@ LIMITS = GraphQLLimits()
 def cost_message(cost: Cost, budget: int) -> str:
     hints = ", ".join(f"{path} (up to {items} items)" for path, items in cost.biggest())
     lower = f"; lower `first`/`last` on {hints}" if hints else ""
+    schema = (
+        f"; {cost.introspection} of it is introspection (about one object per type, field and argument "
+        "it lists): introspect the schema once, not in aliased or nested copies"
+        if cost.introspection
+        else ""
+    )
     return (
-        f"query cost {cost.total} exceeds the budget of {budget} per operation{lower}, "
+        f"query cost {cost.total} exceeds the budget of {budget} per operation{lower}{schema}, "
         "or select fewer nested connections. Ask `dryRun` for the cost without running."
     )
 
@@ -123,9 +129,11 @@ def limit_errors(
     """
     expansion = Expansion(document)
     errors: list[GraphQLError] = []
-    aliases = 0
+    aliases = fields = 0
     for operation in expansion.operations:
         totals = expansion.totals(operation)
+        if operation_name is None or (operation.name and operation.name.value == operation_name):
+            fields = max(fields, totals.fields)
         name = operation.name.value if operation.name else "anonymous"
         if totals.fields > LIMITS.max_fields:
             message = (
@@ -150,6 +158,7 @@ def limit_errors(
     if errors:
         return errors, None
     cost = operation_cost(schema, document, variables, operation_name)
+    cost.fields = fields
     for message in cost.page_errors:
         errors.append(GraphQLError(message, extensions={"code": "BAD_PAGE_ARGUMENT"}))
     if cost.total > LIMITS.max_cost:

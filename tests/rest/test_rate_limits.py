@@ -1,5 +1,7 @@
-"""Rate limits: ORO_RATE_LIMIT_PER_MINUTE per client address on every path, ORO_SUBMIT_RATE_LIMIT per
-hotkey on submissions (where the cooldown answer wins), counters shared through Redis."""
+"""Rate limits: ORO_RATE_LIMIT_PER_MINUTE points per client (the hotkey of a fresh signature, else the
+address) on every path, with the X-RateLimit-* headers on every answer; ORO_SUBMIT_RATE_LIMIT per
+hotkey on submissions (where the cooldown answer wins) and ORO_WRITE_RATE_LIMIT per hotkey on every
+other signed write; counters shared through Redis."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from oro_graph import ratelimit
 from oro_graph.ratelimit import RateLimits
 from oro_graph.settings import Settings
 from tests.factories import make_world
-from tests.rest.live import LiveServer
+from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 
 
@@ -32,15 +34,32 @@ def assert_throttled(response: object, limit_word: str = "per minute") -> None:
 def test_global_limit_covers_every_path_per_address(serve: Callable[..., LiveServer]) -> None:
     server = serve(rate_limit_per_minute=3)
     with server.http() as http:
-        assert [
-            http.get(path).status_code for path in ("/health", "/v1/public/validators", "/openapi.json")
-        ] == [200] * 3
-        for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents", "/graphql"):
+        answers = [http.get(path) for path in ("/health", "/v1/public/validators", "/openapi.json")]
+        assert [a.status_code for a in answers] == [200] * 3
+        # every answer says what is left of the budget and when it resets
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+        assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"3"}
+        assert all(0 < int(a.headers["X-RateLimit-Reset"]) - time.time() <= 61 for a in answers)
+        for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents"):
             assert_throttled(http.get(path))
-    # the client reads it as its typed model where the path documents it
-    response = submit_agent.sync_detailed(client=server.signed("Alice"), body=agent_file())
-    assert response.status_code == 429 and isinstance(response.parsed, RateLimitExceededError)
+        # a forged signature naming Alice is still counted under the address (and refused)
+        forged = {"X-Hotkey": wallet("Alice").hotkey.ss58_address, "X-Timestamp": str(int(time.time()))}
+        forged |= {"X-Nonce": "n", "X-Signature": "0x" + "00" * 64}
+        assert_throttled(http.post("/v1/miner/submit", headers=forged))
+        # the graph answers its 429 in the GraphQL shape
+        graph = http.post("/graphql", json={"query": "{ __typename }"})
+        assert graph.status_code == 429 and graph.json()["data"] is None
+        [error] = graph.json()["errors"]
+        assert error["extensions"]["code"] == "RATE_LIMITED" and "per minute" in error["message"]
+        assert 1 <= int(graph.headers["Retry-After"]) <= 60 and graph.headers["X-RateLimit-Remaining"] == "0"
     assert get_top_agent.sync(client=server.public()) is None  # 429 is not a status /top documents
+    # a signed request is charged to its hotkey, which has a budget of its own
+    alice = server.signed("Alice")
+    answers = [submit_agent.sync_detailed(client=alice, body=agent_file()) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    # and the client reads the refusal as its typed model where the path documents it
+    assert isinstance(answers[3].parsed, RateLimitExceededError) and "this hotkey" in answers[3].parsed.detail
 
 
 @pytest.fixture
