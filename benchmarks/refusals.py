@@ -38,6 +38,17 @@ COSTLY = """query {
     problemResults(first: 100) { edges { node { problem { title } run { validator { name } } } } }
   } } }
 }"""
+# Just within the cost budget on its own (24,201 of 25,000): ten of them in one request are not.
+WITHIN_BUDGET = """query {
+  evaluationRuns(first: 100) { edges { node {
+    problemResults(first: 60) { edges { node { problem { title } run { validator { name } } } } }
+  } } }
+}"""
+# 30 aliased copies of a schema walk: each about 1,500 objects, 1.4 KB in all. Introspection was
+# free, and such a document ran for a second and answered 1.6 MB.
+INTROSPECTION_FLOOD = (
+    "{" + "".join(f"a{i}:__schema{{types{{fields{{type{{name ofType{{name}}}}}}}}}}" for i in range(30)) + "}"
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,21 @@ ABUSES = [
         "GRAPHQL_VALIDATION_FAILED",
         "times at the same place",
     ),
+    Abuse(
+        "introspection flood (30 aliased __schema { types { fields { type } } })",
+        {"query": INTROSPECTION_FLOOD},
+        200,
+        "QUERY_TOO_COSTLY",
+        "of it is introspection",
+    ),
     Abuse("batch of 11 operations", [{"query": ONE}] * 11, 400, None, "Too many operations"),
+    Abuse(
+        "batch of 10 operations, each within the cost budget",
+        [{"query": WITHIN_BUDGET}] * 10,
+        200,
+        "QUERY_TOO_COSTLY",
+        "operations of this batch cost 242010",
+    ),
     Abuse(
         "batch of 10 over-budget operations",
         [{"query": COSTLY}] * 10,
