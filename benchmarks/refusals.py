@@ -14,6 +14,11 @@ time is the steadier figure):
 It prints the median and 99th percentile per document, the median CPU time, and the SQL
 statements run while they were refused (always 0: ``tests/hardening/test_graphql_limits.py``
 asserts it).
+
+``--health SECONDS`` measures what the refusals cost everyone else instead: a real server
+(``python -m oro_graph serve``, one worker, SQLite, rate limits lifted) on loopback, 4 concurrent
+senders posting the introspection flood or the over-budget batch in a loop for SECONDS each, and
+``/health`` probed every 50 ms meanwhile (its latency, against the same probe with no senders).
 """
 
 from __future__ import annotations
@@ -349,11 +354,130 @@ def markdown(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+ATTACKS = {
+    "none (baseline)": None,
+    "introspection flood": {"query": INTROSPECTION_FLOOD},
+    "batch of 10 operations, each within the cost budget": [{"query": WITHIN_BUDGET}] * 10,
+}
+
+
+def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]]:
+    """/health latency while ``senders`` threads send each attack for ``seconds``, on a real server."""
+    import os
+    import socket
+    import subprocess
+    import threading
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "ORO_DATABASE_URL": f"sqlite:///{tmp}/oro.db",
+            "ORO_DATA_DIR": f"{tmp}/state",
+            "ORO_SECRET_KEY": "refusals-health",
+            "ORO_RATE_LIMIT_PER_MINUTE": str(10**9),
+        }
+        for name in ("ORO_REDIS_URL", "ORO_GRAPHQL_DEBUG"):
+            env.pop(name, None)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port), "--workers", "1"],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.2)
+            for name, body in ATTACKS.items():
+                stop = threading.Event()
+                refusals: list[float] = []
+
+                def send(
+                    payload: Any = body, stop: threading.Event = stop, refusals: list[float] = refusals
+                ) -> None:
+                    with httpx.Client(base_url=base, timeout=60) as http:
+                        while not stop.is_set():
+                            started = time.perf_counter()
+                            answer = http.post("/graphql", json=payload)
+                            refusals.append(time.perf_counter() - started)
+                            assert "QUERY_TOO_COSTLY" in answer.text, answer.text[:300]
+
+                threads = [threading.Thread(target=send) for _ in range(senders if body else 0)]
+                for thread in threads:
+                    thread.start()
+                probes = []
+                with httpx.Client(base_url=base, timeout=60) as http:
+                    end = time.monotonic() + seconds
+                    while time.monotonic() < end:
+                        started = time.perf_counter()
+                        assert http.get("/health").status_code == 200
+                        probes.append(time.perf_counter() - started)
+                        time.sleep(0.05)
+                stop.set()
+                for thread in threads:
+                    thread.join()
+                probes.sort()
+                rows.append(
+                    {
+                        "attack": name,
+                        "senders": len(threads),
+                        "refused": len(refusals),
+                        "refusal_median_ms": statistics.median(refusals) * 1e3 if refusals else None,
+                        "health_n": len(probes),
+                        "health_median_ms": statistics.median(probes) * 1e3,
+                        "health_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))] * 1e3,
+                        "health_max_ms": probes[-1] * 1e3,
+                    }
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    return rows
+
+
+def health_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| attack | senders | refused | refusal, median at the sender | /health n | median | p99 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        refusal = "-" if r["refusal_median_ms"] is None else f"{r['refusal_median_ms']:.1f} ms"
+        lines.append(
+            f"| {r['attack']} | {r['senders']} | {r['refused']} | {refusal} | {r['health_n']} "
+            f"| {r['health_median_ms']:.1f} ms | {r['health_p99_ms']:.1f} ms | {r['health_max_ms']:.1f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="refused requests per document and way")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--health", type=float, metavar="SECONDS", help="/health latency under 4 concurrent senders instead"
+    )
     args = parser.parse_args(argv)
+    if args.health:
+        rows = health_under_attack(args.health)
+        print(health_markdown(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         app, runtime = build(Path(tmp))
         try:

@@ -42,6 +42,19 @@ def error_model(code: ErrorCode) -> type[BaseModel]:
     return create_model(name, __base__=ErrorBody, **fields)
 
 
+def _integer_header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+# Sent with every answer (but the signed /artifacts/ URLs); declared on the 429s, where they matter.
+RATE_LIMIT_HEADERS = {
+    "Retry-After": _integer_header("Seconds to wait before retrying."),
+    "X-RateLimit-Limit": _integer_header("Points the client may spend in a minute."),
+    "X-RateLimit-Remaining": _integer_header("Points left in the current window."),
+    "X-RateLimit-Reset": _integer_header("Unix time (seconds) when the window has room again."),
+}
+
+
 def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
     """The ``responses=`` of a route: per status, its error models and the codes mapped to it."""
     out: Responses = {}
@@ -52,6 +65,8 @@ def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
             "description": " or ".join(code.value for code in codes),
             ERROR_CODES_KEY: [code.value for code in codes],
         }
+        if status == 429:
+            out[status]["headers"] = RATE_LIMIT_HEADERS
     return out
 
 

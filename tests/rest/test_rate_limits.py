@@ -17,9 +17,10 @@ from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
 from oro_graph import ratelimit
+from oro_graph.auth import sign_headers
 from oro_graph.ratelimit import RateLimits
 from oro_graph.settings import Settings
-from tests.factories import make_world
+from tests.factories import keypair, make_world
 from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 
@@ -154,3 +155,50 @@ def test_a_busy_event_loop_does_not_let_requests_through_uncounted(
     answers = [asyncio.run(hit_while_the_loop_is_held()) for _ in range(3)]
     assert answers[:2] == [None, None]
     assert answers[2] is not None and 1 <= answers[2] <= 60
+
+
+def test_every_signed_write_has_a_per_hotkey_budget(serve: Callable[..., LiveServer]) -> None:
+    """ORO_WRITE_RATE_LIMIT holds per hotkey and per write, on REST and in the graph, before the
+    write is attempted; another write, or another hotkey, has its own budget."""
+    server = serve(write_rate_limit="2/minute")
+    make_world(server.runtime)
+    run = uuid.uuid4()
+    writes = {
+        "claim": ("post", "/v1/validator/work/claim", None),
+        "heartbeat": ("post", f"/v1/validator/evaluation-runs/{run}/heartbeat", None),
+        "progress": ("post", f"/v1/validator/evaluation-runs/{run}/progress", {"problems": []}),
+        "complete": ("post", f"/v1/validator/evaluation-runs/{run}/complete", {"terminal_status": "FAILED"}),
+        "presign": (
+            "post",
+            "/v1/validator/uploads/presign",
+            {"eval_run_id": str(run), "problem_id": str(uuid.uuid4()), "content_length": 10},
+        ),
+    }
+    with server.http() as http:
+        for action, (method, path, body) in writes.items():
+            answers = [
+                http.request(method, path, json=body, headers=sign_headers(keypair("Charlie")))
+                for _ in range(3)
+            ]
+            assert all(a.status_code != 429 for a in answers[:2]), (action, [a.text for a in answers])
+            assert_throttled(answers[2], f"{action} requests from this hotkey")
+            # another validator is not held back
+            other = http.request(method, path, json=body, headers=sign_headers(keypair("Dave")))
+            assert other.status_code != 429, (action, other.text)
+        # a miner's credentials too
+        token = {"refresh_token": "r" * 20}
+        stored = [
+            http.post("/v1/miner/chutes-auth", json=token, headers=sign_headers(keypair("Alice")))
+            for _ in range(3)
+        ]
+        assert [a.status_code for a in stored[:2]] == [200, 200]
+        assert_throttled(stored[2], "credentials requests from this hotkey")
+    # the graph's mutations draw on the same budget, and answer with their typed error
+    with server.http() as http:
+        claim = "mutation { claimWork { __typename ... on RateLimitExceededError { remainingSeconds } } }"
+        mutation = {"query": claim}
+        answer = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Charlie"))).json()
+        assert answer["data"]["claimWork"]["__typename"] == "RateLimitExceededError"
+        assert 1 <= answer["data"]["claimWork"]["remainingSeconds"] <= 60
+        fresh = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Eve"))).json()
+        assert fresh["data"]["claimWork"]["__typename"] != "RateLimitExceededError"
