@@ -16,21 +16,24 @@ statements run while they were refused (always 0: ``tests/hardening/test_graphql
 asserts it).
 
 ``--health SECONDS`` measures what the refusals cost everyone else instead: a real server
-(``python -m oro_graph serve``, one worker, SQLite, rate limits lifted) on loopback, 4 concurrent
-senders posting the introspection flood or the over-budget batch in a loop for SECONDS each, and
-``/health`` probed every 50 ms meanwhile (its latency, against the same probe with no senders).
+(``python -m oro_graph serve``, one worker, SQLite; ``--per-minute`` points a client, lifted by
+default) on loopback, 4 concurrent senders from one address posting the introspection flood or
+the over-budget batch in a loop for SECONDS each (the same document, or a fresh one every time),
+and ``/health`` probed every 150 ms from another address meanwhile (its latency, against the same
+probe with no senders).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -354,15 +357,20 @@ def markdown(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-ATTACKS = {
-    "none (baseline)": None,
-    "introspection flood": {"query": INTROSPECTION_FLOOD},
-    "batch of 10 operations, each within the cost budget": [{"query": WITHIN_BUDGET}] * 10,
-}
+# (name, body, whether each request is made a fresh document, as an attacker dodging memos would)
+ATTACKS: list[tuple[str, Any, bool]] = [
+    ("none (baseline)", None, False),
+    ("introspection flood, the same document", {"query": INTROSPECTION_FLOOD}, False),
+    ("introspection flood, a fresh document each time", {"query": INTROSPECTION_FLOOD}, True),
+    ("batch of 10 operations within the cost budget, the same", [{"query": WITHIN_BUDGET}] * 10, False),
+    ("batch of 10 operations within the cost budget, fresh", [{"query": WITHIN_BUDGET}] * 10, True),
+]
 
 
-def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]]:
-    """/health latency while ``senders`` threads send each attack for ``seconds``, on a real server."""
+def health_under_attack(seconds: float, senders: int = 4, per_minute: int = 10**9) -> list[dict[str, Any]]:
+    """/health latency while ``senders`` threads send each attack for ``seconds``, on a real server
+    with ``per_minute`` points a client. Per attack, the senders share one address (127.0.1.k) and
+    the probe has its own (127.0.2.k)."""
     import os
     import socket
     import subprocess
@@ -380,7 +388,7 @@ def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]
             "ORO_DATABASE_URL": f"sqlite:///{tmp}/oro.db",
             "ORO_DATA_DIR": f"{tmp}/state",
             "ORO_SECRET_KEY": "refusals-health",
-            "ORO_RATE_LIMIT_PER_MINUTE": str(10**9),
+            "ORO_RATE_LIMIT_PER_MINUTE": str(per_minute),
         }
         for name in ("ORO_REDIS_URL", "ORO_GRAPHQL_DEBUG"):
             env.pop(name, None)
@@ -403,31 +411,45 @@ def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the server did not start")
                 time.sleep(0.2)
-            for name, body in ATTACKS.items():
+            for k, (name, body, fresh) in enumerate(ATTACKS):
                 stop = threading.Event()
                 refusals: list[float] = []
+                throttled: list[int] = []
 
                 def send(
-                    payload: Any = body, stop: threading.Event = stop, refusals: list[float] = refusals
+                    payload: Any = body,
+                    address: str = f"127.0.1.{k + 1}",
+                    fresh: bool = fresh,
+                    stop: threading.Event = stop,
+                    refusals: list[float] = refusals,
+                    throttled: list[int] = throttled,
+                    counter: Iterator[int] = itertools.count(),  # noqa: B008 (one per attack, on purpose)
                 ) -> None:
-                    with httpx.Client(base_url=base, timeout=60) as http:
+                    sender = httpx.HTTPTransport(local_address=address)
+                    with httpx.Client(base_url=base, timeout=60, transport=sender) as http:
                         while not stop.is_set():
                             started = time.perf_counter()
-                            answer = http.post("/graphql", json=payload)
+                            sent = renamed(payload, next(counter)) if fresh else payload
+                            answer = http.post("/graphql", json=sent)
                             refusals.append(time.perf_counter() - started)
-                            assert "QUERY_TOO_COSTLY" in answer.text, answer.text[:300]
+                            assert "QUERY_TOO_COSTLY" in answer.text or answer.status_code == 429, (
+                                answer.text[:300]
+                            )
+                            if answer.status_code == 429:
+                                throttled.append(1)
 
                 threads = [threading.Thread(target=send) for _ in range(senders if body else 0)]
                 for thread in threads:
                     thread.start()
                 probes = []
-                with httpx.Client(base_url=base, timeout=60) as http:
+                probe = httpx.HTTPTransport(local_address=f"127.0.2.{k + 1}")
+                with httpx.Client(base_url=base, timeout=60, transport=probe) as http:
                     end = time.monotonic() + seconds
                     while time.monotonic() < end:
                         started = time.perf_counter()
                         assert http.get("/health").status_code == 200
                         probes.append(time.perf_counter() - started)
-                        time.sleep(0.05)
+                        time.sleep(0.15)  # within a client's default 100 points a minute
                 stop.set()
                 for thread in threads:
                     thread.join()
@@ -436,7 +458,8 @@ def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]
                     {
                         "attack": name,
                         "senders": len(threads),
-                        "refused": len(refusals),
+                        "refused": len(refusals) - len(throttled),
+                        "throttled": len(throttled),
                         "refusal_median_ms": statistics.median(refusals) * 1e3 if refusals else None,
                         "health_n": len(probes),
                         "health_median_ms": statistics.median(probes) * 1e3,
@@ -452,13 +475,14 @@ def health_under_attack(seconds: float, senders: int = 4) -> list[dict[str, Any]
 
 def health_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| attack | senders | refused | refusal, median at the sender | /health n | median | p99 | max |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| attack | senders | refused | 429 | answer, median at a sender | /health n | median | p99 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         refusal = "-" if r["refusal_median_ms"] is None else f"{r['refusal_median_ms']:.1f} ms"
         lines.append(
-            f"| {r['attack']} | {r['senders']} | {r['refused']} | {refusal} | {r['health_n']} "
+            f"| {r['attack']} | {r['senders']} | {r['refused']} | {r['throttled']} | {refusal} "
+            f"| {r['health_n']} "
             f"| {r['health_median_ms']:.1f} ms | {r['health_p99_ms']:.1f} ms | {r['health_max_ms']:.1f} ms |"
         )
     return "\n".join(lines)
@@ -471,9 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--health", type=float, metavar="SECONDS", help="/health latency under 4 concurrent senders instead"
     )
+    parser.add_argument(
+        "--per-minute", type=int, default=10**9, help="with --health: points a client (default: lifted)"
+    )
     args = parser.parse_args(argv)
     if args.health:
-        rows = health_under_attack(args.health)
+        rows = health_under_attack(args.health, per_minute=args.per_minute)
         print(health_markdown(rows))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))

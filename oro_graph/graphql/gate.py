@@ -22,7 +22,8 @@ A request that passes is then charged its points to the client's budget (``oro_g
 the rate-limit middleware has charged one already), by its static cost, summed over a batch; over
 the budget it is a 429 in the GraphQL shape, before anything runs. Small requests that pass are
 remembered by a digest of their bytes with their cost, so a repeated query (a cached leaderboard
-read) skips the rules but not the charge.
+read) skips the rules but not the charge; small requests refused are remembered with their answer,
+so a flood of one abusive document costs a hash per request.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class LimitGate:
         self.rate_limits = rate_limits
         self.path = path
         self._admitted: OrderedDict[bytes, int] = OrderedDict()  # digest -> static cost
+        self._refused: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> the answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in ("GET", "POST"):
@@ -85,18 +87,24 @@ class LimitGate:
             return
         # Only small requests are remembered: hashing a large body would cost more than judging it again.
         digest = hashlib.blake2b(raw, digest_size=16).digest() if len(raw) <= REMEMBERED_BYTES else None
+        refused = self._refused.get(digest) if digest is not None else None
+        if refused is not None:  # the same abusive body again (a flood): the same answer, unjudged
+            self._refused.move_to_end(digest)  # type: ignore[arg-type]
+            await reply(send, refused)
+            return
         cost = self._admitted.get(digest) if digest is not None else None
         if cost is not None:
             self._admitted.move_to_end(digest)  # type: ignore[arg-type]
         else:
             answers, cost = self._refusals(payload)
             if answers is not None:
-                await reply(send, json.dumps(answers if isinstance(payload, list) else answers[0]).encode())
+                answer = json.dumps(answers if isinstance(payload, list) else answers[0]).encode()
+                if digest is not None:
+                    _remember(self._refused, digest, answer)
+                await reply(send, answer)
                 return
             if digest is not None:
-                self._admitted[digest] = cost
-                if len(self._admitted) > ADMITTED_ENTRIES:
-                    self._admitted.popitem(last=False)
+                _remember(self._admitted, digest, cost)
         if not await self._charged(scope, send, cost):
             return
         await self.app(scope, receive, send)
@@ -173,15 +181,22 @@ class LimitGate:
         if message is not None:
             return _answer([GraphQLError(message)], extensions), None
         try:
-            document = limits.parse_document(query, limits.LIMITS.max_tokens)
+            document = limits.parse_document(query, limits.LIMITS.max_tokens, remember=False)
         except GraphQLError as error:
             return _answer([error], extensions), None
         errors, cost = limits.limit_errors(self.schema, document, variables, name)
-        if not errors:
+        if not errors:  # the cache and the schema will want it; a refused document is let go
+            limits.remember_document(query, limits.LIMITS.max_tokens, document)
             return None, cost
         if cost is not None:
             extensions["cost"] = {"requested": cost.total, "budget": limits.LIMITS.max_cost}
         return _answer(errors, extensions), cost
+
+
+def _remember(memo: OrderedDict[bytes, Any], digest: bytes, value: Any) -> None:
+    memo[digest] = value
+    if len(memo) > ADMITTED_ENTRIES:
+        memo.popitem(last=False)
 
 
 def _answer(errors: list[GraphQLError], extensions: dict[str, Any]) -> dict[str, Any]:
