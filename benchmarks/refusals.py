@@ -52,7 +52,7 @@ WITHIN_BUDGET = """query {
     problemResults(first: 60) { edges { node { problem { title } run { validator { name } } } } }
   } } }
 }"""
-# 30 aliased copies of a schema walk: each about 1,500 objects, 1.4 KB in all. Introspection was
+# 30 aliased copies of a schema walk: each about 1,500 objects, 1.5 KB in all. Introspection was
 # free, and such a document ran for a second and answered 1.6 MB.
 INTROSPECTION_FLOOD = (
     "{" + "".join(f"a{i}:__schema{{types{{fields{{type{{name ofType{{name}}}}}}}}}}" for i in range(30)) + "}"
