@@ -14,18 +14,26 @@ time is the steadier figure):
 It prints the median and 99th percentile per document, the median CPU time, and the SQL
 statements run while they were refused (always 0: ``tests/hardening/test_graphql_limits.py``
 asserts it).
+
+``--health SECONDS`` measures what the refusals cost everyone else instead: a real server
+(``python -m oro_graph serve``, one worker, SQLite; ``--per-minute`` points a client, lifted by
+default) on loopback, 4 concurrent senders from one address posting the introspection flood or
+the over-budget batch in a loop for SECONDS each (the same document, or a fresh one every time),
+and ``/health`` probed every 150 ms from another address meanwhile (its latency, against the same
+probe with no senders).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,17 @@ COSTLY = """query {
     problemResults(first: 100) { edges { node { problem { title } run { validator { name } } } } }
   } } }
 }"""
+# Just within the cost budget on its own (24,201 of 25,000): ten of them in one request are not.
+WITHIN_BUDGET = """query {
+  evaluationRuns(first: 100) { edges { node {
+    problemResults(first: 60) { edges { node { problem { title } run { validator { name } } } } }
+  } } }
+}"""
+# 30 aliased copies of a schema walk: each about 1,500 objects, 1.5 KB in all. Introspection was
+# free, and such a document ran for a second and answered 1.6 MB.
+INTROSPECTION_FLOOD = (
+    "{" + "".join(f"a{i}:__schema{{types{{fields{{type{{name ofType{{name}}}}}}}}}}" for i in range(30)) + "}"
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,21 @@ ABUSES = [
         "GRAPHQL_VALIDATION_FAILED",
         "times at the same place",
     ),
+    Abuse(
+        "introspection flood (30 aliased __schema { types { fields { type } } })",
+        {"query": INTROSPECTION_FLOOD},
+        200,
+        "QUERY_TOO_COSTLY",
+        "of it is introspection",
+    ),
     Abuse("batch of 11 operations", [{"query": ONE}] * 11, 400, None, "Too many operations"),
+    Abuse(
+        "batch of 10 operations, each within the cost budget",
+        [{"query": WITHIN_BUDGET}] * 10,
+        200,
+        "QUERY_TOO_COSTLY",
+        "operations of this batch cost 242010",
+    ),
     Abuse(
         "batch of 10 over-budget operations",
         [{"query": COSTLY}] * 10,
@@ -324,11 +357,154 @@ def markdown(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+# (name, body, whether each request is made a fresh document, as an attacker dodging memos would)
+ATTACKS: list[tuple[str, Any, bool]] = [
+    ("none (baseline)", None, False),
+    ("introspection flood, the same document", {"query": INTROSPECTION_FLOOD}, False),
+    ("introspection flood, a fresh document each time", {"query": INTROSPECTION_FLOOD}, True),
+    ("batch of 10 operations within the cost budget, the same", [{"query": WITHIN_BUDGET}] * 10, False),
+    ("batch of 10 operations within the cost budget, fresh", [{"query": WITHIN_BUDGET}] * 10, True),
+]
+
+
+def health_under_attack(seconds: float, senders: int = 4, per_minute: int = 10**9) -> list[dict[str, Any]]:
+    """/health latency while ``senders`` threads send each attack for ``seconds``, on a real server
+    with ``per_minute`` points a client. Per attack, the senders share one address (127.0.1.k) and
+    the probe has its own (127.0.2.k)."""
+    import os
+    import socket
+    import subprocess
+    import threading
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "ORO_DATABASE_URL": f"sqlite:///{tmp}/oro.db",
+            "ORO_DATA_DIR": f"{tmp}/state",
+            "ORO_SECRET_KEY": "refusals-health",
+            "ORO_RATE_LIMIT_PER_MINUTE": str(per_minute),
+        }
+        for name in ("ORO_REDIS_URL", "ORO_GRAPHQL_DEBUG"):
+            env.pop(name, None)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port), "--workers", "1"],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.2)
+            for k, (name, body, fresh) in enumerate(ATTACKS):
+                stop = threading.Event()
+                refusals: list[float] = []
+                throttled: list[int] = []
+
+                def send(
+                    payload: Any = body,
+                    address: str = f"127.0.1.{k + 1}",
+                    fresh: bool = fresh,
+                    stop: threading.Event = stop,
+                    refusals: list[float] = refusals,
+                    throttled: list[int] = throttled,
+                    counter: Iterator[int] = itertools.count(),  # noqa: B008 (one per attack, on purpose)
+                ) -> None:
+                    sender = httpx.HTTPTransport(local_address=address)
+                    with httpx.Client(base_url=base, timeout=60, transport=sender) as http:
+                        while not stop.is_set():
+                            started = time.perf_counter()
+                            sent = renamed(payload, next(counter)) if fresh else payload
+                            answer = http.post("/graphql", json=sent)
+                            refusals.append(time.perf_counter() - started)
+                            assert "QUERY_TOO_COSTLY" in answer.text or answer.status_code == 429, (
+                                answer.text[:300]
+                            )
+                            if answer.status_code == 429:
+                                throttled.append(1)
+
+                threads = [threading.Thread(target=send) for _ in range(senders if body else 0)]
+                for thread in threads:
+                    thread.start()
+                probes = []
+                probe = httpx.HTTPTransport(local_address=f"127.0.2.{k + 1}")
+                with httpx.Client(base_url=base, timeout=60, transport=probe) as http:
+                    end = time.monotonic() + seconds
+                    while time.monotonic() < end:
+                        started = time.perf_counter()
+                        assert http.get("/health").status_code == 200
+                        probes.append(time.perf_counter() - started)
+                        time.sleep(0.15)  # within a client's default 100 points a minute
+                stop.set()
+                for thread in threads:
+                    thread.join()
+                probes.sort()
+                rows.append(
+                    {
+                        "attack": name,
+                        "senders": len(threads),
+                        "refused": len(refusals) - len(throttled),
+                        "throttled": len(throttled),
+                        "refusal_median_ms": statistics.median(refusals) * 1e3 if refusals else None,
+                        "health_n": len(probes),
+                        "health_median_ms": statistics.median(probes) * 1e3,
+                        "health_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))] * 1e3,
+                        "health_max_ms": probes[-1] * 1e3,
+                    }
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    return rows
+
+
+def health_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| attack | senders | refused | 429 | answer, median at a sender | /health n | median | p99 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        refusal = "-" if r["refusal_median_ms"] is None else f"{r['refusal_median_ms']:.1f} ms"
+        lines.append(
+            f"| {r['attack']} | {r['senders']} | {r['refused']} | {r['throttled']} | {refusal} "
+            f"| {r['health_n']} "
+            f"| {r['health_median_ms']:.1f} ms | {r['health_p99_ms']:.1f} ms | {r['health_max_ms']:.1f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="refused requests per document and way")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--health", type=float, metavar="SECONDS", help="/health latency under 4 concurrent senders instead"
+    )
+    parser.add_argument(
+        "--per-minute", type=int, default=10**9, help="with --health: points a client (default: lifted)"
+    )
     args = parser.parse_args(argv)
+    if args.health:
+        rows = health_under_attack(args.health, per_minute=args.per_minute)
+        print(health_markdown(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         app, runtime = build(Path(tmp))
         try:

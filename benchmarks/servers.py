@@ -140,6 +140,7 @@ def ours_env(database: str, port: int, data_dir: Path) -> dict[str, str]:
         ORO_DATABASE_URL=config.sqlalchemy_url(database),
         ORO_REDIS_URL=config.REDIS_URL,
         ORO_RATE_LIMIT_PER_MINUTE="100000000",
+        ORO_WRITE_RATE_LIMIT="100000000/minute",
         ORO_SECRET_KEY="bench-secret-key-not-for-production-0123456789",
         ORO_DATA_DIR=str(data_dir),
         ORO_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",

@@ -33,7 +33,9 @@ def signing_message(hotkey: str, timestamp: str, nonce: str) -> str:
     return f"{hotkey}:{timestamp}:{nonce}"
 
 
-def sign_headers(keypair: Keypair, *, nonce: str | None = None, timestamp: int | None = None) -> dict[str, str]:
+def sign_headers(
+    keypair: Keypair, *, nonce: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     """Headers exactly as the official client makes them (used by tests, the CLI and demos)."""
     import uuid
 
@@ -108,6 +110,28 @@ class SignatureVerifier:
 
     def verify(self, headers: Mapping[str, str], *, now: float | None = None) -> str:
         """Return the hotkey that signed these headers, or raise ``Unauthenticated`` saying why."""
+        hotkey, nonce = self.check_signature(headers, now=now)
+        # The window is twice the skew: a nonce must stay unique for as long as its timestamp is accepted.
+        try:
+            fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1)
+        except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
+            raise ServiceUnavailable(
+                "replay protection is unavailable (the nonce store did not answer); retry shortly"
+            ) from exc
+        if not fresh:
+            raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
+        return hotkey
+
+    def signed_by(self, headers: Mapping[str, str], *, now: float | None = None) -> str | None:
+        """The hotkey whose fresh signature these headers carry, None otherwise; the nonce is not claimed
+        (the rate limiter charges a signed request to its hotkey before the route verifies it)."""
+        try:
+            return self.check_signature(headers, now=now)[0]
+        except Unauthenticated:
+            return None
+
+    def check_signature(self, headers: Mapping[str, str], *, now: float | None = None) -> tuple[str, str]:
+        """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated."""
         values = {name: headers.get(name) for name in SIGNED_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if missing:
@@ -142,13 +166,4 @@ class SignatureVerifier:
             valid = False
         if not valid:
             raise Unauthenticated("signature does not match '{hotkey}:{timestamp}:{nonce}' for this hotkey")
-        # The window is twice the skew: a nonce must stay unique for as long as its timestamp is accepted.
-        try:
-            fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1)
-        except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
-            raise ServiceUnavailable(
-                "replay protection is unavailable (the nonce store did not answer); retry shortly"
-            ) from exc
-        if not fresh:
-            raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
-        return hotkey
+        return hotkey, nonce

@@ -1,7 +1,16 @@
-"""Request budgets shared by both surfaces: ORO_RATE_LIMIT_PER_MINUTE per client address and
-ORO_SUBMIT_RATE_LIMIT per hotkey on submissions.
+"""Request budgets shared by both surfaces (the policy: who is charged, how much, under which limit).
 
-Counters live in Redis when ORO_REDIS_URL is set, so every server process draws on the same
+- **Per client, in points** (``ORO_RATE_LIMIT_PER_MINUTE`` points a minute, like GitHub's GraphQL
+  budget). The client is the hotkey of a request carrying a fresh signature, else the address. A
+  REST request costs one point; a GraphQL request ``max(1, ceil(cost / ORO_GRAPHQL_COST_PER_POINT))``
+  where cost is its static cost (the sum over a batch), capped at the whole budget. An answer from
+  a cache costs the same as a computed one: the budget is the client's claim on the server.
+- **Per hotkey and signed write** (claim, heartbeat, progress, complete, presign, credentials:
+  ``ORO_WRITE_RATE_LIMIT`` each; submissions: ``ORO_SUBMIT_RATE_LIMIT``).
+
+Every charge goes through ``RateLimits.charge`` (N points to a key, in a window; the answer says
+the limit, what remains and when the window resets), the one place that touches the counter
+store. Counters live in Redis when ORO_REDIS_URL is set, so every server process draws on the same
 budget, and in the database while Redis is unreachable (``oro_graph.ratestore``); in process
 without Redis. If the counters cannot be stored at all the request goes through (logged): a limit
 protects capacity, it is not a security boundary like the nonce store, which fails closed.
@@ -13,9 +22,11 @@ the loop for most of a second), and each false timeout let a request through unc
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
@@ -24,25 +35,108 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 
 from oro_graph import ratestore
+from oro_graph.errors import RateLimitExceeded
 from oro_graph.settings import Settings
 
 log = logging.getLogger("oro_graph.ratelimit")
 
 KEY_PREFIX = "oro:ratelimit"
+# The signed writes with a per-hotkey budget of ORO_WRITE_RATE_LIMIT each (submit has its own).
+WRITES = ("claim", "heartbeat", "progress", "complete", "presign", "credentials")
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one charge left in a budget: the ``X-RateLimit-*`` headers and the graph's ``rateLimit``."""
+
+    limit: int  # points in a full window
+    remaining: int  # points left once this charge is counted
+    reset_at: float  # Unix time when the window has room again
+    cost: int  # points this charge asked for
+    allowed: bool
+
+    @property
+    def reset(self) -> int:
+        """``reset_at`` in whole seconds (``X-RateLimit-Reset``)."""
+        return math.ceil(self.reset_at)
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds to wait before retrying (at least 1)."""
+        return max(1, math.ceil(self.reset_at - time.time()))
+
+
+STATE_KEY = "oro.rate"
+
+
+@dataclass
+class RateState:
+    """The request's client and its latest charge, for the headers and the graph's ``rateLimit``."""
+
+    client: str  # "hotkey:<ss58>" or "address:<ip>"
+    charge: Charge | None  # None when the counter store was unavailable
+
+    @property
+    def kind(self) -> str:
+        return self.client.split(":", 1)[0]
+
+
+def rate_headers(charge: Charge) -> dict[str, str]:
+    headers = {
+        "X-RateLimit-Limit": str(charge.limit),
+        "X-RateLimit-Remaining": str(charge.remaining),
+        "X-RateLimit-Reset": str(charge.reset),
+    }
+    if not charge.allowed:
+        headers["Retry-After"] = str(charge.retry_after)
+    return headers
+
+
+def refusal_message(state: RateState, charge: Charge) -> str:
+    asked = f"; this request costs {charge.cost}" if charge.cost > 1 else ""
+    return (
+        f"more than {charge.limit} points per minute from this {state.kind}{asked} and {charge.remaining} "
+        f"remain; retry in {charge.retry_after} s"
+    )
+
+
+def graphql_refusal(state: RateState, charge: Charge) -> tuple[int, dict[str, str], bytes]:
+    """The 429 of /graphql: a GraphQL answer, with the rate-limit headers."""
+    error = {
+        "message": refusal_message(state, charge),
+        "extensions": {
+            "code": "RATE_LIMITED",
+            "retryAfter": charge.retry_after,
+            "limit": charge.limit,
+            "remaining": charge.remaining,
+            "cost": charge.cost,
+        },
+    }
+    body = json.dumps({"data": None, "errors": [error]}).encode()
+    return 429, {**rate_headers(charge), "content-type": "application/json"}, body
 
 
 class RateLimits:
-    def __init__(self, storage: Storage, *, per_client: RateLimitItem, per_submitter: RateLimitItem) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        per_client: RateLimitItem,
+        per_submitter: RateLimitItem,
+        per_write: RateLimitItem | None = None,
+        cost_per_point: int = 500,
+    ) -> None:
         self.storage = storage
         self.per_client = per_client
         self.per_submitter = per_submitter
+        self.per_write = per_write or parse("120/minute")
+        self.cost_per_point = cost_per_point
         self._limiter = MovingWindowRateLimiter(storage)
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage | None = None) -> RateLimits:
         """The budgets of ``settings`` over ``storage`` (``oro_graph.ratestore``: Redis with the
         database as its fallback, as ``Runtime`` builds it), or over Redis alone or this process."""
-        submit = parse(settings.submit_rate_limit)  # validated by Settings
         if storage is None:
             storage = (
                 ratestore.redis_storage(
@@ -52,27 +146,54 @@ class RateLimits:
                 else MemoryStorage()
             )
         return cls(
-            storage, per_client=RateLimitItemPerMinute(settings.rate_limit_per_minute), per_submitter=submit
+            storage,
+            per_client=RateLimitItemPerMinute(settings.rate_limit_per_minute),
+            per_submitter=parse(settings.submit_rate_limit),  # validated by Settings
+            per_write=parse(settings.write_rate_limit),
+            cost_per_point=settings.graphql_cost_per_point,
         )
 
-    def _count(self, item: RateLimitItem, *identifiers: str) -> int | None:
-        """Count one request; None if it is within budget, else the seconds until it would be."""
+    # The one storage seam: N points to a key in a window.
+    def _charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
+        """Charge ``points`` to the key; None when the counter store is unavailable (let through)."""
         try:
-            if self._limiter.hit(item, *identifiers):
-                return None
+            allowed = self._limiter.hit(item, *identifiers, cost=points)
             stats = self._limiter.get_window_stats(item, *identifiers)
         except StorageError:
             log.warning("rate-limit store unavailable; letting the request through", exc_info=True)
             return None
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        reset = stats.reset_time if stats.remaining < item.amount else time.time() + item.get_expiry()
+        return Charge(item.amount, max(0, stats.remaining), reset, points, allowed)
 
-    async def _hit(self, item: RateLimitItem, *identifiers: str) -> int | None:
+    async def charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
         if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
-            return self._count(item, *identifiers)
-        return await run_in_threadpool(self._count, item, *identifiers)
+            return self._charge(item, points, *identifiers)
+        return await run_in_threadpool(self._charge, item, points, *identifiers)
+
+    # The policy.
+    def points(self, cost: int) -> int:
+        """Points a GraphQL request of this static cost is charged: at least 1, at most the whole budget."""
+        return min(max(1, math.ceil(cost / self.cost_per_point)), self.per_client.amount)
+
+    async def charge_client(self, client: str, points: int = 1) -> Charge | None:
+        """Charge the client's points budget; ``client`` is ``hotkey:<ss58>`` or ``address:<ip>``."""
+        return await self.charge(self.per_client, points, "client", client)
 
     async def hit_client(self, address: str) -> int | None:
-        return await self._hit(self.per_client, "client", address)
+        """One point to an address; None within budget, else the seconds to wait."""
+        charge = await self.charge_client(f"address:{address}")
+        return None if charge is None or charge.allowed else charge.retry_after
 
     async def hit_submitter(self, hotkey: str) -> int | None:
-        return await self._hit(self.per_submitter, "submit", hotkey)
+        charge = await self.charge(self.per_submitter, 1, "submit", hotkey)
+        return None if charge is None or charge.allowed else charge.retry_after
+
+    async def charge_write(self, hotkey: str, action: str) -> None:
+        """One signed write of ``action`` (one of ``WRITES``) by ``hotkey``; RateLimitExceeded over budget."""
+        charge = await self.charge(self.per_write, 1, "write", action, hotkey)
+        if charge is not None and not charge.allowed:
+            raise RateLimitExceeded(
+                f"more than {self.per_write} {action} requests from this hotkey; "
+                f"retry in {charge.retry_after} s",
+                remaining_seconds=charge.retry_after,
+            )

@@ -47,11 +47,16 @@ class Settings(BaseSettings):
     code_release_delay_seconds: int = Field(default=0, ge=0)
     signed_url_seconds: int = Field(default=900, ge=1)
     lease_sweep_seconds: float = Field(default=15.0, gt=0)
+    # Points a minute per client (its hotkey when signed, else its address): a REST request is one
+    # point, a GraphQL request max(1, ceil(cost / graphql_cost_per_point)).
     rate_limit_per_minute: int = Field(default=100, ge=1)
+    graphql_cost_per_point: int = Field(default=500, ge=1)
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses, or "*"). Empty: the
     # socket's peer is the client, so nobody can pick the address its requests are counted under.
     forwarded_allow_ips: str = ""
     submit_rate_limit: str = "1/minute"
+    # Per hotkey and signed write (claim, heartbeat, progress, complete, presign, credentials), each.
+    write_rate_limit: str = "120/minute"
     graphql_debug: bool = False
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
     # Races (see the README's "Races"): the cycle, the field, the draw and X of Y race runs.
@@ -108,7 +113,7 @@ class Settings(BaseSettings):
             raise ValueError("must be 'local' or 's3'")
         return value
 
-    @field_validator("submit_rate_limit")
+    @field_validator("submit_rate_limit", "write_rate_limit")
     @classmethod
     def _parse_limit(cls, value: str) -> str:
         from limits import parse

@@ -30,7 +30,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     if settings.response_cache and (runtime.data_version.shared or settings.workers == 1):
         # Inside the rate limit: an answer from the cache still counts against the caller's budget.
         app.add_middleware(CachedPublicReads, cache=ResponseCache(runtime.data_version, ttl=TTL))
-    app.add_middleware(RateLimitMiddleware, limits=limits)
+    app.add_middleware(RateLimitMiddleware, limits=limits, verifier=runtime.verifier)
     app.add_middleware(RequestSizeLimit, max_agent_bytes=runtime.settings.max_agent_bytes)  # outermost
     errors.install(app)
     for router in (public.router, races.router, miner.router, races.miner_router, validator.router):

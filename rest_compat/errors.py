@@ -43,6 +43,19 @@ def error_model(code: ErrorCode) -> type[BaseModel]:
     return create_model(name, __base__=ErrorBody, **fields)
 
 
+def _integer_header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+# Sent with every answer (but the signed /artifacts/ URLs); declared on the 429s, where they matter.
+RATE_LIMIT_HEADERS = {
+    "Retry-After": _integer_header("Seconds to wait before retrying."),
+    "X-RateLimit-Limit": _integer_header("Points the client may spend in a minute."),
+    "X-RateLimit-Remaining": _integer_header("Points left in the current window."),
+    "X-RateLimit-Reset": _integer_header("Unix time (seconds) when the window has room again."),
+}
+
+
 def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
     """The ``responses=`` of a route: per status, its error models and the codes mapped to it."""
     out: Responses = {}
@@ -56,6 +69,8 @@ def documented(statuses: Mapping[int, Sequence[ErrorCode]]) -> Responses:
         if status == 422:  # answered in FastAPI's request-validation shape (render_as_validation)
             del out[status]["model"]
             out[status]["content"] = {"application/json": {"schema": {"$ref": VALIDATION_SCHEMA}}}
+        if status == 429:
+            out[status]["headers"] = RATE_LIMIT_HEADERS
     return out
 
 

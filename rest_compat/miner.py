@@ -99,10 +99,11 @@ async def get_owned_agent_version_status(
 
 @router.post("/chutes-auth")
 async def store_chutes_token(
-    body: schemas.StoreChutesTokenRequest, hotkey: MinerHotkey, runtime: RuntimeDep
+    body: schemas.StoreChutesTokenRequest, hotkey: MinerHotkey, runtime: RuntimeDep, limits: RateLimitsDep
 ) -> dict[str, bool]:
     """Store the caller's Chutes refresh token, encrypted; it is never returned. (The same store as
     ``POST /v1/miner/inference-auth/chutes``.)"""
+    await limits.charge_write(hotkey, "credentials")
     await runtime.db.run(
         credentials.store_credential, hotkey=hotkey, token=body.refresh_token, secret=runtime.settings.secret
     )

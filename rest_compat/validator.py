@@ -11,7 +11,7 @@ from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations, inference
 from rest_compat import schemas
-from rest_compat.deps import RuntimeDep, ValidatorHotkey
+from rest_compat.deps import RateLimitsDep, RuntimeDep, ValidatorHotkey
 from rest_compat.errors import documented
 
 router = APIRouter(
@@ -32,13 +32,17 @@ RUN_NOT_FOUND = {404: [E.EVAL_RUN_NOT_FOUND]}
     },
 )
 async def claim_work(
-    hotkey: ValidatorHotkey, runtime: RuntimeDep, body: schemas.ClaimWorkRequest | None = None
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
+    body: schemas.ClaimWorkRequest | None = None,
 ) -> schemas.ClaimWorkResponse | Response:
     """Lease the oldest version that still needs a run from this validator; 204 when there is none.
 
     The answer carries an inference token minted from the miner's credential (``inference_token``,
     and ``chutes_access_token`` for Chutes). If none can be minted, the run is released and the
     answer is 503 with Retry-After."""
+    await limits.charge_write(hotkey, "claim")
     assert runtime.inference is not None
     got = await run_in_threadpool(
         inference.claim_with_grant,
@@ -73,9 +77,11 @@ async def heartbeat(
     eval_run_id: uuid.UUID,
     hotkey: ValidatorHotkey,
     runtime: RuntimeDep,
+    limits: RateLimitsDep,
     body: schemas.HeartbeatRequest | None = None,
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
+    await limits.charge_write(hotkey, "heartbeat")
     run = await runtime.db.run(
         evaluations.heartbeat,
         run_id=eval_run_id,
@@ -97,11 +103,16 @@ async def heartbeat(
     ),
 )
 async def update_progress(
-    eval_run_id: uuid.UUID, body: schemas.ProgressUpdateRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    eval_run_id: uuid.UUID,
+    body: schemas.ProgressUpdateRequest,
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
 ) -> schemas.ProgressUpdateResponse:
     """Record per-problem results of a run (upserted by problem; all or nothing).
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
+    await limits.charge_write(hotkey, "progress")
     await runtime.db.run(
         evaluations.update_progress,
         run_id=eval_run_id,
@@ -122,11 +133,16 @@ async def update_progress(
     ),
 )
 async def complete_run(
-    eval_run_id: uuid.UUID, body: schemas.CompleteRunRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    eval_run_id: uuid.UUID,
+    body: schemas.CompleteRunRequest,
+    hotkey: ValidatorHotkey,
+    runtime: RuntimeDep,
+    limits: RateLimitsDep,
 ) -> schemas.CompleteRunResponse:
     """Finish a run; the last success a version needs makes it eligible.
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
+    await limits.charge_write(hotkey, "complete")
     done = await runtime.db.run(
         evaluations.complete_run,
         run_id=eval_run_id,
@@ -154,12 +170,13 @@ async def complete_run(
     ),
 )
 async def presign_upload(
-    body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep
+    body: schemas.PresignUploadRequest, hotkey: ValidatorHotkey, runtime: RuntimeDep, limits: RateLimitsDep
 ) -> schemas.PresignUploadResponse:
     """A short-lived URL to PUT the logs of one problem of a run this validator holds.
 
     A run that is not live any more (lease lapsed, or finished) is NOT_RUN_OWNER: the validator no longer
     holds it."""
+    await limits.charge_write(hotkey, "presign")
     grant = await runtime.db.run(
         artifacts.presign_upload,
         validator_hotkey=hotkey,

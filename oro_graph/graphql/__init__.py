@@ -34,7 +34,9 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         ttl = 300.0 if runtime.data_version.shared else 30.0
         app.add_middleware(CachedResponses, cache=QueryCache(runtime.data_version, ttl=ttl))
     # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
-    app.add_middleware(LimitGate, schema=schema._schema, debug=settings.graphql_debug)
+    app.add_middleware(
+        LimitGate, schema=schema._schema, debug=settings.graphql_debug, rate_limits=runtime.rate_limits
+    )
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis_link))
     if LIMITS.cors_origins:

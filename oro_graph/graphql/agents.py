@@ -512,7 +512,7 @@ class MinerInferenceAuth:
 
 
 StoreInferenceCredentialResult = Annotated[
-    StoreInferenceCredentialSuccess | e.ValidationError,
+    StoreInferenceCredentialSuccess | e.ValidationError | e.RateLimitExceededError,
     strawberry.union(
         "StoreInferenceCredentialResult", description="The stored credential's status or why not."
     ),
@@ -602,7 +602,7 @@ class AgentMutation:
             str, strawberry.argument(description="The inference provider: chutes or openrouter.")
         ] = "chutes",
     ) -> StoreInferenceCredentialResult:
-        hotkey = await info.context.require(Role.MINER)
+        hotkey = await info.context.require(Role.MINER, write="credentials")
         runtime = info.context.runtime
         status = await runtime.db.run(
             credentials.store_credential,

@@ -45,7 +45,7 @@ class QueryCache(ResponseCache):
 
 
 def _is_query(document: str, operation: str | None) -> bool:
-    if len(document) > MAX_DOCUMENT:
+    if len(document) > MAX_DOCUMENT or "rateLimit" in document:  # the caller's own budget is never shared
         return False
     try:
         # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000

@@ -47,10 +47,13 @@ class Context(BaseContext):
             )
         return await self._signer
 
-    async def require(self, role: Role) -> str:
-        """The signer, if registered with ``role`` and not banned (else FORBIDDEN)."""
+    async def require(self, role: Role, *, write: str | None = None) -> str:
+        """The signer, if registered with ``role`` and not banned (else FORBIDDEN); for a ``write`` (one
+        of ``ratelimit.WRITES``), charged to the hotkey's budget for it (else RATE_LIMIT_EXCEEDED)."""
         hotkey = await self.signer()
         await self.runtime.db.run(registry.require_role, hotkey, role)
+        if write is not None and self.runtime.rate_limits is not None:
+            await self.runtime.rate_limits.charge_write(hotkey, write)
         return hotkey
 
 

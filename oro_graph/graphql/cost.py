@@ -1,12 +1,20 @@
-"""Static query cost: what a document may ask of the database, computed before anything runs.
+"""Static query cost: what a document may ask of the server, computed before anything runs.
 
 The count follows GitHub and Shopify: every object costs 1 for each time it can appear, a
 connection multiplies what is under it by its page size (`first` or `last`, else the default),
 and a list that is not a connection by its length (`ids`) or an estimate. Scalars are free.
+
+Introspection is priced the same way (it used to be free, so 30 aliased copies of
+``__schema { types { fields { type { ... } } } }`` ran for a second and answered 1.6 MB): its
+lists are sized from the schema itself (``types`` is the number of types, ``fields`` under a type
+the average fields per type, ``args`` under a field the average arguments per field, ...), so the
+full introspection query costs about the objects it returns, types x fields x args.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,15 +24,20 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
+    SchemaMetaFieldDef,
     SelectionSetNode,
+    TypeMetaFieldDef,
     get_named_type,
     is_leaf_type,
     value_from_ast,
@@ -42,9 +55,39 @@ class Cost:
     total: int = 0
     by_field: dict[str, int] = field(default_factory=dict)  # connection path -> items it may return
     page_errors: list[str] = field(default_factory=list)
+    introspection: int = 0  # the part of ``total`` spent on introspection (``__schema``, ``__type``)
+    fields: int = 0  # field selections once fragments are expanded (set by ``limits.limit_errors``)
 
     def biggest(self, n: int = 3) -> list[tuple[str, int]]:
         return sorted(self.by_field.items(), key=lambda item: -item[1])[:n]
+
+
+@functools.cache
+def introspection_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], float]:
+    """Items per parent of each list in the introspection types, averaged over this schema.
+
+    Under ``__schema { types }`` the multiplier is the number of types, so ``fields`` there counts
+    exactly the schema's fields, ``args`` under them exactly its arguments, and so on.
+    """
+    types = list(schema.type_map.values())
+    composite = [t for t in types if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
+    fields = [f for t in composite for f in t.fields.values()]
+    n_types, n_fields = max(len(types), 1), max(len(fields), 1)
+    directives = list(schema.directives)
+    abstract = [t for t in types if isinstance(t, GraphQLInterfaceType | GraphQLUnionType)]
+    return {
+        ("__Schema", "types"): float(len(types)),
+        ("__Schema", "directives"): float(len(directives)),
+        ("__Type", "fields"): len(fields) / n_types,
+        ("__Type", "interfaces"): sum(len(t.interfaces) for t in composite) / n_types,
+        ("__Type", "possibleTypes"): sum(len(schema.get_possible_types(t)) for t in abstract) / n_types,
+        ("__Type", "enumValues"): sum(len(t.values) for t in types if isinstance(t, GraphQLEnumType))
+        / n_types,
+        ("__Type", "inputFields"): sum(len(t.fields) for t in types if isinstance(t, GraphQLInputObjectType))
+        / n_types,
+        ("__Field", "args"): sum(len(f.args) for f in fields) / n_fields,
+        ("__Directive", "args"): sum(len(d.args) for d in directives) / max(len(directives), 1),
+    }
 
 
 def _unwrap_is_list(type_: Any) -> bool:
@@ -97,9 +140,11 @@ class _Walker:
         total = 0
         for node, owner in self.fields(selection_set, parent):
             name = node.name.value
-            if name.startswith("__") or not isinstance(owner, GraphQLObjectType | GraphQLInterfaceType):
+            if name == "__typename" or not isinstance(owner, GraphQLObjectType | GraphQLInterfaceType):
                 continue
             definition = owner.fields.get(name)
+            if definition is None and owner is self.schema.query_type:
+                definition = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}.get(name)
             if definition is None:
                 continue
             named = get_named_type(definition.type)
@@ -114,12 +159,18 @@ class _Walker:
                 continue
             else:
                 count = multiplier
-                if _unwrap_is_list(definition.type):
+                introspection = name.startswith("__") or owner.name.startswith("__")
+                if _unwrap_is_list(definition.type) and introspection:
+                    per_item = introspection_sizes(self.schema).get((owner.name, name), LIST_ESTIMATE)
+                    count = math.ceil(multiplier * per_item)
+                elif _unwrap_is_list(definition.type):
                     ids = self.args(node, definition).get("ids")
                     if isinstance(ids, list) and len(ids) > MAX_PAGE_SIZE:
                         many = f"`ids` on {here} has {len(ids)} ids"
                         self.cost.page_errors.append(f"{many}; at most {MAX_PAGE_SIZE} are answered at once")
                     count *= len(ids) if isinstance(ids, list) else LIST_ESTIMATE
+                if introspection:
+                    self.cost.introspection += count
                 total += count + self.walk(node.selection_set, named, count, here)
         return total
 

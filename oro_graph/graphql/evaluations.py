@@ -378,7 +378,7 @@ class NoWorkAvailable:
 
 
 ClaimWorkResult = Annotated[
-    ClaimWorkSuccess | NoWorkAvailable | e.AtCapacityError | e.ServiceUnavailableError,
+    ClaimWorkSuccess | NoWorkAvailable | e.AtCapacityError | e.ServiceUnavailableError | e.RateLimitExceededError,
     strawberry.union(
         "ClaimWorkResult",
         description="A lease, no work, or why the validator may not claim. SERVICE_UNAVAILABLE: no inference "
@@ -386,7 +386,13 @@ ClaimWorkResult = Annotated[
     ),
 ]
 
-RUN_ERRORS = e.EvalRunNotFoundError | e.NotRunOwnerError | e.RunAlreadyCompleteError | e.LeaseExpiredError
+RUN_ERRORS = (
+    e.EvalRunNotFoundError
+    | e.NotRunOwnerError
+    | e.RunAlreadyCompleteError
+    | e.LeaseExpiredError
+    | e.RateLimitExceededError  # over the hotkey's budget for this write (ORO_WRITE_RATE_LIMIT)
+)
 
 
 @strawberry.type(description="The lease was extended.")
@@ -499,7 +505,8 @@ RequestUploadUrlResult = Annotated[
     | e.ProblemNotFoundError
     | e.FileTooLargeError
     | e.NotRunOwnerError
-    | e.ValidationError,
+    | e.ValidationError
+    | e.RateLimitExceededError,
     strawberry.union("RequestUploadUrlResult", description="An upload URL or why there is none."),
 ]
 
@@ -516,7 +523,7 @@ class EvaluationMutation:
         description="Lease the oldest version that still needs a run from this validator." + SIGNED_VALIDATOR
     )
     async def claim_work(self, info: Info, metrics: Metrics = None) -> ClaimWorkResult:
-        hotkey = await info.context.require(Role.VALIDATOR)
+        hotkey = await info.context.require(Role.VALIDATOR, write="claim")
         runtime = info.context.runtime
         assert runtime.inference is not None
         got = await run_in_threadpool(
@@ -553,7 +560,7 @@ class EvaluationMutation:
         description="Extend the lease of a run and report the machine's metrics." + SIGNED_VALIDATOR
     )
     async def heartbeat(self, info: Info, run_id: RunId, metrics: Metrics = None) -> HeartbeatResult:
-        hotkey = await info.context.require(Role.VALIDATOR)
+        hotkey = await info.context.require(Role.VALIDATOR, write="heartbeat")
         runtime = info.context.runtime
         run = await runtime.db.run(
             evaluations.heartbeat,
@@ -577,7 +584,7 @@ class EvaluationMutation:
             list[ProblemProgressInput], strawberry.argument(description="Results to record.")
         ],
     ) -> ReportProgressResult:
-        hotkey = await info.context.require(Role.VALIDATOR)
+        hotkey = await info.context.require(Role.VALIDATOR, write="progress")
         rows = await info.context.runtime.db.run(
             evaluations.update_progress,
             run_id=run_id,
@@ -608,7 +615,7 @@ class EvaluationMutation:
         failure_reason: Annotated[str | None, strawberry.argument(description="Why it failed.")] = None,
         sandbox_metadata: Annotated[JSON | None, strawberry.argument(description="Sandbox metadata.")] = None,
     ) -> CompleteRunResult:
-        hotkey = await info.context.require(Role.VALIDATOR)
+        hotkey = await info.context.require(Role.VALIDATOR, write="complete")
         runtime = info.context.runtime
         done = await runtime.db.run(
             evaluations.complete_run,
@@ -643,7 +650,7 @@ class EvaluationMutation:
             str, strawberry.argument(description="The upload's MIME type.")
         ] = "application/gzip",
     ) -> RequestUploadUrlResult:
-        hotkey = await info.context.require(Role.VALIDATOR)
+        hotkey = await info.context.require(Role.VALIDATOR, write="presign")
         runtime = info.context.runtime
         grant = await runtime.db.run(
             artifacts.presign_upload,

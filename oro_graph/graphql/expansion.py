@@ -34,9 +34,9 @@ from graphql import (
 class Totals:
     fields: int  # field selections once fragments are expanded
     aliases: int
-    depth: (
-        int  # as QueryDepthLimiter counts: top-level fields at 0; inline fragments and introspection add none
-    )
+    # Top-level fields at 0 and inline fragments add none, as QueryDepthLimiter counts; unlike it,
+    # introspection fields count like any other (a nested `__schema` selection is as deep as it looks).
+    depth: int
 
 
 _EMPTY = Totals(0, 0, 0)
@@ -65,7 +65,7 @@ class Expansion:
                 inner = self._selections(selection.selection_set)
                 fields += 1 + inner.fields
                 aliases += (selection.alias is not None) + inner.aliases
-                if selection.selection_set is not None and not selection.name.value.startswith("__"):
+                if selection.selection_set is not None:
                     depth = max(depth, 1 + inner.depth)
                 continue
             if isinstance(selection, InlineFragmentNode):

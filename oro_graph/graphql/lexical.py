@@ -6,9 +6,9 @@ limit rule needs the parsed document, so a 1,200-token alias fan-out cost 21 ms 
 prefix and byte translation, which run in C: a 30 KB document costs tens of microseconds.
 
 Each count is a lower bound of what the limit rules count on the parsed document (strings and
-comments are stripped first, arguments do not count, inline fragments and introspection fields do
-not deepen), so refusing on them never refuses a document the rules would admit. A document they
-cannot judge cheaply goes on to the parser and the rules, as before.
+comments are stripped first, arguments do not count, inline fragments do not deepen), so refusing
+on them never refuses a document the rules would admit. A document they cannot judge cheaply goes
+on to the parser and the rules, as before.
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ _STRING_OR_COMMENT = re.compile(r'("""(?:\\"""|[^"]|"(?!""))*"""|"(?:\\.|[^"\\\n
 # On the document with every ignored character (whitespace, commas) made a space:
 _ARGUMENTS = re.compile(rb"\([^()]*\)")  # arguments, variable definitions, directive arguments
 _INLINE_FRAGMENT = re.compile(rb"\.\.\. *(?:on +[_0-9A-Za-z]+ *)?(?:@ *[_0-9A-Za-z]+ *)*\{")
-_INTROSPECTION = re.compile(rb"__[_0-9A-Za-z]* *(?:@ *[_0-9A-Za-z]+ *)*\{")
 
 _NAME = b"_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-"
 _PUNCTUATORS = b'!$&()[]{}:=@|".'
 # Token classes, one byte each: 'a' a name or number character, 'p' a punctuator or a dot, ' ' ignored.
 _CLASSES = bytes(ord("a") if c in _NAME else ord("p") if c in _PUNCTUATORS else ord(" ") for c in range(256))
 _SPACED = bytes(ord(" ") if c in b"\t\r\n," else c for c in range(256))
-_NAME_OR_AT = frozenset(_NAME + b"@")
-_NOT_MARKER = bytes(c for c in range(256) if c not in b"{}<^")
+_NOT_MARKER = bytes(c for c in range(256) if c not in b"{}<")
 _STEP = {ord("{"): 1, ord("}"): -1}
 
 
@@ -64,37 +62,21 @@ def bounds(document: str) -> Bounds:
     return Bounds(tokens, aliases, _depth(shape))
 
 
-def _introspection(match: re.Match[bytes]) -> bytes:
-    """'^' for an introspection field's selection set; a name merely holding '__' keeps its '{'."""
-    start = match.start()
-    return match.group() if start and match.string[start - 1] in _NAME_OR_AT else b"^"
-
-
 def _depth(shape: bytes) -> int:
     if b"..." in shape:
         shape = _INLINE_FRAGMENT.sub(b"<", shape)
-    if b"__" in shape:
-        shape = _INTROSPECTION.sub(_introspection, shape)
     markers = shape.translate(None, _NOT_MARKER)
-    if b"<" not in markers and b"^" not in markers:  # only selection sets: the deepest running count
+    if b"<" not in markers:  # only selection sets: the deepest running count
         return max(max(accumulate(map(_STEP.__getitem__, markers)), default=0) - 1, 0)
     stack: list[int] = []
-    depth = deepest = ignored = 0
+    depth = deepest = 0
     for marker in markers:
         if marker == 0x7B:  # '{' a selection set: the operation's, or a field's
             stack.append(1)
             depth += 1
-            if not ignored and depth > deepest:
-                deepest = depth
+            deepest = max(deepest, depth)
         elif marker == 0x3C:  # '<' an inline fragment: its fields are at its parent's depth
             stack.append(0)
-        elif marker == 0x5E:  # '^' an introspection field: not counted, nor anything under it
-            stack.append(-1)
-            ignored += 1
         elif stack:  # '}'
-            kind = stack.pop()
-            if kind == 1:
-                depth -= 1
-            elif kind == -1:
-                ignored -= 1
+            depth -= stack.pop()
     return max(deepest - 1, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -25,6 +26,7 @@ from oro_graph.graphql.scalars import SCALAR_OVERRIDES
 from oro_graph.graphql.subscriptions import Subscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
+from oro_graph.ratelimit import STATE_KEY
 
 
 @strawberry.type(description="Items a connection in the document may return.")
@@ -46,12 +48,43 @@ class QueryCost:
 
 
 @strawberry.type(
+    description="The caller's rate-limit budget, in points a minute (as GitHub's `rateLimit`). The client is "
+    "the hotkey of a signed request, else the address. A REST request costs one point, a GraphQL request "
+    "max(1, ceil(cost / ORO_GRAPHQL_COST_PER_POINT)) of its static cost (summed over a batch), and an "
+    "answer from a cache as much as a computed one. Every HTTP answer carries the same figures as "
+    "`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`."
+)
+class RateLimit:
+    limit: int = strawberry.field(description="Points a client may spend in a minute.")
+    cost: int = strawberry.field(description="Points this request was charged.")
+    remaining: int = strawberry.field(description="Points left in the current window, after this request.")
+    reset_at: datetime = strawberry.field(description="When the window has room again.")
+
+
+@strawberry.type(
     description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
 class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery):
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
+
+    @strawberry.field(
+        description="The caller's rate-limit budget after this request. Null when the request was not "
+        "counted (a subscription over a websocket) or the counter store is unreachable."
+    )
+    def rate_limit(self, info: Info) -> RateLimit | None:
+        request = getattr(info.context, "request", None)
+        state = request.scope.get(STATE_KEY) if request is not None else None
+        if state is None or state.charge is None:
+            return None
+        charge = state.charge
+        return RateLimit(
+            limit=charge.limit,
+            cost=charge.cost,
+            remaining=charge.remaining,
+            reset_at=datetime.fromtimestamp(charge.reset, UTC),
+        )
 
     @strawberry.field(description="The cost of a document without running it (a dry run of the cost rule).")
     def dry_run(

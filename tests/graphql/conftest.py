@@ -53,8 +53,14 @@ def make_gql(client: TestClient) -> Gql:
 
 @pytest.fixture
 def client(runtime: Runtime) -> TestClient:
-    # Lift the per-hotkey submission budget: only test_submit_rate_limit_is_shared_with_rest meets it.
-    return _client(runtime, submit_rate_limit="10000/minute")
+    # Lift the per-hotkey budgets and the points a minute (graph reads cost points by their cost):
+    # only test_submit_rate_limit_is_shared_with_rest and test_budgets.py meet them.
+    return _client(
+        runtime,
+        submit_rate_limit="10000/minute",
+        write_rate_limit="10000/minute",
+        rate_limit_per_minute=100_000,
+    )
 
 
 @pytest.fixture

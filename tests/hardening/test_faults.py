@@ -93,6 +93,7 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
             "ORO_SECRET_KEY": "hardening",
             "ORO_DATA_DIR": str(tmp_path / "state"),
             "ORO_RATE_LIMIT_PER_MINUTE": "1000000",
+            "ORO_WRITE_RATE_LIMIT": "1000000/minute",
         },
         tmp_path,
     ).start()

@@ -38,6 +38,7 @@ def servers(
         "ORO_SECRET_KEY": "hardening",
         "ORO_DATA_DIR": str(tmp_path / "state"),
         "ORO_RATE_LIMIT_PER_MINUTE": "1000000",
+        "ORO_WRITE_RATE_LIMIT": "1000000/minute",
         "ORO_REQUIRED_SUCCESSES": "2",
         "ORO_LEASE_SECONDS": str(LEASE),
         "ORO_LEASE_SWEEP_SECONDS": "0.5",

@@ -36,6 +36,7 @@ def serve(runtime: Runtime) -> Iterator[Callable[..., LiveServer]]:
             "public_base_url": base_url,
             "rate_limit_per_minute": 100_000,
             "submit_rate_limit": "10000/minute",
+            "write_rate_limit": "10000/minute",
             **overrides,
         }
         rt = Runtime.build(Settings(**values), db=runtime.db)

@@ -95,6 +95,7 @@ def test_error_responses_name_their_models_and_codes(spec: dict[str, Any]) -> No
                 assert "FORBIDDEN" in responses["403"]["x-error-codes"], path
             if path.startswith("/v1/"):
                 assert "RATE_LIMIT_EXCEEDED" in responses["429"]["x-error-codes"], path
+                assert {"Retry-After", "X-RateLimit-Remaining"} <= responses["429"]["headers"].keys(), path
 
 
 def test_swagger_ui_and_the_document_are_served(server: LiveServer, spec: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
-"""Rate limits: ORO_RATE_LIMIT_PER_MINUTE per client address on every path, ORO_SUBMIT_RATE_LIMIT per
-hotkey on submissions (where the cooldown answer wins), counters shared through Redis."""
+"""Rate limits: ORO_RATE_LIMIT_PER_MINUTE points per client (the hotkey of a fresh signature, else the
+address) on every path, with the X-RateLimit-* headers on every answer; ORO_SUBMIT_RATE_LIMIT per
+hotkey on submissions (where the cooldown answer wins) and ORO_WRITE_RATE_LIMIT per hotkey on every
+other signed write; counters shared through Redis."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
 from oro_graph import ratelimit
+from oro_graph.auth import sign_headers
 from oro_graph.ratelimit import RateLimits
 from oro_graph.settings import Settings
-from tests.factories import make_world
-from tests.rest.live import LiveServer
+from tests.factories import keypair, make_world
+from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 
 
@@ -32,15 +35,32 @@ def assert_throttled(response: object, limit_word: str = "per minute") -> None:
 def test_global_limit_covers_every_path_per_address(serve: Callable[..., LiveServer]) -> None:
     server = serve(rate_limit_per_minute=3)
     with server.http() as http:
-        assert [
-            http.get(path).status_code for path in ("/health", "/v1/public/validators", "/openapi.json")
-        ] == [200] * 3
-        for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents", "/graphql"):
+        answers = [http.get(path) for path in ("/health", "/v1/public/validators", "/openapi.json")]
+        assert [a.status_code for a in answers] == [200] * 3
+        # every answer says what is left of the budget and when it resets
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+        assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"3"}
+        assert all(0 < int(a.headers["X-RateLimit-Reset"]) - time.time() <= 61 for a in answers)
+        for path in ("/health", "/v1/public/leaderboard", "/v1/miner/agents"):
             assert_throttled(http.get(path))
-    # the client reads it as its typed model where the path documents it
-    response = submit_agent.sync_detailed(client=server.signed("Alice"), body=agent_file())
-    assert response.status_code == 429 and isinstance(response.parsed, RateLimitExceededError)
+        # a forged signature naming Alice is still counted under the address (and refused)
+        forged = {"X-Hotkey": wallet("Alice").hotkey.ss58_address, "X-Timestamp": str(int(time.time()))}
+        forged |= {"X-Nonce": "n", "X-Signature": "0x" + "00" * 64}
+        assert_throttled(http.post("/v1/miner/submit", headers=forged))
+        # the graph answers its 429 in the GraphQL shape
+        graph = http.post("/graphql", json={"query": "{ __typename }"})
+        assert graph.status_code == 429 and graph.json()["data"] is None
+        [error] = graph.json()["errors"]
+        assert error["extensions"]["code"] == "RATE_LIMITED" and "per minute" in error["message"]
+        assert 1 <= int(graph.headers["Retry-After"]) <= 60 and graph.headers["X-RateLimit-Remaining"] == "0"
     assert get_top_agent.sync(client=server.public()) is None  # 429 is not a status /top documents
+    # a signed request is charged to its hotkey, which has a budget of its own
+    alice = server.signed("Alice")
+    answers = [submit_agent.sync_detailed(client=alice, body=agent_file()) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    # and the client reads the refusal as its typed model where the path documents it
+    assert isinstance(answers[3].parsed, RateLimitExceededError) and "this hotkey" in answers[3].parsed.detail
 
 
 @pytest.fixture
@@ -140,3 +160,50 @@ def test_a_busy_event_loop_does_not_let_requests_through_uncounted(
     answers = [asyncio.run(hit_while_the_loop_is_held()) for _ in range(3)]
     assert answers[:2] == [None, None]
     assert answers[2] is not None and 1 <= answers[2] <= 60
+
+
+def test_every_signed_write_has_a_per_hotkey_budget(serve: Callable[..., LiveServer]) -> None:
+    """ORO_WRITE_RATE_LIMIT holds per hotkey and per write, on REST and in the graph, before the
+    write is attempted; another write, or another hotkey, has its own budget."""
+    server = serve(write_rate_limit="2/minute")
+    make_world(server.runtime)
+    run = uuid.uuid4()
+    writes = {
+        "claim": ("post", "/v1/validator/work/claim", None),
+        "heartbeat": ("post", f"/v1/validator/evaluation-runs/{run}/heartbeat", None),
+        "progress": ("post", f"/v1/validator/evaluation-runs/{run}/progress", {"problems": []}),
+        "complete": ("post", f"/v1/validator/evaluation-runs/{run}/complete", {"terminal_status": "FAILED"}),
+        "presign": (
+            "post",
+            "/v1/validator/uploads/presign",
+            {"eval_run_id": str(run), "problem_id": str(uuid.uuid4()), "content_length": 10},
+        ),
+    }
+    with server.http() as http:
+        for action, (method, path, body) in writes.items():
+            answers = [
+                http.request(method, path, json=body, headers=sign_headers(keypair("Charlie")))
+                for _ in range(3)
+            ]
+            assert all(a.status_code != 429 for a in answers[:2]), (action, [a.text for a in answers])
+            assert_throttled(answers[2], f"{action} requests from this hotkey")
+            # another validator is not held back
+            other = http.request(method, path, json=body, headers=sign_headers(keypair("Dave")))
+            assert other.status_code != 429, (action, other.text)
+        # a miner's credentials too
+        token = {"refresh_token": "r" * 20}
+        stored = [
+            http.post("/v1/miner/chutes-auth", json=token, headers=sign_headers(keypair("Alice")))
+            for _ in range(3)
+        ]
+        assert [a.status_code for a in stored[:2]] == [200, 200]
+        assert_throttled(stored[2], "credentials requests from this hotkey")
+    # the graph's mutations draw on the same budget, and answer with their typed error
+    with server.http() as http:
+        claim = "mutation { claimWork { __typename ... on RateLimitExceededError { remainingSeconds } } }"
+        mutation = {"query": claim}
+        answer = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Charlie"))).json()
+        assert answer["data"]["claimWork"]["__typename"] == "RateLimitExceededError"
+        assert 1 <= answer["data"]["claimWork"]["remainingSeconds"] <= 60
+        fresh = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Eve"))).json()
+        assert fresh["data"]["claimWork"]["__typename"] != "RateLimitExceededError"
