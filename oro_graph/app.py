@@ -16,7 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from oro_graph import __version__
 from oro_graph.errors import FileTooLarge, OroError
+from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
+from oro_graph.observability import RequestObserver, install_metrics, install_tracing, mark_process_dead
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations
 from oro_graph.settings import Settings, load_settings
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             runtime.close()
+            mark_process_dead()
 
     app = FastAPI(
         title="oro-graph",
@@ -68,7 +71,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def _oro_error(request: Request, exc: OroError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status)
 
-    @app.get("/health", tags=["public"], summary="Liveness and database reachability")
+    unreachable = {"description": "The database is unreachable: `{status: degraded, database: unreachable}`"}
+
+    @app.get(
+        "/health", tags=["public"], summary="Liveness and database reachability", responses={503: unreachable}
+    )
     async def health() -> JSONResponse:
         def ping() -> None:
             with runtime.db.engine.connect() as conn:
@@ -81,8 +88,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
+    install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
     _mount_adapters(app, runtime)
+    install_tracing(app, runtime)
+    # Outside the size caps and rate limits, so their refusals carry CORS headers too.
+    graph_origins = getattr(app.state, "graphql_cors_origins", [])
+    app.add_middleware(PathCORS, graph_origins=graph_origins, rest_origins=settings.rest_cors_origins)
+    app.add_middleware(ConditionalGet, max_age=settings.http_max_age_seconds)
+    app.add_middleware(Compression)  # compresses what the tagging above saw uncompressed
+    # Added last, so it runs first: every answer (a 429 or a 413 too) is counted and has a request id.
+    app.add_middleware(RequestObserver, router=app.router, access_log=settings.log_format == "json")
     return app
 
 

@@ -93,6 +93,8 @@ def serve(
 
     import uvicorn
 
+    from oro_graph.observability import log_config
+
     settings = _settings()
     db = _database(settings)
     if demo:
@@ -101,6 +103,10 @@ def serve(
     if workers > 1 and not settings.redis_url:
         console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep nonces and rate limits per process")
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
+    if workers > 1:  # each worker keeps its metrics in files there; a scrape of any worker adds them up
+        from oro_graph.observability import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(settings.state_dir)
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql, REST docs at /docs)")
@@ -113,6 +119,7 @@ def serve(
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level="info",
+        log_config=log_config(settings) or uvicorn.config.LOGGING_CONFIG,
         access_log=False,  # a line per request costs more than the request under load
     )
 

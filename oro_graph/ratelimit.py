@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
+from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 
 log = logging.getLogger("oro_graph.ratelimit")
@@ -64,6 +65,7 @@ class RateLimits:
         try:
             if self._limiter.hit(item, *identifiers):
                 return None
+            RATE_LIMIT_REFUSALS.labels(identifiers[0]).inc()
             stats = self._limiter.get_window_stats(item, *identifiers)
         except StorageError:
             log.warning("rate-limit store unavailable; letting the request through", exc_info=True)

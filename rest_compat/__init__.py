@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from oro_graph.responsecache import ResponseCache
 from oro_graph.runtime import Runtime
-from rest_compat import errors, miner, public, validator
+from rest_compat import errors, miner, openapi, public, validator
 from rest_compat.cache import TTL, CachedPublicReads
 from rest_compat.ratelimit import RateLimitMiddleware
 from rest_compat.sizelimit import RequestSizeLimit
@@ -33,5 +33,6 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.add_middleware(RateLimitMiddleware, limits=limits)
     app.add_middleware(RequestSizeLimit, max_agent_bytes=runtime.settings.max_agent_bytes)  # outermost
     errors.install(app)
+    openapi.install(app)
     for module in (public, miner, validator):
         app.include_router(module.router, generate_unique_id_function=_operation_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from oro_graph.runtime import Runtime
 
@@ -37,10 +36,4 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.add_middleware(LimitGate, schema=schema._schema, debug=settings.graphql_debug)
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis))
-    if LIMITS.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=LIMITS.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-        )
+    app.state.graphql_cors_origins = LIMITS.cors_origins  # applied by oro_graph.http.PathCORS

@@ -30,7 +30,7 @@ class QueryCache(ResponseCache):
     """The graph's cache: it also remembers which documents are cacheable queries."""
 
     def __init__(self, version: DataVersion, *, ttl: float) -> None:
-        super().__init__(version, ttl=ttl)
+        super().__init__(version, ttl=ttl, name="graphql")
         self._kinds: OrderedDict[str, bool] = OrderedDict()  # document hash -> is a cacheable query
 
     def is_query(self, document: str, operation: str | None) -> bool:

@@ -21,6 +21,7 @@ from oro_graph.graphql.agents import AgentVersion
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
+from oro_graph.observability import SUBSCRIPTIONS, SUBSCRIPTIONS_OPENED
 from oro_graph.services import agents, events, evaluations, suites
 
 KEEPALIVE_SECONDS = 15.0  # under the 30 s most proxies allow an idle stream
@@ -170,20 +171,26 @@ async def _follow(
 ) -> AsyncGenerator[Any, None]:
     notifier = info.context.runtime.notifier
     quiet_since = utcnow()
-    while True:
-        rows = await read(cursor)
-        if rows:
-            for item, row in zip(await shape(rows), rows, strict=True):
-                yield item
-                cursor = row.id or cursor
-                if until(row):
-                    return
-            quiet_since = utcnow()
-            continue
-        if (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
-            yield KeepAlive(at=utcnow())
-            quiet_since = utcnow()
-        await notifier.wait(timeout=POLL_SECONDS)
+    field = info.field_name  # a label from the schema's own few names
+    SUBSCRIPTIONS_OPENED.labels(field).inc()
+    SUBSCRIPTIONS.labels(field).inc()
+    try:
+        while True:
+            rows = await read(cursor)
+            if rows:
+                for item, row in zip(await shape(rows), rows, strict=True):
+                    yield item
+                    cursor = row.id or cursor
+                    if until(row):
+                        return
+                quiet_since = utcnow()
+                continue
+            if (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
+                yield KeepAlive(at=utcnow())
+                quiet_since = utcnow()
+            await notifier.wait(timeout=POLL_SECONDS)
+    finally:
+        SUBSCRIPTIONS.labels(field).dec()
 
 
 @strawberry.type(description="Live streams over graphql-transport-ws or server-sent events (POST /graphql/stream).")
