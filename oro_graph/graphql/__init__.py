@@ -16,7 +16,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.router import Router
     from oro_graph.graphql.schema import schema
-    from oro_graph.graphql.stream import install_stream
+    from oro_graph.graphql.stream import GraphQLSSE, install_stream
 
     router = Router(
         schema,
@@ -24,7 +24,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         graphql_ide="graphiql",
         multipart_uploads_enabled=True,
     )
-    install_stream(app, runtime)  # before the router, so /graphql/stream is not taken for /graphql
+    # before the router, so /graphql/stream is not taken for /graphql
+    install_stream(app, GraphQLSSE(router, runtime))
     app.include_router(router, prefix="/graphql", include_in_schema=False)
     settings = runtime.settings
     # A local data version sees only this process's writes: cache only when it is the only server.
@@ -32,6 +33,9 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     if cacheable and (runtime.data_version.shared or settings.workers == 1):
         ttl = 300.0 if runtime.data_version.shared else 30.0
         app.add_middleware(CachedResponses, cache=QueryCache(runtime.data_version, ttl=ttl))
+    # graphql-sse on /graphql itself: before the cache (an event stream is never answered from it),
+    # after the gate and persisted queries (a stream's document is judged and expanded like any other).
+    app.add_middleware(GraphQLSSE, runtime=runtime)
     # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
     app.add_middleware(LimitGate, schema=schema._schema, debug=settings.graphql_debug)
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.

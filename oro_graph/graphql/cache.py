@@ -99,7 +99,7 @@ class CachedResponses:
                 await self.app(scope, receive, send)
                 return
             body = await read_body(receive)
-            receive = replay(body)
+            receive = replay(body, then=receive)
             payload = decoded(scope, body)
         if not (
             isinstance(payload, dict)

@@ -33,6 +33,8 @@ class Context(BaseContext):
         self.request_id = request_id or uuid.uuid4().hex
         self.loaders = Loaders(runtime.db)
         self._signer: asyncio.Future[str] | None = None
+        self.resume_after: str | None = None  # an SSE client's Last-Event-ID (a log cursor)
+        self.event_cursor: str | None = None  # the log cursor of the event a subscription just yielded
 
     async def signer(self) -> str:
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""
