@@ -159,7 +159,7 @@ class ConditionalGet:
         if any(name in request for name in SIGNATURE_HEADERS):
             await self.app(scope, receive, self._private(send))
             return
-        if scope["method"] not in ("GET", "HEAD") or not _cacheable(scope):
+        if scope["method"] != "GET" or not _cacheable(scope):
             await self.app(scope, receive, send)
             return
         if_none_match = request.get("if-none-match")
