@@ -19,7 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from oro_graph import __version__
 from oro_graph.errors import FileTooLarge, OroError
+from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
+from oro_graph.observability import RequestObserver, install_metrics, install_tracing, mark_process_dead
 from oro_graph.runtime import Runtime
 from oro_graph.health import deep_check
 from oro_graph.services import evaluations, races
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             runtime.close()
+            mark_process_dead()
 
     app = FastAPI(
         title="oro-graph",
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             "the response caches pause until Redis answers again); `off` without `ORO_REDIS_URL`. "
             "Redis is not asked here: the state is what this process's last use of it found."
         ),
+        responses={503: {"description": "The database is unreachable: `{status: degraded, database: unreachable}`"}},
     )
     async def health() -> JSONResponse:
         def ping() -> None:
@@ -141,8 +145,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             body["detail"] = "failed: " + ", ".join(checked.failed)
         return JSONResponse(body, status_code=503 if checked.failed else 200, headers=headers)
 
+    install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
     _mount_adapters(app, runtime)
+    install_tracing(app, runtime)
+    # Outside the size caps and rate limits, so their refusals carry CORS headers too.
+    graph_origins = getattr(app.state, "graphql_cors_origins", [])
+    app.add_middleware(PathCORS, graph_origins=graph_origins, rest_origins=settings.rest_cors_origins)
+    app.add_middleware(ConditionalGet, max_age=settings.http_max_age_seconds)
+    app.add_middleware(Compression)  # compresses what the tagging above saw uncompressed
+    # Added last, so it runs first: every answer (a 429 or a 413 too) is counted and has a request id.
+    app.add_middleware(RequestObserver, router=app.router, access_log=settings.log_format == "json")
     return app
 
 

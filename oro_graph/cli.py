@@ -105,6 +105,8 @@ def serve(
 
     import uvicorn
 
+    from oro_graph.observability import log_config
+
     settings = _settings()
     db = _database(settings)
     if demo:
@@ -117,6 +119,10 @@ def serve(
     if workers > 1 and not settings.redis_url:
         console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep rate limits per process")
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
+    if workers > 1:  # each worker keeps its metrics in files there; a scrape of any worker adds them up
+        from oro_graph.observability import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(settings.state_dir)
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql, REST docs at /docs)")
@@ -129,6 +135,7 @@ def serve(
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         log_level="info",
+        log_config=log_config(settings) or uvicorn.config.LOGGING_CONFIG,
         access_log=False,  # a line per request costs more than the request under load
         # Silent and slow connections are closed (oro_graph/connections.py).
         http="oro_graph.connections:GuardedHttpToolsProtocol",
@@ -299,31 +306,57 @@ def suites_activate(suite_id: int) -> None:
 
 @app.command()
 def mirror(
-    source: Annotated[
-        str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")
-    ],
-    suite_id: Annotated[
-        int | None, typer.Option(help="Suite to copy (default: the source's current suite).")
+    source: Annotated[str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")],
+    suite_id: Annotated[int | None, typer.Option(help="Suite to copy (default: the source's current suite).")] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Most requests to send, such as 90/minute or 2/second (default: the budget the source "
+            "announces in X-RateLimit-* headers, else 90/minute)."
+        ),
     ] = None,
 ) -> None:
-    """Copy another server's public data into this database (incremental and idempotent)."""
+    """Copy another server's public data into this database (incremental, idempotent and resumable).
+
+    Stays under the source's rate limit and waits out a 429 or 503 for as long as its Retry-After
+    says; after an interruption, run it again: versions already copied in a final state are skipped.
+    """
+    import time
+
     from oro_graph import mirror as mirroring
 
+    if rate is not None:
+        try:
+            mirroring.parse_rate(rate)
+        except mirroring.MirrorError as exc:
+            raise _fail(str(exc)) from exc
     db = _database(_settings())
+    traffic = mirroring.Traffic()
     with _progress() as progress:
         tasks: dict[str, object] = {}
+        labels: dict[str, str] = {}
 
         def advance(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+                labels[stage] = stage
+            progress.update(tasks[stage], completed=done, total=total, description=labels[stage])  # type: ignore[arg-type]
+
+        def waiting(seconds: float, why: str) -> None:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+            progress.console.print(f"waiting {seconds:.0f} s (until {until}): {why}")
+            for stage, task in tasks.items():  # the bar says so too, until the next step
+                progress.update(task, description=f"{labels[stage]} [yellow](waiting {seconds:.0f} s)[/yellow]")  # type: ignore[arg-type]
 
         try:
-            counts = mirroring.mirror(db, source, suite_id=suite_id, progress=advance)
+            counts = mirroring.mirror(
+                db, source, suite_id=suite_id, progress=advance, rate=rate, on_wait=waiting, traffic=traffic
+            )
         except mirroring.MirrorError as exc:
             raise _fail(str(exc)) from exc
+    console.print(f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}")
     console.print(
-        f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}"
+        f"{traffic.requests} requests, {traffic.retries} retried, {traffic.waited_seconds:.0f} s waiting for the source's limits"
     )
 
 

@@ -3,14 +3,26 @@
 Any server that speaks the documented /v1/public paths works (the real ORO API or another
 oro-graph). Every write goes through ``services.mirror`` (idempotent upserts, one transaction per
 version), and versions already mirrored in a final state are not fetched again, so a second run
-only adds what is new.
+(or a run after an interrupted one) only fetches what is new or still changing.
+
+Servers limit requests per client address (the ORO API and oro-graph: 100 per minute). The mirror
+stays under the limit: it spreads the budget a server announces (``X-RateLimit-Remaining`` over
+``X-RateLimit-Reset``) across the time left, and without those headers keeps to a fixed pace
+(``--rate``, 90 per minute by default). A 429 or 503 anyway is retried after the server's
+``Retry-After``, through oro-sdk's own ``RetryTransport``.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from oro_graph.db import Database
 from oro_graph.models import utcnow
@@ -18,18 +30,134 @@ from oro_graph.services import mirror as svc
 
 _AGENT_NS = uuid.UUID("0b4c1c57-3a57-4b8e-9a58-7f2b2f6b8d11")
 PAGE = 100
+DEFAULT_RATE = "90/minute"  # under the 100 per minute the ORO API and oro-graph allow one address
+MAX_RETRIES = 8  # per request, on 429/502/503/504 and connection errors
+MAX_WAIT_SECONDS = 300.0  # longest single wait for a Retry-After
 
 
 class MirrorError(RuntimeError):
     pass
 
 
-def _client(url: str) -> Any:
+_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """``"90/minute"`` -> seconds between two requests (1/s, 2/second and 500/hour work too)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(second|minute|hour)s?\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise MirrorError(f"--rate {text!r}: expected requests per unit, such as 90/minute or 2/second")
+    per = _UNITS[match.group(3)] * (int(match.group(2)) if match.group(2) else 1)
+    return per / float(match.group(1))
+
+
+Wait = Callable[[float, str], None]
+
+
+@dataclass
+class Traffic:
+    """What the mirror asked of the source: requests sent and seconds spent waiting for its limits."""
+
+    requests: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+
+
+def _header_float(response: httpx.Response, name: str) -> float | None:
+    try:
+        value = float(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+class PacedTransport(httpx.BaseTransport):
+    """Spaces requests so a client stays under a server's rate limit.
+
+    When the server announces its budget (``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``, the
+    latter in seconds or as a Unix time), the requests left are spread over the time until the
+    reset, and none is sent while nothing remains. Otherwise requests keep ``interval`` seconds
+    apart; an ``interval`` given explicitly is kept even when the server announces more.
+    """
+
+    def __init__(
+        self,
+        wrapped: httpx.BaseTransport,
+        *,
+        interval: float,
+        explicit: bool = False,
+        on_wait: Wait | None = None,
+        traffic: Traffic | None = None,
+    ) -> None:
+        self._wrapped = wrapped
+        self._interval = interval
+        self._explicit = explicit
+        self._on_wait = on_wait or (lambda seconds, why: None)
+        self.traffic = traffic or Traffic()
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            delay = self._next_at - time.monotonic()
+            if delay > 0:
+                if delay >= 2:  # short gaps are the pace itself; say so only when it is a real pause
+                    self._on_wait(delay, "the source's rate limit is used up; pausing")
+                self.traffic.waited_seconds += delay
+                time.sleep(delay)
+            response = self._wrapped.handle_request(request)
+            self.traffic.requests += 1
+            self._next_at = time.monotonic() + self._gap(response)
+            return response
+
+    def _gap(self, response: httpx.Response) -> float:
+        remaining = _header_float(response, "x-ratelimit-remaining")
+        reset = _header_float(response, "x-ratelimit-reset")
+        if remaining is None or reset is None:
+            return self._interval
+        if reset > 1_000_000_000:  # a Unix time rather than a number of seconds
+            reset = max(0.0, reset - time.time())
+        announced = reset + 0.5 if remaining < 1 else reset / (remaining + 1)
+        return max(announced, self._interval) if self._explicit else announced
+
+    def close(self) -> None:
+        self._wrapped.close()
+
+
+def _client(url: str, *, rate: str | None = None, on_wait: Wait | None = None, traffic: Traffic | None = None) -> Any:
     try:
         from oro_sdk import Client
+        from oro_sdk.retry import RetryConfig, RetryContext, RetryTransport
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MirrorError("mirroring needs the official client: pip install 'oro-graph[mirror]'") from exc
-    return Client(base_url=url.rstrip("/"), raise_on_unexpected_status=True, timeout=30.0)
+    traffic = traffic or Traffic()
+    report = on_wait or (lambda seconds, why: None)
+
+    def retrying(ctx: RetryContext) -> None:
+        traffic.retries += 1
+        traffic.waited_seconds += ctx.delay_s
+        if ctx.status_code is None:
+            why = f"could not reach the source; retry {ctx.attempt} of {MAX_RETRIES}"
+        elif ctx.retry_after_s is not None:
+            why = f"the source answered HTTP {ctx.status_code} with Retry-After: {ctx.retry_after_s:g} s"
+        else:
+            why = f"the source answered HTTP {ctx.status_code}; retry {ctx.attempt} of {MAX_RETRIES}"
+        report(ctx.delay_s, why)
+
+    paced = PacedTransport(
+        httpx.HTTPTransport(),
+        interval=parse_rate(rate or DEFAULT_RATE),
+        explicit=rate is not None,
+        on_wait=report,
+        traffic=traffic,
+    )
+    config = RetryConfig(max_retries=MAX_RETRIES, max_delay_s=MAX_WAIT_SECONDS, on_retry=retrying)
+    return Client(
+        base_url=url.rstrip("/"),
+        raise_on_unexpected_status=True,
+        timeout=30.0,
+        httpx_args={"transport": RetryTransport(config, paced)},
+    )
 
 
 def _ok(value: Any, what: str) -> Any:
@@ -53,26 +181,36 @@ def mirror(
     *,
     suite_id: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    rate: str | None = None,
+    on_wait: Wait | None = None,
+    traffic: Traffic | None = None,
 ) -> svc.MirrorCounts:
     """Pull suites, problems, validators, versions with their runs and per-problem results, and the top agent.
 
     Each version is written in its own transaction: an interrupted run keeps what it finished
-    and the next run resumes from there.
+    and the next run resumes from there. ``rate`` ("90/minute") caps the pace when the source
+    announces no budget; ``on_wait(seconds, why)`` hears of each pause for the source's limits and
+    ``traffic`` counts requests, retries and time waited.
     """
-    import httpx
     from oro_sdk.errors import UnexpectedStatus
 
+    client = _client(url, rate=rate, on_wait=on_wait, traffic=traffic)
     try:
-        return _mirror(db, url, suite_id=suite_id, progress=progress)
+        return _mirror(db, client, suite_id=suite_id, progress=progress)
     except httpx.HTTPError as exc:
         raise MirrorError(f"could not reach {url}: {exc}") from exc
     except UnexpectedStatus as exc:
+        if exc.status_code in (429, 503):
+            raise MirrorError(
+                f"{url} still answered HTTP {exc.status_code} after {MAX_RETRIES} retries; "
+                "try again later or with a slower --rate (what is mirrored so far is kept)"
+            ) from exc
         raise MirrorError(f"{url} answered HTTP {exc.status_code}; is it an ORO API?") from exc
 
 
 def _mirror(
     db: Database,
-    url: str,
+    client: Any,
     *,
     suite_id: int | None,
     progress: Callable[[str, int, int], None] | None,
@@ -91,7 +229,6 @@ def _mirror(
         get_validators,
     )
 
-    client = _client(url)
     report = progress or (lambda stage, done, total: None)
     counts = svc.MirrorCounts()
 

@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from oro_graph import ratestore
 from oro_graph.errors import RateLimitExceeded
+from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 
 log = logging.getLogger("oro_graph.ratelimit")
@@ -158,6 +159,8 @@ class RateLimits:
         """Charge ``points`` to the key; None when the counter store is unavailable (let through)."""
         try:
             allowed = self._limiter.hit(item, *identifiers, cost=points)
+            if not allowed:
+                RATE_LIMIT_REFUSALS.labels(identifiers[0]).inc()  # client, submit or write: bounded
             stats = self._limiter.get_window_stats(item, *identifiers)
         except StorageError:
             log.warning("rate-limit store unavailable; letting the request through", exc_info=True)

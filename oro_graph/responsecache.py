@@ -16,14 +16,17 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
+from oro_graph.observability import CACHE_LOOKUPS
 
 MAX_ENTRIES = 2_000
 MAX_ENTRY_BYTES = 4_000_000
 
 
 class ResponseCache:
-    def __init__(self, version: DataVersion, *, ttl: float) -> None:
+    def __init__(self, version: DataVersion, *, ttl: float, name: str = "rest") -> None:
         self.version = version
+        self._hit = CACHE_LOOKUPS.labels(name, "hit")
+        self._miss = CACHE_LOOKUPS.labels(name, "miss")
         self.ttl = ttl
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.hits = self.misses = 0
@@ -58,9 +61,11 @@ class ResponseCache:
         cached = self.get(key)
         if cached is not None:
             self.hits += 1
+            self._hit.inc()
             await send_cached(send, cached)
             return
         self.misses += 1
+        self._miss.inc()
         captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
 
         async def capture(message: Message) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1, le=600)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # /metrics answers only `Authorization: Bearer <token>` when set; open (like /health) when unset.
+    metrics_token: str | None = Field(default=None, repr=False)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
+    rest_cors_origins: list[str] = []  # origins allowed to call the /v1 paths from a browser (JSON list)
+    http_max_age_seconds: int = Field(default=0, ge=0)  # Cache-Control max-age of public GET answers
     workers: int = Field(default=1, ge=1)  # set by `oro-graph serve --workers N` for its processes
 
     @field_validator("database_url")

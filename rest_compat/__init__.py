@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from oro_graph.responsecache import ResponseCache
 from oro_graph.runtime import Runtime
-from rest_compat import errors, miner, public, races, unserved, validator
+from rest_compat import errors, miner, openapi, public, races, unserved, validator
 from rest_compat.cache import TTL, CachedPublicReads
 from rest_compat.ratelimit import RateLimitMiddleware
 from rest_compat.sizelimit import RequestSizeLimit
@@ -33,6 +33,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.add_middleware(RateLimitMiddleware, limits=limits, verifier=runtime.verifier)
     app.add_middleware(RequestSizeLimit, max_agent_bytes=runtime.settings.max_agent_bytes)  # outermost
     errors.install(app)
+    openapi.install(app)
     for router in (public.router, races.router, miner.router, races.miner_router, validator.router):
         app.include_router(router, generate_unique_id_function=_operation_id)
     unserved.install(app, operation_id=_operation_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from oro_graph.runtime import Runtime
 
@@ -17,7 +16,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.graphql.limits import LIMITS
     from oro_graph.graphql.router import Router
     from oro_graph.graphql.schema import schema
-    from oro_graph.graphql.stream import install_stream
+    from oro_graph.graphql.stream import GraphQLSSE, install_stream
 
     router = Router(
         schema,
@@ -25,7 +24,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         graphql_ide="graphiql",
         multipart_uploads_enabled=True,
     )
-    install_stream(app, runtime)  # before the router, so /graphql/stream is not taken for /graphql
+    # before the router, so /graphql/stream is not taken for /graphql
+    install_stream(app, GraphQLSSE(router, runtime))
     app.include_router(router, prefix="/graphql", include_in_schema=False)
     settings = runtime.settings
     # A local data version sees only this process's writes: cache only when it is the only server.
@@ -33,16 +33,13 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     if cacheable and (runtime.data_version.shared or settings.workers == 1):
         ttl = 300.0 if runtime.data_version.shared else 30.0
         app.add_middleware(CachedResponses, cache=QueryCache(runtime.data_version, ttl=ttl))
+    # graphql-sse on /graphql itself: before the cache (an event stream is never answered from it),
+    # after the gate and persisted queries (a stream's document is judged and expanded like any other).
+    app.add_middleware(GraphQLSSE, runtime=runtime)
     # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
     app.add_middleware(
         LimitGate, schema=schema._schema, debug=settings.graphql_debug, rate_limits=runtime.rate_limits
     )
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis_link))
-    if LIMITS.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=LIMITS.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-        )
+    app.state.graphql_cors_origins = LIMITS.cors_origins  # applied by oro_graph.http.PathCORS

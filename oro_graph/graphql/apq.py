@@ -102,7 +102,7 @@ class PersistedQueries:
             if outcome is not None:
                 body = json.dumps(outcome).encode()
                 scope[_DECODED] = (body, outcome)
-        await self.app(scope, replay(body), send)
+        await self.app(scope, replay(body, then=receive), send)
 
     def _resolve(self, payload: dict[str, Any], *, from_json_text: bool) -> dict[str, Any] | bytes | None:
         """None: nothing to do; a dict: the payload with its document; bytes: an error to answer."""
@@ -165,7 +165,9 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def replay(body: bytes) -> Receive:
+def replay(body: bytes, then: Receive | None = None) -> Receive:
+    """The body already read, once; then what ``then`` receives (the client's disconnect, which an
+    event stream waits for), or a disconnect at once without it."""
     sent = False
 
     async def receive() -> Message:
@@ -173,6 +175,8 @@ def replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+        if then is not None:
+            return await then()
         return {"type": "http.disconnect"}
 
     return receive

@@ -30,7 +30,7 @@ class QueryCache(ResponseCache):
     """The graph's cache: it also remembers which documents are cacheable queries."""
 
     def __init__(self, version: DataVersion, *, ttl: float) -> None:
-        super().__init__(version, ttl=ttl)
+        super().__init__(version, ttl=ttl, name="graphql")
         self._kinds: OrderedDict[str, bool] = OrderedDict()  # document hash -> is a cacheable query
 
     def is_query(self, document: str, operation: str | None) -> bool:
@@ -99,7 +99,7 @@ class CachedResponses:
                 await self.app(scope, receive, send)
                 return
             body = await read_body(receive)
-            receive = replay(body)
+            receive = replay(body, then=receive)
             payload = decoded(scope, body)
         if not (
             isinstance(payload, dict)

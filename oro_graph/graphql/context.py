@@ -37,6 +37,8 @@ class Context(BaseContext):
         # its own new version (submitAgent) and the one whose run it holds (claimWork).
         self.own_versions: set[uuid.UUID] = set()
         self.held_versions: set[uuid.UUID] = set()
+        self.resume_after: str | None = None  # an SSE client's Last-Event-ID (a log cursor)
+        self.event_cursor: str | None = None  # the log cursor of the event a subscription just yielded
 
     async def signer(self) -> str:
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""

@@ -80,7 +80,7 @@ class LimitGate:
                 payload["variables"] = _json(payload["variables"])
         elif b"json" in headers.get(b"content-type", b""):
             raw = await read_body(receive)
-            receive = replay(raw)
+            receive = replay(raw, then=receive)
             payload = decoded(scope, raw)
         else:
             await self.app(scope, receive, send)

@@ -41,6 +41,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from oro_graph.db import StatementCount, statement_counter
 from oro_graph.errors import OroError
 from oro_graph.graphql.cost import Cost, operation_cost
+from oro_graph.observability import record_operation
 from oro_graph.graphql.expansion import Expansion
 from oro_graph.graphql.lexical import bounds
 
@@ -201,6 +202,20 @@ class Limits(SchemaExtension):
 
     def __init__(self) -> None:
         self.cost: Cost | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        execution = self.execution_context
+        result = execution.result
+        if execution.pre_execution_errors or (result is not None and result.data is None and result.errors):
+            outcome = "refused" if execution.pre_execution_errors or self.cost is None else "error"
+        else:
+            outcome = "error" if result is not None and result.errors else "ok"
+        try:
+            kind = execution.operation_type.value
+        except Exception:  # no document, or no such operation: nothing to name
+            kind = "unknown"
+        record_operation(execution.operation_name, kind, outcome, self.cost.total if self.cost else None)
 
     def on_parse(self) -> Iterator[None]:
         execution = self.execution_context

@@ -21,6 +21,7 @@ from oro_graph.graphql.agents import AgentVersion, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
+from oro_graph.observability import SUBSCRIPTIONS, SUBSCRIPTIONS_OPENED
 from oro_graph.services import agents, events, evaluations, suites
 
 KEEPALIVE_SECONDS = 15.0  # under the 30 s most proxies allow an idle stream
@@ -124,6 +125,11 @@ def _cursor(after: str | None) -> int:
     return int(after)
 
 
+def _resumed(info: Info) -> int:
+    """The cursor an SSE client reconnecting with ``Last-Event-ID`` saw last (0: none)."""
+    return _cursor(getattr(info.context, "resume_after", None))
+
+
 def _run_event(row: models.Event) -> Any:
     p, base = row.payload or {}, {"cursor": str(row.id), "at": row.created_at}
     kind = row.kind
@@ -170,20 +176,27 @@ async def _follow(
 ) -> AsyncGenerator[Any, None]:
     notifier = info.context.runtime.notifier
     quiet_since = utcnow()
-    while True:
-        rows = await read(cursor)
-        if rows:
-            for item, row in zip(await shape(rows), rows, strict=True):
-                yield item
-                cursor = row.id or cursor
-                if until(row):
-                    return
-            quiet_since = utcnow()
-            continue
-        if (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
-            yield KeepAlive(at=utcnow())
-            quiet_since = utcnow()
-        await notifier.wait(timeout=POLL_SECONDS)
+    field = info.field_name  # a label from the schema's own few names
+    SUBSCRIPTIONS_OPENED.labels(field).inc()
+    SUBSCRIPTIONS.labels(field).inc()
+    try:
+        while True:
+            rows = await read(cursor)
+            if rows:
+                for item, row in zip(await shape(rows), rows, strict=True):
+                    info.context.event_cursor = str(row.id)  # the SSE event's id (graphql-sse)
+                    yield item
+                    cursor = row.id or cursor
+                    if until(row):
+                        return
+                quiet_since = utcnow()
+                continue
+            if (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
+                yield KeepAlive(at=utcnow())
+                quiet_since = utcnow()
+            await notifier.wait(timeout=POLL_SECONDS)
+    finally:
+        SUBSCRIPTIONS.labels(field).dec()
 
 
 @strawberry.type(description="Live streams over graphql-transport-ws or server-sent events (POST /graphql/stream).")
@@ -200,7 +213,7 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[RunProgressEvent, None]:
         db = info.context.runtime.db
-        start = _cursor(after)
+        start = max(_cursor(after), _resumed(info))
         run = (await db.run(evaluations.runs_by_ids, [run_id])).get(run_id)
         if run is None:
             raise GraphQLError(f"evaluation run {run_id} does not exist", extensions={"code": "EVAL_RUN_NOT_FOUND"})
@@ -233,7 +246,8 @@ class Subscription:
     ) -> AsyncGenerator[LeaderboardEvent, None]:
         db = info.context.runtime.db
         suite = await db.run(suites.resolve_suite, suite_id)
-        start = _cursor(after) if after else await db.run(events.latest_event_id)
+        resumed = _resumed(info)
+        start = max(_cursor(after), resumed) if after or resumed else await db.run(events.latest_event_id)
 
         async def read(cursor: int) -> Sequence[models.Event]:
             return await db.run(events.board_events, suite.id or 0, after=cursor)

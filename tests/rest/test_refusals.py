@@ -49,6 +49,8 @@ pytestmark = pytest.mark.sdk1050
 EXEMPT = {
     (401, "UNAUTHENTICATED"),
     (403, "FORBIDDEN"),
+    (413, "FILE_TOO_LARGE"),  # the size caps (a submission over ORO_MAX_AGENT_BYTES included)
+    (431, "VALIDATION_ERROR"),
     (429, "RATE_LIMIT_EXCEEDED"),
     (503, "SERVICE_UNAVAILABLE"),
 }
