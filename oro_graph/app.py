@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from oro_graph import __version__
+from oro_graph import __version__, web
 from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.migrations import upgrade
 from oro_graph.runtime import Runtime
@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version=__version__,
         summary="GraphQL-first backend for the ORO subnet (SN15), with the documented /v1 REST paths.",
         lifespan=lifespan,
+        docs_url=None,  # oro_graph.web serves /docs and /redoc with assets of its own, not a CDN's
+        redoc_url=None,
     )
     app.state.runtime = runtime
 
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     _mount_artifacts(app, runtime)
     _mount_adapters(app, runtime)
+    web.install(app, runtime)
     return app
 
 
