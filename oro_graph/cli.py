@@ -320,7 +320,9 @@ class ExportFormat(StrEnum):
 def export_tables(
     format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
     out: Annotated[Path, typer.Option(help="Directory of the files (made if missing).")] = Path("oro-export"),
-    full: Annotated[bool, typer.Option("--full", help="Re-read every table, ignoring earlier exports.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every table whole, even after an earlier export.")
+    ] = False,
 ) -> None:
     """Write versions, runs, problem results, validators and problems as typed files (for DuckDB, Polars,
     Spark); run again into the same directory to add only what changed. Needs the 'analysis' extra."""
