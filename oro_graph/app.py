@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from oro_graph import __version__
+from oro_graph import __version__, web
 from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version=__version__,
         summary="GraphQL-first backend for the ORO subnet (SN15), with the documented /v1 REST paths.",
         lifespan=lifespan,
+        docs_url=None,  # oro_graph.web serves /docs and /redoc with assets of its own, not a CDN's
+        redoc_url=None,
     )
     app.state.runtime = runtime
 
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
     _mount_adapters(app, runtime)
+    web.install(app, runtime)
     install_tracing(app, runtime)
     # Outside the size caps and rate limits, so their refusals carry CORS headers too.
     graph_origins = getattr(app.state, "graphql_cors_origins", [])

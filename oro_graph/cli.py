@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -92,13 +93,9 @@ def _redacted(url: str) -> str:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")
-    ] = 1,
-    demo: Annotated[
-        bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")
-    ] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")] = False,
 ) -> None:
     """Run the server: /graphql, the /v1 REST paths, /docs and /health."""
     import os
@@ -108,6 +105,9 @@ def serve(
     from oro_graph.observability import log_config
 
     settings = _settings()
+    problem = _bind_problem(host, port)  # before migrating or filling anything: say it first
+    if problem:
+        raise _fail(problem)
     db = _database(settings)
     if demo:
         _fill_demo(
@@ -141,6 +141,29 @@ def serve(
         http="oro_graph.connections:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keep_alive_seconds,
     )
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port (port taken, unknown address...), or None."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, OverflowError) as exc:
+        return f"cannot listen on {host}:{port}: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (another server?); pick another: --port N"
+            if exc.errno == errno.EACCES:
+                return f"not allowed to listen on port {port} (ports below 1024 need privileges); use --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _fill_demo(
@@ -358,6 +381,44 @@ def mirror(
     console.print(
         f"{traffic.requests} requests, {traffic.retries} retried, {traffic.waited_seconds:.0f} s waiting for the source's limits"
     )
+
+
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command("export")
+def export_tables(
+    format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.parquet,
+    out: Annotated[Path, typer.Option(help="Directory of the files (made if missing).")] = Path("oro-export"),
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every table whole, even after an earlier export.")
+    ] = False,
+) -> None:
+    """Write versions, runs, problem results, validators and problems as typed files (for DuckDB, Polars,
+    Spark); run again into the same directory to add only what changed. Needs the 'analysis' extra."""
+    from oro_graph import export as exporting
+
+    try:
+        exporting.require_pyarrow()
+    except exporting.MissingExtra as exc:
+        raise _fail(str(exc)) from exc
+    settings = _settings()
+    db = _database(settings)
+    with _progress() as progress:
+        tasks: dict[str, object] = {}
+
+        def advance(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(table, total=None)
+            progress.update(tasks[table], advance=rows)  # type: ignore[arg-type]
+
+        report = exporting.export(db, out, format.value, full=full, progress=advance)
+    kind = "incremental" if report.incremental else "full"
+    for name, rows in report.rows.items():
+        console.print(f"{report.files[name]}: {rows:,} rows ({report.read[name]:,} read)")
+    console.print(f"{kind} {report.format} export in {out}")
 
 
 @app.command("export-schema")

@@ -146,3 +146,35 @@ def test_races_cycle_from_the_cli(env):
     assert closed.exit_code == 0 and "CANCELLED" in closed.output, closed.output
     assert "CANCELLED" in invoke("races", "list").output
     assert invoke("races", "complete").exit_code == 1
+
+
+def test_serve_says_the_port_is_busy_before_anything_else(env):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("serve", "--port", str(port), "--demo")
+    assert result.exit_code == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output and "--port" in result.output
+    assert "serving on" not in result.output
+    assert not (env / "cli.db").exists()  # nothing migrated or filled before the check
+
+
+def test_serve_refuses_an_unknown_host(env):
+    result = invoke("serve", "--host", "no-such-host.invalid", "--port", "8000")
+    assert result.exit_code == 1 and "cannot listen on no-such-host.invalid:8000" in result.output
+
+
+def test_export_writes_typed_files(env):
+    from oro_graph.export import read_table
+    from oro_graph.services.export import BY_NAME
+
+    assert invoke("demo-data", "--miners", "5", "--validators", "4", "--runs", "40").exit_code == 0
+    result = invoke("export", "--format", "csv", "--out", str(env / "out"))
+    assert result.exit_code == 0, result.output
+    assert "full csv export" in result.output
+    runs = read_table(env / "out" / "runs.csv", BY_NAME["runs"])
+    assert runs.num_rows == 40 and str(runs.schema.field("claimed_at").type) == "timestamp[us, tz=UTC]"
+    again = invoke("export", "--format", "csv", "--out", str(env / "out"))
+    assert again.exit_code == 0 and "incremental csv export" in again.output
+    assert invoke("export", "--format", "xlsx").exit_code == 2  # typer names the choices

@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,6 +95,43 @@ class Client:
         if response.status_code >= 400:
             response.raise_for_status()
         return body.get("data") or {}
+
+    def to_parquet(
+        self, out: str | os.PathLike[str], *, suite_id: int | None = None, tables: Sequence[str] | None = None
+    ) -> dict[str, Path]:
+        """Write the graph's main tables as typed Parquet files in ``out`` (created if needed), one per
+        table: ``versions``, ``runs``, ``problem_results``, ``validators`` and ``problems`` (of one suite,
+        or every suite when ``suite_id`` is None), with the loaders' columns and types. Returns the paths.
+
+        Each file is written beside the old one and swapped in whole. This reads the graph over HTTP, so
+        it works against any server; ``oro-graph export`` reads a database directly and adds only the
+        problem results that changed since its last run.
+        """
+        from oro_graph.analytics import loaders
+        from oro_graph.export import require_pyarrow
+
+        pa = require_pyarrow()
+        readers = {
+            "versions": lambda: loaders.agent_versions(self, suite_id),
+            "runs": lambda: loaders.runs(self, suite_id=suite_id),
+            "problem_results": lambda: loaders.problem_results(self, suite_id=suite_id),
+            "validators": lambda: loaders.validators(self),
+            "problems": lambda: loaders.problems(self, suite_id),
+        }
+        unknown = sorted(set(tables or ()) - set(readers))
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; choose from {sorted(readers)}")
+        target = Path(out)
+        target.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name in tables or readers:
+            data = pa.Table.from_pandas(readers[name](), preserve_index=False)
+            path = target / f"{name}.parquet"
+            temp = target / f".{name}.parquet.tmp"
+            pa.parquet.write_table(data, temp)
+            os.replace(temp, path)
+            written[name] = path
+        return written
 
     def paginate(
         self, document: str, variables: Mapping[str, Any] | None, path: Sequence[str], *, page_size: int = 100

@@ -26,6 +26,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from oro_graph.stats import paired_bootstrap
+
 RUN_STATUSES: Final = ("CLAIMED", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED")
 RESULT_STATUSES: Final = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "SKIPPED")
 OPEN_STATUSES: Final = ("CLAIMED", "RUNNING", "PENDING")
@@ -196,18 +198,9 @@ def bootstrap_scores(
     if matrix.empty:
         return _empty(columns)
     x = matrix.to_numpy(dtype=float)
-    seen = ~np.isnan(x)
-    n_problems = x.shape[1]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_problems, size=(n_boot, n_problems))
-    flat = (draws + n_problems * np.arange(n_boot)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n_boot * n_problems).reshape(n_boot, n_problems).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boot = (counts @ np.where(seen, x, 0.0).T) / (counts @ seen.T.astype(float))
+    drawn = paired_bootstrap(x, n_boot=n_boot, confidence=confidence, seed=seed)
+    seen, boot, mean, lower, upper = drawn.seen, drawn.draws, drawn.mean, drawn.lower, drawn.upper
     tail = (1 - confidence) / 2
-    mean = np.nanmean(x, axis=1)
-    lower = np.nanquantile(boot, tail, axis=0)
-    upper = np.nanquantile(boot, 1 - tail, axis=0)
     filled = np.where(np.isnan(boot), -np.inf, boot)
     ranks = stats.rankdata(-filled, axis=1, method="min")
     best = filled == filled.max(axis=1, keepdims=True)

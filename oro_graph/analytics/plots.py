@@ -94,7 +94,8 @@ def forest_plot(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(label)
     ax.set_title(_titled(title, len(frame)))
-    ax.legend(loc="best", fontsize="small")
+    # Beside the axes, never on the intervals (the leaders sit at the top, where "best" often put it).
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
 
 
@@ -141,6 +142,10 @@ def status_bars(
     return ax
 
 
+HIGHLIGHT_COLORS: Final = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+MAX_LEGEND: Final = len(HIGHLIGHT_COLORS)
+
+
 def ecdf(
     frame: pd.DataFrame,
     column: str,
@@ -148,25 +153,45 @@ def ecdf(
     by: str | None = None,
     title: str | None = None,
     xlabel: str | None = None,
+    highlight: Sequence[object] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Empirical CDF of ``column``, one step line per ``by`` group (label carries its n).
 
-    Missing values are dropped; each line rises by 1/n at every observed value.
+    Missing values are dropped; each line rises by 1/n at every observed value. With at most
+    ``MAX_LEGEND`` groups every line gets its own colour and legend entry. With more, only the groups in
+    ``highlight`` (default: the ``MAX_LEGEND - 1`` with the slowest 95th percentile) are coloured and
+    named; the others are drawn thin and grey under one "others" entry, so no colour repeats and the
+    legend, beside the axes, stays short.
     """
     ax = _axes(ax)
     data = frame[[column] + ([by] if by else [])].dropna(subset=[column])
-    groups = data.groupby(by, observed=True)[column] if by else [(column, data[column])]
-    for name, values in groups:
+    groups = list(data.groupby(by, observed=True)[column]) if by else [(column, data[column])]
+    named = [name for name, _ in groups]
+    if len(groups) > MAX_LEGEND:
+        if highlight is None:
+            tails = {name: float(np.quantile(values.to_numpy(dtype=float), 0.95)) for name, values in groups}
+            highlight = sorted(tails, key=lambda name: -tails[name])[: MAX_LEGEND - 1]
+        named = [name for name in named if name in set(highlight)][:MAX_LEGEND]
+    colors = dict(zip(named, HIGHLIGHT_COLORS, strict=False))
+    rest = [(name, values) for name, values in groups if name not in colors]
+    for name, values in [*rest, *((n, v) for n, v in groups if n in colors)]:  # grey first, underneath
         x = np.sort(values.to_numpy(dtype=float))
         y = np.arange(1, x.size + 1) / x.size
-        ax.step(x, y, where="post", label=f"{name} (n={x.size:,})")
+        if name in colors:
+            ax.step(x, y, where="post", color=colors[name], linewidth=1.8, label=f"{name} (n={x.size:,})")
+        else:
+            ax.step(x, y, where="post", color=OTHER_COLOR, linewidth=0.8, label="_others")
+    handles, labels = ax.get_legend_handles_labels()
+    if rest:  # one entry for every grey line, last
+        grey = next(line for line in ax.lines if line.get_label() == "_others")
+        handles, labels = [*handles, grey], [*labels, f"{len(rest)} others"]
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel or column)
     ax.set_ylabel("cumulative share")
     ax.set_title(_titled(title or f"ECDF of {column}", len(data)))
     if len(data):
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
 
 
@@ -220,18 +245,30 @@ def heatmap(
     ylabel: str | None = None,
     n: int | None = None,
     colorbar: bool = True,
+    annotate: bool | None = None,
+    cluster: bool = False,
     ax: Axes | None = None,
 ) -> Axes:
-    """Annotated heatmap of a matrix (rows = index, columns = columns); NaN cells stay blank.
+    """Heatmap of a matrix (rows = index, columns = columns); NaN cells stay blank.
 
     Each non-missing cell gets its value as text (``fmt``), dark text on light cells and light on
-    dark. ``n`` goes in the title; it defaults to the number of non-missing cells.
+    dark, when the numbers are readable: ``annotate=None`` annotates at most ``MAX_ANNOTATED`` rows and
+    columns (the colour bar carries larger matrices). ``cluster=True`` reorders a square, symmetric
+    matrix of similarities in [-1, 1] (correlations) so that similar rows sit together (average linkage
+    on 1 - value; a missing value counts as 0). ``n`` goes in the title; it defaults to the number of
+    non-missing cells.
     """
+    if cluster and matrix.shape[0] == matrix.shape[1] and matrix.shape[0] > 2:
+        order = cluster_order(matrix)
+        matrix = matrix.iloc[order, order]
     ax = _axes(ax)
     values = matrix.to_numpy(dtype=float)
     masked = np.ma.masked_invalid(values)
     image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    for i, j in zip(*np.nonzero(~np.isnan(values)), strict=True):  # one text per filled cell
+    if annotate is None:
+        annotate = max(values.shape, default=0) <= MAX_ANNOTATED
+    filled = np.nonzero(~np.isnan(values)) if annotate else (np.array([], dtype=int),) * 2
+    for i, j in zip(*filled, strict=True):  # one text per filled cell
         r, g, b, _ = image.cmap(image.norm(values[i, j]))
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
         ax.text(
@@ -251,6 +288,21 @@ def heatmap(
     if colorbar and values.size:
         ax.figure.colorbar(image, ax=ax)
     return ax
+
+
+MAX_ANNOTATED: Final = 10
+
+
+def cluster_order(matrix: pd.DataFrame) -> list[int]:
+    """Positions of a square similarity matrix's rows in average-linkage leaf order (1 - value as the
+    distance, missing values as no similarity)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    similarity = np.nan_to_num(matrix.to_numpy(dtype=float), nan=0.0)
+    distance = np.clip(1.0 - (similarity + similarity.T) / 2, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    return [int(i) for i in leaves_list(linkage(squareform(distance, checks=False), method="average"))]
 
 
 def swimlane(

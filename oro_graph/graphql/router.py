@@ -17,6 +17,13 @@ from oro_graph.graphql.context import Context
 
 
 class Router(GraphQLRouter[Context, None]):
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL with its scripts served by this server (``oro_graph.web``), not a CDN."""
+        from oro_graph.web import graphiql_html
+
+        return graphiql_html()
+
     def decode_json(self, data: str | bytes) -> object:
         value = super().decode_json(data)
         if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):

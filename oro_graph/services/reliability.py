@@ -22,6 +22,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col
 
 from oro_graph.models import EvaluationRun, RunStatus
+from oro_graph.stats import paired_bootstrap, problem_means
 
 FINISHED = (RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
 SPREAD_BUCKETS = (0.01, 0.02, 0.05, 0.10)  # the buckets of analytics.metrics.pair_spread
@@ -247,7 +248,7 @@ def _aware(value: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class ScoreInterval:
-    """The paired problem bootstrap of one version's score (analytics.metrics.bootstrap_scores)."""
+    """The paired problem bootstrap of one version's score (``oro_graph.stats``, as the notebooks draw it)."""
 
     mean: float
     lower: float
@@ -331,24 +332,17 @@ def score_intervals_by_version_ids(
 def _bootstrap(
     version_id: uuid.UUID, rows: Sequence[tuple[object, str, float | None]]
 ) -> ScoreInterval | None:
-    import pandas as pd
-
-    from oro_graph.analytics import metrics
-
     if not rows:
         return None
-    frame = pd.DataFrame(rows, columns=["problem_id", "status", "score"]).assign(
-        agent_version_id=str(version_id)
-    )
-    out = metrics.bootstrap_scores(frame, n_boot=BOOTSTRAP_DRAWS, seed=BOOTSTRAP_SEED)
-    if out.empty:
+    x = problem_means(rows)  # type: ignore[arg-type]
+    if x.shape[1] == 0:
         return None
-    row = out.iloc[0]
+    drawn = paired_bootstrap(x, n_boot=BOOTSTRAP_DRAWS, confidence=0.95, seed=BOOTSTRAP_SEED)
     return ScoreInterval(
-        mean=float(row["mean"]),
-        lower=float(row["lower"]),
-        upper=float(row["upper"]),
-        n_problems=int(row["n_problems"]),
+        mean=float(drawn.mean[0]),
+        lower=float(drawn.lower[0]),
+        upper=float(drawn.upper[0]),
+        n_problems=int(drawn.seen[0].sum()),
         n_boot=BOOTSTRAP_DRAWS,
         confidence=0.95,
     )

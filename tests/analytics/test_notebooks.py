@@ -25,7 +25,6 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # Small enough for each notebook to run in a few seconds, large enough for the flags to separate the faults.
 WORLD = ["--seed", "7", "--miners", "40", "--validators", "8", "--runs", "1200"]
-NOTEBOOK_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
 
 
 def _execute(name: str, server: DemoServer, out: Path) -> float:
-    """Run notebooks/<name> with papermill; return the seconds it took."""
+    """Run notebooks/<name> with papermill (its time is a benchmark matter, not asserted here)."""
     import papermill
 
     started = time.monotonic()
@@ -131,7 +130,7 @@ def test_validator_reliability_flags_exactly_the_planted_faults(
     demo_server: DemoServer, tmp_path: Path
 ) -> None:
     # when
-    seconds = _execute("validator_reliability.ipynb", demo_server, tmp_path)
+    _execute("validator_reliability.ipynb", demo_server, tmp_path)
 
     # then: one flag per planted fault, nothing on the healthy validators
     flags = pd.read_csv(tmp_path / "csv" / "validator_flags.csv")
@@ -147,12 +146,17 @@ def test_validator_reliability_flags_exactly_the_planted_faults(
     assert scorecard["n_runs"].sum() == demo_server.manifest["counts"]["runs"]
     for name in ("lease_health", "excess_timeouts", "spread_buckets", "validator_deltas", "agreement"):
         assert not pd.read_csv(tmp_path / "csv" / f"{name}.csv").empty, name
-    assert seconds < NOTEBOOK_SECONDS, f"the notebook took {seconds:.1f} s"
+    # the closing summary names each flagged validator, in words
+    summary = (tmp_path / "csv" / "validator_reliability_summary.md").read_text()
+    assert summary.count("Needs attention") == 3
+    for fault in demo_server.manifest["validators"]:
+        assert f"({fault['hotkey'][:6]})" in summary and fault["fault"] in summary
+    assert f"{demo_server.manifest['counts']['runs']:,} runs" in summary
 
 
 def test_scores_notebook_reconciles_with_the_server(demo_server: DemoServer, tmp_path: Path) -> None:
     # when
-    seconds = _execute("scores.ipynb", demo_server, tmp_path)
+    _execute("scores.ipynb", demo_server, tmp_path)
 
     # then
     csv = tmp_path / "csv"
@@ -171,8 +175,14 @@ def test_scores_notebook_reconciles_with_the_server(demo_server: DemoServer, tmp
     items = pd.read_csv(csv / "item_analysis.csv")
     assert len(items) == demo_server.manifest["counts"]["problems"]
     assert items["near_dead"].sum() >= 2  # the demo suite has two problems nobody solves and one giveaway
-    assert pd.read_csv(csv / "top_margin.csv")["verdict"].iloc[0] in {"above", "below", "uncertain"}
-    assert seconds < NOTEBOOK_SECONDS, f"the notebook took {seconds:.1f} s"
+    margin = pd.read_csv(csv / "top_margin.csv").iloc[0]
+    assert margin["verdict"] in {"above", "below", "uncertain"}
+    # the closing summary is written from the same tables
+    summary = (csv / "scores_summary.md").read_text()
+    leader = intervals.iloc[0]
+    assert f"The leader is {leader['version']} with {leader['mean']:.3f}" in summary
+    assert f"{int(items['near_dead'].sum())} of {len(items)} problems are (nearly) dead" in summary
+    assert "uncertain the threshold" not in summary and "challenge threshold" in summary
 
 
 @pytest.mark.parametrize("name", ["scores.ipynb", "validator_reliability.ipynb"])
@@ -196,4 +206,6 @@ def test_committed_notebooks_have_no_outputs(name: str) -> None:
         assert f"\n{variable} = " in "\n" + parameters[0].source, variable
     assert 'os.environ.get("ORO_GRAPHQL_URL"' in parameters[0].source
     assert "manifest" not in "".join(c.source for c in nb.cells).lower()
-    assert code[-1].source.lstrip().startswith("# Checks") and "assert " in code[-1].source
+    # the asserts, then a summary printed from the results (so it cannot drift from the numbers)
+    assert code[-2].source.lstrip().startswith("# Checks") and "assert " in code[-2].source
+    assert code[-1].source.lstrip().startswith("# Summary") and "print(text)" in code[-1].source

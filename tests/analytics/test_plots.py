@@ -217,3 +217,40 @@ def test_plots_on_a_simulated_population() -> None:
     plots.swimlane(world.runs, ax=axes[1, 2])
     assert len(axes[1, 2].patches) == len(world.runs)
     assert len(axes[0, 2].lines) == world.runs["validator_hotkey"].nunique()
+
+
+def test_large_heatmaps_are_not_annotated_and_clusters_sit_together() -> None:
+    rng = np.random.default_rng(1)
+    names = [f"v{i:02d}" for i in range(20)]
+    group = np.array([i % 2 for i in range(20)])  # two interleaved groups that agree within themselves
+    corr = np.where(group[:, None] == group[None, :], 0.9, -0.2) + rng.normal(0, 0.01, (20, 20))
+    corr = (corr + corr.T) / 2
+    np.fill_diagonal(corr, 1.0)
+    matrix = pd.DataFrame(corr, index=names, columns=names)
+    ax = plots.heatmap(matrix, vmin=-1, vmax=1, cluster=True)
+    assert len(ax.texts) == 0  # 400 numbers would overlap; the colour bar carries them
+    order = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(order) == names and [t.get_text() for t in ax.get_xticklabels()] == order
+    groups = [int(name[1:]) % 2 for name in order]
+    assert groups == sorted(groups) or groups == sorted(groups, reverse=True)  # one block per group
+    small = plots.heatmap(matrix.iloc[:3, :3])
+    assert len(small.texts) == 9
+    assert len(plots.heatmap(matrix, annotate=True).texts) == 400
+
+
+def test_ecdf_with_many_groups_names_only_the_slowest_in_distinct_colours() -> None:
+    frame = pd.DataFrame(
+        {
+            "minutes": np.concatenate([np.arange(1, 11) * (1 + g / 4) for g in range(12)]),
+            "validator": np.repeat([f"val{g:02d}" for g in range(12)], 10),
+        }
+    )
+    ax = plots.ecdf(frame, "minutes", by="validator")
+    labels = _legend_labels(ax)
+    assert len(labels) == plots.MAX_LEGEND
+    slowest = [f"val{g:02d} (n=10)" for g in range(11, 11 - (plots.MAX_LEGEND - 1), -1)]
+    assert sorted(labels[:-1]) == sorted(slowest) and labels[-1] == f"{12 - len(slowest)} others"
+    coloured = [line.get_color() for line in ax.lines if line.get_color() != plots.OTHER_COLOR]
+    assert len(coloured) == len(set(coloured)) == plots.MAX_LEGEND - 1
+    chosen = plots.ecdf(frame, "minutes", by="validator", highlight=["val00"])
+    assert _legend_labels(chosen) == ["val00 (n=10)", "11 others"]
