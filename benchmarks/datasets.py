@@ -8,6 +8,7 @@ PostGraphile's schema); a later run that finds the same parameters and counts re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import tempfile
@@ -82,9 +83,21 @@ def active_suite(database: str) -> int:
     return int(row[0])
 
 
+def _schema_digest() -> str:
+    """The migrations' contents: a cached dataset built under other migrations is rebuilt, even one
+    whose revision ids match (two branches' 0004 are not the same schema)."""
+    from oro_graph.migrations import HERE
+
+    digest = hashlib.sha256()
+    for path in sorted((HERE / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _stamp(size: config.Size) -> dict[str, Any]:
     return {
         "format": FORMAT,
+        "schema": _schema_digest(),
         "runs": size.runs,
         "miners": size.miners,
         "validators": size.validators,

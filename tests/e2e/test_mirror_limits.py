@@ -79,11 +79,14 @@ def test_mirror_survives_the_default_limit_and_resumes_after_a_kill(runtime, ser
     output, _ = second.communicate(timeout=170)
     # then it waited as the server said, finished, and fetched only the versions it did not have
     assert second.returncode == 0, output
-    assert "HTTP 429 with Retry-After" in output, output
     added = json.loads(re.search(r"added (\{.*?\});", output).group(1))
     assert added["versions"] == VERSIONS - kept
     requests, retried = map(int, re.search(r"(\d+) requests, (\d+) retried", output).groups())
-    assert retried >= 1
+    waited = float(re.search(r"(\d+) s waiting", output).group(1))
+    # the budget the first run spent is not back yet: the mirror either paced itself under the
+    # X-RateLimit-* headers the server announces, or met a 429 and waited out its Retry-After
+    assert waited >= 1, output
+    assert retried == 0 or "HTTP 429 with Retry-After" in output, output
     assert requests - retried == 7 + 4 * (VERSIONS - kept)
     mirrored, source = _counts(target), _counts(runtime.db)
     # the public paths name the current top agent only, not the history of who held the title

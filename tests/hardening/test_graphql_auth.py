@@ -553,6 +553,8 @@ def test_every_public_field_of_the_graph_hides_a_version_before_its_release(
     def walk(http: httpx.Client) -> str:
         answers = []
         for document, variables in _every_path(world, bob, eve):
+            if document.startswith(SIGNED_QUERIES):
+                continue  # the caller's own data: refused unsigned (the test above), nothing public to hide
             body = post(http, document, variables, {})
             assert "errors" not in body, (document, body["errors"])
             answers.append(json.dumps(body))
