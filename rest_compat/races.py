@@ -57,7 +57,7 @@ async def get_race_validator_variance(
     return schemas.RaceValidatorVarianceResponse.of(await runtime.db.run(races.validator_variance, race_id))
 
 
-@router.get("/top/history")
+@router.get("/top/history", responses=documented({422: [E.SUITE_NOT_FOUND]}))
 async def get_top_history(runtime: RuntimeDep, suite_id: int | None = None) -> schemas.TopHistoryResponse:
     """Every reign of the suite's top agents (the active suite by default), newest first."""
     found = await runtime.db.run(leaderboard.top_reigns, suite_id=suite_id)

@@ -923,7 +923,7 @@ class Payout:
 def top_miner_payout(session: Session, *, settings: Settings, now: datetime | None = None) -> Payout:
     """The top miner's estimated earnings a day from the configured figures; null where not configured."""
     now = now or utcnow()
-    top = leaderboard.top_agent(session, settings=settings)
+    top = leaderboard.current_top_agent(session, settings=settings)  # none before a suite is active
     hotkey = top.agent.miner_hotkey if top.agent else None
     tao = settings.tao_per_day_top if hotkey else None
     price = settings.tao_price_usd

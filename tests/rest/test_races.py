@@ -259,3 +259,13 @@ def test_paths_the_client_knows_but_this_server_does_not_serve(server: LiveServe
             assert answer.status_code == 404, (method, path, answer.text)
             body = answer.json()
             assert body["error_code"] == error.code.value and "not served by this server" in body["detail"]
+
+
+def test_top_history_and_payout_answer_what_their_clients_declare(server: LiveServer) -> None:
+    """top/history declares 200/422 and top-miner-payout 200 only: no suite is no 404."""
+    with server.http() as http:
+        history = http.get("/v1/public/top/history", params={"suite_id": 999})
+        payout = http.get("/v1/public/top-miner-payout")
+    assert history.status_code == 422 and history.json()["error_code"] == "SUITE_NOT_FOUND"
+    assert payout.status_code == 200 and payout.json()["miner_hotkey"] is None
+    assert isinstance(get_top_history.sync_detailed(client=server.public(), suite_id=999).parsed, object)
