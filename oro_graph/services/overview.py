@@ -35,8 +35,8 @@ class SuiteSummary:
 class Overview:
     suite: SuiteSummary | None
     counts: dict[str, int] = field(default_factory=dict)
-    # The current race, once races exist (the races issue fills it; None until then).
-    race: object | None = None
+    # The current race in words ("race 3, qualifying open, 5 qualifiers"), or None before the first.
+    race: str | None = None
 
 
 def overview(session: Session) -> Overview:
@@ -56,7 +56,21 @@ def overview(session: Session) -> Overview:
             .where(EvaluationRun.status == RunStatus.SUCCESS.value)
         ).one(),
     }
-    return Overview(suite=_suite_summary(session), counts={k: int(v) for k, v in counts.items()})
+    return Overview(
+        suite=_suite_summary(session), counts={k: int(v) for k, v in counts.items()}, race=_race_summary(session)
+    )
+
+
+def _race_summary(session: Session) -> str | None:
+    from oro_graph.services import races
+
+    view = races.current_race(session)
+    if view is None:
+        return None
+    race = view.race
+    status = race.status.replace("_", " ").lower()
+    winner = f", won by {view.winner_agent_name}" if view.winner_agent_name else ""
+    return f"race {race.race_number}, {status}, {race.qualifier_count} qualifiers{winner}"
 
 
 def _suite_summary(session: Session) -> SuiteSummary | None:

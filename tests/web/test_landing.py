@@ -72,3 +72,13 @@ def test_names_are_escaped_and_a_race_is_shown_once_races_exist() -> None:
     assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
     assert "<td>1,234</td>" in page and "Current race: race 7 (open)" in page
     assert "ORO_GRAPHQL_URL=http://example.test/graphql jupyter lab notebooks/" in page
+
+
+def test_the_current_race_is_on_the_landing_page(runtime) -> None:
+    from oro_graph.services import overview, races
+    from tests.factories import make_suite
+
+    make_suite(runtime)
+    assert runtime.db.call(overview.overview).race is None
+    runtime.db.call(races.open_race, settings=runtime.settings)
+    assert runtime.db.call(overview.overview).race == "race 1, qualifying open, 0 qualifiers"
