@@ -19,6 +19,7 @@ from oro_graph.models import (
     Problem,
     ProblemResult,
     ProblemStatus,
+    Race,
     Role,
     utcnow,
 )
@@ -65,6 +66,7 @@ def _database_counts(rt) -> dict[str, int]:  # type: ignore[no-untyped-def]
             "problem_results": count(session, ProblemResult),
             "validators": count(session, Hotkey, Hotkey.role == Role.VALIDATOR.value),
             "problems": count(session, Problem),
+            "races": count(session, Race),
         }
 
     return rt.db.call(run)
