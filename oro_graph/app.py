@@ -68,7 +68,9 @@ async def _probe_redis(runtime: Runtime) -> None:
             await run_in_threadpool(link.ping)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True
+) -> FastAPI:
     settings = settings or (runtime.settings if runtime else load_settings())
     runtime = runtime or Runtime.build(settings)
 
@@ -117,7 +119,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             "the response caches pause until Redis answers again); `off` without `ORO_REDIS_URL`. "
             "Redis is not asked here: the state is what this process's last use of it found."
         ),
-        responses={503: {"description": "The database is unreachable: `{status: degraded, database: unreachable}`"}},
+        responses={
+            503: {"description": "The database is unreachable: `{status: degraded, database: unreachable}`"}
+        },
     )
     async def health() -> JSONResponse:
         def ping() -> None:

@@ -94,8 +94,12 @@ def _redacted(url: str) -> str:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")] = 1,
-    demo: Annotated[bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the database (and Redis).")
+    ] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")
+    ] = False,
 ) -> None:
     """Run the server: /graphql, the /v1 REST paths, /docs and /health."""
     import os
@@ -117,7 +121,9 @@ def serve(
         os.environ.setdefault("ORO_RACE_SCHEDULER", "false")
     db.dispose()
     if workers > 1 and not settings.redis_url:
-        console.print("[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep rate limits per process")
+        console.print(
+            "[yellow]warning:[/yellow] several workers without ORO_REDIS_URL keep rate limits per process"
+        )
     os.environ["ORO_WORKERS"] = str(workers)  # the processes learn how many share the database
     if workers > 1:  # each worker keeps its metrics in files there; a scrape of any worker adds them up
         from oro_graph.observability import prepare_multiprocess_dir
@@ -329,8 +335,12 @@ def suites_activate(suite_id: int) -> None:
 
 @app.command()
 def mirror(
-    source: Annotated[str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")],
-    suite_id: Annotated[int | None, typer.Option(help="Suite to copy (default: the source's current suite).")] = None,
+    source: Annotated[
+        str, typer.Option("--from", help="Base URL of a server speaking the /v1/public paths.")
+    ],
+    suite_id: Annotated[
+        int | None, typer.Option(help="Suite to copy (default: the source's current suite).")
+    ] = None,
     rate: Annotated[
         str | None,
         typer.Option(
@@ -369,7 +379,9 @@ def mirror(
             until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
             progress.console.print(f"waiting {seconds:.0f} s (until {until}): {why}")
             for stage, task in tasks.items():  # the bar says so too, until the next step
-                progress.update(task, description=f"{labels[stage]} [yellow](waiting {seconds:.0f} s)[/yellow]")  # type: ignore[arg-type]
+                progress.update(
+                    task, description=f"{labels[stage]} [yellow](waiting {seconds:.0f} s)[/yellow]"
+                )  # type: ignore[arg-type]
 
         try:
             counts = mirroring.mirror(
@@ -377,7 +389,9 @@ def mirror(
             )
         except mirroring.MirrorError as exc:
             raise _fail(str(exc)) from exc
-    console.print(f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}")
+    console.print(
+        f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}"
+    )
     console.print(
         f"{traffic.requests} requests, {traffic.retries} retried, {traffic.waited_seconds:.0f} s waiting for the source's limits"
     )

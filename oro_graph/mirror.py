@@ -124,7 +124,9 @@ class PacedTransport(httpx.BaseTransport):
         self._wrapped.close()
 
 
-def _client(url: str, *, rate: str | None = None, on_wait: Wait | None = None, traffic: Traffic | None = None) -> Any:
+def _client(
+    url: str, *, rate: str | None = None, on_wait: Wait | None = None, traffic: Traffic | None = None
+) -> Any:
     try:
         from oro_sdk import Client
         from oro_sdk.retry import RetryConfig, RetryContext, RetryTransport
@@ -163,7 +165,11 @@ def _client(url: str, *, rate: str | None = None, on_wait: Wait | None = None, t
 def _ok(value: Any, what: str) -> Any:
     from oro_sdk.types import Unset
 
-    if value is None or isinstance(value, Unset) or (hasattr(value, "error_code") and hasattr(value, "detail")):
+    if (
+        value is None
+        or isinstance(value, Unset)
+        or (hasattr(value, "error_code") and hasattr(value, "detail"))
+    ):
         detail = getattr(value, "detail", "no answer")
         raise MirrorError(f"{what}: {detail}")
     return value
@@ -245,18 +251,29 @@ def _mirror(
         benchmark_number=_opt(s.benchmark_number),
     )
     problems = [
-        svc.ProblemRecord(id=p.problem_id, suite_id=p.suite_id, position=i, metadata=dict(_opt(p.metadata).to_dict()) if _opt(p.metadata) else {})
+        svc.ProblemRecord(
+            id=p.problem_id,
+            suite_id=p.suite_id,
+            position=i,
+            metadata=dict(_opt(p.metadata).to_dict()) if _opt(p.metadata) else {},
+        )
         for i, p in enumerate(bundle.problems)
     ]
     counts.merge(db.call(svc.upsert_suite, suite, problems))
     report("suite", 1, 1)
 
     validators = _ok(get_validators.sync(client=client), "validators")
-    counts.merge(db.call(svc.upsert_validators, [(v.hotkey, _opt(v.name), v.registered_at) for v in validators]))
+    counts.merge(
+        db.call(svc.upsert_validators, [(v.hotkey, _opt(v.name), v.registered_at) for v in validators])
+    )
 
-    eligible: dict[uuid.UUID, Any] = {entry.agent_version_id: entry for entry in _leaderboard(get_leaderboard, client, suite_id)}
+    eligible: dict[uuid.UUID, Any] = {
+        entry.agent_version_id: entry for entry in _leaderboard(get_leaderboard, client, suite_id)
+    }
     others: set[uuid.UUID] = set()
-    pending = _ok(get_pending_evaluations.sync(client=client, suite_id=suite_id, limit=500), "pending evaluations")
+    pending = _ok(
+        get_pending_evaluations.sync(client=client, suite_id=suite_id, limit=500), "pending evaluations"
+    )
     others.update(item.agent_version_id for item in pending.items)
     running = _ok(get_running_evaluations.sync(client=client), "running evaluations")
     others.update(r.agent_version_id for r in running)
@@ -266,7 +283,9 @@ def _mirror(
     for index, version_id in enumerate(todo, 1):
         status = _ok(get_agent_version_status.sync(version_id, client=client), f"version {version_id}")
         detail = get_agent_version.sync(version_id, client=client)
-        agent_id = getattr(detail, "agent_id", None) or uuid.uuid5(_AGENT_NS, f"{status.miner_hotkey}:{status.agent_name}")
+        agent_id = getattr(detail, "agent_id", None) or uuid.uuid5(
+            _AGENT_NS, f"{status.miner_hotkey}:{status.agent_name}"
+        )
         entry = eligible.get(version_id)
         record = svc.VersionRecord(
             id=version_id,
@@ -281,7 +300,10 @@ def _mirror(
             final_score=_opt(status.final_score),
             required_successes=_opt(status.required_successes),
         )
-        runs = [_run(r) for r in _ok(get_agent_version_runs.sync(version_id, client=client), f"runs of {version_id}")]
+        runs = [
+            _run(r)
+            for r in _ok(get_agent_version_runs.sync(version_id, client=client), f"runs of {version_id}")
+        ]
         matrix = _ok(get_agent_version_problems.sync(version_id, client=client), f"problems of {version_id}")
         run_ids = {r.id for r in runs}
         results = [
@@ -305,7 +327,9 @@ def _mirror(
 
     top = get_top_agent.sync(client=client)
     if top is not None and _opt(top.top_agent_version_id) and _opt(top.top_score) is not None:
-        if top.top_agent_version_id in eligible or db.call(svc.known_final_versions, [top.top_agent_version_id]):
+        if top.top_agent_version_id in eligible or db.call(
+            svc.known_final_versions, [top.top_agent_version_id]
+        ):
             counts.merge(db.call(svc.record_top, suite_id, top.top_agent_version_id, top.top_score, utcnow()))
     return counts
 

@@ -143,7 +143,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         return await oro_error_handler(request, exc.__cause__)
     if exc.status_code == 400 and exc.__cause__ is not None and request.url.path.startswith("/v1/"):
         body = {
-            "detail": [{"type": "body_unparsable", "loc": ["body"], "msg": _unparsable(exc.__cause__), "input": None}],
+            "detail": [
+                {"type": "body_unparsable", "loc": ["body"], "msg": _unparsable(exc.__cause__), "input": None}
+            ],
             "error_code": ErrorCode.VALIDATION_ERROR.value,
         }
         return JSONResponse(body, status_code=422)

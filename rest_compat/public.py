@@ -49,7 +49,9 @@ async def get_leaderboard(
     suite_id: int | None = None,
     score_type: Annotated[
         Literal["qualifying", "race"],
-        Query(description="qualifying: final scores; race: the latest completed race's finishers by race rank"),
+        Query(
+            description="qualifying: final scores; race: the latest completed race's finishers by race rank"
+        ),
     ] = "qualifying",
     limit: Annotated[int, Query(ge=1, le=leaderboard.MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,

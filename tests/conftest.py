@@ -29,12 +29,16 @@ pytest_plugins = ["tests.support.inference"]
 PG_URL = os.environ.get("ORO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ORO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-ENABLE_HINT = "start PostgreSQL or set ORO_TEST_POSTGRES_URL=postgresql+psycopg://USER@HOST:PORT/DB to run them"
+ENABLE_HINT = (
+    "start PostgreSQL or set ORO_TEST_POSTGRES_URL=postgresql+psycopg://USER@HOST:PORT/DB to run them"
+)
 
 
 def _pg_reachable() -> str | None:
     try:
-        engine = create_engine(PG_URL.replace("postgresql+psycopg", "postgresql+psycopg"), connect_args={"connect_timeout": 3})
+        engine = create_engine(
+            PG_URL.replace("postgresql+psycopg", "postgresql+psycopg"), connect_args={"connect_timeout": 3}
+        )
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         engine.dispose()

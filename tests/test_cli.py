@@ -98,7 +98,9 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path):
                 if proc.poll() is not None:
                     break
                 time.sleep(0.3)
-        assert body == {"status": "ok", "database": "ok", "redis": "off", "version": "0.1.0"}, proc.stdout.read1().decode() if body is None else body
+        assert body == {"status": "ok", "database": "ok", "redis": "off", "version": "0.1.0"}, (
+            proc.stdout.read1().decode() if body is None else body
+        )
         assert (tmp_path / "oro_graph.db").exists()
     finally:
         proc.terminate()

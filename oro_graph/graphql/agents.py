@@ -560,7 +560,9 @@ class AgentMutation:
         wait = await runtime.rate_limits.hit_submitter(hotkey) if runtime.rate_limits else None
         if wait is not None:  # the cooldown answer wins: it says when to come back
             await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
-            raise RateLimitExceeded(f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait)
+            raise RateLimitExceeded(
+                f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait
+            )
         content = await file.read(runtime.settings.max_agent_bytes + 1)  # one byte over is enough to refuse
         admission = await agents.submit(
             runtime.db,

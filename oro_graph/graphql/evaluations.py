@@ -378,7 +378,11 @@ class NoWorkAvailable:
 
 
 ClaimWorkResult = Annotated[
-    ClaimWorkSuccess | NoWorkAvailable | e.AtCapacityError | e.ServiceUnavailableError | e.RateLimitExceededError,
+    ClaimWorkSuccess
+    | NoWorkAvailable
+    | e.AtCapacityError
+    | e.ServiceUnavailableError
+    | e.RateLimitExceededError,
     strawberry.union(
         "ClaimWorkResult",
         description="A lease, no work, or why the validator may not claim. SERVICE_UNAVAILABLE: no inference "

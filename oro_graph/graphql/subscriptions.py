@@ -63,7 +63,9 @@ class ProblemScored(LoggedEvent):
     score: float | None = strawberry.field(description="Its score in [0, 1], if reported.")
 
 
-@strawberry.type(description="The run changed status (CLAIMED to RUNNING, or to STALE when its lease lapsed).")
+@strawberry.type(
+    description="The run changed status (CLAIMED to RUNNING, or to STALE when its lease lapsed)."
+)
 class RunStatusChanged(LoggedEvent):
     previous: RunStatus = strawberry.field(description="The status before.")
     status: RunStatus = strawberry.field(description="The status now.")
@@ -98,7 +100,9 @@ class LeaderboardEntered(BoardChange):
     final_score: float | None = strawberry.field(description="Its final score.")
 
 
-@strawberry.type(description="A version moved because another entered above it (published for the first 10 places).")
+@strawberry.type(
+    description="A version moved because another entered above it (published for the first 10 places)."
+)
 class LeaderboardMoved(BoardChange):
     rank: int = strawberry.field(description="Its rank now.")
     previous_rank: int = strawberry.field(description="Its rank before.")
@@ -121,7 +125,9 @@ def _cursor(after: str | None) -> int:
     if after is None or after == "":
         return 0
     if not (after.isascii() and after.isdigit()) or len(after) > 19:  # "²" is a digit int() refuses
-        raise GraphQLError("`after` must be a cursor from an earlier event", extensions={"code": "BAD_USER_INPUT"})
+        raise GraphQLError(
+            "`after` must be a cursor from an earlier event", extensions={"code": "BAD_USER_INPUT"}
+        )
     return int(after)
 
 
@@ -135,14 +141,18 @@ def _run_event(row: models.Event) -> Any:
     kind = row.kind
     if kind == events.RunEvent.CLAIMED:
         return RunClaimed(
-            **base, validator_hotkey=p["validator_hotkey"], lease_expires_at=datetime.fromisoformat(p["lease_expires_at"])
+            **base,
+            validator_hotkey=p["validator_hotkey"],
+            lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]),
         )
     if kind == events.RunEvent.HEARTBEAT:
         return RunHeartbeat(**base, lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]))
     if kind == events.RunEvent.PROBLEM_STARTED:
         return ProblemStarted(**base, problem_id=uuid.UUID(p["problem_id"]))
     if kind == events.RunEvent.PROBLEM_SCORED:
-        return ProblemScored(**base, problem_id=uuid.UUID(p["problem_id"]), status=p["status"], score=p.get("score"))
+        return ProblemScored(
+            **base, problem_id=uuid.UUID(p["problem_id"]), status=p["status"], score=p.get("score")
+        )
     if kind == events.RunEvent.STATUS_CHANGED:
         return RunStatusChanged(**base, previous=RunStatus(p["from"]), status=RunStatus(p["to"]))
     return RunFinished(
@@ -155,14 +165,23 @@ def _run_event(row: models.Event) -> Any:
 
 def _board_event(row: models.Event, version: models.AgentVersion | None) -> Any:
     p = row.payload or {}
-    base = {"cursor": str(row.id), "at": row.created_at, "agent_version_id": row.agent_version_id, "_row": version}
+    base = {
+        "cursor": str(row.id),
+        "at": row.created_at,
+        "agent_version_id": row.agent_version_id,
+        "_row": version,
+    }
     if row.kind == events.BoardEvent.ENTERED:
         return LeaderboardEntered(**base, rank=p.get("rank"), final_score=p.get("final_score"))
     if row.kind == events.BoardEvent.MOVED:
-        return LeaderboardMoved(**base, rank=p["rank"], previous_rank=p["previous_rank"], final_score=p.get("final_score"))
+        return LeaderboardMoved(
+            **base, rank=p["rank"], previous_rank=p["previous_rank"], final_score=p.get("final_score")
+        )
     previous = p.get("previous_agent_version_id")
     return TopAgentChanged(
-        **base, final_score=p.get("final_score"), previous_agent_version_id=uuid.UUID(previous) if previous else None
+        **base,
+        final_score=p.get("final_score"),
+        previous_agent_version_id=uuid.UUID(previous) if previous else None,
     )
 
 
@@ -199,7 +218,9 @@ async def _follow(
         SUBSCRIPTIONS.labels(field).dec()
 
 
-@strawberry.type(description="Live streams over graphql-transport-ws or server-sent events (POST /graphql/stream).")
+@strawberry.type(
+    description="Live streams over graphql-transport-ws or server-sent events (POST /graphql/stream)."
+)
 class Subscription:
     @strawberry.subscription(
         description="The events of one run, from the start or after `after`; ends when the run ends."
@@ -216,7 +237,9 @@ class Subscription:
         start = max(_cursor(after), _resumed(info))
         run = (await db.run(evaluations.runs_by_ids, [run_id])).get(run_id)
         if run is None:
-            raise GraphQLError(f"evaluation run {run_id} does not exist", extensions={"code": "EVAL_RUN_NOT_FOUND"})
+            raise GraphQLError(
+                f"evaluation run {run_id} does not exist", extensions={"code": "EVAL_RUN_NOT_FOUND"}
+            )
 
         async def read(cursor: int) -> Sequence[models.Event]:
             return await db.run(events.run_events, run_id, after=cursor)
@@ -238,10 +261,14 @@ class Subscription:
     async def leaderboard_changes(
         self,
         info: Info,
-        suite_id: Annotated[int | None, strawberry.argument(description="The suite; the active one if omitted.")] = None,
+        suite_id: Annotated[
+            int | None, strawberry.argument(description="The suite; the active one if omitted.")
+        ] = None,
         after: Annotated[
             str | None,
-            strawberry.argument(description="Resume after this cursor; without one, only changes from now on."),
+            strawberry.argument(
+                description="Resume after this cursor; without one, only changes from now on."
+            ),
         ] = None,
     ) -> AsyncGenerator[LeaderboardEvent, None]:
         db = info.context.runtime.db
@@ -253,7 +280,9 @@ class Subscription:
             return await db.run(events.board_events, suite.id or 0, after=cursor)
 
         async def shape(rows: Sequence[models.Event]) -> list[Any]:
-            found = await db.run(agents.versions_by_ids, [r.agent_version_id for r in rows if r.agent_version_id])
+            found = await db.run(
+                agents.versions_by_ids, [r.agent_version_id for r in rows if r.agent_version_id]
+            )
             return [_board_event(r, found.get(r.agent_version_id)) for r in rows]  # type: ignore[arg-type]
 
         async for item in _follow(info, read, shape, start):

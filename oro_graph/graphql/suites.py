@@ -96,10 +96,14 @@ class Suite(relay.Node):
     async def validator_variance(
         self,
         info: Info,
-        window: Annotated[TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")] = None,
+        window: Annotated[
+            TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")
+        ] = None,
     ) -> ValidatorVariance:
         w = (window or TimeWindow()).to_service()
-        summary = await info.context.runtime.db.run(reliability.validator_variance, suite_id=self.suite_id, window=w)
+        summary = await info.context.runtime.db.run(
+            reliability.validator_variance, suite_id=self.suite_id, window=w
+        )
         return ValidatorVariance.of(summary)
 
     @strawberry.field(description="The suite's problems in suite order.")

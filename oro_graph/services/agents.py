@@ -278,11 +278,17 @@ def get_version(session: Session, version_id: uuid.UUID, *, owner: str | None = 
 
 
 def agents_of_miner(session: Session, hotkey: str) -> list[Agent]:
-    return list(session.exec(select(Agent).where(Agent.miner_hotkey == hotkey).order_by(col(Agent.created_at))))
+    return list(
+        session.exec(select(Agent).where(Agent.miner_hotkey == hotkey).order_by(col(Agent.created_at)))
+    )
 
 
 def versions_of_agent(session: Session, agent_id: uuid.UUID) -> list[AgentVersion]:
-    stmt = select(AgentVersion).where(AgentVersion.agent_id == agent_id).order_by(col(AgentVersion.version_number))
+    stmt = (
+        select(AgentVersion)
+        .where(AgentVersion.agent_id == agent_id)
+        .order_by(col(AgentVersion.version_number))
+    )
     return list(session.exec(stmt))
 
 
@@ -439,7 +445,9 @@ def owned_agent_versions(session: Session, agent_id: uuid.UUID, *, owner: str) -
 
 
 def miners_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str, Miner]:
-    return {row.hotkey: row for row in session.exec(select(Miner).where(col(Miner.hotkey).in_(list(hotkeys))))}
+    return {
+        row.hotkey: row for row in session.exec(select(Miner).where(col(Miner.hotkey).in_(list(hotkeys))))
+    }
 
 
 def work_items_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkItem]:

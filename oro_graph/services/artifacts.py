@@ -36,7 +36,9 @@ def _require_released(version: AgentVersion, settings: Settings) -> None:
     if not agents.discloses(version, settings):  # the public rule for unreleased versions
         available = agents.code_available_at(version, settings)
         when = f"at {available.isoformat()}" if available else "once the version is eligible"
-        raise ArtifactNotReleased(f"artifacts of agent version {version.id} are not released yet; they will be {when}")
+        raise ArtifactNotReleased(
+            f"artifacts of agent version {version.id} are not released yet; they will be {when}"
+        )
 
 
 def download_url(
@@ -74,7 +76,9 @@ def download_url(
             if problem_id is None:
                 raise MissingParameter("EVAL_PROBLEM_LOGS needs problem_id")
             result = session.exec(
-                select(ProblemResult).where(ProblemResult.run_id == run.id, ProblemResult.problem_id == problem_id)
+                select(ProblemResult).where(
+                    ProblemResult.run_id == run.id, ProblemResult.problem_id == problem_id
+                )
             ).first()
             key = result.logs_key if result else None
     if not key or not storage.exists(key):
@@ -112,10 +116,16 @@ def presign_upload(
     if content_length <= 0:
         raise ValidationFailed("content_length must be a positive number of bytes")
     if len(content_type) > 255 or not _MEDIA_TYPE.match(content_type):
-        raise ValidationFailed(f"content_type {content_type[:80]!r} is not a media type like application/json")
+        raise ValidationFailed(
+            f"content_type {content_type[:80]!r} is not a media type like application/json"
+        )
     if content_length > settings.max_upload_bytes:
-        raise FileTooLarge(f"content_length {content_length} exceeds the upload limit of {settings.max_upload_bytes} bytes")
+        raise FileTooLarge(
+            f"content_length {content_length} exceeds the upload limit of {settings.max_upload_bytes} bytes"
+        )
     stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%S")
     key = f"runs/{run.id}/{problem.id}/logs-{stamp}-{uuid.uuid4().hex[:8]}"
-    url = storage.upload_url(key, seconds=settings.signed_url_seconds, max_bytes=content_length, content_type=content_type)
+    url = storage.upload_url(
+        key, seconds=settings.signed_url_seconds, max_bytes=content_length, content_type=content_type
+    )
     return UploadGrant(url=url, key=key)

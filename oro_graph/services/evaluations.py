@@ -179,7 +179,6 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
     return report
 
 
-
 def _settle_version_state(session: Session, work: WorkItem) -> None:
     version = session.get(AgentVersion, work.agent_version_id)
     if version is None or version.state not in (AgentVersionState.QUEUED, AgentVersionState.RUNNING):
@@ -207,7 +206,10 @@ def _lock_open_work_item(
         col(WorkItem.is_closed).is_(False),
         WorkItem.included_successes + WorkItem.active_runs < WorkItem.required_successes,
         col(WorkItem.max_attempts).is_(None)  # race work: X of at most Y finished runs
-        | (WorkItem.included_successes + WorkItem.failed_attempts + WorkItem.active_runs < WorkItem.max_attempts),
+        | (
+            WorkItem.included_successes + WorkItem.failed_attempts + WorkItem.active_runs
+            < WorkItem.max_attempts
+        ),
         ~already_ran,
     ]
     if settings.require_inference_credential:
@@ -260,7 +262,10 @@ def claim_work(
     active = session.exec(
         select(func.count())
         .select_from(EvaluationRun)
-        .where(EvaluationRun.validator_hotkey == validator_hotkey, col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+        .where(
+            EvaluationRun.validator_hotkey == validator_hotkey,
+            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+        )
     ).one()
     if active >= settings.max_active_runs_per_validator:
         session.add(state)
@@ -299,7 +304,9 @@ def claim_work(
         payload={"validator_hotkey": validator_hotkey, "lease_expires_at": run.lease_expires_at.isoformat()},
         at=now,
     )
-    url = storage.download_url(version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds))
+    url = storage.download_url(
+        version.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds)
+    )
     return Claim(run=run, code_download_url=url.url, code_sha256=version.code_sha256)
 
 
@@ -472,7 +479,9 @@ def update_progress(
     run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     ids = {p.problem_id for p in problems}
     known = set(
-        session.exec(select(Problem.id).where(Problem.suite_id == run.suite_id, col(Problem.id).in_(ids))).all()
+        session.exec(
+            select(Problem.id).where(Problem.suite_id == run.suite_id, col(Problem.id).in_(ids))
+        ).all()
     )
     unknown = sorted(str(i) for i in ids - known)
     if unknown:
@@ -487,12 +496,18 @@ def update_progress(
         _check_run_key(run, "logs_s3_key", update.logs_key)
         _check_count("inference_failure_count", update.inference_failure_count)
         _check_count("inference_total", update.inference_total)
-        if update.execution_time is not None and (not math.isfinite(update.execution_time) or update.execution_time < 0):
-            raise ValidationFailed(f"execution_time must be a non-negative number, got {update.execution_time}")
+        if update.execution_time is not None and (
+            not math.isfinite(update.execution_time) or update.execution_time < 0
+        ):
+            raise ValidationFailed(
+                f"execution_time must be a non-negative number, got {update.execution_time}"
+            )
     existing = {
         r.problem_id: r
         for r in session.exec(
-            select(ProblemResult).where(ProblemResult.run_id == run.id, col(ProblemResult.problem_id).in_(ids))
+            select(ProblemResult).where(
+                ProblemResult.run_id == run.id, col(ProblemResult.problem_id).in_(ids)
+            )
         )
     }
     saved = []
@@ -567,9 +582,9 @@ def complete_run(
     run.failure_reason = failure_reason
     run.sandbox_metadata = sandbox_metadata
     failures, total = session.exec(
-        select(func.sum(ProblemResult.inference_failure_count), func.sum(ProblemResult.inference_total)).where(
-            ProblemResult.run_id == run.id
-        )
+        select(
+            func.sum(ProblemResult.inference_failure_count), func.sum(ProblemResult.inference_total)
+        ).where(ProblemResult.run_id == run.id)
     ).one()
     run.inference_failure_count, run.inference_total = failures, total
     work.active_runs = max(0, work.active_runs - 1)
@@ -601,14 +616,20 @@ def complete_run(
         run_id=run.id,
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
-        payload={"status": run.status, "validator_score": validator_score, "became_eligible": became_eligible},
+        payload={
+            "status": run.status,
+            "validator_score": validator_score,
+            "became_eligible": became_eligible,
+        },
         at=now,
     )
     if became_eligible:
         on_version_eligible(session, version, settings=settings, now=now)
     if work.race_id is not None:
         races.on_race_run_finished(session, work, run, settings=settings, now=now)
-    return Completion(run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score)
+    return Completion(
+        run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score
+    )
 
 
 def get_run(session: Session, run_id: uuid.UUID) -> EvaluationRun:
@@ -619,8 +640,10 @@ def get_run(session: Session, run_id: uuid.UUID) -> EvaluationRun:
 
 
 def runs_of_version(session: Session, version_id: uuid.UUID) -> list[EvaluationRun]:
-    stmt = select(EvaluationRun).where(EvaluationRun.agent_version_id == version_id).order_by(
-        col(EvaluationRun.claimed_at), col(EvaluationRun.id)
+    stmt = (
+        select(EvaluationRun)
+        .where(EvaluationRun.agent_version_id == version_id)
+        .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
     )
     return list(session.exec(stmt))
 
@@ -639,8 +662,10 @@ def runs_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid
 
 def results_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ProblemResult]]:
     out: dict[uuid.UUID, list[ProblemResult]] = {}
-    stmt = select(ProblemResult).where(col(ProblemResult.run_id).in_(list(ids))).order_by(
-        col(ProblemResult.run_id), col(ProblemResult.updated_at), col(ProblemResult.id)
+    stmt = (
+        select(ProblemResult)
+        .where(col(ProblemResult.run_id).in_(list(ids)))
+        .order_by(col(ProblemResult.run_id), col(ProblemResult.updated_at), col(ProblemResult.id))
     )
     for row in session.exec(stmt):
         out.setdefault(row.run_id, []).append(row)
@@ -689,8 +714,12 @@ def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
 
 
 def runs_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, EvaluationRun]:
-    return {row.id: row for row in session.exec(select(EvaluationRun).where(col(EvaluationRun.id).in_(list(ids))))}
+    return {
+        row.id: row for row in session.exec(select(EvaluationRun).where(col(EvaluationRun.id).in_(list(ids))))
+    }
 
 
 def results_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProblemResult]:
-    return {row.id: row for row in session.exec(select(ProblemResult).where(col(ProblemResult.id).in_(list(ids))))}
+    return {
+        row.id: row for row in session.exec(select(ProblemResult).where(col(ProblemResult.id).in_(list(ids))))
+    }

@@ -54,7 +54,11 @@ def _eligible_as_of(as_of: datetime | None):  # type: ignore[no-untyped-def]
 
 def board_order():  # type: ignore[no-untyped-def]
     """Best score first; ties go to whoever became eligible first, then to the id for stability."""
-    return (col(AgentVersion.final_score).desc(), col(AgentVersion.eligible_at).asc(), col(AgentVersion.id).asc())
+    return (
+        col(AgentVersion.final_score).desc(),
+        col(AgentVersion.eligible_at).asc(),
+        col(AgentVersion.id).asc(),
+    )
 
 
 def leaderboard_page(
@@ -74,7 +78,9 @@ def leaderboard_page(
     now = now or utcnow()
     eligible = (AgentVersion.suite_id == suite.id) & _eligible_as_of(as_of)
     stmt = _board_stmt(suite.id or 0, q, as_of)
-    rows = [tuple(r) for r in session.execute(stmt.order_by(*board_order()).offset(offset).limit(limit)).all()]
+    rows = [
+        tuple(r) for r in session.execute(stmt.order_by(*board_order()).offset(offset).limit(limit)).all()
+    ]
     if not q:  # the board in order from the index: ranks follow the offset, no window over the whole board
         rows = [(offset + i + 1, version, agent) for i, (_, version, agent) in enumerate(rows)]
     total = count(session, stmt)
@@ -95,14 +101,20 @@ def submitted_since(session: Session, suite_id: int, at: datetime) -> int:
         session.exec(
             select(func.count())
             .select_from(AgentVersion)
-            .where(AgentVersion.suite_id == suite_id, col(AgentVersion.submitted_at) >= at - timedelta(hours=24))
+            .where(
+                AgentVersion.suite_id == suite_id, col(AgentVersion.submitted_at) >= at - timedelta(hours=24)
+            )
             .where(col(AgentVersion.submitted_at) <= at)
         ).one()
     )
 
 
 def board_rows(
-    session: Session, suite_id: int, rows: Sequence[tuple[int, AgentVersion, Agent]], *, as_of: datetime | None = None
+    session: Session,
+    suite_id: int,
+    rows: Sequence[tuple[int, AgentVersion, Agent]],
+    *,
+    as_of: datetime | None = None,
 ) -> list[BoardRow]:
     """Ranked (rank, version, agent) rows with their top-agent history as of ``as_of``."""
     reigns = top_reigns_by_version(session, suite_id, [v.id for _, v, _ in rows], as_of=as_of)
@@ -179,7 +191,11 @@ def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgen
 
 def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAgentHistory]:
     suite = suites.resolve_suite(session, suite_id)
-    stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite.id).order_by(col(TopAgentHistory.top_at))
+    stmt = (
+        select(TopAgentHistory)
+        .where(TopAgentHistory.suite_id == suite.id)
+        .order_by(col(TopAgentHistory.top_at))
+    )
     return list(session.exec(stmt))
 
 
@@ -212,10 +228,14 @@ def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
 def lock_suite_board(session: Session, suite_id: int) -> None:
     """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id}
+        )
 
 
-def on_version_eligible(session: Session, version: AgentVersion, *, settings: Settings, now: datetime) -> None:
+def on_version_eligible(
+    session: Session, version: AgentVersion, *, settings: Settings, now: datetime
+) -> None:
     """A version just became eligible: publish its entry (and who moved down), then recompute the top.
 
     Runs under the per-suite board lock, so board events get ids in the order the board changed.
@@ -248,7 +268,9 @@ def on_version_eligible(session: Session, version: AgentVersion, *, settings: Se
     recompute_top_agent(session, version.suite_id, settings=settings, now=now)
 
 
-def recompute_top_agent(session: Session, suite_id: int, *, settings: Settings, now: datetime) -> TopAgentHistory | None:
+def recompute_top_agent(
+    session: Session, suite_id: int, *, settings: Settings, now: datetime
+) -> TopAgentHistory | None:
     """Crown the best eligible version unless the incumbent still stands.
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
@@ -306,7 +328,9 @@ BOARD_KEY = (
 def _ranked_board(suite_id: int, as_of: datetime | None) -> Any:
     eligible = (AgentVersion.suite_id == suite_id) & _eligible_as_of(as_of)
     return (
-        select(col(AgentVersion.id).label("vid"), func.row_number().over(order_by=board_order()).label("rank"))
+        select(
+            col(AgentVersion.id).label("vid"), func.row_number().over(order_by=board_order()).label("rank")
+        )
         .where(eligible)
         .subquery()
     )
@@ -353,7 +377,9 @@ def _ahead_of(session: Session, suite_id: int, as_of: datetime | None, version: 
     before = or_(
         col(AgentVersion.final_score) > score,
         (col(AgentVersion.final_score) == score) & (col(AgentVersion.eligible_at) < at),
-        (col(AgentVersion.final_score) == score) & (col(AgentVersion.eligible_at) == at) & (col(AgentVersion.id) < version.id),
+        (col(AgentVersion.final_score) == score)
+        & (col(AgentVersion.eligible_at) == at)
+        & (col(AgentVersion.id) < version.id),
     )
     return int(
         session.execute(

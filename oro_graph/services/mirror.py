@@ -116,7 +116,9 @@ class MirrorCounts:
             self.updated[kind] = self.updated.get(kind, 0) + n
 
 
-def _upsert(session: Session, model: type, key: Any, values: dict[str, Any], counts: MirrorCounts, kind: str) -> Any:
+def _upsert(
+    session: Session, model: type, key: Any, values: dict[str, Any], counts: MirrorCounts, kind: str
+) -> Any:
     row = session.get(model, key)
     if row is None:
         row = model(**values)
@@ -175,7 +177,9 @@ def upsert_suite(session: Session, suite: SuiteRecord, problems: Sequence[Proble
 
 
 @writes
-def upsert_validators(session: Session, hotkeys: Sequence[tuple[str, str | None, datetime | None]]) -> MirrorCounts:
+def upsert_validators(
+    session: Session, hotkeys: Sequence[tuple[str, str | None, datetime | None]]
+) -> MirrorCounts:
     """Validators as (hotkey, name, registered_at): registry rows with the validator role."""
     counts = MirrorCounts()
     for hotkey, name, registered_at in hotkeys:
@@ -183,7 +187,11 @@ def upsert_validators(session: Session, hotkeys: Sequence[tuple[str, str | None,
         if row is None:
             session.add(
                 Hotkey(
-                    ss58=hotkey, role=Role.VALIDATOR, validator_permit=True, name=name, registered_at=registered_at or utcnow()
+                    ss58=hotkey,
+                    role=Role.VALIDATOR,
+                    validator_permit=True,
+                    name=name,
+                    registered_at=registered_at or utcnow(),
                 )
             )
             counts.add("validators", True)
@@ -198,7 +206,9 @@ def upsert_validators(session: Session, hotkeys: Sequence[tuple[str, str | None,
 def known_final_versions(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Versions already mirrored in a state whose runs can no longer change (eligible, discarded, cancelled)."""
     final = (AgentVersionState.ELIGIBLE, AgentVersionState.DISCARDED, AgentVersionState.CANCELLED)
-    rows = session.exec(select(AgentVersion.id).where(col(AgentVersion.id).in_(list(ids)), col(AgentVersion.state).in_(final)))
+    rows = session.exec(
+        select(AgentVersion.id).where(col(AgentVersion.id).in_(list(ids)), col(AgentVersion.state).in_(final))
+    )
     return set(rows.all())
 
 
@@ -217,7 +227,12 @@ def upsert_version(
         select(Agent).where(Agent.miner_hotkey == version.miner_hotkey, Agent.name == version.agent_name)
     ).first()
     if agent is None:
-        agent = Agent(id=version.agent_id, miner_hotkey=version.miner_hotkey, name=version.agent_name, created_at=version.submitted_at)
+        agent = Agent(
+            id=version.agent_id,
+            miner_hotkey=version.miner_hotkey,
+            name=version.agent_name,
+            created_at=version.submitted_at,
+        )
         session.add(agent)
         counts.add("agents", True)
         session.flush()
@@ -292,7 +307,9 @@ def upsert_version(
     session.flush()
     existing = {
         (r.run_id, r.problem_id): r
-        for r in session.exec(select(ProblemResult).where(col(ProblemResult.run_id).in_([r.id for r in runs])))
+        for r in session.exec(
+            select(ProblemResult).where(col(ProblemResult.run_id).in_([r.id for r in runs]))
+        )
     }
     for res in results:
         values = {
@@ -320,11 +337,15 @@ def upsert_version(
 
 
 @writes
-def record_top(session: Session, suite_id: int, version_id: uuid.UUID, score: float, seen_at: datetime) -> MirrorCounts:
+def record_top(
+    session: Session, suite_id: int, version_id: uuid.UUID, score: float, seen_at: datetime
+) -> MirrorCounts:
     """Note the source's current top agent; a change of top opens a new reign in the history."""
     counts = MirrorCounts()
     current = session.exec(
-        select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id, col(TopAgentHistory.replaced_at).is_(None))
+        select(TopAgentHistory).where(
+            TopAgentHistory.suite_id == suite_id, col(TopAgentHistory.replaced_at).is_(None)
+        )
     ).first()
     if current is not None and current.agent_version_id == version_id:
         return counts

@@ -57,7 +57,9 @@ def overview(session: Session) -> Overview:
         ).one(),
     }
     return Overview(
-        suite=_suite_summary(session), counts={k: int(v) for k, v in counts.items()}, race=_race_summary(session)
+        suite=_suite_summary(session),
+        counts={k: int(v) for k, v in counts.items()},
+        race=_race_summary(session),
     )
 
 

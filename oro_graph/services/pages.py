@@ -285,4 +285,3 @@ def pending_page(session: Session, *, suite_id: int | None, window: Window) -> P
 
 def pending_count(session: Session, *, suite_id: int | None) -> int:
     return count(session, _pending_stmt(suite_id))
-

@@ -29,7 +29,9 @@ class SuiteImport:
 def get_current_suite(session: Session) -> Suite:
     suite = session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
     if suite is None:
-        raise NoActiveSuite("no problem suite is active; an operator must run 'oro-graph suites import FILE --activate'")
+        raise NoActiveSuite(
+            "no problem suite is active; an operator must run 'oro-graph suites import FILE --activate'"
+        )
     return suite
 
 
@@ -69,13 +71,17 @@ def suites_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Suite]:
 
 def problems_for_suite(session: Session, suite_id: int) -> list[Problem]:
     get_suite(session, suite_id)
-    return list(session.exec(select(Problem).where(Problem.suite_id == suite_id).order_by(col(Problem.position))))
+    return list(
+        session.exec(select(Problem).where(Problem.suite_id == suite_id).order_by(col(Problem.position)))
+    )
 
 
 def problems_by_suite_ids(session: Session, suite_ids: Iterable[int]) -> dict[int, list[Problem]]:
     out: dict[int, list[Problem]] = {}
-    stmt = select(Problem).where(col(Problem.suite_id).in_(list(suite_ids))).order_by(
-        col(Problem.suite_id), col(Problem.position)
+    stmt = (
+        select(Problem)
+        .where(col(Problem.suite_id).in_(list(suite_ids)))
+        .order_by(col(Problem.suite_id), col(Problem.position))
     )
     for row in session.exec(stmt):
         out.setdefault(row.suite_id, []).append(row)

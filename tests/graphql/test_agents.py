@@ -134,6 +134,8 @@ def test_an_agent_file_must_be_named_like_a_python_module(runtime: Runtime, clie
     for answer in refused:
         assert (answer["__typename"], answer["code"]) == ("InvalidFileError", "INVALID_FILE")
         assert ".py" in answer["message"]
+
+
 def test_parser_bombs_are_typed_invalid_file_errors_and_start_no_cooldown(
     runtime: Runtime, client: TestClient
 ) -> None:

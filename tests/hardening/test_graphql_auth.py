@@ -446,7 +446,12 @@ SIGNED_QUERIES = ("query { myInferenceAuth ",)  # roots that answer only their s
 def unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
     """Budgets big enough for documents that select everything (the limits have their own tests)."""
     big = limits.GraphQLLimits(
-        max_cost=10**9, max_depth=100, max_aliases=10**4, max_tokens=10**6, max_document_chars=10**7, max_fields=10**6
+        max_cost=10**9,
+        max_depth=100,
+        max_aliases=10**4,
+        max_tokens=10**6,
+        max_document_chars=10**7,
+        max_fields=10**6,
     )
     monkeypatch.setattr(limits, "LIMITS", big)
     monkeypatch.setattr(schema_module, "LIMITS", big)

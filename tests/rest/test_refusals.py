@@ -211,6 +211,8 @@ UNTYPED = "NoneType"  # the client declares the status without a model (it parse
 
 def pin(version: uuid.UUID) -> Any:
     return model("MinerRaceSelectionRequest")(agent_version_id=version)
+
+
 V, M, PUB = "validator", "miner", "public"
 NF, NRO, RAC = "EvalRunNotFoundError", "NotRunOwnerError", "RunAlreadyCompleteError"
 

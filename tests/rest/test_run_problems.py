@@ -113,9 +113,7 @@ def test_every_other_caller_is_told_the_run_is_not_found(imported: LiveServer) -
     mine, theirs = claim(server, "Charlie"), claim(server, "Dave")
     charlie = server.signed("Charlie")
     # another validator's run, and a run that does not exist
-    assert "another validator" in refused(
-        get_run_problems.sync_detailed(theirs.eval_run_id, client=charlie)
-    )
+    assert "another validator" in refused(get_run_problems.sync_detailed(theirs.eval_run_id, client=charlie))
     assert "does not exist" in refused(get_run_problems.sync_detailed(uuid.uuid4(), client=charlie))
     # a lease past its end (not swept yet), then swept to STALE
     stmt = (

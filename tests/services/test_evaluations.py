@@ -31,12 +31,19 @@ from tests.factories import claim, complete, make_world, submit
 
 def _heartbeat(rt, run_id, validator, now=None, metrics=None):
     return rt.db.call(
-        evaluations.heartbeat, run_id=run_id, validator_hotkey=validator, settings=rt.settings, metrics=metrics, now=now
+        evaluations.heartbeat,
+        run_id=run_id,
+        validator_hotkey=validator,
+        settings=rt.settings,
+        metrics=metrics,
+        now=now,
     )
 
 
 def _progress(rt, run_id, validator, updates, now=None):
-    return rt.db.call(evaluations.update_progress, run_id=run_id, validator_hotkey=validator, problems=updates, now=now)
+    return rt.db.call(
+        evaluations.update_progress, run_id=run_id, validator_hotkey=validator, problems=updates, now=now
+    )
 
 
 def _work(rt, version_id):
@@ -149,12 +156,18 @@ def test_progress_upserts_by_run_and_problem(runtime):
         c.run.id,
         world.validators[0],
         [
-            evaluations.ProblemUpdate(p1, ProblemStatus.SUCCESS, score=0.9, execution_time=12.5, inference_total=4),
-            evaluations.ProblemUpdate(p2, ProblemStatus.FAILED, score=0.0, inference_failure_count=1, inference_total=2),
+            evaluations.ProblemUpdate(
+                p1, ProblemStatus.SUCCESS, score=0.9, execution_time=12.5, inference_total=4
+            ),
+            evaluations.ProblemUpdate(
+                p2, ProblemStatus.FAILED, score=0.0, inference_failure_count=1, inference_total=2
+            ),
         ],
     )
     with runtime.db.session() as s:
-        rows = {r.problem_id: r for r in s.exec(select(ProblemResult).where(ProblemResult.run_id == c.run.id))}
+        rows = {
+            r.problem_id: r for r in s.exec(select(ProblemResult).where(ProblemResult.run_id == c.run.id))
+        }
         run = s.get(EvaluationRun, c.run.id)
     assert len(rows) == 2
     assert (rows[p1].status, rows[p1].score, rows[p1].execution_time) == ("SUCCESS", 0.9, 12.5)
@@ -174,7 +187,10 @@ def test_progress_rejects_unknown_problem_and_writes_nothing(runtime):
             runtime,
             c.run.id,
             world.validators[0],
-            [evaluations.ProblemUpdate(good, ProblemStatus.SUCCESS, score=1.0), evaluations.ProblemUpdate(bad, ProblemStatus.SUCCESS)],
+            [
+                evaluations.ProblemUpdate(good, ProblemStatus.SUCCESS, score=1.0),
+                evaluations.ProblemUpdate(bad, ProblemStatus.SUCCESS),
+            ],
         )
     with runtime.db.session() as s:
         assert s.exec(select(ProblemResult)).all() == []
@@ -187,7 +203,12 @@ def test_scores_outside_unit_interval_are_refused(runtime, score):
     c = claim(runtime, world.validators[0])
     p = _problems(runtime, world.suite.id)[0].id
     with pytest.raises(ValidationFailed):
-        _progress(runtime, c.run.id, world.validators[0], [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=score)])
+        _progress(
+            runtime,
+            c.run.id,
+            world.validators[0],
+            [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=score)],
+        )
     with pytest.raises(ValidationFailed):
         complete(runtime, c.run.id, world.validators[0], score=score)
 
@@ -264,7 +285,9 @@ def test_periodic_sweep_marks_stale(runtime):
     assert report.expired == [c.run.id]
 
 
-@pytest.mark.parametrize("key", ["agents/abc.py", "runs/other/x", "../../etc/passwd", "runs/{run}/../../agents/x"])
+@pytest.mark.parametrize(
+    "key", ["agents/abc.py", "runs/other/x", "../../etc/passwd", "runs/{run}/../../agents/x"]
+)
 def test_runs_may_only_point_at_their_own_artifacts(runtime, key):
     world = make_world(runtime)
     submit(runtime, world.miners[0], "a")
@@ -272,11 +295,26 @@ def test_runs_may_only_point_at_their_own_artifacts(runtime, key):
     key = key.replace("{run}", str(c.run.id))
     p = _problems(runtime, world.suite.id)[0].id
     with pytest.raises(ValidationFailed, match="key"):
-        _progress(runtime, c.run.id, world.validators[0], [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=key)])
+        _progress(
+            runtime,
+            c.run.id,
+            world.validators[0],
+            [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=key)],
+        )
     with pytest.raises(ValidationFailed, match="key"):
         runtime.db.call(
-            evaluations.complete_run, run_id=c.run.id, validator_hotkey=world.validators[0], terminal_status=RunStatus.SUCCESS,
-            validator_score=0.5, results_key=key, settings=runtime.settings,
+            evaluations.complete_run,
+            run_id=c.run.id,
+            validator_hotkey=world.validators[0],
+            terminal_status=RunStatus.SUCCESS,
+            validator_score=0.5,
+            results_key=key,
+            settings=runtime.settings,
         )
     own = f"runs/{c.run.id}/{p}/logs-1"
-    _progress(runtime, c.run.id, world.validators[0], [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=own)])
+    _progress(
+        runtime,
+        c.run.id,
+        world.validators[0],
+        [evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, logs_key=own)],
+    )

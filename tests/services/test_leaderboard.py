@@ -132,5 +132,3 @@ def test_code_release_waits_for_eligibility_and_delay(runtime):
 
 def replace_settings(settings, **changes):
     return settings.model_copy(update=changes)
-
-
