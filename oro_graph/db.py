@@ -13,17 +13,21 @@ import contextlib
 import contextvars
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import TableClause, TextClause
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 
+from oro_graph.dataversion import ANY
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.settings import Settings
 
@@ -48,9 +52,50 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 
 _WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
 # Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
-_UNVERSIONED = re.compile(
-    r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(?:usednonce|ratelimithit)\b', re.IGNORECASE
+_UNVERSIONED = frozenset({"usednonce", "ratelimithit"})
+_WRITTEN = re.compile(
+    r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"?(\w+)"?\s*([,(]?)',
+    re.IGNORECASE,
 )
+_WORD = re.compile(r"\w+")
+
+# The tables the current request's statements read, while a response cache computes an answer.
+reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("oro_reads", default=None)
+_tables_by_compiled: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _known_tables() -> frozenset[str]:
+    from sqlmodel import SQLModel
+
+    return frozenset(SQLModel.metadata.tables)
+
+
+def tables_read(context: Any, statement: str) -> frozenset[str]:
+    """The tables a statement names: from the compiled statement's FROM objects, or, for SQL given
+    as text, every known table name that occurs in it as a word."""
+    compiled = getattr(context, "compiled", None)
+    clause = getattr(compiled, "statement", None)
+    if clause is not None and not isinstance(clause, TextClause):
+        known = _tables_by_compiled.get(compiled)
+        if known is None:
+            known = frozenset(e.name for e in visitors.iterate(clause) if isinstance(e, TableClause))
+            _tables_by_compiled[compiled] = known
+        return known
+    words = {w.lower() for w in _WORD.findall(statement)}
+    return _known_tables() & words
+
+
+def tables_written(context: Any, statement: str) -> frozenset[str]:
+    """The tables a writing statement changes; ``ANY`` when they cannot be told."""
+    compiled = getattr(context, "compiled", None)
+    table = getattr(getattr(compiled, "statement", None), "table", None)
+    if isinstance(table, TableClause):
+        return frozenset({table.name})
+    match = _WRITTEN.match(statement)
+    if match is None or match.group(2) == ",":  # a statement of another shape, or several tables
+        words = {w.lower() for w in _WORD.findall(statement)}
+        return (_known_tables() & words) or frozenset({ANY})
+    return frozenset({match.group(1).lower()})
 
 
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
@@ -98,9 +143,15 @@ def make_engine(url: str) -> Engine:
         )
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _note_write(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.lstrip()[:6].upper() in _WRITE_VERBS and not _UNVERSIONED.match(statement):
-            conn.info["oro_wrote"] = True
+    def _note_tables(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.lstrip()[:6].upper() in _WRITE_VERBS:
+            written = tables_written(context, statement) - _UNVERSIONED
+            if written:
+                conn.info.setdefault("oro_wrote", set()).update(written)
+        else:
+            collector = reads.get()
+            if collector is not None:
+                collector.update(tables_read(context, statement))
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count_start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -126,13 +177,25 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.on_events: list[Callable[[], None]] = []  # called after a commit that recorded events
-        self.on_write: list[Callable[[], None]] = []  # called after any commit that changed rows
+        # Called with the tables a committed transaction changed, once the commit is done.
+        self.on_write: list[Callable[[set[str]], None]] = []
 
+        # The commit event comes before the database commits: a reader that saw a new version then
+        # could still read the old rows and keep them under it. So the tables wait on the
+        # connection until it goes back to the pool, which is after the commit and before the
+        # service that wrote returns.
         @event.listens_for(self.engine, "commit")
-        def _after_write(conn: Any) -> None:
-            if conn.info.pop("oro_wrote", False):
+        def _committing(conn: Any) -> None:
+            wrote = conn.info.pop("oro_wrote", None)
+            if wrote:
+                conn.info.setdefault("oro_committed", set()).update(wrote)
+
+        @event.listens_for(self.engine, "checkin")
+        def _committed(dbapi_conn: Any, record: Any) -> None:
+            written = record.info.pop("oro_committed", None) if record is not None else None
+            if written:
                 for callback in self.on_write:
-                    callback()
+                    callback(written)
 
         @event.listens_for(self.engine, "rollback")
         def _discard(conn: Any) -> None:
