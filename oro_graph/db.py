@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.expression import TableClause, TextClause
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import TableClause, TextClause
 from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 

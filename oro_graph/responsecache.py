@@ -152,7 +152,9 @@ class ResponseCache:
         if link is None:
             return False
         try:
-            return bool(link.run("the response cache", lambda c: c.exists(self._shared_key(key, "computing"))))
+            return bool(
+                link.run("the response cache", lambda c: c.exists(self._shared_key(key, "computing")))
+            )
         except RedisUnavailable:
             return False
 
@@ -163,7 +165,9 @@ class ResponseCache:
         try:
             link.run(
                 "the response cache",
-                lambda client: release(keys=[self._shared_key(key, "computing")], args=[token], client=client),
+                lambda client: release(
+                    keys=[self._shared_key(key, "computing")], args=[token], client=client
+                ),
             )
         except RedisUnavailable:
             pass  # it lapses by itself
