@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import re
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +20,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.expression import TableClause, TextClause
 from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 
-from oro_graph.dataversion import ANY
+from oro_graph import dependencies
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.settings import Settings
 
@@ -50,52 +46,9 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 )
 
 
-_WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
-# Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
-_UNVERSIONED = frozenset({"usednonce", "ratelimithit"})
-_WRITTEN = re.compile(
-    r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"?(\w+)"?\s*([,(]?)',
-    re.IGNORECASE,
-)
-_WORD = re.compile(r"\w+")
-
-# The tables the current request's statements read, while a response cache computes an answer.
+# What the current request's statements read (oro_graph.dependencies), while a response cache
+# computes an answer.
 reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("oro_reads", default=None)
-_tables_by_compiled: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-def _known_tables() -> frozenset[str]:
-    from sqlmodel import SQLModel
-
-    return frozenset(SQLModel.metadata.tables)
-
-
-def tables_read(context: Any, statement: str) -> frozenset[str]:
-    """The tables a statement names: from the compiled statement's FROM objects, or, for SQL given
-    as text, every known table name that occurs in it as a word."""
-    compiled = getattr(context, "compiled", None)
-    clause = getattr(compiled, "statement", None)
-    if clause is not None and not isinstance(clause, TextClause):
-        known = _tables_by_compiled.get(compiled)
-        if known is None:
-            known = frozenset(e.name for e in visitors.iterate(clause) if isinstance(e, TableClause))
-            _tables_by_compiled[compiled] = known
-        return known
-    words = {w.lower() for w in _WORD.findall(statement)}
-    return _known_tables() & words
-
-
-def tables_written(context: Any, statement: str) -> frozenset[str]:
-    """The tables a writing statement changes; ``ANY`` when they cannot be told."""
-    compiled = getattr(context, "compiled", None)
-    table = getattr(getattr(compiled, "statement", None), "table", None)
-    if isinstance(table, TableClause):
-        return frozenset({table.name})
-    match = _WRITTEN.match(statement)
-    if match is None or match.group(2) == ",":  # a statement of another shape, or several tables
-        words = {w.lower() for w in _WORD.findall(statement)}
-        return (_known_tables() & words) or frozenset({ANY})
-    return frozenset({match.group(1).lower()})
 
 
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
@@ -144,14 +97,14 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _note_tables(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.lstrip()[:6].upper() in _WRITE_VERBS:
-            written = tables_written(context, statement) - _UNVERSIONED
+        if statement.lstrip()[:6].upper() in dependencies.WRITE_VERBS:
+            written = dependencies.written(statement)
             if written:
                 conn.info.setdefault("oro_wrote", set()).update(written)
         else:
             collector = reads.get()
             if collector is not None:
-                collector.update(tables_read(context, statement))
+                collector.update(dependencies.read(context, statement))
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count_start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -177,7 +130,7 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.on_events: list[Callable[[], None]] = []  # called after a commit that recorded events
-        # Called with the tables a committed transaction changed, once the commit is done.
+        # Called with what a committed transaction changed (tables, columns), once the commit is done.
         self.on_write: list[Callable[[set[str]], None]] = []
 
         # The commit event comes before the database commits: a reader that saw a new version then
