@@ -7,9 +7,9 @@ the column). A statement that reads a table depends on its rows and on every col
 that never looked at the lease valid, while any new or deleted row of the table ends it.
 
 Reads are taken from the compiled statement (its FROM objects and columns, through aliases and
-subqueries to the tables' own columns); SQL given as text depends on every table it names, every
-column of them included. Writes are taken from the statement's text: the verb, the table and, for
-an UPDATE, the columns of its SET clause.
+subqueries to the tables' own columns); SQL given as text, or a statement with a fragment of text
+in it, depends on every table it names, every column of them included. Writes are taken from the
+statement's text: the verb, the table and, for an UPDATE, the columns of its SET clause.
 """
 
 from __future__ import annotations
@@ -65,11 +65,15 @@ def read(context: Any, statement: str) -> frozenset[str]:
     if known is None:
         deps: set[str] = set()
         columns: list[Any] = []
+        textual = False  # a fragment of SQL text (text(), literal_column()) may name any column
         for element in visitors.iterate(clause):
             if isinstance(element, TableClause):
                 deps.add(element.name)
             elif isinstance(element, ColumnClause):
                 columns.append(element)
+                textual = textual or element.is_literal
+            elif isinstance(element, TextClause):
+                textual = True
         # The select list as compiled: an ORM entity's columns (without the deferred ones) appear
         # only here.
         for entry in getattr(compiled, "_result_columns", ()):
@@ -79,6 +83,9 @@ def read(context: Any, statement: str) -> frozenset[str]:
                 table = getattr(base, "table", None)
                 if isinstance(table, TableClause):
                     deps.update((table.name, f"{table.name}.{base.name}"))
+        if textual:
+            tables = {d for d in deps if "." not in d} | _named_tables(statement)
+            deps |= tables | _columns_of(tables)
         known = frozenset(deps)
         _by_compiled[compiled] = known
     return known

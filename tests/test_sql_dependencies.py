@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, func, text
+from sqlalchemy import create_engine, event, func, literal_column, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, select
 
@@ -81,3 +81,8 @@ def test_text_depends_on_every_column_of_every_table_it_names() -> None:
     reads = _reads("SELECT count(*) FROM evaluationrun")
     assert {"evaluationrun", "evaluationrun.lease_expires_at", "evaluationrun.status"} <= reads
     assert not any(name.startswith("hotkey") for name in reads)
+
+
+def test_a_fragment_of_text_makes_a_statement_depend_on_every_column_it_may_name() -> None:
+    reads = _reads(select(Hotkey.name).where(literal_column("hotkey.banned") == 0))
+    assert {"hotkey.name", "hotkey.banned", "hotkey.uid"} <= reads
