@@ -11,9 +11,9 @@ miss computes once: in a process, later misses on the same key wait for the firs
 key); across processes the first takes a short Redis lock and the others poll for its answer for at
 most ``WAIT_SECONDS``, then compute themselves. A waiter takes another's answer only if it is still
 valid under versions read after the waiter arrived. Each process also keeps the answers it saw in a
-bounded LRU (``MAX_ENTRIES``). Entries expire after a TTL in any case, which bounds what the
-versions cannot see: writes by a process without Redis, and answers that depend on the clock (a
-count over the last 24 hours, a release delay running out).
+bounded LRU (``MAX_ENTRIES`` answers, ``MAX_BYTES`` in all). Entries expire after a TTL in any
+case, which bounds what the versions cannot see: writes by a process without Redis, and answers
+that depend on the clock (a count over the last 24 hours, a release delay running out).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from oro_graph.redislink import RedisUnavailable
 
 MAX_ENTRIES = 2_000
 MAX_ENTRY_BYTES = 4_000_000
-WAIT_SECONDS = 2.0  # how long a miss waits for another process computing the same answer
+MAX_BYTES = 64_000_000  # the answers one process keeps, all together
+WAIT_SECONDS = 2.0  # how long a miss waits for another request (here or elsewhere) computing its answer
 POLL_SECONDS = 0.02
 LOCK_SECONDS = 5.0  # a computing process's claim on a key lapses after this, should it die
 
@@ -57,13 +58,15 @@ class Entry:
 
     def encode(self) -> bytes:
         epoch, versions = self.deps
-        return json.dumps([epoch, versions]).encode() + b"\n" + self.body
+        expires_at = time.time() + (self.expires - time.monotonic())  # the processes share a wall clock
+        return json.dumps([epoch, versions, expires_at]).encode() + b"\n" + self.body
 
     @classmethod
-    def decode(cls, raw: bytes, ttl: float) -> Entry:
+    def decode(cls, raw: bytes) -> Entry:
         header, body = raw.split(b"\n", 1)
-        epoch, versions = json.loads(header)
-        return cls((epoch, tuple((t, int(v)) for t, v in versions)), body, time.monotonic() + ttl)
+        epoch, versions, expires_at = json.loads(header)
+        expires = time.monotonic() + (expires_at - time.time())
+        return cls((epoch, tuple((t, int(v)) for t, v in versions)), body, expires)
 
 
 class ResponseCache:
@@ -74,6 +77,7 @@ class ResponseCache:
         self._miss = CACHE_LOOKUPS.labels(name, "miss")
         self.ttl = ttl
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._bytes = 0
         self._flights: dict[str, asyncio.Future[Entry | None]] = {}
         link = version.link
         self._release = link.client.register_script(RELEASE) if link is not None else None
@@ -105,14 +109,16 @@ class ResponseCache:
             return None
         if raw is None:
             return None
-        entry = Entry.decode(raw, self.ttl)
-        return entry if snapshot.valid(entry.deps) else None
+        entry = Entry.decode(raw)
+        return entry if entry.expires >= time.monotonic() and snapshot.valid(entry.deps) else None
 
     def _keep(self, key: str, entry: Entry) -> None:
+        old = self._entries.pop(key, None)
+        self._bytes += len(entry.body) - (len(old.body) if old else 0)
         self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > MAX_ENTRIES:
-            self._entries.popitem(last=False)
+        while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.body)
 
     def put(self, key: str, entry: Entry) -> None:
         if len(entry.body) > MAX_ENTRY_BYTES:
@@ -207,7 +213,10 @@ class ResponseCache:
             return
         entry = self.get(key, snapshot)
         if entry is None and key in self._flights:
-            computed = await asyncio.shield(self._flights[key])
+            try:
+                computed = await asyncio.wait_for(asyncio.shield(self._flights[key]), WAIT_SECONDS)
+            except TimeoutError:
+                computed = None
             now = self.version.snapshot()
             if computed is not None and now is not None and now.valid(computed.deps):
                 entry = computed
