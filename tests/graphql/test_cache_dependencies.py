@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlmodel import col, select
 
+from benchmarks.queries import DEEP_LEADERBOARD
 from oro_graph.app import create_app
 from oro_graph.dataversion import DataVersion
-from oro_graph.models import EvaluationRun, RunStatus
+from oro_graph.errors import AtCapacity
+from oro_graph.models import EvaluationRun, ProblemStatus, RunStatus
 from oro_graph.responsecache import ResponseCache
 from oro_graph.runtime import Runtime
-from oro_graph.services import evaluations
+from oro_graph.services import evaluations, suites
 from oro_graph.settings import Settings
 from tests.factories import claim, complete, make_eligible, make_world, submit
 
@@ -30,6 +33,9 @@ DOCUMENTS = [
     "{ leaderboard(first: 10) { edges { node { agentVersion { finalScore state agent { name } "
     "runs(first: 10) { edges { node { status validatorScore validator { hotkey } } } } } } } } }",
     "{ validators(first: 10) { edges { node { hotkey lastSeenAt } } } }",
+    "{ leaderboard(first: 10) { edges { node { agentVersion { runs(first: 10) { edges { node { "
+    "status leaseExpiresAt lastHeartbeatAt validator { name lastSeenAt status currentRun { status } } "
+    "} } } } } } } }",
     "{ evaluationRuns(first: 20) { totalCount edges { node { status leaseExpiresAt validatorScore } } } }",
 ]
 LIFTED = {
@@ -100,6 +106,45 @@ def test_a_heartbeat_keeps_the_board_cached_and_a_completion_that_moves_a_score_
     assert fresh.headers["x-cache"] == "miss"
     board = fresh.json()["data"]["leaderboard"]
     assert board["totalCount"] == 2 and board["edges"][0]["node"]["agentName"] == "b"
+
+
+LEASES = (
+    "{ validators(first: 10) { edges { node { hotkey lastSeenAt runs(first: 5) { edges { node { "
+    "status leaseExpiresAt lastHeartbeatAt } } } } } } }"
+)
+
+
+def test_heartbeats_and_progress_keep_the_deep_board_cached_but_not_what_shows_the_lease(
+    runtime: Runtime, client: TestClient
+) -> None:
+    # given the benchmark's deep board (runs with their validators' names) and a run in progress
+    world = make_world(runtime)
+    make_eligible(runtime, world, world.miners[0], "a", [0.5, 0.7])
+    submit(runtime, world.miners[1], "b")
+    running = claim(runtime, world.validators[0])
+    assert running is not None
+    validator = world.validators[0]
+    beat = {"run_id": running.run.id, "validator_hotkey": validator, "settings": runtime.settings}
+    runtime.db.call(evaluations.heartbeat, **beat)
+    first, first_leases = _post(client, DEEP_LEADERBOARD), _post(client, LEASES)
+    # when the validator heartbeats and reports progress
+    problem = runtime.db.call(suites.problems_for_suite, world.suite.id)[0]
+    for _ in range(2):
+        runtime.db.call(evaluations.heartbeat, **beat)
+        runtime.db.call(
+            evaluations.update_progress,
+            run_id=running.run.id,
+            validator_hotkey=validator,
+            problems=[evaluations.ProblemUpdate(problem.id, ProblemStatus.RUNNING)],
+        )
+    # then the board is a hit, while the answer that shows leases and last-seen times is fresh
+    again = _post(client, DEEP_LEADERBOARD)
+    assert again.headers["x-cache"] == "hit" and again.json() == first.json()
+    leases = _post(client, LEASES)
+    assert leases.headers["x-cache"] == "miss" and leases.json() != first_leases.json()
+    # and a completion (a run's status and score, which the board shows for its runs) ends the entry
+    complete(runtime, running.run.id, validator, score=0.1)
+    assert _post(client, DEEP_LEADERBOARD).headers["x-cache"] == "miss"
 
 
 def test_an_answer_computed_while_a_write_lands_is_never_served_after_it(
@@ -200,7 +245,8 @@ def _write(runtime: Runtime, world: Any, rng: random.Random, step: int) -> None:
         complete(runtime, run_id, validator, score=rng.random())
     elif kind == "submit":
         submit(runtime, world.miners[step % 2], f"agent{step}")
-        claim(runtime, world.validators[step % 3])
+        with contextlib.suppress(AtCapacity):  # the validator holds a run already
+            claim(runtime, world.validators[step % 3])
     else:
         with runtime.db.engine.begin() as conn:
             conn.execute(
