@@ -109,7 +109,10 @@ class ResponseCache:
             return None
         if raw is None:
             return None
-        entry = Entry.decode(raw)
+        try:
+            entry = Entry.decode(raw)
+        except (ValueError, TypeError):  # not an answer this version of the server stored
+            return None
         return entry if entry.expires >= time.monotonic() and snapshot.valid(entry.deps) else None
 
     def _keep(self, key: str, entry: Entry) -> None:
