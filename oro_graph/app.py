@@ -19,12 +19,12 @@ from starlette.concurrency import run_in_threadpool
 
 from oro_graph import __version__, web
 from oro_graph.errors import FileTooLarge, OroError
+from oro_graph.health import deep_check
 from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
 from oro_graph.observability import RequestObserver, install_metrics, install_tracing, mark_process_dead
 from oro_graph.runtime import Runtime
-from oro_graph.health import deep_check
-from oro_graph.services import evaluations, races
+from oro_graph.services import evaluations, events, races
 from oro_graph.settings import Settings, load_settings
 from oro_graph.storage import LocalStorage
 
@@ -57,6 +57,27 @@ async def _sweep_leases(runtime: Runtime) -> None:
             log.exception("lease sweep failed")
 
 
+async def _prune_events(runtime: Runtime) -> None:
+    """Keep the event log to its retention (every process offers; the one holding the lease acts),
+    a batch per transaction until a batch comes back short."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    while True:
+        await asyncio.sleep(events.PRUNE_SECONDS)
+        try:
+            while (
+                report := await runtime.db.run(events.prune, settings=runtime.settings, holder=holder)
+            ).full:
+                await asyncio.sleep(0)  # let requests in between batches
+            if report.heartbeats or report.run_events:
+                log.info(
+                    "event retention: %d heartbeat(s), %d other run event(s) pruned",
+                    report.heartbeats,
+                    report.run_events,
+                )
+        except Exception:  # keep pruning; the next round retries
+            log.exception("event retention failed")
+
+
 async def _probe_redis(runtime: Runtime) -> None:
     """While Redis is unreachable, try it again every pause even if no request does, so the
     process returns to Redis (and /health says so) as soon as it is back."""
@@ -79,7 +100,7 @@ def create_app(
         if migrate:
             await run_in_threadpool(upgrade, settings.database_url)
         await runtime.notifier.start(runtime.db, redis_url=settings.redis_url, link=runtime.redis_link)
-        tasks = [asyncio.create_task(_sweep_leases(runtime))]
+        tasks = [asyncio.create_task(_sweep_leases(runtime)), asyncio.create_task(_prune_events(runtime))]
         if runtime.redis_link is not None:
             tasks.append(asyncio.create_task(_probe_redis(runtime)))
         if settings.race_scheduler is not False:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 
+from oro_graph import dependencies
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.settings import Settings
 
@@ -46,11 +46,9 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 )
 
 
-_WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
-# Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
-_UNVERSIONED = re.compile(
-    r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(?:usednonce|ratelimithit)\b', re.IGNORECASE
-)
+# What the current request's statements read (oro_graph.dependencies), while a response cache
+# computes an answer.
+reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("oro_reads", default=None)
 
 
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
@@ -98,9 +96,15 @@ def make_engine(url: str) -> Engine:
         )
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _note_write(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.lstrip()[:6].upper() in _WRITE_VERBS and not _UNVERSIONED.match(statement):
-            conn.info["oro_wrote"] = True
+    def _note_tables(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.lstrip()[:6].upper() in dependencies.WRITE_VERBS:
+            written = dependencies.written(statement)
+            if written:
+                conn.info.setdefault("oro_wrote", set()).update(written)
+        else:
+            collector = reads.get()
+            if collector is not None:
+                collector.update(dependencies.read(context, statement))
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count_start(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -126,13 +130,25 @@ class Database:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.on_events: list[Callable[[], None]] = []  # called after a commit that recorded events
-        self.on_write: list[Callable[[], None]] = []  # called after any commit that changed rows
+        # Called with what a committed transaction changed (tables, columns), once the commit is done.
+        self.on_write: list[Callable[[set[str]], None]] = []
 
+        # The commit event comes before the database commits: a reader that saw a new version then
+        # could still read the old rows and keep them under it. So the tables wait on the
+        # connection until it goes back to the pool, which is after the commit and before the
+        # service that wrote returns.
         @event.listens_for(self.engine, "commit")
-        def _after_write(conn: Any) -> None:
-            if conn.info.pop("oro_wrote", False):
+        def _committing(conn: Any) -> None:
+            wrote = conn.info.pop("oro_wrote", None)
+            if wrote:
+                conn.info.setdefault("oro_committed", set()).update(wrote)
+
+        @event.listens_for(self.engine, "checkin")
+        def _committed(dbapi_conn: Any, record: Any) -> None:
+            written = record.info.pop("oro_committed", None) if record is not None else None
+            if written:
                 for callback in self.on_write:
-                    callback()
+                    callback(written)
 
         @event.listens_for(self.engine, "rollback")
         def _discard(conn: Any) -> None:

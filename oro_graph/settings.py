@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     code_release_delay_seconds: int = Field(default=0, ge=0)
     signed_url_seconds: int = Field(default=900, ge=1)
     lease_sweep_seconds: float = Field(default=15.0, gt=0)
+    # The event log behind subscriptions: heartbeats (one per validator every few seconds) are kept
+    # this long, a run's other events longer; a resumed subscription replays only what is kept.
+    heartbeat_retention_hours: float = Field(default=24.0, gt=0)
+    run_event_retention_days: float = Field(default=90.0, gt=0)
     # Points a minute per client (its hotkey when signed, else its address): a REST request is one
     # point, a GraphQL request max(1, ceil(cost / graphql_cost_per_point)).
     rate_limit_per_minute: int = Field(default=100, ge=1)

@@ -1,10 +1,11 @@
-"""A response cache for read operations, keyed by document, variables and the data version.
+"""A response cache for read operations, keyed by document and variables.
 
-Every committed write changes the data version (oro_graph.dataversion), so a cached answer is
-never served after the data it was computed from changed: hot reads (the leaderboard frontends
-poll) skip execution entirely. Only unsigned queries without errors are stored; mutations,
-subscriptions, debug responses and signed requests always run. Entries also expire after a TTL,
-which bounds staleness from writers the version cannot see (another process without Redis).
+An answer is kept under the versions of the tables its execution read (oro_graph.responsecache),
+so it is never served after a committed write to any of them, and writes elsewhere leave it
+cached: hot reads (the leaderboard frontends poll) skip execution entirely. Only unsigned queries
+without errors are stored; mutations, subscriptions, debug responses and signed requests always
+run. Entries also expire after a TTL, which bounds staleness from writers the versions cannot see
+(another process without Redis) and from fields that depend on the clock.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def _is_query(document: str, operation: str | None) -> bool:
     return len(chosen) == 1 and chosen[0].operation == OperationType.QUERY
 
 
-def _key(version: str, payload: dict[str, Any]) -> str:
+def _key(payload: dict[str, Any]) -> str:
     material = json.dumps(
-        [version, payload.get("query"), payload.get("variables") or {}, payload.get("operationName")],
+        [payload.get("query"), payload.get("variables") or {}, payload.get("operationName")],
         sort_keys=True,
         default=str,
     )
@@ -108,11 +109,6 @@ class CachedResponses:
         ):
             await self.app(scope, receive, send)
             return
-        version = self.cache.version.current()
-        if version is None:
-            await self.app(scope, receive, send)
-            return
-        key = _key(version, payload)
         await self.cache.answer(
-            self.app, scope, receive, send, key, version, lambda answer: b'"errors"' not in answer
+            self.app, scope, receive, send, _key(payload), lambda answer: b'"errors"' not in answer
         )

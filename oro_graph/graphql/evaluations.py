@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from sqlalchemy import inspect as sa_inspect
 from starlette.concurrency import run_in_threadpool
 from strawberry import relay
 from strawberry.scalars import JSON
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
     from oro_graph.graphql.validators import Validator
 
 
+async def _lease_expires_at(root: EvaluationRun, info: Info) -> datetime:
+    return await root.live(info, 0)  # type: ignore[no-any-return]
+
+
+async def _last_heartbeat_at(root: EvaluationRun, info: Info) -> datetime | None:
+    return await root.live(info, 1)  # type: ignore[no-any-return]
+
+
 @strawberry.type(description="One validator's lease on one agent version, and what it reported.")
 class EvaluationRun(relay.Node):
     id: relay.NodeID[str]
@@ -49,9 +58,12 @@ class EvaluationRun(relay.Node):
     status: RunStatus = strawberry.field(description="The run's status.")
     claimed_at: datetime = strawberry.field(description="When the validator claimed it (UTC).")
     lease_expires_at: datetime = strawberry.field(
-        description="When the lease runs out without a heartbeat (UTC)."
+        resolver=_lease_expires_at, description="When the lease runs out without a heartbeat (UTC)."
     )
-    last_heartbeat_at: datetime | None = strawberry.field(description="The last heartbeat (UTC).")
+    last_heartbeat_at: datetime | None = strawberry.field(
+        resolver=_last_heartbeat_at, description="The last heartbeat (UTC)."
+    )
+
     completed_at: datetime | None = strawberry.field(description="When it finished or went stale (UTC).")
     validator_score: float | None = strawberry.field(description="The score reported on completion, 0 to 1.")
     score_components: JSON | None = strawberry.field(description="The score's components as reported.")
@@ -63,9 +75,21 @@ class EvaluationRun(relay.Node):
         description="Failed inference calls over its problems."
     )
     inference_total: int | None = strawberry.field(description="Inference calls over its problems.")
+    # (lease_expires_at, last_heartbeat_at) when the row came with them; pages of runs leave them out
+    # (services.pages.RUN_LIVENESS) so a cached answer that does not show them outlives heartbeats.
+    _liveness: strawberry.Private[tuple[datetime, datetime | None] | None]
+
+    async def live(self, info: Info, which: int) -> Any:
+        """The lease end (0) or last heartbeat (1), loaded apart when the row came without them."""
+        if self._liveness is None:
+            found = await info.context.loaders.liveness_by_run_id.load(self.eval_run_id)
+            assert found is not None, f"run {self.eval_run_id} vanished"
+            self._liveness = found
+        return self._liveness[which]
 
     @classmethod
     def from_row(cls, row: models.EvaluationRun) -> EvaluationRun:
+        unloaded = sa_inspect(row).unloaded
         return cls(
             id=str(row.id),
             eval_run_id=row.id,
@@ -75,8 +99,6 @@ class EvaluationRun(relay.Node):
             validator_hotkey=row.validator_hotkey,
             status=models.RunStatus(row.status),
             claimed_at=row.claimed_at,
-            lease_expires_at=row.lease_expires_at,
-            last_heartbeat_at=row.last_heartbeat_at,
             completed_at=row.completed_at,
             validator_score=row.validator_score,
             score_components=row.score_components,
@@ -86,6 +108,9 @@ class EvaluationRun(relay.Node):
             is_included=row.is_included,
             inference_failure_count=row.inference_failure_count,
             inference_total=row.inference_total,
+            _liveness=None
+            if unloaded & {"lease_expires_at", "last_heartbeat_at"}
+            else (row.lease_expires_at, row.last_heartbeat_at),
         )
 
     @classmethod
@@ -115,8 +140,8 @@ class EvaluationRun(relay.Node):
     ) -> Annotated[Validator, strawberry.lazy("oro_graph.graphql.validators")] | None:
         from oro_graph.graphql.validators import Validator
 
-        view = await info.context.loaders.validator_by_hotkey.load(self.validator_hotkey)
-        return Validator.from_view(view) if view else None
+        row = await info.context.loaders.validator_hotkey_by_ss58.load(self.validator_hotkey)
+        return Validator.from_hotkey(row) if row else None
 
     @strawberry.field(description="The suite evaluated on.")
     async def suite(self, info: Info) -> Suite | None:

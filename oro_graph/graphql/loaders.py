@@ -118,11 +118,17 @@ class Loaders:
             db, agents.work_items_by_version_ids
         )
         self.run_by_id: DataLoader[uuid.UUID, models.EvaluationRun | None] = _one(db, evaluations.runs_by_ids)
+        self.liveness_by_run_id: DataLoader[uuid.UUID, tuple[datetime, datetime | None] | None] = _one(
+            db, evaluations.liveness_by_run_ids
+        )
         self.result_by_id: DataLoader[uuid.UUID, models.ProblemResult | None] = _one(
             db, evaluations.results_by_ids
         )
         self.validator_by_hotkey: DataLoader[str, validators.ValidatorView | None] = _one(
             db, validators.validators_by_hotkeys
+        )
+        self.validator_hotkey_by_ss58: DataLoader[str, models.Hotkey | None] = _one(
+            db, validators.validator_hotkeys_by_ss58
         )
         self.progress_by_run_id: DataLoader[uuid.UUID, float | None] = _one(
             db, validators.progress_by_run_ids

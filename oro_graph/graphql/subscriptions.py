@@ -22,7 +22,7 @@ from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
 from oro_graph.observability import SUBSCRIPTIONS, SUBSCRIPTIONS_OPENED
-from oro_graph.services import agents, events, evaluations, suites
+from oro_graph.services import agents, evaluations, events, suites
 
 KEEPALIVE_SECONDS = 15.0  # under the 30 s most proxies allow an idle stream
 POLL_SECONDS = 1.0  # a re-read even without a wake-up (covers a lost notification)
@@ -230,7 +230,14 @@ class Subscription:
         info: Info,
         run_id: Annotated[uuid.UUID, strawberry.argument(description="The evaluation run.")],
         after: Annotated[
-            str | None, strawberry.argument(description="Resume after this cursor (replays what was missed).")
+            str | None,
+            strawberry.argument(
+                description=(
+                    "Resume after this cursor (replays what was missed and is still kept: heartbeats "
+                    "for ORO_HEARTBEAT_RETENTION_HOURS, 24 by default, a run's other events for "
+                    "ORO_RUN_EVENT_RETENTION_DAYS, 90 by default)."
+                )
+            ),
         ] = None,
     ) -> AsyncGenerator[RunProgressEvent, None]:
         db = info.context.runtime.db

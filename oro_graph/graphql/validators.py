@@ -13,7 +13,6 @@ from strawberry.scalars import JSON
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ValidatorStatus
 from oro_graph.graphql.evaluations import EvaluationRun
-from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -24,8 +23,54 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
+from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
+from oro_graph.models import Hotkey
 from oro_graph.services import pages
 from oro_graph.services.validators import ValidatorView
+
+
+async def _status(root: Validator, info: Info) -> ValidatorStatus:
+    return ValidatorStatus((await root.view(info)).status)
+
+
+async def _last_claim_at(root: Validator, info: Info) -> datetime | None:
+    state = (await root.view(info)).state
+    return state.last_claim_at if state else None
+
+
+async def _last_seen_at(root: Validator, info: Info) -> datetime | None:
+    state = (await root.view(info)).state
+    return state.last_seen_at if state else None
+
+
+async def _cpu_pct(root: Validator, info: Info) -> float | None:
+    state = (await root.view(info)).state
+    return state.cpu_pct if state else None
+
+
+async def _ram_pct(root: Validator, info: Info) -> float | None:
+    state = (await root.view(info)).state
+    return state.ram_pct if state else None
+
+
+async def _disk_pct(root: Validator, info: Info) -> float | None:
+    state = (await root.view(info)).state
+    return state.disk_pct if state else None
+
+
+async def _docker_container_count(root: Validator, info: Info) -> int | None:
+    state = (await root.view(info)).state
+    return state.docker_container_count if state else None
+
+
+async def _service_versions(root: Validator, info: Info) -> JSON | None:
+    state = (await root.view(info)).state
+    return state.service_versions if state else None
+
+
+async def _metrics_reported_at(root: Validator, info: Info) -> datetime | None:
+    state = (await root.view(info)).state
+    return state.metrics_reported_at if state else None
 
 
 @strawberry.type(description="A hotkey with a validator permit, and what its machine last reported.")
@@ -33,38 +78,58 @@ class Validator(relay.Node):
     id: relay.NodeID[str]
     hotkey: str = strawberry.field(description="The validator's SS58 hotkey.")
     name: str | None = strawberry.field(description="Its display name, if registered with one.")
-    status: ValidatorStatus = strawberry.field(description="EVALUATING while it holds an active run.")
-    registered_at: datetime = strawberry.field(description="When it entered the registry (UTC).")
-    last_claim_at: datetime | None = strawberry.field(description="Its last claim (UTC).")
-    last_seen_at: datetime | None = strawberry.field(description="Its last signed call (UTC).")
-    cpu_pct: float | None = strawberry.field(description="CPU use in percent, last reported.")
-    ram_pct: float | None = strawberry.field(description="Memory use in percent, last reported.")
-    disk_pct: float | None = strawberry.field(description="Disk use in percent, last reported.")
-    docker_container_count: int | None = strawberry.field(description="Running containers, last reported.")
-    service_versions: JSON | None = strawberry.field(description="Its service versions, last reported.")
-    metrics_reported_at: datetime | None = strawberry.field(
-        description="When metrics were last reported (UTC)."
+    status: ValidatorStatus = strawberry.field(
+        resolver=_status, description="EVALUATING while it holds an active run."
     )
-    _current_run: strawberry.Private[object | None]
+    registered_at: datetime = strawberry.field(description="When it entered the registry (UTC).")
+    last_claim_at: datetime | None = strawberry.field(
+        resolver=_last_claim_at, description="Its last claim (UTC)."
+    )
+    last_seen_at: datetime | None = strawberry.field(
+        resolver=_last_seen_at, description="Its last signed call (UTC)."
+    )
+    cpu_pct: float | None = strawberry.field(
+        resolver=_cpu_pct, description="CPU use in percent, last reported."
+    )
+    ram_pct: float | None = strawberry.field(
+        resolver=_ram_pct, description="Memory use in percent, last reported."
+    )
+    disk_pct: float | None = strawberry.field(
+        resolver=_disk_pct, description="Disk use in percent, last reported."
+    )
+    docker_container_count: int | None = strawberry.field(
+        resolver=_docker_container_count, description="Running containers, last reported."
+    )
+    service_versions: JSON | None = strawberry.field(
+        resolver=_service_versions, description="Its service versions, last reported."
+    )
+    metrics_reported_at: datetime | None = strawberry.field(
+        resolver=_metrics_reported_at, description="When metrics were last reported (UTC)."
+    )
+    # Its state and current run, when already loaded. Reached from a run (`EvaluationRun.validator`)
+    # only the hotkey row is loaded: a board that shows validators' names then does not depend on
+    # what every heartbeat writes (last seen, the current lease), and stays cached.
+    _view: strawberry.Private[ValidatorView | None]
+
+    async def view(self, info: Info) -> ValidatorView:
+        if self._view is None:
+            found = await info.context.loaders.validator_by_hotkey.load(self.hotkey)
+            assert found is not None, f"validator {self.hotkey} vanished"
+            self._view = found
+        return self._view
 
     @classmethod
     def from_view(cls, view: ValidatorView) -> Validator:
-        state = view.state
+        return cls.from_hotkey(view.hotkey, view)
+
+    @classmethod
+    def from_hotkey(cls, hotkey: Hotkey, view: ValidatorView | None = None) -> Validator:
         return cls(
-            id=view.hotkey.ss58,
-            hotkey=view.hotkey.ss58,
-            name=view.hotkey.name,
-            status=ValidatorStatus(view.status),
-            registered_at=view.hotkey.registered_at,
-            last_claim_at=state.last_claim_at if state else None,
-            last_seen_at=state.last_seen_at if state else None,
-            cpu_pct=state.cpu_pct if state else None,
-            ram_pct=state.ram_pct if state else None,
-            disk_pct=state.disk_pct if state else None,
-            docker_container_count=state.docker_container_count if state else None,
-            service_versions=state.service_versions if state else None,
-            metrics_reported_at=state.metrics_reported_at if state else None,
-            _current_run=view.current_run,
+            id=hotkey.ss58,
+            hotkey=hotkey.ss58,
+            name=hotkey.name,
+            registered_at=hotkey.registered_at,
+            _view=view,
         )
 
     @classmethod
@@ -75,8 +140,9 @@ class Validator(relay.Node):
         return [cls.from_view(v) if v else None for v in views]
 
     @strawberry.field(description="The run it holds now (its latest claim when it holds several), or null.")
-    def current_run(self) -> EvaluationRun | None:
-        return EvaluationRun.from_row(self._current_run) if self._current_run is not None else None  # type: ignore[arg-type]
+    async def current_run(self, info: Info) -> EvaluationRun | None:
+        run = (await self.view(info)).current_run
+        return EvaluationRun.from_row(run) if run is not None else None
 
     @strawberry.field(
         description="Outcomes, lease health, durations and agreement with peers over runs claimed in `window`."
@@ -84,10 +150,14 @@ class Validator(relay.Node):
     async def reliability(
         self,
         info: Info,
-        window: Annotated[TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")] = None,
+        window: Annotated[
+            TimeWindow | None, strawberry.argument(description="Claim-time range; all time if omitted.")
+        ] = None,
     ) -> ValidatorReliability:
         w = window or TimeWindow()
-        figures = await info.context.loaders.reliability_by_hotkey_and_window.load((self.hotkey, w.since, w.until))
+        figures = await info.context.loaders.reliability_by_hotkey_and_window.load(
+            (self.hotkey, w.since, w.until)
+        )
         return ValidatorReliability.of(figures)
 
     @strawberry.field(description="Its runs, latest claim first.")

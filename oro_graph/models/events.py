@@ -19,10 +19,13 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_event_run_id", "run_id", "id"),
         Index("ix_event_suite_board", "suite_id", "topic", "id"),
+        Index("ix_event_kind_created", "kind", "created_at"),  # retention finds old heartbeats by it
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that type aliases the rowid (autoincrement)
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
+    )
     topic: str = Field(max_length=16)  # "run" or "board"
     kind: str = Field(max_length=32)
     run_id: uuid.UUID | None = None

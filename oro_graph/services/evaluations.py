@@ -660,6 +660,16 @@ def runs_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid
     return out
 
 
+def liveness_by_run_ids(
+    session: Session, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, tuple[datetime, datetime | None]]:
+    """Each run's lease end and last heartbeat: the columns a heartbeat sets, read apart from the rest."""
+    stmt = select(EvaluationRun.id, EvaluationRun.lease_expires_at, EvaluationRun.last_heartbeat_at).where(
+        col(EvaluationRun.id).in_(list(ids))
+    )
+    return {run_id: (lease, beat) for run_id, lease, beat in session.exec(stmt)}
+
+
 def results_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ProblemResult]]:
     out: dict[uuid.UUID, list[ProblemResult]] = {}
     stmt = (

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, false, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col
 
 from oro_graph.models import (
@@ -73,6 +73,9 @@ class Relation:
     model: type[Any]
     parent: Any
     order: Order
+    # Columns the page leaves unloaded: ones a heartbeat sets (a run's lease), so that a cached answer
+    # that never shows them does not depend on them (oro_graph.dependencies); loaded apart when asked.
+    deferred: tuple[str, ...] = ()
 
 
 def _beyond(order: Order, values: Key, *, forward: bool) -> Any:
@@ -154,6 +157,7 @@ def relation_pages(
         select(entity, inner.c["pg_parent"], *[inner.c[f"pg_k{i}"] for i in range(n)])
         .where(inner.c["pg_rn"] <= window.size + 1)
         .order_by(inner.c["pg_parent"], inner.c["pg_rn"])
+        .options(*[defer(getattr(entity, name)) for name in relation.deferred])
     )
     grouped: dict[Any, tuple[list[Any], list[Key]]] = {}
     for row in session.execute(query).all():
@@ -189,11 +193,15 @@ AGENTS_OF_MINER = Relation(
 VERSIONS_OF_AGENT = Relation(
     AgentVersion, col(AgentVersion.agent_id), ((col(AgentVersion.version_number), False),)
 )
-RUNS_OF_VERSION = Relation(EvaluationRun, col(EvaluationRun.agent_version_id), BY_CLAIM)
+RUN_LIVENESS = ("lease_expires_at", "last_heartbeat_at")  # what every heartbeat sets
+RUNS_OF_VERSION = Relation(
+    EvaluationRun, col(EvaluationRun.agent_version_id), BY_CLAIM, deferred=RUN_LIVENESS
+)
 RUNS_OF_VALIDATOR = Relation(
     EvaluationRun,
     col(EvaluationRun.validator_hotkey),
     ((col(EvaluationRun.claimed_at), True), (col(EvaluationRun.id), True)),
+    deferred=RUN_LIVENESS,
 )
 RESULTS_OF_RUN = Relation(
     ProblemResult,

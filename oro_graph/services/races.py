@@ -818,12 +818,15 @@ class TickReport:
     completed: uuid.UUID | None = None
 
 
-def _take_lease(session: Session, holder: str, seconds: float, now: datetime) -> bool:
-    insert_if_absent(session, SchedulerLease, name=SCHEDULER_JOB, holder=holder, expires_at=now)
+def take_lease(
+    session: Session, holder: str, seconds: float, now: datetime, *, job: str = SCHEDULER_JOB
+) -> bool:
+    """Hold ``job``'s lease row for ``seconds`` unless another holder's lease is still current."""
+    insert_if_absent(session, SchedulerLease, name=job, holder=holder, expires_at=now)
     taken = session.execute(
         sql_update(SchedulerLease)
         .where(
-            col(SchedulerLease.name) == SCHEDULER_JOB,
+            col(SchedulerLease.name) == job,
             (col(SchedulerLease.holder) == holder) | (col(SchedulerLease.expires_at) <= now),
         )
         .values(holder=holder, expires_at=now + timedelta(seconds=seconds))
@@ -842,7 +845,7 @@ def tick(session: Session, *, settings: Settings, holder: str, now: datetime | N
     time, keep a qualifying field current, close qualifying at its hour, complete a race whose field
     has settled or whose deadline passed."""
     now = now or utcnow()
-    if not _take_lease(session, holder, max(3 * settings.race_scheduler_seconds, 10.0), now):
+    if not take_lease(session, holder, max(3 * settings.race_scheduler_seconds, 10.0), now):
         return TickReport(acted=False)
     race = live_race(session, lock=True)
     if race is None:

@@ -10,7 +10,8 @@ import pytest
 from oro_sdk.api.public import get_leaderboard
 
 from oro_graph.runtime import Runtime
-from tests.factories import make_eligible, make_world
+from oro_graph.services import evaluations
+from tests.factories import claim, make_eligible, make_world, submit
 from tests.rest.live import LiveServer
 
 
@@ -84,3 +85,25 @@ def test_the_cache_can_be_turned_off(runtime: Runtime, serve: Callable[..., Live
     server = serve(response_cache=False)
     with server.http() as http:
         assert all("x-cache" not in http.get("/v1/public/top").headers for _ in range(2))
+
+
+def test_a_heartbeat_keeps_the_public_board_cached(
+    runtime: Runtime, serve: Callable[..., LiveServer]
+) -> None:
+    world = make_world(runtime)
+    make_eligible(runtime, world, world.miners[0], "first", [0.4, 0.6])
+    submit(runtime, world.miners[1], "second")
+    run = claim(runtime, world.validators[0])
+    assert run is not None
+    with serve().http() as http:
+        first = http.get("/v1/public/leaderboard")
+        for _ in range(2):  # the validator's lease, its last-seen time and an event row
+            runtime.db.call(
+                evaluations.heartbeat,
+                run_id=run.run.id,
+                validator_hotkey=world.validators[0],
+                settings=runtime.settings,
+            )
+        again = http.get("/v1/public/leaderboard")
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert again.content == first.content

@@ -1,8 +1,10 @@
 from datetime import timedelta
 
-from oro_graph.models import ProblemStatus, RunStatus, utcnow
-from oro_graph.services import evaluations, events, suites
+from sqlalchemy import update as sql_update
+from sqlmodel import col
 
+from oro_graph.models import Event, ProblemStatus, RunStatus, utcnow
+from oro_graph.services import evaluations, events, suites
 from tests.factories import claim, complete, make_eligible, make_world, register, submit
 
 
@@ -19,24 +21,42 @@ def test_a_runs_life_is_logged_in_order(runtime):
     c = claim(runtime, v, now=t0)
     p = runtime.db.call(suites.problems_for_suite, world.suite.id)[0].id
     # when
-    runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings, now=t0)
     runtime.db.call(
-        evaluations.update_progress, run_id=c.run.id, validator_hotkey=v,
-        problems=[evaluations.ProblemUpdate(p, ProblemStatus.RUNNING)], now=t0,
+        evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings, now=t0
     )
     runtime.db.call(
-        evaluations.update_progress, run_id=c.run.id, validator_hotkey=v,
-        problems=[evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=0.75)], now=t0,
+        evaluations.update_progress,
+        run_id=c.run.id,
+        validator_hotkey=v,
+        problems=[evaluations.ProblemUpdate(p, ProblemStatus.RUNNING)],
+        now=t0,
+    )
+    runtime.db.call(
+        evaluations.update_progress,
+        run_id=c.run.id,
+        validator_hotkey=v,
+        problems=[evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=0.75)],
+        now=t0,
     )
     complete(runtime, c.run.id, v, score=0.75, now=t0)
     # then
     log = runtime.db.call(events.run_events, c.run.id)
-    assert _kinds(log) == ["CLAIMED", "STATUS_CHANGED", "HEARTBEAT", "PROBLEM_STARTED", "PROBLEM_SCORED", "FINISHED"]
+    assert _kinds(log) == [
+        "CLAIMED",
+        "STATUS_CHANGED",
+        "HEARTBEAT",
+        "PROBLEM_STARTED",
+        "PROBLEM_SCORED",
+        "FINISHED",
+    ]
     assert log[1].payload == {"from": "CLAIMED", "to": "RUNNING"}
     assert log[4].payload["score"] == 0.75
     assert log[5].payload == {"status": "SUCCESS", "validator_score": 0.75, "became_eligible": False}
     # a cursor resumes after what was seen
-    assert _kinds(runtime.db.call(events.run_events, c.run.id, after=log[3].id)) == ["PROBLEM_SCORED", "FINISHED"]
+    assert _kinds(runtime.db.call(events.run_events, c.run.id, after=log[3].id)) == [
+        "PROBLEM_SCORED",
+        "FINISHED",
+    ]
 
 
 def test_failed_writes_leave_no_events(runtime):
@@ -66,7 +86,9 @@ def test_board_events_enter_move_and_crown(runtime):
     t0 = utcnow() - timedelta(days=1)
     low = make_eligible(runtime, world, world.miners[0], "low", [0.3, 0.3], now=t0)
     high = make_eligible(runtime, world, world.miners[1], "high", [0.9, 0.9], now=t0 + timedelta(hours=1))
-    mid = make_eligible(runtime, world, register(runtime, "Ferdie"), "mid", [0.5, 0.5], now=t0 + timedelta(hours=2))
+    mid = make_eligible(
+        runtime, world, register(runtime, "Ferdie"), "mid", [0.5, 0.5], now=t0 + timedelta(hours=2)
+    )
     log = runtime.db.call(events.board_events, world.suite.id)
     summary = [(e.kind, e.agent_version_id, (e.payload or {}).get("rank")) for e in log]
     assert summary == [
@@ -78,3 +100,50 @@ def test_board_events_enter_move_and_crown(runtime):
         ("ENTERED", mid, 2),
         ("MOVED", low, 3),
     ]
+
+
+def _age_events(runtime, ages):
+    """Backdate a run's events (the lease would lapse between heartbeats days apart)."""
+    with runtime.db.engine.begin() as conn:
+        for event_id, age in ages.items():
+            conn.execute(sql_update(Event).where(col(Event.id) == event_id).values(created_at=utcnow() - age))
+
+
+def test_retention_prunes_old_heartbeats_first_and_other_run_events_later(runtime):
+    # given a run claimed 100 days ago that heartbeat two days ago, yesterday and now
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "a")
+    v = world.validators[0]
+    c = claim(runtime, v)
+    for _ in range(3):
+        runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings)
+    claimed, changed, *beats = runtime.db.call(events.run_events, c.run.id)
+    _age_events(
+        runtime,
+        {claimed.id: timedelta(days=100), beats[0].id: timedelta(days=2), beats[1].id: timedelta(hours=23)},
+    )
+    # when the retention runs (24 h for heartbeats, 90 days for the rest by default)
+    report = runtime.db.call(events.prune, settings=runtime.settings, holder="one")
+    # then the heartbeat older than a day and the claim older than 90 days are gone, the rest kept
+    assert (report.acted, report.heartbeats, report.run_events) == (True, 1, 1)
+    kept = runtime.db.call(events.run_events, c.run.id)
+    assert [e.id for e in kept] == [changed.id, beats[1].id, beats[2].id]
+    # and while its lease holds, another process does not prune
+    assert runtime.db.call(events.prune, settings=runtime.settings, holder="two").acted is False
+
+
+def test_retention_deletes_in_batches(runtime, monkeypatch):
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "a")
+    v = world.validators[0]
+    c = claim(runtime, v)
+    for _ in range(5):
+        runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings)
+    beats = [e for e in runtime.db.call(events.run_events, c.run.id) if e.kind == "HEARTBEAT"]
+    _age_events(runtime, {e.id: timedelta(days=3) for e in beats})
+    monkeypatch.setattr(events, "PRUNE_BATCH", 2)
+    counts = []
+    while (report := runtime.db.call(events.prune, settings=runtime.settings, holder="one")).full:
+        counts.append(report.heartbeats)
+    counts.append(report.heartbeats)
+    assert counts == [2, 2, 1]
