@@ -1,6 +1,6 @@
 """event retention: an index to find old events by kind
 
-Revision ID: 0008_cache
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03 17:20:00
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0008_cache"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
