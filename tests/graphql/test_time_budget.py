@@ -8,6 +8,7 @@ is decided by the deadline, not by the machine's speed.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -95,6 +96,31 @@ def test_a_batch_over_the_budget_is_stopped_and_its_resolvers_cancelled(
     monkeypatch.undo()
     body = _client(runtime).post("/graphql", json={"query": "{ currentSuite { suiteId } }"}).json()
     assert body["data"]["currentSuite"]["suiteId"] >= 1
+
+
+def test_a_query_waiting_on_a_worker_thread_is_answered_without_waiting_for_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    # given a read that blocks its worker thread until the test lets it go (threads cannot be killed)
+    make_suite(runtime)
+    release, finished = threading.Event(), threading.Event()
+
+    def blocked(session: Any) -> None:
+        release.wait(60)  # a backstop: a broken budget fails the test rather than hanging it
+        finished.set()
+
+    monkeypatch.setattr(suite_services, "current_suite_or_none", blocked)
+    client = _client(runtime, graphql_time_budget_seconds=0.05, rate_limit_per_minute=100_000)
+
+    # when
+    response = client.post("/graphql", json={"query": "{ currentSuite { suiteId } }"})
+
+    # then the refusal came while the thread was still blocked: the request did not wait for it
+    still_running = not finished.is_set()
+    release.set()
+    _refused(response.json(), 0.05)
+    assert still_running
+    assert finished.wait(10)
 
 
 def test_no_field_is_resolved_once_the_deadline_has_passed(
