@@ -54,14 +54,17 @@ class ResponseCache:
         key: str,
         version: str,
         storable: Callable[[bytes], bool],
+        on_hit: Callable[[], None] | None = None,
     ) -> None:
-        """Answer from the cache if ``key`` is there. Otherwise run ``app`` (marking its answer
-        ``x-cache: miss``) and keep a 200 JSON answer that ``storable`` accepts, unless something
-        was written while it was computed."""
+        """Answer from the cache if ``key`` is there (calling ``on_hit``). Otherwise run ``app`` (marking
+        its answer ``x-cache: miss``) and keep a 200 JSON answer that ``storable`` accepts, unless
+        something was written while it was computed."""
         cached = self.get(key)
         if cached is not None:
             self.hits += 1
             self._hit.inc()
+            if on_hit is not None:
+                on_hit()
             await send_cached(send, cached)
             return
         self.misses += 1

@@ -48,6 +48,7 @@ from oro_graph.graphql.deadline import REQUEST_DEADLINE, Deadline
 from oro_graph.ratelimit import STATE_KEY, RateLimits, RateState, graphql_refusal
 
 ADMITTED_ENTRIES = 4_096
+COST_KEY = "oro.graphql_cost"  # the static cost of an admitted request, in its scope (for the metrics)
 REMEMBERED_BYTES = 8_192
 
 
@@ -113,6 +114,7 @@ class LimitGate:
                 _remember(self._admitted, digest, cost)
         if not await self._charged(scope, send, cost):
             return
+        scope[COST_KEY] = cost
         if self.time_budget is None:
             await self.app(scope, receive, send)
             return
