@@ -47,9 +47,11 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 
 
 _WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
-# Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
+# Bookkeeping that no answer shows (used nonces, rate-limit entries, graphql-sse stream reservations):
+# writing it is not a data change.
 _UNVERSIONED = re.compile(
-    r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(?:usednonce|ratelimithit)\b', re.IGNORECASE
+    r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(?:usednonce|ratelimithit|eventstream(?:operation|message)?)\b',
+    re.IGNORECASE,
 )
 
 
