@@ -424,7 +424,7 @@ class GraphQLSSE:
                 await db.run(eventstreams.open_stream, token, now=now, expires_at=now + STREAM_LEASE_SECONDS)
                 stream = self.holder.hold(token)
                 return StreamingResponse(
-                    self._stream(stream), media_type="text/event-stream", headers=STREAM_HEADERS
+                    self._stream(stream, receive), media_type="text/event-stream", headers=STREAM_HEADERS
                 )
             if method == "DELETE":
                 operation_id = self._query_param(scope, "operationId") or ""
@@ -451,13 +451,29 @@ class GraphQLSSE:
         self.holder.wake()
         return Response(status_code=202)
 
-    async def _stream(self, stream: HeldStream) -> AsyncIterator[bytes]:
+    async def _stream(self, stream: HeldStream, receive: Receive) -> AsyncIterator[bytes]:
+        # Watch the connection too: a quiet stream would otherwise notice its client left only at
+        # its next keep-alive, and hold its reservation and operations until then.
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
             yield b": stream open\n\n"
             while True:
-                try:
-                    yield await asyncio.wait_for(stream.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield b":\n\n"
+                frame = asyncio.ensure_future(stream.queue.get())
+                await asyncio.wait(
+                    {frame, gone}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if frame.done():
+                    yield frame.result()
+                    continue
+                frame.cancel()
+                if gone.done():
+                    return
+                yield b":\n\n"
         finally:  # the client went away: its operations end with it
+            gone.cancel()
             self.holder.release(stream)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
