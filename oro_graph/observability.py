@@ -104,6 +104,15 @@ SUBSCRIPTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 SUBSCRIPTIONS_OPENED = Counter("oro_subscriptions_opened", "Subscriptions started, by field.", ["field"])
+REDIS_DEGRADED = Gauge(
+    "oro_redis_degraded",
+    "1 while a server process finds Redis unreachable and keeps its rate-limit counters in the database "
+    "(with no response cache) until Redis answers again; 0 otherwise, or without Redis.",
+    multiprocess_mode="livemax",
+)
+REDIS_OUTAGES = Counter(
+    "oro_redis_outages", "Times a server process found Redis unreachable and moved to the database."
+)
 
 _operation_names: set[str] = set()
 _names_lock = threading.Lock()

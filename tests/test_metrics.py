@@ -130,6 +130,38 @@ def test_rate_limit_refusals_are_counted(runtime):
     assert value(samples, "oro_http_requests_total", method="GET", route="/health", status="429") >= 1
 
 
+def _samples(runtime: Runtime) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(observability.exposition(runtime).decode())
+        for s in f.samples
+    }
+
+
+def test_a_redis_outage_shows_in_the_metrics_and_the_deep_health_check(runtime):
+    # given a server whose Redis does not answer (nothing listens on its port)
+    settings = runtime.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    away = Runtime.build(settings, db=runtime.db)
+    before = _samples(away)
+
+    # when a request's path finds it unreachable
+    client = TestClient(create_app(runtime=away, migrate=False))
+    health = client.get("/health")  # its rate-limit point is counted in the database instead
+    assert health.status_code == 200 and health.json()["redis"] == "degraded"
+    deep = client.get("/health/deep").json()
+    during = _samples(away)
+
+    # then the metrics and /health/deep say so, and say what still works
+    assert value(during, "oro_redis_degraded") == 1
+    assert value(during, "oro_redis_outages_total") - value(before, "oro_redis_outages_total") == 1
+    assert deep["checks"]["redis"]["status"] == "fail"
+    assert "rate-limit counters are kept in the database" in deep["checks"]["redis"]["detail"]
+
+    # and once Redis answers again, the gauge goes back
+    away.redis_link.breaker.succeeded()  # what the next successful call does
+    assert value(_samples(away), "oro_redis_degraded") == 0
+
+
 def test_metrics_token(runtime):
     guarded = Runtime.build(
         runtime.settings.model_copy(update={"metrics_token": "s3cret-token"}), db=runtime.db
