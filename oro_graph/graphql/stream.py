@@ -278,8 +278,14 @@ class StreamHolder:
             self._wake.clear()
             now = time.time()
             renew = now + STREAM_LEASE_SECONDS if now >= renew_at else None
+            tokens = list(self.held)
             try:
-                messages = await self.runtime.db.run(eventstreams.take, list(self.held), renew_until=renew)
+                # A read first: most looks find nothing, and a write transaction each time would
+                # queue behind every writer on SQLite.
+                if renew is None and not await self.runtime.db.run(eventstreams.waiting, tokens):
+                    messages = []
+                else:
+                    messages = await self.runtime.db.run(eventstreams.take, tokens, renew_until=renew)
             except Exception:  # the database is away: try again on the next round
                 log.warning("could not read the event streams' operations", exc_info=True)
                 messages = []

@@ -127,6 +127,16 @@ def stop(session: Session, token: str, operation_id: str, *, now: float) -> None
     _wake(session)
 
 
+def waiting(session: Session, tokens: Sequence[str]) -> bool:
+    """Whether any message waits for these streams (a read: the holder's frequent look)."""
+    if not tokens:
+        return False
+    found = session.execute(
+        select(EventStreamMessage.id).where(col(EventStreamMessage.token).in_(tokens)).limit(1)
+    )
+    return found.first() is not None
+
+
 @writes
 def take(
     session: Session, tokens: Sequence[str], *, renew_until: float | None = None

@@ -49,7 +49,9 @@ def test_operations_have_unique_ids_a_cap_and_reach_the_holder_in_order(runtime:
     call(eventstreams.stop, "t", "a", now=NOW)
     refused(404, call, eventstreams.stop, "t", "a", now=NOW)  # stopped already
     # when the holder takes them: in the order sent, once
+    assert call(eventstreams.waiting, ["other", "t"]) and not call(eventstreams.waiting, ["other"])
     taken = call(eventstreams.take, ["t", "other"])
+    assert not call(eventstreams.waiting, ["t"])
     assert [(token, sorted(m)) for token, m in taken] == [("t", ["request", "run"])] * 2 + [("t", ["stop"])]
     assert [m.get("run") or m.get("stop") for _, m in taken] == ["a", "b", "a"]
     assert taken[1][1]["request"]["query"] == "{ b: __typename }"
