@@ -24,6 +24,7 @@ so in ``errors``).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -74,22 +75,27 @@ class BoundedExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, within the request's deadline (see the module's docstring)."""
 
     deadline: Deadline | None
+    _at: float  # the deadline's instant (infinity without one): what every field compares
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.operation.operation == OperationType.SUBSCRIPTION:
-            self.deadline = None  # each event gets its own: build_per_event_executor
-            return
-        deadline = REQUEST_DEADLINE.get()
-        if deadline is None:
-            budget = _budget(self.context_value)
-            deadline = Deadline.starting_now(budget) if budget is not None else None
+            deadline = None  # each event gets its own: build_per_event_executor
+        else:
+            deadline = REQUEST_DEADLINE.get()
+            if deadline is None:
+                budget = _budget(self.context_value)
+                deadline = Deadline.starting_now(budget) if budget is not None else None
+        self._bound(deadline)
+
+    def _bound(self, deadline: Deadline | None) -> None:
         self.deadline = deadline
+        self._at = deadline.at if deadline is not None else math.inf
 
     def build_per_event_executor(self, payload: Any) -> Executor:
         executor = super().build_per_event_executor(payload)  # a copy of this one
         budget = _budget(self.context_value)
-        executor.deadline = Deadline.starting_now(budget) if budget is not None else None  # type: ignore[attr-defined]
+        executor._bound(Deadline.starting_now(budget) if budget is not None else None)  # type: ignore[attr-defined]
         return executor
 
     def execute_field(
@@ -100,14 +106,13 @@ class BoundedExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        deadline = self.deadline
-        if deadline is not None and deadline.passed():
+        # Every field passes here: kept to one comparison (a 1,000-row page is 10,000 fields or more).
+        if self._at < clock():
             field = self.schema.get_field(parent_type, field_details_list[0].node.name.value)
-            if field is None:
-                return super().execute_field(parent_type, source, field_details_list, path, position_context)
-            self.handle_field_error(deadline.error(), field.type, field_details_list, path)
-            return None
-        return super().execute_field(parent_type, source, field_details_list, path, position_context)
+            if field is not None:
+                self.handle_field_error(self.deadline.error(), field.type, field_details_list, path)  # type: ignore[union-attr]
+                return None
+        return _execute_field(self, parent_type, source, field_details_list, path, position_context)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         result = super().execute_operation(serially)
@@ -124,6 +129,9 @@ class BoundedExecutor(StrawberryGraphQLCoreExecutionContext):
         except TimeoutError:
             return ExecutionResult(data=None, errors=[deadline.error()])
         return _refused_if_late(done, deadline)
+
+
+_execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
 
 
 def _refused_if_late(result: Any, deadline: Deadline) -> Any:
