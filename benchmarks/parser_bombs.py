@@ -9,7 +9,9 @@ Starts ``python -m oro_graph serve`` (one process, SQLite in a temporary folder,
 - ``valid``: 1 MB of ordinary assignments, as the control (accepted).
 
 It prints, per kind: the statuses, the slowest answer, and the server process's resident memory
-(VmRSS) before and after and its peak (VmHWM), plus the peak of the parser worker processes.
+(VmRSS) before and after and its peak (VmHWM), plus the peak of the parser worker processes, and
+what the uploads cost everyone else: ``/health`` probed every 150 ms while they run (median, p99,
+max), against the same probe before any upload.
 Loopback only; a few dozen requests.
 """
 
@@ -19,9 +21,11 @@ import argparse
 import concurrent.futures
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +69,40 @@ def _children(pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in out.split()]
+
+
+class HealthProbe:
+    """``/health`` every 150 ms from another thread, its latencies kept, until stopped."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _probe(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=60) as http:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                http.get("/health")
+                self.latencies.append(time.perf_counter() - started)
+                self._stop.wait(0.15)
+
+    def summary(self) -> str:
+        ms = sorted(x * 1000 for x in self.latencies)
+        if not ms:
+            return "/health: no probe"
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        median = statistics.median(ms)
+        return f"/health median {median:.1f} / p99 {p99:.1f} / max {ms[-1]:.1f} ms ({len(ms)} probes)"
 
 
 def main() -> int:
@@ -140,12 +178,16 @@ def main() -> int:
                 code += " (timeout)"
             return answer.status_code, time.perf_counter() - started, code
 
+        with HealthProbe(base) as quiet:
+            time.sleep(3)
+        print(f"    quiet: {quiet.summary()}")
         worker_peak = 0
         kinds = [*FILES, "valid"]
         for kind in kinds:
             before, cpu_before = _status(pid, "VmRSS"), _cpu(pid)
             statuses: dict[str, int] = {}
             slowest = 0.0
+            probe = HealthProbe(base).__enter__()
             for round_ in range(args.rounds):
                 with concurrent.futures.ThreadPoolExecutor(len(keys)) as pool:
                     futures = [
@@ -165,12 +207,14 @@ def main() -> int:
                         status, seconds, code = future.result()
                         statuses[f"{status} {code}"] = statuses.get(f"{status} {code}", 0) + 1
                         slowest = max(slowest, seconds)
+            probe.__exit__()
             after, peak = _status(pid, "VmRSS"), _status(pid, "VmHWM")
             per_upload = (_cpu(pid) - cpu_before) / (args.rounds * len(keys))
             print(
                 f"{kind:>9}: {args.rounds} x {len(keys)} concurrent 1 MB uploads -> {statuses}; "
                 f"slowest {slowest:.2f} s; server CPU {per_upload * 1000:.0f} ms per upload; "
-                f"server RSS {before / MiB:.0f} -> {after / MiB:.0f} MiB (peak so far {peak / MiB:.0f} MiB)"
+                f"server RSS {before / MiB:.0f} -> {after / MiB:.0f} MiB (peak so far {peak / MiB:.0f} MiB); "
+                f"{probe.summary()}"
             )
         print(f"parser workers' largest RSS seen: {worker_peak / MiB:.0f} MiB")
         log = (folder / "server.log").read_text()

@@ -25,7 +25,9 @@ from oro_graph.dataversion import ANY
 
 WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
 # Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
-UNVERSIONED = frozenset({"usednonce", "ratelimithit"})
+UNVERSIONED = frozenset(
+    {"usednonce", "ratelimithit", "eventstream", "eventstreamoperation", "eventstreammessage"}
+)
 _WRITTEN = re.compile(
     r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?"?(\w+)"?\s*([,(]?)',
     re.IGNORECASE,

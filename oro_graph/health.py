@@ -51,7 +51,13 @@ def deep_check(runtime: Runtime) -> DeepHealth:
     def redis() -> dict[str, Any]:
         if runtime.redis is None:
             return {"detail": "not configured (state is per process)"}
-        runtime.redis.ping()
+        try:
+            runtime.redis.ping()
+        except Exception as exc:
+            raise RuntimeError(
+                f"{type(exc).__name__}: {str(exc)[:150]}; meanwhile signed paths keep working: nonces and "
+                "rate-limit counters are kept in the database, and the response caches are off"
+            ) from exc
         return {}
 
     def scheduler() -> dict[str, Any]:

@@ -76,14 +76,14 @@ HTTP_LATENCY = Histogram(
 )
 GRAPHQL_OPERATIONS = Counter(
     "oro_graphql_operations",
-    "GraphQL operations executed, by operation name (capped; the rest are 'other'), type and outcome "
-    "(ok, error, refused before execution). Answers from the response cache are not executed: see "
-    "oro_response_cache_lookups_total.",
+    "GraphQL operations answered, by operation name (capped; the rest are 'other'), type and outcome "
+    "(ok, error, refused before execution, or cached: answered from the response cache without "
+    "executing, a 304 Not Modified included).",
     ["operation", "type", "outcome"],
 )
 GRAPHQL_COST = Histogram(
     "oro_graphql_operation_cost",
-    "Static cost of GraphQL operations (what `dryRun` reports), by operation name.",
+    "Static cost of GraphQL operations (what `dryRun` reports), by operation name; cached answers too.",
     ["operation"],
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000),
 )
@@ -104,6 +104,15 @@ SUBSCRIPTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 SUBSCRIPTIONS_OPENED = Counter("oro_subscriptions_opened", "Subscriptions started, by field.", ["field"])
+REDIS_DEGRADED = Gauge(
+    "oro_redis_degraded",
+    "1 while a server process finds Redis unreachable and keeps its rate-limit counters in the database "
+    "(with no response cache) until Redis answers again; 0 otherwise, or without Redis.",
+    multiprocess_mode="livemax",
+)
+REDIS_OUTAGES = Counter(
+    "oro_redis_outages", "Times a server process found Redis unreachable and moved to the database."
+)
 
 _operation_names: set[str] = set()
 _names_lock = threading.Lock()

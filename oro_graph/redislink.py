@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from oro_graph.observability import REDIS_DEGRADED, REDIS_OUTAGES
+
 log = logging.getLogger("oro_graph.redis")
 
 T = TypeVar("T")
@@ -56,8 +58,12 @@ def new_epoch() -> str:
 class Breaker:
     """Closed (use Redis) or open (do not, until ``retry_seconds`` after the last failure)."""
 
-    def __init__(self, retry_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, retry_seconds: float, *, clock: Callable[[], float] = time.monotonic, metered: bool = False
+    ) -> None:
+        """``metered``: the process's own breaker, whose state the metrics report."""
         self.retry_seconds = retry_seconds
+        self.metered = metered
         self._clock = clock
         self._lock = threading.Lock()
         self._open = False
@@ -79,12 +85,17 @@ class Breaker:
         with self._lock:
             if self._open:
                 log.warning("Redis answers again; shared state is back in Redis")
+                if self.metered:
+                    REDIS_DEGRADED.set(0)
             self._open = self._probing = False
 
     def failed(self, what: str, exc: BaseException | None = None) -> None:
         with self._lock:
             if not self._open:
                 self.trips += 1
+                if self.metered:
+                    REDIS_DEGRADED.set(1)
+                    REDIS_OUTAGES.inc()
                 log.warning(
                     "Redis unreachable (%s: %s); using the fallbacks for %.0f s before trying again",
                     what,

@@ -206,9 +206,10 @@ class ResponseCache:
         send: Send,
         key: str,
         storable: Callable[[bytes], bool],
+        on_hit: Callable[[], None] | None = None,
     ) -> None:
         """Answer from the cache if ``key`` has an answer valid now. Otherwise compute it once (see
-        the module's docstring), marking the answer ``x-cache: miss``, and keep a 200 JSON answer
+        the module's docstring; ``on_hit`` is called for an answer from the cache), marking the answer ``x-cache: miss``, and keep a 200 JSON answer
         that ``storable`` accepts under the versions read before it was computed."""
         snapshot = self.version.snapshot()
         if snapshot is None:  # the versions are unknowable (Redis down): never serve a possibly stale answer
@@ -226,6 +227,8 @@ class ResponseCache:
         if entry is not None:
             self.hits += 1
             self._hit.inc()
+            if on_hit is not None:
+                on_hit()
             await send_cached(send, entry.body)
             return
         self.misses += 1

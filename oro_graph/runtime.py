@@ -51,7 +51,7 @@ class Runtime:
             redis_client = redis.Redis.from_url(
                 settings.redis_url, socket_timeout=2, socket_connect_timeout=2
             )
-            breaker = Breaker(settings.redis_retry_seconds)
+            breaker = Breaker(settings.redis_retry_seconds, metered=True)
             link = RedisLink.from_url(
                 settings.redis_url, timeout=settings.redis_timeout_seconds, breaker=breaker
             )

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Per hotkey and signed write (claim, heartbeat, progress, complete, presign, credentials), each.
     write_rate_limit: str = "120/minute"
     graphql_debug: bool = False
+    # A GraphQL request (one operation or a whole batch) running longer is stopped and answered
+    # TIME_BUDGET_EXCEEDED; each event of a subscription has the same budget (oro_graph/graphql/deadline.py).
+    graphql_time_budget_seconds: float = Field(default=10.0, gt=0, le=3600)
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
     # Races (see the README's "Races"): the cycle, the field, the draw and X of Y race runs.
     race_scheduler: bool | None = None  # None: on, except under `serve --demo`

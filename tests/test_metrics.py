@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -54,6 +55,16 @@ def test_metrics_move_with_traffic(runtime):
         assert client.get(f"/v1/public/agent-versions/{seeded.alpha}/status").status_code == 200
         board = "query Board { leaderboard(first: 5) { edges { node { finalScore } } } }"
         assert client.post("/graphql", json={"query": board, "operationName": "Board"}).status_code == 200
+        # the same board from the response cache: by POST, by GET, and by GET as a 304
+        assert client.post("/graphql", json={"query": board, "operationName": "Board"}).status_code == 200
+        url = "/graphql?" + urlencode({"query": board, "operationName": "Board"})
+        tagged = client.get(url, headers={"Accept": "application/json"})
+        assert tagged.status_code == 200 and tagged.headers["x-cache"] == "hit"
+        headers = {"Accept": "application/json", "If-None-Match": tagged.headers["etag"]}
+        assert client.get(url, headers=headers).status_code == 304
+        anonymous = "{ leaderboard(first: 3) { totalCount } }"
+        for _ in range(2):
+            assert client.post("/graphql", json={"query": anonymous}).status_code == 200
         secretish = "h" + seeded.alice  # as long as a key: never a label
         query = f"query {secretish} {{ __typename }}"
         assert client.post("/graphql", json={"query": query, "operationName": secretish}).status_code == 200
@@ -82,8 +93,14 @@ def test_metrics_move_with_traffic(runtime):
     assert moved("oro_response_cache_lookups_total", cache="rest", result="hit") == 1
     # operations by name, with their cost; a name as long as a key counts as "other"
     assert moved("oro_graphql_operations_total", operation="Board", type="query", outcome="ok") == 1
-    assert moved("oro_graphql_operation_cost_count", operation="Board") == 1
-    assert moved("oro_graphql_operation_cost_sum", operation="Board") > 0
+    # answers from the cache (a 304 included) are operations too, counted apart, with their cost
+    assert moved("oro_graphql_operations_total", operation="Board", type="query", outcome="cached") == 3
+    assert moved("oro_graphql_operation_cost_count", operation="Board") == 4
+    board_cost = moved("oro_graphql_operation_cost_sum", operation="Board")
+    assert board_cost > 0 and board_cost % 4 == 0
+    assert moved("oro_graphql_operations_total", operation="anonymous", type="query", outcome="ok") == 1
+    assert moved("oro_graphql_operations_total", operation="anonymous", type="query", outcome="cached") == 1
+    assert moved("oro_response_cache_lookups_total", cache="graphql", result="hit") == 4
     assert moved("oro_graphql_operations_total", operation="other", type="query", outcome="ok") == 1
     # the pipeline, from the database: three runs claimed, Eve's lease active, two successes
     assert value(after, "oro_claims_total") == 3
@@ -111,6 +128,38 @@ def test_rate_limit_refusals_are_counted(runtime):
     }
     assert value(samples, "oro_rate_limit_refusals_total", limit="client") - before == 2
     assert value(samples, "oro_http_requests_total", method="GET", route="/health", status="429") >= 1
+
+
+def _samples(runtime: Runtime) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(observability.exposition(runtime).decode())
+        for s in f.samples
+    }
+
+
+def test_a_redis_outage_shows_in_the_metrics_and_the_deep_health_check(runtime):
+    # given a server whose Redis does not answer (nothing listens on its port)
+    settings = runtime.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    away = Runtime.build(settings, db=runtime.db)
+    before = _samples(away)
+
+    # when a request's path finds it unreachable
+    client = TestClient(create_app(runtime=away, migrate=False))
+    health = client.get("/health")  # its rate-limit point is counted in the database instead
+    assert health.status_code == 200 and health.json()["redis"] == "degraded"
+    deep = client.get("/health/deep").json()
+    during = _samples(away)
+
+    # then the metrics and /health/deep say so, and say what still works
+    assert value(during, "oro_redis_degraded") == 1
+    assert value(during, "oro_redis_outages_total") - value(before, "oro_redis_outages_total") == 1
+    assert deep["checks"]["redis"]["status"] == "fail"
+    assert "rate-limit counters are kept in the database" in deep["checks"]["redis"]["detail"]
+
+    # and once Redis answers again, the gauge goes back
+    away.redis_link.breaker.succeeded()  # what the next successful call does
+    assert value(_samples(away), "oro_redis_degraded") == 0
 
 
 def test_metrics_token(runtime):

@@ -38,7 +38,11 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.add_middleware(GraphQLSSE, runtime=runtime)
     # Added after the cache, so it runs before it: a document over a limit never reaches a parser.
     app.add_middleware(
-        LimitGate, schema=schema._schema, debug=settings.graphql_debug, rate_limits=runtime.rate_limits
+        LimitGate,
+        schema=schema._schema,
+        debug=settings.graphql_debug,
+        rate_limits=runtime.rate_limits,
+        time_budget=settings.graphql_time_budget_seconds,
     )
     # Added last, so it runs first: the gate and the cache see the document a persisted hash stands for.
     app.add_middleware(PersistedQueries, store=QueryStore(runtime.redis_link))

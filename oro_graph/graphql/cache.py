@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oro_graph.dataversion import DataVersion
 from oro_graph.graphql import limits
 from oro_graph.graphql.apq import decoded, read_body, replay
+from oro_graph.graphql.gate import COST_KEY
+from oro_graph.observability import record_operation
 from oro_graph.responsecache import MAX_ENTRIES, ResponseCache
 
 MAX_DOCUMENT = 100_000
@@ -32,31 +34,42 @@ class QueryCache(ResponseCache):
 
     def __init__(self, version: DataVersion, *, ttl: float) -> None:
         super().__init__(version, ttl=ttl, name="graphql")
-        self._kinds: OrderedDict[str, bool] = OrderedDict()  # document hash -> is a cacheable query
+        # (document hash, operationName) -> (is a cacheable query, the operation's name)
+        self._kinds: OrderedDict[tuple[str, str | None], tuple[bool, str | None]] = OrderedDict()
 
     def is_query(self, document: str, operation: str | None) -> bool:
-        digest = hashlib.sha256(document.encode()).hexdigest()
-        known = self._kinds.get(digest)
+        return self._kind(document, operation)[0]
+
+    def operation_name(self, document: str, operation: str | None) -> str | None:
+        """The name the operation is counted under (as Strawberry names an executed one)."""
+        return self._kind(document, operation)[1]
+
+    def _kind(self, document: str, operation: str | None) -> tuple[bool, str | None]:
+        key = (hashlib.sha256(document.encode()).hexdigest(), operation)
+        known = self._kinds.get(key)
         if known is None:
-            known = _is_query(document, operation)
-            self._kinds[digest] = known
+            known = _kind(document, operation)
+            self._kinds[key] = known
             if len(self._kinds) > MAX_ENTRIES:
                 self._kinds.popitem(last=False)
         return known
 
 
-def _is_query(document: str, operation: str | None) -> bool:
+def _kind(document: str, operation: str | None) -> tuple[bool, str | None]:
     if len(document) > MAX_DOCUMENT or "rateLimit" in document:  # the caller's own budget is never shared
-        return False
+        return False, operation
     try:
         # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000
         # tokens here took seconds per request before the schema's own limit saw it.
         parsed: DocumentNode = limits.parse_document(document, limits.LIMITS.max_tokens)
     except GraphQLSyntaxError:
-        return False
+        return False, operation
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = [o for o in operations if operation is None or (o.name and o.name.value == operation)]
-    return len(chosen) == 1 and chosen[0].operation == OperationType.QUERY
+    if len(chosen) != 1:
+        return False, operation
+    name = chosen[0].name.value if chosen[0].name else None
+    return chosen[0].operation == OperationType.QUERY, name
 
 
 def _key(payload: dict[str, Any]) -> str:
@@ -109,6 +122,12 @@ class CachedResponses:
         ):
             await self.app(scope, receive, send)
             return
+        key = _key(payload)
+        name = self.cache.operation_name(payload["query"], payload.get("operationName"))
+
+        def counted() -> None:  # an answer from the cache is an operation answered, without executing
+            record_operation(name, "query", "cached", scope.get(COST_KEY))
+
         await self.cache.answer(
-            self.app, scope, receive, send, _key(payload), lambda answer: b'"errors"' not in answer
+            self.app, scope, receive, send, key, lambda answer: b'"errors"' not in answer, counted
         )

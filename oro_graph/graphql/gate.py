@@ -18,6 +18,9 @@ operation: ten operations each just under the budget used to run for seconds). A
 passes on untouched, and the schema's ``Limits`` extension still guards every other way in
 (websockets, multipart).
 
+A request that passes gets one deadline, ``ORO_GRAPHQL_TIME_BUDGET_SECONDS`` from now, for all of
+its operations (``oro_graph.graphql.deadline``).
+
 A request that passes is then charged its points to the client's budget (``oro_graph.ratelimit``:
 the rate-limit middleware has charged one already), by its static cost, summed over a batch; over
 the budget it is a 429 in the GraphQL shape, before anything runs. Small requests that pass are
@@ -41,9 +44,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oro_graph.graphql import limits
 from oro_graph.graphql.apq import decoded, read_body, replay, reply
 from oro_graph.graphql.cost import Cost
+from oro_graph.graphql.deadline import REQUEST_DEADLINE, Deadline
 from oro_graph.ratelimit import STATE_KEY, RateLimits, RateState, graphql_refusal
 
 ADMITTED_ENTRIES = 4_096
+COST_KEY = "oro.graphql_cost"  # the static cost of an admitted request, in its scope (for the metrics)
 REMEMBERED_BYTES = 8_192
 
 
@@ -57,12 +62,14 @@ class LimitGate:
         *,
         debug: bool,
         rate_limits: RateLimits | None = None,
+        time_budget: float | None = None,
         path: str = "/graphql",
     ) -> None:
         self.app = app
         self.schema = schema
         self.debug = debug  # then refusals report, as the schema's do, that no SQL ran
         self.rate_limits = rate_limits
+        self.time_budget = time_budget
         self.path = path
         self._admitted: OrderedDict[bytes, int] = OrderedDict()  # digest -> static cost
         self._refused: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> the answer
@@ -107,7 +114,16 @@ class LimitGate:
                 _remember(self._admitted, digest, cost)
         if not await self._charged(scope, send, cost):
             return
-        await self.app(scope, receive, send)
+        scope[COST_KEY] = cost
+        if self.time_budget is None:
+            await self.app(scope, receive, send)
+            return
+        # One deadline for the whole request, a batch's operations included (graphql/deadline.py).
+        token = REQUEST_DEADLINE.set(Deadline.starting_now(self.time_budget))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_DEADLINE.reset(token)
 
     async def _charged(self, scope: Scope, send: Send, cost: int) -> bool:
         """Charge the points of ``cost`` beyond the one the rate-limit middleware charged; False once

@@ -10,13 +10,34 @@ from __future__ import annotations
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.datastructures import Headers
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
+from strawberry.types.unset import UNSET, UnsetType
 
+from oro_graph.auth import SIGNED_HEADERS
 from oro_graph.graphql.context import Context
 
 
 class Router(GraphQLRouter[Context, None]):
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws: the four signature headers travel in ``connection_init``'s payload
+        (a browser's websocket cannot send headers of its own). They stand for the connection's
+        headers; the signature, nonce included, is verified once per connection, when a field first
+        needs the signer (``Context.signer``)."""
+        params = context.connection_params
+        if isinstance(params, dict):
+            wanted = {name.lower() for name in SIGNED_HEADERS}
+            given = {
+                k.lower(): v
+                for k, v in params.items()
+                if isinstance(k, str) and k.lower() in wanted and isinstance(v, str)
+            }
+            if given:
+                merged = {k: v for k, v in context.headers.items() if k not in given}
+                context.headers = Headers(headers={**merged, **given})
+        return UNSET
+
     @property
     def graphql_ide_html(self) -> str:
         """GraphiQL with its scripts served by this server (``oro_graph.web``), not a CDN."""

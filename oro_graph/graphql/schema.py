@@ -17,6 +17,7 @@ from strawberry.types.execution import PreExecutionError
 from oro_graph.graphql.agents import AgentMutation, AgentQuery
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
+from oro_graph.graphql.deadline import BoundedExecutor
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
@@ -155,6 +156,7 @@ schema = OroSchema(
     ],
     exception_handlers=EXCEPTION_HANDLERS,
     scalar_overrides=SCALAR_OVERRIDES,
+    execution_context_class=BoundedExecutor,
     config=StrawberryConfig(
         relay_max_results=MAX_PAGE_SIZE, batching_config={"max_operations": LIMITS.max_batch}
     ),

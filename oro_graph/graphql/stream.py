@@ -15,8 +15,13 @@ Single-connection mode: ``PUT /graphql`` reserves a stream and answers ``201`` w
 ``GET /graphql`` with the token (header ``X-GraphQL-Event-Stream-Token`` or ``?token=``) opens it;
 each ``POST /graphql`` with the token and ``extensions.operationId`` answers ``202`` and runs the
 operation on that stream (``event: next`` / ``complete`` with ``{"id": operationId, ...}``);
-``DELETE /graphql?operationId=...`` with the token stops one. A reservation lives in the server
-process that made it: behind several processes, route a client's requests to one of them.
+``DELETE /graphql?operationId=...`` with the token stops one. Each of these may reach any server
+process: the reservation, the operation ids in use and the operations sent to a stream are rows
+(``services.eventstreams``), and the process holding the stream's ``GET`` runs them, woken by the
+event notifier (``oro_graph.notify``: PostgreSQL LISTEN/NOTIFY, Redis pub/sub, or its own commits)
+or at the latest by its timer (``POLL_SECONDS``). It renews the reservation while it holds it; a
+reservation nobody opened lapses after ``RESERVATION_SECONDS``, one whose process died after
+``STREAM_LEASE_SECONDS``.
 
 Signatures are ordinary request headers here (a fetch-based client sends them); a browser
 ``EventSource`` cannot, so it gets what needs no signature. Queries and subscriptions may come by
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -44,12 +50,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.graphql.context import build_context
 from oro_graph.runtime import Runtime
+from oro_graph.services import eventstreams
 
+log = logging.getLogger("oro_graph.graphql.stream")
 MAX_BODY = 100_000
 TOKEN_HEADER = "x-graphql-event-stream-token"
-MAX_RESERVATIONS = 1_000
+MAX_RESERVATIONS = 1_000  # reservations at once, across the processes
 RESERVATION_SECONDS = 60.0  # a reservation nobody opened is forgotten after this
+STREAM_LEASE_SECONDS = 60.0  # an open stream's reservation, renewed by its holder every third of it
+POLL_SECONDS = 1.0  # the holder looks for operations at least this often, woken or not
 MAX_OPERATIONS_PER_STREAM = 50
+# Request headers an operation takes to the process that runs it (the signature's among them).
+FORWARDED_HEADERS = ("x-hotkey", "x-timestamp", "x-nonce", "x-signature", "x-request-id", "user-agent")
 KEEPALIVE_SECONDS = 12.0  # a comment line on an idle single-connection stream
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -185,12 +197,145 @@ async def _results(
 
 
 @dataclass
-class Reservation:
+class HeldStream:
+    """A single-connection stream this process holds (its GET is open here)."""
+
     token: str
-    created: float = field(default_factory=time.monotonic)
     queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     operations: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    opened: bool = False
+
+
+def _forwarded(scope: Scope, method: str, operation: Operation) -> dict[str, Any]:
+    """What the holder needs to run an operation as if it had received the request itself."""
+    headers = Headers(scope=scope)
+    client = scope.get("client")
+    return {
+        "method": method,
+        "headers": [[name, headers[name]] for name in FORWARDED_HEADERS if name in headers],
+        "client": list(client) if client else None,
+        "query": operation.query,
+        "variables": operation.variables,
+        "operationName": operation.operation_name,
+        "extensions": operation.extensions,
+    }
+
+
+def _request_of(forwarded: dict[str, Any]) -> Request:
+    client = forwarded.get("client")
+    return Request(
+        {
+            "type": "http",
+            "method": forwarded["method"],
+            "scheme": "http",
+            "path": "/graphql",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in forwarded["headers"]],
+            "client": tuple(client) if client else None,
+        }
+    )
+
+
+class StreamHolder:
+    """This process's open single-connection streams, and the loop that brings them their operations."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.held: dict[str, HeldStream] = {}
+        self._wake: asyncio.Event | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def hold(self, token: str) -> HeldStream:
+        stream = self.held[token] = HeldStream(token)
+        if self._poller is None or self._poller.done():
+            self._wake = asyncio.Event()
+            self._poller = asyncio.create_task(self._poll())
+        return stream
+
+    def wake(self) -> None:
+        """Something was sent to a stream from this process: look now."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def release(self, stream: HeldStream) -> None:
+        """The stream's client went away: its operations end with it, and its reservation goes."""
+        if self.held.get(stream.token) is stream:
+            del self.held[stream.token]
+        for task in stream.operations.values():
+            task.cancel()
+        self._spawn(self.runtime.db.run(eventstreams.close, stream.token))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _poll(self) -> None:
+        renew_at = 0.0
+        while self.held:
+            assert self._wake is not None
+            self._wake.clear()
+            now = time.time()
+            renew = now + STREAM_LEASE_SECONDS if now >= renew_at else None
+            tokens = list(self.held)
+            try:
+                # A read first: most looks find nothing, and a write transaction each time would
+                # queue behind every writer on SQLite.
+                if renew is None and not await self.runtime.db.run(eventstreams.waiting, tokens):
+                    messages = []
+                else:
+                    messages = await self.runtime.db.run(eventstreams.take, tokens, renew_until=renew)
+            except Exception:  # the database is away: try again on the next round
+                log.warning("could not read the event streams' operations", exc_info=True)
+                messages = []
+            else:
+                if renew is not None:
+                    renew_at = now + STREAM_LEASE_SECONDS / 3
+            for token, message in messages:
+                stream = self.held.get(token)
+                if stream is not None:
+                    self._dispatch(stream, message)
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        assert self._wake is not None
+        local = asyncio.ensure_future(self._wake.wait())
+        remote = asyncio.ensure_future(self.runtime.notifier.wait(POLL_SECONDS))
+        try:
+            await asyncio.wait({local, remote}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            local.cancel()
+            remote.cancel()
+
+    def _dispatch(self, stream: HeldStream, message: dict[str, Any]) -> None:
+        if "stop" in message:
+            task = stream.operations.pop(message["stop"], None)
+            if task is not None:
+                task.cancel()
+            stream.queue.put_nowait(_frame("complete", {"id": message["stop"]}))
+            return
+        operation_id, forwarded = message["run"], message["request"]
+        operation = Operation(
+            forwarded["query"], forwarded["variables"], forwarded["operationName"], forwarded["extensions"]
+        )
+        stream.operations[operation_id] = asyncio.create_task(
+            self._run(
+                stream, operation_id, _request_of(forwarded), operation, via_get=forwarded["method"] == "GET"
+            )
+        )
+
+    async def _run(
+        self, stream: HeldStream, operation_id: str, request: Request, operation: Operation, *, via_get: bool
+    ) -> None:
+        try:
+            async for payload, _ in _results(self.runtime, request, operation, resume=None, via_get=via_get):
+                stream.queue.put_nowait(_frame("next", {"id": operation_id, "payload": payload}))
+            stream.queue.put_nowait(_frame("complete", {"id": operation_id}))
+        finally:
+            if stream.operations.get(operation_id) is asyncio.current_task():
+                del stream.operations[operation_id]
+                self._spawn(self.runtime.db.run(eventstreams.finish, stream.token, operation_id))
 
 
 def install_stream(app: FastAPI, sse: Any) -> None:
@@ -211,7 +356,7 @@ class GraphQLSSE:
         self.app = app
         self.runtime = runtime
         self.path = path
-        self.reservations: dict[str, Reservation] = {}
+        self.holder = StreamHolder(runtime)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path:
@@ -223,7 +368,7 @@ class GraphQLSSE:
         wants_stream = "text/event-stream" in headers.get("accept", "")
         response: Response | None = None
         if method == "PUT":
-            response = self._reserve()
+            response = await self._reserve()
         elif token and method in ("GET", "POST", "DELETE"):
             response = await self._single(scope, receive, method, token, wants_stream)
         elif wants_stream and method in ("GET", "POST"):
@@ -258,87 +403,83 @@ class GraphQLSSE:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
 
-    # -- single connection -------------------------------------------------------------------
+    # -- single connection ----------------------------------------------------------------------
 
-    def _forget_stale(self) -> None:
-        now = time.monotonic()
-        for token, reservation in list(self.reservations.items()):
-            if not reservation.opened and now - reservation.created > RESERVATION_SECONDS:
-                del self.reservations[token]
-
-    def _reserve(self) -> Response:
-        self._forget_stale()
-        if len(self.reservations) >= MAX_RESERVATIONS:
-            busy = "too many open event streams; try again later"
-            return PlainTextResponse(busy, 503, headers={"Retry-After": "5"})
+    async def _reserve(self) -> Response:
         token = uuid.uuid4().hex
-        self.reservations[token] = Reservation(token)
+        now = time.time()
+        try:
+            await self.runtime.db.run(
+                eventstreams.reserve,
+                token,
+                now=now,
+                expires_at=now + RESERVATION_SECONDS,
+                max_streams=MAX_RESERVATIONS,
+            )
+        except eventstreams.StreamRefused as refused:
+            return PlainTextResponse(refused.message, refused.status, headers={"Retry-After": "5"})
         return PlainTextResponse(token, 201)
 
     async def _single(
         self, scope: Scope, receive: Receive, method: str, token: str, wants_stream: bool
     ) -> Response:
-        reservation = self.reservations.get(token)
-        if reservation is None:
-            return _bad_request("no such event stream: make a reservation with PUT /graphql first", 404)
-        if method == "GET" and wants_stream:
-            if reservation.opened:
-                return _bad_request("this event stream is already open", 409)
-            reservation.opened = True
-            return StreamingResponse(
-                self._stream(reservation), media_type="text/event-stream", headers=STREAM_HEADERS
-            )
-        if method == "DELETE":
-            operation_id = self._query_param(scope, "operationId")
-            task = reservation.operations.pop(operation_id or "", None)
-            if task is None:
-                return _bad_request("no such operation on this stream (`operationId` in the URL)", 404)
-            task.cancel()
-            reservation.queue.put_nowait(_frame("complete", {"id": operation_id}))
-            return Response(status_code=200)
+        db = self.runtime.db
         try:
-            operation = _from_url(scope) if method == "GET" else await _from_body(receive)
-        except BadRequest as exc:
-            return _bad_request(str(exc))
-        operation_id = operation.extensions.get("operationId")
-        if not isinstance(operation_id, str) or not operation_id or len(operation_id) > 128:
-            return _bad_request("name the operation in `extensions.operationId` (a string)")
-        if operation_id in reservation.operations:
-            return _bad_request(f"operation {operation_id!r} is already running on this stream", 409)
-        if len(reservation.operations) >= MAX_OPERATIONS_PER_STREAM:
-            return _bad_request(f"at most {MAX_OPERATIONS_PER_STREAM} operations per stream", 429)
-        request = Request(scope)
-        reservation.operations[operation_id] = asyncio.create_task(
-            self._run(reservation, operation_id, request, operation, via_get=method == "GET")
-        )
+            if method == "GET" and wants_stream:
+                now = time.time()
+                await db.run(eventstreams.open_stream, token, now=now, expires_at=now + STREAM_LEASE_SECONDS)
+                stream = self.holder.hold(token)
+                return StreamingResponse(
+                    self._stream(stream, receive), media_type="text/event-stream", headers=STREAM_HEADERS
+                )
+            if method == "DELETE":
+                operation_id = self._query_param(scope, "operationId") or ""
+                await db.run(eventstreams.stop, token, operation_id, now=time.time())
+                self.holder.wake()
+                return Response(status_code=200)
+            try:
+                operation = _from_url(scope) if method == "GET" else await _from_body(receive)
+            except BadRequest as exc:
+                return _bad_request(str(exc))
+            operation_id = operation.extensions.get("operationId")
+            if not isinstance(operation_id, str) or not operation_id or len(operation_id) > 128:
+                return _bad_request("name the operation in `extensions.operationId` (a string)")
+            await db.run(
+                eventstreams.submit,
+                token,
+                operation_id,
+                _forwarded(scope, method, operation),
+                now=time.time(),
+                max_operations=MAX_OPERATIONS_PER_STREAM,
+            )
+        except eventstreams.StreamRefused as refused:
+            return _bad_request(refused.message, refused.status)
+        self.holder.wake()
         return Response(status_code=202)
 
-    async def _run(
-        self,
-        reservation: Reservation,
-        operation_id: str,
-        request: Request,
-        operation: Operation,
-        *,
-        via_get: bool,
-    ) -> None:
-        try:
-            async for payload, _ in _results(self.runtime, request, operation, resume=None, via_get=via_get):
-                reservation.queue.put_nowait(_frame("next", {"id": operation_id, "payload": payload}))
-            reservation.queue.put_nowait(_frame("complete", {"id": operation_id}))
-        finally:
-            if reservation.operations.get(operation_id) is asyncio.current_task():
-                del reservation.operations[operation_id]
-
-    async def _stream(self, reservation: Reservation) -> AsyncIterator[bytes]:
+    async def _stream(self, stream: HeldStream, receive: Receive) -> AsyncIterator[bytes]:
+        # Watch the connection too: a quiet stream would otherwise notice its client left only at
+        # its next keep-alive, and hold its reservation and operations until then.
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
             yield b": stream open\n\n"
             while True:
-                try:
-                    yield await asyncio.wait_for(reservation.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield b":\n\n"
+                frame = asyncio.ensure_future(stream.queue.get())
+                await asyncio.wait(
+                    {frame, gone}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if frame.done():
+                    yield frame.result()
+                    continue
+                frame.cancel()
+                if gone.done():
+                    return
+                yield b":\n\n"
         finally:  # the client went away: its operations end with it
-            self.reservations.pop(reservation.token, None)
-            for task in reservation.operations.values():
-                task.cancel()
+            gone.cancel()
+            self.holder.release(stream)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

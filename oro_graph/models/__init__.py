@@ -17,7 +17,13 @@ from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
 from oro_graph.models.registry import Hotkey, InferenceCredential, Miner, ValidatorState
-from oro_graph.models.sharedstate import RateLimitHit, UsedNonce
+from oro_graph.models.sharedstate import (
+    EventStream,
+    EventStreamMessage,
+    EventStreamOperation,
+    RateLimitHit,
+    UsedNonce,
+)
 from oro_graph.models.suites import Problem, ProblemSource, Suite
 
 __all__ = [
@@ -48,6 +54,9 @@ __all__ = [
     "Suite",
     "TopAgentHistory",
     "UsedNonce",
+    "EventStream",
+    "EventStreamMessage",
+    "EventStreamOperation",
     "ValidatorState",
     "WorkItem",
     "utcnow",

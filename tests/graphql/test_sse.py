@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.factories import claim, make_eligible, make_world, submit
 from tests.graphql.test_subscriptions import BOARD, RUN_PROGRESS, _lifecycle
+from tests.hardening.support import start_servers
 from tests.rest.conftest import serve  # noqa: F401  (the live-server fixture)
 from tests.rest.live import LiveServer
 
@@ -193,3 +195,114 @@ def test_single_connection_mode(live):
     assert by_id["q"] == ["next", "complete"]
     first_run = next(m for m in received if m["data"]["id"] == "run")
     assert first_run["data"]["payload"]["data"]["runProgress"]["__typename"] == "RunClaimed"
+
+
+class StreamListener:
+    """A single-connection stream opened in a thread: the messages it receives, by operation id."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url, self.token = base_url, token
+        self.opened = threading.Event()
+        self.status: int | None = None
+        self.received: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as http:
+            with http.stream("GET", f"/graphql?token={self.token}", headers=STREAM) as response:
+                self.status = response.status_code
+                self.opened.set()
+                current: dict[str, Any] = {}
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        current["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        current["data"] = json.loads(line[6:])
+                        with self.changed:
+                            self.received.append(current)
+                            self.changed.notify_all()
+                        current = {}
+                        if self.done("last"):
+                            return
+
+    def done(self, operation_id: str) -> bool:
+        return any(m["event"] == "complete" and m["data"]["id"] == operation_id for m in self.received)
+
+    def wait_complete(self, operation_id: str, timeout: float = 20) -> list[str]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.done(operation_id), timeout), self.received
+        return [m["event"] for m in self.received if m["data"]["id"] == operation_id]
+
+
+@pytest.mark.slow
+def test_single_connection_mode_across_server_processes(
+    runtime: Any, database_url: str, tmp_path: Any
+) -> None:
+    # given two server processes over one database, and a run still going (its subscription stays open)
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "a")
+    c = claim(runtime, world.validators[0])
+    assert c is not None
+    env = {
+        "ORO_DATABASE_URL": database_url,
+        "ORO_SECRET_KEY": "sse",
+        "ORO_DATA_DIR": str(tmp_path / "state"),
+        "ORO_RATE_LIMIT_PER_MINUTE": "100000",
+    }
+    first, second = start_servers(2, env, tmp_path)
+    try:
+        with (
+            httpx.Client(base_url=first.base_url, timeout=15) as one,
+            httpx.Client(base_url=second.base_url, timeout=15) as two,
+        ):
+            # when the stream is reserved on the first, opened on the second
+            reserved = one.put("/graphql")
+            assert reserved.status_code == 201
+            token = reserved.text
+            header = {"X-GraphQL-Event-Stream-Token": token}
+            listener = StreamListener(second.base_url, token)
+            assert listener.opened.wait(15) and listener.status == 200
+            assert one.get(f"/graphql?token={token}", headers=STREAM).status_code == 409  # held elsewhere
+
+            # then operations sent to either process run on the stream
+            query = {"query": "{ __typename }", "extensions": {"operationId": "q"}}
+            assert one.post("/graphql", json=query, headers=header).status_code == 202
+            assert listener.wait_complete("q") == ["next", "complete"]
+            run = {
+                "query": BARE_RUN,
+                "variables": {"runId": str(c.run.id)},
+                "extensions": {"operationId": "run"},
+            }
+            assert one.post("/graphql", json=run, headers=header).status_code == 202
+            # an id in use is refused on every process, and a stop sent to the other one ends it
+            assert two.post("/graphql", json=run, headers=header).status_code == 409
+            with listener.changed:
+                assert listener.changed.wait_for(
+                    lambda: any(m["data"]["id"] == "run" for m in listener.received), 20
+                )
+            assert one.delete("/graphql", params={"operationId": "run"}, headers=header).status_code == 200
+            events = listener.wait_complete("run")
+            assert events[0] == "next" and events[-1] == "complete" and events.count("complete") == 1
+            first_run = next(m for m in listener.received if m["data"]["id"] == "run")
+            assert first_run["data"]["payload"]["data"]["runProgress"]["__typename"] == "RunClaimed"
+            assert one.delete("/graphql", params={"operationId": "run"}, headers=header).status_code == 404
+            # the id is free again once its operation completed
+            last = {"query": "{ __typename }", "extensions": {"operationId": "last"}}
+            assert two.post("/graphql", json=last, headers=header).status_code == 202
+            listener.wait_complete("last")
+            listener.thread.join(10)
+
+            # and once the client is gone, the reservation is too, on every process
+            def gone(http: httpx.Client) -> bool:
+                return http.post("/graphql", json=last, headers=header).status_code == 404
+
+            deadline = time.monotonic() + 10
+            while not (gone(one) and gone(two)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert gone(one) and gone(two), (first.log()[-3000:], second.log()[-3000:])
+        assert first.tracebacks() == [] and second.tracebacks() == []
+    finally:
+        first.stop()
+        second.stop()

@@ -153,6 +153,40 @@ def test_over_websocket_graphql_transport_ws(runtime: Runtime) -> None:
     assert kinds[-1] == "RunFinished" and kinds[0] == "RunClaimed"
 
 
+def test_signature_headers_come_in_connection_init_and_are_verified_once(runtime: Runtime) -> None:
+    # given a miner, and the graphql-transport-ws client a browser would use (no headers of its own)
+    world = make_world(runtime)
+    from oro_graph.app import create_app
+
+    app = create_app(runtime.settings, runtime=runtime, migrate=False)
+    mine = "{ myInferenceAuth { readiness } }"
+
+    def ask(ws: Any, operation_id: str) -> dict[str, Any]:
+        ws.send_json({"id": operation_id, "type": "subscribe", "payload": {"query": mine}})
+        answer = ws.receive_json()
+        assert ws.receive_json() == {"id": operation_id, "type": "complete"}
+        return answer["payload"]
+
+    with TestClient(app) as client:
+        # when the four headers come in connection_init: the signer's own data, twice on one connection
+        # (verified once: the nonce is not claimed again)
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": sign_headers(keypair("Alice"))})
+            assert ws.receive_json()["type"] == "connection_ack"
+            for operation_id in ("1", "2"):
+                payload = ask(ws, operation_id)
+                assert "errors" not in payload, payload
+                assert payload["data"]["myInferenceAuth"]["readiness"]
+        # and without them, the signed field is refused
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": {}})
+            assert ws.receive_json()["type"] == "connection_ack"
+            payload = ask(ws, "1")
+            assert payload["data"] is None
+            assert payload["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert world.miners
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
