@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import statistics
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -85,6 +85,17 @@ def draw_problems(seed: str, problem_ids: Iterable[uuid.UUID | str], k: int) -> 
 # The weights the public validator sets from a completed race's detail.
 
 
+def finisher_order(race_score: float, agent_version_id: uuid.UUID | str) -> tuple[float, str]:
+    """The sort key of race ranks: race score descending, ties by version id ascending as a string."""
+    return (-race_score, str(agent_version_id))
+
+
+def race_score_of(run_scores: Iterable[float | None]) -> float | None:
+    """A qualifier's race score: the mean of its counted race runs' scores (None without any)."""
+    values = [s for s in run_scores if s is not None]
+    return sum(values) / len(values) if values else None
+
+
 @dataclass(frozen=True)
 class Weight:
     """One entry of the weight vector: a miner's hotkey (or the burn slot, uid 0) and its u16 units."""
@@ -107,7 +118,7 @@ def race_weights(
     when t_burn < t_top the winner is pinned at 65535 and the burn slot gets what the tail leaves of
     ``round(t_burn * 65535 / t_top)``. The chain normalises the vector.
     """
-    ranked = sorted(finishers, key=lambda f: (-f[2], str(f[1])))
+    ranked = sorted(finishers, key=lambda f: finisher_order(f[2], f[1]))
     k = len(ranked) // 2
     entries: list[tuple[str | None, uuid.UUID | None, int | None, int]] = []
     if k == 0:
@@ -267,11 +278,20 @@ def qualifying_threshold(session: Session, suite_id: int, *, settings: Settings,
     ``challenge_threshold``, halving every ``race_threshold_half_life_hours`` since that race; 0
     before the suite's first completed race."""
     last = latest_completed(session, suite_id)
-    if last is None or last.winner_score is None or last.race_completed_at is None:
+    if last is None:
         return 0.0
-    hours = max(0.0, (now - last.race_completed_at).total_seconds() / 3600)
+    return decayed_threshold(last.winner_score, last.race_completed_at, settings=settings, now=now)
+
+
+def decayed_threshold(
+    winner_score: float | None, completed_at: datetime | None, *, settings: Settings, now: datetime
+) -> float:
+    """The qualifying threshold ``now`` after a race its winner won with ``winner_score`` (0 without one)."""
+    if winner_score is None or completed_at is None:
+        return 0.0
+    hours = max(0.0, (now - completed_at).total_seconds() / 3600)
     decay = 0.5 ** (hours / settings.race_threshold_half_life_hours)
-    return min(1.0, (last.winner_score + settings.challenge_threshold) * decay)
+    return min(1.0, (winner_score + settings.challenge_threshold) * decay)
 
 
 def _barred_versions(session: Session) -> set[uuid.UUID]:
@@ -289,12 +309,58 @@ class Entrant:
     qualification_type: QualificationType
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """An eligible version that may race: its miner, qualifying score and when it became eligible."""
+
+    version_id: uuid.UUID
+    miner_hotkey: str
+    score: float
+    eligible_at: datetime | None
+
+
+def choose_field(
+    candidates: Iterable[Candidate],
+    *,
+    pins: Mapping[str, uuid.UUID],
+    incumbent: uuid.UUID | None,
+    threshold: float,
+    cap: int,
+    opened_at: datetime,
+) -> list[tuple[Candidate, QualificationType]]:
+    """The field rule on plain values (``candidates``: eligible, neither banned nor barred): the
+    incumbent first, then versions at or above the threshold, best first, one per miner (its pinned
+    version if that one qualifies, else its best), up to the cap."""
+    ranked = sorted(candidates, key=lambda c: (-c.score, c.eligible_at or opened_at, str(c.version_id)))
+    field: list[tuple[Candidate, QualificationType]] = []
+    seen: set[str] = set()
+    for c in ranked:
+        if incumbent is not None and c.version_id == incumbent:
+            field.append((c, QualificationType.INCUMBENT))
+            seen.add(c.miner_hotkey)
+    best: dict[str, Candidate] = {}
+    for c in ranked:  # best first, so the first seen per miner is its best
+        if c.score >= threshold - 1e-12:
+            best.setdefault(c.miner_hotkey, c)
+            if pins.get(c.miner_hotkey) == c.version_id:
+                best[c.miner_hotkey] = c
+    chosen = sorted(
+        (c for h, c in best.items() if h not in seen),
+        key=lambda c: (-c.score, c.eligible_at or opened_at, str(c.version_id)),
+    )
+    for c in chosen:
+        if len(field) >= cap:
+            break
+        field.append((c, QualificationType.SCORED))
+    return field
+
+
 def field_of(session: Session, race: Race) -> list[Entrant]:
-    """Who races: the incumbent, then eligible versions at or above the threshold, best first, one
-    per miner (its pinned version if that one qualifies, else its best), up to the cap."""
+    """Who races (``choose_field``) among the suite's eligible versions, banned miners and barred
+    versions left out."""
     banned = set(session.exec(select(Hotkey.ss58).where(col(Hotkey.banned).is_(True))))
     barred = _barred_versions(session)
-    candidates = session.exec(
+    rows = session.exec(
         select(AgentVersion, Agent.miner_hotkey)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
         .where(
@@ -302,42 +368,22 @@ def field_of(session: Session, race: Race) -> list[Entrant]:
             AgentVersion.state == AgentVersionState.ELIGIBLE,
             col(AgentVersion.final_score).is_not(None),
         )
-        .order_by(col(AgentVersion.final_score).desc(), col(AgentVersion.eligible_at), col(AgentVersion.id))
     ).all()
-    pins = {row.miner_hotkey: row.agent_version_id for row in session.exec(select(RaceSelection))}
-    entrants: list[Entrant] = []
-    seen: set[str] = set()
-    incumbent = latest_completed(session, race.suite_id)
-    if incumbent is not None and incumbent.winner_agent_version_id is not None:
-        for version, hotkey in candidates:
-            if (
-                version.id == incumbent.winner_agent_version_id
-                and hotkey not in banned
-                and version.id not in barred
-            ):
-                entrants.append(Entrant(version, hotkey, QualificationType.INCUMBENT))
-                seen.add(hotkey)
-    qualifying = [
-        (v, h)
-        for v, h in candidates
-        if h not in banned
-        and v.id not in barred
-        and (v.final_score or 0.0) >= race.qualifying_threshold - 1e-12
+    versions = {v.id: v for v, h in rows if h not in banned and v.id not in barred}
+    candidates = [
+        Candidate(v.id, h, v.final_score or 0.0, v.eligible_at) for v, h in rows if v.id in versions
     ]
-    best: dict[str, AgentVersion] = {}
-    for version, hotkey in qualifying:  # best first, so the first seen per miner is its best
-        best.setdefault(hotkey, version)
-        if pins.get(hotkey) == version.id:
-            best[hotkey] = version
-    chosen = sorted(
-        ((v, h) for h, v in best.items() if h not in seen),
-        key=lambda e: (-(e[0].final_score or 0.0), e[0].eligible_at or race.created_at, str(e[0].id)),
+    pins = {row.miner_hotkey: row.agent_version_id for row in session.exec(select(RaceSelection))}
+    incumbent = latest_completed(session, race.suite_id)
+    field = choose_field(
+        candidates,
+        pins=pins,
+        incumbent=incumbent.winner_agent_version_id if incumbent else None,
+        threshold=race.qualifying_threshold,
+        cap=race.max_qualifiers,
+        opened_at=race.created_at,
     )
-    for version, hotkey in chosen:
-        if len(entrants) >= race.max_qualifiers:
-            break
-        entrants.append(Entrant(version, hotkey, QualificationType.SCORED))
-    return entrants
+    return [Entrant(versions[c.version_id], c.miner_hotkey, kind) for c, kind in field]
 
 
 def _refresh_field(session: Session, race: Race, now: datetime) -> None:
@@ -490,8 +536,17 @@ def _race_score(session: Session, work: WorkItem) -> float | None:
             col(EvaluationRun.validator_hotkey).not_in(banned),
         )
     ).all()
-    values = [s for s in scores if s is not None]
-    return sum(values) / len(values) if values else None
+    return race_score_of(scores)
+
+
+def settlement(included: int, failed: int, required: int, max_attempts: int | None) -> str | None:
+    """Where a qualifier's X of Y stands: FINISHED with X successes, DID_NOT_FINISH once the attempts
+    left cannot reach X, else None (still racing)."""
+    if included >= required:
+        return "FINISHED"
+    if max_attempts is not None and included + failed >= max_attempts:
+        return "DID_NOT_FINISH"
+    return None
 
 
 def on_race_run_finished(
@@ -505,14 +560,14 @@ def on_race_run_finished(
     if run.status != RunStatus.SUCCESS:
         work.failed_attempts += 1
     if not work.is_closed:
-        if work.included_successes >= work.required_successes:
+        settled = settlement(
+            work.included_successes, work.failed_attempts, work.required_successes, work.max_attempts
+        )
+        if settled == "FINISHED":
             work.is_closed, work.closed_at = True, now
             qualifier.race_score = _race_score(session, work)
             qualifier.finished_at = now
-        elif (
-            work.max_attempts is not None
-            and work.included_successes + work.failed_attempts >= work.max_attempts
-        ):
+        elif settled == "DID_NOT_FINISH":
             work.is_closed, work.closed_at = True, now
             qualifier.did_not_finish = True
             qualifier.finished_at = now
@@ -552,7 +607,7 @@ def _complete(session: Session, race: Race, *, settings: Settings, now: datetime
     qualifiers = list(session.exec(select(RaceQualifier).where(RaceQualifier.race_id == race.id)))
     finishers = sorted(
         (q for q in qualifiers if q.race_score is not None),
-        key=lambda q: (-(q.race_score or 0.0), str(q.agent_version_id)),
+        key=lambda q: finisher_order(q.race_score or 0.0, q.agent_version_id),
     )
     for q in qualifiers:
         if q.race_score is None:
@@ -574,12 +629,13 @@ def _complete(session: Session, race: Race, *, settings: Settings, now: datetime
     session.add(race)
     session.flush()
     if winner is not None:
-        _crown(session, race, winner, now)
+        crown(session, race, winner, now)
     return race
 
 
-def _crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -> None:
-    """From a suite's first completed race on, its winner is the top agent the validators pay."""
+def crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -> None:
+    """From a suite's first completed race on, its winner is the top agent the validators pay (the
+    demo world replays its completed races through this too)."""
     leaderboard.lock_suite_board(session, race.suite_id)
     current = leaderboard.reign_at(session, race.suite_id, None)
     if current is not None and current.agent_version_id == winner.agent_version_id:
