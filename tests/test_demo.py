@@ -117,7 +117,12 @@ def test_world_has_every_state_and_status(runtime: Runtime) -> None:
     assert _scalar(db, "SELECT count(*) FROM evaluationrun") == SMALL["runs"] == manifest.counts["runs"]
     # every run has a result for every problem of the suite
     assert _scalar(db, "SELECT count(*) FROM problem") == 30
-    assert _scalar(db, "SELECT count(*) FROM problemresult") == 30 * SMALL["runs"]
+    # ... and a race run for every problem its race drew
+    assert _scalar(db, "SELECT count(*) FROM problemresult") == _scalar(
+        db,
+        "SELECT sum(CASE WHEN r.race_id IS NULL THEN 30 ELSE "
+        "(SELECT problem_count FROM race WHERE race.id = r.race_id) END) FROM evaluationrun r",
+    )
     assert _scalar(db, "SELECT count(DISTINCT run_id) FROM problemresult") == SMALL["runs"]
     # the suite shape
     shape = _rows(db, "SELECT category, difficulty, count(*) FROM problem GROUP BY 1, 2 ORDER BY 1, 2")
@@ -157,13 +162,13 @@ INVARIANT_SQL = {
     ),
     "eligible: closed work item with all required successes": (
         "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
-        "WHERE v.state = 'ELIGIBLE' AND NOT (w.is_closed AND w.included_successes = w.required_successes "
-        "AND v.eligible_at IS NOT NULL)"
+        "WHERE w.race_id IS NULL AND v.state = 'ELIGIBLE' AND NOT (w.is_closed "
+        "AND w.included_successes = w.required_successes AND v.eligible_at IS NOT NULL)"
     ),
     "eligible final score is the mean of its included runs": (
         "SELECT count(*) FROM agentversion v WHERE v.state = 'ELIGIBLE' AND abs(v.final_score - "
         "(SELECT avg(r.validator_score) FROM evaluationrun r WHERE r.agent_version_id = v.id "
-        "AND r.is_included AND r.status = 'SUCCESS')) > 1e-9"
+        "AND r.is_included AND r.status = 'SUCCESS' AND r.race_id IS NULL)) > 1e-9"
     ),
     "only eligible versions have a final score": (
         "SELECT count(*) FROM agentversion WHERE (state = 'ELIGIBLE') <> (final_score IS NOT NULL)"
@@ -185,8 +190,8 @@ INVARIANT_SQL = {
         "GROUP BY 1, 2 HAVING count(*) > 1) d"
     ),
     "running/queued versions follow their work item": (
-        "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id WHERE "
-        "(v.state = 'RUNNING' AND w.active_runs = 0 AND w.included_successes = 0) OR "
+        "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
+        "AND w.race_id IS NULL WHERE (v.state = 'RUNNING' AND w.active_runs = 0 AND w.included_successes = 0) OR "
         "(v.state = 'QUEUED' AND (w.active_runs > 0 OR w.included_successes > 0)) OR "
         "(v.state IN ('QUEUED', 'RUNNING') AND w.is_closed) OR "
         "(v.state IN ('DISCARDED', 'CANCELLED') AND (NOT w.is_closed OR w.active_runs > 0))"
@@ -206,11 +211,29 @@ INVARIANT_SQL = {
     ),
     "successful runs have a score, others none": (
         "SELECT count(*) FROM evaluationrun WHERE (status = 'SUCCESS') <> (validator_score IS NOT NULL) "
-        "OR is_included <> (status = 'SUCCESS')"
+        "OR (is_included AND status <> 'SUCCESS') OR (race_id IS NULL AND is_included <> (status = 'SUCCESS'))"
     ),
     "run score is the mean of its problem scores": (
         "SELECT count(*) FROM evaluationrun r WHERE r.status = 'SUCCESS' AND abs(r.validator_score - "
-        "(SELECT sum(p.score) / 30.0 FROM problemresult p WHERE p.run_id = r.id)) > 1e-9"
+        "(SELECT avg(p.score) FROM problemresult p WHERE p.run_id = r.id)) > 1e-9"
+    ),
+    "a race run evaluates exactly its race's drawn problems": (
+        "SELECT count(*) FROM evaluationrun r JOIN race ON race.id = r.race_id WHERE "
+        "(SELECT count(*) FROM problemresult p WHERE p.run_id = r.id) <> race.problem_count"
+    ),
+    "race work belongs to a qualifier of its race": (
+        "SELECT count(*) FROM workitem w WHERE w.race_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+        "racequalifier q WHERE q.race_id = w.race_id AND q.agent_version_id = w.agent_version_id)"
+    ),
+    "race runs run their race's work": (
+        "SELECT count(*) FROM evaluationrun r JOIN workitem w ON w.id = r.work_item_id "
+        "WHERE (r.race_id IS NULL) <> (w.race_id IS NULL) OR r.race_id <> w.race_id"
+    ),
+    "race work takes at most its attempts": (
+        "SELECT count(*) FROM workitem WHERE race_id IS NOT NULL AND "
+        "(included_successes + failed_attempts > max_attempts "
+        "OR failed_attempts <> (SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = workitem.id "
+        "AND r.status IN ('FAILED', 'TIMED_OUT')))"
     ),
     "problem results are consistent with their status": (
         "SELECT count(*) FROM problemresult WHERE (status IN ('SUCCESS', 'FAILED', 'TIMED_OUT')) <> "
@@ -235,7 +258,9 @@ def test_world_keeps_the_lifecycle_invariants(runtime: Runtime) -> None:
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.02])
-def test_top_agent_history_follows_the_challenge_rule(runtime: Runtime, threshold: float) -> None:
+def test_top_agent_history_follows_the_challenge_rule_then_the_races(
+    runtime: Runtime, threshold: float
+) -> None:
     settings = runtime.settings.model_copy(update={"challenge_threshold": threshold})
     demo.generate(runtime.db, settings, **SMALL)
 
@@ -244,36 +269,52 @@ def test_top_agent_history_follows_the_challenge_rule(runtime: Runtime, threshol
         "SELECT id, final_score, eligible_at FROM agentversion WHERE state = 'ELIGIBLE' "
         "ORDER BY eligible_at, id",
     )
+    completed = _rows(
+        runtime.db,
+        "SELECT winner_agent_version_id, winner_score, race_completed_at FROM race "
+        "WHERE status = 'RACE_COMPLETE' ORDER BY race_completed_at",
+    )
     history = _rows(
         runtime.db, "SELECT agent_version_id, score, top_at, replaced_at FROM topagenthistory ORDER BY id"
     )
+    assert completed, "the small world has completed races"
+    first_race = _aware(completed[0][2])
 
-    # replay: the first eligible version is crowned; a later one takes over only if it beats the incumbent
-    # by more than the threshold (the rule of services.leaderboard.recompute_top_agent)
-    expected: list[tuple[str, float]] = []
+    # replay: before the first completed race, the first eligible version is crowned and a later one takes
+    # over only if it beats the incumbent by more than the threshold (services.leaderboard.recompute_top_agent);
+    # from then on each race's winner reigns (services.races.crown: a winner that already reigns keeps its
+    # reign with its new race score)
+    expected: list[list[Any]] = []
     best_score, best_id = -1.0, None
-    for version_id, score, _ in eligible:
+    for version_id, score, at in eligible:
+        if _aware(at) > first_race:
+            break
         if score > best_score:
             best_score, best_id = score, version_id
         if not expected or (best_id != expected[-1][0] and best_score > expected[-1][1] + threshold):
-            expected.append((best_id, best_score))
-    assert [(str(r[0]), r[1]) for r in history] == [(str(v), s) for v, s in expected]
+            expected.append([best_id, best_score, _aware(at)])
+    for winner, score, at in completed:
+        if winner is None:
+            continue
+        if expected and str(expected[-1][0]) == str(winner):
+            expected[-1][1] = score
+        else:
+            expected.append([winner, score, _aware(at)])
+    assert [(str(r[0]), r[1], _aware(r[2])) for r in history] == [(str(v), s, t) for v, s, t in expected]
     assert [r[3] is None for r in history] == [False] * (len(history) - 1) + [True]
     for earlier, later in zip(history, history[1:], strict=False):
         assert _aware(earlier[3]) == _aware(later[2])  # replaced when the successor was crowned
-    eligible_at = {str(v): _aware(at) for v, _, at in eligible}
-    assert all(_aware(r[2]) == eligible_at[str(r[0])] for r in history)
 
 
 def test_board_events_follow_the_simulated_clock(runtime: Runtime) -> None:
     _generate(runtime)
 
-    stamps = _rows(
-        runtime.db,
-        "SELECT e.created_at, h.top_at FROM event e "
-        "JOIN topagenthistory h ON h.agent_version_id = e.agent_version_id WHERE e.kind = 'TOP_CHANGED'",
-    )
-    assert stamps and all(_aware(created) == _aware(top_at) for created, top_at in stamps)
+    events = _rows(runtime.db, "SELECT agent_version_id, created_at FROM event WHERE kind = 'TOP_CHANGED'")
+    reigns = {
+        (str(v), _aware(at))
+        for v, at in _rows(runtime.db, "SELECT agent_version_id, top_at FROM topagenthistory")
+    }
+    assert events and {(str(v), _aware(at)) for v, at in events} == reigns
 
 
 def _validator_stats(db: Database) -> dict[str, reliability.Reliability]:
@@ -376,8 +417,9 @@ def test_settings_shape_the_world(runtime: Runtime) -> None:
     settings: Settings = runtime.settings.model_copy(update={"required_successes": 3})
     demo.generate(runtime.db, settings, **SMALL)
 
-    assert _scalar(runtime.db, "SELECT min(required_successes) FROM workitem") == 3
-    assert _scalar(runtime.db, "SELECT max(included_successes) FROM workitem") == 3
+    qualifying = "FROM workitem WHERE race_id IS NULL"
+    assert _scalar(runtime.db, f"SELECT min(required_successes) {qualifying}") == 3
+    assert _scalar(runtime.db, f"SELECT max(included_successes) {qualifying}") == 3
 
 
 def test_bulk_writer_stores_awkward_values_exactly(runtime: Runtime) -> None:
