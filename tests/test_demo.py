@@ -191,7 +191,8 @@ INVARIANT_SQL = {
     ),
     "running/queued versions follow their work item": (
         "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
-        "AND w.race_id IS NULL WHERE (v.state = 'RUNNING' AND w.active_runs = 0 AND w.included_successes = 0) OR "
+        "AND w.race_id IS NULL WHERE "
+        "(v.state = 'RUNNING' AND w.active_runs = 0 AND w.included_successes = 0) OR "
         "(v.state = 'QUEUED' AND (w.active_runs > 0 OR w.included_successes > 0)) OR "
         "(v.state IN ('QUEUED', 'RUNNING') AND w.is_closed) OR "
         "(v.state IN ('DISCARDED', 'CANCELLED') AND (NOT w.is_closed OR w.active_runs > 0))"
@@ -211,7 +212,8 @@ INVARIANT_SQL = {
     ),
     "successful runs have a score, others none": (
         "SELECT count(*) FROM evaluationrun WHERE (status = 'SUCCESS') <> (validator_score IS NOT NULL) "
-        "OR (is_included AND status <> 'SUCCESS') OR (race_id IS NULL AND is_included <> (status = 'SUCCESS'))"
+        "OR (is_included AND status <> 'SUCCESS') "
+        "OR (race_id IS NULL AND is_included <> (status = 'SUCCESS'))"
     ),
     "run score is the mean of its problem scores": (
         "SELECT count(*) FROM evaluationrun r WHERE r.status = 'SUCCESS' AND abs(r.validator_score - "
@@ -280,10 +282,10 @@ def test_top_agent_history_follows_the_challenge_rule_then_the_races(
     assert completed, "the small world has completed races"
     first_race = _aware(completed[0][2])
 
-    # replay: before the first completed race, the first eligible version is crowned and a later one takes
-    # over only if it beats the incumbent by more than the threshold (services.leaderboard.recompute_top_agent);
-    # from then on each race's winner reigns (services.races.crown: a winner that already reigns keeps its
-    # reign with its new race score)
+    # replay: before the first completed race, the first eligible version is crowned and a later one
+    # takes over only if it beats the incumbent by more than the threshold (the rule of
+    # services.leaderboard.recompute_top_agent); from then on each race's winner reigns
+    # (services.races.crown: a winner that already reigns keeps its reign with its new race score)
     expected: list[list[Any]] = []
     best_score, best_id = -1.0, None
     for version_id, score, at in eligible:
