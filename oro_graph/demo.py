@@ -1248,6 +1248,10 @@ class _World:
             "runs": len(runs),
             "problem_results": len(runs) * PROBLEMS,
             "top_agent_reigns": reigns,
+            "races": len(self.races),
+            "races_by_status": dict(sorted(Counter(str(r.status) for r in self.races).items())),
+            "race_qualifiers": sum(len(r.entries) for r in self.races),
+            "race_runs": sum(1 for e in runs.entry if e >= 0),
             "versions_by_state": dict(sorted(states.items())),
             "runs_by_status": dict(sorted(statuses.items())),
         }
@@ -1268,6 +1272,11 @@ class _World:
                 "broken_version_rate": BROKEN_VERSION_RATE,
                 "discard_after_failures": DISCARD_AFTER_FAILURES,
                 "cancel_rate": CANCEL_RATE,
+                "first_race_days": FIRST_RACE_DAYS,
+                "race_period_days": RACE_PERIOD_DAYS,
+                "pin_rate": PIN_RATE,
+                "flaky_entry_rate": FLAKY_ENTRY_RATE,
+                "flaky_failure_rate": FLAKY_FAILURE_RATE,
             },
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
+from sqlmodel import select as sqlmodel_select
 
 from oro_graph import demo
 from oro_graph.db import Database
 from oro_graph.errors import ValidationFailed
 from oro_graph.migrations import upgrade
-from oro_graph.models import AgentVersionState, RunStatus, ValidatorState
+from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus, ValidatorState
 from oro_graph.runtime import Runtime
-from oro_graph.services import invariants, reliability
+from oro_graph.services import invariants, leaderboard, races, reliability, suites
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
 
@@ -99,6 +101,7 @@ def test_another_seed_gives_another_world(runtime: Runtime, tmp_path: Path) -> N
         mine, theirs = _snapshot(runtime.db), _snapshot(other)
         assert mine["evaluationrun"] != theirs["evaluationrun"]
         assert mine["problem"] == theirs["problem"]  # the built-in suite is the same
+        assert mine["race"] and theirs["race"] and mine["race"] != theirs["race"]
     finally:
         other.dispose()
 
@@ -147,6 +150,10 @@ def test_default_world_matches_the_serve_demo_promise(runtime: Runtime) -> None:
     assert counts["versions_by_state"]["ELIGIBLE"] >= 150
     first, last = _rows(runtime.db, "SELECT min(claimed_at), max(claimed_at) FROM evaluationrun")[0]
     assert (_aware(last) - _aware(first)).days >= 35
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _aware(value: Any) -> datetime:
@@ -472,3 +479,105 @@ def test_bulk_writer_stores_awkward_values_exactly(runtime: Runtime) -> None:
             None,
         ),
     }
+
+
+# --- races -------------------------------------------------------------------------------------------
+
+
+def test_world_runs_races_with_incumbents_pins_and_non_finishers(runtime: Runtime) -> None:
+    manifest = _generate(runtime)
+    db = runtime.db
+
+    statuses = [s for (s,) in _rows(db, "SELECT status FROM race ORDER BY race_number")]
+    opened = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM race ORDER BY race_number")]
+    # a race every few days over the six weeks; only the latest may still be qualifying or running
+    assert len(statuses) == manifest.counts["races"] >= 5
+    assert set(statuses[:-1]) == {"RACE_COMPLETE"}
+    assert all(2 <= (b - a).total_seconds() / 86400 <= 5 for a, b in zip(opened, opened[1:], strict=False))
+    assert manifest.counts["races_by_status"] == dict(
+        _rows(db, "SELECT status, count(*) FROM race GROUP BY 1")
+    )
+    # reigning winners enter by themselves, some entries do not finish, some miners pinned a version
+    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE qualification_type = 'INCUMBENT'") >= 3
+    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE did_not_finish") >= 1
+    assert _scalar(db, "SELECT count(*) FROM raceselection") >= 1
+    # race runs by the same validators, the planted faulty ones among them
+    racing = {h for (h,) in _rows(db, "SELECT validator_hotkey FROM evaluationrun WHERE race_id IS NOT NULL")}
+    assert {v["hotkey"] for v in manifest.validators} <= racing
+    assert (
+        _scalar(db, "SELECT count(*) FROM evaluationrun WHERE race_id IS NOT NULL")
+        == manifest.counts["race_runs"]
+    )
+
+
+def test_races_follow_the_services_rules(runtime: Runtime) -> None:
+    _generate(runtime)
+    settings = runtime.settings
+
+    with runtime.db.session() as session:
+        stored = list(session.exec(sqlmodel_select(Race).order_by(col(Race.race_number))))
+        views = races.views_of(session, stored)
+        problems = [p.id for p in suites.problems_for_suite(session, stored[0].suite_id)]
+        run_scores = _rows(
+            runtime.db,
+            "SELECT race_id, agent_version_id, validator_score FROM evaluationrun "
+            "WHERE race_id IS NOT NULL AND is_included",
+        )
+        last: Race | None = None
+        for view in views:
+            race, entries = view.race, [q.row for q in view.qualifiers]
+            # when it opened: the threshold decays from the last winner's score, who enters as incumbent
+            assert race.qualifying_threshold == pytest.approx(
+                races.decayed_threshold(
+                    last.winner_score if last else None,
+                    last.race_completed_at if last else None,
+                    settings=settings,
+                    now=race.created_at,
+                )
+            )
+            incumbents = [q.agent_version_id for q in entries if q.qualification_type == "INCUMBENT"]
+            winner = last.winner_agent_version_id if last else None
+            assert incumbents == ([winner] if winner else [])
+            assert all(
+                (q.qualifying_score or 0.0) >= race.qualifying_threshold - 1e-12
+                for q in entries
+                if q.qualification_type == "SCORED"
+            )
+            assert race.qualifier_count == len(entries) <= race.max_qualifiers
+            assert len({q.miner_hotkey for q in entries}) == len(entries)  # one entry per miner
+            assert race.seed_commitment == races.commitment_of(race.secret)
+            if race.status == RaceStatus.QUALIFYING_OPEN:
+                assert race.draw_seed is None and not race.secret_revealed
+                continue
+            # the draw follows from the secret and the final field
+            assert race.draw_seed == races.draw_seed(race.secret, [q.agent_version_id for q in entries])
+            assert race.problem_ids == races.draw_problems(race.draw_seed, problems, race.problem_count)
+            # a finisher's race score is the mean of its X included race runs
+            for q in entries:
+                mine = [s for r, v, s in run_scores if (_uuid(r), _uuid(v)) == (race.id, q.agent_version_id)]
+                if q.race_score is not None:
+                    assert len(mine) == race.required_successes
+                    assert q.race_score == pytest.approx(statistics.fmean(mine), abs=1e-12)
+            if race.status != RaceStatus.RACE_COMPLETE:
+                continue
+            # ranks follow race scores, rank 1 wins, non-finishers have no rank
+            finishers = sorted(
+                (q for q in entries if q.race_score is not None),
+                key=lambda q: races.finisher_order(q.race_score or 0.0, q.agent_version_id),
+            )
+            assert [q.race_rank for q in finishers] == list(range(1, len(finishers) + 1))
+            assert all(q.did_not_finish and q.race_rank is None for q in entries if q.race_score is None)
+            assert race.scored_count == len(finishers) and race.secret_revealed
+            assert race.winner_agent_version_id == (finishers[0].agent_version_id if finishers else None)
+            assert race.winner_score == (finishers[0].race_score if finishers else None)
+            # the weights are the public validator's rule over the finishers
+            assert races.weights_of(view, settings) == races.race_weights(
+                [(q.miner_hotkey, q.agent_version_id, q.race_score or 0.0) for q in finishers],
+                t_top=settings.weight_top_share,
+                t_burn=settings.weight_burn_share,
+            )
+            last = race
+        # the top agent is the latest completed race's winner (CONTRACTS section 5)
+        top = leaderboard.current_top_agent(session, settings=settings)
+        assert last is not None and top.version is not None
+        assert top.version.id == last.winner_agent_version_id
