@@ -58,11 +58,15 @@ mutation ($id: ID!) {
 }
 """
 UNPIN_MUTATION = """
-mutation { unpinRaceSelection { __typename ... on UnpinRaceSelectionSuccess { minerHotkey } ... on Error { code } } }
+mutation {
+  unpinRaceSelection { __typename ... on UnpinRaceSelectionSuccess { minerHotkey } ... on Error { code } }
+}
 """
 RACE_CHANGES = """
 subscription ($after: String) {
-  raceChanges(after: $after) { cursor kind at race { raceNumber status } qualifier { agentVersionId raceScore } }
+  raceChanges(after: $after) {
+    cursor kind at race { raceNumber status } qualifier { agentVersionId raceScore }
+  }
 }
 """
 
