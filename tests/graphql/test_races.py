@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from oro_graph.graphql.context import Context
 from oro_graph.graphql.schema import schema
@@ -348,3 +349,24 @@ def test_unpin_and_unknown_ids(runtime: Runtime, gql: Gql, board: dict[str, Any]
     assert unsigned["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert gql(RACE_QUERY, {"id": str(uuid.uuid4())})["race"] is None
     assert gql(CURRENT_RACE_QUERY)["currentRace"] is None
+
+
+def test_a_cached_race_is_never_served_after_its_transition(
+    runtime: Runtime, client: TestClient, board: dict[str, Any]
+) -> None:
+    # given a race in qualifying, read twice through the response cache
+    settings = _settings(runtime)
+    runtime.db.call(races.open_race, settings=settings)
+    query = {"query": "{ currentRace { status qualifierCount drawnProblemIds } }"}
+    first = client.post("/graphql", json=query)
+    again = client.post("/graphql", json=query)
+    assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
+
+    # when qualifying closes (the scheduler's write, through the services)
+    runtime.db.call(races.close_qualifying, settings=settings)
+    fresh = client.post("/graphql", json=query)
+
+    # then the next read is computed again and shows the race running with its draw
+    assert fresh.headers["x-cache"] == "miss"
+    race = fresh.json()["data"]["currentRace"]
+    assert race["status"] == "RACE_RUNNING" and len(race["drawnProblemIds"]) == 3
