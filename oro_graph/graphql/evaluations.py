@@ -35,6 +35,7 @@ from oro_graph.services import artifacts, evaluations, inference, pages
 from oro_graph.services.pages import RunFilter
 
 if TYPE_CHECKING:
+    from oro_graph.graphql.races import Race
     from oro_graph.graphql.validators import Validator
 
 
@@ -63,6 +64,9 @@ class EvaluationRun(relay.Node):
         description="Failed inference calls over its problems."
     )
     inference_total: int | None = strawberry.field(description="Inference calls over its problems.")
+    race_id: uuid.UUID | None = strawberry.field(
+        description="The race this run is race work for; null for qualifying runs."
+    )
 
     @classmethod
     def from_row(cls, row: models.EvaluationRun) -> EvaluationRun:
@@ -86,6 +90,7 @@ class EvaluationRun(relay.Node):
             is_included=row.is_included,
             inference_failure_count=row.inference_failure_count,
             inference_total=row.inference_total,
+            race_id=row.race_id,
         )
 
     @classmethod
@@ -122,6 +127,13 @@ class EvaluationRun(relay.Node):
     async def suite(self, info: Info) -> Suite | None:
         row = await info.context.loaders.suite_by_id.load(self.suite_id)
         return Suite.from_row(row) if row else None
+
+    @strawberry.field(description="The race this run is race work for; null for qualifying runs.")
+    async def race(self, info: Info) -> Annotated[Race, strawberry.lazy("oro_graph.graphql.races")] | None:
+        from oro_graph.graphql.races import Race
+
+        row = await info.context.loaders.race_by_id.load(self.race_id) if self.race_id else None
+        return Race.from_row(row) if row else None
 
     @strawberry.field(description="The work item the run counts toward.")
     async def work_item(self, info: Info) -> WorkItem | None:

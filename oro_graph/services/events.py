@@ -1,15 +1,16 @@
 """The event log behind subscriptions: recorded in the writer's transaction, read from a cursor.
 
 A run's events: CLAIMED, HEARTBEAT, PROBLEM_STARTED, PROBLEM_SCORED, STATUS_CHANGED, FINISHED.
-A suite board's events: ENTERED, MOVED, TOP_CHANGED. Cursors are event ids, increasing in commit
+A suite board's events: ENTERED, MOVED, TOP_CHANGED. A race's events (``RaceEvent``, topic "race",
+the race's id in the payload). Cursors are event ids, increasing in commit
 order per writer; readers poll from their cursor, woken early by a notifier when one is configured.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -37,9 +38,23 @@ class BoardEvent(StrEnum):
     TOP_CHANGED = "TOP_CHANGED"
 
 
+class RaceEvent(StrEnum):
+    RACE_OPENED = "RACE_OPENED"
+    QUALIFIER_ENTERED = "QUALIFIER_ENTERED"
+    QUALIFYING_CLOSED = "QUALIFYING_CLOSED"
+    QUALIFIER_FINISHED = "QUALIFIER_FINISHED"
+    QUALIFIER_DID_NOT_FINISH = "QUALIFIER_DID_NOT_FINISH"
+    RACE_COMPLETED = "RACE_COMPLETED"
+    RACE_CANCELLED = "RACE_CANCELLED"
+    TOP_CHANGED = "TOP_CHANGED"
+
+
+TOPICS = {RunEvent: "run", BoardEvent: "board", RaceEvent: "race"}
+
+
 def record(
     session: Session,
-    kind: RunEvent | BoardEvent,
+    kind: RunEvent | BoardEvent | RaceEvent,
     *,
     run_id: uuid.UUID | None = None,
     suite_id: int | None = None,
@@ -52,7 +67,7 @@ def record(
     ``at`` is the time of the change (the service's ``now``), so replayed or simulated histories
     carry their own clock.
     """
-    topic = "run" if isinstance(kind, RunEvent) else "board"
+    topic = TOPICS[type(kind)]
     session.add(
         Event(
             topic=topic,
@@ -71,7 +86,9 @@ def record(
             session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-def run_events(session: Session, run_id: uuid.UUID, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+def run_events(
+    session: Session, run_id: uuid.UUID, *, after: int = 0, limit: int = MAX_READ
+) -> Sequence[Event]:
     stmt = (
         select(Event)
         .where(Event.run_id == run_id, Event.topic == "run", col(Event.id) > after)
@@ -81,10 +98,23 @@ def run_events(session: Session, run_id: uuid.UUID, *, after: int = 0, limit: in
     return session.exec(stmt).all()
 
 
-def board_events(session: Session, suite_id: int, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+def board_events(
+    session: Session, suite_id: int, *, after: int = 0, limit: int = MAX_READ
+) -> Sequence[Event]:
     stmt = (
         select(Event)
         .where(Event.suite_id == suite_id, Event.topic == "board", col(Event.id) > after)
+        .order_by(col(Event.id))
+        .limit(min(limit, MAX_READ))
+    )
+    return session.exec(stmt).all()
+
+
+def race_events(session: Session, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+    """Every race's events after the cursor, in log order."""
+    stmt = (
+        select(Event)
+        .where(Event.topic == "race", col(Event.id) > after)
         .order_by(col(Event.id))
         .limit(min(limit, MAX_READ))
     )
