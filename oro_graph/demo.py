@@ -1246,7 +1246,7 @@ class _World:
             "agent_versions": len(versions),
             "eligible_versions": states.get("ELIGIBLE", 0),
             "runs": len(runs),
-            "problem_results": len(runs) * PROBLEMS,
+            "problem_results": int(results.present.sum()),
             "top_agent_reigns": reigns,
             "races": len(self.races),
             "races_by_status": dict(sorted(Counter(str(r.status) for r in self.races).items())),

@@ -85,7 +85,7 @@ query AgentVersions($suite: ID!, $first: Int, $after: String) {
 RUN_FIELDS: Final = """
         evalRunId agentVersionId workItemId suiteId validatorHotkey status
         claimedAt leaseExpiresAt lastHeartbeatAt completedAt
-        validatorScore isIncluded failureReason inferenceFailureCount inferenceTotal
+        validatorScore isIncluded failureReason inferenceFailureCount inferenceTotal raceId
 """
 
 RUNS_QUERY: Final = f"""
@@ -111,7 +111,7 @@ query ProblemResults($filter: EvaluationRunFilter, $first: Int, $after: String, 
   ) {{
     pageInfo {{ hasNextPage endCursor }}
     edges {{ node {{
-      evalRunId agentVersionId validatorHotkey suiteId status isIncluded
+      evalRunId agentVersionId validatorHotkey suiteId status isIncluded raceId
       problemResults(first: $results) {{
         pageInfo {{ hasNextPage endCursor }}
         edges {{ node {{ {RESULT_FIELDS} }} }}
@@ -268,6 +268,7 @@ RUN_COLUMNS: Final = {
     "failure_reason": "str",
     "inference_failure_count": "int",
     "inference_total": "int",
+    "race_id": "str",  # a race run's race (it evaluates the race's drawn problems); null: qualifying
 }
 PROBLEM_RESULT_COLUMNS: Final = {
     "run_id": "str",
@@ -287,6 +288,7 @@ PROBLEM_RESULT_COLUMNS: Final = {
     "inference_failure_count": "int",
     "inference_total": "int",
     "updated_at": "datetime",
+    "race_id": "str",  # its run's race; null for qualifying runs
 }
 LEADERBOARD_COLUMNS: Final = {
     "suite_id": "int",
@@ -544,6 +546,7 @@ def _results_of(client: Client, run: Mapping[str, Any]) -> Iterator[dict[str, An
         "suiteId": run["suiteId"],
         "runStatus": run["status"],
         "runIsIncluded": run["isIncluded"],
+        "raceId": run.get("raceId"),
     }
     connection = run["problemResults"]
     for edge in connection["edges"]:

@@ -30,7 +30,7 @@ from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.models import AgentVersion, EvaluationRun, Problem, ProblemResult, Suite, TopAgentHistory
 from oro_graph.runtime import Runtime
-from oro_graph.services import agents, reliability, suites
+from oro_graph.services import agents, races, reliability, suites
 from oro_graph.settings import Settings
 
 WORLD = {"seed": 5, "miners": 12, "validators": 5, "runs": 160}
@@ -161,7 +161,11 @@ def test_problem_results_are_one_row_per_problem(
     stored = _all(runtime, ProblemResult)
     assert len(results) == len(stored) == world.counts["problem_results"]
     assert not any(results[c].map(lambda v: isinstance(v, list | dict)).any() for c in results.columns)
-    assert results.groupby("run_id").size().eq(world.counts["problems"]).all()
+    # every problem for a qualifying run, the race's drawn problems for a race run
+    per_run = results.groupby("run_id").size()
+    race_of = results.drop_duplicates("run_id").set_index("run_id")["race_id"]
+    assert per_run[race_of.isna()].eq(world.counts["problems"]).all()
+    assert (per_run[race_of.notna()] < world.counts["problems"]).all() and race_of.notna().any()
     assert dict(Counter(results["status"].astype(str))) == dict(Counter(str(r.status) for r in stored))
     assert results["score"].sum() == pytest.approx(sum(r.score or 0.0 for r in stored), abs=1e-6)
     assert results["category"].notna().all() and list(results["category"].cat.categories) == [
@@ -191,7 +195,10 @@ def test_problem_results_filtered_like_runs(runtime: Runtime, world: demo.Manife
     # then
     mine = runs[runs["agent_version_id"] == version]
     assert set(results["run_id"]) == set(mine["run_id"])
-    assert len(results) == len(mine) * world.counts["problems"]
+    per_run = [
+        world.counts["problems"] if pd.isna(r) else runtime.settings.race_problems for r in mine["race_id"]
+    ]
+    assert len(results) == sum(per_run)
     # the run score is the mean of its problem scores (missing ones count as 0)
     by_run = results.assign(score=results["score"].fillna(0)).groupby("run_id")["score"].mean()
     assert by_run.to_dict() == pytest.approx(
@@ -239,8 +246,11 @@ def test_board_tables(runtime: Runtime, world: demo.Manifest, client: Client) ->
     assert board["rank"].tolist() == sorted(board["rank"].tolist()) and board["rank"].iloc[0] == 1
     assert board["final_score"].is_monotonic_decreasing
     assert board["suite_id"].eq(1).all()
-    assert len(top) == 1 and top["top_agent_version_id"].iloc[0] == board["agent_version_id"].iloc[0]
-    assert top["top_score"].iloc[0] == pytest.approx(board["final_score"].iloc[0])
+    # the top agent is the latest completed race's winner, with its race score (CONTRACTS section 5)
+    latest = runtime.db.call(races.latest_completed, 1)
+    assert latest is not None and len(top) == 1
+    assert top["top_agent_version_id"].iloc[0] == str(latest.winner_agent_version_id)
+    assert top["top_score"].iloc[0] == pytest.approx(latest.winner_score)
     reigns = sorted(_all(runtime, TopAgentHistory), key=lambda r: r.top_at)
     assert len(history) == len(reigns) == world.counts["top_agent_reigns"]
     assert history["agent_version_id"].tolist() == [str(r.agent_version_id) for r in reigns]
