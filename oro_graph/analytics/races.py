@@ -14,6 +14,7 @@ can check the graph's ``Race.weights`` against it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,7 +33,7 @@ query RaceDetails($suite: Int, $first: Int, $after: String) {
   races(suiteId: $suite, status: [RACE_COMPLETE], first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
     edges { node {
-      raceId raceNumber
+      raceId raceNumber drawnProblemIds
       weights { minerHotkey agentVersionId raceRank units share }
       validatorVariance {
         pairCount meanSpread medianSpread maxSpread
@@ -54,12 +55,13 @@ query RaceDetails($suite: Int, $first: Int, $after: String) {
 @dataclass(frozen=True)
 class RaceDetails:
     """Completed races' weights (one row per entry of each vector), validator variance (one row per
-    race, and one per race and validator) and race runs (one row per run)."""
+    race, and one per race and validator), race runs (one row per run) and draws."""
 
     weights: pd.DataFrame
     variance: pd.DataFrame
     validator_bias: pd.DataFrame
     runs: pd.DataFrame
+    draws: pd.DataFrame  # race_id, race_number, drawn_problem_ids (a list, in draw order)
 
 
 def race_details(client: Client, suite_id: int | None = None) -> RaceDetails:
@@ -68,9 +70,11 @@ def race_details(client: Client, suite_id: int | None = None) -> RaceDetails:
     variance: list[dict[str, Any]] = []
     bias: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
+    draws: list[dict[str, Any]] = []
     nodes = client.paginate(RACE_DETAILS_QUERY, {"suite": suite_id}, ["races"], page_size=DETAIL_PAGE)
     for race in nodes:
         head = {"race_id": race["raceId"], "race_number": race["raceNumber"]}
+        draws.append(head | {"drawn_problem_ids": list(race["drawnProblemIds"] or [])})
         for w in race["weights"]:
             weights.append(
                 head
@@ -145,7 +149,31 @@ def race_details(client: Client, suite_id: int | None = None) -> RaceDetails:
         variance=pd.DataFrame(variance),
         validator_bias=pd.DataFrame(bias),
         runs=pd.DataFrame(runs, columns=run_columns),
+        draws=pd.DataFrame(draws, columns=["race_id", "race_number", "drawn_problem_ids"]),
     )
+
+
+# --------------------------------------------------------------------------------------------- the draw
+
+
+def commitment(secret: str) -> str:
+    """What a race publishes when it opens: the SHA-256 (hex) of its secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def draw_seed(secret: str, qualifier_version_ids: Iterable[str]) -> str:
+    """The draw's seed as the graph documents it: sha256(``secret:`` + the qualifiers' version ids,
+    sorted and comma-joined)."""
+    field = ",".join(sorted(str(v) for v in qualifier_version_ids))
+    return hashlib.sha256(f"{secret}:{field}".encode()).hexdigest()
+
+
+def draw_problems(seed: str, problem_ids: Iterable[str], k: int) -> list[str]:
+    """The ``k`` problems of the suite whose sha256(``seed:problem_id``) is smallest, in that order."""
+    ranked = sorted(
+        (str(p) for p in problem_ids), key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).digest()
+    )
+    return ranked[: max(0, k)]
 
 
 # --------------------------------------------------------------------------------------------- weights

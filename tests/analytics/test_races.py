@@ -150,3 +150,19 @@ def test_winner_margins_and_summary() -> None:
     assert "2 races, 1 completed; race 2 is RACE_RUNNING." in text
     assert "1 of 3 entries in completed races did not finish" in text
     assert "beyond noise in 1 of 1 races" in text and "2.0 points apart" in text
+
+
+def test_the_draw_is_recomputed_as_the_server_draws() -> None:
+    rng = random.Random(5)
+    secret = f"{rng.getrandbits(256):064x}"
+    qualifiers = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(7)]
+    problems = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(30)]
+
+    seed = races.draw_seed(secret, [str(q) for q in reversed(qualifiers)])
+
+    assert races.commitment(secret) == server_races.commitment_of(secret)
+    assert seed == server_races.draw_seed(secret, qualifiers)
+    assert races.draw_problems(seed, [str(p) for p in problems], 10) == server_races.draw_problems(
+        seed, problems, 10
+    )
+    assert races.draw_seed(secret, [str(q) for q in qualifiers[1:]]) != seed  # another field, another draw
