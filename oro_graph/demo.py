@@ -61,7 +61,7 @@ from oro_graph.models import (
     ValidatorState,
     WorkItem,
 )
-from oro_graph.services import races, suites
+from oro_graph.services import events, races, suites
 from oro_graph.services.leaderboard import recompute_top_agent
 from oro_graph.settings import Settings
 from oro_graph.storage import make_storage
@@ -1329,15 +1329,18 @@ class _World:
         return rows
 
     def _crown(self, session: Session, suite_id: int, final_scores: dict[int, float]) -> int:
-        """Replay eligibility in time order through the service's own top-agent rule.
+        """Replay eligibility and race completions in time order through the services' own rules.
 
         Only a version that beats every earlier eligible one can change the top agent, so those are
         made ELIGIBLE one by one (with the service called at their eligible_at); the rest follow in bulk.
+        Completed races are completed at their hour and their winners crowned (``races.crown``); the
+        races' events go to the log in between, in time order, as the services record them.
         """
         order = sorted(final_scores, key=lambda i: (self.versions[i].closed_at, self.versions[i].id.hex))
         best = -math.inf
         table = AgentVersion.__table__
-        timeline: list[tuple[float, int, int]] = []  # (when, 0: eligible / 1: race completed, index)
+        # (when, 0: eligible / 1: race event / 2: race completed, index)
+        timeline: list[tuple[float, int, int]] = []
         for index in order:
             score = final_scores[index]
             if score <= best:
@@ -1345,12 +1348,25 @@ class _World:
             best = score
             timeline.append((self.versions[index].closed_at or 0.0, 0, index))
         timeline.extend(
-            (race.ended or 0.0, 1, race.index)
+            (race.ended or 0.0, 2, race.index)
             for race in self.races
             if race.status == RaceStatus.RACE_COMPLETE
         )
+        race_events = self._race_events()
+        timeline.extend((when, 1, i) for i, (when, *_) in enumerate(race_events))
         for when, kind, index in sorted(timeline):
             if kind == 1:
+                _, event, race, version = race_events[index]
+                events.record(
+                    session,
+                    event,
+                    suite_id=suite_id,
+                    agent_version_id=version,
+                    payload={"race_id": str(race)},
+                    at=_at(when),
+                )
+                continue
+            if kind == 2:
                 self._complete_stored_race(session, self.races[index])
                 continue
             session.execute(
@@ -1364,6 +1380,33 @@ class _World:
         )
         session.flush()
         return int(session.execute(text("SELECT count(*) FROM topagenthistory")).scalar_one())
+
+    def _race_events(self) -> list[tuple[float, events.RaceEvent, uuid.UUID, uuid.UUID | None]]:
+        """The raceChanges log of every race, as the services record it: opened, each entry, qualifying
+        closed (or cancelled), each finisher, then at completion the non-finishers and the completion."""
+        out: list[tuple[float, events.RaceEvent, uuid.UUID, uuid.UUID | None]] = []
+        for race in self.races:
+            out.append((race.opened, events.RaceEvent.RACE_OPENED, race.id, None))
+            for e in race.entries:
+                entry = self.entries[e]
+                version = self.versions[entry.version].id
+                out.append((entry.entered, events.RaceEvent.QUALIFIER_ENTERED, race.id, version))
+                if entry.finished_at is not None and not entry.did_not_finish:
+                    out.append((entry.finished_at, events.RaceEvent.QUALIFIER_FINISHED, race.id, version))
+                if entry.did_not_finish and race.status == RaceStatus.RACE_COMPLETE:
+                    out.append(
+                        (race.ended or 0.0, events.RaceEvent.QUALIFIER_DID_NOT_FINISH, race.id, version)
+                    )
+            if race.started is not None:
+                out.append((race.started, events.RaceEvent.QUALIFYING_CLOSED, race.id, None))
+            if race.status == RaceStatus.CANCELLED:
+                out.append((race.ended or 0.0, events.RaceEvent.RACE_CANCELLED, race.id, None))
+            elif race.status == RaceStatus.RACE_COMPLETE:
+                winner = (
+                    self.versions[self.entries[race.winner].version].id if race.winner is not None else None
+                )
+                out.append((race.ended or 0.0, events.RaceEvent.RACE_COMPLETED, race.id, winner))
+        return out
 
     def _write_races(self, writer: _Writer, suite_id: int) -> None:
         race_rows = []

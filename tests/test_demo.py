@@ -504,6 +504,13 @@ def test_world_runs_races_with_incumbents_pins_and_non_finishers(runtime: Runtim
     # race runs by the same validators, the planted faulty ones among them
     racing = {h for (h,) in _rows(db, "SELECT validator_hotkey FROM evaluationrun WHERE race_id IS NOT NULL")}
     assert {v["hotkey"] for v in manifest.validators} <= racing
+    # the raceChanges log, in time order as the services write it
+    kinds = dict(_rows(db, "SELECT kind, count(*) FROM event GROUP BY kind"))
+    assert kinds["RACE_OPENED"] == len(statuses)
+    assert kinds["RACE_COMPLETED"] == statuses.count("RACE_COMPLETE")
+    assert kinds["QUALIFIER_ENTERED"] == manifest.counts["race_qualifiers"]
+    logged = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM event ORDER BY id")]
+    assert logged == sorted(logged)
     assert (
         _scalar(db, "SELECT count(*) FROM evaluationrun WHERE race_id IS NOT NULL")
         == manifest.counts["race_runs"]
