@@ -16,6 +16,7 @@ import strawberry
 from strawberry import relay
 
 from oro_graph import models
+from oro_graph.errors import ValidationFailed
 from oro_graph.graphql import errors as e
 from oro_graph.graphql.agents import AgentVersion, Miner, shown_version
 from oro_graph.graphql.context import Info
@@ -612,7 +613,11 @@ class RaceMutation:
     ) -> PinRaceSelectionResult:
         hotkey = await info.context.require(Role.MINER)
         runtime = info.context.runtime
-        key = parse_node_id(str(agent_version_id), "AgentVersion", uuid_id) or uuid.UUID(int=0)
+        key = parse_node_id(str(agent_version_id), "AgentVersion", uuid_id)
+        if key is None:
+            raise ValidationFailed(
+                f"{agent_version_id!r} is neither an agent version's UUID nor its global id"
+            )
         row = await runtime.db.run(
             races.pin_selection, hotkey=hotkey, agent_version_id=key, settings=runtime.settings
         )

@@ -337,6 +337,7 @@ def test_unpin_and_unknown_ids(runtime: Runtime, gql: Gql, board: dict[str, Any]
     # when Alice unpins, then pins a version that does not exist
     nothing = gql(UNPIN_MUTATION, headers=signed("Alice"))["unpinRaceSelection"]
     missing = gql(PIN_MUTATION, {"id": str(uuid.uuid4())}, headers=signed("Alice"))["pinRaceSelection"]
+    garbled = gql(PIN_MUTATION, {"id": "not-an-id"}, headers=signed("Alice"))["pinRaceSelection"]
     pinned = gql(PIN_MUTATION, {"id": str(board["alice"])}, headers=signed("Alice"))["pinRaceSelection"]
     cleared = gql(UNPIN_MUTATION, headers=signed("Alice"))["unpinRaceSelection"]
     unsigned = gql(UNPIN_MUTATION, errors=True)
@@ -344,6 +345,7 @@ def test_unpin_and_unknown_ids(runtime: Runtime, gql: Gql, board: dict[str, Any]
     # then each answer is typed
     assert nothing == {"__typename": "NoSelectionError", "code": "NO_SELECTION"}
     assert missing["__typename"] == "NotVersionOwnerError"
+    assert garbled["__typename"] == "ValidationError" and "not-an-id" in garbled["message"]
     assert pinned["__typename"] == "RaceSelection"
     assert cleared == {"__typename": "UnpinRaceSelectionSuccess", "minerHotkey": board["world"].miners[0]}
     assert unsigned["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
