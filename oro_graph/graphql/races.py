@@ -344,15 +344,19 @@ class RaceQualifier:
     def race(self) -> Race:
         return Race.from_row(self._race, self._as_of)
 
-    @strawberry.field(description="The racing version; null until its code is released.")
+    @strawberry.field(
+        description="The racing version; null until its code is released (`agentVersionId`, `agentName` and "
+        "`versionNumber` are public before)."
+    )
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
         return shown_version(info, row)
 
     @strawberry.field(description="Its miner.")
-    async def miner(self, info: Info) -> Miner | None:
+    async def miner(self, info: Info) -> Miner:
         row = await info.context.loaders.miner_by_hotkey.load(self.miner_hotkey)
-        return Miner.from_row(row) if row else None
+        assert row is not None  # a miner's row is written with its first submission
+        return Miner.from_row(row)
 
     @strawberry.field(description="Its race runs, oldest claim first (empty before qualifying closes).")
     async def runs(self, info: Info) -> list[EvaluationRun]:
