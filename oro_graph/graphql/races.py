@@ -16,6 +16,7 @@ import strawberry
 from strawberry import relay
 
 from oro_graph import models
+from oro_graph.errors import ValidationFailed
 from oro_graph.graphql import errors as e
 from oro_graph.graphql.agents import AgentVersion, Miner, shown_version
 from oro_graph.graphql.context import Info
@@ -343,15 +344,19 @@ class RaceQualifier:
     def race(self) -> Race:
         return Race.from_row(self._race, self._as_of)
 
-    @strawberry.field(description="The racing version; null until its code is released.")
+    @strawberry.field(
+        description="The racing version; null until its code is released (`agentVersionId`, `agentName` and "
+        "`versionNumber` are public before)."
+    )
     async def agent_version(self, info: Info) -> AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
         return shown_version(info, row)
 
     @strawberry.field(description="Its miner.")
-    async def miner(self, info: Info) -> Miner | None:
+    async def miner(self, info: Info) -> Miner:
         row = await info.context.loaders.miner_by_hotkey.load(self.miner_hotkey)
-        return Miner.from_row(row) if row else None
+        assert row is not None  # a miner's row is written with its first submission
+        return Miner.from_row(row)
 
     @strawberry.field(description="Its race runs, oldest claim first (empty before qualifying closes).")
     async def runs(self, info: Info) -> list[EvaluationRun]:
@@ -612,7 +617,11 @@ class RaceMutation:
     ) -> PinRaceSelectionResult:
         hotkey = await info.context.require(Role.MINER)
         runtime = info.context.runtime
-        key = parse_node_id(str(agent_version_id), "AgentVersion", uuid_id) or uuid.UUID(int=0)
+        key = parse_node_id(str(agent_version_id), "AgentVersion", uuid_id)
+        if key is None:
+            raise ValidationFailed(
+                f"{agent_version_id!r} is neither an agent version's UUID nor its global id"
+            )
         row = await runtime.db.run(
             races.pin_selection, hotkey=hotkey, agent_version_id=key, settings=runtime.settings
         )

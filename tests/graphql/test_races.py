@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
 
+from oro_graph.app import create_app
 from oro_graph.graphql.context import Context
 from oro_graph.graphql.schema import schema
 from oro_graph.models import RunStatus, utcnow
@@ -21,6 +24,8 @@ from oro_graph.services import races, suites
 from oro_graph.settings import Settings
 from tests.factories import claim, complete, make_eligible, make_world, register
 from tests.graphql.conftest import Gql, signed
+from tests.graphql.test_sse import STREAM, events
+from tests.rest.conftest import serve  # noqa: F401  (the live-server fixture)
 
 RACE_FIELDS = """
   raceId raceNumber status suiteId suite { suiteId } seedCommitment revealedSecret drawSeed drawnProblemIds
@@ -337,6 +342,7 @@ def test_unpin_and_unknown_ids(runtime: Runtime, gql: Gql, board: dict[str, Any]
     # when Alice unpins, then pins a version that does not exist
     nothing = gql(UNPIN_MUTATION, headers=signed("Alice"))["unpinRaceSelection"]
     missing = gql(PIN_MUTATION, {"id": str(uuid.uuid4())}, headers=signed("Alice"))["pinRaceSelection"]
+    garbled = gql(PIN_MUTATION, {"id": "not-an-id"}, headers=signed("Alice"))["pinRaceSelection"]
     pinned = gql(PIN_MUTATION, {"id": str(board["alice"])}, headers=signed("Alice"))["pinRaceSelection"]
     cleared = gql(UNPIN_MUTATION, headers=signed("Alice"))["unpinRaceSelection"]
     unsigned = gql(UNPIN_MUTATION, errors=True)
@@ -344,6 +350,7 @@ def test_unpin_and_unknown_ids(runtime: Runtime, gql: Gql, board: dict[str, Any]
     # then each answer is typed
     assert nothing == {"__typename": "NoSelectionError", "code": "NO_SELECTION"}
     assert missing["__typename"] == "NotVersionOwnerError"
+    assert garbled["__typename"] == "ValidationError" and "not-an-id" in garbled["message"]
     assert pinned["__typename"] == "RaceSelection"
     assert cleared == {"__typename": "UnpinRaceSelectionSuccess", "minerHotkey": board["world"].miners[0]}
     assert unsigned["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -370,3 +377,39 @@ def test_a_cached_race_is_never_served_after_its_transition(
     assert fresh.headers["x-cache"] == "miss"
     race = fresh.json()["data"]["currentRace"]
     assert race["status"] == "RACE_RUNNING" and len(race["drawnProblemIds"]) == 3
+
+
+def test_race_changes_over_sse_and_graphql_transport_ws(
+    runtime: Runtime,
+    serve: Any,  # noqa: F811  (the fixture imported above)
+    board: dict[str, Any],
+) -> None:
+    # given a race opened and closed (five changes: opened, three entered, closed)
+    settings = _settings(runtime)
+    runtime.db.call(races.open_race, settings=settings)
+    runtime.db.call(races.close_qualifying, settings=settings)
+    document = "subscription($after: String) { raceChanges(after: $after) { cursor kind } }"
+    server = serve()
+
+    # when a browser-like client reads it over SSE (graphql-sse on /graphql), then a websocket client
+    url = "/graphql?" + urlencode({"query": document, "variables": json.dumps({"after": "0"})})
+    with server.http() as http, http.stream("GET", url, headers=STREAM) as response:
+        streamed = events(response, stop_after=5)
+    app = create_app(runtime.settings, runtime=runtime, migrate=False)
+    with (
+        TestClient(app) as ws_client,
+        ws_client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws,
+    ):
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        payload = {"query": document, "variables": {"after": streamed[1]["id"]}}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        received = [ws.receive_json() for _ in range(3)]
+
+    # then both carry the log in order, SSE ids being the cursors, and the websocket resumes after one
+    kinds = [e["data"]["data"]["raceChanges"]["kind"] for e in streamed]
+    assert kinds == ["RACE_OPENED", *["QUALIFIER_ENTERED"] * 3, "QUALIFYING_CLOSED"]
+    assert [e["id"] for e in streamed] == [e["data"]["data"]["raceChanges"]["cursor"] for e in streamed]
+    assert [m["payload"]["data"]["raceChanges"]["cursor"] for m in received] == [
+        e["id"] for e in streamed[2:]
+    ]
