@@ -11,6 +11,13 @@ repeated in the ``Manifest``: one scores ``BIASED_SCORE_OFFSET`` above what a fa
 on the same run, one lets ``STALE_LEASE_RATE`` of its leases go stale, one is ``SLOW_DURATION_FACTOR``
 times slower and times out at ``SLOW_TIMEOUT_RATE``. Nothing in the data names them.
 
+Races (``services/races.py``) run through the same weeks: one opens every ``RACE_PERIOD_DAYS`` from
+day ``FIRST_RACE_DAYS`` (or when the one before ends), its field, threshold, draw, X-of-Y settlement,
+race scores, ranks and crowning all come from the services' own rule functions, and the same validators
+claim race work before qualifying work, with their planted faults. Some miners pin a version
+(``PIN_RATE``) and some entries are flaky under race load (``FLAKY_ENTRY_RATE``: they fail most race
+runs and so do not finish). The latest race may still be qualifying or running at the end.
+
 Demo rules that the services do not have: a version whose agent crashes on every run is DISCARDED
 after ``DISCARD_AFTER_FAILURES`` failed runs, and some miners cancel a version while it is evaluated.
 The submission cooldown is not applied (at large sizes miners submit more often than it allows).
@@ -47,10 +54,14 @@ from oro_graph.models import (
     Hotkey,
     Miner,
     ProblemResult,
+    Race,
+    RaceQualifier,
+    RaceSelection,
+    RaceStatus,
     ValidatorState,
     WorkItem,
 )
-from oro_graph.services import suites
+from oro_graph.services import events, races, suites
 from oro_graph.services.leaderboard import recompute_top_agent
 from oro_graph.settings import Settings
 from oro_graph.storage import make_storage
@@ -86,8 +97,16 @@ PROBLEMS = 30
 
 PROGRESS_STEP = 1000
 
+# Races.
+FIRST_RACE_DAYS = 6.0  # the first race opens once the board has filled up a little
+RACE_PERIOD_DAYS = 3.5  # then one opens every this many days (or when the one before ends, if later)
+PIN_RATE = 0.25  # per race, the share of miners with several eligible versions that pin one of them
+FLAKY_ENTRY_RATE = 0.08  # race entries whose agent breaks under race load ...
+FLAKY_FAILURE_RATE = 0.75  # ... and fails this share of its race runs
+
 _STATUS_NAMES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "SKIPPED")
 PENDING, RUNNING, P_SUCCESS, P_FAILED, P_TIMED_OUT, SKIPPED = range(6)
+ABSENT = 6  # a problem slot a race run does not have (it evaluates only the drawn problems)
 
 
 class DatabaseNotEmpty(ValidationFailed):
@@ -290,7 +309,8 @@ K_SUCCESS, K_FAILED, K_BROKEN, K_TIMEOUT, K_STALE = range(5)
 RUN_STATUSES = ("SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED", "CLAIMED", "RUNNING")
 S_SUCCESS, S_FAILED, S_TIMED_OUT, S_STALE, S_CANCELLED, S_CLAIMED, S_RUNNING = range(7)
 
-E_SUBMIT, E_READY, E_END, E_CANCEL, E_BURST = range(5)
+E_SUBMIT, E_READY, E_END, E_CANCEL, E_BURST, E_RACE = range(6)
+R_OPEN, R_CLOSE, R_DEADLINE = range(3)
 
 
 @dataclass
@@ -349,6 +369,53 @@ class _Version:
     closed_at: float | None = None
     state: str | None = None  # ELIGIBLE, DISCARDED or CANCELLED once settled
     cancel_scheduled: bool = False
+    included_runs: list[int] = field(default_factory=list)
+    final_score: float | None = None
+
+
+@dataclass
+class _Race:
+    index: int
+    id: uuid.UUID
+    secret: str
+    opened: float
+    closes: float
+    threshold: float
+    status: str = RaceStatus.QUALIFYING_OPEN.value
+    started: float | None = None
+    deadline: float | None = None
+    ended: float | None = None  # completed or cancelled
+    draw_seed: str | None = None
+    drawn: list[int] = field(default_factory=list)  # problem positions in the suite, in draw order
+    entries: list[int] = field(default_factory=list)
+    winner: int | None = None  # entry index
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+
+@dataclass
+class _Entry:
+    """A qualifier of a race and its race work item (X of Y runs by distinct validators)."""
+
+    index: int
+    race: int
+    version: int
+    work_id: uuid.UUID
+    kind: str
+    entered: float
+    flaky: bool
+    included: int = 0
+    failed: int = 0
+    active: set[int] = field(default_factory=set)
+    tried: set[int] = field(default_factory=set)
+    included_runs: list[int] = field(default_factory=list)
+    closed_at: float | None = None
+    finished_at: float | None = None
+    did_not_finish: bool = False
+    race_score: float | None = None
+    rank: int | None = None
 
 
 class _Runs:
@@ -369,6 +436,7 @@ class _Runs:
         self.stopped: list[float] = []  # absolute time its progress stopped (completion, crash, cancel)
         self.hung: list[int] = []  # problem that hangs on a designated timeout (-1: none)
         self.service: list[int] = []  # validator release index
+        self.entry: list[int] = []  # race entry of a race run (-1: qualifying work)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -399,6 +467,25 @@ class _World:
         self.burst_done = False
         self.uniform_closed = False
         self.names: set[str] = set()
+        # Races: the suite's problem ids (known before the import), difficulties, the races so far.
+        self.problem_ids = suites.problem_ids_of(suite_json())
+        self.problem_at = {str(p): i for i, p in enumerate(self.problem_ids)}
+        self.difficulty = np.array(_difficulties(random.Random(seed + 2)))
+        self.races: list[_Race] = []
+        self.entries: list[_Entry] = []
+        self.pins: dict[int, list[tuple[float, int]]] = {}  # miner -> [(pinned at, version)]
+        self.late_successes: set[int] = set()  # race runs that succeeded after their entry closed
+        # Per-problem randomness, drawn up front: successful runs are scored as they end (qualifying
+        # scores decide race fields), the rest of the results in bulk at the end, from the same draws.
+        self.gen = np.random.default_rng(seed)
+        shape = (runs, PROBLEMS)
+        self.time_weights = self.gen.lognormal(0.0, 0.45, size=shape)
+        self.outcome_draw = self.gen.random(shape)
+        self.run_noise = self.gen.normal(0.0, 0.12, size=runs)
+        self.problem_noise = self.gen.normal(0, 0.8, shape)
+        self.scores = np.full(shape, np.nan)  # problem scores of successful runs, once scored
+        self.run_score = np.full(runs, np.nan)
+        self.unscored: list[int] = []
         self._people()
 
     def _uuid(self) -> uuid.UUID:
@@ -481,8 +568,14 @@ class _World:
 
     def simulate(self, report: _Progress) -> None:
         rng = self.rng
-        planned = max(4, round(0.97 * self.target_runs / self._expected_runs_per_version()))
         active = [m for m in self.miners if rng.random() >= IDLE_MINER_SHARE] or self.miners[:1]
+        # Race runs take their share of the runs (a rough budget: the last burst makes up the rest).
+        n_races = max(0.0, (self.span / 86400 - FIRST_RACE_DAYS) / RACE_PERIOD_DAYS)
+        field = min(self.settings.race_max_qualifiers, len(active) / 8)
+        race_runs = n_races * field * self.settings.race_required_successes * 1.15
+        planned = max(
+            4, round(0.97 * max(0.0, self.target_runs - race_runs) / self._expected_runs_per_version())
+        )
         weights = [rng.lognormvariate(0, 0.9) for _ in active]
         starts = {m.index: rng.uniform(0, 0.6) * self.span for m in active}
         end_uniform = self.span - 86400.0
@@ -491,6 +584,8 @@ class _World:
             when = rng.uniform(min(starts[miner.index], end_uniform - 3600), end_uniform)
             self._push(when, E_SUBMIT, miner.index, 0)
         self._push(self.span - 4 * 3600.0, E_BURST, 0)
+        if FIRST_RACE_DAYS * 86400 < self.span:
+            self._push(FIRST_RACE_DAYS * 86400, E_RACE, R_OPEN, 0)
         for v in self.validators:
             self._ready(v, rng.uniform(0, 600))
         self.active_miners, self.miner_weights = active, weights
@@ -511,9 +606,13 @@ class _World:
                 self._on_cancel(a)
             elif kind == E_BURST:
                 self._burst()
+            elif kind == E_RACE:
+                self._on_race(a, b)
             if len(self.runs) - done >= PROGRESS_STEP:
                 report.advance(len(self.runs) - done)
                 done = len(self.runs)
+        self._score()
+        self._settle_races()
         report.advance(self.target_runs - done)
 
     def _on_submit(self, miner_index: int, burst: int) -> None:
@@ -561,14 +660,27 @@ class _World:
         if wake != v.wake or v.run is not None or self.stopping:
             return
         v.down = False
-        version = self._find_work(v)
-        if version is None:
+        found = self._find_work(v)
+        if found is None:
             v.idle = True
             return
-        self._claim(v, version)
+        self._claim(v, *found)
 
-    def _find_work(self, v: _Validator) -> _Version | None:
-        """The oldest open version this validator may run; drops closed versions passed on the way."""
+    def _find_work(self, v: _Validator) -> tuple[_Version, _Entry | None] | None:
+        """Race work first (as the claim does), else the oldest open version this validator may run;
+        drops closed versions passed on the way."""
+        race = self.races[-1] if self.races else None
+        if race is not None and race.status == RaceStatus.RACE_RUNNING:
+            for e in race.entries:
+                entry = self.entries[e]
+                busy = entry.included + len(entry.active)
+                if (
+                    entry.closed_at is None
+                    and busy < self.settings.race_required_successes
+                    and busy + entry.failed < self.settings.race_max_attempts
+                    and v.index not in entry.tried
+                ):
+                    return self.versions[entry.version], entry
         keep: list[int] = []
         for position, index in enumerate(self.open):
             version = self.versions[index]
@@ -577,15 +689,18 @@ class _World:
             keep.append(index)
             if version.included + len(version.active) < self.required and v.index not in version.tried:
                 self.open[: position + 1] = keep
-                return version
+                return version, None
         self.open = keep
         return None
 
-    def _claim(self, v: _Validator, version: _Version) -> None:
+    def _claim(self, v: _Validator, version: _Version, entry: _Entry | None = None) -> None:
         rng, runs, now = self.rng, self.runs, self.now
         index = len(runs)
+        problems = len(self.races[entry.race].drawn) if entry else PROBLEMS
+        failing = INFRA_FAILURE_RATE + (FLAKY_FAILURE_RATE if entry and entry.flaky else 0.0)
         overhead = rng.uniform(15, 45)
         work = self.run_seconds * v.speed * version.work_factor * rng.lognormvariate(0, 0.3)
+        work *= problems / PROBLEMS
         full = overhead + work
         first_hb = rng.uniform(15, 45)
         hung, crash = -1, math.inf
@@ -598,8 +713,8 @@ class _World:
                 crash = rng.uniform(0.05, 0.95) * full
                 stop = crash
             elif u < v.stale_rate + v.timeout_rate:
-                kind, stop, hung = K_TIMEOUT, self.limit, rng.randrange(PROBLEMS)
-            elif u < v.stale_rate + v.timeout_rate + INFRA_FAILURE_RATE:
+                kind, stop, hung = K_TIMEOUT, self.limit, rng.randrange(problems)
+            elif u < v.stale_rate + v.timeout_rate + failing:
                 kind, stop = K_FAILED, rng.uniform(0.05, 0.95) * full
             elif full > self.limit:
                 kind, stop = K_TIMEOUT, self.limit
@@ -626,11 +741,13 @@ class _World:
         runs.stopped.append(math.inf)
         runs.hung.append(hung)
         runs.service.append(1 if now >= v.upgrade_at else 0)
+        runs.entry.append(entry.index if entry else -1)
         v.run = index
-        version.active.add(index)
-        version.tried.add(v.index)
+        work_of = entry or version
+        work_of.active.add(index)
+        work_of.tried.add(v.index)
         self._push(end, E_END, index)
-        if version.cancel_planned and not version.cancel_scheduled:
+        if entry is None and version.cancel_planned and not version.cancel_scheduled:
             version.cancel_scheduled = True
             self._push(now + rng.uniform(0.2, 0.8) * min(stop, full), E_CANCEL, version.index)
         if len(runs) >= self.target_runs:
@@ -651,6 +768,9 @@ class _World:
         runs = self.runs
         if runs.status[index] != -1:
             return  # cancelled earlier
+        if runs.entry[index] >= 0:
+            self._on_race_run_end(index)
+            return
         version, v = self.versions[runs.version[index]], self.validators[runs.validator[index]]
         kind = runs.kind[index]
         version.active.discard(index)
@@ -658,7 +778,9 @@ class _World:
         runs.stopped[index] = min(self.now, runs.claimed[index] + runs.crash[index])
         if kind == K_SUCCESS:
             runs.status[index] = S_SUCCESS
+            self.unscored.append(index)
             version.included += 1
+            version.included_runs.append(index)
             if version.included >= self.required:
                 version.state, version.closed_at = "ELIGIBLE", self.now
         elif kind == K_STALE:
@@ -694,11 +816,247 @@ class _World:
                 self._ready(v, self.now + self.rng.uniform(2, 30))
         version.active.clear()
 
+    # races ---------------------------------------------------------------------------------------------
+
+    def _on_race(self, action: int, index: int) -> None:
+        if action == R_OPEN:
+            self._open_race()
+            return
+        race = self.races[index]
+        if action == R_CLOSE and race.status == RaceStatus.QUALIFYING_OPEN:
+            self._close_qualifying(race)
+        elif action == R_DEADLINE and race.status == RaceStatus.RACE_RUNNING:
+            self._complete_race(race)
+
+    def _last_completed(self) -> _Race | None:
+        done = [r for r in self.races if r.status == RaceStatus.RACE_COMPLETE]
+        return done[-1] if done else None
+
+    def _open_race(self) -> None:
+        """As ``races.open_race``: commit to a secret, the threshold from the reigning winner's score."""
+        now, rng, hours = self.now, self.rng, self.settings.race_qualifying_hours
+        last = self._last_completed()
+        won = self.entries[last.winner].race_score if last and last.winner is not None else None
+        threshold = races.decayed_threshold(
+            won, _at(last.ended) if last else None, settings=self.settings, now=_at(now) or BASE_TIME
+        )
+        index = len(self.races)
+        secret = hashlib.sha256(f"oro-demo/{self.seed}/race/{index + 1}".encode()).hexdigest()
+        race = _Race(index, self._uuid(), secret, now, now + hours * 3600, threshold)
+        self.races.append(race)
+        # Some miners with several eligible versions pin one of them while qualifying is open.
+        eligible: dict[int, list[int]] = {}
+        for version in self.versions:
+            if version.state == "ELIGIBLE":
+                eligible.setdefault(self.agents[version.agent].miner, []).append(version.index)
+        for miner, versions in sorted(eligible.items()):
+            if len(versions) >= 2 and rng.random() < PIN_RATE:
+                at = now + rng.uniform(0.05, 0.8) * hours * 3600
+                self.pins.setdefault(miner, []).append((at, rng.choice(versions)))
+        self._push(race.closes, E_RACE, R_CLOSE, index)
+
+    def _final_score(self, version: _Version) -> float:
+        """As ``complete_run``: the mean of the included runs' scores."""
+        if version.final_score is None:
+            scores = [float(self.run_score[r]) for r in version.included_runs]
+            version.final_score = sum(scores) / len(scores)
+        return version.final_score
+
+    def _field(self, race: _Race, at: float) -> list[tuple[_Version, str]]:
+        """Who races at ``at``, by ``races.choose_field`` over the versions eligible then."""
+        self._score()
+        candidates, by_id = [], {}
+        for version in self.versions:
+            if version.state == "ELIGIBLE" and (version.closed_at or 0.0) <= at:
+                hotkey = self.miners[self.agents[version.agent].miner].hotkey
+                by_id[version.id] = version
+                candidates.append(
+                    races.Candidate(version.id, hotkey, self._final_score(version), _at(version.closed_at))
+                )
+        pins = {}
+        for miner, history in self.pins.items():
+            chosen = [v for t, v in history if t <= at]
+            if chosen:
+                pins[self.miners[miner].hotkey] = self.versions[chosen[-1]].id
+        last = self._last_completed()
+        incumbent = (
+            self.versions[self.entries[last.winner].version].id if last and last.winner is not None else None
+        )
+        field = races.choose_field(
+            candidates,
+            pins=pins,
+            incumbent=incumbent,
+            threshold=race.threshold,
+            cap=self.settings.race_max_qualifiers,
+            opened_at=_at(race.opened) or BASE_TIME,
+        )
+        return [(by_id[c.version_id], kind.value) for c, kind in field]
+
+    def _enter(self, race: _Race, at: float) -> list[_Entry]:
+        entries = []
+        for version, kind in self._field(race, at):
+            entry = _Entry(
+                index=len(self.entries),
+                race=race.index,
+                version=version.index,
+                work_id=self._uuid(),
+                kind=kind,
+                entered=max(race.opened, version.closed_at or 0.0),
+                flaky=self.rng.random() < FLAKY_ENTRY_RATE,
+            )
+            self.entries.append(entry)
+            entries.append(entry)
+        # Race work is claimed oldest first, then by id (it is all created at once).
+        race.entries = [e.index for e in sorted(entries, key=lambda e: e.work_id.hex)]
+        return entries
+
+    def _close_qualifying(self, race: _Race) -> None:
+        """As ``races.close_qualifying``: freeze the field, draw from the secret and the field, hand out
+        race work; a race nobody qualified for is cancelled."""
+        now = self.now
+        entries = self._enter(race, now)
+        if not entries:
+            race.status, race.ended = RaceStatus.CANCELLED.value, now
+            self._schedule_next(race)
+            return
+        race.draw_seed = races.draw_seed(race.secret, [self.versions[e.version].id for e in entries])
+        drawn = races.draw_problems(race.draw_seed, self.problem_ids, self.settings.race_problems)
+        race.drawn = [self.problem_at[p] for p in drawn]
+        race.status, race.started = RaceStatus.RACE_RUNNING.value, now
+        race.deadline = now + self.settings.race_max_hours * 3600
+        self._push(race.deadline, E_RACE, R_DEADLINE, race.index)
+        self._wake_idle(now)
+
+    def _on_race_run_end(self, index: int) -> None:
+        """As ``complete_run`` and ``races.on_race_run_finished`` (a lapsed lease is no attempt)."""
+        runs, now = self.runs, self.now
+        entry, v = self.entries[runs.entry[index]], self.validators[runs.validator[index]]
+        kind = runs.kind[index]
+        entry.active.discard(index)
+        v.run = None
+        runs.stopped[index] = min(now, runs.claimed[index] + runs.crash[index])
+        runs.status[index] = {K_SUCCESS: S_SUCCESS, K_STALE: S_STALE, K_TIMEOUT: S_TIMED_OUT}.get(
+            kind, S_FAILED
+        )
+        if kind == K_SUCCESS:
+            self.unscored.append(index)
+            if entry.closed_at is None:
+                entry.included += 1
+                entry.included_runs.append(index)
+            else:
+                self.late_successes.add(index)
+        elif kind != K_STALE:
+            entry.failed += 1
+        if entry.closed_at is None:
+            settled = races.settlement(
+                entry.included,
+                entry.failed,
+                self.settings.race_required_successes,
+                self.settings.race_max_attempts,
+            )
+            if settled is not None:
+                entry.closed_at = entry.finished_at = now
+                entry.did_not_finish = settled == "DID_NOT_FINISH"
+        if kind != K_STALE:
+            self._ready(v, now + self.rng.uniform(2, 30))
+        if kind != K_SUCCESS:
+            self._wake_idle(now)
+        race = self.races[entry.race]
+        if race.status == RaceStatus.RACE_RUNNING and all(
+            self.entries[e].closed_at is not None for e in race.entries
+        ):
+            self._complete_race(race)
+
+    def _race_scores(self, race: _Race) -> None:
+        """Race scores of the entries that finished (``races.race_score_of`` their included runs)."""
+        self._score()
+        for e in race.entries:
+            entry = self.entries[e]
+            if entry.closed_at is not None and not entry.did_not_finish and entry.race_score is None:
+                entry.race_score = races.race_score_of(float(self.run_score[r]) for r in entry.included_runs)
+
+    def _complete_race(self, race: _Race) -> None:
+        """As ``races.complete_race``: the unsettled did not finish, finishers ranked, rank 1 wins."""
+        now = self.now
+        self._race_scores(race)
+        for e in race.entries:
+            entry = self.entries[e]
+            if entry.closed_at is None:
+                entry.closed_at = entry.finished_at = now
+                entry.did_not_finish = True
+        finishers = sorted(
+            (self.entries[e] for e in race.entries if self.entries[e].race_score is not None),
+            key=lambda e: races.finisher_order(e.race_score or 0.0, self.versions[e.version].id),
+        )
+        for rank, entry in enumerate(finishers, 1):
+            entry.rank = rank
+        race.winner = finishers[0].index if finishers else None
+        race.status, race.ended = RaceStatus.RACE_COMPLETE.value, now
+        self._schedule_next(race)
+
+    def _schedule_next(self, race: _Race) -> None:
+        ended = race.ended or self.now
+        at = max(race.opened + RACE_PERIOD_DAYS * 86400, ended + self.settings.race_interval_hours * 3600)
+        if at < self.span:
+            self._push(at, E_RACE, R_OPEN, 0)
+
+    def _settle_races(self) -> None:
+        """At the end of the world: the live race's field (qualifying) or finished scores (running)."""
+        race = self.races[-1] if self.races else None
+        if race is None:
+            return
+        if race.status == RaceStatus.QUALIFYING_OPEN:
+            self._enter(race, self.now)
+        elif race.status == RaceStatus.RACE_RUNNING:
+            self._race_scores(race)
+
+    # scores -------------------------------------------------------------------------------------------
+
+    def slots(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per run, the suite position of each problem slot and whether the run has that slot: a race
+        run evaluates only its race's drawn problems, in draw order."""
+        slots = np.tile(np.arange(PROBLEMS), (len(idx), 1))
+        present = np.ones((len(idx), PROBLEMS), dtype=bool)
+        for row, run in enumerate(idx.tolist()):
+            e = self.runs.entry[run]
+            if e >= 0:
+                drawn = self.races[self.entries[e].race].drawn
+                slots[row, : len(drawn)] = drawn
+                present[row, len(drawn) :] = False
+        return slots, present
+
+    def problem_scores(self, idx: np.ndarray, slots: np.ndarray, pstatus: np.ndarray) -> np.ndarray:
+        """Problem scores of runs ``idx``: agent skill against problem difficulty, with run-level and
+        problem-level noise, 0 for a failed or timed-out problem, the biased validator's lenience."""
+        skill = np.array([self.versions[self.runs.version[i]].skill for i in idx.tolist()])
+        logit = (
+            1.6 * (skill[:, None] - self.difficulty[slots] + self.run_noise[idx][:, None])
+            + self.problem_noise[idx]
+        )
+        quality = 1.0 / (1.0 + np.exp(-logit))
+        score = np.where(
+            pstatus == P_SUCCESS, quality, np.where(np.isin(pstatus, (P_FAILED, P_TIMED_OUT)), 0.0, np.nan)
+        )
+        bias = np.array([self.validators[self.runs.validator[i]].bias for i in idx.tolist()])
+        return np.round(_lenient(score, pstatus == P_SUCCESS, bias), 4)
+
+    def _score(self) -> None:
+        """Score the successful runs that ended since the last call."""
+        if not self.unscored:
+            return
+        idx = np.array(self.unscored)
+        self.unscored = []
+        slots, present = self.slots(idx)
+        pstatus = np.where(present, _outcomes(self.outcome_draw[idx]), ABSENT)
+        scores = self.problem_scores(idx, slots, pstatus)
+        self.scores[idx] = scores
+        self.run_score[idx] = np.nanmean(scores, axis=1)
+
     # per-problem results ------------------------------------------------------------------------------
 
     def results(self, report: _Progress) -> _Results:
         """Per-problem statuses, scores and timings of every run, drawn in bulk with numpy."""
-        return _Results.build(self, np.random.default_rng(self.seed))
+        return _Results.build(self, self.gen)
 
     # writing ------------------------------------------------------------------------------------------
 
@@ -761,11 +1119,11 @@ class _World:
         )
 
         # Scores, work items and version states as of "now".
-        final_scores: dict[int, float] = {}
-        for index, version in enumerate(versions):
-            if version.state == "ELIGIBLE":
-                included = [float(results.validator_score[r]) for r in results.included_by_version[index]]
-                final_scores[index] = sum(included) / len(included)
+        final_scores = {
+            index: self._final_score(version)
+            for index, version in enumerate(versions)
+            if version.state == "ELIGIBLE"
+        }
         version_rows, work_rows = [], []
         for index, version in enumerate(versions):
             active = results.active_by_version.get(index, 0)
@@ -801,8 +1159,12 @@ class _World:
                     version.closed_at is not None,
                     _at(version.submitted),
                     _at(version.closed_at),
+                    None,
+                    None,
+                    0,
                 )
             )
+        work_rows.extend(self._race_work_rows(suite_id, results))
 
         def batches() -> Iterable[dict[str, Any]]:
             for start, stop in _spans(len(runs), 60_000 // PROBLEMS):
@@ -811,6 +1173,8 @@ class _World:
 
         bulk = (AgentVersion.__table__, WorkItem.__table__, EvaluationRun.__table__, ProblemResult.__table__)
         with writer.foreign_keys_checked_once(*bulk):
+            # Races before their work items; completed ones are stored RACE_RUNNING and completed in
+            # order below, so the top agent's history is replayed through the services' rules.
             writer.rows(
                 AgentVersion.__table__,
                 (
@@ -829,6 +1193,7 @@ class _World:
                 ),
                 version_rows,
             )
+            self._write_races(writer, suite_id)
             writer.rows(
                 WorkItem.__table__,
                 (
@@ -841,6 +1206,9 @@ class _World:
                     "is_closed",
                     "created_at",
                     "closed_at",
+                    "race_id",
+                    "max_attempts",
+                    "failed_attempts",
                 ),
                 work_rows,
             )
@@ -854,6 +1222,9 @@ class _World:
             )
             writer.columns(ProblemResult.__table__, _RESULT_COLUMNS, batches())
         writer.rows(ValidatorState.__table__, _STATE_COLUMNS, self._validator_states())
+        writer.rows(
+            RaceSelection.__table__, ("miner_hotkey", "agent_version_id", "updated_at"), self._pins_now()
+        )
         reigns = self._crown(session, suite_id, final_scores)
 
         statuses = Counter(RUN_STATUSES[s] for s in results.status)
@@ -875,8 +1246,12 @@ class _World:
             "agent_versions": len(versions),
             "eligible_versions": states.get("ELIGIBLE", 0),
             "runs": len(runs),
-            "problem_results": len(runs) * PROBLEMS,
+            "problem_results": int(results.present.sum()),
             "top_agent_reigns": reigns,
+            "races": len(self.races),
+            "races_by_status": dict(sorted(Counter(str(r.status) for r in self.races).items())),
+            "race_qualifiers": sum(len(r.entries) for r in self.races),
+            "race_runs": sum(1 for e in runs.entry if e >= 0),
             "versions_by_state": dict(sorted(states.items())),
             "runs_by_status": dict(sorted(statuses.items())),
         }
@@ -897,6 +1272,11 @@ class _World:
                 "broken_version_rate": BROKEN_VERSION_RATE,
                 "discard_after_failures": DISCARD_AFTER_FAILURES,
                 "cancel_rate": CANCEL_RATE,
+                "first_race_days": FIRST_RACE_DAYS,
+                "race_period_days": RACE_PERIOD_DAYS,
+                "pin_rate": PIN_RATE,
+                "flaky_entry_rate": FLAKY_ENTRY_RATE,
+                "flaky_failure_rate": FLAKY_FAILURE_RATE,
             },
         )
 
@@ -949,25 +1329,50 @@ class _World:
         return rows
 
     def _crown(self, session: Session, suite_id: int, final_scores: dict[int, float]) -> int:
-        """Replay eligibility in time order through the service's own top-agent rule.
+        """Replay eligibility and race completions in time order through the services' own rules.
 
         Only a version that beats every earlier eligible one can change the top agent, so those are
         made ELIGIBLE one by one (with the service called at their eligible_at); the rest follow in bulk.
+        Completed races are completed at their hour and their winners crowned (``races.crown``); the
+        races' events go to the log in between, in time order, as the services record them.
         """
         order = sorted(final_scores, key=lambda i: (self.versions[i].closed_at, self.versions[i].id.hex))
         best = -math.inf
         table = AgentVersion.__table__
+        # (when, 0: eligible / 1: race event / 2: race completed, index)
+        timeline: list[tuple[float, int, int]] = []
         for index in order:
             score = final_scores[index]
             if score <= best:
                 continue
             best = score
+            timeline.append((self.versions[index].closed_at or 0.0, 0, index))
+        timeline.extend(
+            (race.ended or 0.0, 2, race.index)
+            for race in self.races
+            if race.status == RaceStatus.RACE_COMPLETE
+        )
+        race_events = self._race_events()
+        timeline.extend((when, 1, i) for i, (when, *_) in enumerate(race_events))
+        for when, kind, index in sorted(timeline):
+            if kind == 1:
+                _, event, race, version = race_events[index]
+                events.record(
+                    session,
+                    event,
+                    suite_id=suite_id,
+                    agent_version_id=version,
+                    payload={"race_id": str(race)},
+                    at=_at(when),
+                )
+                continue
+            if kind == 2:
+                self._complete_stored_race(session, self.races[index])
+                continue
             session.execute(
                 table.update().where(table.c.id == self.versions[index].id).values(state="ELIGIBLE")
             )
-            recompute_top_agent(
-                session, suite_id, settings=self.settings, now=_at(self.versions[index].closed_at)
-            )
+            recompute_top_agent(session, suite_id, settings=self.settings, now=_at(when))
         session.execute(
             table.update()
             .where(table.c.final_score.is_not(None), table.c.state == "RUNNING")
@@ -975,6 +1380,184 @@ class _World:
         )
         session.flush()
         return int(session.execute(text("SELECT count(*) FROM topagenthistory")).scalar_one())
+
+    def _race_events(self) -> list[tuple[float, events.RaceEvent, uuid.UUID, uuid.UUID | None]]:
+        """The raceChanges log of every race, as the services record it: opened, each entry, qualifying
+        closed (or cancelled), each finisher, then at completion the non-finishers and the completion."""
+        out: list[tuple[float, events.RaceEvent, uuid.UUID, uuid.UUID | None]] = []
+        for race in self.races:
+            out.append((race.opened, events.RaceEvent.RACE_OPENED, race.id, None))
+            for e in race.entries:
+                entry = self.entries[e]
+                version = self.versions[entry.version].id
+                out.append((entry.entered, events.RaceEvent.QUALIFIER_ENTERED, race.id, version))
+                if entry.finished_at is not None and not entry.did_not_finish:
+                    out.append((entry.finished_at, events.RaceEvent.QUALIFIER_FINISHED, race.id, version))
+                if entry.did_not_finish and race.status == RaceStatus.RACE_COMPLETE:
+                    out.append(
+                        (race.ended or 0.0, events.RaceEvent.QUALIFIER_DID_NOT_FINISH, race.id, version)
+                    )
+            if race.started is not None:
+                out.append((race.started, events.RaceEvent.QUALIFYING_CLOSED, race.id, None))
+            if race.status == RaceStatus.CANCELLED:
+                out.append((race.ended or 0.0, events.RaceEvent.RACE_CANCELLED, race.id, None))
+            elif race.status == RaceStatus.RACE_COMPLETE:
+                winner = (
+                    self.versions[self.entries[race.winner].version].id if race.winner is not None else None
+                )
+                out.append((race.ended or 0.0, events.RaceEvent.RACE_COMPLETED, race.id, winner))
+        return out
+
+    def _write_races(self, writer: _Writer, suite_id: int) -> None:
+        race_rows = []
+        for race in self.races:
+            complete = race.status == RaceStatus.RACE_COMPLETE
+            winner = self.entries[race.winner] if race.winner is not None else None
+            scored = sum(1 for e in race.entries if self.entries[e].race_score is not None)
+            race_rows.append(
+                (
+                    race.id.hex,
+                    race.number,
+                    suite_id,
+                    RaceStatus.RACE_RUNNING.value if complete else race.status,  # completed below
+                    race.threshold,
+                    self.settings.race_max_qualifiers,
+                    self.settings.race_problems,
+                    self.settings.race_required_successes,
+                    self.settings.race_max_attempts,
+                    _at(race.opened),
+                    _at(race.closes),
+                    _at(race.started),
+                    _at(race.deadline),
+                    _at(race.ended) if complete else None,
+                    _at(race.ended) if race.status == RaceStatus.CANCELLED else None,
+                    races.commitment_of(race.secret),
+                    race.secret,
+                    race.ended is not None,
+                    race.draw_seed,
+                    [str(self.problem_ids[p]) for p in race.drawn] if race.draw_seed else None,
+                    self.versions[winner.version].id.hex if winner else None,
+                    winner.race_score if winner else None,
+                    len(race.entries),
+                    scored if complete else None,
+                    _at(race.ended or race.started or race.opened),
+                )
+            )
+        writer.rows(
+            Race.__table__,
+            (
+                "id",
+                "race_number",
+                "suite_id",
+                "status",
+                "qualifying_threshold",
+                "max_qualifiers",
+                "problem_count",
+                "required_successes",
+                "max_attempts",
+                "created_at",
+                "qualifying_closes_at",
+                "race_started_at",
+                "race_deadline_at",
+                "race_completed_at",
+                "cancelled_at",
+                "seed_commitment",
+                "secret",
+                "secret_revealed",
+                "draw_seed",
+                "problem_ids",
+                "winner_agent_version_id",
+                "winner_score",
+                "qualifier_count",
+                "scored_count",
+                "updated_at",
+            ),
+            race_rows,
+        )
+        qualifier_rows = []
+        for race in self.races:
+            for e in race.entries:
+                entry = self.entries[e]
+                version = self.versions[entry.version]
+                qualifier_rows.append(
+                    (
+                        race.id.hex,
+                        version.id.hex,
+                        self.miners[self.agents[version.agent].miner].hotkey,
+                        entry.kind,
+                        self._final_score(version),
+                        _at(entry.entered),
+                        entry.race_score,
+                        entry.rank,
+                        _at(entry.finished_at),
+                        entry.did_not_finish,
+                    )
+                )
+        writer.rows(
+            RaceQualifier.__table__,
+            (
+                "race_id",
+                "agent_version_id",
+                "miner_hotkey",
+                "qualification_type",
+                "qualifying_score",
+                "entered_at",
+                "race_score",
+                "race_rank",
+                "finished_at",
+                "did_not_finish",
+            ),
+            qualifier_rows,
+        )
+
+    def _race_work_rows(self, suite_id: int, results: _Results) -> list[tuple[Any, ...]]:
+        """One work item per qualifier of a race whose qualifying closed (as ``close_qualifying``)."""
+        rows = []
+        for race in self.races:
+            if race.draw_seed is None:
+                continue
+            for e in race.entries:
+                entry = self.entries[e]
+                rows.append(
+                    (
+                        entry.work_id.hex,
+                        self.versions[entry.version].id.hex,
+                        suite_id,
+                        self.settings.race_required_successes,
+                        entry.included,
+                        results.active_by_entry.get(e, 0),
+                        entry.closed_at is not None,
+                        _at(race.started),
+                        _at(entry.closed_at),
+                        race.id.hex,
+                        self.settings.race_max_attempts,
+                        entry.failed,
+                    )
+                )
+        return rows
+
+    def _pins_now(self) -> list[tuple[Any, ...]]:
+        rows = []
+        for miner, history in sorted(self.pins.items()):
+            made = [(at, v) for at, v in history if at <= self.now]
+            if made:
+                at, version = made[-1]
+                rows.append((self.miners[miner].hotkey, self.versions[version].id.hex, _at(at)))
+        return rows
+
+    def _complete_stored_race(self, session: Session, race: _Race) -> None:
+        """Complete a stored race at its hour and crown its winner through ``races.crown``."""
+        table = Race.__table__
+        session.execute(
+            table.update().where(table.c.id == race.id).values(status=RaceStatus.RACE_COMPLETE.value)
+        )
+        if race.winner is None:
+            return
+        stored = session.get(Race, race.id)
+        winner = session.get(RaceQualifier, (race.id, self.versions[self.entries[race.winner].version].id))
+        assert stored is not None and winner is not None
+        session.refresh(stored)
+        races.crown(session, stored, winner, _at(race.ended) or BASE_TIME)
 
     def code(self, version: _Version) -> bytes:
         agent = self.agents[version.agent]
@@ -1030,8 +1613,11 @@ class _Results:
     inf_fail: np.ndarray
     updated: np.ndarray  # datetime64[us]
     validator_score: np.ndarray  # NaN unless the run succeeded
-    included_by_version: dict[int, list[int]]
-    active_by_version: dict[int, int]
+    included_by_version: dict[int, list[int]]  # qualifying runs
+    active_by_version: dict[int, int]  # qualifying runs
+    active_by_entry: dict[int, int]  # race runs
+    slots: np.ndarray  # runs x problem slots: the problem's position in the suite
+    present: np.ndarray  # runs x problem slots: whether the run has that problem
     completed: np.ndarray  # NaN while active
     last_hb: np.ndarray  # NaN: none
     lease: np.ndarray
@@ -1052,7 +1638,9 @@ class _Results:
         status = np.where(active & (stopped < first_hb), S_CLAIMED, status)
 
         overhead = np.array(runs.overhead)
-        weights = gen.lognormal(0.0, 0.45, size=(n, PROBLEMS))
+        idx = np.arange(n)
+        slots, present = world.slots(idx)
+        weights = np.where(present, world.time_weights[:n], 0.0)
         times = weights / weights.sum(axis=1, keepdims=True) * np.array(runs.work)[:, None]
         ends = overhead[:, None] + np.cumsum(times, axis=1)
         starts = ends - times
@@ -1073,13 +1661,7 @@ class _Results:
         done = cols < current[:, None]
 
         # Problem outcomes where the agent ran to the end of a problem.
-        draw = gen.random((n, PROBLEMS))
-        p_timeout = PROBLEM_TIMEOUT_RATE
-        outcome = np.where(
-            draw < PROBLEM_FAILED_RATE,
-            P_FAILED,
-            np.where(draw < PROBLEM_FAILED_RATE + p_timeout, P_TIMED_OUT, P_SUCCESS),
-        )
+        outcome = _outcomes(world.outcome_draw[:n])
         pstatus = np.where(done, outcome, PENDING)
         at_current = cols == current[:, None]
         terminal = np.isin(status, (S_FAILED, S_TIMED_OUT))
@@ -1087,22 +1669,12 @@ class _Results:
         pstatus = np.where(at_current & timed_out[:, None], P_TIMED_OUT, pstatus)
         pstatus = np.where(at_current & ~terminal[:, None] & (status != S_CLAIMED)[:, None], RUNNING, pstatus)
         pstatus = np.where((cols > current[:, None]) & terminal[:, None], SKIPPED, pstatus)
+        pstatus = np.where(present, pstatus, ABSENT)
 
-        # Scores: agent skill against problem difficulty, with run-level and problem-level noise.
-        rng = random.Random(world.seed + 2)
-        difficulty = np.array(_difficulties(rng))
-        skill = np.array([world.versions[v].skill for v in runs.version])
-        run_noise = gen.normal(0.0, 0.12, size=n)
-        logit = 1.6 * (skill[:, None] - difficulty[None, :] + run_noise[:, None]) + gen.normal(
-            0, 0.8, (n, PROBLEMS)
-        )
-        quality = 1.0 / (1.0 + np.exp(-logit))
-        score = np.where(
-            pstatus == P_SUCCESS, quality, np.where(np.isin(pstatus, (P_FAILED, P_TIMED_OUT)), 0.0, np.nan)
-        )
-        bias = np.array([world.validators[v].bias for v in runs.validator])
-        score = _lenient(score, pstatus == P_SUCCESS, bias)
-        score = np.round(score, 4)
+        # Scores: successful runs were scored as they ended; the others from the same draws.
+        score = world.problem_scores(idx, slots, pstatus)
+        succeeded = status == S_SUCCESS
+        score[succeeded] = world.scores[:n][succeeded]
         reasoning = np.where(
             pstatus == P_SUCCESS,
             np.round(np.clip(score + gen.normal(0, 0.08, (n, PROBLEMS)), 0, 1), 4),
@@ -1142,11 +1714,15 @@ class _Results:
 
         included: dict[int, list[int]] = {}
         active_by_version: dict[int, int] = {}
+        active_by_entry: dict[int, int] = {}
         for i in range(n):
-            if status[i] == S_SUCCESS:
+            entry = runs.entry[i]
+            if status[i] == S_SUCCESS and entry < 0:
                 included.setdefault(runs.version[i], []).append(i)
             elif status[i] in (S_CLAIMED, S_RUNNING):
-                active_by_version[runs.version[i]] = active_by_version.get(runs.version[i], 0) + 1
+                active = active_by_entry if entry >= 0 else active_by_version
+                key = entry if entry >= 0 else runs.version[i]
+                active[key] = active.get(key, 0) + 1
         return cls(
             status=status,
             pstatus=pstatus,
@@ -1156,9 +1732,12 @@ class _Results:
             inf_total=inf_total,
             inf_fail=inf_fail,
             updated=_times(updated),
-            validator_score=np.where(status == S_SUCCESS, score.mean(axis=1), np.nan),
+            validator_score=np.where(succeeded, world.run_score[:n], np.nan),
             included_by_version=included,
             active_by_version=active_by_version,
+            active_by_entry=active_by_entry,
+            slots=slots,
+            present=present,
             completed=completed,
             last_hb=last_hb,
             lease=lease,
@@ -1182,11 +1761,10 @@ class _Results:
         ]
         score = self.validator_score[at]
         succeeded = (self.pstatus[at] == P_SUCCESS).sum(axis=1)
+        problems = self.present[at].sum(axis=1)
         components = [
-            None
-            if x != x
-            else {"mean_problem_score": round(x, 6), "problems_succeeded": k, "problems": PROBLEMS}
-            for x, k in zip(score.tolist(), succeeded.tolist(), strict=True)
+            None if x != x else {"mean_problem_score": round(x, 6), "problems_succeeded": k, "problems": p}
+            for x, k, p in zip(score.tolist(), succeeded.tolist(), problems.tolist(), strict=True)
         ]
         # As complete_run does: sums over the reported problems of a finished run.
         counted = self.inf_total[at] >= 0
@@ -1203,7 +1781,10 @@ class _Results:
         versions = [world.versions[v] for v in runs.version[at]]
         return {
             "id": _uuid_bytes(runs.id[at]),
-            "work_item_id": _uuid_bytes(v.work_id for v in versions),
+            "work_item_id": _uuid_bytes(
+                v.work_id if e < 0 else world.entries[e].work_id
+                for v, e in zip(versions, runs.entry[at], strict=True)
+            ),
             "agent_version_id": _uuid_bytes(v.id for v in versions),
             "validator_hotkey": [world.validators[v].hotkey for v in runs.validator[at]],
             "suite_id": [suite_id] * (stop - start),
@@ -1219,7 +1800,9 @@ class _Results:
                 sandboxes[r] if t else None for r, t in zip(runs.service[at], terminal.tolist(), strict=True)
             ],
             "service_versions": [releases[r] for r in runs.service[at]],
-            "is_included": status == S_SUCCESS,
+            "is_included": (status == S_SUCCESS)
+            & ~np.isin(np.arange(start, stop), sorted(world.late_successes)),
+            "race_id": [None if e < 0 else world.races[world.entries[e].race].id.hex for e in runs.entry[at]],
             "inference_failure_count": inference(self.inf_fail),
             "inference_total": inference(self.inf_total),
         }
@@ -1231,19 +1814,21 @@ class _Results:
 
         Ids are UUIDv7 from the run's claim time, so rows arrive in index order (much faster to load).
         """
-        n = (stop - start) * PROBLEMS
-        claimed_ms = np.repeat(np.array(world.runs.claimed[start:stop]) * 1000, PROBLEMS).astype(np.int64)
+        present = self.present[start:stop]
+        per_run = present.sum(axis=1)
+        n = int(per_run.sum())
+        claimed_ms = np.repeat(np.array(world.runs.claimed[start:stop]) * 1000, per_run).astype(np.int64)
 
         def rows(values: np.ndarray) -> np.ndarray:
-            return values[start:stop].ravel()
+            return values[start:stop][present]
 
         def counts(values: np.ndarray) -> np.ndarray:
             return np.where(rows(values) < 0, np.nan, rows(values))
 
         return {
             "id": _uuid7(claimed_ms, np.random.default_rng([world.seed, 7, start])),
-            "run_id": np.repeat(_uuid_bytes(world.runs.id[start:stop]), PROBLEMS, axis=0),
-            "problem_id": np.tile(problem_ids, (stop - start, 1)),
+            "run_id": np.repeat(_uuid_bytes(world.runs.id[start:stop]), per_run, axis=0),
+            "problem_id": problem_ids[self.slots[start:stop][present]],
             "status": np.asarray(_STATUS_NAMES, dtype=object)[rows(self.pstatus)].tolist(),
             "score": rows(self.score),
             "reasoning_score": rows(self.reasoning),
@@ -1254,6 +1839,15 @@ class _Results:
             "inference_total": counts(self.inf_total),
             "updated_at": rows(self.updated),
         }
+
+
+def _outcomes(draw: np.ndarray) -> np.ndarray:
+    """How each problem a run reached ended, from its uniform draw."""
+    return np.where(
+        draw < PROBLEM_FAILED_RATE,
+        P_FAILED,
+        np.where(draw < PROBLEM_FAILED_RATE + PROBLEM_TIMEOUT_RATE, P_TIMED_OUT, P_SUCCESS),
+    )
 
 
 def _uuid7(unix_ms: np.ndarray, gen: np.random.Generator) -> np.ndarray:
@@ -1322,6 +1916,7 @@ _RUN_COLUMNS = (
     "is_included",
     "inference_failure_count",
     "inference_total",
+    "race_id",
 )
 _RESULT_COLUMNS = (
     "id",
@@ -1488,9 +2083,12 @@ def _binary(kind: str, values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, 
         lengths = np.array([-1 if b is None else len(b) for b in encoded], dtype=np.int32)
         return padded.view(np.uint8).reshape(len(encoded), padded.dtype.itemsize)[rows], lengths[rows]
     if kind == "UUID":
-        if not isinstance(values, np.ndarray):
-            values = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, 16)
-        return values, np.full(len(values), 16, dtype=np.int32)
+        if isinstance(values, np.ndarray):
+            return values, np.full(len(values), 16, dtype=np.int32)
+        null = np.array([v is None for v in values], dtype=bool)
+        raw = bytes.fromhex("".join("0" * 32 if v is None else v for v in values))
+        data = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+        return data, np.where(null, -1, 16).astype(np.int32)
     if kind == "TIMESTAMP WITH TIME ZONE":
         if not isinstance(values, np.ndarray):
             values = np.array(

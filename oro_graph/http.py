@@ -99,6 +99,9 @@ class Compression:
 
         async def compressing(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if _is_event_stream(message):  # never compressed: open it now, not at its first event
+                    await send(message)
+                    return
                 held.start = message
                 return
             if message["type"] != "http.response.body" or held.start is None:
@@ -126,6 +129,11 @@ class Compression:
             await send(message)
 
         await self.app(scope, receive, compressing)
+
+
+def _is_event_stream(start: Message) -> bool:
+    content_type = MutableHeaders(raw=list(start.get("headers", []))).get("content-type", "")
+    return content_type.lower().startswith("text/event-stream")
 
 
 def _cacheable(scope: Scope) -> bool:

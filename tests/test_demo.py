@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
+from sqlmodel import select as sqlmodel_select
 
 from oro_graph import demo
 from oro_graph.db import Database
 from oro_graph.errors import ValidationFailed
 from oro_graph.migrations import upgrade
-from oro_graph.models import AgentVersionState, RunStatus, ValidatorState
+from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus, ValidatorState
 from oro_graph.runtime import Runtime
-from oro_graph.services import invariants, reliability
+from oro_graph.services import invariants, leaderboard, races, reliability, suites
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
 
@@ -99,6 +101,7 @@ def test_another_seed_gives_another_world(runtime: Runtime, tmp_path: Path) -> N
         mine, theirs = _snapshot(runtime.db), _snapshot(other)
         assert mine["evaluationrun"] != theirs["evaluationrun"]
         assert mine["problem"] == theirs["problem"]  # the built-in suite is the same
+        assert mine["race"] and theirs["race"] and mine["race"] != theirs["race"]
     finally:
         other.dispose()
 
@@ -117,7 +120,12 @@ def test_world_has_every_state_and_status(runtime: Runtime) -> None:
     assert _scalar(db, "SELECT count(*) FROM evaluationrun") == SMALL["runs"] == manifest.counts["runs"]
     # every run has a result for every problem of the suite
     assert _scalar(db, "SELECT count(*) FROM problem") == 30
-    assert _scalar(db, "SELECT count(*) FROM problemresult") == 30 * SMALL["runs"]
+    # ... and a race run for every problem its race drew
+    assert _scalar(db, "SELECT count(*) FROM problemresult") == _scalar(
+        db,
+        "SELECT sum(CASE WHEN r.race_id IS NULL THEN 30 ELSE "
+        "(SELECT problem_count FROM race WHERE race.id = r.race_id) END) FROM evaluationrun r",
+    )
     assert _scalar(db, "SELECT count(DISTINCT run_id) FROM problemresult") == SMALL["runs"]
     # the suite shape
     shape = _rows(db, "SELECT category, difficulty, count(*) FROM problem GROUP BY 1, 2 ORDER BY 1, 2")
@@ -144,6 +152,10 @@ def test_default_world_matches_the_serve_demo_promise(runtime: Runtime) -> None:
     assert (_aware(last) - _aware(first)).days >= 35
 
 
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
 def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -157,13 +169,13 @@ INVARIANT_SQL = {
     ),
     "eligible: closed work item with all required successes": (
         "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
-        "WHERE v.state = 'ELIGIBLE' AND NOT (w.is_closed AND w.included_successes = w.required_successes "
-        "AND v.eligible_at IS NOT NULL)"
+        "WHERE w.race_id IS NULL AND v.state = 'ELIGIBLE' AND NOT (w.is_closed "
+        "AND w.included_successes = w.required_successes AND v.eligible_at IS NOT NULL)"
     ),
     "eligible final score is the mean of its included runs": (
         "SELECT count(*) FROM agentversion v WHERE v.state = 'ELIGIBLE' AND abs(v.final_score - "
         "(SELECT avg(r.validator_score) FROM evaluationrun r WHERE r.agent_version_id = v.id "
-        "AND r.is_included AND r.status = 'SUCCESS')) > 1e-9"
+        "AND r.is_included AND r.status = 'SUCCESS' AND r.race_id IS NULL)) > 1e-9"
     ),
     "only eligible versions have a final score": (
         "SELECT count(*) FROM agentversion WHERE (state = 'ELIGIBLE') <> (final_score IS NOT NULL)"
@@ -185,7 +197,8 @@ INVARIANT_SQL = {
         "GROUP BY 1, 2 HAVING count(*) > 1) d"
     ),
     "running/queued versions follow their work item": (
-        "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id WHERE "
+        "SELECT count(*) FROM agentversion v JOIN workitem w ON w.agent_version_id = v.id "
+        "AND w.race_id IS NULL WHERE "
         "(v.state = 'RUNNING' AND w.active_runs = 0 AND w.included_successes = 0) OR "
         "(v.state = 'QUEUED' AND (w.active_runs > 0 OR w.included_successes > 0)) OR "
         "(v.state IN ('QUEUED', 'RUNNING') AND w.is_closed) OR "
@@ -206,11 +219,30 @@ INVARIANT_SQL = {
     ),
     "successful runs have a score, others none": (
         "SELECT count(*) FROM evaluationrun WHERE (status = 'SUCCESS') <> (validator_score IS NOT NULL) "
-        "OR is_included <> (status = 'SUCCESS')"
+        "OR (is_included AND status <> 'SUCCESS') "
+        "OR (race_id IS NULL AND is_included <> (status = 'SUCCESS'))"
     ),
     "run score is the mean of its problem scores": (
         "SELECT count(*) FROM evaluationrun r WHERE r.status = 'SUCCESS' AND abs(r.validator_score - "
-        "(SELECT sum(p.score) / 30.0 FROM problemresult p WHERE p.run_id = r.id)) > 1e-9"
+        "(SELECT avg(p.score) FROM problemresult p WHERE p.run_id = r.id)) > 1e-9"
+    ),
+    "a race run evaluates exactly its race's drawn problems": (
+        "SELECT count(*) FROM evaluationrun r JOIN race ON race.id = r.race_id WHERE "
+        "(SELECT count(*) FROM problemresult p WHERE p.run_id = r.id) <> race.problem_count"
+    ),
+    "race work belongs to a qualifier of its race": (
+        "SELECT count(*) FROM workitem w WHERE w.race_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+        "racequalifier q WHERE q.race_id = w.race_id AND q.agent_version_id = w.agent_version_id)"
+    ),
+    "race runs run their race's work": (
+        "SELECT count(*) FROM evaluationrun r JOIN workitem w ON w.id = r.work_item_id "
+        "WHERE (r.race_id IS NULL) <> (w.race_id IS NULL) OR r.race_id <> w.race_id"
+    ),
+    "race work takes at most its attempts": (
+        "SELECT count(*) FROM workitem WHERE race_id IS NOT NULL AND "
+        "(included_successes + failed_attempts > max_attempts "
+        "OR failed_attempts <> (SELECT count(*) FROM evaluationrun r WHERE r.work_item_id = workitem.id "
+        "AND r.status IN ('FAILED', 'TIMED_OUT')))"
     ),
     "problem results are consistent with their status": (
         "SELECT count(*) FROM problemresult WHERE (status IN ('SUCCESS', 'FAILED', 'TIMED_OUT')) <> "
@@ -235,7 +267,9 @@ def test_world_keeps_the_lifecycle_invariants(runtime: Runtime) -> None:
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.02])
-def test_top_agent_history_follows_the_challenge_rule(runtime: Runtime, threshold: float) -> None:
+def test_top_agent_history_follows_the_challenge_rule_then_the_races(
+    runtime: Runtime, threshold: float
+) -> None:
     settings = runtime.settings.model_copy(update={"challenge_threshold": threshold})
     demo.generate(runtime.db, settings, **SMALL)
 
@@ -244,36 +278,52 @@ def test_top_agent_history_follows_the_challenge_rule(runtime: Runtime, threshol
         "SELECT id, final_score, eligible_at FROM agentversion WHERE state = 'ELIGIBLE' "
         "ORDER BY eligible_at, id",
     )
+    completed = _rows(
+        runtime.db,
+        "SELECT winner_agent_version_id, winner_score, race_completed_at FROM race "
+        "WHERE status = 'RACE_COMPLETE' ORDER BY race_completed_at",
+    )
     history = _rows(
         runtime.db, "SELECT agent_version_id, score, top_at, replaced_at FROM topagenthistory ORDER BY id"
     )
+    assert completed, "the small world has completed races"
+    first_race = _aware(completed[0][2])
 
-    # replay: the first eligible version is crowned; a later one takes over only if it beats the incumbent
-    # by more than the threshold (the rule of services.leaderboard.recompute_top_agent)
-    expected: list[tuple[str, float]] = []
+    # replay: before the first completed race, the first eligible version is crowned and a later one
+    # takes over only if it beats the incumbent by more than the threshold (the rule of
+    # services.leaderboard.recompute_top_agent); from then on each race's winner reigns
+    # (services.races.crown: a winner that already reigns keeps its reign with its new race score)
+    expected: list[list[Any]] = []
     best_score, best_id = -1.0, None
-    for version_id, score, _ in eligible:
+    for version_id, score, at in eligible:
+        if _aware(at) > first_race:
+            break
         if score > best_score:
             best_score, best_id = score, version_id
         if not expected or (best_id != expected[-1][0] and best_score > expected[-1][1] + threshold):
-            expected.append((best_id, best_score))
-    assert [(str(r[0]), r[1]) for r in history] == [(str(v), s) for v, s in expected]
+            expected.append([best_id, best_score, _aware(at)])
+    for winner, score, at in completed:
+        if winner is None:
+            continue
+        if expected and str(expected[-1][0]) == str(winner):
+            expected[-1][1] = score
+        else:
+            expected.append([winner, score, _aware(at)])
+    assert [(str(r[0]), r[1], _aware(r[2])) for r in history] == [(str(v), s, t) for v, s, t in expected]
     assert [r[3] is None for r in history] == [False] * (len(history) - 1) + [True]
     for earlier, later in zip(history, history[1:], strict=False):
         assert _aware(earlier[3]) == _aware(later[2])  # replaced when the successor was crowned
-    eligible_at = {str(v): _aware(at) for v, _, at in eligible}
-    assert all(_aware(r[2]) == eligible_at[str(r[0])] for r in history)
 
 
 def test_board_events_follow_the_simulated_clock(runtime: Runtime) -> None:
     _generate(runtime)
 
-    stamps = _rows(
-        runtime.db,
-        "SELECT e.created_at, h.top_at FROM event e "
-        "JOIN topagenthistory h ON h.agent_version_id = e.agent_version_id WHERE e.kind = 'TOP_CHANGED'",
-    )
-    assert stamps and all(_aware(created) == _aware(top_at) for created, top_at in stamps)
+    events = _rows(runtime.db, "SELECT agent_version_id, created_at FROM event WHERE kind = 'TOP_CHANGED'")
+    reigns = {
+        (str(v), _aware(at))
+        for v, at in _rows(runtime.db, "SELECT agent_version_id, top_at FROM topagenthistory")
+    }
+    assert events and {(str(v), _aware(at)) for v, at in events} == reigns
 
 
 def _validator_stats(db: Database) -> dict[str, reliability.Reliability]:
@@ -376,8 +426,9 @@ def test_settings_shape_the_world(runtime: Runtime) -> None:
     settings: Settings = runtime.settings.model_copy(update={"required_successes": 3})
     demo.generate(runtime.db, settings, **SMALL)
 
-    assert _scalar(runtime.db, "SELECT min(required_successes) FROM workitem") == 3
-    assert _scalar(runtime.db, "SELECT max(included_successes) FROM workitem") == 3
+    qualifying = "FROM workitem WHERE race_id IS NULL"
+    assert _scalar(runtime.db, f"SELECT min(required_successes) {qualifying}") == 3
+    assert _scalar(runtime.db, f"SELECT max(included_successes) {qualifying}") == 3
 
 
 def test_bulk_writer_stores_awkward_values_exactly(runtime: Runtime) -> None:
@@ -428,3 +479,112 @@ def test_bulk_writer_stores_awkward_values_exactly(runtime: Runtime) -> None:
             None,
         ),
     }
+
+
+# --- races -------------------------------------------------------------------------------------------
+
+
+def test_world_runs_races_with_incumbents_pins_and_non_finishers(runtime: Runtime) -> None:
+    manifest = _generate(runtime)
+    db = runtime.db
+
+    statuses = [s for (s,) in _rows(db, "SELECT status FROM race ORDER BY race_number")]
+    opened = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM race ORDER BY race_number")]
+    # a race every few days over the six weeks; only the latest may still be qualifying or running
+    assert len(statuses) == manifest.counts["races"] >= 5
+    assert set(statuses[:-1]) == {"RACE_COMPLETE"}
+    assert all(2 <= (b - a).total_seconds() / 86400 <= 5 for a, b in zip(opened, opened[1:], strict=False))
+    assert manifest.counts["races_by_status"] == dict(
+        _rows(db, "SELECT status, count(*) FROM race GROUP BY 1")
+    )
+    # reigning winners enter by themselves, some entries do not finish, some miners pinned a version
+    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE qualification_type = 'INCUMBENT'") >= 3
+    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE did_not_finish") >= 1
+    assert _scalar(db, "SELECT count(*) FROM raceselection") >= 1
+    # race runs by the same validators, the planted faulty ones among them
+    racing = {h for (h,) in _rows(db, "SELECT validator_hotkey FROM evaluationrun WHERE race_id IS NOT NULL")}
+    assert {v["hotkey"] for v in manifest.validators} <= racing
+    # the raceChanges log, in time order as the services write it
+    kinds = dict(_rows(db, "SELECT kind, count(*) FROM event GROUP BY kind"))
+    assert kinds["RACE_OPENED"] == len(statuses)
+    assert kinds["RACE_COMPLETED"] == statuses.count("RACE_COMPLETE")
+    assert kinds["QUALIFIER_ENTERED"] == manifest.counts["race_qualifiers"]
+    logged = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM event ORDER BY id")]
+    assert logged == sorted(logged)
+    assert (
+        _scalar(db, "SELECT count(*) FROM evaluationrun WHERE race_id IS NOT NULL")
+        == manifest.counts["race_runs"]
+    )
+
+
+def test_races_follow_the_services_rules(runtime: Runtime) -> None:
+    _generate(runtime)
+    settings = runtime.settings
+
+    with runtime.db.session() as session:
+        stored = list(session.exec(sqlmodel_select(Race).order_by(col(Race.race_number))))
+        views = races.views_of(session, stored)
+        problems = [p.id for p in suites.problems_for_suite(session, stored[0].suite_id)]
+        run_scores = _rows(
+            runtime.db,
+            "SELECT race_id, agent_version_id, validator_score FROM evaluationrun "
+            "WHERE race_id IS NOT NULL AND is_included",
+        )
+        last: Race | None = None
+        for view in views:
+            race, entries = view.race, [q.row for q in view.qualifiers]
+            # when it opened: the threshold decays from the last winner's score, who enters as incumbent
+            assert race.qualifying_threshold == pytest.approx(
+                races.decayed_threshold(
+                    last.winner_score if last else None,
+                    last.race_completed_at if last else None,
+                    settings=settings,
+                    now=race.created_at,
+                )
+            )
+            incumbents = [q.agent_version_id for q in entries if q.qualification_type == "INCUMBENT"]
+            winner = last.winner_agent_version_id if last else None
+            assert incumbents == ([winner] if winner else [])
+            assert all(
+                (q.qualifying_score or 0.0) >= race.qualifying_threshold - 1e-12
+                for q in entries
+                if q.qualification_type == "SCORED"
+            )
+            assert race.qualifier_count == len(entries) <= race.max_qualifiers
+            assert len({q.miner_hotkey for q in entries}) == len(entries)  # one entry per miner
+            assert race.seed_commitment == races.commitment_of(race.secret)
+            if race.status == RaceStatus.QUALIFYING_OPEN:
+                assert race.draw_seed is None and not race.secret_revealed
+                continue
+            # the draw follows from the secret and the final field
+            assert race.draw_seed == races.draw_seed(race.secret, [q.agent_version_id for q in entries])
+            assert race.problem_ids == races.draw_problems(race.draw_seed, problems, race.problem_count)
+            # a finisher's race score is the mean of its X included race runs
+            for q in entries:
+                mine = [s for r, v, s in run_scores if (_uuid(r), _uuid(v)) == (race.id, q.agent_version_id)]
+                if q.race_score is not None:
+                    assert len(mine) == race.required_successes
+                    assert q.race_score == pytest.approx(statistics.fmean(mine), abs=1e-12)
+            if race.status != RaceStatus.RACE_COMPLETE:
+                continue
+            # ranks follow race scores, rank 1 wins, non-finishers have no rank
+            finishers = sorted(
+                (q for q in entries if q.race_score is not None),
+                key=lambda q: races.finisher_order(q.race_score or 0.0, q.agent_version_id),
+            )
+            assert [q.race_rank for q in finishers] == list(range(1, len(finishers) + 1))
+            assert all(q.did_not_finish and q.race_rank is None for q in entries if q.race_score is None)
+            assert race.scored_count == len(finishers) and race.secret_revealed
+            assert race.winner_agent_version_id == (finishers[0].agent_version_id if finishers else None)
+            assert race.winner_score == (finishers[0].race_score if finishers else None)
+            # the weights are the public validator's rule over the finishers
+            assert races.weights_of(view, settings) == races.race_weights(
+                [(q.miner_hotkey, q.agent_version_id, q.race_score or 0.0) for q in finishers],
+                t_top=settings.weight_top_share,
+                t_burn=settings.weight_burn_share,
+            )
+            last = race
+        # the top agent is the latest completed race's winner (CONTRACTS section 5)
+        top = leaderboard.current_top_agent(session, settings=settings)
+        assert last is not None and top.version is not None
+        assert top.version.id == last.winner_agent_version_id

@@ -100,8 +100,10 @@ class Client:
         self, out: str | os.PathLike[str], *, suite_id: int | None = None, tables: Sequence[str] | None = None
     ) -> dict[str, Path]:
         """Write the graph's main tables as typed Parquet files in ``out`` (created if needed), one per
-        table: ``versions``, ``runs``, ``problem_results``, ``validators`` and ``problems`` (of one suite,
-        or every suite when ``suite_id`` is None), with the loaders' columns and types. Returns the paths.
+        table: ``versions``, ``runs``, ``problem_results``, ``validators``, ``problems``, ``races`` and
+        ``race_qualifiers`` (of one suite, or every suite when ``suite_id`` is None), with the loaders'
+        columns and types. Returns the paths. Race results follow the graph's embargo: null while a race
+        runs; the secret only once it is over.
 
         Each file is written beside the old one and swapped in whole. This reads the graph over HTTP, so
         it works against any server; ``oro-graph export`` reads a database directly and adds only the
@@ -117,6 +119,8 @@ class Client:
             "problem_results": lambda: loaders.problem_results(self, suite_id=suite_id),
             "validators": lambda: loaders.validators(self),
             "problems": lambda: loaders.problems(self, suite_id),
+            "races": lambda: loaders.races(self, suite_id),
+            "race_qualifiers": lambda: loaders.race_qualifiers(self, suite_id),
         }
         unknown = sorted(set(tables or ()) - set(readers))
         if unknown:

@@ -85,7 +85,7 @@ query AgentVersions($suite: ID!, $first: Int, $after: String) {
 RUN_FIELDS: Final = """
         evalRunId agentVersionId workItemId suiteId validatorHotkey status
         claimedAt leaseExpiresAt lastHeartbeatAt completedAt
-        validatorScore isIncluded failureReason inferenceFailureCount inferenceTotal
+        validatorScore isIncluded failureReason inferenceFailureCount inferenceTotal raceId
 """
 
 RUNS_QUERY: Final = f"""
@@ -111,7 +111,7 @@ query ProblemResults($filter: EvaluationRunFilter, $first: Int, $after: String, 
   ) {{
     pageInfo {{ hasNextPage endCursor }}
     edges {{ node {{
-      evalRunId agentVersionId validatorHotkey suiteId status isIncluded
+      evalRunId agentVersionId validatorHotkey suiteId status isIncluded raceId
       problemResults(first: $results) {{
         pageInfo {{ hasNextPage endCursor }}
         edges {{ node {{ {RESULT_FIELDS} }} }}
@@ -268,6 +268,7 @@ RUN_COLUMNS: Final = {
     "failure_reason": "str",
     "inference_failure_count": "int",
     "inference_total": "int",
+    "race_id": "str",  # a race run's race (it evaluates the race's drawn problems); null: qualifying
 }
 PROBLEM_RESULT_COLUMNS: Final = {
     "run_id": "str",
@@ -287,6 +288,7 @@ PROBLEM_RESULT_COLUMNS: Final = {
     "inference_failure_count": "int",
     "inference_total": "int",
     "updated_at": "datetime",
+    "race_id": "str",  # its run's race; null for qualifying runs
 }
 LEADERBOARD_COLUMNS: Final = {
     "suite_id": "int",
@@ -544,6 +546,7 @@ def _results_of(client: Client, run: Mapping[str, Any]) -> Iterator[dict[str, An
         "suiteId": run["suiteId"],
         "runStatus": run["status"],
         "runIsIncluded": run["isIncluded"],
+        "raceId": run.get("raceId"),
     }
     connection = run["problemResults"]
     for edge in connection["edges"]:
@@ -691,3 +694,137 @@ def score_intervals(client: Client, agent_version_ids: Iterable[str]) -> pd.Data
                 }
             )
     return _typed(rows, SCORE_INTERVAL_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------- races
+RACE_STATUSES: Final = ("QUALIFYING_OPEN", "RACE_RUNNING", "RACE_COMPLETE", "CANCELLED")
+QUALIFICATION_TYPES: Final = ("SCORED", "INCUMBENT")
+RACE_PAGE: Final = 20  # races a page when their fields (at most 100 qualifiers a page) come along
+
+RACE_FIELDS: Final = """
+        raceId raceNumber suiteId status qualifyingThreshold maxQualifiers problemCount requiredSuccesses
+        maxAttempts createdAt qualifyingClosesAt raceStartedAt raceDeadlineAt raceCompletedAt cancelledAt
+        projectedCompletionAt seedCommitment revealedSecret drawSeed qualifierCount scoredCount winnerScore
+        winner { agentVersionId minerHotkey }
+"""
+QUALIFIER_FIELDS: Final = """
+agentVersionId minerHotkey agentName versionNumber qualificationType qualifyingScore enteredAt raceScore
+raceRank finishedAt didNotFinish eliminatedAt
+"""
+
+RACES_QUERY: Final = f"""
+query Races($suite: Int, $first: Int, $after: String) {{
+  races(suiteId: $suite, first: $first, after: $after) {{
+    pageInfo {{ hasNextPage endCursor }}
+    edges {{ node {{ {RACE_FIELDS} }} }}
+  }}
+}}
+"""
+
+# A page of races with the first page of each race's field (a field is capped at ORO_RACE_MAX_QUALIFIERS).
+RACE_QUALIFIERS_QUERY: Final = f"""
+query RaceQualifiers($suite: Int, $first: Int, $after: String, $qualifiers: Int) {{
+  races(suiteId: $suite, first: $first, after: $after) {{
+    pageInfo {{ hasNextPage endCursor }}
+    edges {{ node {{
+      raceId raceNumber suiteId
+      qualifiers(first: $qualifiers) {{
+        pageInfo {{ hasNextPage endCursor }}
+        edges {{ node {{ {QUALIFIER_FIELDS} }} }}
+      }}
+    }} }}
+  }}
+}}
+"""
+
+QUALIFIERS_OF_RACE_QUERY: Final = f"""
+query QualifiersOfRace($race: ID!, $first: Int, $after: String) {{
+  race(id: $race) {{
+    qualifiers(first: $first, after: $after) {{
+      pageInfo {{ hasNextPage endCursor }}
+      edges {{ node {{ {QUALIFIER_FIELDS} }} }}
+    }}
+  }}
+}}
+"""
+
+RACE_COLUMNS: Final = {
+    "race_id": "str",
+    "race_number": "int",
+    "suite_id": "int",
+    "status": "category",
+    "qualifying_threshold": "float",
+    "max_qualifiers": "int",
+    "problem_count": "int",
+    "required_successes": "int",
+    "max_attempts": "int",
+    "created_at": "datetime",
+    "qualifying_closes_at": "datetime",
+    "race_started_at": "datetime",
+    "race_deadline_at": "datetime",
+    "race_completed_at": "datetime",
+    "cancelled_at": "datetime",
+    "projected_completion_at": "datetime",
+    "seed_commitment": "str",
+    "revealed_secret": "str",
+    "draw_seed": "str",
+    "qualifier_count": "int",
+    "scored_count": "int",
+    "winner_score": "float",
+    "winner_agent_version_id": "str",
+    "winner_miner_hotkey": "str",
+}
+RACE_QUALIFIER_COLUMNS: Final = {
+    "race_id": "str",
+    "race_number": "int",
+    "suite_id": "int",
+    "agent_version_id": "str",
+    "miner_hotkey": "str",
+    "agent_name": "str",
+    "version_number": "int",
+    "qualification_type": "category",
+    "qualifying_score": "float",
+    "entered_at": "datetime",
+    "race_score": "float",
+    "race_rank": "int",
+    "finished_at": "datetime",
+    "did_not_finish": "bool",
+    "eliminated_at": "datetime",
+}
+
+
+def races(client: Client, suite_id: int | None = None) -> pd.DataFrame:
+    """Every race (of a suite, every suite when None), newest first: the cycle's times, the commitment
+    and, once over, the revealed secret, the winner and its score."""
+    rows = []
+    for node in client.paginate(RACES_QUERY, {"suite": suite_id}, ["races"], page_size=PAGE_SIZE):
+        winner = node.pop("winner") or {}
+        rows.append(
+            node
+            | {
+                "winnerAgentVersionId": winner.get("agentVersionId"),
+                "winnerMinerHotkey": winner.get("minerHotkey"),
+            }
+        )
+    return _typed(rows, RACE_COLUMNS, categories={"status": RACE_STATUSES})
+
+
+def race_qualifiers(client: Client, suite_id: int | None = None) -> pd.DataFrame:
+    """Every race's field, one row per qualifier (races newest first, each in the graph's field order:
+    finishers by rank once complete). Race scores, ranks and who did not finish are null (false) while
+    a race runs: the graph embargoes them until it completes."""
+    variables = {"suite": suite_id, "qualifiers": PAGE_SIZE}
+    rows: list[dict[str, Any]] = []
+    for race in client.paginate(RACE_QUALIFIERS_QUERY, variables, ["races"], page_size=RACE_PAGE):
+        head = {"raceId": race["raceId"], "raceNumber": race["raceNumber"], "suiteId": race["suiteId"]}
+        connection = race["qualifiers"]
+        nodes: Iterable[Mapping[str, Any]] = [edge["node"] for edge in connection["edges"]]
+        if connection["pageInfo"]["hasNextPage"]:  # a field over a page: read it whole on its own
+            nodes = client.paginate(
+                QUALIFIERS_OF_RACE_QUERY,
+                {"race": race["raceId"]},
+                ["race", "qualifiers"],
+                page_size=PAGE_SIZE,
+            )
+        rows.extend(head | node for node in nodes)
+    return _typed(rows, RACE_QUALIFIER_COLUMNS, categories={"qualification_type": QUALIFICATION_TYPES})

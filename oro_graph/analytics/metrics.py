@@ -108,9 +108,15 @@ def _finished(frame: Frame) -> Frame:
     return frame[~_status(frame["status"]).isin(OPEN_STATUSES)]
 
 
+def _suite_rows(frame: Frame) -> Frame:
+    """Leave out race runs (a ``race_id`` column, when there is one): they evaluate a race's drawn
+    problems, not the suite, and the server keeps them out of final scores and validator variance."""
+    return frame[frame["race_id"].isna()] if "race_id" in frame.columns else frame
+
+
 def _problem_matrix(results: Frame, missing_as_zero: bool) -> Frame:
-    """Versions x problems matrix of mean per-problem scores over finished results."""
-    df = _finished(results)
+    """Versions x problems matrix of mean per-problem scores over finished results of suite runs."""
+    df = _finished(_suite_rows(results))
     score = _float(df["score"])
     if missing_as_zero:
         score = score.fillna(0.0)
@@ -614,8 +620,8 @@ def validator_scores(runs: Frame, *, min_validators: int = 2) -> Frame:
 
     Needs runs columns agent_version_id, validator_hotkey, status, validator_score, is_included.
     Keeps successful included runs with a score, averages repeated runs of one validator on one
-    version, and keeps versions scored by at least ``min_validators`` validators. Output:
-    agent_version_id, validator_hotkey, score, n_runs, n_validators.
+    version, and keeps versions scored by at least ``min_validators`` validators; race runs are left
+    out (``_suite_rows``). Output: agent_version_id, validator_hotkey, score, n_runs, n_validators.
     """
     _require(
         runs,
@@ -623,6 +629,7 @@ def validator_scores(runs: Frame, *, min_validators: int = 2) -> Frame:
         "validator_scores",
     )
     columns = ["agent_version_id", "validator_hotkey", "score", "n_runs", "n_validators"]
+    runs = _suite_rows(runs)
     score = _float(runs["validator_score"])
     keep = (
         _status(runs["status"]).eq("SUCCESS") & runs["is_included"].fillna(False).astype(bool) & score.notna()

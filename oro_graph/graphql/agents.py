@@ -25,6 +25,7 @@ from oro_graph.services import agents, artifacts, credentials
 if TYPE_CHECKING:
     from oro_graph.graphql.evaluations import EvaluationRun, ProblemResult
     from oro_graph.graphql.leaderboard import LeaderboardEntry
+    from oro_graph.graphql.races import RaceQualifier, RaceSelection
 
 AsOf = Annotated[
     datetime | None,
@@ -71,6 +72,17 @@ class Miner(relay.Node):
             last,
             before,
         )
+
+    @strawberry.field(
+        description="The version it pinned to race (null without a pin: its best qualifying version races)."
+    )
+    async def race_selection(
+        self, info: Info
+    ) -> Annotated[RaceSelection, strawberry.lazy("oro_graph.graphql.races")] | None:
+        from oro_graph.graphql.races import RaceSelection
+
+        view = await info.context.loaders.race_selection_by_hotkey.load(self.hotkey)
+        return RaceSelection.of(view) if view else None
 
 
 @strawberry.type(description="A miner's named agent; each submission under the name is a new version.")
@@ -249,6 +261,17 @@ class AgentVersion(relay.Node):
     async def rank(self, info: Info, as_of: AsOf = None) -> int | None:
         row = await info.context.loaders.board_row_by_version_id.load((self.agent_version_id, as_of))
         return row.rank if row else None
+
+    @strawberry.field(
+        description="Its entries in races, newest race first (results embargoed while one runs)."
+    )
+    async def race_entries(
+        self, info: Info
+    ) -> list[Annotated[RaceQualifier, strawberry.lazy("oro_graph.graphql.races")]]:
+        from oro_graph.graphql.races import RaceQualifier
+
+        entries = await info.context.loaders.race_entries_by_version_id.load(self.agent_version_id)
+        return [RaceQualifier.of(entry.qualifier, entry.race, None) for entry in entries]
 
     @strawberry.field(description="Its leaderboard entry at `asOf`, or null when it is not on the board.")
     async def leaderboard_entry(

@@ -171,6 +171,29 @@ class ServiceUnavailableError(Error):
     pass
 
 
+@_error("No race has this id (RACE_NOT_FOUND).")
+class RaceNotFoundError(Error):
+    pass
+
+
+@_error(
+    "Qualifying has closed: the running race's field is frozen, and so are race selections until it ends "
+    "(RACE_LOCKED)."
+)
+class RaceLockedError(Error):
+    pass
+
+
+@_error("The agent version is not one of the caller's versions, or does not exist (NOT_VERSION_OWNER).")
+class NotVersionOwnerError(Error):
+    pass
+
+
+@_error("The caller has no race selection to clear (NO_SELECTION).")
+class NoSelectionError(Error):
+    pass
+
+
 ERROR_TYPES: dict[type[domain.OroError], type[Error]] = {
     domain.SuiteNotFound: SuiteNotFoundError,
     domain.NoActiveSuite: NoActiveSuiteError,
@@ -195,6 +218,10 @@ ERROR_TYPES: dict[type[domain.OroError], type[Error]] = {
     domain.ValidationFailed: ValidationError,
     domain.RateLimitExceeded: RateLimitExceededError,
     domain.ServiceUnavailable: ServiceUnavailableError,
+    domain.RaceNotFound: RaceNotFoundError,
+    domain.RaceLocked: RaceLockedError,
+    domain.NotVersionOwner: NotVersionOwnerError,
+    domain.NoSelection: NoSelectionError,
 }  # UNAUTHENTICATED and FORBIDDEN have no type: they are top-level errors, never union members
 
 

@@ -36,6 +36,7 @@ from oro_graph.services import artifacts, evaluations, inference, pages
 from oro_graph.services.pages import RunFilter
 
 if TYPE_CHECKING:
+    from oro_graph.graphql.races import Race
     from oro_graph.graphql.validators import Validator
 
 
@@ -87,6 +88,10 @@ class EvaluationRun(relay.Node):
             self._liveness = found
         return self._liveness[which]
 
+    race_id: uuid.UUID | None = strawberry.field(
+        description="The race this run is race work for; null for qualifying runs."
+    )
+
     @classmethod
     def from_row(cls, row: models.EvaluationRun) -> EvaluationRun:
         unloaded = sa_inspect(row).unloaded
@@ -111,6 +116,7 @@ class EvaluationRun(relay.Node):
             _liveness=None
             if unloaded & {"lease_expires_at", "last_heartbeat_at"}
             else (row.lease_expires_at, row.last_heartbeat_at),
+            race_id=row.race_id,
         )
 
     @classmethod
@@ -147,6 +153,13 @@ class EvaluationRun(relay.Node):
     async def suite(self, info: Info) -> Suite | None:
         row = await info.context.loaders.suite_by_id.load(self.suite_id)
         return Suite.from_row(row) if row else None
+
+    @strawberry.field(description="The race this run is race work for; null for qualifying runs.")
+    async def race(self, info: Info) -> Annotated[Race, strawberry.lazy("oro_graph.graphql.races")] | None:
+        from oro_graph.graphql.races import Race
+
+        row = await info.context.loaders.race_by_id.load(self.race_id) if self.race_id else None
+        return Race.from_row(row) if row else None
 
     @strawberry.field(description="The work item the run counts toward.")
     async def work_item(self, info: Info) -> WorkItem | None:

@@ -17,7 +17,7 @@ from strawberry.dataloader import DataLoader
 
 from oro_graph import models
 from oro_graph.db import Database
-from oro_graph.services import agents, evaluations, leaderboard, pages, suites, validators
+from oro_graph.services import agents, evaluations, leaderboard, pages, races, suites, validators
 from oro_graph.services.pages import Page, Relation, Window
 
 MAX_BATCH = 1000  # keys per statement; above this a batch is split (bounded IN lists)
@@ -134,6 +134,23 @@ class Loaders:
             db, validators.progress_by_run_ids
         )
         self.board_row_by_version_id = _board_rows(db)
+        self.race_by_id: DataLoader[uuid.UUID, models.Race | None] = _one(db, races.races_by_ids)
+        self.race_variance_by_race_id: DataLoader[uuid.UUID, races.Variance | None] = _one(
+            db, races.variances_by_race_ids
+        )
+        self.race_selection_by_hotkey: DataLoader[str, races.SelectionView | None] = _one(
+            db, races.selections_by_hotkeys
+        )
+        # A race's qualifiers are few (at most its max_qualifiers): one list per race, paged in memory.
+        self.qualifiers_by_race_id: DataLoader[uuid.UUID, list[races.QualifierView]] = _many(
+            db, races.qualifiers_by_race_ids
+        )
+        self.race_entries_by_version_id: DataLoader[uuid.UUID, list[races.Entry]] = _many(
+            db, races.entries_by_version_ids
+        )
+        self.race_runs_by_race_and_version: DataLoader[races.RaceVersion, list[models.EvaluationRun]] = _many(
+            db, races.race_runs_by_keys
+        )
 
         self.problems_by_suite_id: DataLoader[int, list[models.Problem]] = _many(
             db, suites.problems_by_suite_ids

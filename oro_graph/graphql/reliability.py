@@ -16,7 +16,9 @@ from oro_graph.services import reliability
 
 @strawberry.input(description="A time range over runs' claim times; open ends when omitted.")
 class TimeWindow:
-    since: datetime | None = strawberry.field(default=None, description="Runs claimed at or after this (UTC).")
+    since: datetime | None = strawberry.field(
+        default=None, description="Runs claimed at or after this (UTC)."
+    )
     until: datetime | None = strawberry.field(default=None, description="Runs claimed before this (UTC).")
 
     def to_service(self) -> reliability.Window:
@@ -40,15 +42,21 @@ class ValidatorReliability:
     failed_rate: float | None = strawberry.field(description="FAILED / runs.")
     timed_out_rate: float | None = strawberry.field(description="TIMED_OUT / runs.")
     stale_rate: float | None = strawberry.field(description="STALE (lease lapsed) / runs.")
-    duration_p50_seconds: float | None = strawberry.field(description="Median claim-to-completion time of finished runs.")
-    duration_p95_seconds: float | None = strawberry.field(description="95th percentile (nearest rank) of the same.")
+    duration_p50_seconds: float | None = strawberry.field(
+        description="Median claim-to-completion time of finished runs."
+    )
+    duration_p95_seconds: float | None = strawberry.field(
+        description="95th percentile (nearest rank) of the same."
+    )
     mean_delta_vs_peers: float | None = strawberry.field(
         description="Mean of (its score - mean of other validators' scores) over shared versions."
     )
     delta_sd: float | None = strawberry.field(description="Sample standard deviation of those deltas.")
     versions_compared: int = strawberry.field(description="Versions it shares with at least one peer.")
     pairs_evaluated: int = strawberry.field(description="(version, peer) pairs behind the deltas.")
-    last_activity_at: datetime | None = strawberry.field(description="Its latest claim, heartbeat or completion.")
+    last_activity_at: datetime | None = strawberry.field(
+        description="Its latest claim, heartbeat or completion."
+    )
 
     @classmethod
     def of(cls, r: reliability.Reliability) -> ValidatorReliability:
@@ -84,7 +92,9 @@ class ValidatorDelta:
     pairs_evaluated: int = strawberry.field(description="(version, peer) pairs.")
 
 
-@strawberry.type(description="ORO's validator-variance view of a suite: spreads per version and deltas per validator.")
+@strawberry.type(
+    description="ORO's validator-variance view of a suite: spreads per version and deltas per validator."
+)
 class ValidatorVariance:
     versions: int = strawberry.field(description="Versions scored by 2+ validators.")
     mean_spread: float | None = strawberry.field(description="Mean of max - min per version.")

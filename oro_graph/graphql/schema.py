@@ -23,8 +23,10 @@ from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
+from oro_graph.graphql.races import RaceMutation, RaceQuery, RaceSubscription
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
-from oro_graph.graphql.subscriptions import Subscription
+from oro_graph.graphql.subscriptions import SUBSCRIPTION_HELP
+from oro_graph.graphql.subscriptions import Subscription as RunAndBoardSubscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 from oro_graph.ratelimit import STATE_KEY
@@ -66,7 +68,7 @@ class RateLimit:
     description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
-class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery):
+class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery, RaceQuery):
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
 
@@ -116,8 +118,15 @@ class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, Leaderboard
         )
 
 
-@strawberry.type(description="Signed writes: miners submit, validators claim and report.")
-class Mutation(AgentMutation, EvaluationMutation):
+@strawberry.type(
+    description="Signed writes: miners submit and pin their racing version, validators claim and report."
+)
+class Mutation(AgentMutation, EvaluationMutation, RaceMutation):
+    pass
+
+
+@strawberry.type(description=SUBSCRIPTION_HELP)
+class Subscription(RunAndBoardSubscription, RaceSubscription):
     pass
 
 

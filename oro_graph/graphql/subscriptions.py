@@ -192,6 +192,7 @@ async def _follow(
     cursor: int,
     *,
     until: Callable[[models.Event], bool] = lambda _: False,
+    keepalive: bool = True,
 ) -> AsyncGenerator[Any, None]:
     notifier = info.context.runtime.notifier
     quiet_since = utcnow()
@@ -210,7 +211,7 @@ async def _follow(
                         return
                 quiet_since = utcnow()
                 continue
-            if (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
+            if keepalive and (utcnow() - quiet_since).total_seconds() >= KEEPALIVE_SECONDS:
                 yield KeepAlive(at=utcnow())
                 quiet_since = utcnow()
             await notifier.wait(timeout=POLL_SECONDS)
@@ -218,9 +219,29 @@ async def _follow(
         SUBSCRIPTIONS.labels(field).dec()
 
 
-@strawberry.type(
-    description="Live streams over graphql-transport-ws or server-sent events (POST /graphql/stream)."
+async def follow_log(
+    info: Info,
+    read: Callable[[int], Awaitable[Sequence[models.Event]]],
+    shape: Callable[[Sequence[models.Event]], Awaitable[list[Any]]],
+    after: str | None,
+    *,
+    keepalive: bool = True,
+) -> AsyncGenerator[Any, None]:
+    """Events after ``after`` (or an SSE client's Last-Event-ID); without either, from now on."""
+    db = info.context.runtime.db
+    resumed = _resumed(info)
+    start = max(_cursor(after), resumed) if after or resumed else await db.run(events.latest_event_id)
+    async for item in _follow(info, read, shape, start, keepalive=keepalive):
+        yield item
+
+
+SUBSCRIPTION_HELP = (
+    "Live streams over graphql-transport-ws (/graphql) or server-sent events: graphql-sse on /graphql "
+    "itself (GET or POST with Accept: text/event-stream) or on /graphql/stream (GET or POST)."
 )
+
+
+@strawberry.type(description=SUBSCRIPTION_HELP)
 class Subscription:
     @strawberry.subscription(
         description="The events of one run, from the start or after `after`; ends when the run ends."

@@ -20,13 +20,14 @@ class Event(SQLModel, table=True):
         Index("ix_event_run_id", "run_id", "id"),
         Index("ix_event_suite_board", "suite_id", "topic", "id"),
         Index("ix_event_kind_created", "kind", "created_at"),  # retention finds old heartbeats by it
+        Index("ix_event_topic", "topic", "id"),  # every race's events (raceChanges)
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that type aliases the rowid (autoincrement)
     id: int | None = Field(
         default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
     )
-    topic: str = Field(max_length=16)  # "run" or "board"
+    topic: str = Field(max_length=16)  # "run", "board" or "race"
     kind: str = Field(max_length=32)
     run_id: uuid.UUID | None = None
     suite_id: int | None = None

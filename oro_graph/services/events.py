@@ -1,7 +1,8 @@
 """The event log behind subscriptions: recorded in the writer's transaction, read from a cursor.
 
 A run's events: CLAIMED, HEARTBEAT, PROBLEM_STARTED, PROBLEM_SCORED, STATUS_CHANGED, FINISHED.
-A suite board's events: ENTERED, MOVED, TOP_CHANGED. Cursors are event ids, increasing in commit
+A suite board's events: ENTERED, MOVED, TOP_CHANGED. A race's events (``RaceEvent``, topic "race",
+the race's id in the payload). Cursors are event ids, increasing in commit
 order per writer; readers poll from their cursor, woken early by a notifier when one is configured.
 
 Every heartbeat adds an event, so the log is pruned (``prune``): heartbeats after
@@ -46,9 +47,23 @@ class BoardEvent(StrEnum):
     TOP_CHANGED = "TOP_CHANGED"
 
 
+class RaceEvent(StrEnum):
+    RACE_OPENED = "RACE_OPENED"
+    QUALIFIER_ENTERED = "QUALIFIER_ENTERED"
+    QUALIFYING_CLOSED = "QUALIFYING_CLOSED"
+    QUALIFIER_FINISHED = "QUALIFIER_FINISHED"
+    QUALIFIER_DID_NOT_FINISH = "QUALIFIER_DID_NOT_FINISH"
+    RACE_COMPLETED = "RACE_COMPLETED"
+    RACE_CANCELLED = "RACE_CANCELLED"
+    TOP_CHANGED = "TOP_CHANGED"
+
+
+TOPICS = {RunEvent: "run", BoardEvent: "board", RaceEvent: "race"}
+
+
 def record(
     session: Session,
-    kind: RunEvent | BoardEvent,
+    kind: RunEvent | BoardEvent | RaceEvent,
     *,
     run_id: uuid.UUID | None = None,
     suite_id: int | None = None,
@@ -61,7 +76,7 @@ def record(
     ``at`` is the time of the change (the service's ``now``), so replayed or simulated histories
     carry their own clock.
     """
-    topic = "run" if isinstance(kind, RunEvent) else "board"
+    topic = TOPICS[type(kind)]
     session.add(
         Event(
             topic=topic,
@@ -147,6 +162,17 @@ def prune(session: Session, *, settings: Settings, holder: str, now: datetime | 
     beats = _delete_older(session, now - timedelta(hours=settings.heartbeat_retention_hours), heartbeats=True)
     others = _delete_older(session, now - timedelta(days=settings.run_event_retention_days), heartbeats=False)
     return Pruned(acted=True, heartbeats=beats, run_events=others)
+
+
+def race_events(session: Session, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+    """Every race's events after the cursor, in log order."""
+    stmt = (
+        select(Event)
+        .where(Event.topic == "race", col(Event.id) > after)
+        .order_by(col(Event.id))
+        .limit(min(limit, MAX_READ))
+    )
+    return session.exec(stmt).all()
 
 
 def latest_event_id(session: Session) -> int:

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import statistics
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -48,7 +48,7 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import events, leaderboard, suites
+from oro_graph.services import events, leaderboard, pages, suites
 from oro_graph.services.leaderboard import BoardPage
 from oro_graph.settings import Settings
 
@@ -85,6 +85,17 @@ def draw_problems(seed: str, problem_ids: Iterable[uuid.UUID | str], k: int) -> 
 # The weights the public validator sets from a completed race's detail.
 
 
+def finisher_order(race_score: float, agent_version_id: uuid.UUID | str) -> tuple[float, str]:
+    """The sort key of race ranks: race score descending, ties by version id ascending as a string."""
+    return (-race_score, str(agent_version_id))
+
+
+def race_score_of(run_scores: Iterable[float | None]) -> float | None:
+    """A qualifier's race score: the mean of its counted race runs' scores (None without any)."""
+    values = [s for s in run_scores if s is not None]
+    return sum(values) / len(values) if values else None
+
+
 @dataclass(frozen=True)
 class Weight:
     """One entry of the weight vector: a miner's hotkey (or the burn slot, uid 0) and its u16 units."""
@@ -107,7 +118,7 @@ def race_weights(
     when t_burn < t_top the winner is pinned at 65535 and the burn slot gets what the tail leaves of
     ``round(t_burn * 65535 / t_top)``. The chain normalises the vector.
     """
-    ranked = sorted(finishers, key=lambda f: (-f[2], str(f[1])))
+    ranked = sorted(finishers, key=lambda f: finisher_order(f[2], f[1]))
     k = len(ranked) // 2
     entries: list[tuple[str | None, uuid.UUID | None, int | None, int]] = []
     if k == 0:
@@ -145,6 +156,29 @@ class QualifierView:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """What the public may see of a qualifier's result: nothing until its race is complete."""
+
+    race_score: float | None
+    race_rank: int | None
+    did_not_finish: bool
+    finished_at: datetime | None
+
+
+def standing_of(row: RaceQualifier, race: Race) -> Standing:
+    """The embargo: per-agent race scores, ranks and who did not finish are published only when
+    the race completes (oro-sdk 7.0.2); before that every qualifier reads as still racing."""
+    if race.status != RaceStatus.RACE_COMPLETE:
+        return Standing(None, None, False, None)
+    return Standing(row.race_score, row.race_rank, row.did_not_finish, row.finished_at)
+
+
+def revealed_secret(race: Race) -> str | None:
+    """The race's secret once revealed (the race is over); never before."""
+    return race.secret if race.secret_revealed else None
+
+
+@dataclass(frozen=True)
 class RaceView:
     race: Race
     qualifiers: list[QualifierView]
@@ -157,7 +191,7 @@ class RaceView:
 
     @property
     def revealed_secret(self) -> str | None:
-        return self.race.secret if self.race.secret_revealed else None
+        return revealed_secret(self.race)
 
 
 def get_race(session: Session, race_id: uuid.UUID, *, lock: bool = False) -> Race:
@@ -183,34 +217,192 @@ def latest_completed(session: Session, suite_id: int | None = None) -> Race | No
     ).first()
 
 
-def views_of(session: Session, races: Sequence[Race]) -> list[RaceView]:
-    """Races with their qualifiers (best rank first, then qualifying score) and winners' names."""
-    ids = [r.id for r in races]
+def _qualifier_views(session: Session, *where: object) -> list[QualifierView]:
     rows = session.exec(
         select(RaceQualifier, AgentVersion.version_number, Agent.name)
         .join(AgentVersion, col(AgentVersion.id) == RaceQualifier.agent_version_id)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(col(RaceQualifier.race_id).in_(ids))
+        .where(*where)
     ).all()
+    return [QualifierView(qualifier, name, number) for qualifier, number, name in rows]
+
+
+def _field_order(q: QualifierView) -> tuple[bool, int, float, str]:
+    """Finishers by race rank (ranks exist once the race is complete), then qualifying score."""
+    return (
+        q.row.race_rank is None,
+        q.row.race_rank or 0,
+        -(q.row.qualifying_score or 0.0),
+        str(q.row.agent_version_id),
+    )
+
+
+def qualifiers_by_race_ids(
+    session: Session, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[QualifierView]]:
+    """Each race's qualifiers in field order (``_field_order``), in one statement."""
     by_race: dict[uuid.UUID, list[QualifierView]] = {}
-    names: dict[uuid.UUID, str] = {}
-    for qualifier, number, name in rows:
-        by_race.setdefault(qualifier.race_id, []).append(QualifierView(qualifier, name, number))
-        names[qualifier.agent_version_id] = name
-    out = []
-    for race in races:
-        qualifiers = sorted(
-            by_race.get(race.id, []),
-            key=lambda q: (
-                q.row.race_rank is None,
-                q.row.race_rank or 0,
-                -(q.row.qualifying_score or 0.0),
-                str(q.row.agent_version_id),
-            ),
-        )
-        winner = names.get(race.winner_agent_version_id) if race.winner_agent_version_id else None
-        out.append(RaceView(race, qualifiers, winner))
+    for view in _qualifier_views(session, col(RaceQualifier.race_id).in_(list(ids))):
+        by_race.setdefault(view.row.race_id, []).append(view)
+    return {race_id: sorted(views, key=_field_order) for race_id, views in by_race.items()}
+
+
+def view_of(race: Race, qualifiers: list[QualifierView]) -> RaceView:
+    """A race with its qualifiers (as ``qualifiers_by_race_ids`` gives them) and its winner's name."""
+    names = {q.row.agent_version_id: q.agent_name for q in qualifiers}
+    winner = names.get(race.winner_agent_version_id) if race.winner_agent_version_id else None
+    return RaceView(race, qualifiers, winner)
+
+
+def views_of(session: Session, races: Sequence[Race]) -> list[RaceView]:
+    """Races with their qualifiers (best rank first, then qualifying score) and winners' names."""
+    by_race = qualifiers_by_race_ids(session, [r.id for r in races])
+    return [view_of(race, by_race.get(race.id, [])) for race in races]
+
+
+def races_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Race]:
+    return {race.id: race for race in session.exec(select(Race).where(col(Race.id).in_(list(ids))))}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A version's entry in one race, with that race (its status decides what is published)."""
+
+    qualifier: QualifierView
+    race: Race
+
+
+def entries_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Entry]]:
+    """Each version's race entries, newest race first, in two statements."""
+    views = _qualifier_views(session, col(RaceQualifier.agent_version_id).in_(list(ids)))
+    found = races_by_ids(session, {v.row.race_id for v in views})
+    out: dict[uuid.UUID, list[Entry]] = {}
+    for view in sorted(views, key=lambda v: -found[v.row.race_id].race_number):
+        out.setdefault(view.row.agent_version_id, []).append(Entry(view, found[view.row.race_id]))
     return out
+
+
+RaceVersion = tuple[uuid.UUID, uuid.UUID]  # (race id, agent version id)
+
+
+def race_runs_by_keys(
+    session: Session, keys: Iterable[RaceVersion]
+) -> dict[RaceVersion, list[EvaluationRun]]:
+    """A qualifier's race runs, oldest claim first, for many (race, version) pairs in one statement."""
+    keys = list(keys)
+    wanted = set(keys)
+    stmt = (
+        select(EvaluationRun)
+        .where(
+            col(EvaluationRun.race_id).in_({r for r, _ in keys}),
+            col(EvaluationRun.agent_version_id).in_({v for _, v in keys}),
+        )
+        .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
+    )
+    out: dict[RaceVersion, list[EvaluationRun]] = {}
+    for run in session.exec(stmt):
+        key = (run.race_id, run.agent_version_id)
+        if key in wanted:
+            out.setdefault(key, []).append(run)  # type: ignore[arg-type]
+    return out
+
+
+def as_it_stood(race: Race, at: datetime | None) -> Race:
+    """The race as it stood at ``at`` (None: as it is), read from its timestamps: the status then,
+    and nothing it did not have yet (no draw before qualifying closed, no winner nor revealed secret
+    before it ended). A detached copy; the stored row is untouched."""
+    ended = race.race_completed_at or race.cancelled_at
+    if at is None or at >= race.updated_at or (ended is not None and ended <= at):
+        return race
+    values = race.model_dump()
+    values.update(
+        race_completed_at=None,
+        cancelled_at=None,
+        secret_revealed=False,
+        winner_agent_version_id=None,
+        winner_score=None,
+        scored_count=None,
+    )
+    if race.race_started_at is not None and race.race_started_at <= at:
+        values["status"] = RaceStatus.RACE_RUNNING
+    else:
+        values.update(
+            status=RaceStatus.QUALIFYING_OPEN,
+            race_started_at=None,
+            race_deadline_at=None,
+            draw_seed=None,
+            problem_ids=None,
+        )
+    return Race(**values)
+
+
+def qualifiers_as_of(race: Race, qualifiers: list[QualifierView], at: datetime | None) -> list[QualifierView]:
+    """The qualifiers that had entered by ``at`` (all of them when None). A version that left the
+    field during qualifying is gone from the database, so the past field is the present one, less
+    the entries made since."""
+    if at is None:
+        return qualifiers
+    return [q for q in qualifiers if q.row.entered_at <= at]
+
+
+def status_at(at: datetime) -> object:
+    """A race's status at ``at`` as an SQL expression over its timestamps (``as_it_stood`` in SQL)."""
+    from sqlalchemy import case
+
+    return case(
+        (col(Race.race_completed_at) <= at, RaceStatus.RACE_COMPLETE.value),
+        (col(Race.cancelled_at) <= at, RaceStatus.CANCELLED.value),
+        (col(Race.race_started_at) <= at, RaceStatus.RACE_RUNNING.value),
+        else_=RaceStatus.QUALIFYING_OPEN.value,
+    )
+
+
+def _races_stmt(suite_id: int | None, statuses: Sequence[str] | None, as_of: datetime | None) -> object:
+    stmt = select(Race)
+    if suite_id is not None:
+        stmt = stmt.where(Race.suite_id == suite_id)
+    if as_of is not None:
+        stmt = stmt.where(col(Race.created_at) <= as_of)
+    if statuses is not None:
+        status = status_at(as_of) if as_of is not None else col(Race.status)
+        stmt = stmt.where(status.in_(list(statuses)))  # type: ignore[attr-defined]
+    return stmt
+
+
+def races_page(
+    session: Session,
+    *,
+    suite_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+    window: pages.Window,
+) -> pages.Page[Race]:
+    """Races newest first (race number descending), keyset-paged; with ``as_of``, those opened by then
+    (filtered by the status they had then; ``as_it_stood`` gives the rest of that past)."""
+    order: pages.Order = ((col(Race.race_number), True),)
+    return pages.keyset_page(session, _races_stmt(suite_id, statuses, as_of), order, window)
+
+
+def races_count(
+    session: Session,
+    *,
+    suite_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+) -> int:
+    return pages.count(session, _races_stmt(suite_id, statuses, as_of))
+
+
+def race_at(session: Session, *, suite_id: int | None = None, as_of: datetime | None = None) -> Race | None:
+    """The current race (of a suite): the newest one opened by ``as_of`` (now by default). At most one
+    race is live and it is always the newest, so this is the live race, else the last one to end."""
+    stmt = select(Race)
+    if suite_id is not None:
+        stmt = stmt.where(Race.suite_id == suite_id)
+    if as_of is not None:
+        stmt = stmt.where(col(Race.created_at) <= as_of)
+    race = session.exec(stmt.order_by(col(Race.race_number).desc())).first()
+    return as_it_stood(race, as_of) if race is not None else None
 
 
 def race_view(session: Session, race_id: uuid.UUID) -> RaceView:
@@ -267,11 +459,20 @@ def qualifying_threshold(session: Session, suite_id: int, *, settings: Settings,
     ``challenge_threshold``, halving every ``race_threshold_half_life_hours`` since that race; 0
     before the suite's first completed race."""
     last = latest_completed(session, suite_id)
-    if last is None or last.winner_score is None or last.race_completed_at is None:
+    if last is None:
         return 0.0
-    hours = max(0.0, (now - last.race_completed_at).total_seconds() / 3600)
+    return decayed_threshold(last.winner_score, last.race_completed_at, settings=settings, now=now)
+
+
+def decayed_threshold(
+    winner_score: float | None, completed_at: datetime | None, *, settings: Settings, now: datetime
+) -> float:
+    """The qualifying threshold ``now`` after a race its winner won with ``winner_score`` (0 without one)."""
+    if winner_score is None or completed_at is None:
+        return 0.0
+    hours = max(0.0, (now - completed_at).total_seconds() / 3600)
     decay = 0.5 ** (hours / settings.race_threshold_half_life_hours)
-    return min(1.0, (last.winner_score + settings.challenge_threshold) * decay)
+    return min(1.0, (winner_score + settings.challenge_threshold) * decay)
 
 
 def _barred_versions(session: Session) -> set[uuid.UUID]:
@@ -289,12 +490,58 @@ class Entrant:
     qualification_type: QualificationType
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """An eligible version that may race: its miner, qualifying score and when it became eligible."""
+
+    version_id: uuid.UUID
+    miner_hotkey: str
+    score: float
+    eligible_at: datetime | None
+
+
+def choose_field(
+    candidates: Iterable[Candidate],
+    *,
+    pins: Mapping[str, uuid.UUID],
+    incumbent: uuid.UUID | None,
+    threshold: float,
+    cap: int,
+    opened_at: datetime,
+) -> list[tuple[Candidate, QualificationType]]:
+    """The field rule on plain values (``candidates``: eligible, neither banned nor barred): the
+    incumbent first, then versions at or above the threshold, best first, one per miner (its pinned
+    version if that one qualifies, else its best), up to the cap."""
+    ranked = sorted(candidates, key=lambda c: (-c.score, c.eligible_at or opened_at, str(c.version_id)))
+    field: list[tuple[Candidate, QualificationType]] = []
+    seen: set[str] = set()
+    for c in ranked:
+        if incumbent is not None and c.version_id == incumbent:
+            field.append((c, QualificationType.INCUMBENT))
+            seen.add(c.miner_hotkey)
+    best: dict[str, Candidate] = {}
+    for c in ranked:  # best first, so the first seen per miner is its best
+        if c.score >= threshold - 1e-12:
+            best.setdefault(c.miner_hotkey, c)
+            if pins.get(c.miner_hotkey) == c.version_id:
+                best[c.miner_hotkey] = c
+    chosen = sorted(
+        (c for h, c in best.items() if h not in seen),
+        key=lambda c: (-c.score, c.eligible_at or opened_at, str(c.version_id)),
+    )
+    for c in chosen:
+        if len(field) >= cap:
+            break
+        field.append((c, QualificationType.SCORED))
+    return field
+
+
 def field_of(session: Session, race: Race) -> list[Entrant]:
-    """Who races: the incumbent, then eligible versions at or above the threshold, best first, one
-    per miner (its pinned version if that one qualifies, else its best), up to the cap."""
+    """Who races (``choose_field``) among the suite's eligible versions, banned miners and barred
+    versions left out."""
     banned = set(session.exec(select(Hotkey.ss58).where(col(Hotkey.banned).is_(True))))
     barred = _barred_versions(session)
-    candidates = session.exec(
+    rows = session.exec(
         select(AgentVersion, Agent.miner_hotkey)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
         .where(
@@ -302,42 +549,22 @@ def field_of(session: Session, race: Race) -> list[Entrant]:
             AgentVersion.state == AgentVersionState.ELIGIBLE,
             col(AgentVersion.final_score).is_not(None),
         )
-        .order_by(col(AgentVersion.final_score).desc(), col(AgentVersion.eligible_at), col(AgentVersion.id))
     ).all()
-    pins = {row.miner_hotkey: row.agent_version_id for row in session.exec(select(RaceSelection))}
-    entrants: list[Entrant] = []
-    seen: set[str] = set()
-    incumbent = latest_completed(session, race.suite_id)
-    if incumbent is not None and incumbent.winner_agent_version_id is not None:
-        for version, hotkey in candidates:
-            if (
-                version.id == incumbent.winner_agent_version_id
-                and hotkey not in banned
-                and version.id not in barred
-            ):
-                entrants.append(Entrant(version, hotkey, QualificationType.INCUMBENT))
-                seen.add(hotkey)
-    qualifying = [
-        (v, h)
-        for v, h in candidates
-        if h not in banned
-        and v.id not in barred
-        and (v.final_score or 0.0) >= race.qualifying_threshold - 1e-12
+    versions = {v.id: v for v, h in rows if h not in banned and v.id not in barred}
+    candidates = [
+        Candidate(v.id, h, v.final_score or 0.0, v.eligible_at) for v, h in rows if v.id in versions
     ]
-    best: dict[str, AgentVersion] = {}
-    for version, hotkey in qualifying:  # best first, so the first seen per miner is its best
-        best.setdefault(hotkey, version)
-        if pins.get(hotkey) == version.id:
-            best[hotkey] = version
-    chosen = sorted(
-        ((v, h) for h, v in best.items() if h not in seen),
-        key=lambda e: (-(e[0].final_score or 0.0), e[0].eligible_at or race.created_at, str(e[0].id)),
+    pins = {row.miner_hotkey: row.agent_version_id for row in session.exec(select(RaceSelection))}
+    incumbent = latest_completed(session, race.suite_id)
+    field = choose_field(
+        candidates,
+        pins=pins,
+        incumbent=incumbent.winner_agent_version_id if incumbent else None,
+        threshold=race.qualifying_threshold,
+        cap=race.max_qualifiers,
+        opened_at=race.created_at,
     )
-    for version, hotkey in chosen:
-        if len(entrants) >= race.max_qualifiers:
-            break
-        entrants.append(Entrant(version, hotkey, QualificationType.SCORED))
-    return entrants
+    return [Entrant(versions[c.version_id], c.miner_hotkey, kind) for c, kind in field]
 
 
 def _refresh_field(session: Session, race: Race, now: datetime) -> None:
@@ -351,6 +578,8 @@ def _refresh_field(session: Session, race: Race, now: datetime) -> None:
         if vid not in wanted:
             session.delete(row)
     for vid, entrant in wanted.items():
+        if vid not in existing:
+            _record(session, events.RaceEvent.QUALIFIER_ENTERED, race, now, vid)
         row = existing.get(vid) or RaceQualifier(
             race_id=race.id,
             agent_version_id=vid,
@@ -369,6 +598,26 @@ def _refresh_field(session: Session, race: Race, now: datetime) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # The cycle.
+
+
+def _record(
+    session: Session,
+    kind: events.RaceEvent,
+    race: Race,
+    now: datetime,
+    agent_version_id: uuid.UUID | None = None,
+) -> None:
+    """A race event in the log (the raceChanges subscription), in the transition's transaction. It
+    names the race and the qualifier only: their state is read when the event is delivered, so a
+    score is never in the log before the race publishes it."""
+    events.record(
+        session,
+        kind,
+        suite_id=race.suite_id,
+        agent_version_id=agent_version_id,
+        payload={"race_id": str(race.id)},
+        at=now,
+    )
 
 
 def _lock_openers(session: Session) -> None:
@@ -405,6 +654,7 @@ def open_race(
     )
     session.add(race)
     session.flush()
+    _record(session, events.RaceEvent.RACE_OPENED, race, now)
     _refresh_field(session, race, now)
     return race
 
@@ -448,6 +698,7 @@ def close_qualifying(
                 created_at=now,
             )
         )
+    _record(session, events.RaceEvent.QUALIFYING_CLOSED, race, now)
     session.flush()
     return race
 
@@ -464,6 +715,7 @@ def _cancel(session: Session, race: Race, now: datetime, reason: str) -> Race:
         .values(is_closed=True, closed_at=now)
         .execution_options(synchronize_session=False)
     )
+    _record(session, events.RaceEvent.RACE_CANCELLED, race, now)
     session.flush()
     return race
 
@@ -490,8 +742,17 @@ def _race_score(session: Session, work: WorkItem) -> float | None:
             col(EvaluationRun.validator_hotkey).not_in(banned),
         )
     ).all()
-    values = [s for s in scores if s is not None]
-    return sum(values) / len(values) if values else None
+    return race_score_of(scores)
+
+
+def settlement(included: int, failed: int, required: int, max_attempts: int | None) -> str | None:
+    """Where a qualifier's X of Y stands: FINISHED with X successes, DID_NOT_FINISH once the attempts
+    left cannot reach X, else None (still racing)."""
+    if included >= required:
+        return "FINISHED"
+    if max_attempts is not None and included + failed >= max_attempts:
+        return "DID_NOT_FINISH"
+    return None
 
 
 def on_race_run_finished(
@@ -504,21 +765,25 @@ def on_race_run_finished(
         return
     if run.status != RunStatus.SUCCESS:
         work.failed_attempts += 1
+    finished = False
     if not work.is_closed:
-        if work.included_successes >= work.required_successes:
+        settled = settlement(
+            work.included_successes, work.failed_attempts, work.required_successes, work.max_attempts
+        )
+        if settled == "FINISHED":
             work.is_closed, work.closed_at = True, now
             qualifier.race_score = _race_score(session, work)
             qualifier.finished_at = now
-        elif (
-            work.max_attempts is not None
-            and work.included_successes + work.failed_attempts >= work.max_attempts
-        ):
+            finished = True
+        elif settled == "DID_NOT_FINISH":
             work.is_closed, work.closed_at = True, now
             qualifier.did_not_finish = True
             qualifier.finished_at = now
     session.add_all([work, qualifier])
     session.flush()
     race = get_race(session, work.race_id, lock=True)
+    if finished:
+        _record(session, events.RaceEvent.QUALIFIER_FINISHED, race, now, qualifier.agent_version_id)
     if race.status == RaceStatus.RACE_RUNNING and _all_settled(session, race):
         _complete(session, race, settings=settings, now=now)
 
@@ -552,12 +817,14 @@ def _complete(session: Session, race: Race, *, settings: Settings, now: datetime
     qualifiers = list(session.exec(select(RaceQualifier).where(RaceQualifier.race_id == race.id)))
     finishers = sorted(
         (q for q in qualifiers if q.race_score is not None),
-        key=lambda q: (-(q.race_score or 0.0), str(q.agent_version_id)),
+        key=lambda q: finisher_order(q.race_score or 0.0, q.agent_version_id),
     )
-    for q in qualifiers:
+    for q in sorted(qualifiers, key=lambda q: str(q.agent_version_id)):
         if q.race_score is None:
             q.did_not_finish = True
             q.finished_at = q.finished_at or now
+            # Announced now, not when its attempts ran out: who did not finish is embargoed too.
+            _record(session, events.RaceEvent.QUALIFIER_DID_NOT_FINISH, race, now, q.agent_version_id)
         q.race_rank = None
     for rank, q in enumerate(finishers, 1):
         q.race_rank = rank
@@ -572,14 +839,16 @@ def _complete(session: Session, race: Race, *, settings: Settings, now: datetime
     race.winner_score = winner.race_score if winner else None
     race.updated_at = now
     session.add(race)
+    _record(session, events.RaceEvent.RACE_COMPLETED, race, now, race.winner_agent_version_id)
     session.flush()
     if winner is not None:
-        _crown(session, race, winner, now)
+        crown(session, race, winner, now)
     return race
 
 
-def _crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -> None:
-    """From a suite's first completed race on, its winner is the top agent the validators pay."""
+def crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -> None:
+    """From a suite's first completed race on, its winner is the top agent the validators pay (the
+    demo world replays its completed races through this too)."""
     leaderboard.lock_suite_board(session, race.suite_id)
     current = leaderboard.reign_at(session, race.suite_id, None)
     if current is not None and current.agent_version_id == winner.agent_version_id:
@@ -610,6 +879,7 @@ def _crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) -
         },
         at=now,
     )
+    _record(session, events.RaceEvent.TOP_CHANGED, race, now, winner.agent_version_id)
     session.flush()
 
 
@@ -647,6 +917,18 @@ def _pinnable(session: Session, hotkey: str, version_id: uuid.UUID, now: datetim
     return version
 
 
+def selections_locked(race: Race | None) -> bool:
+    """Selections are locked while a race runs (its field is frozen), until it ends."""
+    return race is not None and race.status == RaceStatus.RACE_RUNNING
+
+
+def _refuse_when_locked(race: Race | None) -> None:
+    if race is not None and selections_locked(race):
+        raise RaceLocked(
+            f"qualifying for race {race.race_number} has closed; selections are locked until it ends"
+        )
+
+
 @writes
 def pin_selection(
     session: Session,
@@ -659,10 +941,7 @@ def pin_selection(
     """Pin the version a miner races with; refused while a race runs (its field is locked)."""
     now = now or utcnow()
     race = live_race(session, lock=True)
-    if race is not None and race.status == RaceStatus.RACE_RUNNING:
-        raise RaceLocked(
-            f"qualifying for race {race.race_number} has closed; selections are locked until it ends"
-        )
+    _refuse_when_locked(race)
     _pinnable(session, hotkey, agent_version_id, now)
     insert_if_absent(
         session, RaceSelection, miner_hotkey=hotkey, agent_version_id=agent_version_id, updated_at=now
@@ -683,10 +962,7 @@ def unpin_selection(session: Session, *, hotkey: str, now: datetime | None = Non
     """Remove a miner's pin (its best qualifying version races again)."""
     now = now or utcnow()
     race = live_race(session, lock=True)
-    if race is not None and race.status == RaceStatus.RACE_RUNNING:
-        raise RaceLocked(
-            f"qualifying for race {race.race_number} has closed; selections are locked until it ends"
-        )
+    _refuse_when_locked(race)
     deleted = session.execute(delete(RaceSelection).where(col(RaceSelection.miner_hotkey) == hotkey))
     if deleted.rowcount == 0:
         raise NoSelection("you have no race selection to clear")
@@ -696,6 +972,18 @@ def unpin_selection(session: Session, *, hotkey: str, now: datetime | None = Non
 
 def selection_of(session: Session, hotkey: str) -> RaceSelection | None:
     return session.get(RaceSelection, hotkey)
+
+
+@dataclass(frozen=True)
+class SelectionView:
+    row: RaceSelection
+    locked: bool  # a race is running: the pin cannot change until it ends
+
+
+def selections_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str, SelectionView]:
+    rows = session.exec(select(RaceSelection).where(col(RaceSelection.miner_hotkey).in_(list(hotkeys)))).all()
+    locked = selections_locked(live_race(session)) if rows else False
+    return {row.miner_hotkey: SelectionView(row, locked) for row in rows}
 
 
 def entries_of_versions(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[RaceQualifier]]:
@@ -754,18 +1042,37 @@ def validator_variance(session: Session, race_id: uuid.UUID) -> Variance:
     """Pairs of successful race runs on the same qualifier by two validators: their spread in score
     points (|a - b| x 100), and per validator its mean signed difference from its peers (its bias)."""
     race = get_race(session, race_id)
+    return variances_by_race_ids(session, [race.id])[race.id]
+
+
+def variances_by_race_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Variance]:
+    """``validator_variance`` of many races in three statements."""
+    found = races_by_ids(session, ids)
     runs = session.exec(
         select(
-            EvaluationRun.agent_version_id, EvaluationRun.validator_hotkey, EvaluationRun.validator_score
+            EvaluationRun.race_id,
+            EvaluationRun.agent_version_id,
+            EvaluationRun.validator_hotkey,
+            EvaluationRun.validator_score,
         ).where(
-            EvaluationRun.race_id == race.id,
+            col(EvaluationRun.race_id).in_(list(found)),
             EvaluationRun.status == RunStatus.SUCCESS,
             col(EvaluationRun.validator_score).is_not(None),
         )
     ).all()
-    by_version: dict[uuid.UUID, list[tuple[str, float]]] = {}
-    for vid, hotkey, score in runs:
-        by_version.setdefault(vid, []).append((hotkey, float(score)))
+    by_race: dict[uuid.UUID, dict[uuid.UUID, list[tuple[str, float]]]] = {rid: {} for rid in found}
+    for rid, vid, hotkey, score in runs:
+        by_race[rid].setdefault(vid, []).append((hotkey, float(score)))  # type: ignore[index]
+    hotkeys = {hotkey for _, _, hotkey, _ in runs}
+    names = dict(
+        session.exec(select(Hotkey.ss58, Hotkey.name).where(col(Hotkey.ss58).in_(list(hotkeys)))).all()
+    )
+    return {rid: _variance(race, by_race[rid], names) for rid, race in found.items()}
+
+
+def _variance(
+    race: Race, by_version: dict[uuid.UUID, list[tuple[str, float]]], names: dict[str, str | None]
+) -> Variance:
     spreads: list[float] = []
     deltas: dict[str, list[float]] = {}
     scores: dict[str, list[float]] = {}
@@ -776,9 +1083,6 @@ def validator_variance(session: Session, race_id: uuid.UUID) -> Variance:
                 spreads.append(abs(sa - sb) * 100)
                 deltas.setdefault(a, []).append((sa - sb) * 100)
                 deltas.setdefault(b, []).append((sb - sa) * 100)
-    names = dict(
-        session.exec(select(Hotkey.ss58, Hotkey.name).where(col(Hotkey.ss58).in_(list(scores)))).all()
-    )
     validators = [
         ValidatorBias(
             hotkey,

@@ -145,6 +145,12 @@ def import_suite(
     return SuiteImport(suite=suite, problems=len(problems), created=created)
 
 
+def problem_ids_of(raw: bytes) -> list[uuid.UUID]:
+    """The ids ``import_suite`` gives the problems of a suite file, in file order (known before import)."""
+    digest = hashlib.sha256(raw).hexdigest()
+    return [_problem_id(digest, p) for p in range(len(parse_suite_file(raw)))]
+
+
 def _problem_id(digest: str, position: int) -> uuid.UUID:
     return uuid.uuid5(_PROBLEM_NAMESPACE, f"{digest}:{position}")
 

@@ -6,8 +6,16 @@ import statistics
 import uuid
 from datetime import datetime
 
+from oro_graph.models import Race
 from oro_graph.services.leaderboard import TopReign
-from oro_graph.services.races import QualifierView, RaceHistory, RaceView, Variance, projected_completion
+from oro_graph.services.races import (
+    QualifierView,
+    RaceHistory,
+    RaceView,
+    Variance,
+    projected_completion,
+    standing_of,
+)
 from oro_graph.settings import Settings
 from rest_compat.schemas.base import Schema
 
@@ -84,8 +92,8 @@ class RaceQualifierPublic(Schema):
     did_not_finish: bool = False
 
     @classmethod
-    def of(cls, q: QualifierView, *, embargoed: bool) -> RaceQualifierPublic:
-        row = q.row
+    def of(cls, q: QualifierView, race: Race) -> RaceQualifierPublic:
+        row, standing = q.row, standing_of(q.row, race)  # the embargo: nothing before completion
         return cls(
             agent_version_id=row.agent_version_id,
             qualification_type=row.qualification_type,
@@ -93,15 +101,15 @@ class RaceQualifierPublic(Schema):
             miner_hotkey=row.miner_hotkey,
             version_number=q.version_number,
             qualifying_score=row.qualifying_score,
-            race_score=None if embargoed else row.race_score,
+            race_score=standing.race_score,
             eliminated_at=row.eliminated_at,
-            race_rank=None if embargoed else row.race_rank,
-            did_not_finish=False if embargoed else row.did_not_finish,
+            race_rank=standing.race_rank,
+            did_not_finish=standing.did_not_finish,
         )
 
 
 def qualifiers_of(view: RaceView) -> list[RaceQualifierPublic]:
-    return [RaceQualifierPublic.of(q, embargoed=view.embargoed) for q in view.qualifiers]
+    return [RaceQualifierPublic.of(q, view.race) for q in view.qualifiers]
 
 
 class RaceDetailResponse(Schema):

@@ -30,7 +30,7 @@ from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.models import AgentVersion, EvaluationRun, Problem, ProblemResult, Suite, TopAgentHistory
 from oro_graph.runtime import Runtime
-from oro_graph.services import agents, reliability, suites
+from oro_graph.services import agents, races, reliability, suites
 from oro_graph.settings import Settings
 
 WORLD = {"seed": 5, "miners": 12, "validators": 5, "runs": 160}
@@ -161,7 +161,11 @@ def test_problem_results_are_one_row_per_problem(
     stored = _all(runtime, ProblemResult)
     assert len(results) == len(stored) == world.counts["problem_results"]
     assert not any(results[c].map(lambda v: isinstance(v, list | dict)).any() for c in results.columns)
-    assert results.groupby("run_id").size().eq(world.counts["problems"]).all()
+    # every problem for a qualifying run, the race's drawn problems for a race run
+    per_run = results.groupby("run_id").size()
+    race_of = results.drop_duplicates("run_id").set_index("run_id")["race_id"]
+    assert per_run[race_of.isna()].eq(world.counts["problems"]).all()
+    assert (per_run[race_of.notna()] < world.counts["problems"]).all() and race_of.notna().any()
     assert dict(Counter(results["status"].astype(str))) == dict(Counter(str(r.status) for r in stored))
     assert results["score"].sum() == pytest.approx(sum(r.score or 0.0 for r in stored), abs=1e-6)
     assert results["category"].notna().all() and list(results["category"].cat.categories) == [
@@ -191,7 +195,10 @@ def test_problem_results_filtered_like_runs(runtime: Runtime, world: demo.Manife
     # then
     mine = runs[runs["agent_version_id"] == version]
     assert set(results["run_id"]) == set(mine["run_id"])
-    assert len(results) == len(mine) * world.counts["problems"]
+    per_run = [
+        world.counts["problems"] if pd.isna(r) else runtime.settings.race_problems for r in mine["race_id"]
+    ]
+    assert len(results) == sum(per_run)
     # the run score is the mean of its problem scores (missing ones count as 0)
     by_run = results.assign(score=results["score"].fillna(0)).groupby("run_id")["score"].mean()
     assert by_run.to_dict() == pytest.approx(
@@ -239,8 +246,11 @@ def test_board_tables(runtime: Runtime, world: demo.Manifest, client: Client) ->
     assert board["rank"].tolist() == sorted(board["rank"].tolist()) and board["rank"].iloc[0] == 1
     assert board["final_score"].is_monotonic_decreasing
     assert board["suite_id"].eq(1).all()
-    assert len(top) == 1 and top["top_agent_version_id"].iloc[0] == board["agent_version_id"].iloc[0]
-    assert top["top_score"].iloc[0] == pytest.approx(board["final_score"].iloc[0])
+    # the top agent is the latest completed race's winner, with its race score (CONTRACTS section 5)
+    latest = runtime.db.call(races.latest_completed, 1)
+    assert latest is not None and len(top) == 1
+    assert top["top_agent_version_id"].iloc[0] == str(latest.winner_agent_version_id)
+    assert top["top_score"].iloc[0] == pytest.approx(latest.winner_score)
     reigns = sorted(_all(runtime, TopAgentHistory), key=lambda r: r.top_at)
     assert len(history) == len(reigns) == world.counts["top_agent_reigns"]
     assert history["agent_version_id"].tolist() == [str(r.agent_version_id) for r in reigns]
@@ -449,6 +459,8 @@ def test_enum_categories_are_the_schemas() -> None:
     assert loaders.RELEASE_STATES == values("ReleaseState")
     assert loaders.EXECUTION_KINDS == values("ExecutionKind")
     assert loaders.VALIDATOR_STATUSES == values("ValidatorStatus")
+    assert loaders.RACE_STATUSES == values("RaceStatus")
+    assert loaders.QUALIFICATION_TYPES == values("RaceQualificationType")
 
 
 def test_times_are_sent_as_utc() -> None:
@@ -468,3 +480,75 @@ def test_documents_are_valid_against_the_committed_schema() -> None:
     assert len(documents) >= 14
     for name, document in documents.items():
         assert validate(schema, parse(document)) == [], name
+
+
+def _race_cycle(runtime: Runtime) -> dict[str, Any]:
+    """Race 1 complete (Bob wins, low enough for both to qualify again), race 2 running with one
+    qualifier finished: through the services."""
+    from oro_graph.models import RunStatus, utcnow
+    from oro_graph.services import races
+    from tests.factories import claim, complete, make_eligible, make_world
+
+    settings = Settings(**{**runtime.settings.model_dump(), "race_problems": 3, "race_max_attempts": 3})
+    world = make_world(runtime)
+    base = utcnow() - timedelta(hours=12)
+    versions = {
+        make_eligible(runtime, world, world.miners[0], "a", [0.8, 0.8], now=base): 0.2,
+        make_eligible(runtime, world, world.miners[1], "b", [0.7, 0.7], now=base): 0.3,
+    }
+
+    done = 0
+    for round_ in range(2):
+        runtime.db.call(races.open_race, settings=settings)
+        runtime.db.call(races.close_qualifying, settings=settings)
+        # The second race stops after three runs: one of its two qualifiers has its two, one not.
+        budget = 99 if round_ == 0 else 3
+        for _ in range(10):
+            for validator in world.validators:
+                if done >= budget:
+                    break
+                c = claim(runtime, validator)
+                if c is None:
+                    continue
+                complete(
+                    runtime,
+                    c.run.id,
+                    validator,
+                    score=versions[c.run.agent_version_id],
+                    status=RunStatus.SUCCESS,
+                )
+                done += 1
+        done = 0
+    return {"world": world, "versions": versions}
+
+
+def test_to_parquet_writes_races_and_their_fields(runtime: Runtime, client: Client, tmp_path: Path) -> None:
+    # given a completed race and a running one
+    from oro_graph.models import Race, RaceQualifier
+
+    _race_cycle(runtime)
+    stored = {r.race_number: r for r in _all(runtime, Race)}
+    assert stored[1].status == "RACE_COMPLETE" and stored[2].status == "RACE_RUNNING"
+    entries = _all(runtime, RaceQualifier)
+    assert any(q.race_id == stored[2].id and q.race_score is not None for q in entries)
+
+    # when the analysts' client writes the graph's tables
+    written = client.to_parquet(tmp_path)
+
+    # then races and their fields are there, typed, with the running race's results embargoed
+    assert {"races", "race_qualifiers"} <= set(written)
+    raced = pd.read_parquet(written["races"])
+    assert raced["race_number"].tolist() == [2, 1]
+    assert raced["seed_commitment"].tolist() == [stored[2].seed_commitment, stored[1].seed_commitment]
+    assert raced["revealed_secret"].isna().tolist() == [True, False]
+    assert raced["revealed_secret"].iloc[1] == stored[1].secret
+    assert raced["winner_agent_version_id"].iloc[1] == str(stored[1].winner_agent_version_id)
+    assert raced["status"].astype(str).tolist() == ["RACE_RUNNING", "RACE_COMPLETE"]
+    field = pd.read_parquet(written["race_qualifiers"])
+    assert len(field) == len(entries) == 4
+    first = field[field["race_number"] == 1]
+    by_id = {str(q.agent_version_id): q for q in entries if q.race_id == stored[1].id}
+    assert first["race_rank"].tolist() == [1, 2]
+    assert [by_id[v].race_score for v in first["agent_version_id"]] == first["race_score"].tolist()
+    assert field[field["race_number"] == 2]["race_score"].isna().all()  # embargoed while it runs
+    assert str(field["race_score"].dtype) == "Float64" and str(field["entered_at"].dt.tz) == "UTC"

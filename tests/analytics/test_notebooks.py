@@ -1,4 +1,4 @@
-"""Both notebooks, executed with papermill against a real server process on a seeded demo world.
+"""The notebooks, executed with papermill against a real server process on a seeded demo world.
 
 The server is ``python -m oro_graph serve`` over a SQLite file filled by ``demo-data --seed 7``; the
 notebooks get only GRAPHQL_URL and OUTPUT_DIR. The validator-flags CSV is compared with the demo's
@@ -185,7 +185,40 @@ def test_scores_notebook_reconciles_with_the_server(demo_server: DemoServer, tmp
     assert "uncertain the threshold" not in summary and "challenge threshold" in summary
 
 
-@pytest.mark.parametrize("name", ["scores.ipynb", "validator_reliability.ipynb"])
+def test_races_notebook_reconciles_with_the_graph(demo_server: DemoServer, tmp_path: Path) -> None:
+    # when (the notebook's own checks compare weights, ranks, race scores and draws with the graph)
+    _execute("races.ipynb", demo_server, tmp_path)
+
+    # then
+    csv = tmp_path / "csv"
+    counts = demo_server.manifest["counts"]
+    race_table = pd.read_csv(csv / "races.csv")
+    assert len(race_table) == counts["races"]
+    assert race_table["entries"].sum() == counts["race_qualifiers"]
+    completed = race_table[race_table["status"] == "RACE_COMPLETE"]
+    weights = pd.read_csv(csv / "weights.csv")
+    assert set(weights["race_number"]) == set(completed["race_number"])
+    assert weights.groupby("race_number")["share"].sum().sub(1).abs().max() < 1e-9
+    margins = pd.read_csv(csv / "winner_margins.csv")
+    assert set(margins["race_number"]) <= set(completed["race_number"]) and len(margins) > 0
+    assert ((margins["lower"] <= margins["lead"]) & (margins["lead"] <= margins["upper"])).all()
+    stability = pd.read_csv(csv / "rank_stability.csv")
+    assert len(stability) == len(completed) - 1
+    assert not pd.read_csv(csv / "validator_variance.csv").empty
+    # the planted biased validator scores race runs above its peers too (few pairs: noisy, but above)
+    bias = pd.read_csv(csv / "validator_bias.csv").set_index("validator_hotkey")
+    biased = next(v["hotkey"] for v in demo_server.manifest["validators"] if v["fault"] == "biased")
+    assert (
+        bias.loc[biased, "mean_delta_vs_peers"] > 0
+        and len(bias) == demo_server.manifest["counts"]["validators"]
+    )
+    # the closing summary is written from the same tables
+    summary = (csv / "races_summary.md").read_text()
+    assert f"{counts['races']} races, {len(completed)} completed" in summary
+    assert f"beyond noise in {int(margins['beyond_noise'].sum())} of {len(margins)} races" in summary
+
+
+@pytest.mark.parametrize("name", ["scores.ipynb", "validator_reliability.ipynb", "races.ipynb"])
 def test_committed_notebooks_have_no_outputs(name: str) -> None:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)

@@ -306,3 +306,16 @@ def test_single_connection_mode_across_server_processes(
     finally:
         first.stop()
         second.stop()
+
+
+def test_an_idle_stream_opens_at_once(live):
+    # given a subscription with nothing to send yet (no race has ever changed)
+    document = 'subscription { raceChanges(after: "0") { cursor } }'
+    # when a client opens it over SSE, through the compression middleware (it held every answer's
+    # headers until its first body chunk: here a first event that may never come)
+    with httpx.Client(base_url=live.base_url, timeout=5) as http:
+        with http.stream("POST", "/graphql/stream", json={"query": document}, headers=STREAM) as response:
+            # then the headers arrive at once
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert "content-encoding" not in response.headers

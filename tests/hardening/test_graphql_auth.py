@@ -47,12 +47,13 @@ from graphql import (
 )
 from strawberry.relay import to_base64
 
+from oro_graph.errors import RaceInFlight
 from oro_graph.graphql import limits
 from oro_graph.graphql import schema as schema_module
 from oro_graph.graphql.schema import schema
 from oro_graph.models import AgentVersion, ProblemStatus, Role, RunStatus
 from oro_graph.runtime import Runtime
-from oro_graph.services import evaluations, registry, suites
+from oro_graph.services import evaluations, races, registry, suites
 from tests.factories import claim, complete, keypair, make_suite, register, submit
 from tests.hardening.support import dump_tables, signed
 from tests.hardening.test_auth_matrix import AUTH_CELLS
@@ -250,6 +251,8 @@ REVIEWED_FIELDS = {
     ("InferenceToken", "accessToken"): "reached only through the lease holder's claimWork answer",
     ("InferenceToken", "baseUrl"): "the provider's public API address, not a secret",
     ("InferenceCredentialStatus", "lastRefreshErrorCode"): "the signed miner's own view; a reason, no secret",
+    ("Race", "revealedSecret"): "public only once the race is over (services.races.revealed_secret): its "
+    "sha256 was committed when it opened, so anyone can check the draw",
 }
 SECRET_WORDS = {"key", "token", "secret", "credential", "cipher", "url", "code", "reward", "password", "logs"}
 
@@ -293,6 +296,7 @@ class PrivateWorld:
     runs: list[uuid.UUID]
     problem: uuid.UUID
     secrets: dict[str, str]  # what -> a value that must appear in no answer
+    race: uuid.UUID | None = None  # a race in qualifying with Bob's version in its field
 
 
 def _private_world(rt: Runtime) -> PrivateWorld:
@@ -333,6 +337,10 @@ def _private_world(rt: Runtime) -> PrivateWorld:
     submit(rt, alice, "alpha")
     version = rt.db.call(_version_row, admission.agent_version_id)
     assert version.state == "ELIGIBLE"
+    try:  # Bob's eligible version qualifies: the race paths lead to it too
+        race = rt.db.call(races.open_race, settings=rt.settings).id
+    except RaceInFlight:  # the server's scheduler opened one first
+        race = rt.db.call(races.race_at).id
     return PrivateWorld(
         suite=suite,
         version=admission.agent_version_id,
@@ -347,6 +355,7 @@ def _private_world(rt: Runtime) -> PrivateWorld:
             "token": f"bob-token-{tag}",
             "suite answer": f"answer-{tag}",
         },
+        race=race,
     )
 
 
@@ -418,6 +427,7 @@ def _every_path(w: PrivateWorld, bob: str, eve: str) -> list[tuple[str, dict[str
         "miner": {"hotkey": bob},
         "validator": {"hotkey": eve},
         "suite": {"id": str(w.suite)},
+        "race": {"id": str(w.race or uuid.UUID(int=0))},
     }
     for root, field in query.fields.items():
         if root in ("dryRun", "node", "nodes"):

@@ -182,6 +182,7 @@ def _documents(
     return st.one_of(
         draw_valid("runProgress").map(lambda p: valid(p, "runProgress")),
         draw_valid("leaderboardChanges").map(lambda p: valid(p, "leaderboardChanges")),
+        draw_valid("raceChanges").map(lambda p: valid(p, "raceChanges")),
         negative,
         broken,
     )
