@@ -30,7 +30,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -50,7 +50,7 @@ TOKEN_HEADER = "x-graphql-event-stream-token"
 MAX_RESERVATIONS = 1_000
 RESERVATION_SECONDS = 60.0  # a reservation nobody opened is forgotten after this
 MAX_OPERATIONS_PER_STREAM = 50
-KEEPALIVE_SECONDS = 12.0  # a comment line on an idle single-connection stream
+KEEPALIVE_SECONDS = 12.0  # a comment line on an idle stream (either mode)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -184,6 +184,40 @@ async def _results(
             yield _result(result), cursor
 
 
+async def _kept_alive(frames: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """``frames``, with a comment line whenever none came for KEEPALIVE_SECONDS, so proxies keep an
+    idle stream (a subscription without a keep-alive member of its own, like raceChanges, says
+    nothing until something happens). The frames are made in a task of their own, a few ahead."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+    async def produce() -> None:
+        async with contextlib.aclosing(frames):  # cancelled with the response: the subscription ends
+            try:
+                async for frame in frames:
+                    await queue.put(frame)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await queue.put(None)  # and the failure is raised again by task.result() below
+                raise
+        await queue.put(None)
+
+    task = asyncio.ensure_future(produce())
+    try:
+        while True:
+            try:
+                frame = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield b":\n\n"
+                continue
+            if frame is None:
+                break
+            yield frame
+        task.result()  # a failure of the stream's own is raised here, as before
+    finally:
+        task.cancel()
+
+
 @dataclass
 class Reservation:
     token: str
@@ -249,14 +283,16 @@ class GraphQLSSE:
         request = Request(scope)
         resume = _last_event_id(headers)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def frames() -> AsyncGenerator[bytes, None]:
             async for payload, cursor in _results(
                 self.runtime, request, operation, resume=resume, via_get=method == "GET"
             ):
                 yield _frame("next", payload, event_id=cursor)
             yield _frame("complete")
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+        return StreamingResponse(
+            _kept_alive(frames()), media_type="text/event-stream", headers=STREAM_HEADERS
+        )
 
     # -- single connection -------------------------------------------------------------------
 
