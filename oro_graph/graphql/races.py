@@ -169,7 +169,7 @@ class Race(relay.Node):
 
     async def _qualifiers(self, info: Info) -> list[races.QualifierView]:
         views = await info.context.loaders.qualifiers_by_race_id.load(self.race_id)
-        return races.qualifiers_as_of(self._race, views, self._as_of)
+        return races.qualifiers_as_of(views, self._as_of)
 
     @strawberry.field(description="The suite it runs on.")
     async def suite(self, info: Info) -> Suite:
@@ -367,7 +367,7 @@ class RaceQualifier:
     @strawberry.field(description="Its entry in the race's weight vector; null when it gets none.")
     async def weight(self, info: Info) -> RaceWeight | None:
         views = await info.context.loaders.qualifiers_by_race_id.load(self._race.id)
-        for w in await _weights(info, self._race, races.qualifiers_as_of(self._race, views, self._as_of)):
+        for w in await _weights(info, self._race, races.qualifiers_as_of(views, self._as_of)):
             if w.agent_version_id == self.agent_version_id:
                 return RaceWeight.of(w)
         return None

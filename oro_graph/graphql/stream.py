@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,7 +62,7 @@ POLL_SECONDS = 1.0  # the holder looks for operations at least this often, woken
 MAX_OPERATIONS_PER_STREAM = 50
 # Request headers an operation takes to the process that runs it (the signature's among them).
 FORWARDED_HEADERS = ("x-hotkey", "x-timestamp", "x-nonce", "x-signature", "x-request-id", "user-agent")
-KEEPALIVE_SECONDS = 12.0  # a comment line on an idle single-connection stream
+KEEPALIVE_SECONDS = 12.0  # a comment line on an idle stream (either mode)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -194,6 +194,40 @@ async def _results(
         async for result in subscription:
             cursor, context.event_cursor = context.event_cursor, None
             yield _result(result), cursor
+
+
+async def _kept_alive(frames: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """``frames``, with a comment line whenever none came for KEEPALIVE_SECONDS, so proxies keep an
+    idle stream (a subscription without a keep-alive member of its own, like raceChanges, says
+    nothing until something happens). The frames are made in a task of their own, a few ahead."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+    async def produce() -> None:
+        async with contextlib.aclosing(frames):  # cancelled with the response: the subscription ends
+            try:
+                async for frame in frames:
+                    await queue.put(frame)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await queue.put(None)  # and the failure is raised again by task.result() below
+                raise
+        await queue.put(None)
+
+    task = asyncio.ensure_future(produce())
+    try:
+        while True:
+            try:
+                frame = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield b":\n\n"
+                continue
+            if frame is None:
+                break
+            yield frame
+        task.result()  # a failure of the stream's own is raised here, as before
+    finally:
+        task.cancel()
 
 
 @dataclass
@@ -394,14 +428,16 @@ class GraphQLSSE:
         request = Request(scope)
         resume = _last_event_id(headers)
 
-        async def events() -> AsyncIterator[bytes]:
+        async def frames() -> AsyncGenerator[bytes, None]:
             async for payload, cursor in _results(
                 self.runtime, request, operation, resume=resume, via_get=method == "GET"
             ):
                 yield _frame("next", payload, event_id=cursor)
             yield _frame("complete")
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)
+        return StreamingResponse(
+            _kept_alive(frames()), media_type="text/event-stream", headers=STREAM_HEADERS
+        )
 
     # -- single connection ----------------------------------------------------------------------
 

@@ -336,7 +336,7 @@ def as_it_stood(race: Race, at: datetime | None) -> Race:
     return Race(**values)
 
 
-def qualifiers_as_of(race: Race, qualifiers: list[QualifierView], at: datetime | None) -> list[QualifierView]:
+def qualifiers_as_of(qualifiers: list[QualifierView], at: datetime | None) -> list[QualifierView]:
     """The qualifiers that had entered by ``at`` (all of them when None). A version that left the
     field during qualifying is gone from the database, so the past field is the present one, less
     the entries made since."""

@@ -413,3 +413,39 @@ def test_race_changes_over_sse_and_graphql_transport_ws(
     assert [m["payload"]["data"]["raceChanges"]["cursor"] for m in received] == [
         e["id"] for e in streamed[2:]
     ]
+
+
+QUALIFIER_PAGES = """
+query ($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {
+  race(id: $id) {
+    qualifiers(first: $first, after: $after, last: $last, before: $before) {
+      totalCount pageInfo { hasNextPage hasPreviousPage endCursor startCursor }
+      edges { node { agentVersionId } }
+    }
+  }
+}
+"""
+
+
+def test_the_field_pages_with_cursors(runtime: Runtime, gql: Gql, board: dict[str, Any]) -> None:
+    # given a field of three (Alice, Bob, Ferdie by qualifying score)
+    race = runtime.db.call(races.open_race, settings=_settings(runtime))
+    order = [str(board[n]) for n in ("alice", "bob", "ferdie")]
+
+    def page(**args: Any) -> dict[str, Any]:
+        return gql(QUALIFIER_PAGES, {"id": str(race.id), **args})["race"]["qualifiers"]
+
+    # when it is read a page of two at a time, forward then backward
+    first = page(first=2)
+    rest = page(first=2, after=first["pageInfo"]["endCursor"])
+    back = page(last=1, before=rest["pageInfo"]["startCursor"])
+
+    # then the pages tile the field in order
+    ids = [[e["node"]["agentVersionId"] for e in p["edges"]] for p in (first, rest, back)]
+    assert ids == [order[:2], order[2:], order[1:2]]
+    assert (first["pageInfo"]["hasNextPage"], rest["pageInfo"]["hasNextPage"]) == (True, False)
+    assert rest["pageInfo"]["hasPreviousPage"] and back["pageInfo"]["hasPreviousPage"]
+    assert first["totalCount"] == 3
+    # a cursor of another order is refused as a bad page argument
+    body = gql(QUALIFIER_PAGES, {"id": str(race.id), "after": "bm9wZQ"}, errors=True)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_PAGE_ARGUMENT"

@@ -319,3 +319,21 @@ def test_an_idle_stream_opens_at_once(live):
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             assert "content-encoding" not in response.headers
+
+
+def test_an_idle_stream_gets_comment_lines(live, monkeypatch):
+    # given a short keep-alive and a subscription with nothing to send
+    from oro_graph.graphql import stream
+
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.2)
+    document = 'subscription { raceChanges(after: "0") { cursor } }'
+    # when a client listens for a moment
+    with httpx.Client(base_url=live.base_url, timeout=5) as http:
+        with http.stream("POST", "/graphql/stream", json={"query": document}, headers=STREAM) as response:
+            lines = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if len(lines) >= 4:
+                    break
+    # then it got comments (which EventSource and graphql-sse clients ignore), and no event
+    assert [line for line in lines if line] == [":", ":"]
