@@ -26,6 +26,7 @@ from oro_graph.graphql.scalars import SCALAR_OVERRIDES
 from oro_graph.graphql.subscriptions import Subscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
+from oro_graph.graphql.viewer import ViewerQuery
 from oro_graph.ratelimit import STATE_KEY
 
 
@@ -65,7 +66,7 @@ class RateLimit:
     description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
-class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery):
+class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery, ViewerQuery):
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
 

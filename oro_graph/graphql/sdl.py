@@ -23,7 +23,11 @@ _RELEASE = re.compile(r"^v(\d+(?:\.\d+)*)\.graphql$")
 
 def latest_release(directory: Path = RELEASES) -> Path | None:
     """The last released SDL (``v<version>.graphql``, highest version) kept under ``schema/releases/``."""
-    found = [(tuple(int(p) for p in m.group(1).split(".")), f) for f in directory.glob("v*.graphql") if (m := _RELEASE.match(f.name))]
+    found = [
+        (tuple(int(p) for p in m.group(1).split(".")), f)
+        for f in directory.glob("v*.graphql")
+        if (m := _RELEASE.match(f.name))
+    ]
     return max(found)[1] if found else None
 
 
