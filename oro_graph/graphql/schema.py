@@ -15,6 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
 from oro_graph.graphql.agents import AgentMutation, AgentQuery
+from oro_graph.graphql.aggregates import AggregateQuery
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
@@ -66,7 +67,9 @@ class RateLimit:
     description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
-class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery, ViewerQuery):
+class Query(
+    SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery, ViewerQuery, AggregateQuery
+):
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
 
