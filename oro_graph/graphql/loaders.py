@@ -97,8 +97,10 @@ class Loaders:
     """Every loader of one request; built fresh per request so no cache outlives it."""
 
     def __init__(self, db: Database) -> None:
+        from oro_graph.graphql.problemstats import problem_stats_loader
         from oro_graph.graphql.reliability import reliability_loader, score_interval_loader
 
+        self.problem_stats_by_suite_id_and_scope = problem_stats_loader(db)
         self.reliability_by_hotkey_and_window = reliability_loader(db)
         self.score_interval_by_version_id = score_interval_loader(db)
         self.suite_by_id: DataLoader[int, models.Suite | None] = _one(db, suites.suites_by_ids)
