@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
@@ -24,7 +25,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from oro_graph import demo
-from oro_graph.analytics import loaders
+from oro_graph.analytics import loaders, metrics
 from oro_graph.analytics.client import Client
 from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
@@ -281,6 +282,33 @@ def test_validators_and_the_graphs_own_figures(
     assert not loaders.has_fields(client, "Validator", "noSuchField")
     assert not loaders.has_fields(client, "NoSuchType", "x")
     assert loaders.newest_claim(client, suite_id=1) == loaders.runs(client)["claimed_at"].max()
+
+
+def test_problem_stats_are_the_notebooks_numbers(world: demo.Manifest, client: Client) -> None:
+    # given every problem result of the demo world since day 20, downloaded as the notebooks do
+    since = demo.BASE_TIME + timedelta(days=20)
+    results = loaders.problem_results(client, suite_id=1, since=since)
+    included = results[results["run_is_included"].fillna(False)]
+
+    # when the server computes the same figures
+    stats = loaders.problem_stats(client, 1, since=since).set_index("problem_id")
+    items = loaders.problem_stats(client, 1, since=since, included_only=True).set_index("problem_id")
+
+    # then they equal what metrics computes from the raw rows
+    loss = metrics.timeout_loss(results, by="problem_id").set_index("problem_id")
+    analysis = metrics.item_analysis(included).set_index("problem_id")
+    assert (
+        list(stats.columns) == list(loaders.PROBLEM_STATS_COLUMNS)[1:]
+        and len(stats) == world.counts["problems"]
+    )
+    assert (stats.loc[loss.index, "attempts"] == loss["n_results"]).all()
+    assert np.allclose(stats.loc[loss.index, "timeout_rate"].astype(float), loss["timeout_rate"], atol=1e-12)
+    both = analysis["corrected_r"].notna()
+    assert both.sum() > 0
+    assert np.allclose(
+        items.loc[analysis.index[both], "discrimination"].astype(float), analysis.loc[both, "corrected_r"]
+    )
+    assert items.loc[analysis.index[~both], "discrimination"].isna().all()
 
 
 # ------------------------------------------------------------------------------------- typing and paging
