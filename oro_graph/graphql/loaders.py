@@ -156,6 +156,13 @@ class Loaders:
         self.run_count_by_validator_hotkey = _counts(db, pages.RUNS_OF_VALIDATOR)
         self.result_page_by_run_id = _pages(db, pages.RESULTS_OF_RUN)
         self.result_count_by_run_id = _counts(db, pages.RESULTS_OF_RUN)
+        # Filtered and ordered edges: keys carry the filter (services.filters), a statement per distinct one.
+        from oro_graph.graphql.filters import filtered_counts, filtered_pages
+
+        self.filtered_result_pages = filtered_pages(db, pages.RESULTS_OF_RUN)
+        self.filtered_result_counts = filtered_counts(db, pages.RESULTS_OF_RUN)
+        self.filtered_version_pages = filtered_pages(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
+        self.filtered_version_counts = filtered_counts(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
 
     def prime_versions(self, rows: Iterable[models.AgentVersion]) -> None:
         self.agent_version_by_id.prime_many({row.id: row for row in rows})

@@ -14,7 +14,14 @@ from strawberry.scalars import JSON
 from oro_graph import models
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ExecutionKind
-from oro_graph.graphql.filters import ProblemStatsOrder, ProblemStatsScope
+from oro_graph.graphql.filters import (
+    AgentVersionFilter,
+    AgentVersionOrder,
+    ProblemStatsOrder,
+    ProblemStatsScope,
+    filtered_edge,
+    version_filter,
+)
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -152,10 +159,27 @@ class Suite(relay.Node):
         description="Released agent versions submitted while this suite was active, oldest first."
     )
     async def versions(
-        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[
+            AgentVersionFilter | None, strawberry.argument(description="Which versions; all if omitted.")
+        ] = None,
+        order_by: Annotated[
+            AgentVersionOrder | None,
+            strawberry.argument(description="Sort order; by submission, oldest first, by default."),
+        ] = None,
     ) -> Connection[Annotated[AgentVersion, strawberry.lazy("oro_graph.graphql.agents")]]:
         from oro_graph.graphql.agents import AgentVersion
 
+        spec = version_filter(filter, order_by)
+        if spec is not None:
+            return await filtered_edge(
+                info, "version", self.suite_id, spec, AgentVersion.from_row, first, after, last, before
+            )
         loaders = info.context.loaders
         return await edge_connection(
             loaders.version_page_by_suite_id,
