@@ -20,11 +20,11 @@ from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
+from oro_graph.graphql.feeds import Subscription  # subscriptions.Subscription and the feeds
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
-from oro_graph.graphql.subscriptions import Subscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 from oro_graph.graphql.viewer import ViewerQuery
