@@ -154,10 +154,26 @@ def version_filter(
     ).check()
 
 
+@strawberry.enum(description="A validator reliability flag, as the notebooks raise it.")
+class ValidatorFlag(Enum):
+    BIASED = strawberry.enum_value("biased", description="Scores away from its peers'.")
+    STALE = strawberry.enum_value("stale", description="Lets leases lapse too often.")
+    SLOW = strawberry.enum_value("slow", description="Runs take much longer than other validators'.")
+
+
 @strawberry.input(description="Which validators; every condition given must hold.")
 class ValidatorFilter:
     status: ValidatorStatus | None = strawberry.field(
         default=None, description="EVALUATING (holds a live lease) or AVAILABLE."
+    )
+    flags: list[ValidatorFlag] | None = strawberry.field(
+        default=None,
+        description="Any of these reliability flags holds, over all its runs, by the notebooks' rules and "
+        f"thresholds: BIASED (|mean delta vs peers| > {filters.BIAS_THRESHOLD} on {filters.MIN_VERSIONS}+ "
+        f"versions), STALE (STALE share of closed runs > {filters.STALE_THRESHOLD} over "
+        f"{filters.MIN_RUNS}+), "
+        f"SLOW (p95 duration > {filters.DURATION_MULTIPLE}x the median validator's, {filters.MIN_RUNS}+ "
+        "finished runs; the notebooks' timeout rule is not applied).",
     )
     last_seen_after: datetime | None = strawberry.field(
         default=None, description="Last seen at or after (UTC)."
@@ -182,6 +198,7 @@ def validator_filter(spec: ValidatorFilter | None, order: ValidatorOrder | None)
     spec = spec or ValidatorFilter()
     return filters.ValidatorFilter(
         status=spec.status.value if spec.status is not None else None,
+        flags=_values(spec.flags),
         last_seen_after=spec.last_seen_after,
         last_seen_before=spec.last_seen_before,
         order_by=order.field.value if order else "hotkey",

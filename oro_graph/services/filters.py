@@ -8,6 +8,7 @@ row among the nulls is as exact as any other and the keyset WHERE needs no NULL 
 
 from __future__ import annotations
 
+import statistics
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from oro_graph.models import (
     utcnow,
 )
 from oro_graph.models.base import UTCDateTime
-from oro_graph.services import leaderboard, suites
+from oro_graph.services import leaderboard, reliability, suites
 from oro_graph.services.pages import (
     Order,
     Page,
@@ -189,6 +190,47 @@ def filtered_relation_counts(
 # Validators ---------------------------------------------------------------------------------------------
 
 VALIDATOR_ORDERS = ("hotkey", "last_seen_at", "last_claim_at")
+VALIDATOR_FLAGS = ("biased", "stale", "slow")
+# The notebooks' thresholds (analytics.metrics.validator_flags defaults).
+BIAS_THRESHOLD = 0.03  # |mean delta vs peers| above this ...
+MIN_VERSIONS = 10  # ... over at least this many shared versions
+STALE_THRESHOLD = 0.10  # STALE / closed runs above this ...
+MIN_RUNS = 30  # ... over at least this many closed (or, for durations, finished) runs
+DURATION_MULTIPLE = 2.0  # p95 duration above this multiple of the median validator's p95
+
+
+def flagged_validators(session: Session, flags: tuple[str, ...]) -> set[str]:
+    """Validators any of ``flags`` holds for, over all their runs, by the notebooks' rules on the
+    graph's reliability figures (services.reliability): biased (mean delta vs peers), stale (STALE
+    share of closed runs) and slow (p95 duration against the median validator's; the notebooks'
+    second slow rule, on timeouts against peers, is not applied here)."""
+    hotkeys = list(session.execute(select(col(Hotkey.ss58)).where(Hotkey.role == Role.VALIDATOR)).scalars())
+    figures = reliability.validator_reliability(session, hotkeys)
+    found: set[str] = set()
+    if "biased" in flags:
+        found |= {
+            h
+            for h, r in figures.items()
+            if r.mean_delta is not None
+            and abs(r.mean_delta) > BIAS_THRESHOLD
+            and r.versions_compared >= MIN_VERSIONS
+        }
+    if "stale" in flags:
+        for h, r in figures.items():
+            closed = r.runs - sum(r.counts.get(s.value, 0) for s in ACTIVE_RUN_STATUSES)
+            if closed >= MIN_RUNS and r.counts.get("STALE", 0) / closed > STALE_THRESHOLD:
+                found.add(h)
+    if "slow" in flags:
+        finished = {
+            h: r.duration_p95
+            for h, r in figures.items()
+            if r.duration_p95 is not None
+            and sum(r.counts.get(s, 0) for s in ("SUCCESS", "FAILED", "TIMED_OUT")) >= MIN_RUNS
+        }
+        if finished:
+            median = statistics.median(finished.values())
+            found |= {h for h, p95 in finished.items() if median > 0 and p95 / median > DURATION_MULTIPLE}
+    return found
 
 
 @dataclass(frozen=True)
@@ -197,6 +239,7 @@ class ValidatorFilter:
     CLAIMED or RUNNING run whose lease has not lapsed (as ``validators.list_validators``)."""
 
     status: str | None = None  # "evaluating" or "available"
+    flags: tuple[str, ...] | None = None  # any of VALIDATOR_FLAGS (see flagged_validators)
     last_seen_after: datetime | None = None
     last_seen_before: datetime | None = None
     order_by: str = "hotkey"
@@ -204,11 +247,14 @@ class ValidatorFilter:
 
     def check(self) -> ValidatorFilter:
         _check_range("lastSeen", self.last_seen_after, self.last_seen_before)
+        unknown = set(self.flags or ()) - set(VALIDATOR_FLAGS)
+        if unknown:
+            raise ValidationFailed(f"unknown validator flags {sorted(unknown)}; use {list(VALIDATOR_FLAGS)}")
         if self.order_by not in VALIDATOR_ORDERS:
             raise ValidationFailed(f"validators cannot be ordered by {self.order_by!r}")
         return self
 
-    def statement(self, now: datetime) -> Any:
+    def statement(self, now: datetime, flagged: set[str] | None = None) -> Any:
         state = col(ValidatorState.last_seen_at)
         stmt = (
             select(Hotkey)
@@ -222,6 +268,8 @@ class ValidatorFilter:
                 col(EvaluationRun.lease_expires_at) > now,
             )
             stmt = stmt.where(live if self.status == "evaluating" else ~live)
+        if flagged is not None:
+            stmt = stmt.where(col(Hotkey.ss58).in_(sorted(flagged)))
         if self.last_seen_after is not None:
             stmt = stmt.where(state >= self.last_seen_after)
         if self.last_seen_before is not None:
@@ -238,13 +286,18 @@ class ValidatorFilter:
         return (*nulls_last(column, descending=self.descending, sentinel=literal(EPOCH, UTCDateTime)), *last)
 
 
+def _flagged(session: Session, spec: ValidatorFilter) -> set[str] | None:
+    return flagged_validators(session, spec.flags) if spec.flags else None
+
+
 def validators_page(session: Session, spec: ValidatorFilter, window: Window) -> Page[Hotkey]:
-    """One keyset page of the validators ``spec`` selects, in its order (one statement)."""
-    return keyset_page(session, spec.statement(utcnow()), spec.order(), window)
+    """One keyset page of the validators ``spec`` selects, in its order (one statement; a flag filter
+    first computes the flags, a fixed number of statements whatever the number of runs)."""
+    return keyset_page(session, spec.statement(utcnow(), _flagged(session, spec)), spec.order(), window)
 
 
 def validators_count(session: Session, spec: ValidatorFilter) -> int:
-    return count(session, spec.statement(utcnow()))
+    return count(session, spec.statement(utcnow(), _flagged(session, spec)))
 
 
 # The leaderboard ------------------------------------------------------------------------------------------

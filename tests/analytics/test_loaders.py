@@ -496,3 +496,30 @@ def test_documents_are_valid_against_the_committed_schema() -> None:
     assert len(documents) >= 14
     for name, document in documents.items():
         assert validate(schema, parse(document)) == [], name
+
+
+FLAGGED = """
+query ($flags: [ValidatorFlag!]) {
+  validators(first: 100, filter: {flags: $flags}) { totalCount edges { node { hotkey } } }
+}
+"""
+
+
+def test_validator_flag_filters_agree_with_the_notebooks_rules(world: demo.Manifest, client: Client) -> None:
+    # given the notebooks' flags from every run of the demo world
+    runs = loaders.runs(client)
+    flags = metrics.validator_flags(runs)
+
+    # when the graph filters validators by each flag
+    def flagged(flag: str) -> set[str]:
+        found = client.query(FLAGGED, {"flags": [flag.upper()]})["validators"]
+        assert found["totalCount"] == len(found["edges"])
+        return {e["node"]["hotkey"] for e in found["edges"]}
+
+    # then biased and stale are exactly the notebooks'; slow (the durations rule only) within theirs
+    notebook = {flag: set(flags.loc[flags["flag"] == flag, "hotkey"]) for flag in ("biased", "stale", "slow")}
+    assert flagged("biased") == notebook["biased"] and flagged("stale") == notebook["stale"]
+    assert flagged("slow") <= notebook["slow"]
+    assert notebook["biased"] or notebook["stale"]  # not vacuous on this world
+    both = client.query(FLAGGED, {"flags": ["BIASED", "STALE"]})["validators"]["totalCount"]
+    assert both == len(notebook["biased"] | notebook["stale"])

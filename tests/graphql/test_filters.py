@@ -341,6 +341,7 @@ def test_filters_cost_statements_flat_in_rows_and_are_priced(
           problemResults(filter: {category: "Shop"}, orderBy: {field: SCORE, direction: DESC}, first: 10) {
             totalCount edges { node { score } } } } } } } } } }
       validators(filter: {status: AVAILABLE}, orderBy: {field: LAST_SEEN_AT}) { edges { node { hotkey } } }
+      flagged: validators(filter: {flags: [BIASED, STALE, SLOW]}) { totalCount edges { node { hotkey } } }
       leaderboard(filter: {minScore: 0.1, category: {category: "Shop", minMeanScore: 0.1}}) {
         edges { node { rank } }
       }
