@@ -3,6 +3,7 @@ tell it, in one query. Never cached: the response cache skips every signed reque
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
@@ -55,6 +56,20 @@ class MinerViewer:
         description="Its versions' latest FAILED, TIMED_OUT or STALE runs, latest claim first; "
         "`failureReason` says why each failed."
     )
+
+    race_selection_version_id: strawberry.ID | None = strawberry.field(
+        description="The version it pinned to race with (its best qualifying version races when null)."
+    )
+    race_selection_updated_at: datetime | None = strawberry.field(description="When it pinned it (UTC).")
+
+    @strawberry.field(description="The version it pinned to race with, or null.")
+    async def race_selection(self, info: Info) -> AgentVersion | None:
+        if self.race_selection_version_id is None:
+            return None
+        row = await info.context.loaders.agent_version_by_id.load(
+            uuid.UUID(str(self.race_selection_version_id))
+        )
+        return AgentVersion.from_row(row) if row else None
 
     @strawberry.field(description="Its public Miner node (null before its first submission).")
     async def miner(self, info: Info) -> Miner | None:
@@ -119,6 +134,7 @@ class Viewer:
 
 
 def _miner(info: Info, found: service.MinerSelf) -> MinerViewer:
+    pin = found.race_selection
     own = [v.id for versions in found.versions.values() for v in versions]
     info.context.own_versions.update(own)  # links from its runs to its versions show them to their owner
     return MinerViewer(
@@ -139,6 +155,8 @@ def _miner(info: Info, found: service.MinerSelf) -> MinerViewer:
             for a in found.agents
         ],
         recent_failures=[EvaluationRun.from_row(r) for r in found.failed_runs],
+        race_selection_version_id=strawberry.ID(str(pin.agent_version_id)) if pin else None,
+        race_selection_updated_at=pin.updated_at if pin else None,
     )
 
 

@@ -17,11 +17,12 @@ from oro_graph.models import (
     AgentVersion,
     EvaluationRun,
     Hotkey,
+    RaceSelection,
     Role,
     RunStatus,
     utcnow,
 )
-from oro_graph.services import agents, credentials, registry
+from oro_graph.services import agents, credentials, races, registry
 from oro_graph.settings import Settings
 
 MAX_RECENT = 50
@@ -39,6 +40,7 @@ class MinerSelf:
     can_submit: bool
     inference: credentials.MinerInference
     failed_runs: list[EvaluationRun]  # latest first
+    race_selection: RaceSelection | None  # the version it pinned to race with, if any
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def miner_self(
         can_submit=overview.can_submit,
         inference=credentials.miner_inference(session, hotkey=hotkey, settings=settings),
         failed_runs=list(failed),
+        race_selection=races.selection_of(session, hotkey),
     )
 
 

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from oro_graph.models import RunStatus, utcnow
 from oro_graph.runtime import Runtime
-from oro_graph.services import agents
-from tests.factories import claim, complete, make_world, submit
+from oro_graph.services import agents, races
+from tests.factories import claim, complete, make_eligible, make_world, submit
 from tests.graphql.conftest import Gql, signed
 
 MINER_VIEWER = """
@@ -157,3 +157,24 @@ def test_viewer_answers_are_never_cached_for_another_caller(runtime: Runtime, cl
     assert bob.json()["data"]["viewer"]["hotkey"] == world.miners[1]
     assert bob.json()["data"]["viewer"]["miner"]["agents"] == []
     assert anonymous[1].json()["data"] is None
+
+
+def test_viewer_of_a_miner_shows_its_race_selection(runtime: Runtime, gql: Gql) -> None:
+    # given Alice pinned an eligible version to race with
+    world = make_world(runtime)
+    version = make_eligible(runtime, world, world.miners[0], "alpha", [0.6, 0.7])
+    query = "query { viewer { miner { raceSelectionVersionId raceSelection { versionNumber state } } } }"
+    before = gql(query, headers=signed("Alice"))["viewer"]["miner"]
+    runtime.db.call(
+        races.pin_selection, hotkey=world.miners[0], agent_version_id=version, settings=runtime.settings
+    )
+
+    # when
+    after = gql(query, headers=signed("Alice"))["viewer"]["miner"]
+
+    # then
+    assert before == {"raceSelectionVersionId": None, "raceSelection": None}
+    assert after == {
+        "raceSelectionVersionId": str(version),
+        "raceSelection": {"versionNumber": 1, "state": "ELIGIBLE"},
+    }
