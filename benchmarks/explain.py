@@ -50,6 +50,28 @@ def capture(dataset: Dataset, loop_database: str | None = None) -> tuple[dict[st
             "/graphql",
             {"query": queries.RUNS_PAGE, "variables": {"first": 100}},
         ),
+        # issue 16: each filtered connection and the per-problem statistics
+        "graphql leaderboard filtered (score, category mean)": (
+            "POST",
+            "/graphql",
+            {"query": queries.FILTERED_LEADERBOARD},
+        ),
+        "graphql suite versions filtered, by final score (nulls last)": (
+            "POST",
+            "/graphql",
+            {"query": queries.FILTERED_VERSIONS},
+        ),
+        "graphql validators filtered, by last seen (nulls last)": (
+            "POST",
+            "/graphql",
+            {"query": queries.FILTERED_VALIDATORS},
+        ),
+        "graphql problem results filtered (status, category)": (
+            "POST",
+            "/graphql",
+            {"query": queries.FILTERED_RESULTS},
+        ),
+        "graphql suite problem statistics": ("POST", "/graphql", {"query": queries.PROBLEM_STATS}),
     }
     plans, stats = _capture(dataset.database, reads)
     raw = queries.RAW_DEEP_LEADERBOARD

@@ -147,3 +147,55 @@ UPDATE workitem w SET active_runs = w.active_runs - 1, included_successes = w.in
   is_closed = (w.included_successes + 1 >= w.required_successes)
 FROM run WHERE w.id = run.work_item_id
 """
+
+# Issue 16's filters and statistics, one document per filtered connection: benchmarks/explain.py captures
+# each one's statements and their EXPLAIN ANALYZE plans on the 200k-run dataset.
+FILTERED_LEADERBOARD = """
+query FilteredLeaderboard {
+  leaderboard(first: 100, filter: {minScore: 0.2, category: {category: "Shop", minMeanScore: 0.3}}) {
+    edges { node { rank finalScore } }
+  }
+}
+"""
+
+FILTERED_VERSIONS = """
+query FilteredVersions {
+  currentSuite {
+    versions(first: 100, filter: {state: [ELIGIBLE, DISCARDED]},
+             orderBy: {field: FINAL_SCORE, direction: DESC}) {
+      edges { node { finalScore } }
+    }
+  }
+}
+"""
+
+FILTERED_VALIDATORS = """
+query FilteredValidators {
+  validators(first: 100, filter: {status: AVAILABLE}, orderBy: {field: LAST_SEEN_AT, direction: DESC}) {
+    edges { node { hotkey lastSeenAt } }
+  }
+}
+"""
+
+FILTERED_RESULTS = """
+query FilteredResults {
+  evaluationRuns(first: 100) {
+    edges { node {
+      problemResults(first: 10, filter: {status: [FAILED, TIMED_OUT], category: "Shop"},
+                     orderBy: {field: SCORE, direction: DESC}) {
+        edges { node { score } }
+      }
+    } }
+  }
+}
+"""
+
+PROBLEM_STATS = """
+query ProblemStats {
+  currentSuite {
+    problemStats(first: 100, orderBy: {field: DISCRIMINATION, direction: DESC}) {
+      edges { node { position attempts passRate medianScore discrimination } }
+    }
+  }
+}
+"""

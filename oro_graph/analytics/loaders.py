@@ -217,6 +217,20 @@ query ValidatorVariance($suite: ID!, $window: TimeWindow) {
 
 SCORE_INTERVAL_FIELDS: Final = "agentVersionId scoreInterval { mean lower upper problems draws }"
 
+PROBLEM_STATS_QUERY: Final = """
+query ProblemStats($suite: ID!, $scope: ProblemStatsScope, $first: Int, $after: String) {
+  suite(id: $suite) {
+    problemStats(scope: $scope, first: $first, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      edges { node {
+        problemId position attempts passes timeouts versions passRate timeoutRate meanScore medianScore
+        meanDurationSeconds discrimination
+      } }
+    }
+  }
+}
+"""
+
 # --------------------------------------------------------------------------------------------- columns
 SUITE_COLUMNS: Final = {
     "suite_id": "int",
@@ -332,6 +346,20 @@ VALIDATOR_COLUMNS: Final = {
     "docker_container_count": "int",
     "metrics_reported_at": "datetime",
     "current_run_id": "str",
+}
+PROBLEM_STATS_COLUMNS: Final = {
+    "problem_id": "str",
+    "position": "int",
+    "attempts": "int",
+    "passes": "int",
+    "timeouts": "int",
+    "versions": "int",
+    "pass_rate": "float",
+    "timeout_rate": "float",
+    "mean_score": "float",
+    "median_score": "float",
+    "mean_duration_seconds": "float",
+    "discrimination": "float",
 }
 RELIABILITY_COLUMNS: Final = {
     "hotkey": "str",
@@ -828,3 +856,30 @@ def race_qualifiers(client: Client, suite_id: int | None = None) -> pd.DataFrame
             )
         rows.extend(head | node for node in nodes)
     return _typed(rows, RACE_QUALIFIER_COLUMNS, categories={"qualification_type": QUALIFICATION_TYPES})
+
+
+def problem_stats(
+    client: Client,
+    suite_id: int,
+    *,
+    since: Time | None = None,
+    until: Time | None = None,
+    race_id: str | None = None,
+    included_only: bool = False,
+) -> pd.DataFrame:
+    """``Suite.problemStats(scope)``: each problem's attempts, pass and timeout rates, mean and median
+    score, mean duration and discrimination over runs claimed in [since, until) (of ``race_id``, only
+    included runs if asked), computed by the server; one row per problem in suite order.
+
+    The definitions are ``metrics``': ``timeout_rate`` is ``timeout_loss``'s, ``discrimination`` is
+    ``item_analysis``'s ``corrected_r`` (over the same results), so a notebook can read them instead
+    of downloading every problem result.
+    """
+    scope: dict[str, Any] = dict(_window(since, until) or {})
+    if race_id is not None:
+        scope["raceId"] = str(race_id)
+    if included_only:
+        scope["includedOnly"] = True
+    variables = {"suite": str(suite_id), "scope": scope or None}
+    nodes = client.paginate(PROBLEM_STATS_QUERY, variables, ["suite", "problemStats"], page_size=PAGE_SIZE)
+    return _typed(list(nodes), PROBLEM_STATS_COLUMNS)

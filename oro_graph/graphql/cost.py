@@ -1,7 +1,9 @@
 """Static query cost: what a document may ask of the server, computed before anything runs.
 
 The count follows GitHub and Shopify: every object costs 1 for each time it can appear, a
-connection multiplies what is under it by its page size (`first` or `last`, else the default),
+connection multiplies what is under it by its page size (`first` or `last`, else the default)
+and costs one more per parent for each condition of its `filter`/`scope` and for an `orderBy`
+(they narrow or sort in SQL: subqueries, semi-joins),
 and a list that is not a connection by its length (`ids`) or an estimate. Scalars are free.
 
 Introspection is priced the same way (it used to be free, so 30 aliased copies of
@@ -48,6 +50,7 @@ from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 20  # items assumed in a plain list of unknown length (a suite's problems, a run's results)
 MUTATION_COST = 10
+FILTER_COST = 1  # per condition of a connection's `filter` or `scope`, and for an `orderBy`, per parent
 
 
 @dataclass
@@ -88,6 +91,19 @@ def introspection_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], float]:
         ("__Field", "args"): sum(len(f.args) for f in fields) / n_fields,
         ("__Directive", "args"): sum(len(d.args) for d in directives) / max(len(directives), 1),
     }
+
+
+def conditions(args: Mapping[str, Any]) -> int:
+    """The conditions a connection's arguments add to its statement: each filter or scope field given
+    (a category filter counts its own fields too), plus one for a non-default order."""
+    found = 1 if args.get("orderBy") else 0
+    for name in ("filter", "scope"):
+        given = args.get(name)
+        if isinstance(given, Mapping):
+            found += sum(
+                len(v) if isinstance(v, Mapping) else 1 for v in given.values() if v not in (None, False)
+            )
+    return found
 
 
 def _unwrap_is_list(type_: Any) -> bool:
@@ -154,7 +170,8 @@ class _Walker:
                 args = self.args(node, definition)
                 size = self.page_size(here, args)
                 self.cost.by_field[here] = self.cost.by_field.get(here, 0) + multiplier * size
-                total += multiplier + self.connection(node.selection_set, named, multiplier, size, here)
+                total += multiplier * (1 + FILTER_COST * conditions(args))
+                total += self.connection(node.selection_set, named, multiplier, size, here)
             elif is_leaf_type(named):
                 continue
             else:

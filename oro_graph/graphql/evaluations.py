@@ -19,6 +19,7 @@ from oro_graph.graphql import errors as e
 from oro_graph.graphql.agents import Agent, AgentVersion, WorkItem, agent_of_version, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ProblemStatus, RunStatus, TerminalStatus
+from oro_graph.graphql.filters import ProblemResultFilter, ProblemResultOrder, filtered_edge, result_filter
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -174,8 +175,25 @@ class EvaluationRun(relay.Node):
 
     @strawberry.field(description="Per-problem results reported so far, in report order.")
     async def problem_results(
-        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[
+            ProblemResultFilter | None, strawberry.argument(description="Which results; all if omitted.")
+        ] = None,
+        order_by: Annotated[
+            ProblemResultOrder | None,
+            strawberry.argument(description="Sort order; by report time, oldest first, by default."),
+        ] = None,
     ) -> Connection[ProblemResult]:
+        spec = result_filter(filter, order_by)
+        if spec is not None:
+            return await filtered_edge(
+                info, "result", self.eval_run_id, spec, ProblemResult.from_row, first, after, last, before
+            )
         loaders = info.context.loaders
         return await edge_connection(
             loaders.result_page_by_run_id,

@@ -11,9 +11,10 @@ import strawberry
 from oro_graph import models
 from oro_graph.graphql.agents import AgentVersion, AsOf, shown_version
 from oro_graph.graphql.context import Info
+from oro_graph.graphql.filters import LeaderboardFilter
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, make_window, to_connection
 from oro_graph.graphql.suites import Suite
-from oro_graph.services import leaderboard
+from oro_graph.services import filters, leaderboard
 from oro_graph.services.leaderboard import BoardRow
 
 SuiteArg = Annotated[int | None, strawberry.argument(description="The suite; the active one when omitted.")]
@@ -125,17 +126,24 @@ class LeaderboardQuery:
         after: After = None,
         last: Last = None,
         before: Before = None,
+        filter: Annotated[
+            LeaderboardFilter | None,
+            strawberry.argument(
+                description="Which entries; the whole board if omitted (ranks stay the same)."
+            ),
+        ] = None,
     ) -> Connection[LeaderboardEntry]:
         db, loaders = info.context.runtime.db, info.context.loaders
         window = make_window("board", first, after, last, before)
+        spec = filter.to_service() if filter else filters.BoardFilter()
         board = await db.run(
-            leaderboard.board_window, suite_id=suite_id, q=search, as_of=as_of, window=window
+            filters.board_window, suite_id=suite_id, q=search, as_of=as_of, window=window, spec=spec
         )
         loaders.prime_versions(row.version for row in board.rows)
         loaders.prime_agents(row.agent for row in board.rows)
 
         async def total() -> int:
-            return await db.run(leaderboard.board_count, suite_id=suite_id, q=search, as_of=as_of)
+            return await db.run(filters.board_count, suite_id=suite_id, q=search, as_of=as_of, spec=spec)
 
         return to_connection(board, "board", LeaderboardEntry.from_row, total)
 

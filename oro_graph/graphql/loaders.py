@@ -97,8 +97,10 @@ class Loaders:
     """Every loader of one request; built fresh per request so no cache outlives it."""
 
     def __init__(self, db: Database) -> None:
+        from oro_graph.graphql.problemstats import problem_stats_loader
         from oro_graph.graphql.reliability import reliability_loader, score_interval_loader
 
+        self.problem_stats_by_suite_id_and_scope = problem_stats_loader(db)
         self.reliability_by_hotkey_and_window = reliability_loader(db)
         self.score_interval_by_version_id = score_interval_loader(db)
         self.suite_by_id: DataLoader[int, models.Suite | None] = _one(db, suites.suites_by_ids)
@@ -177,6 +179,13 @@ class Loaders:
         self.run_count_by_validator_hotkey = _counts(db, pages.RUNS_OF_VALIDATOR)
         self.result_page_by_run_id = _pages(db, pages.RESULTS_OF_RUN)
         self.result_count_by_run_id = _counts(db, pages.RESULTS_OF_RUN)
+        # Filtered and ordered edges: keys carry the filter (services.filters), a statement per distinct one.
+        from oro_graph.graphql.filters import filtered_counts, filtered_pages
+
+        self.filtered_result_pages = filtered_pages(db, pages.RESULTS_OF_RUN)
+        self.filtered_result_counts = filtered_counts(db, pages.RESULTS_OF_RUN)
+        self.filtered_version_pages = filtered_pages(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
+        self.filtered_version_counts = filtered_counts(db, pages.VERSIONS_OF_SUITE, _public_versions(db))
 
     def prime_versions(self, rows: Iterable[models.AgentVersion]) -> None:
         self.agent_version_by_id.prime_many({row.id: row for row in rows})

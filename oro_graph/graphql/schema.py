@@ -15,11 +15,13 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
 from oro_graph.graphql.agents import AgentMutation, AgentQuery
+from oro_graph.graphql.aggregates import AggregateQuery
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.deadline import BoundedExecutor
 from oro_graph.graphql.errors import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
+from oro_graph.graphql.feeds import FeedSubscription
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
@@ -29,6 +31,7 @@ from oro_graph.graphql.subscriptions import SUBSCRIPTION_HELP
 from oro_graph.graphql.subscriptions import Subscription as RunAndBoardSubscription
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
+from oro_graph.graphql.viewer import ViewerQuery
 from oro_graph.ratelimit import STATE_KEY
 
 
@@ -68,7 +71,16 @@ class RateLimit:
     description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
-class Query(SuiteQuery, AgentQuery, EvaluationQuery, ValidatorQuery, LeaderboardQuery, RaceQuery):
+class Query(
+    SuiteQuery,
+    AgentQuery,
+    EvaluationQuery,
+    ValidatorQuery,
+    LeaderboardQuery,
+    RaceQuery,
+    ViewerQuery,
+    AggregateQuery,
+):
     node: relay.Node | None = relay.node(description="Any object by its global id.")
     nodes: list[relay.Node | None] = relay.node(description=f"Objects by global id, at most {MAX_PAGE_SIZE}.")
 
@@ -126,7 +138,7 @@ class Mutation(AgentMutation, EvaluationMutation, RaceMutation):
 
 
 @strawberry.type(description=SUBSCRIPTION_HELP)
-class Subscription(RunAndBoardSubscription, RaceSubscription):
+class Subscription(RunAndBoardSubscription, FeedSubscription, RaceSubscription):
     pass
 
 

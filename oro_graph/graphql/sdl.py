@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from graphql import build_schema, find_breaking_changes, find_dangerous_changes
 
@@ -13,6 +15,20 @@ class SchemaDiff:
 
     breaking: list[str] = field(default_factory=list)
     dangerous: list[str] = field(default_factory=list)
+
+
+RELEASES = Path(__file__).resolve().parents[2] / "schema" / "releases"
+_RELEASE = re.compile(r"^v(\d+(?:\.\d+)*)\.graphql$")
+
+
+def latest_release(directory: Path = RELEASES) -> Path | None:
+    """The last released SDL (``v<version>.graphql``, highest version) kept under ``schema/releases/``."""
+    found = [
+        (tuple(int(p) for p in m.group(1).split(".")), f)
+        for f in directory.glob("v*.graphql")
+        if (m := _RELEASE.match(f.name))
+    ]
+    return max(found)[1] if found else None
 
 
 def export_schema() -> str:

@@ -429,6 +429,9 @@ class GraphQLSSE:
         resume = _last_event_id(headers)
 
         async def frames() -> AsyncGenerator[bytes, None]:
+            # A comment first, so the headers go out now: a quiet subscription (a board without a cursor,
+            # a version nothing happens to) otherwise answered nothing until its first event or keep-alive.
+            yield b": stream open\n\n"
             async for payload, cursor in _results(
                 self.runtime, request, operation, resume=resume, via_get=method == "GET"
             ):

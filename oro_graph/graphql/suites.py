@@ -13,8 +13,15 @@ from strawberry.scalars import JSON
 
 from oro_graph import models
 from oro_graph.graphql.context import Info
-from oro_graph.graphql.reliability import TimeWindow, ValidatorVariance
 from oro_graph.graphql.enums import ExecutionKind
+from oro_graph.graphql.filters import (
+    AgentVersionFilter,
+    AgentVersionOrder,
+    ProblemStatsOrder,
+    ProblemStatsScope,
+    filtered_edge,
+    version_filter,
+)
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -25,10 +32,12 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
+from oro_graph.graphql.reliability import TimeWindow, ValidatorVariance
 from oro_graph.services import pages, reliability, suites
 
 if TYPE_CHECKING:
     from oro_graph.graphql.agents import AgentVersion
+    from oro_graph.graphql.problemstats import ProblemStatistics
 
 
 NodeRef = Annotated[strawberry.ID, strawberry.argument(description="The object's own id or its global id.")]
@@ -124,13 +133,53 @@ class Suite(relay.Node):
         )
 
     @strawberry.field(
+        description="Every problem's statistics over `scope` (see `ProblemStatistics`), ordered by any of "
+        "them (nulls last in both directions; default: suite order)."
+    )
+    async def problem_stats(
+        self,
+        info: Info,
+        scope: Annotated[
+            ProblemStatsScope | None, strawberry.argument(description="Which runs count; all if omitted.")
+        ] = None,
+        order_by: Annotated[
+            ProblemStatsOrder | None,
+            strawberry.argument(description="The sort order; suite order if omitted."),
+        ] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> Connection[Annotated[ProblemStatistics, strawberry.lazy("oro_graph.graphql.problemstats")]]:
+        from oro_graph.graphql.problemstats import suite_problem_stats
+
+        return await suite_problem_stats(info, self.suite_id, scope, order_by, first, after, last, before)
+
+    @strawberry.field(
         description="Released agent versions submitted while this suite was active, oldest first."
     )
     async def versions(
-        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[
+            AgentVersionFilter | None, strawberry.argument(description="Which versions; all if omitted.")
+        ] = None,
+        order_by: Annotated[
+            AgentVersionOrder | None,
+            strawberry.argument(description="Sort order; by submission, oldest first, by default."),
+        ] = None,
     ) -> Connection[Annotated[AgentVersion, strawberry.lazy("oro_graph.graphql.agents")]]:
         from oro_graph.graphql.agents import AgentVersion
 
+        spec = version_filter(filter, order_by)
+        if spec is not None:
+            return await filtered_edge(
+                info, "version", self.suite_id, spec, AgentVersion.from_row, first, after, last, before
+            )
         loaders = info.context.loaders
         return await edge_connection(
             loaders.version_page_by_suite_id,
@@ -185,6 +234,21 @@ class Problem(relay.Node):
     async def suite(self, info: Info) -> Suite | None:
         row = await info.context.loaders.suite_by_id.load(self.suite_id)
         return Suite.from_row(row) if row else None
+
+    @strawberry.field(
+        description="Its statistics over `scope`: attempts, pass and timeout rates, mean and median score, "
+        "mean duration and discrimination (see `ProblemStatistics`)."
+    )
+    async def stats(
+        self,
+        info: Info,
+        scope: Annotated[
+            ProblemStatsScope | None, strawberry.argument(description="Which runs count; all if omitted.")
+        ] = None,
+    ) -> Annotated[ProblemStatistics, strawberry.lazy("oro_graph.graphql.problemstats")]:
+        from oro_graph.graphql.problemstats import problem_stats
+
+        return await problem_stats(info, self.suite_id, self.problem_id, scope)
 
 
 async def load_by_uuid(loader: Any, values: Iterable[str]) -> list[Any]:

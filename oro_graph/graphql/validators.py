@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ValidatorStatus
 from oro_graph.graphql.evaluations import EvaluationRun
+from oro_graph.graphql.filters import ValidatorFilter, ValidatorOrder, validator_filter
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -25,7 +26,7 @@ from oro_graph.graphql.pagination import (
 )
 from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
 from oro_graph.models import Hotkey
-from oro_graph.services import pages
+from oro_graph.services import filters
 from oro_graph.services.validators import ValidatorView
 
 
@@ -182,21 +183,34 @@ class Validator(relay.Node):
 class ValidatorQuery:
     @strawberry.field(description="Every validator, by hotkey.")
     async def validators(
-        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        filter: Annotated[
+            ValidatorFilter | None, strawberry.argument(description="Which validators; all if omitted.")
+        ] = None,
+        order_by: Annotated[
+            ValidatorOrder | None, strawberry.argument(description="Sort order; by hotkey by default.")
+        ] = None,
     ) -> Connection[Validator]:
         db, loaders = info.context.runtime.db, info.context.loaders
-        page = await db.run(
-            pages.validators_page, make_window("validator.hotkey", first, after, last, before)
+        spec = validator_filter(filter, order_by)
+        name = (
+            "validator.hotkey"
+            if spec.order_by == "hotkey" and not spec.descending
+            else (f"validator.{spec.order_by}.{'desc' if spec.descending else 'asc'}")
         )
+        page = await db.run(filters.validators_page, spec, make_window(name, first, after, last, before))
         views = await loaders.validator_by_hotkey.load_many([row.ss58 for row in page.rows])
         by_key = {v.hotkey.ss58: v for v in views if v is not None}
 
         async def total() -> int:
-            return await db.run(pages.validators_count)
+            return await db.run(filters.validators_count, spec)
 
-        return to_connection(
-            page, "validator.hotkey", lambda row: Validator.from_view(by_key[row.ss58]), total
-        )
+        return to_connection(page, name, lambda row: Validator.from_view(by_key[row.ss58]), total)
 
     @strawberry.field(description="One validator by hotkey; null if it is not a registered validator.")
     async def validator(

@@ -24,6 +24,8 @@ class AgentVersion(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("agent_id", "version_number"),
         Index("ix_agentversion_board", "suite_id", "state", "final_score"),
+        # a suite's versions by submission time (the default order of Suite.versions and its range filter)
+        Index("ix_agentversion_suite_submitted", "suite_id", "submitted_at", "id"),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)

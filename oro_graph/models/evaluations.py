@@ -43,7 +43,11 @@ class EvaluationRun(SQLModel, table=True):
 
 
 class ProblemResult(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("run_id", "problem_id"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "problem_id"),
+        # per-problem statistics and the leaderboard's category filter read (problem, run, score) only
+        Index("ix_problemresult_problem_run_score", "problem_id", "run_id", "score"),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     run_id: uuid.UUID = Field(foreign_key="evaluationrun.id", index=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
@@ -24,7 +25,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from oro_graph import demo
-from oro_graph.analytics import loaders
+from oro_graph.analytics import loaders, metrics
 from oro_graph.analytics.client import Client
 from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
@@ -293,6 +294,33 @@ def test_validators_and_the_graphs_own_figures(
     assert loaders.newest_claim(client, suite_id=1) == loaders.runs(client)["claimed_at"].max()
 
 
+def test_problem_stats_are_the_notebooks_numbers(world: demo.Manifest, client: Client) -> None:
+    # given every problem result of the demo world since day 20, downloaded as the notebooks do
+    since = demo.BASE_TIME + timedelta(days=20)
+    results = loaders.problem_results(client, suite_id=1, since=since)
+    included = results[results["run_is_included"].fillna(False)]
+
+    # when the server computes the same figures
+    stats = loaders.problem_stats(client, 1, since=since).set_index("problem_id")
+    items = loaders.problem_stats(client, 1, since=since, included_only=True).set_index("problem_id")
+
+    # then they equal what metrics computes from the raw rows
+    loss = metrics.timeout_loss(results, by="problem_id").set_index("problem_id")
+    analysis = metrics.item_analysis(included).set_index("problem_id")
+    assert (
+        list(stats.columns) == list(loaders.PROBLEM_STATS_COLUMNS)[1:]
+        and len(stats) == world.counts["problems"]
+    )
+    assert (stats.loc[loss.index, "attempts"] == loss["n_results"]).all()
+    assert np.allclose(stats.loc[loss.index, "timeout_rate"].astype(float), loss["timeout_rate"], atol=1e-12)
+    both = analysis["corrected_r"].notna()
+    assert both.sum() > 0
+    assert np.allclose(
+        items.loc[analysis.index[both], "discrimination"].astype(float), analysis.loc[both, "corrected_r"]
+    )
+    assert items.loc[analysis.index[~both], "discrimination"].isna().all()
+
+
 # ------------------------------------------------------------------------------------- typing and paging
 def test_an_empty_graph_gives_typed_frames_with_every_column(runtime: Runtime, client: Client) -> None:
     # given: an active suite and nothing else
@@ -552,3 +580,30 @@ def test_to_parquet_writes_races_and_their_fields(runtime: Runtime, client: Clie
     assert [by_id[v].race_score for v in first["agent_version_id"]] == first["race_score"].tolist()
     assert field[field["race_number"] == 2]["race_score"].isna().all()  # embargoed while it runs
     assert str(field["race_score"].dtype) == "Float64" and str(field["entered_at"].dt.tz) == "UTC"
+
+
+FLAGGED = """
+query ($flags: [ValidatorFlag!]) {
+  validators(first: 100, filter: {flags: $flags}) { totalCount edges { node { hotkey } } }
+}
+"""
+
+
+def test_validator_flag_filters_agree_with_the_notebooks_rules(world: demo.Manifest, client: Client) -> None:
+    # given the notebooks' flags from every run of the demo world
+    runs = loaders.runs(client)
+    flags = metrics.validator_flags(runs)
+
+    # when the graph filters validators by each flag
+    def flagged(flag: str) -> set[str]:
+        found = client.query(FLAGGED, {"flags": [flag.upper()]})["validators"]
+        assert found["totalCount"] == len(found["edges"])
+        return {e["node"]["hotkey"] for e in found["edges"]}
+
+    # then biased and stale are exactly the notebooks'; slow (the durations rule only) within theirs
+    notebook = {flag: set(flags.loc[flags["flag"] == flag, "hotkey"]) for flag in ("biased", "stale", "slow")}
+    assert flagged("biased") == notebook["biased"] and flagged("stale") == notebook["stale"]
+    assert flagged("slow") <= notebook["slow"]
+    assert notebook["biased"] or notebook["stale"]  # not vacuous on this world
+    both = client.query(FLAGGED, {"flags": ["BIASED", "STALE"]})["validators"]["totalCount"]
+    assert both == len(notebook["biased"] | notebook["stale"])

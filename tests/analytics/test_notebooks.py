@@ -175,6 +175,10 @@ def test_scores_notebook_reconciles_with_the_server(demo_server: DemoServer, tmp
     items = pd.read_csv(csv / "item_analysis.csv")
     assert len(items) == demo_server.manifest["counts"]["problems"]
     assert items["near_dead"].sum() >= 2  # the demo suite has two problems nobody solves and one giveaway
+    # corrected_r is the server's Problem.stats discrimination, equal to the notebook's own item analysis
+    both = items["local_corrected_r"].notna()
+    assert both.sum() > 0 and items.loc[~both, "corrected_r"].isna().all()
+    assert (items.loc[both, "corrected_r"] - items.loc[both, "local_corrected_r"]).abs().max() < 1e-9
     margin = pd.read_csv(csv / "top_margin.csv").iloc[0]
     assert margin["verdict"] in {"above", "below", "uncertain"}
     # the closing summary is written from the same tables

@@ -5,7 +5,7 @@ from pathlib import Path
 from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectType
 
 from oro_graph.graphql.schema import schema
-from oro_graph.graphql.sdl import export_schema, schema_diff
+from oro_graph.graphql.sdl import export_schema, latest_release, schema_diff
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
@@ -97,3 +97,27 @@ def test_enums_are_documented_and_named_for_clients() -> None:
         "STALE",
         "CANCELLED",
     }
+
+
+def test_latest_release_is_the_highest_version(tmp_path: Path) -> None:
+    # given
+    for name in ("v0.9.0.graphql", "v0.10.0.graphql", "v0.2.1.graphql", "notes.graphql"):
+        (tmp_path / name).write_text("type Query { a: Int }")
+
+    # when
+    latest = latest_release(tmp_path)
+
+    # then
+    assert latest is not None and latest.name == "v0.10.0.graphql"
+
+
+def test_committed_schema_has_no_breaking_change_against_the_last_release() -> None:
+    # given the last released SDL (schema/releases/, see CONTRACTS section 7)
+    release = latest_release()
+    assert release is not None, "schema/releases/ holds no v<version>.graphql"
+
+    # when
+    diff = schema_diff(release.read_text(), SCHEMA_FILE.read_text())
+
+    # then: only additions; removing or narrowing needs a deprecation first
+    assert diff.breaking == [], f"breaking changes against {release.name}: {diff.breaking}"

@@ -449,7 +449,7 @@ def _every_path(w: PrivateWorld, bob: str, eve: str) -> list[tuple[str, dict[str
     return documents
 
 
-SIGNED_QUERIES = ("query { myInferenceAuth ",)  # roots that answer only their signed caller
+SIGNED_QUERIES = ("query { myInferenceAuth ", "query { viewer ")  # roots that answer only their signed caller
 
 
 @pytest.fixture

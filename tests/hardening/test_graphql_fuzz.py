@@ -19,7 +19,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import graphql
@@ -277,6 +277,7 @@ SCALARS = {
     "Boolean": lambda v: isinstance(v, bool),
     "UUID": lambda v: isinstance(v, str) and uuid.UUID(v) is not None,
     "DateTime": lambda v: isinstance(v, str) and datetime.fromisoformat(v) is not None,
+    "Date": lambda v: isinstance(v, str) and date.fromisoformat(v) is not None,  # a UTC day (`aggregates`)
     "JSON": lambda v: True,
 }
 
