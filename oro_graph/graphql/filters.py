@@ -32,7 +32,11 @@ class ProblemStatsScope:
         default=None, description="Runs claimed at or after this (UTC)."
     )
     until: datetime | None = strawberry.field(default=None, description="Runs claimed before this (UTC).")
-    race_id: uuid.UUID | None = strawberry.field(default=None, description="Only this race's runs.")
+    race_id: uuid.UUID | None = strawberry.field(
+        default=None,
+        description="Only this race's runs. Without it, the suite's own runs (race runs see only a "
+        "race's drawn problems).",
+    )
     included_only: bool = strawberry.field(
         default=False,
         description="Only runs counted in a final score (`isIncluded`), as the notebooks' item analysis.",

@@ -41,7 +41,8 @@ EPSILON = 1e-12  # as metrics._colwise_corr: no correlation without variance
 
 @dataclass(frozen=True)
 class Scope:
-    """Which runs count: claimed in [since, until), of one race, only included runs; all when empty."""
+    """Which runs count: claimed in [since, until), of one race (without a race: the suite's own runs,
+    never race runs, which see only a race's drawn problems), only included runs; all when empty."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -87,6 +88,8 @@ def _scoped(stmt: Any, suite_id: int, scope: Scope) -> Any:
         stmt = stmt.where(col(EvaluationRun.claimed_at) < scope.until)
     if scope.race_id is not None:
         stmt = stmt.where(EvaluationRun.race_id == scope.race_id)
+    else:
+        stmt = stmt.where(col(EvaluationRun.race_id).is_(None))
     if scope.included_only:
         stmt = stmt.where(col(EvaluationRun.is_included).is_(True))
     return stmt

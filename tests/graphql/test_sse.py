@@ -333,7 +333,8 @@ def test_an_idle_stream_gets_comment_lines(live, monkeypatch):
             lines = []
             for line in response.iter_lines():
                 lines.append(line)
-                if len(lines) >= 4:
+                if len(lines) >= 6:
                     break
-    # then it got comments (which EventSource and graphql-sse clients ignore), and no event
-    assert [line for line in lines if line] == [":", ":"]
+    # then it got comments (which EventSource and graphql-sse clients ignore): the opening one, then
+    # keep-alives, and no event
+    assert [line for line in lines if line] == [": stream open", ":", ":"]
