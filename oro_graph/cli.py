@@ -306,7 +306,8 @@ def suites_import(
     verb = "imported" if result.created else "already present as"
     state = "active" if result.suite.is_active else "inactive"
     console.print(
-        f"{verb} suite {result.suite.id} (version {result.suite.version}, {result.problems} problems, {state})"
+        f"{verb} suite {result.suite.id} "
+        f"(version {result.suite.version}, {result.problems} problems, {state})"
     )
 
 
@@ -390,10 +391,12 @@ def mirror(
         except mirroring.MirrorError as exc:
             raise _fail(str(exc)) from exc
     console.print(
-        f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}"
+        f"added {json.dumps(counts.added, sort_keys=True)}; "
+        f"updated {json.dumps(counts.updated, sort_keys=True)}"
     )
     console.print(
-        f"{traffic.requests} requests, {traffic.retries} retried, {traffic.waited_seconds:.0f} s waiting for the source's limits"
+        f"{traffic.requests} requests, {traffic.retries} retried, "
+        f"{traffic.waited_seconds:.0f} s waiting for the source's limits"
     )
 
 

@@ -151,7 +151,12 @@ class S3Storage:
         url = self._s3.generate_presigned_url(
             "put_object",
             # ContentLength is signed: the store refuses a body of any other size.
-            Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type, "ContentLength": max_bytes},
+            Params={
+                "Bucket": self.bucket,
+                "Key": check_key(key),
+                "ContentType": content_type,
+                "ContentLength": max_bytes,
+            },
             ExpiresIn=seconds,
         )
         return SignedUrl(url=url, expires_at=_in(seconds), method="PUT")
@@ -163,5 +168,9 @@ def _in(seconds: int) -> datetime:
 
 def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
-        return S3Storage(bucket=settings.s3_bucket or "", endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
-    return LocalStorage(settings.state_dir / "artifacts", secret=settings.secret, base_url=settings.public_base_url)
+        return S3Storage(
+            bucket=settings.s3_bucket or "", endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        )
+    return LocalStorage(
+        settings.state_dir / "artifacts", secret=settings.secret, base_url=settings.public_base_url
+    )

@@ -110,7 +110,9 @@ def make_world(rt: Runtime) -> World:
     return World(suite, miners, validators)
 
 
-def make_eligible(rt: Runtime, world: World, miner: str, name: str, scores: list[float], *, now: datetime | None = None) -> object:
+def make_eligible(
+    rt: Runtime, world: World, miner: str, name: str, scores: list[float], *, now: datetime | None = None
+) -> object:
     """Submit a version and drive it to ELIGIBLE with one successful run per score."""
     admission = submit(rt, miner, name, now=now)
     for validator, score in zip(world.validators, scores, strict=False):

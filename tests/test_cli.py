@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from oro_graph.cli import app
-
 from tests.factories import keypair
 
 SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"

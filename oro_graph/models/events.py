@@ -22,7 +22,9 @@ class Event(SQLModel, table=True):
     )
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only that type aliases the rowid (autoincrement)
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
+    )
     topic: str = Field(max_length=16)  # "run" or "board"
     kind: str = Field(max_length=32)
     run_id: uuid.UUID | None = None

@@ -8,8 +8,8 @@ order per writer; readers poll from their cursor, woken early by a notifier when
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -71,7 +71,9 @@ def record(
             session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-def run_events(session: Session, run_id: uuid.UUID, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+def run_events(
+    session: Session, run_id: uuid.UUID, *, after: int = 0, limit: int = MAX_READ
+) -> Sequence[Event]:
     stmt = (
         select(Event)
         .where(Event.run_id == run_id, Event.topic == "run", col(Event.id) > after)
@@ -81,7 +83,9 @@ def run_events(session: Session, run_id: uuid.UUID, *, after: int = 0, limit: in
     return session.exec(stmt).all()
 
 
-def board_events(session: Session, suite_id: int, *, after: int = 0, limit: int = MAX_READ) -> Sequence[Event]:
+def board_events(
+    session: Session, suite_id: int, *, after: int = 0, limit: int = MAX_READ
+) -> Sequence[Event]:
     stmt = (
         select(Event)
         .where(Event.suite_id == suite_id, Event.topic == "board", col(Event.id) > after)

@@ -46,7 +46,9 @@ def list_validators(session: Session, hotkeys: list[str] | None = None) -> list[
         stmt = stmt.where(col(Hotkey.ss58).in_(hotkeys))
     keys = list(session.exec(stmt))
     ss58 = [k.ss58 for k in keys]
-    states = {s.hotkey: s for s in session.exec(select(ValidatorState).where(col(ValidatorState.hotkey).in_(ss58)))}
+    states = {
+        s.hotkey: s for s in session.exec(select(ValidatorState).where(col(ValidatorState.hotkey).in_(ss58)))
+    }
     current: dict[str, tuple[EvaluationRun, AgentVersion, Agent]] = {}
     rows = session.exec(
         select(EvaluationRun, AgentVersion, Agent)
@@ -136,7 +138,6 @@ def pending_evaluations(
     return PendingPage(items, total, int(needed), int(active), None)
 
 
-
 def validators_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str, ValidatorView]:
     return {view.hotkey.ss58: view for view in list_validators(session, list(hotkeys))}
 
@@ -144,7 +145,11 @@ def validators_by_hotkeys(session: Session, hotkeys: Iterable[str]) -> dict[str,
 def progress_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, float]:
     """The share of its suite's problems each run has finished, in percent (as ``running_evaluations``)."""
     run_ids = list(ids)
-    suite_of = dict(session.exec(select(EvaluationRun.id, EvaluationRun.suite_id).where(col(EvaluationRun.id).in_(run_ids))).all())
+    suite_of = dict(
+        session.exec(
+            select(EvaluationRun.id, EvaluationRun.suite_id).where(col(EvaluationRun.id).in_(run_ids))
+        ).all()
+    )
     sizes = dict(
         session.exec(
             select(Problem.suite_id, func.count())

@@ -6,7 +6,10 @@ import pytest
 
 from oro_graph.analytics.client import Client, GraphQLError, frame
 
-PAGED = "query($first: Int, $after: String) { things(first: $first, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+PAGED = (
+    "query($first: Int, $after: String) { things(first: $first, after: $after) "
+    "{ edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+)
 
 
 def _client(handler, **kw):
@@ -15,7 +18,9 @@ def _client(handler, **kw):
 
 def test_query_raises_on_errors_sent_with_200():
     def handler(request):
-        return httpx.Response(200, json={"data": None, "errors": [{"message": "boom", "extensions": {"code": "FORBIDDEN"}}]})
+        return httpx.Response(
+            200, json={"data": None, "errors": [{"message": "boom", "extensions": {"code": "FORBIDDEN"}}]}
+        )
 
     with pytest.raises(GraphQLError, match=r"boom \[FORBIDDEN\]"):
         _client(handler).query("{ x }")
@@ -65,7 +70,12 @@ def test_paginate_follows_cursors_lazily():
         seen.append(variables["after"])
         ids, cursor, more = pages[variables["after"]]
         edges = [{"node": {"id": i}} for i in ids]
-        return httpx.Response(200, json={"data": {"things": {"edges": edges, "pageInfo": {"hasNextPage": more, "endCursor": cursor}}}})
+        return httpx.Response(
+            200,
+            json={
+                "data": {"things": {"edges": edges, "pageInfo": {"hasNextPage": more, "endCursor": cursor}}}
+            },
+        )
 
     nodes = _client(handler).paginate(PAGED, {}, ["things"], page_size=2)
     assert next(nodes) == {"id": "a"} and seen == [None]  # lazy: one page fetched so far
@@ -75,19 +85,47 @@ def test_paginate_follows_cursors_lazily():
 
 def test_paginate_stops_on_a_repeated_cursor():
     def handler(request):
-        return httpx.Response(200, json={"data": {"things": {"edges": [{"node": {"id": 1}}], "pageInfo": {"hasNextPage": True, "endCursor": "same"}}}})
+        return httpx.Response(
+            200,
+            json={
+                "data": {
+                    "things": {
+                        "edges": [{"node": {"id": 1}}],
+                        "pageInfo": {"hasNextPage": True, "endCursor": "same"},
+                    }
+                }
+            },
+        )
 
     with pytest.raises(GraphQLError, match="repeated cursor"):
         list(_client(handler).paginate(PAGED, {}, ["things"]))
 
 
-COLUMNS = {"id": "str", "validator_score": "float", "claimed_at": "datetime", "status": "category", "agent_version_version_number": "int"}
+COLUMNS = {
+    "id": "str",
+    "validator_score": "float",
+    "claimed_at": "datetime",
+    "status": "category",
+    "agent_version_version_number": "int",
+}
 
 
 def test_frame_flattens_and_types():
     nodes = [
-        {"id": "r1", "validatorScore": 0.5, "claimedAt": "2026-10-01T00:00:00+00:00", "status": "SUCCESS", "agentVersion": {"versionNumber": 2}},
-        {"id": "r2", "validatorScore": None, "claimedAt": "2026-10-02T12:00:00Z", "status": "STALE", "agentVersion": {"versionNumber": 1}},
+        {
+            "id": "r1",
+            "validatorScore": 0.5,
+            "claimedAt": "2026-10-01T00:00:00+00:00",
+            "status": "SUCCESS",
+            "agentVersion": {"versionNumber": 2},
+        },
+        {
+            "id": "r2",
+            "validatorScore": None,
+            "claimedAt": "2026-10-02T12:00:00Z",
+            "status": "STALE",
+            "agentVersion": {"versionNumber": 1},
+        },
     ]
     df = frame(nodes, columns=COLUMNS, categories={"status": ["SUCCESS", "FAILED", "STALE"]})
     assert list(df.columns) == list(COLUMNS)

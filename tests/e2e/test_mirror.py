@@ -8,10 +8,18 @@ from sqlmodel import select
 from oro_graph import mirror as mirroring
 from oro_graph.db import Database
 from oro_graph.migrations import upgrade
-from oro_graph.models import Agent, AgentVersion, EvaluationRun, Hotkey, Problem, ProblemResult, Suite, TopAgentHistory
+from oro_graph.models import (
+    Agent,
+    AgentVersion,
+    EvaluationRun,
+    Hotkey,
+    Problem,
+    ProblemResult,
+    Suite,
+    TopAgentHistory,
+)
 from oro_graph.services import invariants
 from oro_graph.settings import Settings
-
 from tests.rest.seed import seed
 
 TABLES = {

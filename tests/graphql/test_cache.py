@@ -11,7 +11,9 @@ from oro_graph.settings import Settings
 from tests.factories import make_eligible, make_world, submit
 from tests.graphql.conftest import signed
 
-BOARD = "query($first: Int) { leaderboard(first: $first) { totalCount edges { node { agentName finalScore } } } }"
+BOARD = (
+    "query($first: Int) { leaderboard(first: $first) { totalCount edges { node { agentName finalScore } } } }"
+)
 
 
 def _post(client: TestClient, variables=None, **kw):
@@ -70,6 +72,8 @@ def test_a_write_by_another_process_invalidates_through_redis(runtime: Runtime, 
 
 def test_no_cache_for_several_workers_without_redis(runtime: Runtime) -> None:
     settings = Settings(**{**runtime.settings.model_dump(), "workers": 2})
-    with TestClient(create_app(settings, runtime=Runtime.build(settings, db=runtime.db), migrate=False)) as client:
+    with TestClient(
+        create_app(settings, runtime=Runtime.build(settings, db=runtime.db), migrate=False)
+    ) as client:
         _post(client)
         assert "x-cache" not in _post(client).headers

@@ -84,5 +84,13 @@ def test_every_field_resolves_on_the_demo_world(runtime, gql: Gql) -> None:
 
 def test_the_generated_documents_cover_the_types() -> None:
     covered = " ".join(_document(root) for root in ROOTS)
-    for name in ("scoreInterval", "reliability", "validatorVariance", "problemResults", "workItem", "miner", "agent"):
+    for name in (
+        "scoreInterval",
+        "reliability",
+        "validatorVariance",
+        "problemResults",
+        "workItem",
+        "miner",
+        "agent",
+    ):
         assert name in covered, name

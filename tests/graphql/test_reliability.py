@@ -28,7 +28,9 @@ query { currentSuite { validatorVariance { versions meanSpread maxSpread buckets
 """
 
 INTERVALS = """
-query { leaderboard(first: 10) { edges { node { agentVersion { agentVersionId scoreInterval { mean lower upper problems } } } } } }
+query { leaderboard(first: 10) { edges { node {
+  agentVersion { agentVersionId scoreInterval { mean lower upper problems } }
+} } } }
 """
 
 
@@ -39,7 +41,14 @@ def _world(rt):
     make_eligible(rt, world, world.miners[1], "b", [0.70, 0.95], now=t0 + timedelta(hours=1))
     submit(rt, register(rt, "Ferdie"), "c", now=t0 + timedelta(hours=2))
     c = claim(rt, world.validators[2], now=t0 + timedelta(hours=2))
-    complete(rt, c.run.id, world.validators[2], status=RunStatus.FAILED, score=None, now=t0 + timedelta(hours=2, minutes=4))
+    complete(
+        rt,
+        c.run.id,
+        world.validators[2],
+        status=RunStatus.FAILED,
+        score=None,
+        now=t0 + timedelta(hours=2, minutes=4),
+    )
     claim(rt, world.validators[0], now=t0 + timedelta(hours=3))
     rt.db.call(evaluations.expire_leases, now=t0 + timedelta(hours=4))
     return world

@@ -61,8 +61,12 @@ def _lifecycle(rt: Runtime, run_id: Any, validator: str) -> None:
     complete(rt, run_id, validator, score=0.8)
 
 
-async def _collect(rt: Runtime, document: str, variables: dict[str, Any], *, until: str, limit: int = 50) -> list[dict]:
-    stream = await schema.subscribe(document, variable_values=variables, context_value=Context(rt, headers={}))
+async def _collect(
+    rt: Runtime, document: str, variables: dict[str, Any], *, until: str, limit: int = 50
+) -> list[dict]:
+    stream = await schema.subscribe(
+        document, variable_values=variables, context_value=Context(rt, headers={})
+    )
     assert not hasattr(stream, "errors"), stream
     got: list[dict] = []
     async for result in stream:
@@ -101,7 +105,12 @@ def test_run_progress_resumes_after_a_cursor(runtime: Runtime) -> None:
     everything = asyncio.run(_collect(runtime, RUN_PROGRESS, {"runId": str(c.run.id)}, until="RunFinished"))
     # a client that saw the first two events reconnects with the second's cursor
     rest = asyncio.run(
-        _collect(runtime, RUN_PROGRESS, {"runId": str(c.run.id), "after": everything[1]["cursor"]}, until="RunFinished")
+        _collect(
+            runtime,
+            RUN_PROGRESS,
+            {"runId": str(c.run.id), "after": everything[1]["cursor"]},
+            until="RunFinished",
+        )
     )
     assert rest == everything[2:]
 
@@ -139,10 +148,19 @@ def test_over_websocket_graphql_transport_ws(runtime: Runtime) -> None:
     from oro_graph.app import create_app
 
     app = create_app(runtime.settings, runtime=runtime, migrate=False)
-    with TestClient(app) as client, client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws,
+    ):
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json()["type"] == "connection_ack"
-        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": RUN_PROGRESS, "variables": {"runId": str(c.run.id)}}})
+        ws.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": RUN_PROGRESS, "variables": {"runId": str(c.run.id)}},
+            }
+        )
         kinds = []
         while True:
             message = ws.receive_json()
@@ -184,7 +202,9 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
     }
     other = subprocess.Popen(
         [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     from oro_graph.app import create_app
 
@@ -202,19 +222,29 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
         def heartbeat_elsewhere() -> None:
             time.sleep(0.5)
             headers = sign_headers(keypair("Charlie"))
-            mutation = 'mutation($id: UUID!) { heartbeat(runId: $id) { __typename } }'
-            r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": mutation, "variables": {"id": str(c.run.id)}}, headers=headers)
+            mutation = "mutation($id: UUID!) { heartbeat(runId: $id) { __typename } }"
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": mutation, "variables": {"id": str(c.run.id)}},
+                headers=headers,
+            )
             assert r.status_code == 200 and "errors" not in r.json(), r.text
             complete_doc = (
-                'mutation($id: UUID!) { completeRun(runId: $id, terminalStatus: FAILED) { __typename } }'
+                "mutation($id: UUID!) { completeRun(runId: $id, terminalStatus: FAILED) { __typename } }"
             )
-            r = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": complete_doc, "variables": {"id": str(c.run.id)}}, headers=sign_headers(keypair("Charlie")))
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": complete_doc, "variables": {"id": str(c.run.id)}},
+                headers=sign_headers(keypair("Charlie")),
+            )
             assert r.status_code == 200 and "errors" not in r.json(), r.text
 
         writer = threading.Thread(target=heartbeat_elsewhere)
         with TestClient(app) as client:
             writer.start()
-            with client.stream("POST", "/graphql/stream", json={"query": RUN_PROGRESS, "variables": {"runId": str(c.run.id)}}) as response:
+            with client.stream(
+                "POST", "/graphql/stream", json={"query": RUN_PROGRESS, "variables": {"runId": str(c.run.id)}}
+            ) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 seen = []
                 for event, data in _sse_events(response):

@@ -17,7 +17,6 @@ from oro_graph.errors import (
 )
 from oro_graph.models import utcnow
 from oro_graph.services import artifacts, credentials, evaluations, suites
-
 from tests.factories import claim, make_eligible, make_world, submit
 
 
@@ -66,7 +65,9 @@ def test_presign_upload_rules(runtime):
             content_type="application/gzip",
         )
         args.update(kw)
-        return runtime.db.call(artifacts.presign_upload, settings=runtime.settings, storage=runtime.storage, **args)
+        return runtime.db.call(
+            artifacts.presign_upload, settings=runtime.settings, storage=runtime.storage, **args
+        )
 
     grant = presign()
     assert grant.key.startswith(f"runs/{c.run.id}/{problem.id}/") and grant.url.method == "PUT"
@@ -83,11 +84,15 @@ def test_presign_upload_rules(runtime):
 def test_credentials_are_encrypted_at_rest(runtime):
     world = make_world(runtime)
     token = "chutes-refresh-token-SECRET-123"
-    status = runtime.db.call(credentials.store_credential, hotkey=world.miners[0], token=token, secret=runtime.settings.secret)
+    status = runtime.db.call(
+        credentials.store_credential, hotkey=world.miners[0], token=token, secret=runtime.settings.secret
+    )
     assert status.connected
     with runtime.db.engine.connect() as conn:
         raw = conn.execute(text("SELECT ciphertext FROM inferencecredential")).scalar_one()
     assert token.encode() not in bytes(raw)
     assert runtime.db.call(credentials.credential_status, hotkey=world.miners[1]).connected is False
-    revealed = runtime.db.call(credentials.reveal_credential, hotkey=world.miners[0], secret=runtime.settings.secret)
+    revealed = runtime.db.call(
+        credentials.reveal_credential, hotkey=world.miners[0], secret=runtime.settings.secret
+    )
     assert revealed == token

@@ -9,8 +9,8 @@ from datetime import timedelta
 from oro_graph.errors import AtCapacity, OroError
 from oro_graph.models import Role, RunStatus, utcnow
 from oro_graph.services import invariants
-
 from tests.factories import claim, complete, make_suite, register, submit
+
 
 def assert_invariants(rt) -> None:
     broken = rt.db.call(
@@ -92,7 +92,9 @@ def test_completions_of_different_versions_crown_one_top(runtime):
             firsts[c.run.agent_version_id] = (v, c)
     for v, c in firsts.values():
         complete(runtime, c.run.id, v, score=0.5)
-    results = _run_at_once(len(seconds), lambda i: complete(runtime, seconds[i][1].run.id, seconds[i][0], score=0.5 + i / 100))
+    results = _run_at_once(
+        len(seconds), lambda i: complete(runtime, seconds[i][1].run.id, seconds[i][0], score=0.5 + i / 100)
+    )
     assert all(not isinstance(r, Exception) and r.became_eligible for r in results)
     assert_invariants(runtime)
 
@@ -106,7 +108,9 @@ def test_heartbeat_racing_completion(runtime):
 
     def act(i: int):
         if i % 2:
-            return runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings)
+            return runtime.db.call(
+                evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings
+            )
         return complete(runtime, c.run.id, v, status=RunStatus.FAILED, score=None)
 
     results = _run_at_once(6, act)

@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from oro_graph.models import ProblemStatus, RunStatus, utcnow
 from oro_graph.services import evaluations, events, suites
-
 from tests.factories import claim, complete, make_eligible, make_world, register, submit
 
 
@@ -19,24 +18,42 @@ def test_a_runs_life_is_logged_in_order(runtime):
     c = claim(runtime, v, now=t0)
     p = runtime.db.call(suites.problems_for_suite, world.suite.id)[0].id
     # when
-    runtime.db.call(evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings, now=t0)
     runtime.db.call(
-        evaluations.update_progress, run_id=c.run.id, validator_hotkey=v,
-        problems=[evaluations.ProblemUpdate(p, ProblemStatus.RUNNING)], now=t0,
+        evaluations.heartbeat, run_id=c.run.id, validator_hotkey=v, settings=runtime.settings, now=t0
     )
     runtime.db.call(
-        evaluations.update_progress, run_id=c.run.id, validator_hotkey=v,
-        problems=[evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=0.75)], now=t0,
+        evaluations.update_progress,
+        run_id=c.run.id,
+        validator_hotkey=v,
+        problems=[evaluations.ProblemUpdate(p, ProblemStatus.RUNNING)],
+        now=t0,
+    )
+    runtime.db.call(
+        evaluations.update_progress,
+        run_id=c.run.id,
+        validator_hotkey=v,
+        problems=[evaluations.ProblemUpdate(p, ProblemStatus.SUCCESS, score=0.75)],
+        now=t0,
     )
     complete(runtime, c.run.id, v, score=0.75, now=t0)
     # then
     log = runtime.db.call(events.run_events, c.run.id)
-    assert _kinds(log) == ["CLAIMED", "STATUS_CHANGED", "HEARTBEAT", "PROBLEM_STARTED", "PROBLEM_SCORED", "FINISHED"]
+    assert _kinds(log) == [
+        "CLAIMED",
+        "STATUS_CHANGED",
+        "HEARTBEAT",
+        "PROBLEM_STARTED",
+        "PROBLEM_SCORED",
+        "FINISHED",
+    ]
     assert log[1].payload == {"from": "CLAIMED", "to": "RUNNING"}
     assert log[4].payload["score"] == 0.75
     assert log[5].payload == {"status": "SUCCESS", "validator_score": 0.75, "became_eligible": False}
     # a cursor resumes after what was seen
-    assert _kinds(runtime.db.call(events.run_events, c.run.id, after=log[3].id)) == ["PROBLEM_SCORED", "FINISHED"]
+    assert _kinds(runtime.db.call(events.run_events, c.run.id, after=log[3].id)) == [
+        "PROBLEM_SCORED",
+        "FINISHED",
+    ]
 
 
 def test_failed_writes_leave_no_events(runtime):
@@ -66,7 +83,9 @@ def test_board_events_enter_move_and_crown(runtime):
     t0 = utcnow() - timedelta(days=1)
     low = make_eligible(runtime, world, world.miners[0], "low", [0.3, 0.3], now=t0)
     high = make_eligible(runtime, world, world.miners[1], "high", [0.9, 0.9], now=t0 + timedelta(hours=1))
-    mid = make_eligible(runtime, world, register(runtime, "Ferdie"), "mid", [0.5, 0.5], now=t0 + timedelta(hours=2))
+    mid = make_eligible(
+        runtime, world, register(runtime, "Ferdie"), "mid", [0.5, 0.5], now=t0 + timedelta(hours=2)
+    )
     log = runtime.db.call(events.board_events, world.suite.id)
     summary = [(e.kind, e.agent_version_id, (e.payload or {}).get("rank")) for e in log]
     assert summary == [
