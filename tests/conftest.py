@@ -161,16 +161,24 @@ def redis_url() -> str:
 
 
 # Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command): a module's tests stay on
-# one worker (module fixtures are built once), and everything under tests/hardening runs on one
-# worker, in order: those tests start server processes that share Redis db 13 and flush it. The
-# fuzzers (the longest modules) use neither, so each may run beside them on the other worker.
-FUZZERS = ("test_fuzz.py", "test_graphql_fuzz.py", "test_subscription_fuzz.py")
+# one worker (module fixtures are built once), and the tests under tests/hardening that start server
+# processes run on one worker, in order: those processes share Redis db 13 and flush it. The other
+# hardening modules (in-thread servers, like the REST suite's; the fuzzers, the longest modules) are
+# ordinary modules, so that one worker does not carry most of tests/hardening alone.
+PROCESS_MODULES = (
+    "test_faults.py",
+    "test_floods.py",
+    "test_load.py",
+    "test_races.py",
+    "test_redis_outage.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.as_posix()
-        shared = "/tests/hardening/" in path and item.path.name not in FUZZERS
+        processes = item.path.name in PROCESS_MODULES or "process_redis" in getattr(item, "fixturenames", ())
+        shared = "/tests/hardening/" in path and processes
         item.add_marker(pytest.mark.xdist_group("hardening" if shared else path))
 
 
