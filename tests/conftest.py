@@ -1,7 +1,8 @@
 """Fixtures: every database test runs on SQLite and on PostgreSQL, isolated per test.
 
 PostgreSQL: one throwaway database per test session (created on the server named by
-ORO_TEST_POSTGRES_URL, migrated once with Alembic), emptied with TRUNCATE after each test.
+ORO_TEST_POSTGRES_URL, migrated once with Alembic), emptied after each test. SQLite: a file
+migrated once per session, copied for each test.
 Without a reachable server the PostgreSQL cases skip with one line saying how to enable them;
 under CI (CI=true) an unreachable PostgreSQL or Redis is a failure.
 """
@@ -61,8 +62,8 @@ def pg_database() -> Iterator[str]:
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-        # A throwaway database need not wait for the disk at each commit (nothing here must survive
-        # a crash of the server); most of the suite's PostgreSQL time was spent waiting for fsync.
+        # A throwaway database need not wait for the disk at each commit: nothing here must survive
+        # a crash of the server.
         conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
