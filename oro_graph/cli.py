@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from oro_graph.errors import OroError
@@ -35,7 +35,7 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _database(settings: Settings, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+def _database(settings: Settings, *, migrate: bool = True):
     from oro_graph.db import Database
     from oro_graph.migrations import upgrade
 
@@ -173,7 +173,7 @@ def _bind_problem(host: str, port: int) -> str | None:
 
 
 def _fill_demo(
-    db,  # type: ignore[no-untyped-def]
+    db,
     settings: Settings,
     *,
     seed: int,
@@ -306,7 +306,8 @@ def suites_import(
     verb = "imported" if result.created else "already present as"
     state = "active" if result.suite.is_active else "inactive"
     console.print(
-        f"{verb} suite {result.suite.id} (version {result.suite.version}, {result.problems} problems, {state})"
+        f"{verb} suite {result.suite.id} "
+        f"(version {result.suite.version}, {result.problems} problems, {state})"
     )
 
 
@@ -366,14 +367,14 @@ def mirror(
     db = _database(_settings())
     traffic = mirroring.Traffic()
     with _progress() as progress:
-        tasks: dict[str, object] = {}
+        tasks: dict[str, TaskID] = {}
         labels: dict[str, str] = {}
 
         def advance(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
                 labels[stage] = stage
-            progress.update(tasks[stage], completed=done, total=total, description=labels[stage])  # type: ignore[arg-type]
+            progress.update(tasks[stage], completed=done, total=total, description=labels[stage])
 
         def waiting(seconds: float, why: str) -> None:
             until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
@@ -381,7 +382,7 @@ def mirror(
             for stage, task in tasks.items():  # the bar says so too, until the next step
                 progress.update(
                     task, description=f"{labels[stage]} [yellow](waiting {seconds:.0f} s)[/yellow]"
-                )  # type: ignore[arg-type]
+                )
 
         try:
             counts = mirroring.mirror(
@@ -390,10 +391,12 @@ def mirror(
         except mirroring.MirrorError as exc:
             raise _fail(str(exc)) from exc
     console.print(
-        f"added {json.dumps(counts.added, sort_keys=True)}; updated {json.dumps(counts.updated, sort_keys=True)}"
+        f"added {json.dumps(counts.added, sort_keys=True)}; "
+        f"updated {json.dumps(counts.updated, sort_keys=True)}"
     )
     console.print(
-        f"{traffic.requests} requests, {traffic.retries} retried, {traffic.waited_seconds:.0f} s waiting for the source's limits"
+        f"{traffic.requests} requests, {traffic.retries} retried, "
+        f"{traffic.waited_seconds:.0f} s waiting for the source's limits"
     )
 
 
@@ -462,7 +465,7 @@ def schema_diff(
         raise typer.Exit(code=1)
 
 
-def _race_row(table: Table, race) -> None:  # type: ignore[no-untyped-def]
+def _race_row(table: Table, race) -> None:
     table.add_row(
         str(race.race_number),
         str(race.id),
@@ -474,7 +477,7 @@ def _race_row(table: Table, race) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _race_command(fn, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def _race_command(fn, **kwargs) -> None:
     settings = _settings()
     try:
         race = _database(settings).call(fn, **kwargs)

@@ -202,7 +202,8 @@ def mirror(
 
     client = _client(url, rate=rate, on_wait=on_wait, traffic=traffic)
     try:
-        return _mirror(db, client, suite_id=suite_id, progress=progress)
+        with client:  # its connections are closed when the mirror is done, not left to the collector
+            return _mirror(db, client, suite_id=suite_id, progress=progress)
     except httpx.HTTPError as exc:
         raise MirrorError(f"could not reach {url}: {exc}") from exc
     except UnexpectedStatus as exc:

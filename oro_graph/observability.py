@@ -350,7 +350,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-JsonFormatter.converter = time.gmtime  # type: ignore[assignment]
+JsonFormatter.converter = time.gmtime
 
 
 def log_config(settings: Settings) -> dict[str, Any] | None:

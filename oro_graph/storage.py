@@ -128,7 +128,7 @@ class S3Storage:
 
     def get(self, key: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()  # type: ignore[no-any-return]
+            return self._s3.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
         except self._s3.exceptions.NoSuchKey as exc:
             raise ArtifactNotFound(f"artifact {key} does not exist") from exc
 

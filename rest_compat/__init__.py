@@ -23,6 +23,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     """Add the /v1 routers, the error handler, the cache of hot public reads, the rate limits and
     the size caps to ``app``."""
     limits = runtime.rate_limits
+    if limits is None:
+        raise ValueError("the runtime has no rate limits: build it with Runtime.build")
     app.state.runtime = runtime
     app.state.rate_limits = limits
     settings = runtime.settings

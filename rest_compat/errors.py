@@ -36,7 +36,7 @@ class ErrorBody(BaseModel):
 def error_model(code: ErrorCode) -> type[BaseModel]:
     """``SUITE_NOT_FOUND`` -> ``SuiteNotFoundError``: the client's model name for that code."""
     name = "".join(part.title() for part in code.value.split("_")) + "Error"
-    fields: dict[str, Any] = {"error_code": (Literal[code.value], code.value)}  # type: ignore[valid-type]
+    fields: dict[str, Any] = {"error_code": (Literal[code.value], code.value)}
     if code in (ErrorCode.COOLDOWN_ACTIVE, ErrorCode.RATE_LIMIT_EXCEEDED):
         # Required in CooldownActiveError; a hint in RateLimitExceededError. Also sent as Retry-After.
         fields["remaining_seconds"] = (int if code == ErrorCode.COOLDOWN_ACTIVE else int | None, ...)

@@ -85,7 +85,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
         name: {"type": "apiKey", "in": "header", "name": header, "description": description}
         for name, (header, description) in SCHEMES.items()
     }
-    requirement = {name: [] for name in SCHEMES}
+    requirement: dict[str, list[str]] = {name: [] for name in SCHEMES}
     for path, methods in document.get("paths", {}).items():
         for method, operation in methods.items():
             if path.startswith(SIGNED_PREFIXES):

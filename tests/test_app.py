@@ -9,7 +9,6 @@ from sqlmodel import select
 from oro_graph.app import create_app
 from oro_graph.models import EvaluationRun, RunStatus, WorkItem
 from oro_graph.runtime import Runtime
-
 from tests.factories import claim, make_world, submit
 
 

@@ -2,13 +2,11 @@ import re
 import time
 
 import pytest
-
 from sqlmodel import select
 
 from oro_graph.auth import DatabaseNonceStore, MemoryNonceStore, SignatureVerifier, sign_headers
 from oro_graph.errors import Unauthenticated
 from oro_graph.models import UsedNonce
-
 from tests.factories import keypair
 
 

@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from oro_graph.cli import app
-
 from tests.factories import keypair
 
 SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"
@@ -97,7 +96,7 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path):
             except httpx.HTTPError:
                 if proc.poll() is not None:
                     break
-                time.sleep(0.3)
+                time.sleep(0.05)
         assert body == {"status": "ok", "database": "ok", "redis": "off", "version": "0.1.0"}, (
             proc.stdout.read1().decode() if body is None else body
         )
@@ -105,6 +104,7 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        proc.stdout.close()
     assert json.loads(json.dumps(body))["status"] == "ok"
 
 

@@ -21,10 +21,13 @@ INVARIANTS: dict[str, str] = {
         "SELECT count(*) FROM workitem w WHERE included_successes <> (SELECT count(*) FROM evaluationrun r "
         "WHERE r.work_item_id = w.id AND r.is_included)"
     ),
-    "included_runs_not_successful": "SELECT count(*) FROM evaluationrun WHERE is_included AND status <> 'SUCCESS'",
+    "included_runs_not_successful": (
+        "SELECT count(*) FROM evaluationrun WHERE is_included AND status <> 'SUCCESS'"
+    ),
     "duplicate_validator_runs": (
         # A run released for want of an inference token (CANCELLED) counts as no attempt.
-        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun WHERE status <> 'CANCELLED' "
+        "SELECT count(*) FROM (SELECT work_item_id, validator_hotkey FROM evaluationrun "
+        "WHERE status <> 'CANCELLED' "
         "GROUP BY work_item_id, validator_hotkey HAVING count(*) > 1) d"
     ),
     "eligible_score_not_mean_of_included": (
@@ -41,7 +44,8 @@ INVARIANTS: dict[str, str] = {
         "GROUP BY suite_id HAVING count(*) > 1) t"
     ),
     "validators_over_capacity": (
-        "SELECT count(*) FROM (SELECT validator_hotkey FROM evaluationrun WHERE status IN ('CLAIMED', 'RUNNING') "
+        "SELECT count(*) FROM (SELECT validator_hotkey FROM evaluationrun "
+        "WHERE status IN ('CLAIMED', 'RUNNING') "
         "GROUP BY validator_hotkey HAVING count(*) > :max_active) c"
     ),
 }

@@ -204,7 +204,10 @@ def upsert_validators(
 
 
 def known_final_versions(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Versions already mirrored in a state whose runs can no longer change (eligible, discarded, cancelled)."""
+    """Versions already mirrored in a state whose runs can no longer change.
+
+    That is eligible, discarded or cancelled.
+    """
     final = (AgentVersionState.ELIGIBLE, AgentVersionState.DISCARDED, AgentVersionState.CANCELLED)
     rows = session.exec(
         select(AgentVersion.id).where(col(AgentVersion.id).in_(list(ids)), col(AgentVersion.state).in_(final))

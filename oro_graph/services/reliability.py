@@ -334,7 +334,7 @@ def _bootstrap(
 ) -> ScoreInterval | None:
     if not rows:
         return None
-    x = problem_means(rows)  # type: ignore[arg-type]
+    x = problem_means(rows)
     if x.shape[1] == 0:
         return None
     drawn = paired_bootstrap(x, n_boot=BOOTSTRAP_DRAWS, confidence=0.95, seed=BOOTSTRAP_SEED)

@@ -222,7 +222,7 @@ def _problem_from_item(suite: Suite, position: int, item: dict[str, Any], digest
 @writes
 def activate_suite(session: Session, suite_id: int) -> Suite:
     suite = get_suite(session, suite_id)
-    session.exec(update(Suite).where(col(Suite.id) != suite_id).values(is_active=False))  # type: ignore[call-overload]
+    session.exec(update(Suite).where(col(Suite.id) != suite_id).values(is_active=False))
     suite.is_active = True
     session.add(suite)
     session.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field
 
@@ -50,7 +50,7 @@ class AgentLatestVersion(Schema):
     final_score: float | None = None
 
     @classmethod
-    def of(cls, version: AgentVersion) -> AgentLatestVersion:
+    def of(cls, version: AgentVersion) -> Self:
         return cls(
             agent_version_id=version.id,
             version_number=version.version_number,

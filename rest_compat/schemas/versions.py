@@ -11,8 +11,8 @@ from pydantic import Field
 from oro_graph.models import AgentVersionState, EvaluationRun, ProblemStatus, RunStatus
 from oro_graph.services import agents
 from oro_graph.services.agents import VersionView
-from oro_graph.services.credentials import Readiness
 from oro_graph.services.artifacts import ArtifactType
+from oro_graph.services.credentials import Readiness
 from oro_graph.services.evaluations import ProblemMatrix, RunView
 from oro_graph.services.inference import VersionInference
 from oro_graph.settings import Settings

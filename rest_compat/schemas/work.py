@@ -52,7 +52,7 @@ class InferenceTokenGrant(Schema):
         if grant is None or grant.expires_at is None:
             return None
         return cls(
-            provider=grant.provider,  # type: ignore[arg-type]
+            provider=grant.provider,
             access_token=grant.access_token,
             base_url=grant.base_url,
             expires_at=grant.expires_at,

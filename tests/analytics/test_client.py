@@ -6,7 +6,10 @@ import pytest
 
 from oro_graph.analytics.client import Client, GraphQLError, frame
 
-PAGED = "query($first: Int, $after: String) { things(first: $first, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+PAGED = (
+    "query($first: Int, $after: String) { things(first: $first, after: $after) "
+    "{ edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+)
 
 
 def _client(handler, **kw):

@@ -20,7 +20,6 @@ from oro_graph.models import (
 )
 from oro_graph.services import invariants
 from oro_graph.settings import Settings
-
 from tests.rest.seed import seed
 
 TABLES = {
@@ -100,5 +99,8 @@ def test_mirror_command(runtime, server, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["mirror", "--from", server.base_url])
     assert result.exit_code == 0, result.output
     assert '"versions": 2' in result.output
+    # One retry, not the eight of a real run: each waits longer than the last (over a minute in all),
+    # and what is checked here is the command's answer once the retries are spent.
+    monkeypatch.setattr(mirroring, "MAX_RETRIES", 1)
     unreachable = CliRunner().invoke(app, ["mirror", "--from", "http://127.0.0.1:1"])
     assert unreachable.exit_code == 1 and "could not reach" in unreachable.output

@@ -37,7 +37,10 @@ def make_gql(client: TestClient) -> Gql:
         headers: dict[str, str] | None = None,
         errors: bool = False,
     ) -> dict[str, Any]:
-        """POST one operation. Without ``errors=True`` any top-level error fails the test and ``data`` is returned."""
+        """POST one operation.
+
+        Without ``errors=True`` any top-level error fails the test and ``data`` is returned.
+        """
         response = client.post(
             "/graphql", json={"query": document, "variables": variables or {}}, headers=headers
         )

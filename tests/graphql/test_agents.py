@@ -27,7 +27,8 @@ query ($hotkey: String!) {
     hotkey
     agents(first: 5) {
       totalCount
-      edges { node { name latestVersion { versionNumber } versions { totalCount edges { node { versionNumber state workItem { requiredSuccesses remaining } } } } } }
+      edges { node { name latestVersion { versionNumber } versions { totalCount edges { node {
+        versionNumber state workItem { requiredSuccesses remaining } } } } } }
     }
   }
 }
@@ -134,6 +135,7 @@ def test_an_agent_file_must_be_named_like_a_python_module(runtime: Runtime, clie
     for answer in refused:
         assert (answer["__typename"], answer["code"]) == ("InvalidFileError", "INVALID_FILE")
         assert ".py" in answer["message"]
+    assert accepted["__typename"] == "SubmitAgentSuccess", accepted
 
 
 def test_parser_bombs_are_typed_invalid_file_errors_and_start_no_cooldown(

@@ -15,7 +15,9 @@ CLAIM_WORK_MUTATION = """
 mutation ($metrics: MetricsInput) {
   claimWork(metrics: $metrics) {
     __typename
-    ... on ClaimWorkSuccess { codeDownloadUrl codeSha256 leaseExpiresAt run { evalRunId status agentVersion { versionNumber } } }
+    ... on ClaimWorkSuccess {
+      codeDownloadUrl codeSha256 leaseExpiresAt run { evalRunId status agentVersion { versionNumber } }
+    }
     ... on NoWorkAvailable { message }
     ... on Error { code message }
   }
@@ -46,7 +48,9 @@ COMPLETE_RUN_MUTATION = """
 mutation ($runId: UUID!, $score: Float) {
   completeRun(runId: $runId, terminalStatus: SUCCESS, validatorScore: $score) {
     __typename
-    ... on CompleteRunSuccess { agentVersionBecameEligible finalScore workItem { includedSuccesses isClosed } }
+    ... on CompleteRunSuccess {
+      agentVersionBecameEligible finalScore workItem { includedSuccesses isClosed }
+    }
     ... on Error { code message }
   }
 }
@@ -68,7 +72,9 @@ query ($id: ID!) {
   topAgent { topScore }
   agentVersion(id: $id) {
     state finalScore
-    runs { totalCount edges { node { status validatorScore validator { hotkey status } problemResults { totalCount } } } }
+    runs { totalCount edges { node {
+      status validatorScore validator { hotkey status } problemResults { totalCount }
+    } } }
     problemMatrix { problem { position } validatorResults { status score } }
   }
 }
@@ -151,7 +157,8 @@ def test_whole_lifecycle_through_the_graph(runtime: Runtime, client: TestClient,
 
 def _version_id(gql: Gql) -> str:
     data = gql(
-        "query { pendingEvaluations { edges { node { agentVersionId } } } leaderboard { edges { node { agentVersionId } } } }"
+        "query { pendingEvaluations { edges { node { agentVersionId } } } "
+        "leaderboard { edges { node { agentVersionId } } } }"
     )
     return data["leaderboard"]["edges"][0]["node"]["agentVersionId"]
 

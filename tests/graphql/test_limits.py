@@ -24,7 +24,9 @@ ALIASES_QUERY = "query { " + " ".join(f"a{i}: currentSuite {{ suiteId }}" for i 
 COSTLY_QUERY = """
 query {
   evaluationRuns(first: 100) {
-    edges { node { problemResults(first: 100) { edges { node { problem { title } run { validator { name } } } } } } }
+    edges { node { problemResults(first: 100) {
+      edges { node { problem { title } run { validator { name } } } }
+    } } }
   }
 }
 """
@@ -35,7 +37,10 @@ query ($query: String!, $variables: JSON) {
 }
 """
 
-RUNS_VARIABLE_QUERY = "query ($n: Int) { evaluationRuns(first: $n) { edges { node { problemResults(first: 50) { totalCount } } } } }"
+RUNS_VARIABLE_QUERY = (
+    "query ($n: Int) { evaluationRuns(first: $n) "
+    "{ edges { node { problemResults(first: 50) { totalCount } } } } }"
+)
 
 
 def _refused(debug_gql: Gql, document: str, variables: dict[str, object] | None = None) -> dict[str, object]:

@@ -51,7 +51,10 @@ query ($first: Int!) {
 def _seed_board(
     session: Session, *, suite_id: int, validators: list[str], problems: list[Any], start: int, n: int
 ) -> None:
-    """``n`` eligible versions, each with two successful runs reporting two problems (rows written directly)."""
+    """``n`` eligible versions, each with two successful runs reporting two problems.
+
+    The rows are written directly.
+    """
     base = datetime(2025, 1, 1, tzinfo=UTC)
     tables: dict[str, list[Any]] = {
         "miners": [],

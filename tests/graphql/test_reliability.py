@@ -28,7 +28,9 @@ query { currentSuite { validatorVariance { versions meanSpread maxSpread buckets
 """
 
 INTERVALS = """
-query { leaderboard(first: 10) { edges { node { agentVersion { agentVersionId scoreInterval { mean lower upper problems } } } } } }
+query { leaderboard(first: 10) { edges { node {
+  agentVersion { agentVersionId scoreInterval { mean lower upper problems } }
+} } } }
 """
 
 

@@ -21,7 +21,9 @@ query ($ids: [ID!]!) {
 """
 
 HEARTBEAT_MUTATION = """
-mutation ($runId: UUID!) { heartbeat(runId: $runId, metrics: {cpuPct: 42.0, dockerContainerCount: 3}) { __typename } }
+mutation ($runId: UUID!) {
+  heartbeat(runId: $runId, metrics: {cpuPct: 42.0, dockerContainerCount: 3}) { __typename }
+}
 """
 
 

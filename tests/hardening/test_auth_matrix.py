@@ -134,7 +134,12 @@ def test_every_bad_signature_cell_is_401_and_changes_nothing(
     assert len(paths) == 11
     for cell, (make, status, words) in AUTH_CELLS.items():
         for path, (signer, send) in paths.items():
-            response = assert_unchanged(server, lambda: send(http, make(signer, skew)), status, words)
+            response = assert_unchanged(
+                server,
+                lambda send=send, make=make, signer=signer: send(http, make(signer, skew)),
+                status,
+                words,
+            )
             assert response.json()["error_code"] == "UNAUTHENTICATED", (cell, path)
 
 
@@ -145,16 +150,16 @@ def test_every_unauthorised_cell_is_403_and_changes_nothing(
     paths = signed_paths(world)
     miner_paths = {k: v for k, v in paths.items() if v[0] == "Alice" and k != "submit"}
     validator_paths = {k: v for k, v in paths.items() if v[0] == "Eve"}
-    for path, (_, send) in {**miner_paths, **validator_paths}.items():
-        assert_unchanged(server, lambda: send(http, signed("Ferdie")), 403, "not registered")
-    for path, (_, send) in miner_paths.items():
-        assert_unchanged(server, lambda: send(http, signed("Charlie")), 403, "for miners")
-    for path, (_, send) in validator_paths.items():
-        assert_unchanged(server, lambda: send(http, signed("Bob")), 403, "validator permit")
+    for _, send in {**miner_paths, **validator_paths}.values():
+        assert_unchanged(server, lambda send=send: send(http, signed("Ferdie")), 403, "not registered")
+    for _, send in miner_paths.values():
+        assert_unchanged(server, lambda send=send: send(http, signed("Charlie")), 403, "for miners")
+    for _, send in validator_paths.values():
+        assert_unchanged(server, lambda send=send: send(http, signed("Bob")), 403, "validator permit")
     for name in ("Alice", "Eve"):
         server.runtime.db.call(registry.set_banned, keypair(name).ss58_address)
-    for path, (signer, send) in {**miner_paths, **validator_paths}.items():
-        assert_unchanged(server, lambda: send(http, signed(signer)), 403, "banned")
+    for signer, send in {**miner_paths, **validator_paths}.values():
+        assert_unchanged(server, lambda send=send, signer=signer: send(http, signed(signer)), 403, "banned")
 
 
 def test_a_validator_cannot_act_on_another_validators_run(
@@ -164,7 +169,10 @@ def test_a_validator_cannot_act_on_another_validators_run(
     paths = signed_paths(world)
     for path in ("heartbeat", "progress", "complete", "presign"):
         response = assert_unchanged(
-            server, lambda: paths[path][1](http, signed("Charlie")), 409, "belongs to another validator"
+            server,
+            lambda path=path: paths[path][1](http, signed("Charlie")),
+            409,
+            "belongs to another validator",
         )
         assert response.json()["error_code"] == "NOT_RUN_OWNER"
 
@@ -174,7 +182,9 @@ def test_a_miner_never_reads_another_miners_rows(
 ) -> None:
     server, world, http = seeded_server
     for path in (f"/v1/miner/agents/{world.alpha_agent}/versions", f"/v1/miner/agent-versions/{world.alpha}"):
-        response = assert_unchanged(server, lambda: http.get(path, headers=signed("Bob")), 404, "NOT_FOUND")
+        response = assert_unchanged(
+            server, lambda path=path: http.get(path, headers=signed("Bob")), 404, "NOT_FOUND"
+        )
         assert world.alice not in response.text
     mine = http.get("/v1/miner/agents", headers=signed("Bob")).json()
     assert {a["agent_name"] for a in mine["agents"]} == {"beta"} and world.alice not in str(mine)
@@ -188,7 +198,9 @@ def test_a_replayed_nonce_changes_nothing_the_second_time(
         headers = signed(signer)
         first = send(http, headers)
         assert first.status_code < 500 and first.status_code not in (401, 403), (path, first.text)
-        assert_unchanged(server, lambda: send(http, headers), 401, "nonce was already used")
+        assert_unchanged(
+            server, lambda send=send, headers=headers: send(http, headers), 401, "nonce was already used"
+        )
 
 
 @pytest.mark.slow
@@ -206,7 +218,7 @@ def test_a_nonce_replayed_on_another_server_process_is_refused(
     }
     first, second = start_servers(2, env, tmp_path)
     try:
-        for i in range(5):
+        for _ in range(5):
             headers = signed("Charlie")
             one = httpx.post(first.base_url + "/v1/validator/work/claim", headers=headers, timeout=10)
             assert one.status_code in (200, 204, 409), one.text

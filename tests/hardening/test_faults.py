@@ -143,7 +143,8 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
     unexpected = [s for _, s, _ in seen if s not in (200, 503, HIT)]
     assert unexpected == []
     print(
-        f"pg outage: {len(seen)} requests, {len(during)} during the outage, slowest {max(t for _, t in during):.3f} s"
+        f"pg outage: {len(seen)} requests, {len(during)} during the outage, "
+        f"slowest {max(t for _, t in during):.3f} s"
     )
 
 

@@ -204,12 +204,14 @@ def test_wrong_content_types_are_422(target: Target) -> None:
 
 
 def test_a_body_that_is_not_utf8_is_422_saying_so(target: Target) -> None:
-    send = lambda: target.post(
-        "/v1/miner/chutes-auth",
-        "Alice",
-        content=b'{"refresh_token": "\xff\xfe"}',
-        headers={"content-type": "application/json"},
-    )
+    def send() -> httpx.Response:
+        return target.post(
+            "/v1/miner/chutes-auth",
+            "Alice",
+            content=b'{"refresh_token": "\xff\xfe"}',
+            headers={"content-type": "application/json"},
+        )
+
     body = refused(target, send, 422, "not valid UTF-8")
     assert body["error_code"] == "VALIDATION_ERROR"
 
@@ -337,14 +339,14 @@ def test_huge_integers_are_refused(target: Target) -> None:
 @pytest.mark.parametrize("score", ["-0.1", "1.5", "NaN", "Infinity", "-Infinity", "1e400"])
 def test_scores_outside_0_1_or_not_finite_are_refused(target: Target, score: str) -> None:
     problem = str(target.world.problems[0].id)
-    complete = '{"terminal_status": "SUCCESS", "validator_score": %s}' % score
+    complete = f'{{"terminal_status": "SUCCESS", "validator_score": {score}}}'
     refused(
         target,
         lambda: target.post(target.run_path("complete"), "Eve", **raw_json(complete)),
         (400, 422),
         "between 0 and 1",
     )
-    progress = '{"problems": [{"problem_id": "%s", "status": "SUCCESS", "score": %s}]}' % (problem, score)
+    progress = f'{{"problems": [{{"problem_id": "{problem}", "status": "SUCCESS", "score": {score}}}]}}'
     refused(
         target,
         lambda: target.post(target.run_path("progress"), "Eve", **raw_json(progress)),

@@ -16,7 +16,7 @@ from benchmarks import datasets
 from benchmarks.load import runner
 
 SMOKE = runner.LoadOptions(  # its own run database, so two test sessions at once do not collide
-    seconds=25, users=12, validators=4, demo=runner.SMOKE_DEMO, database=f"load_smoke_run_{os.getpid()}"
+    seconds=15, users=12, validators=4, demo=runner.SMOKE_DEMO, database=f"load_smoke_run_{os.getpid()}"
 )
 # What each request type may answer; anything else fails the run.
 ALLOWED = {"POST claim": {"200", "204", "409"}}

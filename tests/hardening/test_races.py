@@ -254,5 +254,6 @@ def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(
             assert row.status == RunStatus.SUCCESS and row.is_included
     assert_invariants(runtime.db)
     print(
-        f"sigkill: {len(acknowledged)} acknowledged writes, {killed_at} before the kill, failures {dict(failures)}"
+        f"sigkill: {len(acknowledged)} acknowledged writes, {killed_at} before the kill, "
+        f"failures {dict(failures)}"
     )

@@ -304,7 +304,10 @@ def test_the_graph_answers_service_unavailable_and_keeps_the_miner_view_in_step(
         "mutation($t: String!, $p: String!) { storeInferenceCredential(token: $t, provider: $p) { __typename "
         "... on StoreInferenceCredentialSuccess { provider isDefault } ... on ValidationError { message } } }"
     )
-    view = "{ myInferenceAuth { readiness defaultProvider credentials { provider connected usable lastRefreshErrorCode } } }"
+    view = (
+        "{ myInferenceAuth { readiness defaultProvider "
+        "credentials { provider connected usable lastRefreshErrorCode } } }"
+    )
     claim = "mutation { claimWork { __typename ... on ServiceUnavailableError { code message } } }"
     with live.http() as http:
 

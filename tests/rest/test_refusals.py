@@ -389,7 +389,8 @@ REFUSALS: list[Refusal] = [
             lambda m, w: m.sync_detailed(w.beta_run, client=w.signed("Eve")),
             404, NF, "EVAL_RUN_NOT_FOUND", "lapsed", stage="lapsed"),
     # -- races (7.0.2 has these paths; 1.0.50 only the public reads)
-    Refusal(PUB, "get_top_history", "unknown suite", lambda m, w: m.sync_detailed(client=w.public, suite_id=999),
+    Refusal(PUB, "get_top_history", "unknown suite",
+            lambda m, w: m.sync_detailed(client=w.public, suite_id=999),
             422, "HTTPValidationError", "SUITE_NOT_FOUND", "999", loc=("query", "suite_id")),
     Refusal(PUB, "get_race_detail", "unknown race", lambda m, w: m.sync_detailed(MISSING, client=w.public),
             404, "RaceNotFoundError", "RACE_NOT_FOUND", "does not exist"),

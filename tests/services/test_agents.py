@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from oro_graph.errors import (
     AgentNotFound,
@@ -14,8 +15,6 @@ from oro_graph.errors import (
 )
 from oro_graph.models import AgentVersion, AgentVersionState, Role, WorkItem, utcnow
 from oro_graph.services import agents, registry
-from sqlmodel import select
-
 from tests.factories import make_suite, make_world, register, submit
 
 

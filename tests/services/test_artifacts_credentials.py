@@ -17,7 +17,6 @@ from oro_graph.errors import (
 )
 from oro_graph.models import utcnow
 from oro_graph.services import artifacts, credentials, evaluations, suites
-
 from tests.factories import claim, make_eligible, make_world, submit
 
 

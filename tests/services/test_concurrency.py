@@ -9,7 +9,6 @@ from datetime import timedelta
 from oro_graph.errors import AtCapacity, OroError
 from oro_graph.models import Role, RunStatus, utcnow
 from oro_graph.services import invariants
-
 from tests.factories import claim, complete, make_suite, register, submit
 
 

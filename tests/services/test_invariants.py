@@ -1,7 +1,6 @@
 from sqlalchemy import text
 
 from oro_graph.services import invariants
-
 from tests.factories import claim, make_eligible, make_world, submit
 
 

@@ -5,7 +5,6 @@ import pytest
 from oro_graph.errors import SuiteNotFound
 from oro_graph.models import utcnow
 from oro_graph.services import agents, leaderboard
-
 from tests.factories import make_eligible, make_world, register
 
 

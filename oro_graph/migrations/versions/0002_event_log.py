@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import oro_graph.models.base
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -9,12 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy import Text  # autogenerate renders JSONB(astext_type=sa.Text())
-import sqlmodel.sql.sqltypes
 from alembic import op
-
-import oro_graph.models.base
-
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -14,7 +14,6 @@ from alembic import op
 
 import oro_graph.models.base
 
-
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
