@@ -208,9 +208,9 @@ class ResponseCache:
         storable: Callable[[bytes], bool],
         on_hit: Callable[[], None] | None = None,
     ) -> None:
-        """Answer from the cache if ``key`` has an answer valid now. Otherwise compute it once (see
-        the module's docstring; ``on_hit`` is called for an answer from the cache), marking the answer ``x-cache: miss``, and keep a 200 JSON answer
-        that ``storable`` accepts under the versions read before it was computed."""
+        """Answer from the cache if ``key`` has an answer valid now (calling ``on_hit``). Otherwise
+        compute it once (see the module's docstring), marking the answer ``x-cache: miss``, and keep a
+        200 JSON answer that ``storable`` accepts under the versions read before it was computed."""
         snapshot = self.version.snapshot()
         if snapshot is None:  # the versions are unknowable (Redis down): never serve a possibly stale answer
             await app(scope, receive, send)
