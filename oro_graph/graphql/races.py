@@ -239,7 +239,7 @@ class Race(relay.Node):
     async def validator_variance(self, info: Info) -> RaceVariance:
         variance = await info.context.loaders.race_variance_by_race_id.load(self.race_id)
         assert variance is not None  # the race exists
-        return RaceVariance.of(variance)
+        return RaceVariance.of(races.variance_as_published(variance, self._race))  # at asOf
 
 
 async def _weights(

@@ -1074,6 +1074,12 @@ def validator_variance(session: Session, race_id: uuid.UUID) -> Variance:
     return variances_by_race_ids(session, [race.id])[race.id]
 
 
+def variance_as_published(variance: Variance, race: Race) -> Variance:
+    """``variance`` as the public may see it of ``race`` as it stood (``as_it_stood``): empty while
+    its results were embargoed."""
+    return variance if results_published(race) else _variance(race, {}, {})
+
+
 def variances_by_race_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Variance]:
     """``validator_variance`` of many races in three statements."""
     found = races_by_ids(session, ids)

@@ -507,7 +507,9 @@ subscription ($run: UUID!) {
 
 AS_OF_RUNS = """
 query ($at: DateTime) {
-  currentRace(asOf: $at) { status qualifiers { edges { node { runs { raceId validatorScore } } } } }
+  currentRace(asOf: $at) {
+    status qualifiers { edges { node { runs { raceId validatorScore } } } } validatorVariance { pairCount }
+  }
 }
 """
 
@@ -645,3 +647,4 @@ def test_race_runs_scores_are_embargoed_until_the_race_completes(
     assert stood["status"] == "RACE_RUNNING"
     stood_runs = [r for e in stood["qualifiers"]["edges"] for r in e["node"]["runs"]]
     assert stood_runs and all(r["validatorScore"] is None for r in stood_runs)
+    assert stood["validatorVariance"] == {"pairCount": 0}
