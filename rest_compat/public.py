@@ -101,9 +101,10 @@ async def get_agent_version_status(
 async def get_agent_version_runs(
     agent_version_id: uuid.UUID, runtime: RuntimeDep
 ) -> list[schemas.EvaluationRunPublic]:
-    """Every evaluation run of a version, oldest claim first."""
-    runs = await runtime.db.run(evaluations.version_runs, agent_version_id)
-    return [schemas.EvaluationRunPublic.of(run) for run in runs]
+    """Every evaluation run of a version, oldest claim first; a race run's scores are null until its race
+    is complete."""
+    found = await runtime.db.run(evaluations.version_runs, agent_version_id)
+    return [schemas.EvaluationRunPublic.of(run, embargoed=run.id in found.embargoed) for run in found.runs]
 
 
 @router.get("/agent-versions/{agent_version_id}/problems", responses=VERSION_NOT_FOUND)

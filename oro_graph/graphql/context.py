@@ -37,6 +37,9 @@ class Context(BaseContext):
         # its own new version (submitAgent) and the one whose run it holds (claimWork).
         self.own_versions: set[uuid.UUID] = set()
         self.held_versions: set[uuid.UUID] = set()
+        # Runs whose scores this request's signer sees while their race's are embargoed
+        # (services.races.run_scores_disclosed): the run its own lease mutation answers about.
+        self.held_runs: set[uuid.UUID] = set()
         self.resume_after: str | None = None  # an SSE client's Last-Event-ID (a log cursor)
         self.event_cursor: str | None = None  # the log cursor of the event a subscription just yielded
 

@@ -33,7 +33,7 @@ from oro_graph.graphql.pagination import (
 )
 from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
-from oro_graph.services import artifacts, evaluations, inference, pages
+from oro_graph.services import artifacts, evaluations, inference, pages, races
 from oro_graph.services.pages import RunFilter
 
 if TYPE_CHECKING:
@@ -47,6 +47,24 @@ async def _lease_expires_at(root: EvaluationRun, info: Info) -> datetime:
 
 async def _last_heartbeat_at(root: EvaluationRun, info: Info) -> datetime | None:
     return await root.live(info, 1)  # type: ignore[no-any-return]
+
+
+async def scores_disclosed(info: Info, run_id: uuid.UUID, race_id: uuid.UUID | None) -> bool:
+    """Whether this caller may see the run's scores (``services.races.run_scores_disclosed``): a race
+    run's are embargoed until its race completes, except in the answers to its validator's lease calls.
+    Reading the race makes a cached answer depend on its status, so completion ends a masked answer."""
+    if race_id is None:
+        return True
+    race = await info.context.loaders.race_by_id.load(race_id)
+    return races.run_scores_disclosed(race, holds_run=run_id in info.context.held_runs)
+
+
+async def _validator_score(root: EvaluationRun, info: Info) -> float | None:
+    return root._scores[0] if await root.disclosed(info) else None
+
+
+async def _score_components(root: EvaluationRun, info: Info) -> Any:
+    return root._scores[1] if await root.disclosed(info) else None
 
 
 @strawberry.type(description="One validator's lease on one agent version, and what it reported.")
@@ -67,8 +85,16 @@ class EvaluationRun(relay.Node):
     )
 
     completed_at: datetime | None = strawberry.field(description="When it finished or went stale (UTC).")
-    validator_score: float | None = strawberry.field(description="The score reported on completion, 0 to 1.")
-    score_components: JSON | None = strawberry.field(description="The score's components as reported.")
+    validator_score: float | None = strawberry.field(
+        resolver=_validator_score,
+        description="The score reported on completion, 0 to 1. A race run's: null until its race is "
+        "RACE_COMPLETE (the embargo; a cancelled race never publishes it), except to its validator in "
+        "the answers to its own lease mutations.",
+    )
+    score_components: JSON | None = strawberry.field(
+        resolver=_score_components,
+        description="The score's components as reported (embargoed with `validatorScore`).",
+    )
     failure_reason: str | None = strawberry.field(description="Why it failed, when it did.")
     sandbox_metadata: JSON | None = strawberry.field(description="The validator's sandbox metadata.")
     service_versions: JSON | None = strawberry.field(description="The validator's service versions.")
@@ -80,6 +106,12 @@ class EvaluationRun(relay.Node):
     # (lease_expires_at, last_heartbeat_at) when the row came with them; pages of runs leave them out
     # (services.pages.RUN_LIVENESS) so a cached answer that does not show them outlives heartbeats.
     _liveness: strawberry.Private[tuple[datetime, datetime | None] | None]
+    _scores: strawberry.Private[tuple[float | None, Any]]  # (validator score, components) as stored
+
+    _hidden: strawberry.Private[bool]  # embargoed whatever its race is now (a race as it stood at asOf)
+
+    async def disclosed(self, info: Info) -> bool:
+        return not self._hidden and await scores_disclosed(info, self.eval_run_id, self.race_id)
 
     async def live(self, info: Info, which: int) -> Any:
         """The lease end (0) or last heartbeat (1), loaded apart when the row came without them."""
@@ -94,7 +126,8 @@ class EvaluationRun(relay.Node):
     )
 
     @classmethod
-    def from_row(cls, row: models.EvaluationRun) -> EvaluationRun:
+    def from_row(cls, row: models.EvaluationRun, *, hidden: bool = False) -> EvaluationRun:
+        """``hidden``: its scores are embargoed whatever its race's status now (``Race`` at ``asOf``)."""
         unloaded = sa_inspect(row).unloaded
         return cls(
             id=str(row.id),
@@ -106,8 +139,8 @@ class EvaluationRun(relay.Node):
             status=models.RunStatus(row.status),
             claimed_at=row.claimed_at,
             completed_at=row.completed_at,
-            validator_score=row.validator_score,
-            score_components=row.score_components,
+            _scores=(row.validator_score, row.score_components),
+            _hidden=hidden,
             failure_reason=row.failure_reason,
             sandbox_metadata=row.sandbox_metadata,
             service_versions=row.service_versions,
@@ -208,30 +241,56 @@ class EvaluationRun(relay.Node):
         )
 
 
+async def _result_score(root: ProblemResult, info: Info) -> float | None:
+    return root._scores[0] if await root.disclosed(info) else None
+
+
+async def _result_reasoning_score(root: ProblemResult, info: Info) -> float | None:
+    return root._scores[1] if await root.disclosed(info) else None
+
+
+async def _result_score_components(root: ProblemResult, info: Info) -> Any:
+    return root._scores[2] if await root.disclosed(info) else None
+
+
 @strawberry.type(description="What one run reported for one problem.")
 class ProblemResult(relay.Node):
     id: relay.NodeID[str]
     run_id: uuid.UUID = strawberry.field(description="The run (the REST `eval_run_id`).")
     problem_id: uuid.UUID = strawberry.field(description="The problem.")
     status: ProblemStatus = strawberry.field(description="The problem's status in this run.")
-    score: float | None = strawberry.field(description="Score, 0 to 1.")
-    reasoning_score: float | None = strawberry.field(description="Reasoning score, 0 to 1.")
-    score_components: JSON | None = strawberry.field(description="The score's components.")
+    score: float | None = strawberry.field(
+        resolver=_result_score,
+        description="Score, 0 to 1 (a race run's: embargoed like the run's `validatorScore`).",
+    )
+    reasoning_score: float | None = strawberry.field(
+        resolver=_result_reasoning_score, description="Reasoning score, 0 to 1 (embargoed like `score`)."
+    )
+    score_components: JSON | None = strawberry.field(
+        resolver=_result_score_components, description="The score's components (embargoed like `score`)."
+    )
     execution_time: float | None = strawberry.field(description="Seconds the agent took.")
     inference_failure_count: int | None = strawberry.field(description="Failed inference calls.")
     inference_total: int | None = strawberry.field(description="Inference calls.")
     updated_at: datetime = strawberry.field(description="Last report for this problem (UTC).")
+    _scores: strawberry.Private[tuple[float | None, float | None, Any]]  # score, reasoning, components
+    _disclosed: strawberry.Private[bool | None]  # None: decided from its run's race when asked
+
+    async def disclosed(self, info: Info) -> bool:
+        if self._disclosed is None:
+            run = await info.context.loaders.run_by_id.load(self.run_id)
+            self._disclosed = run is None or await scores_disclosed(info, run.id, run.race_id)
+        return self._disclosed
 
     @classmethod
-    def from_row(cls, row: models.ProblemResult) -> ProblemResult:
+    def from_row(cls, row: models.ProblemResult, disclosed: bool | None = None) -> ProblemResult:
         return cls(
             id=str(row.id),
             run_id=row.run_id,
             problem_id=row.problem_id,
             status=models.ProblemStatus(row.status),
-            score=row.score,
-            reasoning_score=row.reasoning_score,
-            score_components=row.score_components,
+            _scores=(row.score, row.reasoning_score, row.score_components),
+            _disclosed=disclosed,
             execution_time=row.execution_time,
             inference_failure_count=row.inference_failure_count,
             inference_total=row.inference_total,
@@ -598,6 +657,7 @@ class EvaluationMutation:
         if got is None:
             return NoWorkAvailable(message="no version needs a run from this validator now")
         info.context.held_versions.add(got.claim.run.agent_version_id)  # its validator sees the version
+        info.context.held_runs.add(got.claim.run.id)
         grant = got.grant
         token = (
             InferenceToken(
@@ -630,6 +690,7 @@ class EvaluationMutation:
             metrics=_metrics(metrics),
         )
         info.context.loaders.forget_run(run.id)
+        info.context.held_runs.add(run.id)
         return HeartbeatSuccess(_run=run)
 
     @strawberry.mutation(
@@ -652,6 +713,7 @@ class EvaluationMutation:
             problems=[p.to_domain() for p in problems],
         )
         info.context.loaders.forget_run(run_id)
+        info.context.held_runs.add(run_id)
         return ReportProgressSuccess(_run_id=run_id, _rows=rows)
 
     @strawberry.mutation(
@@ -690,6 +752,7 @@ class EvaluationMutation:
             sandbox_metadata=sandbox_metadata,
         )
         info.context.loaders.forget_run(run_id)
+        info.context.held_runs.add(run_id)
         return CompleteRunSuccess(
             agent_version_became_eligible=done.became_eligible,
             final_score=done.final_score,

@@ -239,7 +239,7 @@ class Race(relay.Node):
     async def validator_variance(self, info: Info) -> RaceVariance:
         variance = await info.context.loaders.race_variance_by_race_id.load(self.race_id)
         assert variance is not None  # the race exists
-        return RaceVariance.of(variance)
+        return RaceVariance.of(races.variance_as_published(variance, self._race))  # at asOf
 
 
 async def _weights(
@@ -358,11 +358,20 @@ class RaceQualifier:
         assert row is not None  # a miner's row is written with its first submission
         return Miner.from_row(row)
 
-    @strawberry.field(description="Its race runs, oldest claim first (empty before qualifying closes).")
+    @strawberry.field(
+        description="Its race runs, oldest claim first (empty before qualifying closes); their scores are "
+        "null until the race is RACE_COMPLETE (at `asOf` when one was given)."
+    )
     async def runs(self, info: Info) -> list[EvaluationRun]:
         key = (self._race.id, self.agent_version_id)
         rows = await info.context.loaders.race_runs_by_race_and_version.load(key)
-        return [EvaluationRun.from_row(r) for r in rows if self._as_of is None or r.claimed_at <= self._as_of]
+        # At asOf, as the race stood then; now, as scores_disclosed decides (the lease holder sees its own).
+        hidden = self._as_of is not None and not races.results_published(self._race)
+        return [
+            EvaluationRun.from_row(r, hidden=hidden)
+            for r in rows
+            if self._as_of is None or r.claimed_at <= self._as_of
+        ]
 
     @strawberry.field(description="Its entry in the race's weight vector; null when it gets none.")
     async def weight(self, info: Info) -> RaceWeight | None:
@@ -432,7 +441,8 @@ class RaceValidatorBias:
 
 @strawberry.type(
     description="How far validators lie apart on a race: every pair of successful race runs on the same "
-    "qualifier by two validators, its spread |a - b| in score points."
+    "qualifier by two validators, its spread |a - b| in score points. Empty (no pairs, no validators) until "
+    "the race is RACE_COMPLETE: the spreads and biases would give its runs' embargoed scores away."
 )
 class RaceVariance:
     pair_count: int = strawberry.field(description="Pairs compared.")

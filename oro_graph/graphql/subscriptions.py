@@ -22,7 +22,7 @@ from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
 from oro_graph.observability import SUBSCRIPTIONS, SUBSCRIPTIONS_OPENED
-from oro_graph.services import agents, evaluations, events, suites
+from oro_graph.services import agents, evaluations, events, races, suites
 
 KEEPALIVE_SECONDS = 15.0  # under the 30 s most proxies allow an idle stream
 POLL_SECONDS = 1.0  # a re-read even without a wake-up (covers a lost notification)
@@ -60,7 +60,9 @@ class ProblemStarted(LoggedEvent):
 class ProblemScored(LoggedEvent):
     problem_id: uuid.UUID = strawberry.field(description="The problem.")
     status: str = strawberry.field(description="SUCCESS, FAILED, TIMED_OUT or SKIPPED.")
-    score: float | None = strawberry.field(description="Its score in [0, 1], if reported.")
+    score: float | None = strawberry.field(
+        description="Its score in [0, 1], if reported (a race run's: null until its race is RACE_COMPLETE)."
+    )
 
 
 @strawberry.type(
@@ -74,7 +76,9 @@ class RunStatusChanged(LoggedEvent):
 @strawberry.type(description="The validator completed the run; the stream ends after this event.")
 class RunFinished(LoggedEvent):
     status: RunStatus = strawberry.field(description="SUCCESS, FAILED or TIMED_OUT.")
-    validator_score: float | None = strawberry.field(description="The run's score, for a success.")
+    validator_score: float | None = strawberry.field(
+        description="The run's score, for a success (a race run's: null until its race is RACE_COMPLETE)."
+    )
     became_eligible: bool = strawberry.field(description="Whether this run made the version eligible.")
 
 
@@ -136,7 +140,8 @@ def _resumed(info: Info) -> int:
     return _cursor(getattr(info.context, "resume_after", None))
 
 
-def _run_event(row: models.Event) -> Any:
+def _run_event(row: models.Event, disclosed: bool = True) -> Any:
+    """``disclosed``: whether the run's scores may be shown (services.races.run_scores_disclosed)."""
     p, base = row.payload or {}, {"cursor": str(row.id), "at": row.created_at}
     kind = row.kind
     if kind == events.RunEvent.CLAIMED:
@@ -151,14 +156,17 @@ def _run_event(row: models.Event) -> Any:
         return ProblemStarted(**base, problem_id=uuid.UUID(p["problem_id"]))
     if kind == events.RunEvent.PROBLEM_SCORED:
         return ProblemScored(
-            **base, problem_id=uuid.UUID(p["problem_id"]), status=p["status"], score=p.get("score")
+            **base,
+            problem_id=uuid.UUID(p["problem_id"]),
+            status=p["status"],
+            score=p.get("score") if disclosed else None,
         )
     if kind == events.RunEvent.STATUS_CHANGED:
         return RunStatusChanged(**base, previous=RunStatus(p["from"]), status=RunStatus(p["to"]))
     return RunFinished(
         **base,
         status=RunStatus(p["status"]),
-        validator_score=p.get("validator_score"),
+        validator_score=p.get("validator_score") if disclosed else None,
         became_eligible=bool(p.get("became_eligible")),
     )
 
@@ -273,7 +281,10 @@ class Subscription:
             return await db.run(events.run_events, run_id, after=cursor)
 
         async def shape(rows: Sequence[models.Event]) -> list[Any]:
-            return [_run_event(r) for r in rows]
+            # A race run's scores are embargoed until its race completes: its status read per batch.
+            race = await db.run(races.get_race, run.race_id) if run.race_id is not None else None
+            disclosed = races.run_scores_disclosed(race)
+            return [_run_event(r, disclosed) for r in rows]
 
         def ended(row: models.Event) -> bool:
             return row.kind == events.RunEvent.FINISHED or (

@@ -689,6 +689,7 @@ class RunView:
     run: EvaluationRun
     version: AgentVersion
     agent: Agent
+    embargoed: bool = False  # its scores are not shown (races.run_scores_disclosed)
 
 
 def run_view(session: Session, run_id: uuid.UUID) -> RunView:
@@ -697,13 +698,20 @@ def run_view(session: Session, run_id: uuid.UUID) -> RunView:
     assert version is not None  # foreign key
     agent = session.get(Agent, version.agent_id)
     assert agent is not None
-    return RunView(run, version, agent)
+    return RunView(run, version, agent, run.id in races.embargoed_run_ids(session, [run]))
 
 
-def version_runs(session: Session, version_id: uuid.UUID) -> list[EvaluationRun]:
+@dataclass(frozen=True)
+class VersionRuns:
+    runs: list[EvaluationRun]
+    embargoed: frozenset[uuid.UUID]  # runs whose scores are not shown (races.run_scores_disclosed)
+
+
+def version_runs(session: Session, version_id: uuid.UUID) -> VersionRuns:
     """Every run of a version, oldest claim first (AGENT_VERSION_NOT_FOUND if there is no such version)."""
     agents.get_version(session, version_id)
-    return runs_of_version(session, version_id)
+    runs = runs_of_version(session, version_id)
+    return VersionRuns(runs, races.embargoed_run_ids(session, runs))
 
 
 @dataclass(frozen=True)
@@ -714,13 +722,20 @@ class ProblemMatrix:
     problems: list[Problem]
     runs: list[EvaluationRun]
     results: dict[uuid.UUID, list[ProblemResult]]  # by run id
+    embargoed: frozenset[uuid.UUID]  # runs whose scores are not shown (races.run_scores_disclosed)
 
 
 def problem_matrix(session: Session, version_id: uuid.UUID) -> ProblemMatrix:
     version = agents.get_version(session, version_id)
     problems = suites.problems_for_suite(session, version.suite_id)
     runs = runs_of_version(session, version_id)
-    return ProblemMatrix(version, problems, runs, results_by_run_ids(session, [r.id for r in runs]))
+    return ProblemMatrix(
+        version,
+        problems,
+        runs,
+        results_by_run_ids(session, [r.id for r in runs]),
+        races.embargoed_run_ids(session, runs),
+    )
 
 
 def runs_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, EvaluationRun]:

@@ -165,10 +165,38 @@ class Standing:
     finished_at: datetime | None
 
 
+def results_published(race: Race) -> bool:
+    """The embargo, the one rule every result of a race follows: published only once the race is
+    RACE_COMPLETE (oro-sdk 7.0.2). A CANCELLED race never publishes its results: nobody won, its
+    qualifiers' race scores stay null, and so do its runs' scores (publishing the runs would give
+    away the race scores it does not publish)."""
+    return race.status == RaceStatus.RACE_COMPLETE
+
+
+def run_scores_disclosed(race: Race | None, *, holds_run: bool = False) -> bool:
+    """Whether a run's scores (its validator score and components, its problems' scores, the score
+    its progress events carry) may be shown: always for a qualifying run (``race`` None); for a race
+    run, to the public once its race's results are published (``results_published``), and always to
+    the validator holding the run, in the answers to its own lease calls (it reported them).
+    Only what is shown is masked: settlement and the aggregates read the rows themselves."""
+    return race is None or holds_run or results_published(race)
+
+
+def embargoed_run_ids(session: Session, runs: Iterable[EvaluationRun]) -> frozenset[uuid.UUID]:
+    """Of ``runs``, those whose scores the public may not see now (``run_scores_disclosed``); one
+    statement for their races, none when no run is race work."""
+    runs = list(runs)
+    ids = {r.race_id for r in runs if r.race_id is not None}
+    found = races_by_ids(session, ids) if ids else {}
+    return frozenset(
+        r.id for r in runs if r.race_id is not None and not run_scores_disclosed(found.get(r.race_id))
+    )
+
+
 def standing_of(row: RaceQualifier, race: Race) -> Standing:
     """The embargo: per-agent race scores, ranks and who did not finish are published only when
     the race completes (oro-sdk 7.0.2); before that every qualifier reads as still racing."""
-    if race.status != RaceStatus.RACE_COMPLETE:
+    if not results_published(race):
         return Standing(None, None, False, None)
     return Standing(row.race_score, row.race_rank, row.did_not_finish, row.finished_at)
 
@@ -187,7 +215,7 @@ class RaceView:
     @property
     def embargoed(self) -> bool:
         """Per-agent race scores stay hidden until the race is complete."""
-        return self.race.status != RaceStatus.RACE_COMPLETE
+        return not results_published(self.race)
 
     @property
     def revealed_secret(self) -> str | None:
@@ -1040,9 +1068,16 @@ class Variance:
 
 def validator_variance(session: Session, race_id: uuid.UUID) -> Variance:
     """Pairs of successful race runs on the same qualifier by two validators: their spread in score
-    points (|a - b| x 100), and per validator its mean signed difference from its peers (its bias)."""
+    points (|a - b| x 100), and per validator its mean signed difference from its peers (its bias).
+    Empty (no pairs, no validators) until the race's results are published (``results_published``)."""
     race = get_race(session, race_id)
     return variances_by_race_ids(session, [race.id])[race.id]
+
+
+def variance_as_published(variance: Variance, race: Race) -> Variance:
+    """``variance`` as the public may see it of ``race`` as it stood (``as_it_stood``): empty while
+    its results were embargoed."""
+    return variance if results_published(race) else _variance(race, {}, {})
 
 
 def variances_by_race_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Variance]:
@@ -1067,7 +1102,11 @@ def variances_by_race_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uu
     names = dict(
         session.exec(select(Hotkey.ss58, Hotkey.name).where(col(Hotkey.ss58).in_(list(hotkeys)))).all()
     )
-    return {rid: _variance(race, by_race[rid], names) for rid, race in found.items()}
+    # The embargo: while a race runs, its validators' scores and spreads would give its runs' scores away.
+    return {
+        rid: _variance(race, by_race[rid] if results_published(race) else {}, names)
+        for rid, race in found.items()
+    }
 
 
 def _variance(

@@ -122,7 +122,8 @@ class EvaluationRunPublic(Schema):
     inference_total: int | None = None
 
     @classmethod
-    def of(cls, run: EvaluationRun) -> EvaluationRunPublic:
+    def of(cls, run: EvaluationRun, *, embargoed: bool = False) -> EvaluationRunPublic:
+        """``embargoed``: a race run whose scores are not shown yet (services.races.run_scores_disclosed)."""
         return cls(
             eval_run_id=run.id,
             agent_version_id=run.agent_version_id,
@@ -135,8 +136,8 @@ class EvaluationRunPublic(Schema):
             last_heartbeat_at=run.last_heartbeat_at,
             completed_at=run.completed_at,
             failure_reason=run.failure_reason,
-            validator_score=run.validator_score,
-            score_components_summary=run.score_components,
+            validator_score=None if embargoed else run.validator_score,
+            score_components_summary=None if embargoed else run.score_components,
             service_versions=run.service_versions,
             sandbox_metadata=run.sandbox_metadata,
             inference_failure_count=run.inference_failure_count,
@@ -172,15 +173,16 @@ class AgentVersionProblemsResponse(Schema):
     def of(cls, matrix: ProblemMatrix) -> AgentVersionProblemsResponse:
         by_problem: dict[uuid.UUID, list[ValidatorProblemResult]] = {}
         for run in matrix.runs:
+            hidden = run.id in matrix.embargoed
             for result in matrix.results.get(run.id, []):
                 by_problem.setdefault(result.problem_id, []).append(
                     ValidatorProblemResult(
                         eval_run_id=run.id,
                         validator_hotkey=run.validator_hotkey,
                         status=ProblemStatus(result.status),
-                        score=result.score,
-                        score_components=result.score_components,
-                        reasoning_score=result.reasoning_score,
+                        score=None if hidden else result.score,
+                        score_components=None if hidden else result.score_components,
+                        reasoning_score=None if hidden else result.reasoning_score,
                         updated_at=result.updated_at,
                         inference_failure_count=result.inference_failure_count,
                         inference_total=result.inference_total,
@@ -227,14 +229,14 @@ class EvaluationRunDetail(Schema):
             status=RunStatus(run.status),
             version_number=view.version.version_number,
             claimed_at=run.claimed_at,
-            score=run.validator_score,
+            score=None if view.embargoed else run.validator_score,
             completed_at=run.completed_at,
             failure_reason=run.failure_reason,
             is_included=run.is_included,
             sandbox_metadata=run.sandbox_metadata,
             inference_failure_count=run.inference_failure_count,
             inference_total=run.inference_total,
-            score_components_summary=run.score_components,
+            score_components_summary=None if view.embargoed else run.score_components,
         )
 
 

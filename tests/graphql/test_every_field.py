@@ -22,7 +22,7 @@ from tests.graphql.conftest import Gql
 
 ROOTS = [
     "currentSuite", "suites", "evaluationRuns", "runningEvaluations", "pendingEvaluations",
-    "validators", "leaderboard", "topAgent", "topHistory",
+    "validators", "leaderboard", "topAgent", "topHistory", "currentRace", "races",
 ]  # fmt: skip
 NESTING = 2
 PAGE = 2
@@ -92,5 +92,9 @@ def test_the_generated_documents_cover_the_types() -> None:
         "workItem",
         "miner",
         "agent",
+        "qualifiers",
+        "weights",
+        "drawnProblems",
+        "raceEntries",
     ):
         assert name in covered, name

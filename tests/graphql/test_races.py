@@ -20,7 +20,7 @@ from oro_graph.graphql.context import Context
 from oro_graph.graphql.schema import schema
 from oro_graph.models import RunStatus, utcnow
 from oro_graph.runtime import Runtime
-from oro_graph.services import races, suites
+from oro_graph.services import evaluations, races, suites
 from oro_graph.settings import Settings
 from tests.factories import claim, complete, make_eligible, make_world, register
 from tests.graphql.conftest import Gql, signed
@@ -449,3 +449,202 @@ def test_the_field_pages_with_cursors(runtime: Runtime, gql: Gql, board: dict[st
     # a cursor of another order is refused as a bad page argument
     body = gql(QUALIFIER_PAGES, {"id": str(race.id), "after": "bm9wZQ"}, errors=True)
     assert body["errors"][0]["extensions"]["code"] == "BAD_PAGE_ARGUMENT"
+
+
+# Every public place a race run's scores could show: the race's runs, the run itself, its problem
+# results (by run, by version, by node), run listings, the problem matrix and the validator variance.
+SCORE_KEYS = {"validatorScore", "scoreComponents", "score", "reasoningScore", "meanScore", "meanSpread"}
+RESULTS = "problemResults(first: 5) { edges { node { id score reasoningScore scoreComponents } } }"
+RUN_SCORES = f"evalRunId raceId validatorScore scoreComponents {RESULTS}"
+EMBARGO_QUERY = f"""
+query ($race: ID!, $run: ID!, $version: ID!) {{
+  race(id: $race) {{
+    qualifiers(first: 10) {{ edges {{ node {{ runs {{ {RUN_SCORES} }} }} }} }}
+    validatorVariance {{
+      pairCount meanSpread medianSpread maxSpread validators {{ meanScore meanDeltaVsPeers }}
+    }}
+  }}
+  evaluationRun(id: $run) {{ {RUN_SCORES} }}
+  evaluationRuns(first: 30) {{ edges {{ node {{ {RUN_SCORES} }} }} }}
+  agentVersion(id: $version) {{
+    runs(first: 10) {{ edges {{ node {{ {RUN_SCORES} }} }} }}
+    problemMatrix {{ validatorResults {{ runId score reasoningScore scoreComponents }} }}
+  }}
+  validators {{ edges {{ node {{ runs(first: 10) {{ edges {{ node {{ {RUN_SCORES} }} }} }} }} }} }}
+}}
+"""
+NODE_QUERY = (
+    "query ($id: ID!) { node(id: $id) { ... on ProblemResult { score reasoningScore scoreComponents } } }"
+)
+LEASE_CLAIM = "mutation { claimWork { __typename ... on ClaimWorkSuccess { run { evalRunId raceId } } } }"
+LEASE_PROGRESS = """
+mutation ($run: UUID!, $problems: [ProblemProgressInput!]!) {
+  reportProgress(runId: $run, problems: $problems) {
+    __typename ... on ReportProgressSuccess { results { score reasoningScore scoreComponents } }
+  }
+}
+"""
+LEASE_HEARTBEAT = """
+mutation ($run: UUID!) {
+  heartbeat(runId: $run) { __typename ... on HeartbeatSuccess { run { validatorScore } } }
+}
+"""
+LEASE_COMPLETE = """
+mutation ($run: UUID!) {
+  completeRun(runId: $run, terminalStatus: SUCCESS, validatorScore: 0.77, scoreComponents: {pass: 0.77}) {
+    __typename ... on CompleteRunSuccess { run { validatorScore scoreComponents ${RESULTS} } }
+  }
+}
+""".replace("${RESULTS}", RESULTS)
+RUN_PROGRESS = """
+subscription ($run: UUID!) {
+  runProgress(runId: $run, after: "0") {
+    __typename ... on ProblemScored { score } ... on RunFinished { validatorScore }
+  }
+}
+"""
+
+
+AS_OF_RUNS = """
+query ($at: DateTime) {
+  currentRace(asOf: $at) {
+    status qualifiers { edges { node { runs { raceId validatorScore } } } } validatorVariance { pairCount }
+  }
+}
+"""
+
+
+def _scored(events: list[dict[str, Any]]) -> list[Any]:
+    return [
+        e.get("score", e.get("validatorScore"))
+        for e in events
+        if e["__typename"] in ("ProblemScored", "RunFinished")
+    ]
+
+
+def _race_run_scores(value: Any, in_race_run: bool = False) -> list[Any]:
+    """Every score-carrying value under a race run (a dict with a non-null raceId) or a variance."""
+    found: list[Any] = []
+    if isinstance(value, dict):
+        in_race_run = in_race_run or value.get("raceId") is not None or "pairCount" in value
+        for key, item in value.items():
+            if key in SCORE_KEYS and in_race_run:
+                found.append(item)
+            found.extend(_race_run_scores(item, in_race_run))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_race_run_scores(item, in_race_run))
+    return found
+
+
+async def _run_progress(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
+    stream = await schema.subscribe(
+        RUN_PROGRESS, variable_values={"run": run_id}, context_value=Context(rt, headers={})
+    )
+    assert not hasattr(stream, "errors"), stream
+    got = []
+    async for result in stream:
+        assert result.errors is None, result.errors
+        got.append(result.data["runProgress"])
+        if got[-1]["__typename"] == "RunFinished":
+            break
+    return got
+
+
+def test_race_runs_scores_are_embargoed_until_the_race_completes(
+    runtime: Runtime, client: TestClient, gql: Gql, board: dict[str, Any]
+) -> None:
+    # given a running race, and a validator that works a race run through the graph's lease mutations
+    settings = _settings(runtime)
+    opened = runtime.db.call(races.open_race, settings=settings)
+    drawn = runtime.db.call(races.close_qualifying, settings=settings).problem_ids
+    name = "Charlie"
+    claimed = gql(LEASE_CLAIM, headers=signed(name))["claimWork"]
+    assert claimed["__typename"] == "ClaimWorkSuccess" and claimed["run"]["raceId"] == str(opened.id)
+    run_id = claimed["run"]["evalRunId"]
+    report = [
+        {
+            "problemId": p,
+            "status": "SUCCESS",
+            "score": 0.9,
+            "reasoningScore": 0.8,
+            "scoreComponents": {"x": 1},
+        }
+        for p in drawn[:2]
+    ]
+    progress = gql(LEASE_PROGRESS, {"run": run_id, "problems": report}, headers=signed(name))[
+        "reportProgress"
+    ]
+    beat = gql(LEASE_HEARTBEAT, {"run": run_id}, headers=signed(name))["heartbeat"]
+    done = gql(LEASE_COMPLETE, {"run": run_id}, headers=signed(name))["completeRun"]
+
+    # then the lease holder's own answers carry what it reported
+    assert progress["results"] == [{"score": 0.9, "reasoningScore": 0.8, "scoreComponents": {"x": 1}}] * 2
+    assert beat == {"__typename": "HeartbeatSuccess", "run": {"validatorScore": None}}
+    assert done["run"]["validatorScore"] == 0.77 and done["run"]["scoreComponents"] == {"pass": 0.77}
+    assert [e["node"]["score"] for e in done["run"]["problemResults"]["edges"]] == [0.9, 0.9]
+
+    # when more race work is done (every qualifier has runs, validators pair up) while the race runs
+    _race_work(runtime, board, runs=4)
+    assert runtime.db.call(races.get_race, opened.id).status == "RACE_RUNNING"
+    version = runtime.db.call(evaluations.get_run, uuid.UUID(run_id)).agent_version_id
+    variables = {"race": str(opened.id), "run": run_id, "version": str(version)}
+    request = {"query": EMBARGO_QUERY, "variables": variables}
+    first, again = client.post("/graphql", json=request), client.post("/graphql", json=request)
+    assert "errors" not in first.json(), first.json()["errors"]
+    result_ids = [e["node"]["id"] for e in first.json()["data"]["evaluationRun"]["problemResults"]["edges"]]
+    by_node = [gql(NODE_QUERY, {"id": i})["node"] for i in result_ids]
+    events = asyncio.run(_run_progress(runtime, run_id))
+
+    # then no public path shows a race run's score, though the runs, results and pairs are there
+    hidden = first.json()["data"]
+    scores = _race_run_scores(hidden)
+    assert len(scores) > 30 and all(s is None for s in scores), scores
+    assert len(hidden["race"]["qualifiers"]["edges"]) == 3 and hidden["evaluationRun"]["raceId"] == str(
+        opened.id
+    )
+    assert hidden["race"]["validatorVariance"] == {
+        "pairCount": 0,
+        "meanSpread": None,
+        "medianSpread": None,
+        "maxSpread": None,
+        "validators": [],
+    }
+    mine = [
+        x
+        for p in hidden["agentVersion"]["problemMatrix"]
+        for x in p["validatorResults"]
+        if x["runId"] == run_id
+    ]
+    assert mine == [{"runId": run_id, "score": None, "reasoningScore": None, "scoreComponents": None}] * 2
+    assert by_node == [{"score": None, "reasoningScore": None, "scoreComponents": None}] * 2
+    assert _scored(events) == [None, None, None]
+    assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
+    # and the qualifying runs' scores still show (the embargo is on race runs only)
+    qualifying = [e["node"] for e in hidden["evaluationRuns"]["edges"] if e["node"]["raceId"] is None]
+    assert qualifying and all(r["validatorScore"] is not None for r in qualifying)
+
+    # when the race work is done and the race completes
+    _race_work(runtime, board)
+    assert runtime.db.call(races.get_race, opened.id).status == "RACE_COMPLETE"
+    after = client.post("/graphql", json=request)
+    shown = after.json()["data"]
+    events = asyncio.run(_run_progress(runtime, run_id))
+
+    # then the cached masked answer is not served, and every race run's score is published
+    assert after.headers["x-cache"] == "miss"
+    assert shown["evaluationRun"]["validatorScore"] == 0.77
+    assert shown["evaluationRun"]["scoreComponents"] == {"pass": 0.77}
+    assert [e["node"]["score"] for e in shown["evaluationRun"]["problemResults"]["edges"]] == [0.9, 0.9]
+    runs = [r for e in shown["race"]["qualifiers"]["edges"] for r in e["node"]["runs"]]
+    assert runs and all(r["validatorScore"] is not None for r in runs)
+    assert shown["race"]["validatorVariance"]["pairCount"] > 0
+    assert [gql(NODE_QUERY, {"id": i})["node"]["score"] for i in result_ids] == [0.9, 0.9]
+    assert _scored(events) == [0.9, 0.9, 0.77]
+    # but the race as it stood while it ran still hides them
+    ended = runtime.db.call(races.get_race, opened.id).race_completed_at
+    stood = gql(AS_OF_RUNS, {"at": (ended - timedelta(microseconds=1)).isoformat()})["currentRace"]
+    assert stood["status"] == "RACE_RUNNING"
+    stood_runs = [r for e in stood["qualifiers"]["edges"] for r in e["node"]["runs"]]
+    assert stood_runs and all(r["validatorScore"] is None for r in stood_runs)
+    assert stood["validatorVariance"] == {"pairCount": 0}

@@ -11,7 +11,10 @@ import httpx
 import pytest
 from oro_sdk.api.miner import clear_race_selection, set_race_selection, submit_agent
 from oro_sdk.api.public import (
+    get_agent_version_problems,
+    get_agent_version_runs,
     get_current_race,
+    get_evaluation_run,
     get_leaderboard,
     get_race_detail,
     get_race_history,
@@ -21,7 +24,7 @@ from oro_sdk.api.public import (
     get_top_miner_payout,
     list_suites,
 )
-from oro_sdk.api.validator import claim_work, complete_run
+from oro_sdk.api.validator import claim_work, complete_run, update_progress
 from oro_sdk.models import (
     ClaimWorkRequest,
     ClaimWorkResponse,
@@ -29,6 +32,10 @@ from oro_sdk.models import (
     MinerRaceSelectionRequest,
     NoSelectionError,
     NotVersionOwnerError,
+    ProblemProgressUpdate,
+    ProblemStatus,
+    ProgressUpdateRequest,
+    ProgressUpdateResponse,
     RaceCurrentResponse,
     RaceDetailResponse,
     RaceHistoryResponse,
@@ -36,6 +43,7 @@ from oro_sdk.models import (
     RaceNotFoundError,
     TerminalStatus,
 )
+from oro_sdk.types import Unset
 
 from oro_graph.models import Role
 from oro_graph.services import races, suites
@@ -269,3 +277,76 @@ def test_top_history_and_payout_answer_what_their_clients_declare(server: LiveSe
     assert history.status_code == 422 and history.json()["error_code"] == "SUITE_NOT_FOUND"
     assert payout.status_code == 200 and payout.json()["miner_hotkey"] is None
     assert isinstance(get_top_history.sync_detailed(client=server.public(), suite_id=999).parsed, object)
+
+
+def _public_scores(server: LiveServer, version_id, run_id) -> dict[str, object]:
+    """What the public REST paths show of one race run's scores."""
+    public = server.public()
+    listed = next(
+        r for r in get_agent_version_runs.sync(version_id, client=public) if r.eval_run_id == run_id
+    )
+    detail = get_evaluation_run.sync(run_id, client=public)
+    matrix = get_agent_version_problems.sync(version_id, client=public)
+    results = [r for p in matrix.problems for r in p.validator_results if r.eval_run_id == run_id]
+    assert len(results) == 2
+
+    def value(v: object) -> object:
+        return None if isinstance(v, Unset) or v is None else (v.to_dict() if hasattr(v, "to_dict") else v)
+
+    return {
+        "listed": (value(listed.validator_score), value(listed.score_components_summary)),
+        "detail": (value(detail.score), value(detail.additional_properties.get("score_components_summary"))),
+        "results": [(value(r.score), value(r.reasoning_score), value(r.score_components)) for r in results],
+    }
+
+
+def test_race_run_scores_are_embargoed_on_the_rest_paths_until_the_race_completes(
+    race_server: LiveServer,
+) -> None:
+    # given two miners on the board and a race running on their versions
+    server = race_server
+    rt = server.runtime
+    settings: Settings = rt.settings
+    make_suite(rt, problems=5)
+    for name in ("Alice", "Bob"):
+        register(rt, name)
+    for name in VALIDATORS:
+        register(rt, name, Role.VALIDATOR)
+    versions = {
+        miner: submit_agent.sync(client=server.signed(miner), body=agent_file(miner.lower())).agent_version_id
+        for miner in ("Alice", "Bob")
+    }
+    _evaluate(server, lambda c: 0.8 if c.agent_version_id == versions["Alice"] else 0.7)
+    race = rt.db.call(races.open_race, settings=settings)
+    drawn = rt.db.call(races.close_qualifying, settings=settings).problem_ids
+
+    # when a validator works a race run through the official client: progress, then completion
+    charlie = server.signed("Charlie")
+    claim = claim_work.sync(client=charlie, body=ClaimWorkRequest(cpu_pct=10.0))
+    assert isinstance(claim, ClaimWorkResponse) and claim.race_id == race.id
+    report = ProgressUpdateRequest(
+        problems=[
+            ProblemProgressUpdate(problem_id=p, status=ProblemStatus.SUCCESS, score=0.9, reasoning_score=0.8)
+            for p in drawn[:2]
+        ]
+    )
+    progressed = update_progress.sync(claim.eval_run_id, client=charlie, body=report)
+    body = CompleteRunRequest(terminal_status=TerminalStatus.SUCCESS, validator_score=0.66)
+    completed = complete_run.sync_detailed(claim.eval_run_id, client=charlie, body=body)
+    hidden = _public_scores(server, claim.agent_version_id, claim.eval_run_id)
+    variance = get_race_validator_variance.sync(race.id, client=server.public())
+
+    # then the lease holder's calls work as ever, and no public path shows the run's scores
+    assert isinstance(progressed, ProgressUpdateResponse) and completed.status_code == 200
+    assert hidden == {"listed": (None, None), "detail": (None, None), "results": [(None, None, None)] * 2}
+    assert variance.n_pairs == 0 and variance.validators == [] and variance.max_spread is None
+    # and a qualifying run's score still shows
+    runs = get_agent_version_runs.sync(versions["Alice"], client=server.public())
+    assert any(r.validator_score == 0.8 for r in runs)
+
+    # when the rest of the race work is done, the race completes and publishes them
+    _evaluate(server, lambda c: 0.5)
+    assert get_race_detail.sync(race.id, client=server.public()).race.status == "RACE_COMPLETE"
+    shown = _public_scores(server, claim.agent_version_id, claim.eval_run_id)
+    assert shown == {"listed": (0.66, None), "detail": (0.66, None), "results": [(0.9, 0.8, None)] * 2}
+    assert get_race_validator_variance.sync(race.id, client=server.public()).n_pairs == 2

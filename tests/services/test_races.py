@@ -328,3 +328,44 @@ def test_a_race_run_evaluates_the_drawn_problems_only(runtime, world, board):
             validator_hotkey=world.validators[0],
             problems=[update],
         )
+
+
+def _score_aggregates(rt, world, board) -> dict:
+    """Everything computed from run scores outside the race itself: final scores and the board, score
+    intervals, and the validators' agreement (reliability deltas and the suite's variance view)."""
+    from oro_graph.services import reliability
+
+    versions = [board[k] for k in ("alice_old", "alice", "bob", "ferdie")]
+    with rt.db.session() as s:
+        page = leaderboard.leaderboard_page(s, suite_id=world.suite.id)
+        rel = reliability.validator_reliability(s, world.validators)
+        variance = reliability.validator_variance(s, suite_id=world.suite.id)
+        intervals = reliability.score_intervals_by_version_ids(s, versions)
+        return {
+            "board": [(r.version.id, r.version.final_score) for r in page.rows],
+            "deltas": {
+                h: (r.mean_delta, r.delta_sd, r.versions_compared, r.pairs_evaluated) for h, r in rel.items()
+            },
+            "variance": (variance.versions, variance.mean_spread, variance.max_spread, variance.buckets),
+            "variance_deltas": [(d.hotkey, d.mean_delta, d.pairs_evaluated) for d in variance.deltas],
+            "intervals": {v: repr(intervals.get(v)) for v in versions},
+        }
+
+
+def test_score_aggregates_leave_race_runs_out(runtime, world, board):
+    # given the aggregates over the qualifying runs alone
+    settings = _settings(runtime)
+    before = _score_aggregates(runtime, world, board)
+    assert before["board"] and any(d[3] for d in before["deltas"].values()), (
+        "validators compared on something"
+    )
+
+    # when a race runs and completes with race scores far from the qualifying ones
+    runtime.db.call(races.open_race, settings=settings)
+    runtime.db.call(races.close_qualifying, settings=settings)
+    wild = {board["alice"]: 0.01, board["bob"]: 0.99, board["ferdie"]: 0.5, board["alice_old"]: 0.02}
+    assert _finish_race_work(runtime, world, wild) > 0
+    assert runtime.db.call(races.latest_completed) is not None
+
+    # then none of them moved
+    assert _score_aggregates(runtime, world, board) == before
