@@ -3,7 +3,9 @@
 One call reads every table in one transaction (on PostgreSQL a repeatable-read snapshot, so the tables
 agree with each other). Problem results, the one table with an update stamp, can be read incrementally:
 only rows stamped at or after ``results_since``. The other tables are read whole. Storage keys, JSON
-blobs and anything secret are not exported; every column here is one the graph serves.
+blobs and anything secret are not exported; every column here is one the graph serves, as the public
+sees it: the scores of a race's runs stay null until the race completes (``races.disclosed_sql``; an
+incremental export of problem results takes them again only with a full export after the race).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from oro_graph.models import (
     Role,
     ValidatorState,
 )
+from oro_graph.services import races
 
 Kind = Literal["uuid", "str", "int", "float", "bool", "time"]
 BATCH = 5_000
@@ -97,6 +100,7 @@ TABLES: tuple[Table, ...] = (
             ("last_heartbeat_at", "time"),
             ("completed_at", "time"),
             ("validator_score", "float"),
+            ("race_id", "uuid"),
             ("is_included", "bool"),
             ("failure_reason", "str"),
             ("inference_failure_count", "int"),
@@ -113,7 +117,8 @@ TABLES: tuple[Table, ...] = (
             EvaluationRun.lease_expires_at,
             EvaluationRun.last_heartbeat_at,
             EvaluationRun.completed_at,
-            EvaluationRun.validator_score,
+            races.disclosed_sql(EvaluationRun.validator_score, EvaluationRun.race_id),
+            EvaluationRun.race_id,
             EvaluationRun.is_included,
             EvaluationRun.failure_reason,
             EvaluationRun.inference_failure_count,
@@ -141,13 +146,13 @@ TABLES: tuple[Table, ...] = (
             ProblemResult.run_id,
             ProblemResult.problem_id,
             ProblemResult.status,
-            ProblemResult.score,
-            ProblemResult.reasoning_score,
+            races.disclosed_sql(ProblemResult.score, EvaluationRun.race_id),
+            races.disclosed_sql(ProblemResult.reasoning_score, EvaluationRun.race_id),
             ProblemResult.execution_time,
             ProblemResult.inference_failure_count,
             ProblemResult.inference_total,
             ProblemResult.updated_at,
-        ),
+        ).join(EvaluationRun, col(EvaluationRun.id) == ProblemResult.run_id),
         lambda: (col(ProblemResult.updated_at), col(ProblemResult.id)),
         stamp=ProblemResult.updated_at,
     ),

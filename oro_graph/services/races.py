@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import case, delete, func, or_, text
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
@@ -171,6 +172,16 @@ def results_published(race: Race) -> bool:
     qualifiers' race scores stay null, and so do its runs' scores (publishing the runs would give
     away the race scores it does not publish)."""
     return race.status == RaceStatus.RACE_COMPLETE
+
+
+def disclosed_sql(score: Any, run_race_id: Any) -> Any:
+    """``score`` of a run (or of its problem results) in SQL, null while the run's race keeps its
+    results back (``results_published``): for readers of many rows at once, such as the export.
+    The statement must select from ``EvaluationRun``; the race is looked up by ``run_race_id``."""
+    published = (
+        select(Race.id).where(col(Race.id) == run_race_id, Race.status == RaceStatus.RACE_COMPLETE).exists()
+    )
+    return case((or_(col(run_race_id).is_(None), published), score), else_=None)
 
 
 def run_scores_disclosed(race: Race | None, *, holds_run: bool = False) -> bool:

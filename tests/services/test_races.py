@@ -369,3 +369,33 @@ def test_score_aggregates_leave_race_runs_out(runtime, world, board):
 
     # then none of them moved
     assert _score_aggregates(runtime, world, board) == before
+
+
+def test_the_export_keeps_race_run_scores_back_until_the_race_completes(runtime, world, board, tmp_path):
+    pytest.importorskip("pyarrow")
+    from oro_graph import export as exporting
+    from oro_graph.services import export as tables
+
+    def race_scores() -> list[float | None]:
+        out = tmp_path / uuid.uuid4().hex
+        exporting.export(runtime.db, out, "csv")
+        runs = exporting.read_table(out / "runs.csv", tables.BY_NAME["runs"]).to_pylist()
+        return [r["validator_score"] for r in runs if r["race_id"] is not None]
+
+    # given a race running, one of its runs completed with a score
+    settings = _settings(runtime)
+    runtime.db.call(races.open_race, settings=settings)
+    runtime.db.call(races.close_qualifying, settings=settings)
+    c = claim(runtime, world.validators[0])
+    assert c is not None and c.run.race_id is not None
+    complete(runtime, c.run.id, world.validators[0], score=0.9)
+
+    # then the export has the race run, its score held back as the public graph holds it back
+    assert race_scores() == [None]
+
+    # when the race completes, then the export has the race runs' scores
+    scores = {board["alice"]: 0.3, board["bob"]: 0.6, board["ferdie"]: 0.5, board["alice_old"]: 0.2}
+    _finish_race_work(runtime, world, scores)
+    assert runtime.db.call(races.latest_completed) is not None
+    published = race_scores()
+    assert 0.9 in published and None not in published
