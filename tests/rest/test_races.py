@@ -49,6 +49,7 @@ from oro_graph.models import Role
 from oro_graph.services import races, suites
 from oro_graph.settings import Settings
 from tests.factories import make_suite, register
+from tests.graphql.test_races import _expected_weights
 from tests.rest.live import LiveServer, wallet
 from tests.rest.seed import agent_file
 
@@ -152,15 +153,22 @@ def test_a_whole_race_through_the_official_client(race_server: LiveServer) -> No
     history = get_race_history.sync(client=public, limit=5)
     assert isinstance(history, RaceHistoryResponse) and [r.race_id for r in history.races] == [race.id]
 
-    # and the weights computed from the detail by the validator's rule are the server's
-    finishers = [(q.miner_hotkey, q.agent_version_id, q.race_score) for q in detail.qualifiers]
-    from_detail = races.race_weights(finishers, t_top=0.25, t_burn=0.75)
+    # and the weights computed from the detail by the validator's rule (written out independently)
+    # are the graph's, and the services'
+    finishers = [(q.miner_hotkey, str(q.agent_version_id), q.race_score) for q in detail.qualifiers]
+    from_detail = [(hotkey, units) for hotkey, _, units in _expected_weights(finishers, 0.25, 0.75)]
+    with server.http() as http:
+        answer = http.post(
+            "/graphql",
+            json={
+                "query": "query($id: ID!) { race(id: $id) { weights { minerHotkey units } } }",
+                "variables": {"id": str(race.id)},
+            },
+        ).json()
+    graph = [(w["minerHotkey"], w["units"]) for w in answer["data"]["race"]["weights"]]
     served = races.weights_of(rt.db.call(races.race_view, race.id), settings)
-    assert [(w.miner_hotkey, w.units) for w in from_detail] == [(w.miner_hotkey, w.units) for w in served]
-    assert {w.miner_hotkey: w.units for w in served} == {
-        None: 65535,
-        hotkeys["Bob"]: round(0.25 * 65535 / 0.75),
-    }
+    assert from_detail == graph == [(w.miner_hotkey, w.units) for w in served]
+    assert dict(graph) == {None: 65535, hotkeys["Bob"]: round(0.25 * 65535 / 0.75)}
 
     # and the top agent, its history and the race board name the winner
     top = get_top_agent.sync(client=public)
