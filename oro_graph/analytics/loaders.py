@@ -854,7 +854,7 @@ def race_qualifiers(client: Client, suite_id: int | None = None) -> pd.DataFrame
                 ["race", "qualifiers"],
                 page_size=PAGE_SIZE,
             )
-        rows.extend(head | node for node in nodes)
+        rows.extend({**head, **node} for node in nodes)
     return _typed(rows, RACE_QUALIFIER_COLUMNS, categories={"qualification_type": QUALIFICATION_TYPES})
 
 

@@ -42,11 +42,11 @@ if TYPE_CHECKING:
 
 
 async def _lease_expires_at(root: EvaluationRun, info: Info) -> datetime:
-    return await root.live(info, 0)  # type: ignore[no-any-return]
+    return await root.live(info, 0)
 
 
 async def _last_heartbeat_at(root: EvaluationRun, info: Info) -> datetime | None:
-    return await root.live(info, 1)  # type: ignore[no-any-return]
+    return await root.live(info, 1)
 
 
 async def scores_disclosed(info: Info, run_id: uuid.UUID, race_id: uuid.UUID | None) -> bool:
@@ -128,7 +128,7 @@ class EvaluationRun(relay.Node):
     @classmethod
     def from_row(cls, row: models.EvaluationRun, *, hidden: bool = False) -> EvaluationRun:
         """``hidden``: its scores are embargoed whatever its race's status now (``Race`` at ``asOf``)."""
-        unloaded = sa_inspect(row).unloaded
+        unloaded = sa_inspect(row, raiseerr=True).unloaded
         return cls(
             id=str(row.id),
             eval_run_id=row.id,

@@ -14,7 +14,7 @@ from graphql import GraphQLError
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.graphql.subscriptions import KeepAlive, LoggedEvent, _cursor, _follow, _resumed
-from oro_graph.models import Role
+from oro_graph.models import Event, Role
 from oro_graph.services import agents, events, feeds
 
 
@@ -89,6 +89,12 @@ AgentVersionEvent = Annotated[
 ]
 
 
+def _run_id(row: Event) -> uuid.UUID:
+    # A feed's run events are read by their run (services.feeds: run_id IN the versions' runs).
+    assert row.run_id is not None, f"run event {row.id} without a run"
+    return row.run_id
+
+
 def _shape(item: feeds.FeedEvent) -> Any:
     row, p = item.event, item.event.payload or {}
     base: dict[str, Any] = {
@@ -100,26 +106,26 @@ def _shape(item: feeds.FeedEvent) -> Any:
     if kind == events.RunEvent.CLAIMED:
         return VersionRunClaimed(
             **base,
-            run_id=row.run_id,
+            run_id=_run_id(row),
             validator_hotkey=p["validator_hotkey"],
             lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]),
         )
     if kind == events.RunEvent.PROBLEM_SCORED:
         return VersionProblemScored(
             **base,
-            run_id=row.run_id,
+            run_id=_run_id(row),
             problem_id=uuid.UUID(p["problem_id"]),
             status=p["status"],
             score=p.get("score"),
         )
     if kind == events.RunEvent.STATUS_CHANGED:
         return VersionRunStatusChanged(
-            **base, run_id=row.run_id, previous=RunStatus(p["from"]), status=RunStatus(p["to"])
+            **base, run_id=_run_id(row), previous=RunStatus(p["from"]), status=RunStatus(p["to"])
         )
     if kind == events.RunEvent.FINISHED:
         return VersionRunFinished(
             **base,
-            run_id=row.run_id,
+            run_id=_run_id(row),
             status=RunStatus(p["status"]),
             validator_score=p.get("validator_score"),
             became_eligible=bool(p.get("became_eligible")),

@@ -75,6 +75,14 @@ def _values(items: list[Any] | None) -> tuple[str, ...] | None:
     return tuple(i.value for i in items) if items is not None else None
 
 
+def enum_key(member: Enum) -> str:
+    """The service's name of a GraphQL enum member: its value (strawberry.enum_value members hold the
+    string at run time, though mypy sees the EnumValueDefinition; a strawberry.enum(...) of a domain
+    enum is no type to mypy)."""
+    value: str = member.value
+    return value
+
+
 @strawberry.input(
     description="Which problem results of a run; every condition given must hold. "
     f"Lists: at most {filters.MAX_LIST}."
@@ -112,7 +120,7 @@ def result_filter(
         problem_id=spec.problem_id,
         category=spec.category,
         difficulty=spec.difficulty,
-        order_by=order.field.value if order else "updated_at",
+        order_by=enum_key(order.field) if order else "updated_at",
         descending=order is not None and order.direction == OrderDirection.DESC,
     ).check()
 
@@ -153,7 +161,7 @@ def version_filter(
         submitted_after=spec.submitted_after,
         submitted_before=spec.submitted_before,
         miner_hotkey=spec.miner_hotkey,
-        order_by=order.field.value if order else "submitted_at",
+        order_by=enum_key(order.field) if order else "submitted_at",
         descending=order is not None and order.direction == OrderDirection.DESC,
     ).check()
 
@@ -201,11 +209,11 @@ class ValidatorOrder:
 def validator_filter(spec: ValidatorFilter | None, order: ValidatorOrder | None) -> filters.ValidatorFilter:
     spec = spec or ValidatorFilter()
     return filters.ValidatorFilter(
-        status=spec.status.value if spec.status is not None else None,
+        status=enum_key(spec.status) if spec.status is not None else None,
         flags=_values(spec.flags),
         last_seen_after=spec.last_seen_after,
         last_seen_before=spec.last_seen_before,
-        order_by=order.field.value if order else "hotkey",
+        order_by=enum_key(order.field) if order else "hotkey",
         descending=order is not None and order.direction == OrderDirection.DESC,
     ).check()
 

@@ -10,7 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from oro_graph.db import Database
 from oro_graph.graphql.context import Info
-from oro_graph.graphql.filters import ProblemStatsOrder, ProblemStatsOrderField, ProblemStatsScope
+from oro_graph.graphql.filters import ProblemStatsOrder, ProblemStatsOrderField, ProblemStatsScope, enum_key
 from oro_graph.graphql.pagination import Connection, OrderDirection, make_window, to_connection
 from oro_graph.graphql.suites import Problem
 from oro_graph.services import problemstats
@@ -109,10 +109,11 @@ async def suite_problem_stats(
 ) -> Connection[ProblemStatistics]:
     order = order_by or ProblemStatsOrder(field=ProblemStatsOrderField.POSITION)
     descending = order.direction == OrderDirection.DESC
-    name = f"problemStats.{order.field.value}.{'desc' if descending else 'asc'}"
+    key = enum_key(order.field)
+    name = f"problemStats.{key}.{'desc' if descending else 'asc'}"
     window = make_window(name, first, after, last, before)
     found = await info.context.loaders.problem_stats_by_suite_id_and_scope.load((suite_id, _scope(scope)))
-    page = problemstats.ordered_page(found.values(), order.field.value, descending=descending, window=window)
+    page = problemstats.ordered_page(found.values(), key, descending=descending, window=window)
 
     async def total() -> int:
         return len(found)

@@ -21,6 +21,7 @@ from oro_graph.graphql import errors as e
 from oro_graph.graphql.agents import AgentVersion, Miner, shown_version
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.evaluations import EvaluationRun
+from oro_graph.graphql.filters import enum_key
 from oro_graph.graphql.loaders import Loaders
 from oro_graph.graphql.pagination import (
     After,
@@ -589,8 +590,8 @@ class RaceQuery:
         before: Before = None,
     ) -> Connection[Race]:
         db = info.context.runtime.db
-        statuses = [s.value for s in status] if status is not None else None
-        query = {"suite_id": suite_id, "statuses": statuses, "as_of": as_of}
+        statuses = [enum_key(s) for s in status] if status is not None else None
+        query: dict[str, Any] = {"suite_id": suite_id, "statuses": statuses, "as_of": as_of}
         window = make_window("race.number", first, after, last, before)
         page = await db.run(races.races_page, **query, window=window)
         info.context.loaders.race_by_id.prime_many({r.id: r for r in page.rows})

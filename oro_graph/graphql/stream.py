@@ -480,13 +480,13 @@ class GraphQLSSE:
                 operation = _from_url(scope) if method == "GET" else await _from_body(receive)
             except BadRequest as exc:
                 return _bad_request(str(exc))
-            operation_id = operation.extensions.get("operationId")
-            if not isinstance(operation_id, str) or not operation_id or len(operation_id) > 128:
+            named = operation.extensions.get("operationId")
+            if not isinstance(named, str) or not named or len(named) > 128:
                 return _bad_request("name the operation in `extensions.operationId` (a string)")
             await db.run(
                 eventstreams.submit,
                 token,
-                operation_id,
+                named,
                 _forwarded(scope, method, operation),
                 now=time.time(),
                 max_operations=MAX_OPERATIONS_PER_STREAM,

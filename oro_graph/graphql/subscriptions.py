@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -193,13 +193,23 @@ def _board_event(row: models.Event, version: models.AgentVersion | None) -> Any:
     )
 
 
+class _Cursored(Protocol):
+    """A row of an event log read: its id is the cursor (models.Event, services.feeds.FeedEvent)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+
+RowT = TypeVar("RowT", bound=_Cursored)
+
+
 async def _follow(
     info: Info,
-    read: Callable[[int], Awaitable[Sequence[models.Event]]],
-    shape: Callable[[Sequence[models.Event]], Awaitable[list[Any]]],
+    read: Callable[[int], Awaitable[Sequence[RowT]]],
+    shape: Callable[[Sequence[RowT]], Awaitable[list[Any]]],
     cursor: int,
     *,
-    until: Callable[[models.Event], bool] = lambda _: False,
+    until: Callable[[RowT], bool] = lambda _: False,
     keepalive: bool = True,
 ) -> AsyncGenerator[Any, None]:
     notifier = info.context.runtime.notifier

@@ -66,7 +66,7 @@ async def _docker_container_count(root: Validator, info: Info) -> int | None:
 
 async def _service_versions(root: Validator, info: Info) -> JSON | None:
     state = (await root.view(info)).state
-    return state.service_versions if state else None
+    return JSON(state.service_versions) if state else None
 
 
 async def _metrics_reported_at(root: Validator, info: Info) -> datetime | None:

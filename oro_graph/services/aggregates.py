@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Date, and_, case, cast, func, literal
+from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from oro_graph.errors import ValidationFailed
@@ -108,8 +109,9 @@ def runs_per_validator_per_day(
     def counted(*statuses: RunStatus) -> Any:
         return func.sum(case((status.in_(statuses), 1), else_=0))
 
+    # SQLAlchemy's select: SQLModel's overloads stop at four columns.
     stmt = (
-        select(
+        sql_select(
             day,
             col(EvaluationRun.validator_hotkey),
             func.count(),

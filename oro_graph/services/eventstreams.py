@@ -102,7 +102,7 @@ def submit(
         insert(EventStreamOperation)
         .values(token=token, operation_id=operation_id)
         .on_conflict_do_nothing()
-        .returning(EventStreamOperation.operation_id)
+        .returning(col(EventStreamOperation.operation_id))
     ).first()
     if added is None:
         raise StreamRefused(409, f"operation {operation_id!r} is already running on this stream")
@@ -132,7 +132,7 @@ def waiting(session: Session, tokens: Sequence[str]) -> bool:
     if not tokens:
         return False
     found = session.execute(
-        select(EventStreamMessage.id).where(col(EventStreamMessage.token).in_(tokens)).limit(1)
+        select(col(EventStreamMessage.id)).where(col(EventStreamMessage.token).in_(tokens)).limit(1)
     )
     return found.first() is not None
 
@@ -150,7 +150,7 @@ def take(
             update(EventStream).where(col(EventStream.token).in_(tokens)).values(expires_at=renew_until)
         )
     rows = session.execute(
-        select(EventStreamMessage.id, EventStreamMessage.token, EventStreamMessage.body)
+        select(col(EventStreamMessage.id), col(EventStreamMessage.token), col(EventStreamMessage.body))
         .where(col(EventStreamMessage.token).in_(tokens))
         .order_by(col(EventStreamMessage.id))
     ).all()
@@ -175,13 +175,13 @@ def finish(session: Session, token: str, operation_id: str) -> None:
 def close(session: Session, token: str) -> None:
     """The stream ended (its client went away): the reservation and everything on it go."""
     for model in (EventStreamMessage, EventStreamOperation, EventStream):
-        session.execute(delete(model).where(col(model.token) == token))  # type: ignore[attr-defined]
+        session.execute(delete(model).where(col(model.token) == token))
 
 
 @writes
 def prune(session: Session, *, now: float) -> None:
     """Forget lapsed reservations (never opened in time, or their holder died) and what was on them."""
-    lapsed = select(EventStream.token).where(col(EventStream.expires_at) <= now)
+    lapsed = select(col(EventStream.token)).where(col(EventStream.expires_at) <= now)
     for model in (EventStreamMessage, EventStreamOperation):
-        session.execute(delete(model).where(col(model.token).in_(lapsed)))  # type: ignore[attr-defined]
+        session.execute(delete(model).where(col(model.token).in_(lapsed)))
     session.execute(delete(EventStream).where(col(EventStream.expires_at) <= now))

@@ -42,9 +42,9 @@ def _feed(session: Session, versions: Any, after: int, limit: int) -> Sequence[F
         .where(
             col(Event.id) > after,
             or_(
-                and_(Event.topic == "run", col(Event.run_id).in_(runs), col(Event.kind).in_(RUN_KINDS)),
+                and_(col(Event.topic) == "run", col(Event.run_id).in_(runs), col(Event.kind).in_(RUN_KINDS)),
                 and_(
-                    Event.topic == "board",
+                    col(Event.topic) == "board",
                     col(Event.agent_version_id).in_(versions),
                     col(Event.kind).in_(BOARD_KINDS),
                 ),
@@ -73,6 +73,6 @@ def miner_feed(
     versions = (
         select(col(AgentVersion.id))
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(Agent.miner_hotkey == hotkey)
+        .where(col(Agent.miner_hotkey) == hotkey)
     )
     return _feed(session, versions, after, limit)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal, select
 from sqlalchemy import select as sa_select
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
@@ -86,16 +87,16 @@ class ResultFilter:
         return self
 
     def where(self) -> list[Any]:
-        out = []
+        out: list[ColumnElement[bool]] = []
         if self.statuses is not None:
             out.append(col(ProblemResult.status).in_(self.statuses))
         if self.problem_id is not None:
-            out.append(ProblemResult.problem_id == self.problem_id)
-        problem = []
+            out.append(col(ProblemResult.problem_id) == self.problem_id)
+        problem: list[ColumnElement[bool]] = []
         if self.category is not None:
-            problem.append(Problem.category == self.category)
+            problem.append(col(Problem.category) == self.category)
         if self.difficulty is not None:
-            problem.append(Problem.difficulty == self.difficulty)
+            problem.append(col(Problem.difficulty) == self.difficulty)
         if problem:  # a semi-join: still one statement for every run's page
             out.append(col(ProblemResult.problem_id).in_(select(col(Problem.id)).where(*problem)))
         return out
@@ -106,7 +107,9 @@ class ResultFilter:
             return ((col(ProblemResult.updated_at), self.descending), *last)
         if self.order_by == "position":
             position = (
-                select(col(Problem.position)).where(Problem.id == ProblemResult.problem_id).scalar_subquery()
+                select(col(Problem.position))
+                .where(col(Problem.id) == ProblemResult.problem_id)
+                .scalar_subquery()
             )
             return ((position, self.descending), *last)
         column = col(ProblemResult.score) if self.order_by == "score" else col(ProblemResult.execution_time)
@@ -137,7 +140,7 @@ class VersionFilter:
         return self
 
     def where(self) -> list[Any]:
-        out = []
+        out: list[ColumnElement[bool]] = []
         if self.states is not None:
             out.append(col(AgentVersion.state).in_(self.states))
         if self.submitted_after is not None:
@@ -147,7 +150,7 @@ class VersionFilter:
         if self.miner_hotkey is not None:
             out.append(
                 col(AgentVersion.agent_id).in_(
-                    select(col(Agent.id)).where(Agent.miner_hotkey == self.miner_hotkey)
+                    select(col(Agent.id)).where(col(Agent.miner_hotkey) == self.miner_hotkey)
                 )
             )
         return out
@@ -204,7 +207,9 @@ def flagged_validators(session: Session, flags: tuple[str, ...]) -> set[str]:
     graph's reliability figures (services.reliability): biased (mean delta vs peers), stale (STALE
     share of closed runs) and slow (p95 duration against the median validator's; the notebooks'
     second slow rule, on timeouts against peers, is not applied here)."""
-    hotkeys = list(session.execute(select(col(Hotkey.ss58)).where(Hotkey.role == Role.VALIDATOR)).scalars())
+    hotkeys = list(
+        session.execute(select(col(Hotkey.ss58)).where(col(Hotkey.role) == Role.VALIDATOR)).scalars()
+    )
     figures = reliability.validator_reliability(session, hotkeys)
     found: set[str] = set()
     if "biased" in flags:
@@ -259,11 +264,11 @@ class ValidatorFilter:
         stmt = (
             select(Hotkey)
             .outerjoin(ValidatorState, col(ValidatorState.hotkey) == Hotkey.ss58)
-            .where(Hotkey.role == Role.VALIDATOR)
+            .where(col(Hotkey.role) == Role.VALIDATOR)
         )
         if self.status is not None:
             live = exists().where(
-                EvaluationRun.validator_hotkey == Hotkey.ss58,
+                col(EvaluationRun.validator_hotkey) == Hotkey.ss58,
                 col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
                 col(EvaluationRun.lease_expires_at) > now,
             )
@@ -335,7 +340,7 @@ class BoardFilter:
         if self.max_score is not None:
             out.append(score <= self.max_score)
         if self.miner_hotkey is not None:
-            out.append(Agent.miner_hotkey == self.miner_hotkey)
+            out.append(col(Agent.miner_hotkey) == self.miner_hotkey)
         if self.category is not None:
             mean = func.avg(func.coalesce(col(ProblemResult.score), 0.0))
             having = [
@@ -346,7 +351,7 @@ class BoardFilter:
                 select(col(EvaluationRun.agent_version_id))
                 .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
                 .join(Problem, col(Problem.id) == ProblemResult.problem_id)
-                .where(col(EvaluationRun.is_included).is_(True), Problem.category == self.category)
+                .where(col(EvaluationRun.is_included).is_(True), col(Problem.category) == self.category)
                 .group_by(col(EvaluationRun.agent_version_id))
             )
             if having:

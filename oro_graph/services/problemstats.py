@@ -172,11 +172,12 @@ def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[u
     """Every problem of the suite with its statistics in ``scope`` (zero attempts: counts 0, figures null)."""
     scope.check()
     postgres = session.get_bind().dialect.name == "postgresql"
-    positions = dict(
-        session.execute(
-            select(col(Problem.id), col(Problem.position)).where(Problem.suite_id == suite_id)
+    positions: dict[uuid.UUID, int] = {
+        problem_id: position
+        for problem_id, position in session.execute(
+            select(col(Problem.id), col(Problem.position)).where(col(Problem.suite_id) == suite_id)
         ).all()
-    )
+    }
     status = col(ProblemResult.status)
     figures = [
         col(ProblemResult.problem_id),

@@ -342,7 +342,7 @@ def race_runs_by_keys(
     for run in session.exec(stmt):
         key = (run.race_id, run.agent_version_id)
         if key in wanted:
-            out.setdefault(key, []).append(run)  # type: ignore[arg-type]
+            out.setdefault(key, []).append(run)
     return out
 
 
@@ -404,7 +404,7 @@ def _races_stmt(suite_id: int | None, statuses: Sequence[str] | None, as_of: dat
         stmt = stmt.where(col(Race.created_at) <= as_of)
     if statuses is not None:
         status = status_at(as_of) if as_of is not None else col(Race.status)
-        stmt = stmt.where(status.in_(list(statuses)))  # type: ignore[attr-defined]
+        stmt = stmt.where(status.in_(list(statuses)))
     return stmt
 
 
