@@ -241,13 +241,20 @@ class ResponseCache:
         token = secrets.token_hex(8)
         computed = None
         try:
-            if not self._claim(key, token):
+            if self._claim(key, token):
+                # The process that held the claim may have stored its answer and let go just now.
+                now = self.version.snapshot()
+                computed = self.get(key, now) if now is not None else None
+            else:
                 computed = await self._another_process(key)
-                if computed is not None:
-                    self.hits += 1  # counted twice (a miss, then a hit): it was both
-                    await send_cached(send, computed.body)
-                    return
-                self._claim(key, token)
+                if computed is None:
+                    self._claim(key, token)
+            if computed is not None:
+                self.hits += 1  # counted twice (a miss, then a hit): it was both
+                if on_hit is not None:
+                    on_hit()
+                await send_cached(send, computed.body)
+                return
             computed = await self._compute(app, scope, receive, send, key, storable)
         finally:
             self._unclaim(key, token)
