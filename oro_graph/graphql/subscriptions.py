@@ -105,7 +105,7 @@ class LeaderboardEntered(BoardChange):
 
 
 @strawberry.type(
-    description="A version moved because another entered above it (published for the first 10 places)."
+    description="A version moved because another entered above it (published for the first 100 places)."
 )
 class LeaderboardMoved(BoardChange):
     rank: int = strawberry.field(description="Its rank now.")

@@ -18,7 +18,7 @@ from oro_graph.services.pages import Page, Window, count, keyset_page
 from oro_graph.settings import Settings
 
 MAX_PAGE = 500
-MOVED_EVENTS_WITHIN = 10  # MOVED events are published for the top of the board only (one insert each)
+MOVED_EVENTS_WITHIN = 100  # MOVED events are published for the top 100 of the board only (one insert each)
 _TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
 
 

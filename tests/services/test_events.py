@@ -102,6 +102,26 @@ def test_board_events_enter_move_and_crown(runtime):
     ]
 
 
+def test_moves_are_published_within_the_top_100(runtime):
+    # given a board of twelve versions
+    world = make_world(runtime)
+    t0 = utcnow() - timedelta(days=1)
+    board = [
+        make_eligible(runtime, world, register(runtime, f"Miner{i}"), f"v{i}", [0.5 - i / 100] * 2, now=t0)
+        for i in range(12)
+    ]
+    seen = runtime.db.call(events.latest_event_id)
+
+    # when a new best version enters
+    best = make_eligible(runtime, world, world.miners[0], "best", [0.9, 0.9], now=t0 + timedelta(hours=1))
+
+    # then every one of the twelve is told it moved down one place (ranks 2 to 13, beyond a top 10)
+    log = runtime.db.call(events.board_events, world.suite.id, after=seen)
+    moved = [(e.agent_version_id, e.payload["rank"]) for e in log if e.kind == "MOVED"]
+    assert [e.agent_version_id for e in log if e.kind == "ENTERED"] == [best]
+    assert moved == [(vid, rank) for rank, vid in enumerate(board, start=2)]
+
+
 def _age_events(runtime, ages):
     """Backdate a run's events (the lease would lapse between heartbeats days apart)."""
     with runtime.db.engine.begin() as conn:
