@@ -104,6 +104,8 @@ def _capture(
         data_dir=tempfile.mkdtemp(prefix="oro_bench_explain_"),
         rate_limit_per_minute=100_000_000,
         redis_url=None,
+        response_cache=False,  # every request executes: its statements are what is explained
+        graphql_time_budget_seconds=120,  # a slow read is measured, not stopped
     )
     app = create_app(settings, migrate=False)
     engine = app.state.runtime.db.engine
@@ -152,3 +154,33 @@ def _capture(
                     plans[key] = _short(statement) + "\n\n" + plan
     app.state.runtime.close()
     return plans, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.explain [--size large] [--out FILE]``: build (or reuse) a dataset of that
+    size, then print each hot read's statement count and times and write every plan to FILE."""
+    import argparse
+    import json
+
+    from benchmarks import datasets
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.explain", description=main.__doc__)
+    parser.add_argument("--size", default="large", choices=sorted(config.SIZES))
+    parser.add_argument("--out", default="explain.json", help="the plans and figures as JSON")
+    args = parser.parse_args(argv)
+    dataset = datasets.ensure(config.SIZES[args.size])
+    plans, stats = capture(dataset)
+    for title, figures in stats.items():
+        print(
+            f"{title}: {figures['statements']} statements, {figures['sql_ms']} ms of SQL, "
+            f"{figures['request_ms']} ms in all{'' if figures['ok'] else ' (FAILED)'}"
+        )
+    with open(args.out, "w") as out:
+        json.dump(
+            {"stats": stats, "plans": plans, "counts": datasets.counts(dataset.database)}, out, indent=1
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
