@@ -120,6 +120,7 @@ class EvaluationRunPublic(Schema):
     sandbox_metadata: JsonObject | None = None
     inference_failure_count: int | None = None
     inference_total: int | None = None
+    race_id: uuid.UUID | None = Field(default=None, description="the race this run is race work for, if any")
 
     @classmethod
     def of(cls, run: EvaluationRun, *, embargoed: bool = False) -> EvaluationRunPublic:
@@ -142,6 +143,7 @@ class EvaluationRunPublic(Schema):
             sandbox_metadata=run.sandbox_metadata,
             inference_failure_count=run.inference_failure_count,
             inference_total=run.inference_total,
+            race_id=run.race_id,
         )
 
 

@@ -348,9 +348,12 @@ def test_race_run_scores_are_embargoed_on_the_rest_paths_until_the_race_complete
     assert isinstance(progressed, ProgressUpdateResponse) and completed.status_code == 200
     assert hidden == {"listed": (None, None), "detail": (None, None), "results": [(None, None, None)] * 2}
     assert variance.n_pairs == 0 and variance.validators == [] and variance.max_spread is None
-    # and a qualifying run's score still shows
+    # and a qualifying run's score still shows; each run says which race it is race work for
     runs = get_agent_version_runs.sync(versions["Alice"], client=server.public())
     assert any(r.validator_score == 0.8 for r in runs)
+    raced = get_agent_version_runs.sync(claim.agent_version_id, client=server.public())
+    assert {r.eval_run_id: r.race_id for r in raced}[claim.eval_run_id] == race.id
+    assert {r.race_id for r in runs if r.validator_score == 0.8} == {None}
 
     # when the rest of the race work is done, the race completes and publishes them
     _evaluate(server, lambda c: 0.5)
