@@ -4,14 +4,12 @@ rules, and carrying the planted validator faults that the manifest documents."""
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from sqlalchemy import select, text
 from sqlmodel import SQLModel, col
@@ -21,7 +19,7 @@ from oro_graph import demo
 from oro_graph.db import Database
 from oro_graph.errors import ValidationFailed
 from oro_graph.migrations import upgrade
-from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus, ValidatorState
+from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus
 from oro_graph.runtime import Runtime
 from oro_graph.services import invariants, leaderboard, races, reliability, suites
 from oro_graph.settings import Settings
@@ -429,56 +427,6 @@ def test_settings_shape_the_world(runtime: Runtime) -> None:
     qualifying = "FROM workitem WHERE race_id IS NULL"
     assert _scalar(runtime.db, f"SELECT min(required_successes) {qualifying}") == 3
     assert _scalar(runtime.db, f"SELECT max(included_successes) {qualifying}") == 3
-
-
-def test_bulk_writer_stores_awkward_values_exactly(runtime: Runtime) -> None:
-    # given: rows of plain values and a batch of numpy columns (binary COPY on PostgreSQL)
-    at = datetime(2026, 10, 1, 12, 30, 45, 123456, tzinfo=UTC)
-    document = {"path": "C:\\tmp\tx\r\ny", "name": "ünïcødé", "n": [1, 2.5, None]}
-    rows = [
-        ("tab\there", at, None, 0.1 + 0.2, None, 1e-300, 7, document, None),
-        ("back\\slash ünï", None, at, None, 123456.789, 2.0**60, None, None, at),
-    ]
-    columns = {
-        "hotkey": ["new\nline", "plain"],
-        "last_claim_at": np.array([at.replace(tzinfo=None), "NaT"], dtype="datetime64[us]"),
-        "last_seen_at": np.array(["NaT", "1999-12-31T23:59:59.999999"], dtype="datetime64[us]"),
-        "cpu_pct": np.array([math.pi, np.nan]),
-        "ram_pct": [None, -1.5],
-        "disk_pct": np.array([np.nan, 5e-324]),
-        "docker_container_count": np.array([np.nan, 2.0**31 - 1]),
-        "service_versions": [None, {"validator": "2.4.0"}],
-        "metrics_reported_at": [at, None],
-    }
-
-    # when
-    with runtime.db.session(write=True) as session:
-        writer = demo._Writer(session)
-        writer.rows(ValidatorState.__table__, demo._STATE_COLUMNS, rows)
-        writer.columns(ValidatorState.__table__, demo._STATE_COLUMNS, [columns])
-
-    # then
-    with runtime.db.session() as session:
-        table = ValidatorState.__table__
-        stored = {
-            row[0]: tuple(row) for row in session.execute(select(*(table.c[c] for c in demo._STATE_COLUMNS)))
-        }
-    assert stored == {
-        "tab\there": rows[0],
-        "back\\slash ünï": rows[1],
-        "new\nline": ("new\nline", at, None, math.pi, None, None, None, None, at),
-        "plain": (
-            "plain",
-            None,
-            datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-            None,
-            -1.5,
-            5e-324,
-            2**31 - 1,
-            {"validator": "2.4.0"},
-            None,
-        ),
-    }
 
 
 # --- races -------------------------------------------------------------------------------------------
