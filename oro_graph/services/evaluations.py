@@ -46,6 +46,7 @@ from oro_graph.models import (
 )
 from oro_graph.services import agents, credentials, events, races, suites
 from oro_graph.services.leaderboard import on_version_eligible
+from oro_graph.services.scoring import final_score_of, qualifies, waiting_state
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
 
@@ -183,8 +184,7 @@ def _settle_version_state(session: Session, work: WorkItem) -> None:
     version = session.get(AgentVersion, work.agent_version_id)
     if version is None or version.state not in (AgentVersionState.QUEUED, AgentVersionState.RUNNING):
         return
-    busy = work.active_runs > 0 or work.included_successes > 0
-    version.state = AgentVersionState.RUNNING if busy else AgentVersionState.QUEUED
+    version.state = waiting_state(work.active_runs, work.included_successes)
     session.add(version)
 
 
@@ -592,7 +592,7 @@ def complete_run(
     if terminal_status == RunStatus.SUCCESS and not work.is_closed:
         run.is_included = True
         work.included_successes += 1
-        if work.included_successes >= work.required_successes and work.race_id is None:
+        if qualifies(work.included_successes, work.required_successes) and work.race_id is None:
             session.add(run)
             session.flush()
             scores = session.exec(
@@ -602,7 +602,7 @@ def complete_run(
             ).all()
             work.is_closed = True
             work.closed_at = now
-            version.final_score = sum(s for s in scores if s is not None) / len(scores)
+            version.final_score = final_score_of(scores)
             version.state = AgentVersionState.ELIGIBLE
             version.eligible_at = now
             became_eligible = True
