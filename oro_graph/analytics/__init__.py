@@ -1,9 +1,9 @@
-"""Analysis kit for ORO data: ``Client`` and ``loaders`` (GraphQL to typed frames), ``metrics``
+"""Analysis kit for ORO data: ``Client`` and ``frames`` (GraphQL to typed frames), ``metrics``
 (pure pandas/numpy) and ``plots`` (matplotlib).
 
-    from oro_graph.analytics import Client, loaders, metrics, plots
+    from oro_graph.analytics import Client, frames, metrics, plots
     client = Client.from_env()
-    runs = loaders.runs(client, suite_id=1)
+    runs = frames.runs(client, suite_id=1)
 
 Names are imported on first use: importing the package itself loads neither pandas nor matplotlib.
 """
@@ -18,7 +18,7 @@ _LAZY = {
     "GraphQLError": ("oro_graph.analytics.client", "GraphQLError"),
     "frame": ("oro_graph.analytics.client", "frame"),
     "client": ("oro_graph.analytics.client", None),
-    "loaders": ("oro_graph.analytics.loaders", None),
+    "frames": ("oro_graph.analytics.frames", None),
     "metrics": ("oro_graph.analytics.metrics", None),
     "plots": ("oro_graph.analytics.plots", None),
 }

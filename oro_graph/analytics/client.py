@@ -1,8 +1,8 @@
 """A small GraphQL client for analysts: documents in, tidy pandas frames out.
 
-    from oro_graph.analytics import Client, loaders
+    from oro_graph.analytics import Client, frames
     client = Client.from_env()                        # ORO_GRAPHQL_URL, default http://127.0.0.1:8000/graphql
-    runs = loaders.runs(client, suite_id=1, since=...)  # one typed loader per table
+    runs = frames.runs(client, suite_id=1, since=...)  # one typed loader per table
 
 GraphQL reports errors with HTTP 200: ``query`` raises ``GraphQLError`` whenever the response
 carries ``errors``. Retries (bounded, with backoff) happen only on 429, 5xx and connection errors.
@@ -101,7 +101,7 @@ class Client:
     ) -> dict[str, Path]:
         """Write the graph's main tables as typed Parquet files in ``out`` (created if needed), one per
         table: ``versions``, ``runs``, ``problem_results``, ``validators``, ``problems``, ``races`` and
-        ``race_qualifiers`` (of one suite, or every suite when ``suite_id`` is None), with the loaders'
+        ``race_qualifiers`` (of one suite, or every suite when ``suite_id`` is None), with the frames'
         columns and types. Returns the paths. Race results follow the graph's embargo: null while a race
         runs; the secret only once it is over.
 
@@ -109,18 +109,18 @@ class Client:
         it works against any server; ``oro-graph export`` reads a database directly and adds only the
         problem results that changed since its last run.
         """
-        from oro_graph.analytics import loaders
+        from oro_graph.analytics import frames
         from oro_graph.export import require_pyarrow
 
         pa = require_pyarrow()
         readers = {
-            "versions": lambda: loaders.agent_versions(self, suite_id),
-            "runs": lambda: loaders.runs(self, suite_id=suite_id),
-            "problem_results": lambda: loaders.problem_results(self, suite_id=suite_id),
-            "validators": lambda: loaders.validators(self),
-            "problems": lambda: loaders.problems(self, suite_id),
-            "races": lambda: loaders.races(self, suite_id),
-            "race_qualifiers": lambda: loaders.race_qualifiers(self, suite_id),
+            "versions": lambda: frames.agent_versions(self, suite_id),
+            "runs": lambda: frames.runs(self, suite_id=suite_id),
+            "problem_results": lambda: frames.problem_results(self, suite_id=suite_id),
+            "validators": lambda: frames.validators(self),
+            "problems": lambda: frames.problems(self, suite_id),
+            "races": lambda: frames.races(self, suite_id),
+            "race_qualifiers": lambda: frames.race_qualifiers(self, suite_id),
         }
         unknown = sorted(set(tables or ()) - set(readers))
         if unknown:

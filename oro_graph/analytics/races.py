@@ -1,15 +1,15 @@
 """Races through the graph: who qualifies, how qualifying predicts racing, how stable ranks are, who
 gets the weights, how far validators disagree, and whether a winner's lead is beyond noise.
 
-    from oro_graph.analytics import Client, loaders, races
+    from oro_graph.analytics import Client, frames, races
     client = Client.from_env()
-    field = loaders.race_qualifiers(client, suite_id)       # one row per qualifier
+    field = frames.race_qualifiers(client, suite_id)       # one row per qualifier
     detail = races.race_details(client, suite_id)           # weights, variance and race runs per race
     races.winner_margins(detail.runs, field, n_boot=2000, seed=0)
 
-The functions below take the loaders' frames and return frames; nothing here reads the database or
-imports the server's rules: the weight rule is written out again (``validator_weights``) so a notebook
-can check the graph's ``Race.weights`` against it.
+The functions below take the frames of ``analytics.frames`` and return frames; nothing here reads the
+database or imports the server's rules: the weight rule is written out again (``validator_weights``) so
+a notebook can check the graph's ``Race.weights`` against it.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def validator_weights(
 
 
 def recompute_weights(qualifiers: pd.DataFrame, *, t_top: float = 0.25, t_burn: float = 0.75) -> pd.DataFrame:
-    """``validator_weights`` of every completed race in a ``loaders.race_qualifiers`` frame (races whose
+    """``validator_weights`` of every completed race in a ``frames.race_qualifiers`` frame (races whose
     qualifiers carry race scores), one row per entry of each vector, with its share."""
     rows = []
     finished = qualifiers[qualifiers["race_score"].notna()]

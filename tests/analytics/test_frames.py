@@ -1,4 +1,4 @@
-"""The typed loaders against a live server (uvicorn on loopback) over a small seeded demo world, on
+"""The typed frames against a live server (uvicorn on loopback) over a small seeded demo world, on
 SQLite and PostgreSQL: what they return agrees with the database rows, typed and paged as promised."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from oro_graph import demo
-from oro_graph.analytics import loaders, metrics
+from oro_graph.analytics import frames, metrics
 from oro_graph.analytics.client import Client
 from oro_graph.app import create_app
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
@@ -105,7 +105,7 @@ def _count(runtime: Runtime, model: Any, *where: Any) -> int:
 # --------------------------------------------------------------------------------------------- tables
 def test_runs_agree_with_the_database(runtime: Runtime, world: demo.Manifest, client: Client) -> None:
     # when
-    runs = loaders.runs(client, suite_id=1)
+    runs = frames.runs(client, suite_id=1)
 
     # then: every run, once, with the stored values
     rows = {str(r.id): r for r in _all(runtime, EvaluationRun)}
@@ -135,9 +135,9 @@ def test_run_filters_match_the_same_sql(runtime: Runtime, world: demo.Manifest, 
     in_window = (EvaluationRun.claimed_at >= start, EvaluationRun.claimed_at < end)  # type: ignore[operator]
 
     # when
-    window = loaders.runs(client, suite_id=1, since=start, until=end.isoformat())
-    failing = loaders.runs(client, since=start, until=end, status=["failed", "TIMED_OUT"])
-    nothing = loaders.runs(client, suite_id=999)
+    window = frames.runs(client, suite_id=1, since=start, until=end.isoformat())
+    failing = frames.runs(client, since=start, until=end, status=["failed", "TIMED_OUT"])
+    nothing = frames.runs(client, suite_id=999)
 
     # then
     assert len(window) == _count(runtime, EvaluationRun, *in_window) > 0
@@ -147,16 +147,16 @@ def test_run_filters_match_the_same_sql(runtime: Runtime, world: demo.Manifest, 
     expected = _count(runtime, EvaluationRun, *in_window, EvaluationRun.status.in_(["FAILED", "TIMED_OUT"]))  # type: ignore[attr-defined]
     assert len(failing) == expected
     assert set(failing["status"].astype(str)) <= {"FAILED", "TIMED_OUT"}
-    assert nothing.empty and list(nothing.columns) == list(loaders.RUN_COLUMNS)
+    assert nothing.empty and list(nothing.columns) == list(frames.RUN_COLUMNS)
     with pytest.raises(ValueError, match="unknown run status"):
-        loaders.runs(client, status="DONE")
+        frames.runs(client, status="DONE")
 
 
 def test_problem_results_are_one_row_per_problem(
     runtime: Runtime, world: demo.Manifest, client: Client
 ) -> None:
     # when
-    results = loaders.problem_results(client, suite_id=1)
+    results = frames.problem_results(client, suite_id=1)
 
     # then: as many rows as stored results, scalar columns only, the problems' labels joined in
     stored = _all(runtime, ProblemResult)
@@ -187,11 +187,11 @@ def test_problem_results_are_one_row_per_problem(
 
 def test_problem_results_filtered_like_runs(runtime: Runtime, world: demo.Manifest, client: Client) -> None:
     # given
-    runs = loaders.runs(client, status="SUCCESS")
+    runs = frames.runs(client, status="SUCCESS")
     version = runs["agent_version_id"].value_counts().index[0]
 
     # when
-    results = loaders.problem_results(client, status="SUCCESS", agent_version_id=version)
+    results = frames.problem_results(client, status="SUCCESS", agent_version_id=version)
 
     # then
     mine = runs[runs["agent_version_id"] == version]
@@ -209,9 +209,9 @@ def test_problem_results_filtered_like_runs(runtime: Runtime, world: demo.Manife
 
 def test_catalogue_tables(runtime: Runtime, world: demo.Manifest, client: Client) -> None:
     # when
-    suite_table = loaders.suites(client)
-    problems = loaders.problems(client)
-    versions = loaders.agent_versions(client, suite_id=1)
+    suite_table = frames.suites(client)
+    problems = frames.problems(client)
+    versions = frames.agent_versions(client, suite_id=1)
 
     # then
     assert suite_table["suite_id"].tolist() == [s.id for s in _all(runtime, Suite)]
@@ -237,9 +237,9 @@ def test_catalogue_tables(runtime: Runtime, world: demo.Manifest, client: Client
 
 def test_board_tables(runtime: Runtime, world: demo.Manifest, client: Client) -> None:
     # when
-    board = loaders.leaderboard(client)
-    top = loaders.top_agent(client, suite_id=1)
-    history = loaders.top_history(client)
+    board = frames.leaderboard(client)
+    top = frames.top_agent(client, suite_id=1)
+    history = frames.top_history(client)
 
     # then: every eligible version, best first, and the reigns as stored
     eligible = _all(runtime, AgentVersion, AgentVersion.state == "ELIGIBLE")
@@ -262,11 +262,11 @@ def test_validators_and_the_graphs_own_figures(
     runtime: Runtime, world: demo.Manifest, client: Client
 ) -> None:
     # when
-    validators = loaders.validators(client)
-    graph = loaders.validator_reliability(client)
-    variance = loaders.validator_variance(client, 1)
-    board = loaders.leaderboard(client)
-    intervals = loaders.score_intervals(
+    validators = frames.validators(client)
+    graph = frames.validator_reliability(client)
+    variance = frames.validator_variance(client, 1)
+    board = frames.leaderboard(client)
+    intervals = frames.score_intervals(
         client, board["agent_version_id"].head(3).tolist() + ["00000000-0000-0000-0000-000000000000"]
     )
 
@@ -278,7 +278,7 @@ def test_validators_and_the_graphs_own_figures(
     for _, row in graph.iterrows():
         expected = sql[row["hotkey"]]
         assert row["runs"] == expected.runs
-        assert row[[f"n_{s.lower()}" for s in loaders.RUN_STATUSES]].sum() == expected.runs
+        assert row[[f"n_{s.lower()}" for s in frames.RUN_STATUSES]].sum() == expected.runs
         assert row["n_stale"] == expected.counts.get("STALE", 0)
     assert graph["runs"].sum() == world.counts["runs"]
     assert (
@@ -288,28 +288,28 @@ def test_validators_and_the_graphs_own_figures(
     assert set(variance.validators["hotkey"]) <= set(validators["hotkey"])
     assert len(intervals) == 4 and intervals["mean"].isna().tolist() == [False, False, False, True]
     assert one is not None and intervals["lower"].iloc[0] == pytest.approx(one.lower)
-    assert loaders.has_fields(client, "Validator", "hotkey", "reliability")
-    assert not loaders.has_fields(client, "Validator", "noSuchField")
-    assert not loaders.has_fields(client, "NoSuchType", "x")
-    assert loaders.newest_claim(client, suite_id=1) == loaders.runs(client)["claimed_at"].max()
+    assert frames.has_fields(client, "Validator", "hotkey", "reliability")
+    assert not frames.has_fields(client, "Validator", "noSuchField")
+    assert not frames.has_fields(client, "NoSuchType", "x")
+    assert frames.newest_claim(client, suite_id=1) == frames.runs(client)["claimed_at"].max()
 
 
 def test_problem_stats_are_the_notebooks_numbers(world: demo.Manifest, client: Client) -> None:
     # given every problem result of the demo world since day 20, downloaded as the notebooks do
     since = demo.BASE_TIME + timedelta(days=20)
-    results = loaders.problem_results(client, suite_id=1, since=since)
+    results = frames.problem_results(client, suite_id=1, since=since)
     results = results[results["race_id"].isna()]  # the suite's own runs: race runs see drawn problems only
     included = results[results["run_is_included"].fillna(False)]
 
     # when the server computes the same figures
-    stats = loaders.problem_stats(client, 1, since=since).set_index("problem_id")
-    items = loaders.problem_stats(client, 1, since=since, included_only=True).set_index("problem_id")
+    stats = frames.problem_stats(client, 1, since=since).set_index("problem_id")
+    items = frames.problem_stats(client, 1, since=since, included_only=True).set_index("problem_id")
 
     # then they equal what metrics computes from the raw rows
     loss = metrics.timeout_loss(results, by="problem_id").set_index("problem_id")
     analysis = metrics.item_analysis(included).set_index("problem_id")
     assert (
-        list(stats.columns) == list(loaders.PROBLEM_STATS_COLUMNS)[1:]
+        list(stats.columns) == list(frames.PROBLEM_STATS_COLUMNS)[1:]
         and len(stats) == world.counts["problems"]
     )
     assert (stats.loc[loss.index, "attempts"] == loss["n_results"]).all()
@@ -329,40 +329,40 @@ def test_an_empty_graph_gives_typed_frames_with_every_column(runtime: Runtime, c
         suites.import_suite(session, demo.suite_json(), activate=True)
 
     # when
-    frames = {
-        "agent_versions": (loaders.agent_versions(client), loaders.AGENT_VERSION_COLUMNS),
-        "runs": (loaders.runs(client), loaders.RUN_COLUMNS),
-        "problem_results": (loaders.problem_results(client), loaders.PROBLEM_RESULT_COLUMNS),
-        "leaderboard": (loaders.leaderboard(client), loaders.LEADERBOARD_COLUMNS),
-        "top_history": (loaders.top_history(client), loaders.TOP_HISTORY_COLUMNS),
-        "validators": (loaders.validators(client), loaders.VALIDATOR_COLUMNS),
-        "validator_reliability": (loaders.validator_reliability(client), loaders.RELIABILITY_COLUMNS),
+    loaded = {
+        "agent_versions": (frames.agent_versions(client), frames.AGENT_VERSION_COLUMNS),
+        "runs": (frames.runs(client), frames.RUN_COLUMNS),
+        "problem_results": (frames.problem_results(client), frames.PROBLEM_RESULT_COLUMNS),
+        "leaderboard": (frames.leaderboard(client), frames.LEADERBOARD_COLUMNS),
+        "top_history": (frames.top_history(client), frames.TOP_HISTORY_COLUMNS),
+        "validators": (frames.validators(client), frames.VALIDATOR_COLUMNS),
+        "validator_reliability": (frames.validator_reliability(client), frames.RELIABILITY_COLUMNS),
     }
 
     # then
-    for name, (df, columns) in frames.items():
+    for name, (df, columns) in loaded.items():
         assert df.empty, name
         assert list(df.columns) == list(columns), name
         _assert_typed(df, columns)
-    assert list(frames["runs"][0]["status"].cat.categories) == list(loaders.RUN_STATUSES)
-    assert list(frames["problem_results"][0]["status"].cat.categories) == list(loaders.PROBLEM_STATUSES)
-    assert list(frames["agent_versions"][0]["state"].cat.categories) == list(loaders.VERSION_STATES)
-    assert loaders.newest_claim(client) is None
+    assert list(loaded["runs"][0]["status"].cat.categories) == list(frames.RUN_STATUSES)
+    assert list(loaded["problem_results"][0]["status"].cat.categories) == list(frames.PROBLEM_STATUSES)
+    assert list(loaded["agent_versions"][0]["state"].cat.categories) == list(frames.VERSION_STATES)
+    assert frames.newest_claim(client) is None
 
 
 def test_loaded_frames_are_typed(runtime: Runtime, world: demo.Manifest, client: Client) -> None:
     since = demo.BASE_TIME + timedelta(days=20)
     for df, columns in [
-        (loaders.runs(client, since=since), loaders.RUN_COLUMNS),
-        (loaders.problem_results(client, since=since), loaders.PROBLEM_RESULT_COLUMNS),
-        (loaders.agent_versions(client), loaders.AGENT_VERSION_COLUMNS),
-        (loaders.leaderboard(client), loaders.LEADERBOARD_COLUMNS),
-        (loaders.top_agent(client), loaders.TOP_AGENT_COLUMNS),
-        (loaders.validators(client), loaders.VALIDATOR_COLUMNS),
+        (frames.runs(client, since=since), frames.RUN_COLUMNS),
+        (frames.problem_results(client, since=since), frames.PROBLEM_RESULT_COLUMNS),
+        (frames.agent_versions(client), frames.AGENT_VERSION_COLUMNS),
+        (frames.leaderboard(client), frames.LEADERBOARD_COLUMNS),
+        (frames.top_agent(client), frames.TOP_AGENT_COLUMNS),
+        (frames.validators(client), frames.VALIDATOR_COLUMNS),
     ]:
         assert not df.empty and list(df.columns) == list(columns)
         _assert_typed(df, columns)
-    runs = loaders.runs(client, since=since)
+    runs = frames.runs(client, since=since)
     assert str(runs["claimed_at"].dt.tz) == "UTC" and runs["claimed_at"].min() >= pd.Timestamp(since)
 
 
@@ -389,11 +389,11 @@ def test_connections_are_paged_at_the_largest_page(world: demo.Manifest, graph_u
     recorder = Recorder()
     with Client(graph_url, transport=recorder) as client:
         # when
-        runs = loaders.runs(client)
+        runs = frames.runs(client)
 
     # then: ceil(n / 100) pages, each asking for the maximum
     pages = [s["variables"] for s in recorder.sent]
-    assert loaders.PAGE_SIZE == MAX_PAGE_SIZE
+    assert frames.PAGE_SIZE == MAX_PAGE_SIZE
     assert (
         len(pages) == math.ceil(len(runs) / MAX_PAGE_SIZE) == math.ceil(world.counts["runs"] / MAX_PAGE_SIZE)
     )
@@ -467,7 +467,7 @@ def test_a_run_with_more_results_than_a_page_is_read_to_the_end() -> None:
     client = Client("http://graph.test/graphql", transport=httpx.MockTransport(handler), retries=0)
 
     # when
-    results = loaders.problem_results(client, problem_table=problems)
+    results = frames.problem_results(client, problem_table=problems)
 
     # then
     assert results["problem_id"].tolist() == ["p0", "p1", "p2"]
@@ -482,29 +482,29 @@ def test_enum_categories_are_the_schemas() -> None:
         body = re.sub(r'"""[\s\S]*?"""', "", enums[name])
         return tuple(line.strip() for line in body.splitlines() if line.strip())
 
-    assert loaders.RUN_STATUSES == values("RunStatus")
-    assert loaders.PROBLEM_STATUSES == values("ProblemStatus")
-    assert loaders.VERSION_STATES == values("AgentVersionState")
-    assert loaders.RELEASE_STATES == values("ReleaseState")
-    assert loaders.EXECUTION_KINDS == values("ExecutionKind")
-    assert loaders.VALIDATOR_STATUSES == values("ValidatorStatus")
-    assert loaders.RACE_STATUSES == values("RaceStatus")
-    assert loaders.QUALIFICATION_TYPES == values("RaceQualificationType")
+    assert frames.RUN_STATUSES == values("RunStatus")
+    assert frames.PROBLEM_STATUSES == values("ProblemStatus")
+    assert frames.VERSION_STATES == values("AgentVersionState")
+    assert frames.RELEASE_STATES == values("ReleaseState")
+    assert frames.EXECUTION_KINDS == values("ExecutionKind")
+    assert frames.VALIDATOR_STATUSES == values("ValidatorStatus")
+    assert frames.RACE_STATUSES == values("RaceStatus")
+    assert frames.QUALIFICATION_TYPES == values("RaceQualificationType")
 
 
 def test_times_are_sent_as_utc() -> None:
-    assert loaders.iso("2026-10-01") == "2026-10-01T00:00:00+00:00"
-    assert loaders.iso(pd.Timestamp("2026-10-01 02:00", tz="Europe/Berlin")) == "2026-10-01T00:00:00+00:00"
-    assert loaders.iso(None) is None
+    assert frames.iso("2026-10-01") == "2026-10-01T00:00:00+00:00"
+    assert frames.iso(pd.Timestamp("2026-10-01 02:00", tz="Europe/Berlin")) == "2026-10-01T00:00:00+00:00"
+    assert frames.iso(None) is None
 
 
 def test_documents_are_valid_against_the_committed_schema() -> None:
     from graphql import build_schema, parse, validate
 
     schema = build_schema(SCHEMA.read_text())
-    documents = {k: v for k, v in vars(loaders).items() if k.endswith("_QUERY") and isinstance(v, str)}
+    documents = {k: v for k, v in vars(frames).items() if k.endswith("_QUERY") and isinstance(v, str)}
     documents["score intervals"] = (
-        f"query($v0: ID!) {{ v0: agentVersion(id: $v0) {{ {loaders.SCORE_INTERVAL_FIELDS} }} }}"
+        f"query($v0: ID!) {{ v0: agentVersion(id: $v0) {{ {frames.SCORE_INTERVAL_FIELDS} }} }}"
     )
     assert len(documents) >= 14
     for name, document in documents.items():
@@ -592,7 +592,7 @@ query ($flags: [ValidatorFlag!]) {
 
 def test_validator_flag_filters_agree_with_the_notebooks_rules(world: demo.Manifest, client: Client) -> None:
     # given the notebooks' flags from every run of the demo world
-    runs = loaders.runs(client)
+    runs = frames.runs(client)
     flags = metrics.validator_flags(runs)
 
     # when the graph filters validators by each flag
