@@ -5,7 +5,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import select
 
-from oro_graph import mirror as mirroring
+from oro_graph import mirror_client as mirroring
 from oro_graph.db import Database
 from oro_graph.migrations import upgrade
 from oro_graph.models import (
