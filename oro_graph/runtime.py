@@ -33,7 +33,6 @@ class Runtime:
     # The process's view of Redis: one breaker for every use of it (None without ORO_REDIS_URL).
     redis_link: RedisLink | None = None
     parser: SourceParser = field(default_factory=SourceParser)  # agent files, parsed in worker processes
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, *, db: Database | None = None) -> Runtime:

@@ -39,9 +39,7 @@ ENABLE_HINT = (
 
 def _pg_reachable() -> str | None:
     try:
-        engine = create_engine(
-            PG_URL.replace("postgresql+psycopg", "postgresql+psycopg"), connect_args={"connect_timeout": 3}
-        )
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         engine.dispose()

@@ -60,10 +60,6 @@ def list_hotkeys(session: Session, role: Role | None = None) -> list[Hotkey]:
     return list(session.exec(stmt))
 
 
-def hotkeys_by_ss58(session: Session, keys: Iterable[str]) -> dict[str, Hotkey]:
-    return {row.ss58: row for row in session.exec(select(Hotkey).where(col(Hotkey.ss58).in_(list(keys))))}
-
-
 def require_role(session: Session, ss58: str, role: Role) -> Hotkey:
     """403 unless ``ss58`` is registered, not banned and has ``role`` (validators need a permit)."""
     row = session.get(Hotkey, ss58)
