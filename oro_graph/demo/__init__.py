@@ -137,7 +137,7 @@ def generate(
     report = ProgressReport(progress, total=2 * runs)
     world = World(seed=seed, miners=miners, validators=validators, runs=runs, settings=settings)
     world.simulate(report)
-    tables = Results.build(world, world.gen)  # per-problem statuses, scores and timings, in bulk
+    tables = Results.of(world, world.gen)  # per-problem statuses, scores and timings, in bulk
     storage = make_storage(settings)
     # The agents' code goes to the artifact store (I/O bound) while the database loads. Content-addressed
     # keys: a failed load leaves only files that a later run writes again.

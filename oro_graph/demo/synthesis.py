@@ -106,7 +106,7 @@ class Results:
     lease: np.ndarray
 
     @classmethod
-    def build(cls, world: World, gen: np.random.Generator) -> Results:
+    def of(cls, world: World, gen: np.random.Generator) -> Results:
         runs, n, now = world.runs, len(world.runs), world.now
         claimed = np.array(runs.claimed)
         status = np.array(runs.status)
