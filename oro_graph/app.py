@@ -22,8 +22,9 @@ from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.health import deep_check
 from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
-from oro_graph.observability import RequestObserver, install_metrics, install_tracing, mark_process_dead
+from oro_graph.observability import RequestObserver, install_tracing, mark_process_dead
 from oro_graph.runtime import Runtime
+from oro_graph.scrape import install_metrics
 from oro_graph.services import evaluations, events, races
 from oro_graph.settings import Settings, load_settings
 from oro_graph.storage import LocalStorage

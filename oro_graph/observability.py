@@ -16,7 +16,6 @@ key sent as an operation name does not become a label).
 from __future__ import annotations
 
 import contextvars
-import hmac
 import json
 import logging
 import os
@@ -30,18 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -162,71 +154,6 @@ def mark_process_dead() -> None:
     """A worker stopping: its live gauges (open subscriptions) no longer count."""
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(os.getpid())
-
-
-class PipelineCollector(Collector):
-    """Claims, leases and runs, counted in the database when scraped."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def collect(self) -> Iterable[Any]:
-        from oro_graph.services import operations
-
-        counts = self.runtime.db.call(operations.run_counts)
-        yield CounterMetricFamily(
-            "oro_claims", "Evaluation runs created by claims, ever.", value=counts.claims
-        )
-        yield GaugeMetricFamily(
-            "oro_active_leases",
-            "Runs claimed or running under a lease that has not lapsed.",
-            value=counts.active_leases,
-        )
-        yield GaugeMetricFamily(
-            "oro_lapsed_leases",
-            "Runs whose lease lapsed and that the next sweep marks STALE.",
-            value=counts.lapsed_leases,
-        )
-        runs = GaugeMetricFamily(
-            "oro_runs", "Evaluation runs by status (STALE: validators that vanished).", labels=["status"]
-        )
-        for status, count in sorted(counts.by_status.items()):
-            runs.add_metric([status], count)
-        yield runs
-
-
-def exposition(runtime: Runtime) -> bytes:
-    """The text a scrape gets: this process's (or every live process's) metrics, then the pipeline's."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        process = generate_latest(registry)
-    else:
-        process = generate_latest(REGISTRY)
-    pipeline = CollectorRegistry()
-    pipeline.register(PipelineCollector(runtime))
-    return process + generate_latest(pipeline)
-
-
-def install_metrics(app: FastAPI, runtime: Runtime) -> None:
-    from fastapi.responses import JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-
-    token = runtime.settings.metrics_token
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        if token:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-                body = {
-                    "detail": "/metrics needs `Authorization: Bearer <ORO_METRICS_TOKEN>`",
-                    "error_code": "UNAUTHENTICATED",
-                }
-                return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        data = await run_in_threadpool(exposition, runtime)
-        return Response(data, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
 # --- requests -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from oro_graph import observability
 from oro_graph.app import create_app
 from oro_graph.runtime import Runtime
+from oro_graph.scrape import exposition
 from tests.hardening.support import free_port
 from tests.rest.seed import seed
 
@@ -123,7 +124,7 @@ def test_rate_limit_refusals_are_counted(runtime):
         assert refused.status_code == 429
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(observability.exposition(limited).decode())
+        for f in text_string_to_metric_families(exposition(limited).decode())
         for s in f.samples
     }
     assert value(samples, "oro_rate_limit_refusals_total", limit="client") - before == 2
@@ -133,7 +134,7 @@ def test_rate_limit_refusals_are_counted(runtime):
 def _samples(runtime: Runtime) -> Samples:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(observability.exposition(runtime).decode())
+        for f in text_string_to_metric_families(exposition(runtime).decode())
         for s in f.samples
     }
 
