@@ -6,10 +6,10 @@ however many runs it takes), heartbeat, fail, time out, crash and let leases go 
 per-problem results, and the top agent changes hands under the challenge threshold. The simulation
 is an event queue; its outcome is then written in bulk (COPY on PostgreSQL) in one transaction.
 
-Three validators carry planted faults whose parameters are the module constants below and are
-repeated in the ``Manifest``: one scores ``BIASED_SCORE_OFFSET`` above what a fair validator would
-on the same run, one lets ``STALE_LEASE_RATE`` of its leases go stale, one is ``SLOW_DURATION_FACTOR``
-times slower and times out at ``SLOW_TIMEOUT_RATE``. Nothing in the data names them.
+Three validators carry planted faults whose parameters are constants of ``demo.parameters``
+(re-exported here) and are repeated in the ``Manifest``: one scores ``BIASED_SCORE_OFFSET`` above what a
+fair validator would on the same run, one lets ``STALE_LEASE_RATE`` of its leases go stale, one is
+``SLOW_DURATION_FACTOR`` times slower and times out at ``SLOW_TIMEOUT_RATE``. Nothing in the data names them.
 
 Races (``services/races.py``) run through the same weeks: one opens every ``RACE_PERIOD_DAYS`` from
 day ``FIRST_RACE_DAYS`` (or when the one before ends), its field, threshold, draw, X-of-Y settlement,
@@ -21,6 +21,13 @@ runs and so do not finish). The latest race may still be qualifying or running a
 Demo rules that the services do not have: a version whose agent crashes on every run is DISCARDED
 after ``DISCARD_AFTER_FAILURES`` failed runs, and some miners cancel a version while it is evaluated.
 The submission cooldown is not applied (at large sizes miners submit more often than it allows).
+Final scores, eligibility and the QUEUED/RUNNING state come from ``services/scoring.py``, as in
+``complete_run``.
+
+The modules: ``parameters`` (rates, status codes, the clock), ``suite`` (the built-in suite and names),
+``entities`` (the world's people, versions, races and runs), ``world`` (the event simulation), ``racing``
+(races), ``synthesis`` (per-problem results with numpy), ``store`` and ``store_races`` (the rows, written
+through ``oro_graph.bulk``).
 """
 
 from __future__ import annotations
