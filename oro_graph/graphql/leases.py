@@ -62,15 +62,16 @@ class ClaimWorkSuccess:
         "null only when the server does not require one (ORO_REQUIRE_INFERENCE_CREDENTIAL=false) and the "
         "miner has none.",
     )
-    _run: strawberry.Private[models.EvaluationRun]
+    _run: strawberry.Private[refs.EvaluationRun]
+    _lease_expires_at: strawberry.Private[datetime]
 
     @strawberry.field(description="The new run.")
     def run(self) -> refs.EvaluationRun:
-        return refs.EvaluationRun.of(self._run)
+        return self._run
 
     @strawberry.field(description="When the lease ends without a heartbeat (UTC).")
     def lease_expires_at(self) -> datetime:
-        return self._run.lease_expires_at
+        return self._lease_expires_at
 
 
 @strawberry.type(description="No version needs a run from this validator now; ask again later.")
@@ -102,15 +103,16 @@ RUN_ERRORS = (
 
 @strawberry.type(description="The lease was extended.")
 class HeartbeatSuccess:
-    _run: strawberry.Private[models.EvaluationRun]
+    _run: strawberry.Private[refs.EvaluationRun]
+    _lease_expires_at: strawberry.Private[datetime]
 
     @strawberry.field(description="The run, now RUNNING.")
     def run(self) -> refs.EvaluationRun:
-        return refs.EvaluationRun.of(self._run)
+        return self._run
 
     @strawberry.field(description="The new end of the lease (UTC).")
     def lease_expires_at(self) -> datetime:
-        return self._run.lease_expires_at
+        return self._lease_expires_at
 
 
 HeartbeatResult = Annotated[
@@ -152,11 +154,11 @@ class ProblemProgressInput:
 @strawberry.type(description="The results were recorded (all of them: one bad entry records none).")
 class ReportProgressSuccess:
     _run_id: strawberry.Private[uuid.UUID]
-    _rows: strawberry.Private[list[models.ProblemResult]]
+    _results: strawberry.Private[list[refs.ProblemResult]]
 
     @strawberry.field(description="The results as stored.")
     def results(self) -> list[refs.ProblemResult]:
-        return [refs.ProblemResult.of(row) for row in self._rows]
+        return self._results
 
     @strawberry.field(description="The run.")
     async def run(self, info: Info) -> refs.EvaluationRun | None:
@@ -176,16 +178,16 @@ class CompleteRunSuccess:
         description="This completion made the version eligible."
     )
     final_score: float | None = strawberry.field(description="The version's final score, once eligible.")
-    _run: strawberry.Private[models.EvaluationRun]
-    _work: strawberry.Private[models.WorkItem]
+    _run: strawberry.Private[refs.EvaluationRun]
+    _work_item: strawberry.Private[refs.WorkItem]
 
     @strawberry.field(description="The finished run.")
     def run(self) -> refs.EvaluationRun:
-        return refs.EvaluationRun.of(self._run)
+        return self._run
 
     @strawberry.field(description="The version's work item after this completion.")
     def work_item(self) -> refs.WorkItem:
-        return refs.WorkItem.of(self._work)
+        return self._work_item
 
 
 CompleteRunResult = Annotated[
@@ -259,7 +261,8 @@ class EvaluationMutation:
             code_download_url=got.claim.code_download_url,
             code_sha256=got.claim.code_sha256,
             inference_token=token,
-            _run=got.claim.run,
+            _run=refs.EvaluationRun.of(got.claim.run),
+            _lease_expires_at=got.claim.run.lease_expires_at,
         )
 
     @strawberry.mutation(
@@ -277,7 +280,7 @@ class EvaluationMutation:
         )
         info.context.loaders.forget_run(run.id)
         info.context.held_runs.add(run.id)
-        return HeartbeatSuccess(_run=run)
+        return HeartbeatSuccess(_run=refs.EvaluationRun.of(run), _lease_expires_at=run.lease_expires_at)
 
     @strawberry.mutation(
         description=f"Record per-problem results (at most {evaluations.MAX_PROBLEMS_PER_UPDATE}, all "
@@ -300,7 +303,7 @@ class EvaluationMutation:
         )
         info.context.loaders.forget_run(run_id)
         info.context.held_runs.add(run_id)
-        return ReportProgressSuccess(_run_id=run_id, _rows=rows)
+        return ReportProgressSuccess(_run_id=run_id, _results=[refs.ProblemResult.of(row) for row in rows])
 
     @strawberry.mutation(
         description="Finish a run; the last success a version needs makes it eligible." + SIGNED_VALIDATOR
@@ -342,8 +345,8 @@ class EvaluationMutation:
         return CompleteRunSuccess(
             agent_version_became_eligible=done.became_eligible,
             final_score=done.final_score,
-            _run=done.run,
-            _work=done.work_item,
+            _run=refs.EvaluationRun.of(done.run),
+            _work_item=refs.WorkItem.of(done.work_item),
         )
 
     @strawberry.mutation(

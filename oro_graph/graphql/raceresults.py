@@ -54,8 +54,9 @@ class RaceQualifier:
     eliminated_at: datetime | None = strawberry.field(
         description="When the version was barred from future races (e.g. its miner was banned)."
     )
-    _race: strawberry.Private[models.Race]
+    _race_id: strawberry.Private[uuid.UUID]
     _as_of: strawberry.Private[datetime | None]
+    _runs_hidden: strawberry.Private[bool]  # at asOf, its runs' scores as the race stood then
 
     @classmethod
     def of(cls, view: races.QualifierView, race: models.Race, as_of: datetime | None) -> RaceQualifier:
@@ -73,13 +74,17 @@ class RaceQualifier:
             finished_at=standing.finished_at,
             did_not_finish=standing.did_not_finish,
             eliminated_at=row.eliminated_at,
-            _race=race,
+            _race_id=race.id,
             _as_of=as_of,
+            _runs_hidden=as_of is not None and not races.results_published(race),
         )
 
     @strawberry.field(description="The race.")
-    def race(self) -> refs.Race:
-        return refs.Race.of(self._race, self._as_of)
+    async def race(self, info: Info) -> refs.Race:
+        row = await info.context.loaders.race_by_id.load(self._race_id)
+        if row is None:
+            raise LookupError(f"race {self._race_id} vanished")  # races are never deleted
+        return refs.Race.of(row, self._as_of)
 
     @strawberry.field(
         description="The racing version; null until its code is released (`agentVersionId`, `agentName` and "
@@ -100,20 +105,20 @@ class RaceQualifier:
         "null until the race is RACE_COMPLETE (at `asOf` when one was given)."
     )
     async def runs(self, info: Info) -> list[refs.EvaluationRun]:
-        key = (self._race.id, self.agent_version_id)
+        key = (self._race_id, self.agent_version_id)
         rows = await info.context.loaders.race_runs_by_race_and_version.load(key)
         # At asOf, as the race stood then; now, as scores_disclosed decides (the lease holder sees its own).
-        hidden = self._as_of is not None and not races.results_published(self._race)
         return [
-            refs.EvaluationRun.of(r, hidden=hidden)
+            refs.EvaluationRun.of(r, hidden=self._runs_hidden)
             for r in rows
             if self._as_of is None or r.claimed_at <= self._as_of
         ]
 
     @strawberry.field(description="Its entry in the race's weight vector; null when it gets none.")
     async def weight(self, info: Info) -> RaceWeight | None:
-        views = await info.context.loaders.qualifiers_by_race_id.load(self._race.id)
-        for w in await race_weights(info, self._race, races.qualifiers_as_of(views, self._as_of)):
+        race = await refs.race_as_it_stood(info, self._race_id, self._as_of)
+        views = await info.context.loaders.qualifiers_by_race_id.load(self._race_id)
+        for w in await race_weights(info, race, races.qualifiers_as_of(views, self._as_of)):
             if w.agent_version_id == self.agent_version_id:
                 return RaceWeight.of(w)
         return None

@@ -105,7 +105,6 @@ class Race(relay.Node):
         description="Qualifiers with a race score (finishers), once complete."
     )
     winner_score: float | None = strawberry.field(description="The winner's race score, once complete.")
-    _race: strawberry.Private[models.Race]
     _as_of: strawberry.Private[datetime | None]
 
     @classmethod
@@ -137,7 +136,6 @@ class Race(relay.Node):
             else None,
             scored_count=race.scored_count,
             winner_score=race.winner_score,
-            _race=race,
             _as_of=as_of,
         )
 
@@ -147,6 +145,9 @@ class Race(relay.Node):
     ) -> list[Race | None]:
         rows = await load_by_uuid(info.context.loaders.race_by_id, node_ids)
         return [cls.of(r) if r else None for r in rows]
+
+    async def _stood(self, info: Info) -> models.Race:
+        return await race_as_it_stood(info, self.race_id, self._as_of)
 
     async def _qualifiers(self, info: Info) -> list[races.QualifierView]:
         views = await info.context.loaders.qualifiers_by_race_id.load(self.race_id)
@@ -162,8 +163,8 @@ class Race(relay.Node):
         description="When it ends at the latest: its deadline once running, else qualifying close plus the "
         "race's length (ORO_RACE_MAX_HOURS); when it ended, once over."
     )
-    def projected_completion_at(self, info: Info) -> datetime | None:
-        return races.projected_completion(self._race, info.context.runtime.settings)
+    async def projected_completion_at(self, info: Info) -> datetime | None:
+        return races.projected_completion(await self._stood(info), info.context.runtime.settings)
 
     @strawberry.field(description="The drawn problems in draw order; null before qualifying closes.")
     async def drawn_problems(self, info: Info) -> list[refs.Problem] | None:
@@ -178,11 +179,12 @@ class Race(relay.Node):
 
     @strawberry.field(description="The winner (rank 1), once complete; null before and when nobody finished.")
     async def winner(self, info: Info) -> refs.RaceQualifier | None:
-        if self._race.winner_agent_version_id is None:
+        race = await self._stood(info)
+        if race.winner_agent_version_id is None:
             return None
         for q in await self._qualifiers(info):
-            if q.row.agent_version_id == self._race.winner_agent_version_id:
-                return refs.RaceQualifier.of(q, self._race, self._as_of)
+            if q.row.agent_version_id == race.winner_agent_version_id:
+                return refs.RaceQualifier.of(q, race, self._as_of)
         return None
 
     @strawberry.field(
@@ -192,11 +194,11 @@ class Race(relay.Node):
     async def qualifiers(
         self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
     ) -> Connection[refs.RaceQualifier]:
-        views = await self._qualifiers(info)
+        race, views = await self._stood(info), await self._qualifiers(info)
         return _sliced(
             views,
             lambda q: (q.row.agent_version_id,),
-            lambda q: refs.RaceQualifier.of(q, self._race, self._as_of),
+            lambda q: refs.RaceQualifier.of(q, race, self._as_of),
             first,
             after,
             last,
@@ -213,7 +215,7 @@ class Race(relay.Node):
     async def weights(self, info: Info) -> list[refs.RaceWeight]:
         return [
             refs.RaceWeight.of(w)
-            for w in await refs.race_weights(info, self._race, await self._qualifiers(info))
+            for w in await refs.race_weights(info, await self._stood(info), await self._qualifiers(info))
         ]
 
     @strawberry.field(
@@ -223,7 +225,16 @@ class Race(relay.Node):
     async def validator_variance(self, info: Info) -> refs.RaceVariance:
         variance = await info.context.loaders.race_variance_by_race_id.load(self.race_id)
         assert variance is not None  # the race exists
-        return refs.RaceVariance.of(races.variance_as_published(variance, self._race))  # at asOf
+        return refs.RaceVariance.of(races.variance_as_published(variance, await self._stood(info)))  # at asOf
+
+
+async def race_as_it_stood(info: Info, race_id: uuid.UUID, as_of: datetime | None) -> models.Race:
+    """The race as it stood at ``as_of`` (``services.races.as_it_stood``), read through the request's
+    loader: a ``Race`` or ``RaceQualifier`` holds its key, and whoever builds one primes the loader."""
+    row = await info.context.loaders.race_by_id.load(race_id)
+    if row is None:
+        raise LookupError(f"race {race_id} vanished")  # races are never deleted
+    return races.as_it_stood(row, as_of)
 
 
 def _sliced(
@@ -271,7 +282,10 @@ class RaceQuery:
     )
     async def current_race(self, info: Info, suite_id: SuiteArg = None, as_of: AsOf = None) -> Race | None:
         row = await info.context.runtime.db.run(races.race_at, suite_id=suite_id, as_of=as_of)
-        return Race.of(row, as_of) if row else None
+        if row is None:
+            return None
+        info.context.loaders.race_by_id.prime(row.id, row)  # what its fields read the race from
+        return Race.of(row, as_of)
 
     @strawberry.field(description="Races, newest first (race number descending); keyset-paged.")
     async def races(

@@ -47,6 +47,7 @@ HOMES: dict[str, str] = {
     "LeaderboardEntry": "leaderboard",
     "Validator": "validators",
     "Race": "races",
+    "race_as_it_stood": "races",
     "RaceQualifier": "raceresults",
     "RaceWeight": "raceresults",
     "RaceVariance": "raceresults",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from oro_graph.graphql.raceresults import RaceWeight as RaceWeight
     from oro_graph.graphql.raceresults import race_weights as race_weights
     from oro_graph.graphql.races import Race as Race
+    from oro_graph.graphql.races import race_as_it_stood as race_as_it_stood
     from oro_graph.graphql.raceselections import RaceSelection as RaceSelection
     from oro_graph.graphql.results import ProblemResult as ProblemResult
     from oro_graph.graphql.suites import Problem as Problem

@@ -39,7 +39,6 @@ class AgentVersion(relay.Node):
     )
     code_sha256: str = strawberry.field(description="SHA-256 of the submitted file.")
     code_size: int = strawberry.field(description="Size of the submitted file in bytes.")
-    _row: strawberry.Private[models.AgentVersion]
 
     @classmethod
     def of(cls, row: models.AgentVersion) -> AgentVersion:
@@ -56,7 +55,6 @@ class AgentVersion(relay.Node):
             final_score=row.final_score,
             code_sha256=row.code_sha256,
             code_size=row.code_size,
-            _row=row,
         )
 
     @classmethod
@@ -76,11 +74,11 @@ class AgentVersion(relay.Node):
 
     @strawberry.field(description="When the code becomes public: eligibility plus the release delay (UTC).")
     def code_available_at(self, info: Info) -> datetime | None:
-        return agents.code_available_at(self._row, info.context.runtime.settings)
+        return agents.code_available_at(self, info.context.runtime.settings)
 
     @strawberry.field(description="Whether the code and logs are public now.")
     def release_state(self, info: Info) -> ReleaseState:
-        released = agents.is_released(self._row, info.context.runtime.settings)
+        released = agents.is_released(self, info.context.runtime.settings)
         return ReleaseState.RELEASED if released else ReleaseState.HIDDEN
 
     @strawberry.field(description="The agent this is a version of.")
@@ -129,7 +127,10 @@ class AgentVersion(relay.Node):
                 by_problem.setdefault(row.problem_id, []).append(row)
         return [
             ProblemProgress(
-                problem_id=p.id, category=p.category, _problem=p, _results=by_problem.get(p.id, [])
+                problem_id=p.id,
+                category=p.category,
+                _problem=refs.Problem.of(p),
+                _results=[refs.ProblemResult.of(row) for row in by_problem.get(p.id, [])],
             )
             for p in problems
         ]
@@ -146,6 +147,7 @@ class AgentVersion(relay.Node):
     )
     async def race_entries(self, info: Info) -> list[refs.RaceQualifier]:
         entries = await info.context.loaders.race_entries_by_version_id.load(self.agent_version_id)
+        info.context.loaders.race_by_id.prime_many({entry.race.id: entry.race for entry in entries})
         return [refs.RaceQualifier.of(entry.qualifier, entry.race, None) for entry in entries]
 
     @strawberry.field(description="Its leaderboard entry at `asOf`, or null when it is not on the board.")
@@ -158,12 +160,12 @@ class AgentVersion(relay.Node):
 class ProblemProgress:
     problem_id: uuid.UUID = strawberry.field(description="The problem's id.")
     category: str | None = strawberry.field(description="The problem's category.")
-    _problem: strawberry.Private[models.Problem]
-    _results: strawberry.Private[list[models.ProblemResult]]
+    _problem: strawberry.Private[refs.Problem]
+    _results: strawberry.Private[list[refs.ProblemResult]]
 
     @strawberry.field(description="The problem.")
     def problem(self) -> refs.Problem:
-        return refs.Problem.of(self._problem)
+        return self._problem
 
     @strawberry.field(
         description="Each run's result for this problem (runs that reported nothing are absent)."
@@ -171,7 +173,7 @@ class ProblemProgress:
     def validator_results(
         self,
     ) -> list[refs.ProblemResult]:
-        return [refs.ProblemResult.of(row) for row in self._results]
+        return self._results
 
 
 async def agent_of_version(info: Info, version_id: uuid.UUID) -> refs.Agent | None:

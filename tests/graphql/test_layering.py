@@ -123,7 +123,9 @@ def test_type_modules_reach_each_other_only_through_refs() -> None:
         imported = graph_imports(module) & TYPE_MODULES
 
         # then
-        assert not imported, f"{module} imports {sorted(imported)}: write refs.X instead (see graphql/refs.py)"
+        assert not imported, (
+            f"{module} imports {sorted(imported)}: write refs.X instead (see graphql/refs.py)"
+        )
 
 
 def test_refs_names_each_type_where_it_is_defined_and_mypy_sees_the_same() -> None:
