@@ -9,7 +9,7 @@ so the statement count follows the shape of the query, never its row count.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -205,6 +205,3 @@ class Loaders:
                 if k == run_id or (isinstance(k, tuple) and k[0] == run_id)
             ]:
                 loader.clear(key)
-
-
-LoadCount = Callable[[], Awaitable[int]]

@@ -1,5 +1,8 @@
 """Arguments shared by the type modules: ids (a raw id or a Relay global id, and how it becomes a
-key) and the board's ``asOf`` instant."""
+key) and the board's ``asOf`` instant.
+
+How one type module refers to a type of another (always ``refs.X``) is written in ``graphql/refs.py``.
+"""
 
 from __future__ import annotations
 

@@ -170,9 +170,7 @@ class ProblemProgress:
     @strawberry.field(
         description="Each run's result for this problem (runs that reported nothing are absent)."
     )
-    def validator_results(
-        self,
-    ) -> list[refs.ProblemResult]:
+    def validator_results(self) -> list[refs.ProblemResult]:
         return self._results
 
 
