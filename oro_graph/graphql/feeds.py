@@ -13,9 +13,8 @@ from graphql import GraphQLError
 
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
-from oro_graph.graphql.permissions import IsMiner
 from oro_graph.graphql.subscriptions import KeepAlive, LoggedEvent, _cursor, _follow, _resumed
-from oro_graph.models import Event
+from oro_graph.models import Event, Role
 from oro_graph.services import agents, events, feeds
 
 
@@ -180,11 +179,12 @@ class FeedSubscription:
 
     @strawberry.subscription(
         description="The signed miner's events, for every version of its agents (as `agentVersionEvents`), "
-        "after `after` or, without one, from now on. Signed (over SSE the usual headers), miners only.",
-        permission_classes=[IsMiner],
+        "after `after` or, without one, from now on. Signed (over SSE the usual headers), miners only."
     )
     async def miner_events(self, info: Info, after: After = None) -> AsyncGenerator[AgentVersionEvent, None]:
-        hotkey = await info.context.signer()
+        # Checked here, not by a permission class: a subscription's permission runs before its stream
+        # starts, and over graphql-transport-ws a refusal would then be an `error` message, not `next`.
+        hotkey = await info.context.require(Role.MINER)
         db = info.context.runtime.db
         resumed = _resumed(info)
         start = max(_cursor(after), resumed) if after or resumed else await db.run(events.latest_event_id)
