@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import strawberry
-from starlette.requests import HTTPConnection
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
-from oro_graph.graphql.loaders import Loaders
+from oro_graph.graphql.dataloaders import Loaders
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
 from oro_graph.services import registry

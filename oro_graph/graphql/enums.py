@@ -1,4 +1,7 @@
-"""The domain's enums as GraphQL enums (registered once, used by every domain module)."""
+"""The domain's enums as GraphQL enums (registered once, used by every domain module).
+
+``strawberry.enum(cls, ...)`` registers a domain enum and returns the class itself, so each name below is
+the domain's class (and mypy reads it as one)."""
 
 from __future__ import annotations
 
@@ -9,22 +12,27 @@ import strawberry
 from oro_graph import models
 from oro_graph.services.artifacts import ArtifactType as DomainArtifactType
 
-ExecutionKind = strawberry.enum(
-    models.ExecutionKind,
+ExecutionKind = models.ExecutionKind
+strawberry.enum(
+    ExecutionKind,
     description="How a suite's problems are executed (envpack or the legacy ShoppingBench).",
 )
-AgentVersionState = strawberry.enum(
-    models.AgentVersionState,
-    description="Where a version is in its life: RECEIVED, QUEUED for validators, RUNNING, ELIGIBLE (ranked), "
-    "DISCARDED or CANCELLED.",
+AgentVersionState = models.AgentVersionState
+strawberry.enum(
+    AgentVersionState,
+    description="Where a version is in its life: RECEIVED, QUEUED for validators, RUNNING, ELIGIBLE "
+    "(ranked), DISCARDED or CANCELLED.",
 )
-RunStatus = strawberry.enum(
-    models.RunStatus,
-    description="An evaluation run's status: CLAIMED and RUNNING hold a lease; SUCCESS, FAILED and TIMED_OUT are "
-    "final reports; STALE means the lease expired; CANCELLED was withdrawn.",
+RunStatus = models.RunStatus
+strawberry.enum(
+    RunStatus,
+    description="An evaluation run's status: CLAIMED and RUNNING hold a lease; SUCCESS, FAILED and "
+    "TIMED_OUT are final reports; STALE means the lease expired; CANCELLED was withdrawn.",
 )
-ProblemStatus = strawberry.enum(models.ProblemStatus, description="One problem's status within a run.")
-ArtifactType = strawberry.enum(DomainArtifactType, description="Which artifact a download URL is for.")
+ProblemStatus = models.ProblemStatus
+strawberry.enum(ProblemStatus, description="One problem's status within a run.")
+ArtifactType = DomainArtifactType
+strawberry.enum(ArtifactType, description="Which artifact a download URL is for.")
 
 
 @strawberry.enum(description="Whether a validator holds a lease now.")

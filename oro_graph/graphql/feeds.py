@@ -182,6 +182,8 @@ class FeedSubscription:
         "after `after` or, without one, from now on. Signed (over SSE the usual headers), miners only."
     )
     async def miner_events(self, info: Info, after: After = None) -> AsyncGenerator[AgentVersionEvent, None]:
+        # Checked here, not by a permission class: a subscription's permission runs before its stream
+        # starts, and over graphql-transport-ws a refusal would then be an `error` message, not `next`.
         hotkey = await info.context.require(Role.MINER)
         db = info.context.runtime.db
         resumed = _resumed(info)

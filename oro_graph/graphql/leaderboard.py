@@ -9,11 +9,11 @@ from typing import Annotated
 import strawberry
 
 from oro_graph import models
-from oro_graph.graphql.agents import AgentVersion, AsOf, shown_version
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.filters import LeaderboardFilter
+from oro_graph.graphql.ids import AsOf
 from oro_graph.graphql.pagination import After, Before, Connection, First, Last, make_window, to_connection
-from oro_graph.graphql.suites import Suite
 from oro_graph.services import filters, leaderboard
 from oro_graph.services.leaderboard import BoardRow
 
@@ -36,7 +36,7 @@ class LeaderboardEntry:
     top_at: datetime | None = strawberry.field(description="When it first became the top agent.")
 
     @classmethod
-    def from_row(cls, row: BoardRow) -> LeaderboardEntry:
+    def of(cls, row: BoardRow) -> LeaderboardEntry:
         return cls(
             rank=row.rank,
             agent_version_id=row.version.id,
@@ -51,9 +51,9 @@ class LeaderboardEntry:
         )
 
     @strawberry.field(description="The ranked version; null until its code is released.")
-    async def agent_version(self, info: Info) -> AgentVersion | None:
+    async def agent_version(self, info: Info) -> refs.AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return shown_version(info, row)
+        return refs.shown_version(info, row)
 
 
 @strawberry.type(
@@ -71,16 +71,16 @@ class TopAgent:
     )
 
     @strawberry.field(description="The reigning version; null until its code is released.")
-    async def agent_version(self, info: Info) -> AgentVersion | None:
+    async def agent_version(self, info: Info) -> refs.AgentVersion | None:
         if self.top_agent_version_id is None:
             return None
         row = await info.context.loaders.agent_version_by_id.load(self.top_agent_version_id)
-        return shown_version(info, row)
+        return refs.shown_version(info, row)
 
     @strawberry.field(description="The suite.")
-    async def suite(self, info: Info) -> Suite | None:
+    async def suite(self, info: Info) -> refs.Suite | None:
         row = await info.context.loaders.suite_by_id.load(self.suite_id)
-        return Suite.from_row(row) if row else None
+        return refs.Suite.of(row) if row else None
 
 
 @strawberry.type(description="One reign of a top agent.")
@@ -92,7 +92,7 @@ class TopAgentReign:
     replaced_at: datetime | None = strawberry.field(description="When it ended (UTC); null while it lasts.")
 
     @classmethod
-    def from_row(cls, row: models.TopAgentHistory) -> TopAgentReign:
+    def of(cls, row: models.TopAgentHistory) -> TopAgentReign:
         return cls(
             suite_id=row.suite_id,
             agent_version_id=row.agent_version_id,
@@ -102,15 +102,16 @@ class TopAgentReign:
         )
 
     @strawberry.field(description="The version that reigned; null until its code is released.")
-    async def agent_version(self, info: Info) -> AgentVersion | None:
+    async def agent_version(self, info: Info) -> refs.AgentVersion | None:
         row = await info.context.loaders.agent_version_by_id.load(self.agent_version_id)
-        return shown_version(info, row)
+        return refs.shown_version(info, row)
 
 
 @strawberry.type
 class LeaderboardQuery:
     @strawberry.field(
-        description="Eligible versions of a suite, best final score first (ties: earlier eligibility, then id). "
+        description="Eligible versions of a suite, best final score first (ties: earlier "
+        "eligibility, then id). "
         "With `asOf`, the board as it stood at that instant."
     )
     async def leaderboard(
@@ -145,7 +146,7 @@ class LeaderboardQuery:
         async def total() -> int:
             return await db.run(filters.board_count, suite_id=suite_id, q=search, as_of=as_of, spec=spec)
 
-        return to_connection(board, "board", LeaderboardEntry.from_row, total)
+        return to_connection(board, "board", LeaderboardEntry.of, total)
 
     @strawberry.field(description="The reigning top agent of a suite, or the one reigning at `asOf`.")
     async def top_agent(self, info: Info, suite_id: SuiteArg = None, as_of: AsOf = None) -> TopAgent:
@@ -180,4 +181,4 @@ class LeaderboardQuery:
         async def total() -> int:
             return await db.run(leaderboard.top_history_count, suite_id=suite_id)
 
-        return to_connection(page, "reign.top_at", TopAgentReign.from_row, total)
+        return to_connection(page, "reign.top_at", TopAgentReign.of, total)

@@ -79,7 +79,8 @@ def decode_cursor(order: str, cursor: str) -> Key:
         raise PageArgumentError(f"cursor {cursor!r} is not a cursor this server handed out") from None
     if name != order:
         raise PageArgumentError(
-            f"cursor {cursor!r} belongs to the order {name!r}, not {order!r}; keep orderBy the same while paging"
+            f"cursor {cursor!r} belongs to the order {name!r}, not {order!r}; keep orderBy the same "
+            f"while paging"
         )
     return key
 

@@ -9,10 +9,10 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from oro_graph.db import Database
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.filters import ProblemStatsOrder, ProblemStatsOrderField, ProblemStatsScope, enum_key
 from oro_graph.graphql.pagination import Connection, OrderDirection, make_window, to_connection
-from oro_graph.graphql.suites import Problem
 from oro_graph.services import problemstats
 
 SuiteScope = tuple[int, problemstats.Scope]
@@ -81,9 +81,9 @@ class ProblemStatistics:
         )
 
     @strawberry.field(description="The problem.")
-    async def problem(self, info: Info) -> Problem | None:
+    async def problem(self, info: Info) -> refs.Problem | None:
         row = await info.context.loaders.problem_by_id.load(self.problem_id)
-        return Problem.from_row(row) if row else None
+        return refs.Problem.of(row) if row else None
 
 
 def _scope(scope: ProblemStatsScope | None) -> problemstats.Scope:

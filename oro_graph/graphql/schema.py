@@ -14,19 +14,23 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
-from oro_graph.graphql.agents import AgentMutation, AgentQuery
+from oro_graph.graphql.agents import AgentQuery
 from oro_graph.graphql.aggregates import AggregateQuery
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.deadline import BoundedExecutor
-from oro_graph.graphql.errors import EXCEPTION_HANDLERS
-from oro_graph.graphql.evaluations import EvaluationMutation, EvaluationQuery
+from oro_graph.graphql.error_types import EXCEPTION_HANDLERS
+from oro_graph.graphql.evaluations import EvaluationQuery
 from oro_graph.graphql.feeds import FeedSubscription
 from oro_graph.graphql.leaderboard import LeaderboardQuery
+from oro_graph.graphql.leases import EvaluationMutation
 from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
-from oro_graph.graphql.races import RaceMutation, RaceQuery, RaceSubscription
+from oro_graph.graphql.racechanges import RaceSubscription
+from oro_graph.graphql.races import RaceQuery
+from oro_graph.graphql.raceselections import RaceMutation
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
+from oro_graph.graphql.submissions import AgentMutation
 from oro_graph.graphql.subscriptions import SUBSCRIPTION_HELP
 from oro_graph.graphql.subscriptions import Subscription as RunAndBoardSubscription
 from oro_graph.graphql.suites import SuiteQuery
@@ -68,7 +72,8 @@ class RateLimit:
 
 
 @strawberry.type(
-    description=f"Everything that can be read. Lists are Relay connections of at most {MAX_PAGE_SIZE} items a page; "
+    description=f"Everything that can be read. Lists are Relay connections of at most "
+    f"{MAX_PAGE_SIZE} items a page; "
     f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
 )
 class Query(

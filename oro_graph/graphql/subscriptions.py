@@ -17,7 +17,7 @@ import strawberry
 from graphql import GraphQLError
 
 from oro_graph import models
-from oro_graph.graphql.agents import AgentVersion, shown_version
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import RunStatus
 from oro_graph.models import utcnow
@@ -94,8 +94,8 @@ class BoardChange(LoggedEvent):
     _row: strawberry.Private[models.AgentVersion | None]
 
     @strawberry.field(description="The version concerned, as it is now; null until its code is released.")
-    def agent_version(self, info: Info) -> AgentVersion | None:
-        return shown_version(info, self._row)
+    def agent_version(self, info: Info) -> refs.AgentVersion | None:
+        return refs.shown_version(info, self._row)
 
 
 @strawberry.type(description="A version became eligible and entered the board.")

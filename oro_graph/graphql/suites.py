@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
 from oro_graph import models
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ExecutionKind
 from oro_graph.graphql.filters import (
@@ -22,6 +23,7 @@ from oro_graph.graphql.filters import (
     filtered_edge,
     version_filter,
 )
+from oro_graph.graphql.ids import NodeRef, int_id, load_by_uuid, parse_node_id
 from oro_graph.graphql.pagination import (
     After,
     Before,
@@ -32,29 +34,8 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
-from oro_graph.graphql.reliability import TimeWindow, ValidatorVariance
+from oro_graph.graphql.reliability_types import TimeWindow, ValidatorVariance
 from oro_graph.services import pages, reliability, suites
-
-if TYPE_CHECKING:
-    from oro_graph.graphql.agents import AgentVersion
-    from oro_graph.graphql.problemstats import ProblemStatistics
-
-
-NodeRef = Annotated[strawberry.ID, strawberry.argument(description="The object's own id or its global id.")]
-
-
-def int_id(value: str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def uuid_id(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @strawberry.type(
@@ -76,7 +57,7 @@ class Suite(relay.Node):
     created_at: datetime = strawberry.field(description="When the suite was imported (UTC).")
 
     @classmethod
-    def from_row(cls, row: models.Suite) -> Suite:
+    def of(cls, row: models.Suite) -> Suite:
         return cls(
             id=row.id or 0,
             suite_id=row.id or 0,
@@ -96,10 +77,11 @@ class Suite(relay.Node):
         keys = [int_id(i) for i in node_ids]
         rows = await info.context.loaders.suite_by_id.load_many([k for k in keys if k is not None])
         found = {row.id: row for row in rows if row is not None}
-        return [cls.from_row(found[k]) if k in found else None for k in keys]
+        return [cls.of(found[k]) if k in found else None for k in keys]
 
     @strawberry.field(
-        description="ORO's validator-variance view over runs claimed in `window`: spread of validators' scores "
+        description="ORO's validator-variance view over runs claimed in `window`: spread of "
+        "validators' scores "
         "per version (max - min) and each validator's mean delta vs its peers."
     )
     async def validator_variance(
@@ -125,7 +107,7 @@ class Suite(relay.Node):
             loaders.problem_count_by_suite_id,
             self.suite_id,
             "problem.position",
-            Problem.from_row,
+            Problem.of,
             first,
             after,
             last,
@@ -150,10 +132,10 @@ class Suite(relay.Node):
         after: After = None,
         last: Last = None,
         before: Before = None,
-    ) -> Connection[Annotated[ProblemStatistics, strawberry.lazy("oro_graph.graphql.problemstats")]]:
-        from oro_graph.graphql.problemstats import suite_problem_stats
-
-        return await suite_problem_stats(info, self.suite_id, scope, order_by, first, after, last, before)
+    ) -> Connection[refs.ProblemStatistics]:
+        return await refs.suite_problem_stats(
+            info, self.suite_id, scope, order_by, first, after, last, before
+        )
 
     @strawberry.field(
         description="Released agent versions submitted while this suite was active, oldest first."
@@ -172,13 +154,11 @@ class Suite(relay.Node):
             AgentVersionOrder | None,
             strawberry.argument(description="Sort order; by submission, oldest first, by default."),
         ] = None,
-    ) -> Connection[Annotated[AgentVersion, strawberry.lazy("oro_graph.graphql.agents")]]:
-        from oro_graph.graphql.agents import AgentVersion
-
+    ) -> Connection[refs.AgentVersion]:
         spec = version_filter(filter, order_by)
         if spec is not None:
             return await filtered_edge(
-                info, "version", self.suite_id, spec, AgentVersion.from_row, first, after, last, before
+                info, "version", self.suite_id, spec, refs.AgentVersion.of, first, after, last, before
             )
         loaders = info.context.loaders
         return await edge_connection(
@@ -186,7 +166,7 @@ class Suite(relay.Node):
             loaders.version_count_by_suite_id,
             self.suite_id,
             "version.submitted_at",
-            AgentVersion.from_row,
+            refs.AgentVersion.of,
             first,
             after,
             last,
@@ -210,7 +190,7 @@ class Problem(relay.Node):
     suite_id: int = strawberry.field(description="The suite it belongs to.")
 
     @classmethod
-    def from_row(cls, row: models.Problem) -> Problem:
+    def of(cls, row: models.Problem) -> Problem:
         return cls(
             id=str(row.id),
             problem_id=row.id,
@@ -228,12 +208,12 @@ class Problem(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Problem | None]:
         rows = await load_by_uuid(info.context.loaders.problem_by_id, node_ids)
-        return [cls.from_row(r) if r else None for r in rows]
+        return [cls.of(r) if r else None for r in rows]
 
     @strawberry.field(description="The suite this problem belongs to.")
     async def suite(self, info: Info) -> Suite | None:
         row = await info.context.loaders.suite_by_id.load(self.suite_id)
-        return Suite.from_row(row) if row else None
+        return Suite.of(row) if row else None
 
     @strawberry.field(
         description="Its statistics over `scope`: attempts, pass and timeout rates, mean and median score, "
@@ -245,27 +225,8 @@ class Problem(relay.Node):
         scope: Annotated[
             ProblemStatsScope | None, strawberry.argument(description="Which runs count; all if omitted.")
         ] = None,
-    ) -> Annotated[ProblemStatistics, strawberry.lazy("oro_graph.graphql.problemstats")]:
-        from oro_graph.graphql.problemstats import problem_stats
-
-        return await problem_stats(info, self.suite_id, self.problem_id, scope)
-
-
-async def load_by_uuid(loader: Any, values: Iterable[str]) -> list[Any]:
-    """Rows for id strings in order; a string that is not a UUID reads as a missing row."""
-    keys = [uuid_id(v) for v in values]
-    rows = await loader.load_many([k for k in keys if k is not None])
-    found = {k: r for k, r in zip([k for k in keys if k is not None], rows, strict=True)}
-    return [found.get(k) if k is not None else None for k in keys]
-
-
-def parse_node_id(value: str, type_name: str, parse: Any) -> Any:
-    """A raw id (a suite number, a UUID) or a global id of ``type_name``; None if it is neither."""
-    try:
-        gid = relay.GlobalID.from_id(value)
-    except Exception:  # not base64 / no colon: a raw id
-        return parse(value)
-    return parse(gid.node_id) if gid.type_name == type_name else parse(value)
+    ) -> refs.ProblemStatistics:
+        return await refs.problem_stats(info, self.suite_id, self.problem_id, scope)
 
 
 @strawberry.type
@@ -273,13 +234,13 @@ class SuiteQuery:
     @strawberry.field(description="The active suite, or null when none is active.")
     async def current_suite(self, info: Info) -> Suite | None:
         row = await info.context.runtime.db.run(suites.current_suite_or_none)
-        return Suite.from_row(row) if row else None
+        return Suite.of(row) if row else None
 
     @strawberry.field(description="One suite by its number or global id; null if there is none.")
     async def suite(self, info: Info, id: NodeRef) -> Suite | None:
         key = parse_node_id(str(id), "Suite", int_id)
         row = await info.context.loaders.suite_by_id.load(key) if key is not None else None
-        return Suite.from_row(row) if row else None
+        return Suite.of(row) if row else None
 
     @strawberry.field(description="Every suite, oldest first.")
     async def suites(
@@ -291,4 +252,4 @@ class SuiteQuery:
         async def total() -> int:
             return await db.run(pages.suites_count)
 
-        return to_connection(page, "suite.id", Suite.from_row, total)
+        return to_connection(page, "suite.id", Suite.of, total)

@@ -10,9 +10,9 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ValidatorStatus
-from oro_graph.graphql.evaluations import EvaluationRun
 from oro_graph.graphql.filters import ValidatorFilter, ValidatorOrder, validator_filter
 from oro_graph.graphql.pagination import (
     After,
@@ -24,7 +24,7 @@ from oro_graph.graphql.pagination import (
     make_window,
     to_connection,
 )
-from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
+from oro_graph.graphql.reliability_types import TimeWindow, ValidatorReliability
 from oro_graph.models import Hotkey
 from oro_graph.services import filters
 from oro_graph.services.validators import ValidatorView
@@ -120,11 +120,10 @@ class Validator(relay.Node):
         return self._view
 
     @classmethod
-    def from_view(cls, view: ValidatorView) -> Validator:
-        return cls.from_hotkey(view.hotkey, view)
-
-    @classmethod
-    def from_hotkey(cls, hotkey: Hotkey, view: ValidatorView | None = None) -> Validator:
+    def of(cls, source: ValidatorView | Hotkey) -> Validator:
+        """From its loaded view, or from its hotkey row alone (the view is then loaded when asked)."""
+        view = source if isinstance(source, ValidatorView) else None
+        hotkey = source.hotkey if isinstance(source, ValidatorView) else source
         return cls(
             id=hotkey.ss58,
             hotkey=hotkey.ss58,
@@ -138,15 +137,16 @@ class Validator(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Validator | None]:
         views = await info.context.loaders.validator_by_hotkey.load_many(list(node_ids))
-        return [cls.from_view(v) if v else None for v in views]
+        return [cls.of(v) if v else None for v in views]
 
     @strawberry.field(description="The run it holds now (its latest claim when it holds several), or null.")
-    async def current_run(self, info: Info) -> EvaluationRun | None:
+    async def current_run(self, info: Info) -> refs.EvaluationRun | None:
         run = (await self.view(info)).current_run
-        return EvaluationRun.from_row(run) if run is not None else None
+        return refs.EvaluationRun.of(run) if run is not None else None
 
     @strawberry.field(
-        description="Outcomes, lease health, durations and agreement with peers over runs claimed in `window`."
+        description="Outcomes, lease health, durations and agreement with peers over runs claimed in "
+        "`window`."
     )
     async def reliability(
         self,
@@ -164,14 +164,14 @@ class Validator(relay.Node):
     @strawberry.field(description="Its runs, latest claim first.")
     async def runs(
         self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
-    ) -> Connection[EvaluationRun]:
+    ) -> Connection[refs.EvaluationRun]:
         loaders = info.context.loaders
         return await edge_connection(
             loaders.run_page_by_validator_hotkey,
             loaders.run_count_by_validator_hotkey,
             self.hotkey,
             "run.claimed_at.desc",
-            EvaluationRun.from_row,
+            refs.EvaluationRun.of,
             first,
             after,
             last,
@@ -210,7 +210,7 @@ class ValidatorQuery:
         async def total() -> int:
             return await db.run(filters.validators_count, spec)
 
-        return to_connection(page, name, lambda row: Validator.from_view(by_key[row.ss58]), total)
+        return to_connection(page, name, lambda row: Validator.of(by_key[row.ss58]), total)
 
     @strawberry.field(description="One validator by hotkey; null if it is not a registered validator.")
     async def validator(
@@ -219,4 +219,4 @@ class ValidatorQuery:
         hotkey: Annotated[str, strawberry.argument(description="The validator's SS58 hotkey.")],
     ) -> Validator | None:
         view = await info.context.loaders.validator_by_hotkey.load(hotkey)
-        return Validator.from_view(view) if view else None
+        return Validator.of(view) if view else None

@@ -10,11 +10,9 @@ from typing import Annotated
 
 import strawberry
 
-from oro_graph.graphql.agents import Agent, AgentVersion, InferenceCredentialStatus, Miner, MinerInferenceAuth
+from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
-from oro_graph.graphql.evaluations import EvaluationRun
-from oro_graph.graphql.reliability import TimeWindow, ValidatorReliability
-from oro_graph.graphql.validators import Validator
+from oro_graph.graphql.reliability_types import TimeWindow, ValidatorReliability
 from oro_graph.models import utcnow
 from oro_graph.services import viewer as service
 
@@ -27,13 +25,13 @@ class ViewerRole(Enum):
 
 @strawberry.type(description="One of the signed miner's agents with every version, released or not.")
 class OwnAgent:
-    agent: Agent = strawberry.field(description="The agent.")
-    versions: list[AgentVersion] = strawberry.field(
+    agent: refs.Agent = strawberry.field(description="The agent.")
+    versions: list[refs.AgentVersion] = strawberry.field(
         description="Every version, first submitted first, with its state (its owner sees unreleased ones)."
     )
 
     @strawberry.field(description="Its most recent version (null only for an agent without versions).")
-    def latest_version(self) -> AgentVersion | None:
+    def latest_version(self) -> refs.AgentVersion | None:
         return self.versions[-1] if self.versions else None
 
 
@@ -48,11 +46,11 @@ class MinerViewer:
     next_allowed_at: datetime | None = strawberry.field(
         description="When the cooldown ends (UTC); null before its first submission."
     )
-    inference: MinerInferenceAuth = strawberry.field(
+    inference: refs.MinerInferenceAuth = strawberry.field(
         description="Its inference credentials' status (never their secrets), as `myInferenceAuth`."
     )
     agents: list[OwnAgent] = strawberry.field(description="Its agents, oldest first.")
-    recent_failures: list[EvaluationRun] = strawberry.field(
+    recent_failures: list[refs.EvaluationRun] = strawberry.field(
         description="Its versions' latest FAILED, TIMED_OUT or STALE runs, latest claim first; "
         "`failureReason` says why each failed."
     )
@@ -63,18 +61,18 @@ class MinerViewer:
     race_selection_updated_at: datetime | None = strawberry.field(description="When it pinned it (UTC).")
 
     @strawberry.field(description="The version it pinned to race with, or null.")
-    async def race_selection(self, info: Info) -> AgentVersion | None:
+    async def race_selection(self, info: Info) -> refs.AgentVersion | None:
         if self.race_selection_version_id is None:
             return None
         row = await info.context.loaders.agent_version_by_id.load(
             uuid.UUID(str(self.race_selection_version_id))
         )
-        return AgentVersion.from_row(row) if row else None
+        return refs.AgentVersion.of(row) if row else None
 
     @strawberry.field(description="Its public Miner node (null before its first submission).")
-    async def miner(self, info: Info) -> Miner | None:
+    async def miner(self, info: Info) -> refs.Miner | None:
         row = await info.context.loaders.miner_by_hotkey.load(self.hotkey)
-        return Miner.from_row(row) if row else None
+        return refs.Miner.of(row) if row else None
 
 
 @strawberry.type(description="The lease a validator holds on its current run.")
@@ -92,18 +90,18 @@ class ValidatorLease:
 )
 class ValidatorViewer:
     hotkey: str = strawberry.field(description="The validator's SS58 hotkey.")
-    current_run: EvaluationRun | None = strawberry.field(
+    current_run: refs.EvaluationRun | None = strawberry.field(
         description="The run it holds now (its latest live claim), or null."
     )
     lease: ValidatorLease | None = strawberry.field(description="The lease on `currentRun`, or null.")
-    recent_runs: list[EvaluationRun] = strawberry.field(
+    recent_runs: list[refs.EvaluationRun] = strawberry.field(
         description="Its latest runs, latest claim first, with their statuses (its recent outcomes)."
     )
 
     @strawberry.field(description="Its public Validator node.")
-    async def validator(self, info: Info) -> Validator | None:
+    async def validator(self, info: Info) -> refs.Validator | None:
         view = await info.context.loaders.validator_by_hotkey.load(self.hotkey)
-        return Validator.from_view(view) if view else None
+        return refs.Validator.of(view) if view else None
 
     @strawberry.field(
         description="Outcomes, lease health, durations and agreement with peers over runs claimed in "
@@ -141,20 +139,20 @@ def _miner(info: Info, found: service.MinerSelf) -> MinerViewer:
         hotkey=found.hotkey.ss58,
         can_submit=found.can_submit,
         next_allowed_at=found.next_allowed_at,
-        inference=MinerInferenceAuth(
+        inference=refs.MinerInferenceAuth(
             readiness=found.inference.readiness,
             detail=found.inference.detail,
             default_provider=found.inference.default_provider,
-            credentials=[InferenceCredentialStatus.of(c) for c in found.inference.credentials],
+            credentials=[refs.InferenceCredentialStatus.of(c) for c in found.inference.credentials],
         ),
         agents=[
             OwnAgent(
-                agent=Agent.from_row(a),
-                versions=[AgentVersion.from_row(v) for v in found.versions.get(a.id, [])],
+                agent=refs.Agent.of(a),
+                versions=[refs.AgentVersion.of(v) for v in found.versions.get(a.id, [])],
             )
             for a in found.agents
         ],
-        recent_failures=[EvaluationRun.from_row(r) for r in found.failed_runs],
+        recent_failures=[refs.EvaluationRun.of(r) for r in found.failed_runs],
         race_selection_version_id=strawberry.ID(str(pin.agent_version_id)) if pin else None,
         race_selection_updated_at=pin.updated_at if pin else None,
     )
@@ -173,9 +171,9 @@ def _validator(found: service.ValidatorSelf) -> ValidatorViewer:
         )
     return ValidatorViewer(
         hotkey=found.hotkey.ss58,
-        current_run=EvaluationRun.from_row(run) if run is not None else None,
+        current_run=refs.EvaluationRun.of(run) if run is not None else None,
         lease=lease,
-        recent_runs=[EvaluationRun.from_row(r) for r in found.recent_runs],
+        recent_runs=[refs.EvaluationRun.of(r) for r in found.recent_runs],
     )
 
 

@@ -324,14 +324,21 @@ def work_items_by_version_ids(session: Session, ids: Iterable[uuid.UUID]) -> dic
     return {row.agent_version_id: row for row in rows}
 
 
-def code_available_at(version: AgentVersion, settings: Settings) -> datetime | None:
+class Eligible(Protocol):
+    """What the release rule reads of a version: a row, or a value that carries its eligibility."""
+
+    @property
+    def eligible_at(self) -> datetime | None: ...
+
+
+def code_available_at(version: Eligible, settings: Settings) -> datetime | None:
     """When the code of an eligible version becomes public: eligibility plus the release delay."""
     if version.eligible_at is None:
         return None
     return version.eligible_at + timedelta(seconds=settings.code_release_delay_seconds)
 
 
-def is_released(version: AgentVersion, settings: Settings, now: datetime | None = None) -> bool:
+def is_released(version: Eligible, settings: Settings, now: datetime | None = None) -> bool:
     available = code_available_at(version, settings)
     return available is not None and (now or utcnow()) >= available
 

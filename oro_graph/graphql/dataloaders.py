@@ -17,6 +17,8 @@ from strawberry.dataloader import DataLoader
 
 from oro_graph import models
 from oro_graph.db import Database
+from oro_graph.graphql.filters import filtered_counts, filtered_pages
+from oro_graph.graphql.reliability_types import reliability_loader, score_interval_loader
 from oro_graph.services import agents, evaluations, leaderboard, pages, races, suites, validators
 from oro_graph.services.pages import Page, Relation, Window
 
@@ -97,8 +99,8 @@ class Loaders:
     """Every loader of one request; built fresh per request so no cache outlives it."""
 
     def __init__(self, db: Database) -> None:
+        # problemstats builds on the context (and so on this module): imported when a request starts.
         from oro_graph.graphql.problemstats import problem_stats_loader
-        from oro_graph.graphql.reliability import reliability_loader, score_interval_loader
 
         self.problem_stats_by_suite_id_and_scope = problem_stats_loader(db)
         self.reliability_by_hotkey_and_window = reliability_loader(db)
@@ -180,8 +182,6 @@ class Loaders:
         self.result_page_by_run_id = _pages(db, pages.RESULTS_OF_RUN)
         self.result_count_by_run_id = _counts(db, pages.RESULTS_OF_RUN)
         # Filtered and ordered edges: keys carry the filter (services.filters), a statement per distinct one.
-        from oro_graph.graphql.filters import filtered_counts, filtered_pages
-
         self.filtered_result_pages = filtered_pages(db, pages.RESULTS_OF_RUN)
         self.filtered_result_counts = filtered_counts(db, pages.RESULTS_OF_RUN)
         self.filtered_version_pages = filtered_pages(db, pages.VERSIONS_OF_SUITE, _public_versions(db))

@@ -32,8 +32,9 @@ class StatusCount:
 
 
 @strawberry.type(
-    description="A validator's record over a window: outcomes, lease health, durations and agreement with peers. "
-    "Deltas follow ORO's validator-variance definition (successful included runs, versions scored by 2+ validators)."
+    description="A validator's record over a window: outcomes, lease health, durations and agreement "
+    "with peers. Deltas follow ORO's validator-variance definition (successful included runs, versions "
+    "scored by 2+ validators)."
 )
 class ValidatorReliability:
     runs: int = strawberry.field(description="Runs claimed in the window.")
