@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import timedelta
 from typing import Any
 
 from graphql import ExecutionResult, OperationType
@@ -44,7 +43,7 @@ def plan(executor: Any) -> Compiled | None:
         variables=dict(executor.variable_values.coerced),
         fragments=executor.fragment_definitions,
         now=utcnow(),
-        release_delay=timedelta(seconds=runtime.settings.code_release_delay_seconds),
+        settings=runtime.settings,
     )
     return compile_operation(executor.schema, executor.operation, env)
 

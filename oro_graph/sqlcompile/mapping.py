@@ -15,10 +15,12 @@ from typing import Any
 
 from sqlalchemy import Interval, Table, case, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.util import ClauseAdapter
 
 from oro_graph import models
 from oro_graph.models import Role
-from oro_graph.services import races
+from oro_graph.services import agents, races
+from oro_graph.settings import Settings
 from oro_graph.sqlcompile import wire
 
 
@@ -29,11 +31,11 @@ class Env:
     variables: dict[str, Any]
     fragments: dict[str, Any]
     now: datetime
-    release_delay: timedelta
+    settings: Settings
 
     @property
-    def release_cutoff(self) -> datetime:
-        return self.now - self.release_delay
+    def release_delay(self) -> timedelta:
+        return timedelta(seconds=self.settings.code_release_delay_seconds)
 
 
 Src = Any  # a table alias, or what a root builds for its rows (``BoardSrc``)
@@ -96,9 +98,9 @@ def _gid(type_name: str, key: str) -> Leaf:
 
 
 def released(version: Any, env: Env) -> ColumnElement[bool]:
-    """``services.agents.discloses`` for the public: eligible at least the release delay ago."""
-    clause: ColumnElement[bool] = version.c.eligible_at.is_not(None) & (
-        version.c.eligible_at <= env.release_cutoff
+    """``services.agents.discloses`` for the public (its ``released_clause``) on this alias."""
+    clause: ColumnElement[bool] = ClauseAdapter(version).traverse(
+        agents.released_clause(env.settings, env.now)
     )
     return clause
 
