@@ -10,7 +10,9 @@ executor would answer with an error (no active suite) are computed by the statem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from graphql import (
@@ -18,17 +20,36 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_named_type,
     value_from_ast,
 )
 from graphql.pyutils import Undefined
-from sqlalchemy import JSON, Boolean, Text, and_, cast, func, literal, not_, select, true, type_coerce
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    not_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
@@ -54,6 +75,7 @@ from oro_graph.sqlcompile.mapping import (
     released,
 )
 
+ID_TYPE = GraphQLNonNull(GraphQLID)
 MAX_OBJECT_KEYS = 50  # json_build_object takes at most 100 arguments
 
 
@@ -61,11 +83,14 @@ class Decline(Exception):
     """The compiler does not cover this selection: the executor answers it."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Compiled:
-    """The statement (one row: ``data`` as JSON text, ``ok``) for one operation."""
+    """The statement (one row: ``data`` as JSON text, ``ok``) for one operation, the parameters each
+    execution computes, and the variables its shape depends on (it serves any values of the others)."""
 
     statement: Select[Any]
+    params: dict[str, Callable[[dict[str, Any], datetime], Any]]
+    structural: frozenset[str]
 
 
 def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode, env: Env) -> Compiled | None:
@@ -83,7 +108,8 @@ def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode,
     except Decline:
         return None
     ok = and_(true(), *guards)
-    return Compiled(select(cast(data, Text).label("data"), ok.label("ok")))
+    statement = select(cast(data, Text).label("data"), ok.label("ok"))
+    return Compiled(statement, dict(env.params), frozenset(env.structural))
 
 
 def _fields(selection_set: SelectionSetNode | None, type_name: str, env: Env) -> list[tuple[str, FieldNode]]:
@@ -118,17 +144,31 @@ def _fields(selection_set: SelectionSetNode | None, type_name: str, env: Env) ->
     return out
 
 
-def _arguments(node: FieldNode, field: GraphQLField, env: Env) -> dict[str, Any]:
+def _arguments(node: FieldNode, field: GraphQLField, env: Env, bound: str | None = None) -> dict[str, Any]:
+    """The field's argument values. The statement's shape depends on the variables they name, except
+    for the argument ``bound`` given as a bare variable: its value is a parameter (``_bound``)."""
     given: dict[str, Any] = {}
     for argument in node.arguments or ():
         definition = field.args.get(argument.name.value)
         if definition is None:
             raise Decline
+        if not (argument.name.value == bound and isinstance(argument.value, VariableNode)):
+            env.structural.update(_variables_in(argument.value))
         value = value_from_ast(argument.value, definition.type, env.variables)
         if value is Undefined:  # a variable left out: the argument is absent (values were coerced already)
             continue
         given[argument.name.value] = value
     return given
+
+
+def _variables_in(value: ValueNode) -> set[str]:
+    if isinstance(value, VariableNode):
+        return {value.name.value}
+    if isinstance(value, ListValueNode):
+        return set().union(*(_variables_in(v) for v in value.values))
+    if isinstance(value, ObjectValueNode):
+        return set().union(*(_variables_in(f.value) for f in value.fields))
+    return set()
 
 
 def _object(pairs: list[Any]) -> ColumnElement[Any]:
@@ -366,24 +406,34 @@ def _root_field(
     field = root.fields.get(name)
     if field is None:
         raise Decline
-    args = _arguments(node, field, env)
     if name == "leaderboard":
-        return _leaderboard(node, field, args, env, guards)
+        return _leaderboard(node, field, _arguments(node, field, env), env, guards)
     by_id = _BY_ID.get(name)
     if by_id is None:
         raise Decline
     type_name, table, parse, visible = by_id
-    if set(args) != {"id"}:
+    if set(_arguments(node, field, env, bound="id")) != {"id"}:
         raise Decline
-    key = parse_node_id(str(args["id"]), type_name, parse)
-    if key is None:
-        return cast(literal(None), JSON)
     row = table.alias()
-    where = row.c.id == key
+    where = row.c.id == _bound_id(node, type_name, parse, table.c.id.type, env)
     if visible:
         where = where & released(row, env)
     built = _build(type_name, _object_type(field), row, node, env)
     return select(built).select_from(row).where(where).scalar_subquery()
+
+
+def _bound_id(node: FieldNode, type_name: str, parse: Any, sql_type: Any, env: Env) -> Any:
+    """The ``id`` argument as ``parse_node_id`` reads it (null when it is no id: no row, a null answer):
+    a parameter when it is a variable, so the statement serves every id (a page per version)."""
+    (argument,) = [a for a in node.arguments or () if a.name.value == "id"]
+    if not isinstance(argument.value, VariableNode):
+        return literal(
+            parse_node_id(str(value_from_ast(argument.value, ID_TYPE)), type_name, parse), sql_type
+        )
+    variable = argument.value.name.value
+    param = f"id_{type_name}_{variable}"
+    env.params[param] = lambda variables, now: parse_node_id(str(variables[variable]), type_name, parse)
+    return bindparam(param, type_=sql_type)
 
 
 _BY_ID = {

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Table, case, func, literal, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Interval, Table, bindparam, case, func, literal, select
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
 from oro_graph import models
@@ -32,6 +33,10 @@ class Env:
     fragments: dict[str, Any]
     now: datetime
     settings: Settings
+    # What makes a statement reusable with other variables (``executor``): the variables the
+    # statement's shape depends on, and the parameters computed per request (name -> from variables).
+    structural: set[str] = field(default_factory=set)
+    params: dict[str, Callable[[dict[str, Any], datetime], Any]] = field(default_factory=dict)
 
     @property
     def release_delay(self) -> timedelta:
@@ -97,11 +102,30 @@ def _gid(type_name: str, key: str) -> Leaf:
     return Leaf(lambda t, env: wire.global_id(type_name, t.c[key]))
 
 
+RELEASE_CUTOFF = "release_cutoff"
+
+
+def release_cutoff(settings: Settings, now: datetime) -> Any:
+    """The instant ``services.agents.released_clause`` compares eligibility with, at ``now``."""
+    (bound,) = [
+        b for b in visitors.iterate(agents.released_clause(settings, now)) if isinstance(b, BindParameter)
+    ]
+    return bound.value
+
+
 def released(version: Any, env: Env) -> ColumnElement[bool]:
-    """``services.agents.discloses`` for the public (its ``released_clause``) on this alias."""
-    clause: ColumnElement[bool] = ClauseAdapter(version).traverse(
-        agents.released_clause(env.settings, env.now)
-    )
+    """``services.agents.discloses`` for the public (its ``released_clause``) on this alias, its instant
+    a parameter of each execution (``RELEASE_CUTOFF``), so that a statement is reused as time passes."""
+
+    def rebound(element: Any, **kw: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return bindparam(RELEASE_CUTOFF, type_=element.type)
+        return None
+
+    rule: ColumnElement[bool] = ClauseAdapter(version).traverse(agents.released_clause(env.settings, env.now))
+    clause: ColumnElement[bool] = visitors.replacement_traverse(rule, {}, rebound)
+    settings = env.settings
+    env.params[RELEASE_CUTOFF] = lambda variables, now: release_cutoff(settings, now)
     return clause
 
 

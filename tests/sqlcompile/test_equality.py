@@ -15,6 +15,7 @@ from graphql import GraphQLObjectType
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph.graphql.schema import schema
+from oro_graph.sqlcompile import executor
 from oro_graph.sqlcompile.mapping import TYPES, Leaf, Many, One
 from tests.sqlcompile.conftest import Graph, parsed
 
@@ -221,3 +222,28 @@ def test_what_the_compiler_does_not_cover_is_executed(
     compiled = world.post(document, compiled=True)
     assert compiled == world.post(document, compiled=False)
     assert compiled_answers == []
+
+
+def test_a_statement_is_built_once_per_document_and_serves_every_id(
+    world: Graph, compiled_answers: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    real = executor.compile_operation
+
+    def counting(*args: Any) -> Any:
+        built.append(args[1].name.value)
+        return real(*args)
+
+    monkeypatch.setattr(executor, "PLANS", executor.Plans())
+    monkeypatch.setattr(executor, "compile_operation", counting)
+    versions = ids(world, "SELECT id FROM agentversion ORDER BY eligible_at NULLS FIRST, id LIMIT 12")
+    for version in versions + ["not an id"]:
+        same(world, VERSION_PAGE, {"id": version})
+    same(world, DEEP_LEADERBOARD)
+    same(world, DEEP_LEADERBOARD)
+    paged = "query Paged($n: Int) { leaderboard(first: $n) { edges { node { rank } } } }"
+    for n in (1, 2, 1):
+        same(world, paged, {"n": n})
+    # the page size shapes the statement: one per value
+    assert built == ["VersionPage", "DeepLeaderboard", "Paged", "Paged"]
+    assert compiled_answers == [True] * (len(versions) + 6)
