@@ -280,9 +280,13 @@ def _connection(
     where = [spec.link(src, keyed, env)]
     if after is not None:
         where.append(_beyond(tuple(order), after, forward=True))
+    # The rows' own columns, less those a heartbeat sets unless asked for (``Many.deferred``): an
+    # answer that does not show them does not depend on them (``oro_graph.dependencies``).
+    asked = _node_fields(node, _object_type(field), env)
+    skipped = {column for name, column in spec.deferred.items() if name not in asked}
     inner = (
         select(
-            keyed.c[spec.key].label("pk"),
+            *[c for c in keyed.c if c.name not in skipped],
             *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
             func.row_number().over(order_by=_order_by(order)).label("rn"),
         )
@@ -292,15 +296,8 @@ def _connection(
         .correlate_except(keyed)
         .lateral()
     )
-    row = spec.table.alias()
-    page = _Page(
-        inner,
-        inner.join(row, row.c[spec.key] == inner.c.pk),
-        row,
-        [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)],
-        n,
-        after is not None,
-    )
+    keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
+    page = _Page(inner, inner, inner, keys, n, after is not None)
     counted = spec.table.alias()
     total = (
         select(func.count())
@@ -310,6 +307,19 @@ def _connection(
         .scalar_subquery()
     )
     return _page_json(spec.target, spec.order_name, page, total, node, field, env)
+
+
+def _node_fields(node: FieldNode, connection_type: GraphQLObjectType, env: Env) -> set[str]:
+    """The field names a connection's selection asks of its nodes (``edges { node { ... } }``)."""
+    edge_type = _object_type(connection_type.fields["edges"])
+    names: set[str] = set()
+    for _, edges in _fields(node.selection_set, connection_type.name, env):
+        if edges.name.value == "edges":
+            for _, child in _fields(edges.selection_set, edge_type.name, env):
+                if child.name.value == "node":
+                    node_type = _object_type(edge_type.fields["node"])
+                    names |= {f.name.value for _, f in _fields(child.selection_set, node_type.name, env)}
+    return names
 
 
 def _order_by(order: list[tuple[Any, bool]]) -> list[Any]:
@@ -482,7 +492,7 @@ def _leaderboard(
         where.append(_beyond(tuple(order), after, forward=True))
     inner = (
         select(
-            keyed.c.id.label("pk"),
+            *keyed.c,
             *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
             func.row_number().over(order_by=_order_by(order)).label("rn"),
         )
@@ -502,9 +512,9 @@ def _leaderboard(
             .where(*board(before), not_(_beyond(before_order, after, forward=True)))
             .scalar_subquery()
         )
-    version, agent = VERSION.alias(), AGENT.alias()
-    rows = inner.join(version, version.c.id == inner.c.pk).join(agent, agent.c.id == version.c.agent_id)
-    src = BoardSrc(version, agent, ahead + inner.c.rn, suite)
+    agent = AGENT.alias()
+    rows = inner.join(agent, agent.c.id == inner.c.agent_id)
+    src = BoardSrc(inner, agent, ahead + inner.c.rn, suite)
     page = _Page(
         inner,
         rows,

@@ -85,7 +85,9 @@ class Many:
     link: Where
     order: tuple[tuple[str, bool, str], ...]
     order_name: str
-    key: str = "id"
+    # Columns left out of the page unless their field is asked for: ones every heartbeat sets
+    # (``services.pages.RUN_LIVENESS``), so that an answer that does not show them outlives heartbeats.
+    deferred: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ HOTKEY: Table = models.Hotkey.__table__  # type: ignore[attr-defined]
 SUITE: Table = models.Suite.__table__  # type: ignore[attr-defined]
 TOP: Table = models.TopAgentHistory.__table__  # type: ignore[attr-defined]
 
+RUN_LIVENESS = {"leaseExpiresAt": "lease_expires_at", "lastHeartbeatAt": "last_heartbeat_at"}
 BY_CLAIM = (("claimed_at", False, wire.DATETIME), ("id", False, wire.UUID))
 
 TYPES: dict[str, TypeMap] = {
@@ -188,6 +191,7 @@ TYPES: dict[str, TypeMap] = {
                     lambda p, c, env: c.c.agent_version_id == p.c.id,
                     BY_CLAIM,
                     "run.claimed_at",
+                    RUN_LIVENESS,
                 ),
             },
         ),
