@@ -241,8 +241,8 @@ def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) ->
 class _Page:
     """A keyset page's rows: ``n`` wanted (one more is read), their keys, how to build a row."""
 
-    inner: Any  # the page's keys and ``rn`` (a lateral subquery)
-    rows: Any  # the FROM clause the nodes are built over (``inner`` joined to the rows)
+    inner: Any  # the page: a lateral subquery of the rows' columns, their sort keys ``k0``... and ``rn``
+    rows: Any  # the FROM clause the nodes are built over (``inner``, with joins a row needs)
     src: Src
     keys: list[tuple[str, Any]]
     n: int
