@@ -84,6 +84,24 @@ SELECT coalesce(json_agg(json_build_object(
 FROM top t JOIN agent a ON a.id = t.agent_id
 """
 
+# A frontend's per-version page (issue 13): a different version on every request, with its agent, its
+# runs with their validators, and each run's problem results.
+VERSION_PAGE = """
+query VersionPage($id: ID!) {
+  agentVersion(id: $id) {
+    id versionNumber state finalScore submittedAt eligibleAt
+    agent { name miner { hotkey } }
+    runs(first: 20) {
+      edges { node {
+        status validatorScore claimedAt completedAt
+        validator { name hotkey }
+        problemResults(first: 100) { edges { node { status score problem { id } } } }
+      } }
+    }
+  }
+}
+"""
+
 REST_LEADERBOARD = "/v1/public/leaderboard?limit=100"  # no runs in this answer: see RESULTS.md
 
 # Analyst paging (workload 4): every run with its problem results, 100 runs per page, keyset cursors.

@@ -18,7 +18,6 @@ from oro_graph.graphql.agents import AgentQuery
 from oro_graph.graphql.aggregates import AggregateQuery
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.cost import operation_cost
-from oro_graph.graphql.deadline import BoundedExecutor
 from oro_graph.graphql.error_types import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationQuery
 from oro_graph.graphql.feeds import FeedSubscription
@@ -37,6 +36,7 @@ from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 from oro_graph.graphql.viewer import ViewerQuery
 from oro_graph.ratelimit import STATE_KEY
+from oro_graph.sqlcompile.executor import CompilingExecutor
 
 
 @strawberry.type(description="Items a connection in the document may return.")
@@ -182,7 +182,7 @@ schema = OroSchema(
     ],
     exception_handlers=EXCEPTION_HANDLERS,
     scalar_overrides=SCALAR_OVERRIDES,
-    execution_context_class=BoundedExecutor,
+    execution_context_class=CompilingExecutor,  # the deadline's executor, compiling what it can
     config=StrawberryConfig(
         relay_max_results=MAX_PAGE_SIZE, batching_config={"max_operations": LIMITS.max_batch}
     ),

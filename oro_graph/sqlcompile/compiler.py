@@ -1,0 +1,528 @@
+"""A validated query operation as one PostgreSQL statement that builds its whole ``data`` as JSON.
+
+Objects become ``json_build_object``, to-one fields correlated subqueries, connections a keyset page
+(the resolvers' order, window and cursors) aggregated with ``json_agg``. Anything the mapping does
+not cover raises ``Decline`` and the executor answers: an unknown field, a directive, a fragment on
+another type, ``last``/``before``, filters, an argument that would be an error. Conditions that the
+executor would answer with an error (no active suite) are computed by the statement itself as
+``ok``: when false, the answer is thrown away and the executor answers, error included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLID,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+    value_from_ast,
+)
+from graphql.pyutils import Undefined
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    not_,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from oro_graph.graphql.ids import int_id, parse_node_id, uuid_id
+from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor
+from oro_graph.models import AgentVersionState
+from oro_graph.services.pages import _beyond
+from oro_graph.services.suites import MAX_SUITE_ID
+from oro_graph.sqlcompile import wire
+from oro_graph.sqlcompile.mapping import (
+    AGENT,
+    RUN,
+    SUITE,
+    TYPES,
+    VERSION,
+    BoardSrc,
+    Env,
+    Leaf,
+    Many,
+    One,
+    Src,
+    released,
+)
+
+ID_TYPE = GraphQLNonNull(GraphQLID)
+MAX_OBJECT_KEYS = 50  # json_build_object takes at most 100 arguments
+
+
+class Decline(Exception):
+    """The compiler does not cover this selection: the executor answers it."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The statement (one row: ``data`` as JSON text, ``ok``) for one operation, the parameters each
+    execution computes, and the variables its shape depends on (it serves any values of the others)."""
+
+    statement: Select[Any]
+    params: dict[str, Callable[[dict[str, Any], datetime], Any]]
+    structural: frozenset[str]
+
+
+def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode, env: Env) -> Compiled | None:
+    """The operation as one statement, or None when the compiler declines it."""
+    if operation.operation != OperationType.QUERY or operation.directives:
+        return None
+    root = schema.query_type
+    assert root is not None
+    try:
+        guards: list[ColumnElement[bool]] = []
+        pairs: list[Any] = []
+        for key, node in _fields(operation.selection_set, root.name, env):
+            pairs += [wire.text(key), _root_field(root, node, env, guards)]
+        data = _object(pairs)
+    except Decline:
+        return None
+    ok = and_(true(), *guards)
+    statement = select(cast(data, Text).label("data"), ok.label("ok"))
+    return Compiled(statement, dict(env.params), frozenset(env.structural))
+
+
+def _fields(selection_set: SelectionSetNode | None, type_name: str, env: Env) -> list[tuple[str, FieldNode]]:
+    """The fields a selection set asks of ``type_name`` (fragments on it merged), by response key."""
+    if selection_set is None:
+        raise Decline
+    out: list[tuple[str, FieldNode]] = []
+    for selection in selection_set.selections:
+        if selection.directives:
+            raise Decline
+        if isinstance(selection, FieldNode):
+            out.append((selection.alias.value if selection.alias else selection.name.value, selection))
+            continue
+        if isinstance(selection, InlineFragmentNode):
+            condition, inner = selection.type_condition, selection.selection_set
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = env.fragments.get(selection.name.value)
+            if fragment is None:
+                raise Decline
+            fragment = getattr(fragment, "definition", fragment)  # graphql-core keeps FragmentDetails
+            if fragment.directives:
+                raise Decline
+            condition, inner = fragment.type_condition, fragment.selection_set
+        else:
+            raise Decline
+        if condition is not None and condition.name.value != type_name:
+            raise Decline
+        out += _fields(inner, type_name, env)
+    keys = [key for key, _ in out]
+    if len(set(keys)) != len(keys):  # the same key twice: merging is left to the executor
+        raise Decline
+    return out
+
+
+def _arguments(node: FieldNode, field: GraphQLField, env: Env, bound: str | None = None) -> dict[str, Any]:
+    """The field's argument values. The statement's shape depends on the variables they name, except
+    for the argument ``bound`` given as a bare variable: its value is a parameter (``_bound``)."""
+    given: dict[str, Any] = {}
+    for argument in node.arguments or ():
+        definition = field.args.get(argument.name.value)
+        if definition is None:
+            raise Decline
+        if not (argument.name.value == bound and isinstance(argument.value, VariableNode)):
+            env.structural.update(_variables_in(argument.value))
+        value = value_from_ast(argument.value, definition.type, env.variables)
+        if value is Undefined:  # a variable left out: the argument is absent (values were coerced already)
+            continue
+        given[argument.name.value] = value
+    return given
+
+
+def _variables_in(value: ValueNode) -> set[str]:
+    if isinstance(value, VariableNode):
+        return {value.name.value}
+    if isinstance(value, ListValueNode):
+        return set().union(*(_variables_in(v) for v in value.values))
+    if isinstance(value, ObjectValueNode):
+        return set().union(*(_variables_in(f.value) for f in value.fields))
+    return set()
+
+
+def _object(pairs: list[Any]) -> ColumnElement[Any]:
+    if len(pairs) > 2 * MAX_OBJECT_KEYS:
+        raise Decline
+    return func.json_build_object(*pairs)
+
+
+def _typed_fields(
+    type_name: str, gql_type: GraphQLObjectType, node: FieldNode, env: Env
+) -> list[tuple[str, FieldNode, GraphQLField | None]]:
+    out = []
+    for key, child in _fields(node.selection_set, type_name, env):
+        name = child.name.value
+        out.append((key, child, None if name == "__typename" else gql_type.fields.get(name)))
+    return out
+
+
+def _build(
+    type_name: str, gql_type: GraphQLObjectType, src: Src, node: FieldNode, env: Env
+) -> ColumnElement[Any]:
+    """The JSON object ``node``'s selection asks of one row of ``type_name``."""
+    mapping = TYPES.get(type_name)
+    if mapping is None:
+        raise Decline
+    pairs: list[Any] = []
+    for key, child, field in _typed_fields(type_name, gql_type, node, env):
+        name = child.name.value
+        if name == "__typename":
+            pairs += [wire.text(key), wire.text(type_name)]
+            continue
+        spec = mapping.fields.get(name)
+        if spec is None or field is None:
+            raise Decline
+        args = _arguments(child, field, env)
+        if isinstance(spec, Leaf):
+            if args:
+                raise Decline
+            value = spec.json(src, env)
+        elif isinstance(spec, One):
+            if args:
+                raise Decline
+            value = _one(spec, src, child, field, env)
+        else:
+            value = _connection(spec, src, child, field, args, env)
+        pairs += [wire.text(key), value]
+    return _object(pairs)
+
+
+def _object_type(field: GraphQLField) -> GraphQLObjectType:
+    named = get_named_type(field.type)
+    if not isinstance(named, GraphQLObjectType):
+        raise Decline
+    return named
+
+
+def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) -> ColumnElement[Any]:
+    child = spec.table.alias()
+    built = _build(spec.target, _object_type(field), child, node, env)
+    return (
+        select(built)
+        .select_from(child)
+        .where(spec.where(src, child, env))
+        .correlate_except(child)
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A keyset page's rows: ``n`` wanted (one more is read), their keys, how to build a row."""
+
+    inner: Any  # the page: a lateral subquery of the rows' columns, their sort keys ``k0``... and ``rn``
+    rows: Any  # the FROM clause the nodes are built over (``inner``, with joins a row needs)
+    src: Src
+    keys: list[tuple[str, Any]]
+    n: int
+    after: bool
+
+
+def _window(
+    args: dict[str, Any], order_name: str, unset: set[str], allowed: frozenset[str] = frozenset()
+) -> tuple[int, tuple[Any, ...] | None]:
+    """``make_window``'s checks, forward pages only; an argument of ``unset`` given declines."""
+    if set(args) - unset - allowed - {"first", "after", "last", "before"}:
+        raise Decline
+    if any(args.get(k) is not None for k in unset | {"last", "before"}):
+        raise Decline
+    first = args.get("first")
+    if first is None:
+        first = DEFAULT_PAGE_SIZE
+    if not 0 <= first <= MAX_PAGE_SIZE:
+        raise Decline
+    after = args.get("after")
+    if not after:
+        return first, None
+    try:
+        return first, decode_cursor(order_name, after)
+    except GraphQLError:
+        raise Decline from None
+
+
+def _connection(
+    spec: Many, src: Src, node: FieldNode, field: GraphQLField, args: dict[str, Any], env: Env
+) -> ColumnElement[Any]:
+    n, after = _window(args, spec.order_name, {"filter", "orderBy"})
+    keyed = spec.table.alias()
+    order = [(keyed.c[name], desc) for name, desc, _ in spec.order]
+    where = [spec.link(src, keyed, env)]
+    if after is not None:
+        where.append(_beyond(tuple(order), after, forward=True))
+    # The rows' own columns, less those a heartbeat sets unless asked for (``Many.deferred``): an
+    # answer that does not show them does not depend on them (``oro_graph.dependencies``).
+    asked = _node_fields(node, _object_type(field), env)
+    skipped = {column for name, column in spec.deferred.items() if name not in asked}
+    inner = (
+        select(
+            *[c for c in keyed.c if c.name not in skipped],
+            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
+            func.row_number().over(order_by=_order_by(order)).label("rn"),
+        )
+        .where(*where)
+        .order_by(*_order_by(order))
+        .limit(n + 1)
+        .correlate_except(keyed)
+        .lateral()
+    )
+    keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
+    page = _Page(inner, inner, inner, keys, n, after is not None)
+    counted = spec.table.alias()
+    total = (
+        select(func.count())
+        .select_from(counted)
+        .where(spec.link(src, counted, env))
+        .correlate_except(counted)
+        .scalar_subquery()
+    )
+    return _page_json(spec.target, spec.order_name, page, total, node, field, env)
+
+
+def _node_fields(node: FieldNode, connection_type: GraphQLObjectType, env: Env) -> set[str]:
+    """The field names a connection's selection asks of its nodes (``edges { node { ... } }``)."""
+    edge_type = _object_type(connection_type.fields["edges"])
+    names: set[str] = set()
+    for _, edges in _fields(node.selection_set, connection_type.name, env):
+        if edges.name.value == "edges":
+            for _, child in _fields(edges.selection_set, edge_type.name, env):
+                if child.name.value == "node":
+                    node_type = _object_type(edge_type.fields["node"])
+                    names |= {f.name.value for _, f in _fields(child.selection_set, node_type.name, env)}
+    return names
+
+
+def _order_by(order: list[tuple[Any, bool]]) -> list[Any]:
+    return [c.desc() if desc else c.asc() for c, desc in order]
+
+
+def _page_json(
+    target: str,
+    order_name: str,
+    page: _Page,
+    total: ColumnElement[int],
+    node: FieldNode,
+    field: GraphQLField,
+    env: Env,
+) -> ColumnElement[Any]:
+    """A Connection's JSON over a page: edges, pageInfo, totalCount (``to_connection``)."""
+    connection_type = _object_type(field)
+    shown = page.inner.c.rn <= page.n
+    cursor = wire.cursor(order_name, page.keys)
+    pairs: list[Any] = []
+    for key, child, child_field in _typed_fields(connection_type.name, connection_type, node, env):
+        name = child.name.value
+        if name == "__typename":
+            value: Any = wire.text(connection_type.name)
+        elif name == "totalCount":
+            value = total
+        elif name == "edges" and child_field is not None:
+            edge = _edge(target, page, cursor, child, _object_type(child_field), env)
+            agg = func.json_agg(aggregate_order_by(edge, page.inner.c.rn)).filter(shown)
+            value = func.coalesce(agg, cast(literal("[]"), JSON))
+        elif name == "pageInfo" and child_field is not None:
+            value = _page_info(page, cursor, child, _object_type(child_field), env)
+        else:
+            raise Decline
+        if child.arguments:
+            raise Decline
+        pairs += [wire.text(key), value]
+    return select(_object(pairs)).select_from(page.rows).scalar_subquery()
+
+
+def _edge(
+    target: str, page: _Page, cursor: Any, node: FieldNode, edge_type: GraphQLObjectType, env: Env
+) -> ColumnElement[Any]:
+    pairs: list[Any] = []
+    for key, child, child_field in _typed_fields(edge_type.name, edge_type, node, env):
+        name = child.name.value
+        if name == "__typename":
+            value: Any = wire.text(edge_type.name)
+        elif name == "cursor":
+            value = cursor
+        elif name == "node" and child_field is not None:
+            value = _build(target, _object_type(child_field), page.src, child, env)
+        else:
+            raise Decline
+        pairs += [wire.text(key), value]
+    return _object(pairs)
+
+
+def _page_info(
+    page: _Page, cursor: Any, node: FieldNode, info_type: GraphQLObjectType, env: Env
+) -> ColumnElement[Any]:
+    cursors = type_coerce(
+        func.array_agg(aggregate_order_by(cursor, page.inner.c.rn)).filter(page.inner.c.rn <= page.n),
+        ARRAY(Text),
+    )
+    pairs: list[Any] = []
+    for key, child, _ in _typed_fields(info_type.name, info_type, node, env):
+        name = child.name.value
+        if name == "__typename":
+            value: Any = wire.text(info_type.name)
+        elif name == "hasNextPage":
+            value = func.count() > page.n
+        elif name == "hasPreviousPage":
+            value = cast(literal(page.after), Boolean)
+        elif name == "startCursor":
+            value = cursors[1]
+        elif name == "endCursor":
+            value = cursors[func.least(func.count(), page.n)]
+        else:
+            raise Decline
+        pairs += [wire.text(key), value]
+    return _object(pairs)
+
+
+# Root fields -------------------------------------------------------------------------------------
+
+
+def _root_field(
+    root: GraphQLObjectType, node: FieldNode, env: Env, guards: list[ColumnElement[bool]]
+) -> ColumnElement[Any]:
+    name = node.name.value
+    if name == "__typename":
+        return wire.text(root.name)
+    field = root.fields.get(name)
+    if field is None:
+        raise Decline
+    if name == "leaderboard":
+        return _leaderboard(node, field, _arguments(node, field, env), env, guards)
+    by_id = _BY_ID.get(name)
+    if by_id is None:
+        raise Decline
+    type_name, table, parse, visible = by_id
+    if set(_arguments(node, field, env, bound="id")) != {"id"}:
+        raise Decline
+    row = table.alias()
+    where = row.c.id == _bound_id(node, type_name, parse, table.c.id.type, env)
+    if visible:
+        where = where & released(row, env)
+    built = _build(type_name, _object_type(field), row, node, env)
+    return select(built).select_from(row).where(where).scalar_subquery()
+
+
+def _bound_id(node: FieldNode, type_name: str, parse: Any, sql_type: Any, env: Env) -> Any:
+    """The ``id`` argument as ``parse_node_id`` reads it (null when it is no id: no row, a null answer):
+    a parameter when it is a variable, so the statement serves every id (a page per version)."""
+    (argument,) = [a for a in node.arguments or () if a.name.value == "id"]
+    if not isinstance(argument.value, VariableNode):
+        return literal(
+            parse_node_id(str(value_from_ast(argument.value, ID_TYPE)), type_name, parse), sql_type
+        )
+    variable = argument.value.name.value
+    param = f"id_{type_name}_{variable}"
+    env.params[param] = lambda variables, now: parse_node_id(str(variables[variable]), type_name, parse)
+    return bindparam(param, type_=sql_type)
+
+
+_BY_ID = {
+    "agentVersion": ("AgentVersion", VERSION, uuid_id, True),
+    "agent": ("Agent", AGENT, uuid_id, False),
+    "evaluationRun": ("EvaluationRun", RUN, uuid_id, False),
+}
+
+BOARD_ORDER = (
+    ("final_score", True, wire.FLOAT),
+    ("eligible_at", False, wire.DATETIME),
+    ("id", False, wire.UUID),
+)
+
+
+def _leaderboard(
+    node: FieldNode, field: GraphQLField, args: dict[str, Any], env: Env, guards: list[ColumnElement[bool]]
+) -> ColumnElement[Any]:
+    """``services.leaderboard.board_window`` without a search, ``asOf`` or filter."""
+    n, after = _window(args, "board", {"search", "asOf", "filter"}, frozenset({"suiteId"}))
+    suite_id = args.get("suiteId")
+    if suite_id is None:
+        active = SUITE.alias()
+        suite: Any = (
+            select(active.c.id)
+            .where(active.c.is_active)
+            .order_by(active.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        guards.append(suite.is_not(None))
+    else:
+        if int_id(str(suite_id)) is None or not 0 < suite_id <= MAX_SUITE_ID:
+            raise Decline
+        named = SUITE.alias()
+        guards.append(select(named.c.id).where(named.c.id == suite_id).exists())
+        suite = literal(suite_id)
+
+    def board(version: Any) -> list[ColumnElement[bool]]:
+        return [version.c.suite_id == suite, version.c.state == AgentVersionState.ELIGIBLE.value]
+
+    keyed = VERSION.alias()
+    order = [(keyed.c[name], desc) for name, desc, _ in BOARD_ORDER]
+    where = board(keyed)
+    if after is not None:
+        where.append(_beyond(tuple(order), after, forward=True))
+    inner = (
+        select(
+            *keyed.c,
+            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
+            func.row_number().over(order_by=_order_by(order)).label("rn"),
+        )
+        .where(*where)
+        .order_by(*_order_by(order))
+        .limit(n + 1)
+        .lateral()
+    )
+    # Ranks are over the whole board: the rows at or before the cursor come first.
+    ahead: Any = literal(0)
+    if after is not None:
+        before = VERSION.alias()
+        before_order = tuple((before.c[name], desc) for name, desc, _ in BOARD_ORDER)
+        ahead = (
+            select(func.count())
+            .select_from(before)
+            .where(*board(before), not_(_beyond(before_order, after, forward=True)))
+            .scalar_subquery()
+        )
+    agent = AGENT.alias()
+    rows = inner.join(agent, agent.c.id == inner.c.agent_id)
+    src = BoardSrc(inner, agent, ahead + inner.c.rn, suite)
+    page = _Page(
+        inner,
+        rows,
+        src,
+        [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(BOARD_ORDER)],
+        n,
+        after is not None,
+    )
+    counted = VERSION.alias()
+    total = select(func.count()).select_from(counted).where(*board(counted)).scalar_subquery()
+    return _page_json("LeaderboardEntry", "board", page, total, node, field, env)

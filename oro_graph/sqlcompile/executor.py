@@ -1,0 +1,143 @@
+"""Where compiled queries meet Strawberry: the executor's ``execute_operation``.
+
+By then the document is parsed, validated (limits, cost) and its variables coerced, and the request's
+deadline is known. A query the compiler covers is answered by one statement through ``Database.run``
+(so the response cache records what it read, as for any statement); anything else, and any
+compiled answer that would differ (the statement's ``ok`` false, a database error), is executed.
+
+A statement is built once per document and values of the variables its shape depends on (``Plans``):
+building one costs more than running it. The others (a version page's id) and the clock are
+parameters of each execution.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import ExecutionResult, OperationType
+from sqlmodel import Session
+
+from oro_graph.graphql.deadline import BoundedExecutor
+from oro_graph.models import utcnow
+from oro_graph.sqlcompile.compiler import Compiled, compile_operation
+from oro_graph.sqlcompile.mapping import Env
+
+log = logging.getLogger(__name__)
+
+# ORO_SQL_COMPILE=0 turns the compiled path off (every query executes): for comparisons and as a
+# way out. Read once per process.
+ENABLED = os.environ.get("ORO_SQL_COMPILE", "1").lower() not in {"0", "false", "no", "off"}
+MAX_PLANS = 256
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A compiled statement with this request's parameters."""
+
+    compiled: Compiled
+    params: dict[str, Any]
+
+
+DocumentKey = tuple[str, str | None, int]
+
+
+class Plans:
+    """Compiled statements (or the compiler's refusal, None) by document and the values of the
+    variables their shape depends on; at most ``MAX_PLANS``, least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._plans: OrderedDict[tuple[DocumentKey, str], Compiled | None] = OrderedDict()
+        self._shapes: dict[DocumentKey, frozenset[str]] = {}
+
+    def get(self, document: DocumentKey, variables: dict[str, Any]) -> tuple[bool, Compiled | None]:
+        shape = self._shapes.get(document)
+        if shape is None:
+            return False, None
+        key = (document, _freeze(variables, shape))
+        if key not in self._plans:
+            return False, None
+        self._plans.move_to_end(key)
+        return True, self._plans[key]
+
+    def put(self, document: DocumentKey, variables: dict[str, Any], compiled: Compiled | None) -> None:
+        # A refusal may come before every variable was looked at: it is kept under all of them.
+        shape = compiled.structural if compiled is not None else frozenset(variables)
+        self._shapes[document] = shape
+        self._plans[(document, _freeze(variables, shape))] = compiled
+        while len(self._plans) > MAX_PLANS:
+            (dropped, _), _ = self._plans.popitem(last=False)
+            if not any(d == dropped for d, _ in self._plans):
+                self._shapes.pop(dropped, None)
+
+
+def _freeze(variables: dict[str, Any], names: frozenset[str]) -> str:
+    return json.dumps({k: variables.get(k) for k in sorted(names)}, sort_keys=True, default=str)
+
+
+PLANS = Plans()
+
+
+def plan(executor: Any) -> Bound | None:
+    """The compiled statement for the executor's operation, or None when it must execute."""
+    context = executor.context_value
+    runtime = getattr(context, "runtime", None)
+    operation = executor.operation
+    if not ENABLED or runtime is None or runtime.db.is_sqlite or operation.operation != OperationType.QUERY:
+        return None
+    # A signer's own or held versions and runs are shown to it alone: only the executor knows them.
+    if context.own_versions or context.held_versions or context.held_runs:
+        return None
+    variables = dict(executor.variable_values.coerced)
+    now = utcnow()
+    settings = runtime.settings
+    source = operation.loc.source.body if operation.loc is not None else None
+    document = (
+        (source, operation.name.value if operation.name else None, settings.code_release_delay_seconds)
+        if source is not None
+        else None
+    )
+    found, compiled = PLANS.get(document, variables) if document is not None else (False, None)
+    if not found:
+        env = Env(variables=variables, fragments=executor.fragment_definitions, now=now, settings=settings)
+        compiled = compile_operation(executor.schema, operation, env)
+        if document is not None:
+            PLANS.put(document, variables, compiled)
+    if compiled is None:
+        return None
+    return Bound(compiled, {name: value(variables, now) for name, value in compiled.params.items()})
+
+
+def answer(session: Session, bound: Bound) -> dict[str, Any] | None:
+    data, ok = session.execute(bound.compiled.statement, bound.params).one()
+    return json.loads(data) if ok else None
+
+
+class CompilingExecutor(BoundedExecutor):
+    """``BoundedExecutor`` answering the queries the compiler covers with one statement each."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        try:
+            bound = plan(self)
+        except Exception:  # a bug in the compiler must not cost an answer: the executor gives it
+            log.exception("compiling a query failed; executing it instead")
+            bound = None
+        if bound is None:
+            return super().execute_operation(serially)
+        run = self._compiled(bound, serially)
+        return self._within(run, self.deadline) if self.deadline is not None else run
+
+    async def _compiled(self, bound: Bound, serially: bool | None) -> Any:
+        try:
+            data = await self.context_value.runtime.db.run(answer, bound)
+        except Exception:  # the executor answers, with its own error if there is one
+            log.debug("compiled statement failed; executing instead", exc_info=True)
+            data = None
+        if data is not None:
+            return ExecutionResult(data=data)
+        result = super().execute_operation(serially)
+        return await result if self.is_awaitable(result) else result

@@ -1,0 +1,85 @@
+"""The graph's wire formats as PostgreSQL expressions, byte for byte what the executor sends.
+
+The compiled answer is JSON text built by PostgreSQL, parsed once by Python and serialized again
+with the rest of the response, so strings, escapes and non-integral floats come out as Python
+writes them. What parsing cannot fix is written here the executor's way: a float with an integral
+value (PostgreSQL writes ``1``, Python ``1.0``), instants (``datetime.isoformat`` in UTC), Relay ids
+(``base64("Type:id")``) and keyset cursors (``graphql.pagination.encode_cursor``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, Text, case, cast, func, literal
+from sqlalchemy.sql.elements import ColumnElement
+
+
+def text(value: str) -> ColumnElement[str]:
+    """A constant as a typed parameter (an untyped one is refused inside ``json_build_object``)."""
+    return cast(literal(value), Text)
+
+
+def concat(*parts: Any) -> ColumnElement[str]:
+    return func.concat(*parts)
+
+
+def float_text(value: Any) -> ColumnElement[str]:
+    """``repr(float)``: PostgreSQL's shortest round-trip digits, with ``.0`` on integral values."""
+    integral = (value == func.trunc(value)) & (func.abs(value) < cast(literal(1e16), Float))
+    return case((integral, concat(cast(cast(value, BigInteger), Text), text(".0"))), else_=cast(value, Text))
+
+
+def float_json(value: Any) -> ColumnElement[Any]:
+    return cast(float_text(value), JSON)
+
+
+def iso_text(instant: Any) -> ColumnElement[str]:
+    """``datetime.isoformat()`` of a UTC instant: microseconds only when there are any."""
+    utc = func.timezone(text("UTC"), instant)
+    micros = func.to_char(utc, text("US"))
+    fraction = case((micros == text("000000"), text("")), else_=concat(text("."), micros))
+    return concat(func.to_char(utc, text('YYYY-MM-DD"T"HH24:MI:SS')), fraction, text("+00:00"))
+
+
+def iso_json(instant: Any) -> ColumnElement[Any]:
+    return case((instant.is_(None), cast(literal(None), JSON)), else_=func.to_json(iso_text(instant)))
+
+
+def _one_line_base64(raw: Any) -> ColumnElement[str]:
+    return func.encode(func.convert_to(raw, text("UTF8")), text("base64"))
+
+
+def global_id(type_name: str, key: Any) -> ColumnElement[str]:
+    """``relay.GlobalID(type_name, str(key))`` as the graph writes it (standard base64, padded)."""
+    encoded = _one_line_base64(concat(text(f"{type_name}:"), cast(key, Text)))
+    return func.replace(encoded, text("\n"), text(""))
+
+
+# How a sort-key column is tagged in a cursor (graphql.pagination._tag).
+DATETIME, UUID, FLOAT, INT = "datetime", "uuid", "float", "int"
+
+
+def _tagged(kind: str, value: Any) -> ColumnElement[str]:
+    if kind == DATETIME:
+        shown = concat(text('["d","'), iso_text(value), text('"]'))
+    elif kind == UUID:
+        shown = concat(text('["u","'), func.replace(cast(value, Text), text("-"), text("")), text('"]'))
+    elif kind == FLOAT:
+        shown = concat(text('["v",'), float_text(value), text("]"))
+    else:
+        shown = concat(text('["v",'), cast(value, Text), text("]"))
+    return case((value.is_(None), text('["v",null]')), else_=shown)
+
+
+def cursor(order: str, keys: list[tuple[str, Any]]) -> ColumnElement[str]:
+    """``encode_cursor(order, key)``: urlsafe base64 without padding of ``[order, [tagged...]]``."""
+    parts: list[Any] = [text(f"[{json.dumps(order)},[")]
+    for i, (kind, value) in enumerate(keys):
+        if i:
+            parts.append(text(","))
+        parts.append(_tagged(kind, value))
+    parts.append(text("]]"))
+    encoded = func.translate(_one_line_base64(concat(*parts)), text("+/\n"), text("-_"))
+    return func.rtrim(encoded, text("="))
