@@ -29,6 +29,7 @@ from oro_graph.graphql.racechanges import RaceSubscription
 from oro_graph.graphql.races import RaceQuery
 from oro_graph.graphql.raceselections import RaceMutation
 from oro_graph.graphql.scalars import SCALAR_OVERRIDES
+from oro_graph.graphql.sqlcompile.executor import CompilingExecutor
 from oro_graph.graphql.submissions import AgentMutation
 from oro_graph.graphql.subscriptions import SUBSCRIPTION_HELP
 from oro_graph.graphql.subscriptions import Subscription as RunAndBoardSubscription
@@ -36,7 +37,6 @@ from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 from oro_graph.graphql.viewer import ViewerQuery
 from oro_graph.ratelimit import STATE_KEY
-from oro_graph.sqlcompile.executor import CompilingExecutor
 
 
 @strawberry.type(description="Items a connection in the document may return.")

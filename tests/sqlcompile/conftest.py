@@ -16,9 +16,9 @@ from sqlalchemy import text
 
 from oro_graph import demo
 from oro_graph.app import create_app
+from oro_graph.graphql.sqlcompile import executor
 from oro_graph.runtime import Runtime
 from oro_graph.settings import Settings
-from oro_graph.sqlcompile import executor
 from tests.conftest import _truncate_all
 
 WORLD = {"seed": 11, "miners": 25, "validators": 8, "runs": 500}

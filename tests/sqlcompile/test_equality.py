@@ -1,6 +1,6 @@
 """Compiled and executed answers are the same bytes, for every field the compiler covers.
 
-The documents are generated from the compiler's own mapping (``oro_graph.sqlcompile.mapping``):
+The documents are generated from the compiler's own mapping (``oro_graph.graphql.sqlcompile.mapping``):
 every covered field of every covered type, nested, with page sizes and then cursors, over the demo
 world with a running race (its runs' scores embargoed), score ties, integral floats, versions not
 yet released and nulls.
@@ -15,8 +15,8 @@ from graphql import GraphQLObjectType
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph.graphql.schema import schema
-from oro_graph.sqlcompile import executor
-from oro_graph.sqlcompile.mapping import TYPES, Leaf, Many, One
+from oro_graph.graphql.sqlcompile import executor
+from oro_graph.graphql.sqlcompile.mapping import TYPES, Leaf, Many, One
 from tests.sqlcompile.conftest import Graph, parsed
 
 pytestmark = pytest.mark.postgres

@@ -13,8 +13,8 @@ from sqlmodel import Session
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph import db as db_module
+from oro_graph.graphql.sqlcompile import executor
 from oro_graph.runtime import Runtime
-from oro_graph.sqlcompile import executor
 from tests.factories import make_eligible, make_world, register, submit
 from tests.graphql.conftest import _client
 

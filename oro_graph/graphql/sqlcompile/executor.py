@@ -23,9 +23,9 @@ from graphql import ExecutionResult, OperationType
 from sqlmodel import Session
 
 from oro_graph.graphql.deadline import BoundedExecutor
+from oro_graph.graphql.sqlcompile.compiler import Compiled, compile_operation
+from oro_graph.graphql.sqlcompile.mapping import Env
 from oro_graph.models import utcnow
-from oro_graph.sqlcompile.compiler import Compiled, compile_operation
-from oro_graph.sqlcompile.mapping import Env
 
 log = logging.getLogger(__name__)
 

@@ -56,11 +56,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from oro_graph.graphql.ids import int_id, parse_node_id, uuid_id
 from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor
-from oro_graph.models import AgentVersionState
-from oro_graph.services.pages import _beyond
-from oro_graph.services.suites import MAX_SUITE_ID
-from oro_graph.sqlcompile import wire
-from oro_graph.sqlcompile.mapping import (
+from oro_graph.graphql.sqlcompile import wire
+from oro_graph.graphql.sqlcompile.mapping import (
     AGENT,
     RUN,
     SUITE,
@@ -74,6 +71,9 @@ from oro_graph.sqlcompile.mapping import (
     Src,
     released,
 )
+from oro_graph.models import AgentVersionState
+from oro_graph.services.pages import _beyond
+from oro_graph.services.suites import MAX_SUITE_ID
 
 ID_TYPE = GraphQLNonNull(GraphQLID)
 MAX_OBJECT_KEYS = 50  # json_build_object takes at most 100 arguments

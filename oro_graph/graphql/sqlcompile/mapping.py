@@ -19,10 +19,10 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
 
 from oro_graph import models
+from oro_graph.graphql.sqlcompile import wire
 from oro_graph.models import Role
 from oro_graph.services import agents, races
 from oro_graph.settings import Settings
-from oro_graph.sqlcompile import wire
 
 
 @dataclass(frozen=True)
