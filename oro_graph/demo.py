@@ -1362,7 +1362,7 @@ class _World:
                     event,
                     suite_id=suite_id,
                     agent_version_id=version,
-                    payload={"race_id": str(race)},
+                    payload=events.RaceChanged(race),
                     at=_at(when),
                 )
                 continue

@@ -31,7 +31,6 @@ from oro_graph.errors import (
     ValidationFailed,
 )
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     AgentVersionState,
@@ -148,7 +147,7 @@ def _change_status(session: Session, run: EvaluationRun, status: RunStatus, now:
             session,
             events.RunEvent.STATUS_CHANGED,
             run_id=run.id,
-            payload={"from": run.status, "to": status.value},
+            payload=events.StatusChanged(RunStatus(run.status), status),
             at=now,
         )
         run.status = status
@@ -161,7 +160,7 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
     report = ExpiryReport()
     stale = session.exec(
         select(EvaluationRun)
-        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES), col(EvaluationRun.lease_expires_at) < now)
+        .where(col(EvaluationRun.status).in_(RunStatus.live()), col(EvaluationRun.lease_expires_at) < now)
         .order_by(col(EvaluationRun.lease_expires_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -181,7 +180,7 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
 
 def _settle_version_state(session: Session, work: WorkItem) -> None:
     version = session.get(AgentVersion, work.agent_version_id)
-    if version is None or version.state not in (AgentVersionState.QUEUED, AgentVersionState.RUNNING):
+    if version is None or version.state not in AgentVersionState.evaluating():
         return
     busy = work.active_runs > 0 or work.included_successes > 0
     version.state = AgentVersionState.RUNNING if busy else AgentVersionState.QUEUED
@@ -264,7 +263,7 @@ def claim_work(
         .select_from(EvaluationRun)
         .where(
             EvaluationRun.validator_hotkey == validator_hotkey,
-            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+            col(EvaluationRun.status).in_(RunStatus.live()),
         )
     ).one()
     if active >= settings.max_active_runs_per_validator:
@@ -301,7 +300,7 @@ def claim_work(
         run_id=run.id,
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
-        payload={"validator_hotkey": validator_hotkey, "lease_expires_at": run.lease_expires_at.isoformat()},
+        payload=events.Claimed(validator_hotkey, run.lease_expires_at),
         at=now,
     )
     url = storage.download_url(
@@ -316,7 +315,7 @@ def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: dateti
     work item's slot is given back, and the validator may claim the same version again."""
     now = now or utcnow()
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
-    if run is None or run.status not in ACTIVE_RUN_STATUSES:
+    if run is None or run.status not in RunStatus.live():
         return False
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     _change_status(session, run, RunStatus.CANCELLED, now)
@@ -434,7 +433,7 @@ def heartbeat(
         session,
         events.RunEvent.HEARTBEAT,
         run_id=run.id,
-        payload={"lease_expires_at": run.lease_expires_at.isoformat()},
+        payload=events.Heartbeat(run.lease_expires_at),
         at=now,
     )
     session.flush()
@@ -530,12 +529,12 @@ def update_progress(
         row.updated_at = now
         session.add(row)
         saved.append(row)
-        scored = update.status not in (ProblemStatus.PENDING, ProblemStatus.RUNNING)
+        scored = update.status in ProblemStatus.finished()
         events.record(
             session,
             events.RunEvent.PROBLEM_SCORED if scored else events.RunEvent.PROBLEM_STARTED,
             run_id=run.id,
-            payload={"problem_id": str(update.problem_id), "status": update.status, "score": row.score},
+            payload=events.ProblemReported(update.problem_id, update.status, row.score),
             at=now,
         )
     _change_status(session, run, RunStatus.RUNNING, now)
@@ -616,11 +615,7 @@ def complete_run(
         run_id=run.id,
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
-        payload={
-            "status": run.status,
-            "validator_score": validator_score,
-            "became_eligible": became_eligible,
-        },
+        payload=events.Finished(RunStatus(run.status), validator_score, became_eligible),
         at=now,
     )
     if became_eligible:

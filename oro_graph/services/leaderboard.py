@@ -248,7 +248,7 @@ def on_version_eligible(
         events.BoardEvent.ENTERED,
         suite_id=version.suite_id,
         agent_version_id=version.id,
-        payload={"rank": rank, "final_score": version.final_score},
+        payload=events.Entered(rank, version.final_score),
         at=now,
     )
     if rank < MOVED_EVENTS_WITHIN:
@@ -262,7 +262,7 @@ def on_version_eligible(
                 events.BoardEvent.MOVED,
                 suite_id=version.suite_id,
                 agent_version_id=vid,
-                payload={"rank": below, "previous_rank": below - 1, "final_score": score},
+                payload=events.Moved(below, below - 1, score),
                 at=now,
             )
     recompute_top_agent(session, version.suite_id, settings=settings, now=now)
@@ -306,10 +306,7 @@ def recompute_top_agent(
         events.BoardEvent.TOP_CHANGED,
         suite_id=suite_id,
         agent_version_id=best.id,
-        payload={
-            "final_score": best.final_score,
-            "previous_agent_version_id": str(current.agent_version_id) if current else None,
-        },
+        payload=events.TopChanged(best.final_score, current.agent_version_id if current else None),
         at=now,
     )
     session.flush()

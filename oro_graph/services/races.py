@@ -654,7 +654,7 @@ def _record(
         kind,
         suite_id=race.suite_id,
         agent_version_id=agent_version_id,
-        payload={"race_id": str(race.id)},
+        payload=events.RaceChanged(race.id),
         at=now,
     )
 
@@ -911,11 +911,9 @@ def crown(session: Session, race: Race, winner: RaceQualifier, now: datetime) ->
         events.BoardEvent.TOP_CHANGED,
         suite_id=race.suite_id,
         agent_version_id=winner.agent_version_id,
-        payload={
-            "final_score": winner.race_score,
-            "race_id": str(race.id),
-            "previous_agent_version_id": str(current.agent_version_id) if current else None,
-        },
+        payload=events.TopChanged(
+            winner.race_score, current.agent_version_id if current else None, race_id=race.id
+        ),
         at=now,
     )
     _record(session, events.RaceEvent.TOP_CHANGED, race, now, winner.agent_version_id)
