@@ -12,7 +12,6 @@ from strawberry import relay
 from strawberry.file_uploads import Upload
 
 from oro_graph import models
-from oro_graph.errors import RateLimitExceeded
 from oro_graph.graphql import errors as e
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import AgentVersionState, ArtifactType, ReleaseState
@@ -20,7 +19,7 @@ from oro_graph.graphql.pagination import After, Before, Connection, First, Last,
 from oro_graph.graphql.reliability import ScoreInterval
 from oro_graph.graphql.suites import NodeRef, Problem, Suite, load_by_uuid, parse_node_id, uuid_id
 from oro_graph.models import Role
-from oro_graph.services import agents, artifacts, credentials
+from oro_graph.services import agents, artifacts, credentials, validators
 
 if TYPE_CHECKING:
     from oro_graph.graphql.evaluations import EvaluationRun, ProblemResult
@@ -319,6 +318,7 @@ class WorkItem(relay.Node):
     is_closed: bool = strawberry.field(description="Whether it has all the successes it needs.")
     created_at: datetime = strawberry.field(description="When it was queued (UTC).")
     closed_at: datetime | None = strawberry.field(description="When it closed (UTC).")
+    remaining: int = strawberry.field(description="Successful runs still needed.")
 
     @classmethod
     def from_row(cls, row: models.WorkItem) -> WorkItem:
@@ -333,6 +333,7 @@ class WorkItem(relay.Node):
             is_closed=row.is_closed,
             created_at=row.created_at,
             closed_at=row.closed_at,
+            remaining=validators.successes_remaining(row),
         )
 
     @classmethod
@@ -341,10 +342,6 @@ class WorkItem(relay.Node):
     ) -> list[WorkItem | None]:
         rows = await load_by_uuid(info.context.loaders.work_item_by_id, node_ids)
         return [cls.from_row(r) if r else None for r in rows]
-
-    @strawberry.field(description="Successful runs still needed.")
-    def remaining(self) -> int:
-        return max(0, self.required_successes - self.included_successes)
 
     @strawberry.field(description="The version it evaluates, once released (null before).")
     async def agent_version(self, info: Info) -> AgentVersion | None:
@@ -581,11 +578,6 @@ class AgentMutation:
         hotkey = await info.context.signer()
         runtime = info.context.runtime
         wait = await runtime.rate_limits.hit_submitter(hotkey) if runtime.rate_limits else None
-        if wait is not None:  # the cooldown answer wins: it says when to come back
-            await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
-            raise RateLimitExceeded(
-                f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait
-            )
         content = await file.read(runtime.settings.max_agent_bytes + 1)  # one byte over is enough to refuse
         admission = await agents.submit(
             runtime.db,
@@ -596,6 +588,7 @@ class AgentMutation:
             file_name=file.filename or "",
             settings=runtime.settings,
             storage=runtime.storage,
+            over_limit=wait,
         )
         if admission.agent_version_id is not None:
             info.context.own_versions.add(admission.agent_version_id)  # the signed owner sees it

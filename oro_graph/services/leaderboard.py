@@ -24,6 +24,8 @@ _TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
 
 @dataclass(frozen=True)
 class BoardRow:
+    """One place on a board: the one view both adapters' leaderboard entries are shaped from."""
+
     rank: int
     version: AgentVersion
     agent: Agent
@@ -31,6 +33,35 @@ class BoardRow:
     was_top: bool
     top_at: datetime | None
     race_score: float | None = None  # on the race board (score_type=race)
+
+    @property
+    def agent_version_id(self) -> uuid.UUID:
+        return self.version.id
+
+    @property
+    def agent_name(self) -> str:
+        return self.agent.name
+
+    @property
+    def miner_hotkey(self) -> str:
+        return self.agent.miner_hotkey
+
+    @property
+    def version_number(self) -> int:
+        return self.version.version_number
+
+    @property
+    def final_score(self) -> float | None:
+        return self.version.final_score
+
+    @property
+    def eligible_at(self) -> datetime | None:
+        return self.version.eligible_at
+
+    @property
+    def is_discarded(self) -> bool:
+        """Discarded since (a board as of an earlier instant can show it)."""
+        return self.version.state == AgentVersionState.DISCARDED
 
 
 @dataclass(frozen=True)

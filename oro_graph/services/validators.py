@@ -98,7 +98,12 @@ class PendingView:
 
     @property
     def remaining(self) -> int:
-        return max(0, self.work_item.required_successes - self.work_item.included_successes)
+        return successes_remaining(self.work_item)
+
+
+def successes_remaining(work: WorkItem) -> int:
+    """Successful runs a work item still needs (the queue's ``remaining``, on both surfaces)."""
+    return max(0, work.required_successes - work.included_successes)
 
 
 @dataclass(frozen=True)
