@@ -354,7 +354,8 @@ class VersionView:
 def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None = None) -> VersionView:
     version = get_version(session, version_id, owner=owner)
     agent = session.get(Agent, version.agent_id)
-    assert agent is not None  # foreign key
+    if agent is None:  # the foreign key forbids it
+        raise AgentNotFound(f"agent {version.agent_id} of version {version.id} does not exist")
     work = session.exec(
         select(WorkItem).where(WorkItem.agent_version_id == version.id, col(WorkItem.race_id).is_(None))
     ).first()

@@ -20,6 +20,8 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
+    AgentNotFound,
+    AgentVersionNotFound,
     AtCapacity,
     EvalRunNotFound,
     InvalidProblemId,
@@ -277,7 +279,8 @@ def claim_work(
         session.add(state)
         return None
     version = session.get(AgentVersion, work.agent_version_id)
-    assert version is not None
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {work.agent_version_id} of work {work.id} does not exist")
     run = EvaluationRun(
         work_item_id=work.id,
         agent_version_id=version.id,
@@ -571,7 +574,8 @@ def complete_run(
     _check_run_key(run, "results_s3_key", results_key)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     version = session.get(AgentVersion, run.agent_version_id)
-    assert version is not None
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {run.agent_version_id} of run {run.id} does not exist")
 
     run.status = terminal_status
     run.completed_at = now
@@ -690,9 +694,11 @@ class RunView:
 def run_view(session: Session, run_id: uuid.UUID) -> RunView:
     run = get_run(session, run_id)
     version = session.get(AgentVersion, run.agent_version_id)
-    assert version is not None  # foreign key
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {run.agent_version_id} of run {run.id} does not exist")
     agent = session.get(Agent, version.agent_id)
-    assert agent is not None
+    if agent is None:  # the foreign key forbids it
+        raise AgentNotFound(f"agent {version.agent_id} of version {version.id} does not exist")
     return RunView(run, version, agent, run.id in races.embargoed_run_ids(session, [run]))
 
 
