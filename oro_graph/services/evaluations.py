@@ -50,7 +50,6 @@ from oro_graph.services.leaderboard import on_version_eligible
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
 
-TERMINAL_STATUSES = {RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value}
 MAX_PROBLEMS_PER_UPDATE = 500
 
 
@@ -337,7 +336,7 @@ def _why_not_live(run: EvaluationRun, validator_hotkey: str, now: datetime) -> t
     past its lease and not swept yet). Each operation turns the reason into the error its callers parse."""
     if run.validator_hotkey != validator_hotkey:
         return "owner", f"evaluation run {run.id} belongs to another validator"
-    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+    if run.status in RunStatus.finished() or run.status == RunStatus.CANCELLED:
         return "finished", f"evaluation run {run.id} is already complete ({run.status}); claim new work"
     if run.status == RunStatus.STALE or run.lease_expires_at <= now:
         return "lapsed", (
@@ -565,8 +564,9 @@ def complete_run(
     """Finish a run. A success counts toward the work item; the last needed one makes the version
     ELIGIBLE with the mean of the included scores and lets the top agent be recomputed."""
     now = now or utcnow()
-    if terminal_status.value not in TERMINAL_STATUSES:
-        raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
+    if terminal_status not in RunStatus.finished():
+        allowed = sorted(s.value for s in RunStatus.finished())
+        raise ValidationFailed(f"terminal_status must be one of {allowed}")
     run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
