@@ -306,7 +306,7 @@ def recompute_top_agent(
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
     ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent. From a
-    suite's first completed race on, races crown the top agent instead (services/races.py).
+    suite's first completed race on, races crown the top agent instead (services/races/completion.py).
     """
     from oro_graph.services.races import has_completed_race
 
