@@ -25,7 +25,8 @@ from oro_graph.errors import (
     RateLimitExceeded,
 )
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Hotkey, Miner, Role, WorkItem, utcnow
-from oro_graph.services import registry, suites
+from oro_graph.services import locks, registry, suites
+from oro_graph.services.locks import Lock
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage
 
@@ -203,6 +204,7 @@ def submit_agent(
     suite = suites.get_current_suite(session)
 
     insert_if_absent(session, Miner, hotkey=hotkey, created_at=now)
+    locks.take(session, Lock.MINER, hotkey)
     miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).one()
     check_cooldown(session, hotkey, settings=settings, now=now)  # under the row lock taken above
     if parse is not None:

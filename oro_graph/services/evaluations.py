@@ -1,8 +1,7 @@
 """The evaluation lifecycle: claim, heartbeat, progress, complete, and lease expiry.
 
-Lock order (PostgreSQL), the same in every service so no two transactions wait on each other
-in a cycle: validator state -> work item (SKIP LOCKED, never waited on) in ``claim_work``;
-run -> work item -> suite in the others.
+Lock order: ``services.locks.Lock``, checked by ``locks.take`` (validator state -> work item in
+``claim_work``; run -> race (a race run's) -> work item -> suite board in the others).
 """
 
 from __future__ import annotations
@@ -45,8 +44,9 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import agents, credentials, events, races, suites
+from oro_graph.services import agents, credentials, events, locks, races, suites
 from oro_graph.services.leaderboard import on_version_eligible
+from oro_graph.services.locks import Lock
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
 
@@ -135,6 +135,8 @@ def _touch_validator(session: Session, hotkey: str, metrics: Metrics | None, now
 def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorState:
     """The validator's state row, created if missing (race-free), optionally row-locked."""
     stmt = select(ValidatorState).where(ValidatorState.hotkey == hotkey)
+    if lock:
+        locks.take(session, Lock.VALIDATOR_STATE, hotkey)
     state = session.exec(stmt.with_for_update() if lock else stmt).first()
     if state is None:
         insert_if_absent(session, ValidatorState, hotkey=hotkey)
@@ -166,7 +168,10 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    if stale:  # SKIP LOCKED waits for nobody: the runs count as held once found
+        locks.take(session, Lock.RUN)
     for run in stale:
+        locks.take(session, Lock.WORK_ITEM, run.work_item_id)
         work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
         _change_status(session, run, RunStatus.STALE, now)
         run.completed_at = now
@@ -226,6 +231,7 @@ def _lock_open_work_item(
         .order_by(col(WorkItem.race_id).is_(None), col(WorkItem.created_at), col(WorkItem.id))
         .limit(1)
     )
+    locks.take(session, Lock.WORK_ITEM)
     work = session.exec(candidates.with_for_update(skip_locked=True)).first()
     for _ in range(attempts):
         if work is not None:
@@ -316,9 +322,11 @@ def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: dateti
     """Undo a claim whose validator cannot run it (no inference token): the run is CANCELLED, the
     work item's slot is given back, and the validator may claim the same version again."""
     now = now or utcnow()
+    locks.take(session, Lock.RUN, run_id)
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
     if run is None or run.status not in RunStatus.live():
         return False
+    locks.take(session, Lock.WORK_ITEM, run.work_item_id)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     _change_status(session, run, RunStatus.CANCELLED, now)
     run.completed_at = now
@@ -360,6 +368,7 @@ def _owned_live_run(
     the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
     call rather than retry it.
     """
+    locks.take(session, Lock.RUN, run_id)
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
     if run is None:
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
@@ -572,6 +581,9 @@ def complete_run(
         raise MissingScore("a SUCCESS completion needs validator_score")
     _check_score("validator_score", validator_score)
     _check_run_key(run, "results_s3_key", results_key)
+    if run.race_id is not None:  # the race before the work item, as its transitions take them
+        races.get_race(session, run.race_id, lock=True)
+    locks.take(session, Lock.WORK_ITEM, run.work_item_id)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     version = session.get(AgentVersion, run.agent_version_id)
     if version is None:  # the foreign key forbids it

@@ -13,7 +13,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
-from oro_graph.services import events, suites
+from oro_graph.services import events, locks, suites
+from oro_graph.services.locks import Lock
 from oro_graph.services.pages import Page, Window, count, keyset_page
 from oro_graph.settings import Settings
 
@@ -258,6 +259,7 @@ def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
 
 def lock_suite_board(session: Session, suite_id: int) -> None:
     """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
+    locks.take(session, Lock.SUITE_BOARD, suite_id)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id}

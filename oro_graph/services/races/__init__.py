@@ -4,7 +4,8 @@ The cycle of a race is QUALIFYING_OPEN -> RACE_RUNNING -> RACE_COMPLETE (or CANC
 race is live at a time (a database lock orders the openers). Every transition locks the race's row,
 so the scheduler of several server processes, the CLI and completions can all drive it safely.
 
-Lock order (PostgreSQL), the same as the evaluation lifecycle's: race -> work item -> suite.
+Lock order: ``services.locks.Lock`` (run -> race -> openers -> work item -> selection -> suite board),
+checked by ``locks.take`` wherever a lock is taken.
 """
 
 from oro_graph.services.races.board import Payout, race_board, top_miner_payout

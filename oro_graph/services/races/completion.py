@@ -21,7 +21,8 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import events, leaderboard
+from oro_graph.services import events, leaderboard, locks
+from oro_graph.services.locks import Lock
 from oro_graph.services.races.cycle import resolve_live
 from oro_graph.services.races.draw import finisher_order, race_score_of
 from oro_graph.services.races.log import record_event
@@ -105,6 +106,7 @@ def complete_race(
 
 
 def complete_now(session: Session, race: Race, *, settings: Settings, now: datetime) -> Race:
+    locks.take(session, Lock.WORK_ITEM)  # the race's open work items
     session.execute(
         sql_update(WorkItem)
         .where(col(WorkItem.race_id) == race.id, col(WorkItem.is_closed).is_(False))

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 from oro_graph.db import writes
 from oro_graph.errors import RaceInFlight, RaceNotFound, ValidationFailed
 from oro_graph.models import Problem, Race, RaceQualifier, RaceStatus, WorkItem, utcnow
-from oro_graph.services import events, suites
+from oro_graph.services import events, locks, suites
+from oro_graph.services.locks import Lock
 from oro_graph.services.races.draw import commitment_of, draw_problems, draw_seed
 from oro_graph.services.races.log import record_event
 from oro_graph.services.races.qualifying import qualifying_threshold, refresh_field
@@ -24,6 +25,7 @@ _RACE_LOCK_NS = 0x0E1  # advisory-lock namespace: "open a race" (one live race a
 
 
 def _lock_openers(session: Session) -> None:
+    locks.take(session, Lock.RACE_OPENERS)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": _RACE_LOCK_NS})
 
@@ -112,6 +114,7 @@ def _cancel(session: Session, race: Race, now: datetime, reason: str) -> Race:
     race.secret_revealed = True
     race.updated_at = now
     session.add(race)
+    locks.take(session, Lock.WORK_ITEM)  # the race's open work items
     session.execute(
         sql_update(WorkItem)
         .where(col(WorkItem.race_id) == race.id, col(WorkItem.is_closed).is_(False))

@@ -23,6 +23,8 @@ from oro_graph.models import (
     RaceStatus,
     utcnow,
 )
+from oro_graph.services import locks
+from oro_graph.services.locks import Lock
 from oro_graph.services.races.qualifying import barred_versions, refresh_field
 from oro_graph.services.races.views import live_race
 from oro_graph.settings import Settings
@@ -75,6 +77,7 @@ def pin_selection(
     insert_if_absent(
         session, RaceSelection, miner_hotkey=hotkey, agent_version_id=agent_version_id, updated_at=now
     )
+    locks.take(session, Lock.SELECTION, hotkey)
     row = session.exec(
         select(RaceSelection).where(RaceSelection.miner_hotkey == hotkey).with_for_update()
     ).one()

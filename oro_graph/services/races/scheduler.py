@@ -11,7 +11,8 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.models import Race, RaceStatus, SchedulerLease, utcnow
-from oro_graph.services import suites
+from oro_graph.services import locks, suites
+from oro_graph.services.locks import Lock
 from oro_graph.services.races.completion import all_settled, complete_now
 from oro_graph.services.races.cycle import close_qualifying, open_race
 from oro_graph.services.races.qualifying import refresh_field
@@ -33,6 +34,7 @@ def take_lease(
     session: Session, holder: str, seconds: float, now: datetime, *, job: str = SCHEDULER_JOB
 ) -> bool:
     """Hold ``job``'s lease row for ``seconds`` unless another holder's lease is still current."""
+    locks.take(session, Lock.SCHEDULER_LEASE, job)
     insert_if_absent(session, SchedulerLease, name=job, holder=holder, expires_at=now)
     taken = session.execute(
         sql_update(SchedulerLease)

@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 
 from oro_graph.errors import RaceNotFound
 from oro_graph.models import Agent, AgentVersion, EvaluationRun, Race, RaceQualifier, RaceStatus
-from oro_graph.services import pages
+from oro_graph.services import locks, pages
+from oro_graph.services.locks import Lock
 from oro_graph.services.races.draw import Weight, race_weights
 from oro_graph.services.races.embargo import results_published, revealed_secret, run_scores_disclosed
 from oro_graph.settings import Settings
@@ -72,6 +73,8 @@ class RaceView:
 
 def get_race(session: Session, race_id: uuid.UUID, *, lock: bool = False) -> Race:
     stmt = select(Race).where(Race.id == race_id)
+    if lock:
+        locks.take(session, Lock.RACE, race_id)
     race = session.exec(stmt.with_for_update() if lock else stmt).first()
     if race is None:
         raise RaceNotFound(f"race {race_id} does not exist")
@@ -81,6 +84,8 @@ def get_race(session: Session, race_id: uuid.UUID, *, lock: bool = False) -> Rac
 def live_race(session: Session, *, lock: bool = False) -> Race | None:
     """The race that has not ended (qualifying or running), if any."""
     stmt = select(Race).where(col(Race.status).in_(RaceStatus.live())).order_by(col(Race.race_number).desc())
+    if lock:
+        locks.take(session, Lock.RACE)
     return session.exec(stmt.with_for_update() if lock else stmt).first()
 
 
