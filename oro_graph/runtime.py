@@ -13,7 +13,7 @@ from oro_graph.notify import Notifier
 from oro_graph.ratelimit import RateLimits
 from oro_graph.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.redislink import Breaker, RedisLink
-from oro_graph.services.inference import Inference
+from oro_graph.services.providers import Inference
 from oro_graph.settings import Settings
 from oro_graph.sourcecheck import SourceParser
 from oro_graph.storage import Storage, make_storage

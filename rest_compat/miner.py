@@ -9,7 +9,6 @@ from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from oro_graph.errors import ErrorCode as E
-from oro_graph.errors import RateLimitExceeded
 from oro_graph.services import agents, credentials, inference
 from rest_compat import schemas
 from rest_compat.deps import MinerHotkey, RateLimitsDep, RuntimeDep, SignedHotkey
@@ -49,11 +48,6 @@ async def submit_agent(
     says when to come back), else RATE_LIMIT_EXCEEDED.
     """
     wait = await limits.hit_submitter(hotkey)
-    if wait is not None:
-        await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
-        raise RateLimitExceeded(
-            f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait
-        )
     # One byte past the limit is enough for the service to refuse it; never read a huge upload whole.
     content = await file.read(runtime.settings.max_agent_bytes + 1)
     admission = await agents.submit(
@@ -65,6 +59,7 @@ async def submit_agent(
         file_name=file.filename or "",
         settings=runtime.settings,
         storage=runtime.storage,
+        over_limit=wait,
     )
     return schemas.SubmitAgentResponse.of(admission)
 

@@ -11,7 +11,7 @@ from oro_graph.services import events
 
 def _record(db: Database) -> None:
     def write(session):
-        events.record(session, events.BoardEvent.TOP_CHANGED, suite_id=1, payload={})
+        events.record(session, events.BoardEvent.TOP_CHANGED, suite_id=1)
 
     write.__oro_writes__ = True  # type: ignore[attr-defined]
     db.call(write)

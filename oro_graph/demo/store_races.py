@@ -56,7 +56,7 @@ def crown(world: World, session: Session, suite_id: int, final_scores: dict[int,
                 event,
                 suite_id=suite_id,
                 agent_version_id=version,
-                payload={"race_id": str(race)},
+                payload=events.RaceChanged(race),
                 at=to_datetime(when),
             )
             continue

@@ -96,50 +96,42 @@ def _run_id(row: Event) -> uuid.UUID:
 
 
 def _shape(item: feeds.FeedEvent) -> Any:
-    row, p = item.event, item.event.payload or {}
+    row, p = item.event, events.payload_of(item.event)
     base: dict[str, Any] = {
         "cursor": str(row.id),
         "at": row.created_at,
         "agent_version_id": item.agent_version_id,
     }
-    kind = row.kind
-    if kind == events.RunEvent.CLAIMED:
+    if isinstance(p, events.Claimed):
         return VersionRunClaimed(
             **base,
             run_id=_run_id(row),
-            validator_hotkey=p["validator_hotkey"],
-            lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]),
+            validator_hotkey=p.validator_hotkey,
+            lease_expires_at=p.lease_expires_at,
         )
-    if kind == events.RunEvent.PROBLEM_SCORED:
+    if isinstance(p, events.ProblemReported):
         return VersionProblemScored(
-            **base,
-            run_id=_run_id(row),
-            problem_id=uuid.UUID(p["problem_id"]),
-            status=p["status"],
-            score=p.get("score"),
+            **base, run_id=_run_id(row), problem_id=p.problem_id, status=p.status, score=p.score
         )
-    if kind == events.RunEvent.STATUS_CHANGED:
-        return VersionRunStatusChanged(
-            **base, run_id=_run_id(row), previous=RunStatus(p["from"]), status=RunStatus(p["to"])
-        )
-    if kind == events.RunEvent.FINISHED:
+    if isinstance(p, events.StatusChanged):
+        return VersionRunStatusChanged(**base, run_id=_run_id(row), previous=p.previous, status=p.status)
+    if isinstance(p, events.Finished):
         return VersionRunFinished(
             **base,
             run_id=_run_id(row),
-            status=RunStatus(p["status"]),
-            validator_score=p.get("validator_score"),
-            became_eligible=bool(p.get("became_eligible")),
+            status=p.status,
+            validator_score=p.validator_score,
+            became_eligible=p.became_eligible,
         )
-    if kind == events.BoardEvent.ENTERED:
-        return VersionBecameEligible(**base, rank=p.get("rank"), final_score=p.get("final_score"))
-    if kind == events.BoardEvent.MOVED:
-        return VersionRankChanged(**base, rank=p["rank"], previous_rank=p["previous_rank"])
-    previous = p.get("previous_agent_version_id")
-    return VersionBecameTop(
-        **base,
-        final_score=p.get("final_score"),
-        previous_agent_version_id=uuid.UUID(previous) if previous else None,
-    )
+    if isinstance(p, events.Entered):
+        return VersionBecameEligible(**base, rank=p.rank, final_score=p.final_score)
+    if isinstance(p, events.Moved):
+        return VersionRankChanged(**base, rank=p.rank, previous_rank=p.previous_rank)
+    if isinstance(p, events.TopChanged):
+        return VersionBecameTop(
+            **base, final_score=p.final_score, previous_agent_version_id=p.previous_agent_version_id
+        )
+    raise ValueError(f"event {row.id} ({row.topic} {row.kind}) is not in a version's feed")
 
 
 async def _shaped(rows: Sequence[feeds.FeedEvent]) -> list[Any]:

@@ -39,12 +39,12 @@ class LeaderboardEntry:
     def of(cls, row: BoardRow) -> LeaderboardEntry:
         return cls(
             rank=row.rank,
-            agent_version_id=row.version.id,
-            agent_name=row.agent.name,
-            miner_hotkey=row.agent.miner_hotkey,
-            version_number=row.version.version_number,
-            final_score=row.version.final_score,
-            eligible_at=row.version.eligible_at,
+            agent_version_id=row.agent_version_id,
+            agent_name=row.agent_name,
+            miner_hotkey=row.miner_hotkey,
+            version_number=row.version_number,
+            final_score=row.final_score,
+            eligible_at=row.eligible_at,
             is_current_top=row.is_current_top,
             was_top=row.was_top,
             top_at=row.top_at,

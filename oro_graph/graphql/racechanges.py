@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -47,7 +46,7 @@ async def race_changes(info: Info, rows: Sequence[models.Event]) -> list[RaceCha
     loaders per batch, since a subscription's context lives as long as the stream."""
     info.context.loaders = Loaders(info.context.runtime.db)
     loaders = info.context.loaders
-    ids = [uuid.UUID((row.payload or {})["race_id"]) for row in rows]
+    ids = [events.race_payload(row).race_id for row in rows]
     found = await loaders.race_by_id.load_many(ids)
     fields = await loaders.qualifiers_by_race_id.load_many(ids)
     out = []

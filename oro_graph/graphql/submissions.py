@@ -9,7 +9,6 @@ from typing import Annotated
 import strawberry
 from strawberry.file_uploads import Upload
 
-from oro_graph.errors import RateLimitExceeded
 from oro_graph.graphql import error_types as e
 from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
@@ -108,11 +107,6 @@ class AgentMutation:
         hotkey = await info.context.signer()
         runtime = info.context.runtime
         wait = await runtime.rate_limits.hit_submitter(hotkey) if runtime.rate_limits else None
-        if wait is not None:  # the cooldown answer wins: it says when to come back
-            await runtime.db.run(agents.check_cooldown, hotkey, settings=runtime.settings)
-            raise RateLimitExceeded(
-                f"too many submissions from this hotkey; retry in {wait} s", remaining_seconds=wait
-            )
         content = await file.read(runtime.settings.max_agent_bytes + 1)  # one byte over is enough to refuse
         admission = await agents.submit(
             runtime.db,
@@ -123,6 +117,7 @@ class AgentMutation:
             file_name=file.filename or "",
             settings=runtime.settings,
             storage=runtime.storage,
+            over_limit=wait,
         )
         if admission.agent_version_id is not None:
             info.context.own_versions.add(admission.agent_version_id)  # the signed owner sees it

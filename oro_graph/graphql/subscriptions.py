@@ -26,7 +26,6 @@ from oro_graph.services import agents, evaluations, events, races, suites
 
 KEEPALIVE_SECONDS = 15.0  # under the 30 s most proxies allow an idle stream
 POLL_SECONDS = 1.0  # a re-read even without a wake-up (covers a lost notification)
-TERMINAL = {"SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED"}
 
 
 @strawberry.type(description="Sent when nothing happened for 15 s, so the stream stays open through proxies.")
@@ -142,54 +141,43 @@ def _resumed(info: Info) -> int:
 
 def _run_event(row: models.Event, disclosed: bool = True) -> Any:
     """``disclosed``: whether the run's scores may be shown (services.races.run_scores_disclosed)."""
-    p, base = row.payload or {}, {"cursor": str(row.id), "at": row.created_at}
-    kind = row.kind
-    if kind == events.RunEvent.CLAIMED:
+    p, cursor, at = events.run_payload(row), str(row.id), row.created_at
+    if isinstance(p, events.Claimed):
         return RunClaimed(
-            **base,
-            validator_hotkey=p["validator_hotkey"],
-            lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]),
+            cursor=cursor, at=at, validator_hotkey=p.validator_hotkey, lease_expires_at=p.lease_expires_at
         )
-    if kind == events.RunEvent.HEARTBEAT:
-        return RunHeartbeat(**base, lease_expires_at=datetime.fromisoformat(p["lease_expires_at"]))
-    if kind == events.RunEvent.PROBLEM_STARTED:
-        return ProblemStarted(**base, problem_id=uuid.UUID(p["problem_id"]))
-    if kind == events.RunEvent.PROBLEM_SCORED:
-        return ProblemScored(
-            **base,
-            problem_id=uuid.UUID(p["problem_id"]),
-            status=p["status"],
-            score=p.get("score") if disclosed else None,
-        )
-    if kind == events.RunEvent.STATUS_CHANGED:
-        return RunStatusChanged(**base, previous=RunStatus(p["from"]), status=RunStatus(p["to"]))
+    if isinstance(p, events.Heartbeat):
+        return RunHeartbeat(cursor=cursor, at=at, lease_expires_at=p.lease_expires_at)
+    if isinstance(p, events.ProblemReported):
+        if row.kind == events.RunEvent.PROBLEM_STARTED:
+            return ProblemStarted(cursor=cursor, at=at, problem_id=p.problem_id)
+        score = p.score if disclosed else None
+        return ProblemScored(cursor=cursor, at=at, problem_id=p.problem_id, status=p.status, score=score)
+    if isinstance(p, events.StatusChanged):
+        return RunStatusChanged(cursor=cursor, at=at, previous=p.previous, status=p.status)
     return RunFinished(
-        **base,
-        status=RunStatus(p["status"]),
-        validator_score=p.get("validator_score") if disclosed else None,
-        became_eligible=bool(p.get("became_eligible")),
+        cursor=cursor,
+        at=at,
+        status=p.status,
+        validator_score=p.validator_score if disclosed else None,
+        became_eligible=p.became_eligible,
     )
 
 
 def _board_event(row: models.Event, version: models.AgentVersion | None) -> Any:
-    p = row.payload or {}
-    base = {
+    p = events.board_payload(row)
+    base: dict[str, Any] = {
         "cursor": str(row.id),
         "at": row.created_at,
         "agent_version_id": row.agent_version_id,
         "_row": version,
     }
-    if row.kind == events.BoardEvent.ENTERED:
-        return LeaderboardEntered(**base, rank=p.get("rank"), final_score=p.get("final_score"))
-    if row.kind == events.BoardEvent.MOVED:
-        return LeaderboardMoved(
-            **base, rank=p["rank"], previous_rank=p["previous_rank"], final_score=p.get("final_score")
-        )
-    previous = p.get("previous_agent_version_id")
+    if isinstance(p, events.Entered):
+        return LeaderboardEntered(**base, rank=p.rank, final_score=p.final_score)
+    if isinstance(p, events.Moved):
+        return LeaderboardMoved(**base, rank=p.rank, previous_rank=p.previous_rank, final_score=p.final_score)
     return TopAgentChanged(
-        **base,
-        final_score=p.get("final_score"),
-        previous_agent_version_id=uuid.UUID(previous) if previous else None,
+        **base, final_score=p.final_score, previous_agent_version_id=p.previous_agent_version_id
     )
 
 
@@ -297,8 +285,9 @@ class Subscription:
             return [_run_event(r, disclosed) for r in rows]
 
         def ended(row: models.Event) -> bool:
-            return row.kind == events.RunEvent.FINISHED or (
-                row.kind == events.RunEvent.STATUS_CHANGED and (row.payload or {}).get("to") in TERMINAL
+            p = events.run_payload(row)
+            return isinstance(p, events.Finished) or (
+                isinstance(p, events.StatusChanged) and p.status.is_ended
             )
 
         async for item in _follow(info, read, shape, start, until=ended):

@@ -13,6 +13,7 @@ from oro_graph import models
 from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.ids import load_by_uuid
+from oro_graph.services import validators
 
 
 @strawberry.type(
@@ -29,6 +30,7 @@ class WorkItem(relay.Node):
     is_closed: bool = strawberry.field(description="Whether it has all the successes it needs.")
     created_at: datetime = strawberry.field(description="When it was queued (UTC).")
     closed_at: datetime | None = strawberry.field(description="When it closed (UTC).")
+    remaining: int = strawberry.field(description="Successful runs still needed.")
 
     @classmethod
     def of(cls, row: models.WorkItem) -> WorkItem:
@@ -43,6 +45,7 @@ class WorkItem(relay.Node):
             is_closed=row.is_closed,
             created_at=row.created_at,
             closed_at=row.closed_at,
+            remaining=validators.successes_remaining(row),
         )
 
     @classmethod
@@ -51,10 +54,6 @@ class WorkItem(relay.Node):
     ) -> list[WorkItem | None]:
         rows = await load_by_uuid(info.context.loaders.work_item_by_id, node_ids)
         return [cls.of(r) if r else None for r in rows]
-
-    @strawberry.field(description="Successful runs still needed.")
-    def remaining(self) -> int:
-        return max(0, self.required_successes - self.included_successes)
 
     @strawberry.field(description="The version it evaluates, once released (null before).")
     async def agent_version(self, info: Info) -> refs.AgentVersion | None:

@@ -2,8 +2,6 @@
 
 from oro_graph.models.agents import Agent, AgentVersion, TopAgentHistory, WorkItem
 from oro_graph.models.base import (
-    ACTIVE_RUN_STATUSES,
-    TERMINAL_RUN_STATUSES,
     AgentVersionState,
     ExecutionKind,
     ProblemStatus,
@@ -27,8 +25,6 @@ from oro_graph.models.sharedstate import (
 from oro_graph.models.suites import Problem, ProblemSource, Suite
 
 __all__ = [
-    "ACTIVE_RUN_STATUSES",
-    "TERMINAL_RUN_STATUSES",
     "Agent",
     "AgentVersion",
     "AgentVersionState",

@@ -64,6 +64,16 @@ class AgentVersionState(StrEnum):
     DISCARDED = "DISCARDED"
     CANCELLED = "CANCELLED"
 
+    @classmethod
+    def evaluating(cls) -> tuple[AgentVersionState, ...]:
+        """Versions validators may still claim runs of."""
+        return (cls.QUEUED, cls.RUNNING)
+
+    @classmethod
+    def settled(cls) -> tuple[AgentVersionState, ...]:
+        """Versions whose runs can no longer change: eligible, discarded or cancelled."""
+        return (cls.ELIGIBLE, cls.DISCARDED, cls.CANCELLED)
+
 
 class RunStatus(StrEnum):
     CLAIMED = "CLAIMED"
@@ -74,9 +84,33 @@ class RunStatus(StrEnum):
     STALE = "STALE"
     CANCELLED = "CANCELLED"
 
+    @classmethod
+    def live(cls) -> tuple[RunStatus, ...]:
+        """A validator holds the run's lease."""
+        return (cls.CLAIMED, cls.RUNNING)
 
-ACTIVE_RUN_STATUSES = (RunStatus.CLAIMED, RunStatus.RUNNING)
-TERMINAL_RUN_STATUSES = (RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMED_OUT)
+    @classmethod
+    def finished(cls) -> tuple[RunStatus, ...]:
+        """Its validator reported an outcome (the run has a duration and, for a success, a score)."""
+        return (cls.SUCCESS, cls.FAILED, cls.TIMED_OUT)
+
+    @classmethod
+    def failed(cls) -> tuple[RunStatus, ...]:
+        """Its validator reported a failure."""
+        return (cls.FAILED, cls.TIMED_OUT)
+
+    @classmethod
+    def ended(cls) -> tuple[RunStatus, ...]:
+        """Terminal: finished, lapsed (STALE) or withdrawn (CANCELLED); nothing happens to it after."""
+        return (*cls.finished(), cls.STALE, cls.CANCELLED)
+
+    @property
+    def is_live(self) -> bool:
+        return self in RunStatus.live()
+
+    @property
+    def is_ended(self) -> bool:
+        return self in RunStatus.ended()
 
 
 class RaceStatus(StrEnum):
@@ -92,6 +126,7 @@ class RaceStatus(StrEnum):
 
     @classmethod
     def ended(cls) -> tuple[RaceStatus, ...]:
+        """Races that completed or were cancelled: nothing happens to them after."""
         return (cls.RACE_COMPLETE, cls.CANCELLED)
 
 
@@ -107,6 +142,15 @@ class ProblemStatus(StrEnum):
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
     SKIPPED = "SKIPPED"
+
+    @classmethod
+    def finished(cls) -> tuple[ProblemStatus, ...]:
+        """A final status: the problem was scored (or skipped)."""
+        return (cls.SUCCESS, cls.FAILED, cls.TIMED_OUT, cls.SKIPPED)
+
+    @property
+    def is_finished(self) -> bool:
+        return self in ProblemStatus.finished()
 
 
 class Role(StrEnum):

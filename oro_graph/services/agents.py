@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlmodel import Session, col, select
 
@@ -22,9 +22,11 @@ from oro_graph.errors import (
     FileTooLarge,
     InvalidAgentName,
     InvalidFile,
+    RateLimitExceeded,
 )
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Hotkey, Miner, Role, WorkItem, utcnow
-from oro_graph.services import registry, suites
+from oro_graph.services import locks, registry, suites
+from oro_graph.services.locks import Lock
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage
 
@@ -136,9 +138,12 @@ async def submit(
     settings: Settings,
     storage: Storage,
     file_name: str | None = None,
+    over_limit: int | None = None,
 ) -> Admission:
     """A miner's submission, cheapest refusal first, as both adapters serve it.
 
+    0. ``over_limit``: the seconds the edge's per-hotkey submission budget asks this request to
+       wait (None: within budget). Over it, ``refuse_over_limit`` answers;
     1. ``screen_submission`` (one read-only transaction): registration, ban, role, name, suite and
        the cooldown, so a miner in its cooldown cannot make the server parse anything;
     2. the file's cheap checks (size, UTF-8, NUL), then its parse in ``checker``'s worker processes
@@ -148,6 +153,8 @@ async def submit(
     A refused file writes nothing, so it starts no cooldown. (The per-hotkey request budget is
     charged by the adapters before this is called.)
     """
+    if over_limit is not None:
+        await db.run(refuse_over_limit, hotkey, retry_in=over_limit, settings=settings)
     early = await db.run(
         screen_submission, hotkey=hotkey, agent_name=agent_name, settings=settings, file_name=file_name
     )
@@ -197,6 +204,7 @@ def submit_agent(
     suite = suites.get_current_suite(session)
 
     insert_if_absent(session, Miner, hotkey=hotkey, created_at=now)
+    locks.take(session, Lock.MINER, hotkey)
     miner = session.exec(select(Miner).where(Miner.hotkey == hotkey).with_for_update()).one()
     check_cooldown(session, hotkey, settings=settings, now=now)  # under the row lock taken above
     if parse is not None:
@@ -355,7 +363,8 @@ class VersionView:
 def version_view(session: Session, version_id: uuid.UUID, *, owner: str | None = None) -> VersionView:
     version = get_version(session, version_id, owner=owner)
     agent = session.get(Agent, version.agent_id)
-    assert agent is not None  # foreign key
+    if agent is None:  # the foreign key forbids it
+        raise AgentNotFound(f"agent {version.agent_id} of version {version.id} does not exist")
     work = session.exec(
         select(WorkItem).where(WorkItem.agent_version_id == version.id, col(WorkItem.race_id).is_(None))
     ).first()
@@ -424,6 +433,17 @@ def check_cooldown(session: Session, hotkey: str, *, settings: Settings, now: da
             f"the next submission is allowed in {remaining} s",
             remaining_seconds=remaining,
         )
+
+
+def refuse_over_limit(
+    session: Session, hotkey: str, *, retry_in: int, settings: Settings, now: datetime | None = None
+) -> NoReturn:
+    """A hotkey over its submission budget: COOLDOWN_ACTIVE when a cooldown runs (that answer wins,
+    as it says when a submission will be accepted), else RATE_LIMIT_EXCEEDED with ``retry_in``."""
+    check_cooldown(session, hotkey, settings=settings, now=now)
+    raise RateLimitExceeded(
+        f"too many submissions from this hotkey; retry in {retry_in} s", remaining_seconds=retry_in
+    )
 
 
 @dataclass(frozen=True)

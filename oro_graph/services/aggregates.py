@@ -116,7 +116,7 @@ def runs_per_validator_per_day(
             col(EvaluationRun.validator_hotkey),
             func.count(),
             counted(RunStatus.SUCCESS),
-            counted(RunStatus.FAILED, RunStatus.TIMED_OUT),
+            counted(*RunStatus.failed()),
             counted(RunStatus.STALE),
         )
         .where(col(EvaluationRun.claimed_at) >= since, col(EvaluationRun.claimed_at) < until)

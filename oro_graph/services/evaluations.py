@@ -1,8 +1,7 @@
 """The evaluation lifecycle: claim, heartbeat, progress, complete, and lease expiry.
 
-Lock order (PostgreSQL), the same in every service so no two transactions wait on each other
-in a cycle: validator state -> work item (SKIP LOCKED, never waited on) in ``claim_work``;
-run -> work item -> suite in the others.
+Lock order: ``services.locks.Lock``, checked by ``locks.take`` (validator state -> work item in
+``claim_work``; run -> race (a race run's) -> work item -> suite board in the others).
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from sqlmodel import Session, col, select
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import (
+    AgentNotFound,
+    AgentVersionNotFound,
     AtCapacity,
     EvalRunNotFound,
     InvalidProblemId,
@@ -31,7 +32,6 @@ from oro_graph.errors import (
     ValidationFailed,
 )
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     AgentVersionState,
@@ -44,13 +44,13 @@ from oro_graph.models import (
     WorkItem,
     utcnow,
 )
-from oro_graph.services import agents, credentials, events, races, suites
+from oro_graph.services import agents, credentials, events, locks, races, suites
 from oro_graph.services.leaderboard import on_version_eligible
+from oro_graph.services.locks import Lock
 from oro_graph.services.scoring import final_score_of, qualifies, waiting_state
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage, check_key
 
-TERMINAL_STATUSES = {RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.TIMED_OUT.value}
 MAX_PROBLEMS_PER_UPDATE = 500
 
 
@@ -136,6 +136,8 @@ def _touch_validator(session: Session, hotkey: str, metrics: Metrics | None, now
 def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorState:
     """The validator's state row, created if missing (race-free), optionally row-locked."""
     stmt = select(ValidatorState).where(ValidatorState.hotkey == hotkey)
+    if lock:
+        locks.take(session, Lock.VALIDATOR_STATE, hotkey)
     state = session.exec(stmt.with_for_update() if lock else stmt).first()
     if state is None:
         insert_if_absent(session, ValidatorState, hotkey=hotkey)
@@ -149,7 +151,7 @@ def _change_status(session: Session, run: EvaluationRun, status: RunStatus, now:
             session,
             events.RunEvent.STATUS_CHANGED,
             run_id=run.id,
-            payload={"from": run.status, "to": status.value},
+            payload=events.StatusChanged(RunStatus(run.status), status),
             at=now,
         )
         run.status = status
@@ -162,12 +164,15 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
     report = ExpiryReport()
     stale = session.exec(
         select(EvaluationRun)
-        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES), col(EvaluationRun.lease_expires_at) < now)
+        .where(col(EvaluationRun.status).in_(RunStatus.live()), col(EvaluationRun.lease_expires_at) < now)
         .order_by(col(EvaluationRun.lease_expires_at))
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    if stale:  # SKIP LOCKED waits for nobody: the runs count as held once found
+        locks.take(session, Lock.RUN)
     for run in stale:
+        locks.take(session, Lock.WORK_ITEM, run.work_item_id)
         work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
         _change_status(session, run, RunStatus.STALE, now)
         run.completed_at = now
@@ -182,7 +187,7 @@ def expire_leases(session: Session, *, now: datetime | None = None, limit: int =
 
 def _settle_version_state(session: Session, work: WorkItem) -> None:
     version = session.get(AgentVersion, work.agent_version_id)
-    if version is None or version.state not in (AgentVersionState.QUEUED, AgentVersionState.RUNNING):
+    if version is None or version.state not in AgentVersionState.evaluating():
         return
     version.state = waiting_state(work.active_runs, work.included_successes)
     session.add(version)
@@ -226,6 +231,7 @@ def _lock_open_work_item(
         .order_by(col(WorkItem.race_id).is_(None), col(WorkItem.created_at), col(WorkItem.id))
         .limit(1)
     )
+    locks.take(session, Lock.WORK_ITEM)
     work = session.exec(candidates.with_for_update(skip_locked=True)).first()
     for _ in range(attempts):
         if work is not None:
@@ -264,7 +270,7 @@ def claim_work(
         .select_from(EvaluationRun)
         .where(
             EvaluationRun.validator_hotkey == validator_hotkey,
-            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+            col(EvaluationRun.status).in_(RunStatus.live()),
         )
     ).one()
     if active >= settings.max_active_runs_per_validator:
@@ -278,7 +284,8 @@ def claim_work(
         session.add(state)
         return None
     version = session.get(AgentVersion, work.agent_version_id)
-    assert version is not None
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {work.agent_version_id} of work {work.id} does not exist")
     run = EvaluationRun(
         work_item_id=work.id,
         agent_version_id=version.id,
@@ -301,7 +308,7 @@ def claim_work(
         run_id=run.id,
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
-        payload={"validator_hotkey": validator_hotkey, "lease_expires_at": run.lease_expires_at.isoformat()},
+        payload=events.Claimed(validator_hotkey, run.lease_expires_at),
         at=now,
     )
     url = storage.download_url(
@@ -315,9 +322,11 @@ def release_run(session: Session, *, run_id: uuid.UUID, reason: str, now: dateti
     """Undo a claim whose validator cannot run it (no inference token): the run is CANCELLED, the
     work item's slot is given back, and the validator may claim the same version again."""
     now = now or utcnow()
+    locks.take(session, Lock.RUN, run_id)
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
-    if run is None or run.status not in ACTIVE_RUN_STATUSES:
+    if run is None or run.status not in RunStatus.live():
         return False
+    locks.take(session, Lock.WORK_ITEM, run.work_item_id)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     _change_status(session, run, RunStatus.CANCELLED, now)
     run.completed_at = now
@@ -335,7 +344,7 @@ def _why_not_live(run: EvaluationRun, validator_hotkey: str, now: datetime) -> t
     past its lease and not swept yet). Each operation turns the reason into the error its callers parse."""
     if run.validator_hotkey != validator_hotkey:
         return "owner", f"evaluation run {run.id} belongs to another validator"
-    if run.status in TERMINAL_STATUSES or run.status == RunStatus.CANCELLED:
+    if run.status in RunStatus.finished() or run.status == RunStatus.CANCELLED:
         return "finished", f"evaluation run {run.id} is already complete ({run.status}); claim new work"
     if run.status == RunStatus.STALE or run.lease_expires_at <= now:
         return "lapsed", (
@@ -359,6 +368,7 @@ def _owned_live_run(
     the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
     call rather than retry it.
     """
+    locks.take(session, Lock.RUN, run_id)
     run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
     if run is None:
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
@@ -434,7 +444,7 @@ def heartbeat(
         session,
         events.RunEvent.HEARTBEAT,
         run_id=run.id,
-        payload={"lease_expires_at": run.lease_expires_at.isoformat()},
+        payload=events.Heartbeat(run.lease_expires_at),
         at=now,
     )
     session.flush()
@@ -530,12 +540,12 @@ def update_progress(
         row.updated_at = now
         session.add(row)
         saved.append(row)
-        scored = update.status not in (ProblemStatus.PENDING, ProblemStatus.RUNNING)
+        scored = update.status in ProblemStatus.finished()
         events.record(
             session,
             events.RunEvent.PROBLEM_SCORED if scored else events.RunEvent.PROBLEM_STARTED,
             run_id=run.id,
-            payload={"problem_id": str(update.problem_id), "status": update.status, "score": row.score},
+            payload=events.ProblemReported(update.problem_id, update.status, row.score),
             at=now,
         )
     _change_status(session, run, RunStatus.RUNNING, now)
@@ -563,16 +573,21 @@ def complete_run(
     """Finish a run. A success counts toward the work item; the last needed one makes the version
     ELIGIBLE with the mean of the included scores and lets the top agent be recomputed."""
     now = now or utcnow()
-    if terminal_status.value not in TERMINAL_STATUSES:
-        raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
+    if terminal_status not in RunStatus.finished():
+        allowed = sorted(s.value for s in RunStatus.finished())
+        raise ValidationFailed(f"terminal_status must be one of {allowed}")
     run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
     _check_score("validator_score", validator_score)
     _check_run_key(run, "results_s3_key", results_key)
+    if run.race_id is not None:  # the race before the work item, as its transitions take them
+        races.get_race(session, run.race_id, lock=True)
+    locks.take(session, Lock.WORK_ITEM, run.work_item_id)
     work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
     version = session.get(AgentVersion, run.agent_version_id)
-    assert version is not None
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {run.agent_version_id} of run {run.id} does not exist")
 
     run.status = terminal_status
     run.completed_at = now
@@ -616,11 +631,7 @@ def complete_run(
         run_id=run.id,
         suite_id=run.suite_id,
         agent_version_id=run.agent_version_id,
-        payload={
-            "status": run.status,
-            "validator_score": validator_score,
-            "became_eligible": became_eligible,
-        },
+        payload=events.Finished(RunStatus(run.status), validator_score, became_eligible),
         at=now,
     )
     if became_eligible:
@@ -695,9 +706,11 @@ class RunView:
 def run_view(session: Session, run_id: uuid.UUID) -> RunView:
     run = get_run(session, run_id)
     version = session.get(AgentVersion, run.agent_version_id)
-    assert version is not None  # foreign key
+    if version is None:  # the foreign key forbids it
+        raise AgentVersionNotFound(f"agent version {run.agent_version_id} of run {run.id} does not exist")
     agent = session.get(Agent, version.agent_id)
-    assert agent is not None
+    if agent is None:  # the foreign key forbids it
+        raise AgentNotFound(f"agent {version.agent_id} of version {version.id} does not exist")
     return RunView(run, version, agent, run.id in races.embargoed_run_ids(session, [run]))
 
 

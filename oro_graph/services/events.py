@@ -13,7 +13,7 @@ cursor older than that replays what is left.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
-from oro_graph.models import Event, utcnow
+from oro_graph.models import Event, RunStatus, utcnow
 from oro_graph.settings import Settings
 
 NOTIFY_CHANNEL = "oro_events"
@@ -61,6 +61,210 @@ class RaceEvent(StrEnum):
 TOPICS = {RunEvent: "run", BoardEvent: "board", RaceEvent: "race"}
 
 
+# Typed payloads. Each is stored as the JSON object its ``to_json`` returns (the keys and their
+# order are the log's stored form, which replayed cursors read back: change them only with a
+# migration) and read back with ``payload_of``.
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    return uuid.UUID(str(value)) if value else None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """RunEvent.CLAIMED: a validator leased the run."""
+
+    validator_hotkey: str
+    lease_expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "validator_hotkey": self.validator_hotkey,
+            "lease_expires_at": self.lease_expires_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> Claimed:
+        return cls(p["validator_hotkey"], datetime.fromisoformat(p["lease_expires_at"]))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """RunEvent.HEARTBEAT: the validator renewed its lease."""
+
+    lease_expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lease_expires_at": self.lease_expires_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> Heartbeat:
+        return cls(datetime.fromisoformat(p["lease_expires_at"]))
+
+
+@dataclass(frozen=True)
+class ProblemReported:
+    """RunEvent.PROBLEM_STARTED or PROBLEM_SCORED: a problem of the run was reported."""
+
+    problem_id: uuid.UUID
+    status: str
+    score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"problem_id": str(self.problem_id), "status": str(self.status), "score": self.score}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> ProblemReported:
+        return cls(uuid.UUID(p["problem_id"]), str(p["status"]), p.get("score"))
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """RunEvent.STATUS_CHANGED: the run went from ``previous`` to ``status``."""
+
+    previous: RunStatus
+    status: RunStatus
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.previous.value, "to": self.status.value}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> StatusChanged:
+        return cls(RunStatus(p["from"]), RunStatus(p["to"]))
+
+
+@dataclass(frozen=True)
+class Finished:
+    """RunEvent.FINISHED: the validator completed the run."""
+
+    status: RunStatus
+    validator_score: float | None
+    became_eligible: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "validator_score": self.validator_score,
+            "became_eligible": self.became_eligible,
+        }
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> Finished:
+        return cls(RunStatus(p["status"]), p.get("validator_score"), bool(p.get("became_eligible")))
+
+
+@dataclass(frozen=True)
+class Entered:
+    """BoardEvent.ENTERED: a version became eligible and entered the board at ``rank``."""
+
+    rank: int | None
+    final_score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "final_score": self.final_score}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> Entered:
+        return cls(p.get("rank"), p.get("final_score"))
+
+
+@dataclass(frozen=True)
+class Moved:
+    """BoardEvent.MOVED: a version moved down one place because another entered above it."""
+
+    rank: int
+    previous_rank: int
+    final_score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "previous_rank": self.previous_rank, "final_score": self.final_score}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> Moved:
+        return cls(p["rank"], p["previous_rank"], p.get("final_score"))
+
+
+@dataclass(frozen=True)
+class TopChanged:
+    """BoardEvent.TOP_CHANGED: a new top agent; ``race_id`` when a race crowned it."""
+
+    final_score: float | None
+    previous_agent_version_id: uuid.UUID | None
+    race_id: uuid.UUID | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        race = {} if self.race_id is None else {"race_id": str(self.race_id)}
+        previous = self.previous_agent_version_id
+        return {
+            "final_score": self.final_score,
+            **race,
+            "previous_agent_version_id": str(previous) if previous else None,
+        }
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> TopChanged:
+        return cls(p.get("final_score"), _uuid(p.get("previous_agent_version_id")), _uuid(p.get("race_id")))
+
+
+@dataclass(frozen=True)
+class RaceChanged:
+    """Every RaceEvent: it names the race only; the race's state is read when it is delivered."""
+
+    race_id: uuid.UUID
+
+    def to_json(self) -> dict[str, Any]:
+        return {"race_id": str(self.race_id)}
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> RaceChanged:
+        return cls(uuid.UUID(p["race_id"]))
+
+
+RunPayload = Claimed | Heartbeat | ProblemReported | StatusChanged | Finished
+BoardPayload = Entered | Moved | TopChanged
+Payload = RunPayload | BoardPayload | RaceChanged
+
+# By topic, then kind: "TOP_CHANGED" is both a board and a race kind.
+_PAYLOADS: dict[str, dict[str, type[Payload]]] = {
+    "run": {
+        RunEvent.CLAIMED: Claimed,
+        RunEvent.HEARTBEAT: Heartbeat,
+        RunEvent.PROBLEM_STARTED: ProblemReported,
+        RunEvent.PROBLEM_SCORED: ProblemReported,
+        RunEvent.STATUS_CHANGED: StatusChanged,
+        RunEvent.FINISHED: Finished,
+    },
+    "board": {BoardEvent.ENTERED: Entered, BoardEvent.MOVED: Moved, BoardEvent.TOP_CHANGED: TopChanged},
+    "race": dict.fromkeys(RaceEvent, RaceChanged),
+}
+
+
+def payload_of(row: Event) -> Payload:
+    """The typed payload of a logged event, chosen by its topic and kind."""
+    return _PAYLOADS[row.topic][row.kind].from_json(row.payload or {})
+
+
+def run_payload(row: Event) -> RunPayload:
+    found = payload_of(row)
+    if not isinstance(found, RunPayload):
+        raise TypeError(f"event {row.id} ({row.kind}) is not a run event")
+    return found
+
+
+def board_payload(row: Event) -> BoardPayload:
+    found = payload_of(row)
+    if not isinstance(found, BoardPayload):
+        raise TypeError(f"event {row.id} ({row.kind}) is not a board event")
+    return found
+
+
+def race_payload(row: Event) -> RaceChanged:
+    found = payload_of(row)
+    if not isinstance(found, RaceChanged):
+        raise TypeError(f"event {row.id} ({row.kind}) is not a race event")
+    return found
+
+
 def record(
     session: Session,
     kind: RunEvent | BoardEvent | RaceEvent,
@@ -68,7 +272,7 @@ def record(
     run_id: uuid.UUID | None = None,
     suite_id: int | None = None,
     agent_version_id: uuid.UUID | None = None,
-    payload: dict[str, Any] | None = None,
+    payload: Payload | None = None,
     at: datetime | None = None,
 ) -> None:
     """Append an event to the log in the caller's transaction (it exists only if the change commits).
@@ -84,7 +288,7 @@ def record(
             run_id=run_id,
             suite_id=suite_id,
             agent_version_id=agent_version_id,
-            payload=payload,
+            payload=payload.to_json() if payload is not None else None,
             created_at=at or utcnow(),
         )
     )

@@ -21,7 +21,6 @@ from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     EvaluationRun,
@@ -29,6 +28,7 @@ from oro_graph.models import (
     Problem,
     ProblemResult,
     Role,
+    RunStatus,
     ValidatorState,
     utcnow,
 )
@@ -222,7 +222,7 @@ def flagged_validators(session: Session, flags: tuple[str, ...]) -> set[str]:
         }
     if "stale" in flags:
         for h, r in figures.items():
-            closed = r.runs - sum(r.counts.get(s.value, 0) for s in ACTIVE_RUN_STATUSES)
+            closed = r.runs - sum(r.counts.get(s.value, 0) for s in RunStatus.live())
             if closed >= MIN_RUNS and r.counts.get("STALE", 0) / closed > STALE_THRESHOLD:
                 found.add(h)
     if "slow" in flags:
@@ -230,7 +230,7 @@ def flagged_validators(session: Session, flags: tuple[str, ...]) -> set[str]:
             h: r.duration_p95
             for h, r in figures.items()
             if r.duration_p95 is not None
-            and sum(r.counts.get(s, 0) for s in ("SUCCESS", "FAILED", "TIMED_OUT")) >= MIN_RUNS
+            and sum(r.counts.get(s.value, 0) for s in RunStatus.finished()) >= MIN_RUNS
         }
         if finished:
             median = statistics.median(finished.values())
@@ -269,7 +269,7 @@ class ValidatorFilter:
         if self.status is not None:
             live = exists().where(
                 col(EvaluationRun.validator_hotkey) == Hotkey.ss58,
-                col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+                col(EvaluationRun.status).in_(RunStatus.live()),
                 col(EvaluationRun.lease_expires_at) > now,
             )
             stmt = stmt.where(live if self.status == "evaluating" else ~live)

@@ -13,7 +13,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
-from oro_graph.services import events, suites
+from oro_graph.services import events, locks, suites
+from oro_graph.services.locks import Lock
 from oro_graph.services.pages import Page, Window, count, keyset_page
 from oro_graph.settings import Settings
 
@@ -24,6 +25,8 @@ _TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
 
 @dataclass(frozen=True)
 class BoardRow:
+    """One place on a board: the one view both adapters' leaderboard entries are shaped from."""
+
     rank: int
     version: AgentVersion
     agent: Agent
@@ -31,6 +34,35 @@ class BoardRow:
     was_top: bool
     top_at: datetime | None
     race_score: float | None = None  # on the race board (score_type=race)
+
+    @property
+    def agent_version_id(self) -> uuid.UUID:
+        return self.version.id
+
+    @property
+    def agent_name(self) -> str:
+        return self.agent.name
+
+    @property
+    def miner_hotkey(self) -> str:
+        return self.agent.miner_hotkey
+
+    @property
+    def version_number(self) -> int:
+        return self.version.version_number
+
+    @property
+    def final_score(self) -> float | None:
+        return self.version.final_score
+
+    @property
+    def eligible_at(self) -> datetime | None:
+        return self.version.eligible_at
+
+    @property
+    def is_discarded(self) -> bool:
+        """Discarded since (a board as of an earlier instant can show it)."""
+        return self.version.state == AgentVersionState.DISCARDED
 
 
 @dataclass(frozen=True)
@@ -227,6 +259,7 @@ def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
 
 def lock_suite_board(session: Session, suite_id: int) -> None:
     """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
+    locks.take(session, Lock.SUITE_BOARD, suite_id)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _TOP_LOCK_NS, "key": suite_id}
@@ -248,7 +281,7 @@ def on_version_eligible(
         events.BoardEvent.ENTERED,
         suite_id=version.suite_id,
         agent_version_id=version.id,
-        payload={"rank": rank, "final_score": version.final_score},
+        payload=events.Entered(rank, version.final_score),
         at=now,
     )
     if rank < MOVED_EVENTS_WITHIN:
@@ -262,7 +295,7 @@ def on_version_eligible(
                 events.BoardEvent.MOVED,
                 suite_id=version.suite_id,
                 agent_version_id=vid,
-                payload={"rank": below, "previous_rank": below - 1, "final_score": score},
+                payload=events.Moved(below, below - 1, score),
                 at=now,
             )
     recompute_top_agent(session, version.suite_id, settings=settings, now=now)
@@ -275,7 +308,7 @@ def recompute_top_agent(
 
     A challenger replaces a still-eligible incumbent only by beating its score by more than
     ``challenge_threshold``. A per-suite lock makes concurrent completions crown one agent. From a
-    suite's first completed race on, races crown the top agent instead (services/races.py).
+    suite's first completed race on, races crown the top agent instead (services/races/completion.py).
     """
     from oro_graph.services.races import has_completed_race
 
@@ -306,10 +339,7 @@ def recompute_top_agent(
         events.BoardEvent.TOP_CHANGED,
         suite_id=suite_id,
         agent_version_id=best.id,
-        payload={
-            "final_score": best.final_score,
-            "previous_agent_version_id": str(current.agent_version_id) if current else None,
-        },
+        payload=events.TopChanged(best.final_score, current.agent_version_id if current else None),
         at=now,
     )
     session.flush()

@@ -208,9 +208,10 @@ def known_final_versions(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid
 
     That is eligible, discarded or cancelled.
     """
-    final = (AgentVersionState.ELIGIBLE, AgentVersionState.DISCARDED, AgentVersionState.CANCELLED)
     rows = session.exec(
-        select(AgentVersion.id).where(col(AgentVersion.id).in_(list(ids)), col(AgentVersion.state).in_(final))
+        select(AgentVersion.id).where(
+            col(AgentVersion.id).in_(list(ids)), col(AgentVersion.state).in_(AgentVersionState.settled())
+        )
     )
     return set(rows.all())
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from oro_graph.models import ACTIVE_RUN_STATUSES, EvaluationRun, RunStatus, utcnow
+from oro_graph.models import EvaluationRun, RunStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ def run_counts(session: Session, now: datetime | None = None) -> RunCounts:
     active = session.exec(
         select(func.count())
         .select_from(EvaluationRun)
-        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES), col(EvaluationRun.lease_expires_at) > now)
+        .where(col(EvaluationRun.status).in_(RunStatus.live()), col(EvaluationRun.lease_expires_at) > now)
     ).one()
-    in_flight = sum(by_status[str(s)] for s in ACTIVE_RUN_STATUSES)
+    in_flight = sum(by_status[str(s)] for s in RunStatus.live())
     return RunCounts(
         claims=sum(by_status.values()),
         active_leases=active,

@@ -22,7 +22,6 @@ from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col
 
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     EvaluationRun,
@@ -30,6 +29,7 @@ from oro_graph.models import (
     Problem,
     ProblemResult,
     Role,
+    RunStatus,
     Suite,
     WorkItem,
 )
@@ -265,7 +265,7 @@ def runs_count(session: Session, *, run_filter: RunFilter) -> int:
     return count(session, _runs_stmt(run_filter))
 
 
-ACTIVE_RUNS = RunFilter(statuses=tuple(s.value for s in ACTIVE_RUN_STATUSES))
+ACTIVE_RUNS = RunFilter(statuses=tuple(s.value for s in RunStatus.live()))
 
 
 def _validators_stmt() -> Any:

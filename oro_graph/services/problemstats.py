@@ -34,7 +34,7 @@ from oro_graph.errors import ValidationFailed
 from oro_graph.models import EvaluationRun, Problem, ProblemResult, ProblemStatus
 from oro_graph.services.pages import Key, Page, Window
 
-FINISHED = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
+FINISHED = ProblemStatus.finished()
 MIN_VERSIONS = 3  # as metrics._colwise_corr: no correlation from fewer versions
 EPSILON = 1e-12  # as metrics._colwise_corr: no correlation without variance
 

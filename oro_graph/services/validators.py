@@ -11,7 +11,6 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     EvaluationRun,
@@ -20,6 +19,7 @@ from oro_graph.models import (
     ProblemResult,
     ProblemStatus,
     Role,
+    RunStatus,
     ValidatorState,
     WorkItem,
     utcnow,
@@ -56,7 +56,7 @@ def list_validators(session: Session, hotkeys: list[str] | None = None) -> list[
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
         .where(
             col(EvaluationRun.validator_hotkey).in_(ss58),
-            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+            col(EvaluationRun.status).in_(RunStatus.live()),
             col(EvaluationRun.lease_expires_at) > utcnow(),  # a lapsed lease is not evaluating, swept or not
         )
         .order_by(col(EvaluationRun.claimed_at))
@@ -83,7 +83,7 @@ def running_evaluations(session: Session) -> list[RunningView]:
         select(EvaluationRun, AgentVersion, Agent)
         .join(AgentVersion, col(AgentVersion.id) == EvaluationRun.agent_version_id)
         .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES))
+        .where(col(EvaluationRun.status).in_(RunStatus.live()))
         .order_by(col(EvaluationRun.claimed_at), col(EvaluationRun.id))
     ).all()
     progress = progress_by_run_ids(session, [run.id for run, _, _ in rows])
@@ -98,7 +98,12 @@ class PendingView:
 
     @property
     def remaining(self) -> int:
-        return max(0, self.work_item.required_successes - self.work_item.included_successes)
+        return successes_remaining(self.work_item)
+
+
+def successes_remaining(work: WorkItem) -> int:
+    """Successful runs a work item still needs (the queue's ``remaining``, on both surfaces)."""
+    return max(0, work.required_successes - work.included_successes)
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,13 @@ def progress_by_run_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid
             .group_by(Problem.suite_id)
         ).all()
     )
-    finished = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
     done = dict(
         session.exec(
             select(ProblemResult.run_id, func.count())
-            .where(col(ProblemResult.run_id).in_(run_ids), col(ProblemResult.status).in_(finished))
+            .where(
+                col(ProblemResult.run_id).in_(run_ids),
+                col(ProblemResult.status).in_(ProblemStatus.finished()),
+            )
             .group_by(ProblemResult.run_id)
         ).all()
     )

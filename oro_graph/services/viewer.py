@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from oro_graph.models import (
-    ACTIVE_RUN_STATUSES,
     Agent,
     AgentVersion,
     EvaluationRun,
@@ -26,7 +25,7 @@ from oro_graph.services import agents, credentials, races, registry
 from oro_graph.settings import Settings
 
 MAX_RECENT = 50
-FAILED_STATUSES = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.STALE)
+FAILED_STATUSES = (*RunStatus.failed(), RunStatus.STALE)  # a reported failure, or a lapsed lease
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def validator_self(
         select(EvaluationRun)
         .where(
             runs,
-            col(EvaluationRun.status).in_(ACTIVE_RUN_STATUSES),
+            col(EvaluationRun.status).in_(RunStatus.live()),
             col(EvaluationRun.lease_expires_at) > (now or utcnow()),
         )
         .order_by(col(EvaluationRun.claimed_at).desc())

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import Field, ValidationError
 
-from oro_graph.models import AgentVersionState, ExecutionKind, Problem, Suite
+from oro_graph.models import ExecutionKind, Problem, Suite
 from oro_graph.services.evaluations import RunProblem
 from oro_graph.services.leaderboard import BoardPage, BoardRow, TopAgent
 from oro_graph.settings import Settings
@@ -115,14 +115,14 @@ class LeaderboardEntry(Schema):
     def of(cls, row: BoardRow) -> LeaderboardEntry:
         return cls(
             rank=row.rank,
-            agent_version_id=row.version.id,
-            agent_name=row.agent.name,
-            miner_hotkey=row.agent.miner_hotkey,
-            version_number=row.version.version_number,
-            final_score=row.version.final_score or 0.0,
+            agent_version_id=row.agent_version_id,
+            agent_name=row.agent_name,
+            miner_hotkey=row.miner_hotkey,
+            version_number=row.version_number,
+            final_score=row.final_score or 0.0,
             race_score=row.race_score,
-            eligible_at=row.version.eligible_at,
-            is_discarded=row.version.state == AgentVersionState.DISCARDED,
+            eligible_at=row.eligible_at,
+            is_discarded=row.is_discarded,
             is_current_top=row.is_current_top,
             was_top=row.was_top,
             top_at=row.top_at,

@@ -12,7 +12,7 @@ from oro_graph.models import ProblemStatus
 from oro_graph.services import evaluations
 from oro_graph.services.artifacts import UploadGrant
 from oro_graph.services.evaluations import Claim, Completion
-from oro_graph.services.inference import Grant
+from oro_graph.services.providers import Grant
 from rest_compat.schemas.base import JsonInput, Schema
 
 

@@ -12,6 +12,7 @@ from oro_graph.errors import (
     InvalidAgentName,
     InvalidFile,
     NoActiveSuite,
+    RateLimitExceeded,
 )
 from oro_graph.models import AgentVersion, AgentVersionState, Role, WorkItem, utcnow
 from oro_graph.services import agents, registry
@@ -57,6 +58,27 @@ def test_submit_cooldown_reports_remaining_seconds(runtime):
         submit(runtime, world.miners[0], "beta", now=t0 + timedelta(seconds=600))
     assert err.value.extra["remaining_seconds"] == 3000
     assert _count(runtime, AgentVersion) == 1
+
+
+def test_over_the_submit_limit_the_cooldown_answer_wins(runtime):
+    # given: a miner over its submission request budget (the edge says retry in 7 s)
+    world = make_world(runtime)
+    miner, t0 = world.miners[0], utcnow()
+    # when / then: before any submission there is no cooldown, so the budget answers
+    with pytest.raises(RateLimitExceeded) as limited:
+        runtime.db.call(agents.refuse_over_limit, miner, retry_in=7, settings=runtime.settings, now=t0)
+    assert limited.value.extra["remaining_seconds"] == 7
+    # when / then: inside a cooldown, the cooldown answers (it says when a submission is accepted)
+    submit(runtime, miner, "alpha", now=t0)
+    with pytest.raises(CooldownActive) as cooling:
+        runtime.db.call(
+            agents.refuse_over_limit,
+            miner,
+            retry_in=7,
+            settings=runtime.settings,
+            now=t0 + timedelta(seconds=600),
+        )
+    assert cooling.value.extra["remaining_seconds"] == 3000
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,5 @@
+import json
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import update as sql_update
@@ -167,3 +169,47 @@ def test_retention_deletes_in_batches(runtime, monkeypatch):
         counts.append(report.heartbeats)
     counts.append(report.heartbeats)
     assert counts == [2, 2, 1]
+
+
+def test_event_payloads_keep_the_logs_stored_form():
+    # given: the JSON each kind has always been stored as (replayed cursors read it back)
+    at = utcnow()
+    version, race = uuid.uuid4(), uuid.uuid4()
+    stored = {
+        events.Claimed("5V", at): {"validator_hotkey": "5V", "lease_expires_at": at.isoformat()},
+        events.Heartbeat(at): {"lease_expires_at": at.isoformat()},
+        events.ProblemReported(version, ProblemStatus.SUCCESS, 0.5): {
+            "problem_id": str(version),
+            "status": "SUCCESS",
+            "score": 0.5,
+        },
+        events.StatusChanged(RunStatus.CLAIMED, RunStatus.STALE): {"from": "CLAIMED", "to": "STALE"},
+        events.Finished(RunStatus.SUCCESS, 0.9, True): {
+            "status": "SUCCESS",
+            "validator_score": 0.9,
+            "became_eligible": True,
+        },
+        events.Entered(3, 0.8): {"rank": 3, "final_score": 0.8},
+        events.Moved(4, 3, 0.7): {"rank": 4, "previous_rank": 3, "final_score": 0.7},
+        events.TopChanged(0.8, None): {"final_score": 0.8, "previous_agent_version_id": None},
+        events.TopChanged(0.8, version, race_id=race): {
+            "final_score": 0.8,
+            "race_id": str(race),
+            "previous_agent_version_id": str(version),
+        },
+        events.RaceChanged(race): {"race_id": str(race)},
+    }
+    for payload, form in stored.items():
+        # when
+        written = json.loads(json.dumps(payload.to_json()))
+        # then: the same keys in the same order, and read back to the same value
+        assert list(written.items()) == list(form.items())
+        assert type(payload).from_json(written) == payload
+
+
+def test_payload_of_tells_a_race_top_change_from_a_board_one():
+    race = uuid.uuid4()
+    board = Event(id=1, topic="board", kind="TOP_CHANGED", payload={"final_score": 0.5, "race_id": str(race)})
+    raced = Event(id=2, topic="race", kind="TOP_CHANGED", payload={"race_id": str(race)})
+    assert events.payload_of(board) == events.TopChanged(0.5, None, race_id=race)
+    assert events.payload_of(raced) == events.RaceChanged(race)
