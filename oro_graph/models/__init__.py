@@ -13,6 +13,7 @@ from oro_graph.models.base import (
     RunStatus,
     utcnow,
 )
+from oro_graph.models.cells import ProblemCell, ProblemScore, VersionCategory
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
@@ -39,7 +40,9 @@ __all__ = [
     "InferenceCredential",
     "Miner",
     "Problem",
+    "ProblemCell",
     "ProblemResult",
+    "ProblemScore",
     "ProblemSource",
     "ProblemStatus",
     "QualificationType",
@@ -58,6 +61,7 @@ __all__ = [
     "EventStreamMessage",
     "EventStreamOperation",
     "ValidatorState",
+    "VersionCategory",
     "WorkItem",
     "utcnow",
 ]

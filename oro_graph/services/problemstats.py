@@ -23,11 +23,11 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
@@ -126,6 +126,12 @@ def _discrimination_python(session: Session, suite_id: int, scope: Scope) -> dic
     by_version: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
     for v, p, x in session.execute(_cells(suite_id, scope)).all():
         by_version[v].append((p, float(x)))
+    return _corrected_item_total(by_version)
+
+
+def _corrected_item_total(by_version: dict[Any, list[tuple[Any, float]]]) -> dict[uuid.UUID, float | None]:
+    """Each problem's Pearson r across versions between the version's mean score on it and its mean
+    on its other problems (``by_version``: version -> [(problem, mean score)])."""
     pairs: dict[Any, list[tuple[float, float]]] = defaultdict(list)
     for cells in by_version.values():
         if len(cells) < 2:
@@ -168,16 +174,35 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def from_totals(scope: Scope) -> bool:
+    """Whether ``scope`` is answered from the running totals (``oro_graph.models.cells``): the suite's
+    own runs, every run or the included ones, without a time window. A window or a race reads the
+    results themselves (a race is a few hundred runs; a window is bounded by its runs' index)."""
+    return scope.since is None and scope.until is None and scope.race_id is None
+
+
 def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
     """Every problem of the suite with its statistics in ``scope`` (zero attempts: counts 0, figures null)."""
     scope.check()
-    postgres = session.get_bind().dialect.name == "postgresql"
     positions: dict[uuid.UUID, int] = {
-        problem_id: position
+        _uuid(problem_id): position
         for problem_id, position in session.execute(
             select(col(Problem.id), col(Problem.position)).where(col(Problem.suite_id) == suite_id)
         ).all()
     }
+    found = (
+        totals_stats(session, suite_id, scope) if from_totals(scope) else raw_stats(session, suite_id, scope)
+    )
+    return {
+        key: replace(found[key], position=position) if key in found else ProblemStats(key, position)
+        for key, position in positions.items()
+    }
+
+
+def raw_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
+    """The statistics of the problems with attempts in ``scope``, aggregated from the problem results
+    (the definition the running totals are tested against); position left 0."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     status = col(ProblemResult.status)
     figures = [
         col(ProblemResult.problem_id),
@@ -206,16 +231,10 @@ def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[u
             scores[_uuid(p)].append(float(s))
         medians = {p: statistics.median(values) for p, values in scores.items()}
         discrimination = _discrimination_python(session, suite_id, scope)
-    out = {}
-    for problem_id, position in positions.items():
-        key = _uuid(problem_id)
-        row = rows.get(key)
-        if row is None:
-            out[key] = ProblemStats(problem_id=key, position=position)
-            continue
-        out[key] = ProblemStats(
+    return {
+        key: ProblemStats(
             problem_id=key,
-            position=position,
+            position=0,
             attempts=int(row[1]),
             passes=int(row[2] or 0),
             timeouts=int(row[3] or 0),
@@ -225,7 +244,75 @@ def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[u
             mean_duration=float(row[6]) if row[6] is not None else None,
             discrimination=discrimination.get(key),
         )
-    return out
+        for key, row in rows.items()
+    }
+
+
+def totals_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
+    """``raw_stats`` from the running totals (``from_totals`` scopes): the (version, problem) cells for
+    the counts, means and discrimination, the per-score counts for the exact median. Two statements."""
+    inc = "inc_" if scope.included_only else ""
+    cells = {
+        "p": "problem_id", "v": "agent_version_id", "a": f"{inc}attempts", "pa": f"{inc}passes",
+        "t": f"{inc}timeouts", "s": f"{inc}score_sum", "ds": f"{inc}duration_sum", "dn": f"{inc}durations",
+    }  # fmt: skip
+    base = (
+        "SELECT " + ", ".join(f"{c} AS {a}" for a, c in cells.items())
+        + f" FROM problemcell WHERE suite_id = :suite AND {inc}attempts > 0"
+    )  # fmt: skip
+    out: dict[uuid.UUID, ProblemStats] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = text(
+            f"WITH c AS MATERIALIZED ({base}), "
+            "t AS (SELECT v, SUM(s / a) AS tt, COUNT(*) AS n FROM c GROUP BY v) "
+            "SELECT p, SUM(a), SUM(pa), SUM(t), COUNT(*), SUM(s) / SUM(a), SUM(ds) / NULLIF(SUM(dn), 0), "
+            "COUNT(y), CORR(x, y), VAR_POP(CASE WHEN y IS NOT NULL THEN x END), VAR_POP(y) "
+            "FROM (SELECT c.p, c.a, c.pa, c.t, c.s, c.ds, c.dn, c.s / c.a AS x, "
+            "CASE WHEN t.n > 1 THEN (t.tt - c.s / c.a) / (t.n - 1) END AS y "
+            "FROM c JOIN t ON t.v = c.v) AS q GROUP BY p"
+        )
+        for p, a, pa, t, versions, mean, duration, n, r, vx, vy in session.execute(stmt, {"suite": suite_id}):
+            ok = n >= MIN_VERSIONS and r is not None and vx * n > EPSILON and vy * n > EPSILON
+            key = _uuid(p)
+            out[key] = ProblemStats(
+                key, 0, int(a), int(pa), int(t), int(versions), float(mean), None,
+                float(duration) if duration is not None else None, float(r) if ok else None,
+            )  # fmt: skip
+    else:
+        sums: dict[uuid.UUID, list[float]] = defaultdict(lambda: [0.0] * 7)
+        by_version: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
+        for p, v, a, pa, t, s, ds, dn in session.execute(text(base), {"suite": suite_id}):
+            row = sums[_uuid(p)]
+            for i, value in enumerate((a, pa, t, 1, s, ds, dn)):
+                row[i] += value
+            by_version[v].append((p, s / a))
+        discrimination = _corrected_item_total(by_version)
+        for key, (a, pa, t, versions, s, ds, dn) in sums.items():
+            out[key] = ProblemStats(
+                key, 0, int(a), int(pa), int(t), int(versions), s / a, None, ds / dn if dn else None,
+                discrimination.get(key),
+            )  # fmt: skip
+    medians = _medians(session, suite_id, f"{inc}attempts")
+    return {key: replace(s, median_score=medians.get(key)) for key, s in out.items()}
+
+
+def _medians(session: Session, suite_id: int, counted: str) -> dict[uuid.UUID, float]:
+    """Exact medians from the per-score counts: the values at ranks (n-1) div 2 and n div 2 (from 0)
+    of each problem's sorted scores, averaged; only the score rows covering those ranks are returned."""
+    stmt = text(
+        "SELECT problem_id, score, n, cum, total FROM ("
+        f"SELECT problem_id, score, {counted} AS n, "
+        f"SUM({counted}) OVER (PARTITION BY problem_id ORDER BY score) AS cum, "
+        f"SUM({counted}) OVER (PARTITION BY problem_id) AS total "
+        f"FROM problemscore WHERE suite_id = :suite AND {counted} > 0) AS s "
+        "WHERE cum > (total - 1) / 2 AND cum - n <= total / 2"
+    )
+    middle: dict[uuid.UUID, dict[int, float]] = defaultdict(dict)
+    for p, score, n, cum, total in session.execute(stmt, {"suite": suite_id}):
+        for rank in ((total - 1) // 2, total // 2):
+            if cum - n <= rank < cum:
+                middle[_uuid(p)][rank] = float(score)
+    return {p: (values[min(values)] + values[max(values)]) / 2 for p, values in middle.items()}
 
 
 def stats_by_suite_ids(

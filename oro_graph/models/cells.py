@@ -1,0 +1,80 @@
+"""Running totals behind per-problem statistics and the leaderboard's category filter, kept by
+database triggers in the transaction that writes a problem result or moves a run
+(``oro_graph.services.cells`` defines them): every writer, bulk COPY included, keeps them exact.
+
+- ``ProblemCell``: one (version, problem) of the suite's own runs (never race runs): finished
+  attempts, passes, timeouts, score and duration sums, over every run and over included runs.
+- ``ProblemScore``: how many finished attempts of the suite's own runs have each score (a missing
+  score counting 0), every run and included runs: the exact median walks it by rank.
+- ``VersionCategory``: a version's problem results in one category over its included runs (every
+  status, race runs too, a missing score counting 0): the leaderboard's category mean.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Index, text
+from sqlmodel import Field, SQLModel
+
+# cleared totals are deleted in the trigger's statement; the partial index finds them at once
+_CLEARED = {"postgresql_where": text("attempts <= 0"), "sqlite_where": text("attempts <= 0")}
+
+
+class ProblemCell(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_problemcell_suite_version", "suite_id", "agent_version_id"),
+        Index("ix_problemcell_cleared", "attempts", **_CLEARED),
+    )
+
+    agent_version_id: uuid.UUID = Field(primary_key=True)
+    problem_id: uuid.UUID = Field(primary_key=True)
+    suite_id: int
+    attempts: int = 0
+    passes: int = 0
+    timeouts: int = 0
+    score_sum: float = 0.0
+    duration_sum: float = 0.0
+    durations: int = 0  # attempts that reported an execution time
+    inc_attempts: int = 0  # the same over included runs
+    inc_passes: int = 0
+    inc_timeouts: int = 0
+    inc_score_sum: float = 0.0
+    inc_duration_sum: float = 0.0
+    inc_durations: int = 0
+
+
+class ProblemScore(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_problemscore_suite", "suite_id"),
+        Index(
+            "ix_problemscore_cleared",
+            "attempts",
+            postgresql_where=text("attempts <= 0"),
+            sqlite_where=text("attempts <= 0"),
+        ),
+    )
+
+    problem_id: uuid.UUID = Field(primary_key=True)
+    score: float = Field(primary_key=True)
+    suite_id: int
+    attempts: int = 0
+    inc_attempts: int = 0
+
+
+class VersionCategory(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_versioncategory_category_mean", "category", "mean"),
+        Index(
+            "ix_versioncategory_cleared",
+            "results",
+            postgresql_where=text("results <= 0"),
+            sqlite_where=text("results <= 0"),
+        ),
+    )
+
+    agent_version_id: uuid.UUID = Field(primary_key=True)
+    category: str = Field(primary_key=True)
+    results: int = 0
+    score_sum: float = 0.0
+    mean: float | None = None  # score_sum / results
