@@ -13,7 +13,13 @@ from oro_graph.models.base import (
     RunStatus,
     utcnow,
 )
-from oro_graph.models.cells import ProblemCell, ProblemScore, VersionCategory
+from oro_graph.models.cells import (
+    ProblemCell,
+    ProblemScore,
+    ProblemScoreBucket,
+    ProblemTotal,
+    VersionCategory,
+)
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
@@ -43,6 +49,8 @@ __all__ = [
     "ProblemCell",
     "ProblemResult",
     "ProblemScore",
+    "ProblemScoreBucket",
+    "ProblemTotal",
     "ProblemSource",
     "ProblemStatus",
     "QualificationType",

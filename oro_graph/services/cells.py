@@ -17,12 +17,14 @@ bypassed the triggers calls it).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import text
 
 FINISHED = "('SUCCESS', 'FAILED', 'TIMED_OUT', 'SKIPPED')"
-TABLES = frozenset({"problemcell", "problemscore", "versioncategory"})
+TABLES = frozenset({"problemcell", "problemscore", "problemscorebucket", "problemtotal", "versioncategory"})
+LOCK = 0x6F726F63  # the advisory lock writers of the totals take on PostgreSQL ("oroc")
 # What a write to these (table or table.column) changes in the totals: the response caches'
 # dependencies (oro_graph.dependencies) bump the totals with them.
 SOURCES = frozenset(
@@ -77,33 +79,126 @@ def _counters(prefix: str, included: str) -> list[tuple[str, str]]:
     ]
 
 
-def _apply(delta: str) -> list[str]:
-    """The statements that add ``delta`` (a SELECT of the columns _AS names) to the three totals."""
+BUCKETS = 1024  # score buckets of ProblemScoreBucket: floor(score * 1024), exact in binary floating point
+_TOTAL_COUNTS = ("attempts", "passes", "timeouts", "score_sum", "duration_sum", "durations")
+_TOTAL_SUMS = ("versions", "n", "sx", "sy", "sxx", "syy", "sxy")
+_TOTAL_COLUMNS = [f"{p}{c}" for p in ("", "inc_") for c in _TOTAL_COUNTS + _TOTAL_SUMS]
+
+
+def bucket_sql(score: str, *, postgres: bool) -> str:
+    """The bucket of ``score`` (in [0, 1]; SQLite truncates, which is the floor there)."""
+    return f"FLOOR({score} * {BUCKETS})::integer" if postgres else f"CAST({score} * {BUCKETS} AS INTEGER)"
+
+
+def bucket_of(score: float, *, postgres: bool) -> int:
+    """``bucket_sql`` in Python."""
+    scaled = score * BUCKETS
+    return math.floor(scaled) if postgres else int(scaled)
+
+
+def _upsert_total(values: dict[str, str], rest: str) -> str:
+    """Add ``values`` (column -> aggregate, the others 0) to ProblemTotal rows; ``rest`` has the FROM
+    and groups by the problem (``pid``), in problem order: concurrent writers lock rows in one order."""
+    exprs = ", ".join(values.get(c, "0") for c in _TOTAL_COLUMNS)
+    return (
+        f"INSERT INTO problemtotal (problem_id, suite_id, {', '.join(_TOTAL_COLUMNS)}) "
+        f"SELECT pid, MAX(sid), {exprs} {rest} ORDER BY pid "
+        "ON CONFLICT (problem_id) DO UPDATE SET suite_id = excluded.suite_id, "
+        + ", ".join(f"{c} = problemtotal.{c} + excluded.{c}" for c in _TOTAL_COLUMNS)
+    )
+
+
+def _terms(sign: str, versions: str) -> str:
+    """Add (``sign`` 1) or take away (-1) the correlation terms of every cell of ``versions``."""
+    values = {}
+    for p in ("", "inc_"):
+        x, y = f"c.{p}x", f"c.{p}y"
+        paired = f"CASE WHEN {y} IS NOT NULL THEN {x} END"
+        values.update(
+            {
+                f"{p}versions": f"{sign} * COUNT({x})",
+                f"{p}n": f"{sign} * COUNT({y})",
+                f"{p}sx": f"{sign} * COALESCE(SUM({paired}), 0.0)",
+                f"{p}sy": f"{sign} * COALESCE(SUM({y}), 0.0)",
+                f"{p}sxx": f"{sign} * COALESCE(SUM({paired} * {x}), 0.0)",
+                f"{p}syy": f"{sign} * COALESCE(SUM({y} * {y}), 0.0)",
+                f"{p}sxy": f"{sign} * COALESCE(SUM({x} * {y}), 0.0)",
+            }
+        )
+    rest = (
+        "FROM (SELECT problem_id AS pid, suite_id AS sid, x, y, inc_x, inc_y FROM problemcell "
+        f"WHERE agent_version_id IN ({versions})) AS c GROUP BY pid"
+    )
+    return _upsert_total(values, rest)
+
+
+def _recompute_terms(versions: str) -> str:
+    """Each cell's x and y from the version's cells as they are now."""
+    sets = []
+    inner = []
+    for p in ("", "inc_"):
+        mean = f"{p}score_sum / {p}attempts"
+        sets += [
+            f"{p}x = CASE WHEN {p}attempts > 0 THEN {mean} END",
+            f"{p}y = CASE WHEN {p}attempts > 0 AND t.{p}k > 1 THEN (t.{p}t - {mean}) / (t.{p}k - 1) END",
+        ]
+        inner += [
+            f"SUM(CASE WHEN {p}attempts > 0 THEN {mean} ELSE 0.0 END) AS {p}t",
+            f"SUM(CASE WHEN {p}attempts > 0 THEN 1 ELSE 0 END) AS {p}k",
+        ]
+    return (
+        f"UPDATE problemcell SET {', '.join(sets)} "
+        f"FROM (SELECT agent_version_id AS v, {', '.join(inner)} FROM problemcell "
+        f"WHERE agent_version_id IN ({versions}) GROUP BY agent_version_id) AS t "
+        "WHERE problemcell.agent_version_id = t.v"
+    )
+
+
+def _apply(delta: str, *, postgres: bool) -> list[str]:
+    """The statements that add ``delta`` (a SELECT of the columns _AS names) to the totals."""
     d = f"({delta}) AS d"
+    suite_rows = f"d.race_id IS NULL AND d.status IN {FINISHED}"
+    versions = f"SELECT DISTINCT d.version_id FROM {d} WHERE {suite_rows}"
     cell = _counters("", "") + _counters("inc_", " AND d.included")
     cells = (
         f"INSERT INTO problemcell (agent_version_id, problem_id, suite_id, {', '.join(n for n, _ in cell)}) "
         f"SELECT d.version_id, d.problem_id, MAX(d.suite_id), {', '.join(f'SUM({e})' for _, e in cell)} "
-        f"FROM {d} WHERE d.race_id IS NULL AND d.status IN {FINISHED} GROUP BY d.version_id, d.problem_id "
-        f"ON CONFLICT (agent_version_id, problem_id) DO UPDATE SET suite_id = excluded.suite_id, "
+        f"FROM {d} WHERE {suite_rows} GROUP BY d.version_id, d.problem_id "
+        "ORDER BY d.version_id, d.problem_id "
+        "ON CONFLICT (agent_version_id, problem_id) DO UPDATE SET suite_id = excluded.suite_id, "
         + ", ".join(f"{n} = problemcell.{n} + excluded.{n}" for n, _ in cell)
     )
+    counts = _upsert_total(
+        {n: f"SUM({e})" for n, e in cell},
+        f"FROM (SELECT d.*, d.problem_id AS pid, d.suite_id AS sid FROM {d} WHERE {suite_rows}) AS d "
+        "GROUP BY pid",
+    )
+    score = "COALESCE(d.score, 0.0)"
     scores = (
         "INSERT INTO problemscore (problem_id, score, suite_id, attempts, inc_attempts) "
-        "SELECT d.problem_id, COALESCE(d.score, 0.0), MAX(d.suite_id), SUM(d.sign), "
+        f"SELECT d.problem_id, {score}, MAX(d.suite_id), SUM(d.sign), "
         "SUM(CASE WHEN d.included THEN d.sign ELSE 0 END) "
-        f"FROM {d} WHERE d.race_id IS NULL AND d.status IN {FINISHED} "
-        "GROUP BY d.problem_id, COALESCE(d.score, 0.0) "
+        f"FROM {d} WHERE {suite_rows} GROUP BY d.problem_id, {score} ORDER BY d.problem_id, {score} "
         "ON CONFLICT (problem_id, score) DO UPDATE SET suite_id = excluded.suite_id, "
         "attempts = problemscore.attempts + excluded.attempts, "
         "inc_attempts = problemscore.inc_attempts + excluded.inc_attempts"
+    )
+    bucket = bucket_sql(score, postgres=postgres)
+    buckets = (
+        "INSERT INTO problemscorebucket (problem_id, bucket, suite_id, attempts, inc_attempts) "
+        f"SELECT d.problem_id, {bucket}, MAX(d.suite_id), SUM(d.sign), "
+        "SUM(CASE WHEN d.included THEN d.sign ELSE 0 END) "
+        f"FROM {d} WHERE {suite_rows} GROUP BY d.problem_id, {bucket} ORDER BY d.problem_id, {bucket} "
+        "ON CONFLICT (problem_id, bucket) DO UPDATE SET suite_id = excluded.suite_id, "
+        "attempts = problemscorebucket.attempts + excluded.attempts, "
+        "inc_attempts = problemscorebucket.inc_attempts + excluded.inc_attempts"
     )
     categories = (
         "INSERT INTO versioncategory (agent_version_id, category, results, score_sum, mean) "
         "SELECT d.version_id, p.category, SUM(d.sign), SUM(d.sign * COALESCE(d.score, 0.0)), "
         "SUM(d.sign * COALESCE(d.score, 0.0)) / NULLIF(SUM(d.sign), 0) "
         f"FROM {d} JOIN problem p ON p.id = d.problem_id WHERE d.included AND p.category IS NOT NULL "
-        "GROUP BY d.version_id, p.category "
+        "GROUP BY d.version_id, p.category ORDER BY d.version_id, p.category "
         "ON CONFLICT (agent_version_id, category) DO UPDATE SET "
         "results = versioncategory.results + excluded.results, "
         "score_sum = versioncategory.score_sum + excluded.score_sum, "
@@ -111,11 +206,17 @@ def _apply(delta: str) -> list[str]:
         "/ NULLIF(versioncategory.results + excluded.results, 0)"
     )
     return [
+        _terms("-1", versions),  # the touched versions' terms leave their problems' sums ...
         cells,
+        _recompute_terms(versions),
+        _terms("1", versions),  # ... and come back as they are now
+        counts,
         scores,
+        buckets,
         categories,
         "DELETE FROM problemcell WHERE attempts <= 0",
         "DELETE FROM problemscore WHERE attempts <= 0",
+        "DELETE FROM problemscorebucket WHERE attempts <= 0",
         "DELETE FROM versioncategory WHERE results <= 0",
     ]
 
@@ -152,7 +253,9 @@ def _postgres_triggers() -> list[str]:
 
 
 def _plpgsql(name: str, delta: str) -> str:
-    body = ";\n  ".join(_apply(delta))
+    # One writer of the totals at a time (until its commit): every writer updates the same few
+    # ProblemTotal rows, and in several statements; waiting here first cannot deadlock.
+    body = ";\n  ".join([f"PERFORM pg_advisory_xact_lock({LOCK})", *_apply(delta, postgres=True)])
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         f"BEGIN\n  {body};\n  RETURN NULL;\nEND\n$$"
@@ -184,7 +287,7 @@ def _sqlite_triggers() -> list[str]:
 
 def _sqlite_trigger(name: str, when: str, delta: str) -> str:
     # SQLite parses "INSERT ... SELECT ... ON CONFLICT" only with a WHERE or GROUP BY before ON: both have.
-    body = ";\n  ".join(_apply(delta))
+    body = ";\n  ".join(_apply(delta, postgres=False))
     return f"CREATE TRIGGER {name} {when} BEGIN\n  {body};\nEND"
 
 
@@ -215,5 +318,5 @@ def rebuild(conn: Any) -> None:
     for table in sorted(TABLES):
         conn.execute(text(f"DELETE FROM {table}"))
     every = _results_delta("problemresult x", 1, "JOIN evaluationrun r ON r.id = x.run_id")
-    for statement in _apply(every):
+    for statement in _apply(every, postgres=conn.dialect.name == "postgresql"):
         conn.execute(text(statement))

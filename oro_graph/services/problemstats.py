@@ -27,11 +27,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import Uuid, bindparam, case, func, select, text
 from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
 from oro_graph.models import EvaluationRun, Problem, ProblemResult, ProblemStatus
+from oro_graph.services import cells
 from oro_graph.services.pages import Key, Page, Window
 
 FINISHED = (ProblemStatus.SUCCESS, ProblemStatus.FAILED, ProblemStatus.TIMED_OUT, ProblemStatus.SKIPPED)
@@ -133,12 +134,12 @@ def _corrected_item_total(by_version: dict[Any, list[tuple[Any, float]]]) -> dic
     """Each problem's Pearson r across versions between the version's mean score on it and its mean
     on its other problems (``by_version``: version -> [(problem, mean score)])."""
     pairs: dict[Any, list[tuple[float, float]]] = defaultdict(list)
-    for cells in by_version.values():
-        if len(cells) < 2:
+    for row in by_version.values():
+        if len(row) < 2:
             continue  # no other problem to correlate with
-        total = sum(x for _, x in cells)
-        for p, x in cells:
-            pairs[p].append((x, (total - x) / (len(cells) - 1)))
+        total = sum(x for _, x in row)
+        for p, x in row:
+            pairs[p].append((x, (total - x) / (len(row) - 1)))
     return {_uuid(p): _pearson(found) for p, found in pairs.items()}
 
 
@@ -249,70 +250,95 @@ def raw_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, 
 
 
 def totals_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
-    """``raw_stats`` from the running totals (``from_totals`` scopes): the (version, problem) cells for
-    the counts, means and discrimination, the per-score counts for the exact median. Two statements."""
+    """``raw_stats`` from the running totals (``from_totals`` scopes, ``services.cells``): each
+    problem's sums (ProblemTotal), then the exact median by score bucket. Three statements, whatever
+    the number of results."""
     inc = "inc_" if scope.included_only else ""
-    cells = {
-        "p": "problem_id", "v": "agent_version_id", "a": f"{inc}attempts", "pa": f"{inc}passes",
-        "t": f"{inc}timeouts", "s": f"{inc}score_sum", "ds": f"{inc}duration_sum", "dn": f"{inc}durations",
-    }  # fmt: skip
-    base = (
-        "SELECT " + ", ".join(f"{c} AS {a}" for a, c in cells.items())
-        + f" FROM problemcell WHERE suite_id = :suite AND {inc}attempts > 0"
+    names = (
+        "attempts", "passes", "timeouts", "score_sum", "duration_sum", "durations", "versions",
+        "n", "sx", "sy", "sxx", "syy", "sxy",
     )  # fmt: skip
+    stmt = text(
+        f"SELECT problem_id, {', '.join(inc + n for n in names)} FROM problemtotal "
+        f"WHERE suite_id = :suite AND {inc}attempts > 0"
+    )
     out: dict[uuid.UUID, ProblemStats] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = text(
-            f"WITH c AS MATERIALIZED ({base}), "
-            "t AS (SELECT v, SUM(s / a) AS tt, COUNT(*) AS n FROM c GROUP BY v) "
-            "SELECT p, SUM(a), SUM(pa), SUM(t), COUNT(*), SUM(s) / SUM(a), SUM(ds) / NULLIF(SUM(dn), 0), "
-            "COUNT(y), CORR(x, y), VAR_POP(CASE WHEN y IS NOT NULL THEN x END), VAR_POP(y) "
-            "FROM (SELECT c.p, c.a, c.pa, c.t, c.s, c.ds, c.dn, c.s / c.a AS x, "
-            "CASE WHEN t.n > 1 THEN (t.tt - c.s / c.a) / (t.n - 1) END AS y "
-            "FROM c JOIN t ON t.v = c.v) AS q GROUP BY p"
+    for problem_id, *values in session.execute(stmt, {"suite": suite_id}):
+        t = dict(zip(names, values, strict=True))
+        key = _uuid(problem_id)
+        out[key] = ProblemStats(
+            problem_id=key,
+            position=0,
+            attempts=int(t["attempts"]),
+            passes=int(t["passes"]),
+            timeouts=int(t["timeouts"]),
+            versions=int(t["versions"]),
+            mean_score=t["score_sum"] / t["attempts"],
+            mean_duration=t["duration_sum"] / t["durations"] if t["durations"] > 0 else None,
+            discrimination=_pearson_of_sums(t),
         )
-        for p, a, pa, t, versions, mean, duration, n, r, vx, vy in session.execute(stmt, {"suite": suite_id}):
-            ok = n >= MIN_VERSIONS and r is not None and vx * n > EPSILON and vy * n > EPSILON
-            key = _uuid(p)
-            out[key] = ProblemStats(
-                key, 0, int(a), int(pa), int(t), int(versions), float(mean), None,
-                float(duration) if duration is not None else None, float(r) if ok else None,
-            )  # fmt: skip
-    else:
-        sums: dict[uuid.UUID, list[float]] = defaultdict(lambda: [0.0] * 7)
-        by_version: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
-        for p, v, a, pa, t, s, ds, dn in session.execute(text(base), {"suite": suite_id}):
-            row = sums[_uuid(p)]
-            for i, value in enumerate((a, pa, t, 1, s, ds, dn)):
-                row[i] += value
-            by_version[v].append((p, s / a))
-        discrimination = _corrected_item_total(by_version)
-        for key, (a, pa, t, versions, s, ds, dn) in sums.items():
-            out[key] = ProblemStats(
-                key, 0, int(a), int(pa), int(t), int(versions), s / a, None, ds / dn if dn else None,
-                discrimination.get(key),
-            )  # fmt: skip
+    if not out:
+        return out
     medians = _medians(session, suite_id, f"{inc}attempts")
     return {key: replace(s, median_score=medians.get(key)) for key, s in out.items()}
 
 
+def _pearson_of_sums(t: dict[str, Any]) -> float | None:
+    """Pearson r from running sums. A variance below 1e-10 of its sum of squares counts as none: the
+    sums are kept by adding and taking away terms, and cannot tell a smaller one from rounding."""
+    n = int(t["n"])
+    if n < MIN_VERSIONS:
+        return None
+    vx = t["sxx"] - t["sx"] * t["sx"] / n  # n * var_pop
+    vy = t["syy"] - t["sy"] * t["sy"] / n
+    if vx <= EPSILON + 1e-10 * t["sxx"] or vy <= EPSILON + 1e-10 * t["syy"]:
+        return None
+    r = (t["sxy"] - t["sx"] * t["sy"] / n) / math.sqrt(vx * vy)
+    return max(-1.0, min(1.0, r))
+
+
 def _medians(session: Session, suite_id: int, counted: str) -> dict[uuid.UUID, float]:
-    """Exact medians from the per-score counts: the values at ranks (n-1) div 2 and n div 2 (from 0)
-    of each problem's sorted scores, averaged; only the score rows covering those ranks are returned."""
+    """Exact medians: the values at ranks (n-1) div 2 and n div 2 (from 0) of each problem's sorted
+    scores, averaged. The buckets holding those ranks come from the bucket counts (one statement),
+    then only those buckets' scores are read (one more)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     stmt = text(
-        "SELECT problem_id, score, n, cum, total FROM ("
-        f"SELECT problem_id, score, {counted} AS n, "
-        f"SUM({counted}) OVER (PARTITION BY problem_id ORDER BY score) AS cum, "
+        "SELECT problem_id, bucket, n, cum, total FROM ("
+        f"SELECT problem_id, bucket, {counted} AS n, "
+        f"SUM({counted}) OVER (PARTITION BY problem_id ORDER BY bucket) AS cum, "
         f"SUM({counted}) OVER (PARTITION BY problem_id) AS total "
-        f"FROM problemscore WHERE suite_id = :suite AND {counted} > 0) AS s "
+        f"FROM problemscorebucket WHERE suite_id = :suite AND {counted} > 0) AS s "
         "WHERE cum > (total - 1) / 2 AND cum - n <= total / 2"
     )
-    middle: dict[uuid.UUID, dict[int, float]] = defaultdict(dict)
-    for p, score, n, cum, total in session.execute(stmt, {"suite": suite_id}):
-        for rank in ((total - 1) // 2, total // 2):
-            if cum - n <= rank < cum:
-                middle[_uuid(p)][rank] = float(score)
-    return {p: (values[min(values)] + values[max(values)]) / 2 for p, values in middle.items()}
+    wanted: dict[tuple[uuid.UUID, int], list[int]] = {}  # (problem, bucket) -> ranks within the bucket
+    for p, bucket, n, cum, total in session.execute(stmt, {"suite": suite_id}):
+        ranks = [k - (cum - n) for k in ((total - 1) // 2, total // 2) if cum - n <= k < cum]
+        wanted[(_uuid(p), int(bucket))] = ranks
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {}
+    where = []
+    for i, (p, bucket) in enumerate(wanted):
+        # a range one bucket wider on each side finds the rows; the bucket itself is checked below
+        params |= {f"p{i}": p, f"lo{i}": (bucket - 1) / cells.BUCKETS, f"hi{i}": (bucket + 2) / cells.BUCKETS}
+        where.append(f"(problem_id = :p{i} AND score >= :lo{i} AND score < :hi{i})")
+    rows = session.execute(
+        text(
+            f"SELECT problem_id, score, {counted} FROM problemscore "
+            f"WHERE {counted} > 0 AND ({' OR '.join(where)}) ORDER BY problem_id, score"
+        ).bindparams(*[bindparam(f"p{i}", type_=Uuid()) for i in range(len(wanted))]),
+        params,
+    ).all()
+    middle: dict[uuid.UUID, list[float]] = defaultdict(list)
+    seen: dict[tuple[uuid.UUID, int], int] = defaultdict(int)  # rows counted so far in each bucket
+    for p, score, n in rows:
+        key = (_uuid(p), cells.bucket_of(float(score), postgres=postgres))
+        if key not in wanted:
+            continue
+        before = seen[key]
+        seen[key] = before + n
+        middle[key[0]] += [float(score) for rank in wanted[key] if before <= rank < before + n]
+    return {p: (values[0] + values[-1]) / 2 for p, values in middle.items()}
 
 
 def stats_by_suite_ids(

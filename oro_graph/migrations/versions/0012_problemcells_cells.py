@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("problem_id", sa.Uuid(), nullable=False),
         sa.Column("suite_id", sa.Integer(), nullable=False),
         *cell,
+        *[sa.Column(n, sa.Float(), nullable=True) for n in ("x", "y", "inc_x", "inc_y")],
         sa.PrimaryKeyConstraint("agent_version_id", "problem_id"),
     )
     op.create_index("ix_problemcell_suite_version", "problemcell", ["suite_id", "agent_version_id"])
@@ -52,6 +53,29 @@ def upgrade() -> None:
     )
     op.create_index("ix_problemscore_suite", "problemscore", ["suite_id"])
     op.create_table(
+        "problemscorebucket",
+        sa.Column("problem_id", sa.Uuid(), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("suite_id", sa.Integer(), nullable=False),
+        *_counts("attempts", "inc_attempts"),
+        sa.PrimaryKeyConstraint("problem_id", "bucket"),
+    )
+    op.create_index("ix_problemscorebucket_suite", "problemscorebucket", ["suite_id"])
+    total: list[sa.Column[int] | sa.Column[float]] = []
+    for prefix in ("", "inc_"):
+        total += _counts(f"{prefix}attempts", f"{prefix}passes", f"{prefix}timeouts")
+        total += _sums(f"{prefix}score_sum", f"{prefix}duration_sum")
+        total += _counts(f"{prefix}durations", f"{prefix}versions", f"{prefix}n")
+        total += _sums(*(f"{prefix}{s}" for s in ("sx", "sy", "sxx", "syy", "sxy")))
+    op.create_table(
+        "problemtotal",
+        sa.Column("problem_id", sa.Uuid(), nullable=False),
+        sa.Column("suite_id", sa.Integer(), nullable=False),
+        *total,
+        sa.PrimaryKeyConstraint("problem_id"),
+    )
+    op.create_index("ix_problemtotal_suite_id", "problemtotal", ["suite_id"])
+    op.create_table(
         "versioncategory",
         sa.Column("agent_version_id", sa.Uuid(), nullable=False),
         sa.Column("category", sa.String(), nullable=False),
@@ -64,6 +88,7 @@ def upgrade() -> None:
     for table, column in (
         ("problemcell", "attempts"),
         ("problemscore", "attempts"),
+        ("problemscorebucket", "attempts"),
         ("versioncategory", "results"),
     ):
         where = sa.text(f"{column} <= 0")
@@ -75,5 +100,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     cells.uninstall(op.get_bind())
-    for table in ("versioncategory", "problemscore", "problemcell"):
+    for table in ("versioncategory", "problemtotal", "problemscorebucket", "problemscore", "problemcell"):
         op.drop_table(table)
