@@ -19,15 +19,15 @@ import uuid
 from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
-# cleared totals are deleted in the trigger's statement; the partial index finds them at once
-_CLEARED = {"postgresql_where": text("attempts <= 0"), "sqlite_where": text("attempts <= 0")}
+
+def _cleared(table: str, column: str = "attempts") -> Index:
+    """Totals that fell to zero are deleted by the trigger that cleared them: this finds them at once."""
+    where = text(f"{column} <= 0")
+    return Index(f"ix_{table}_cleared", column, postgresql_where=where, sqlite_where=where)
 
 
 class ProblemCell(SQLModel, table=True):
-    __table_args__ = (
-        Index("ix_problemcell_suite_version", "suite_id", "agent_version_id"),
-        Index("ix_problemcell_cleared", "attempts", **_CLEARED),
-    )
+    __table_args__ = (_cleared("problemcell"),)
 
     agent_version_id: uuid.UUID = Field(primary_key=True)
     problem_id: uuid.UUID = Field(primary_key=True)
@@ -54,15 +54,7 @@ class ProblemCell(SQLModel, table=True):
 
 
 class ProblemScore(SQLModel, table=True):
-    __table_args__ = (
-        Index("ix_problemscore_suite", "suite_id"),
-        Index(
-            "ix_problemscore_cleared",
-            "attempts",
-            postgresql_where=text("attempts <= 0"),
-            sqlite_where=text("attempts <= 0"),
-        ),
-    )
+    __table_args__ = (_cleared("problemscore"),)
 
     problem_id: uuid.UUID = Field(primary_key=True)
     score: float = Field(primary_key=True)
@@ -77,12 +69,7 @@ class ProblemScoreBucket(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_problemscorebucket_suite", "suite_id"),
-        Index(
-            "ix_problemscorebucket_cleared",
-            "attempts",
-            postgresql_where=text("attempts <= 0"),
-            sqlite_where=text("attempts <= 0"),
-        ),
+        _cleared("problemscorebucket"),
     )
 
     problem_id: uuid.UUID = Field(primary_key=True)
@@ -129,12 +116,7 @@ class ProblemTotal(SQLModel, table=True):
 class VersionCategory(SQLModel, table=True):
     __table_args__ = (
         Index("ix_versioncategory_category_mean", "category", "mean"),
-        Index(
-            "ix_versioncategory_cleared",
-            "results",
-            postgresql_where=text("results <= 0"),
-            sqlite_where=text("results <= 0"),
-        ),
+        _cleared("versioncategory", "results"),
     )
 
     agent_version_id: uuid.UUID = Field(primary_key=True)

@@ -293,7 +293,7 @@ def _pearson_of_sums(t: dict[str, Any]) -> float | None:
     vy = t["syy"] - t["sy"] * t["sy"] / n
     if vx <= EPSILON + 1e-10 * t["sxx"] or vy <= EPSILON + 1e-10 * t["syy"]:
         return None
-    r = (t["sxy"] - t["sx"] * t["sy"] / n) / math.sqrt(vx * vy)
+    r = float(t["sxy"] - t["sx"] * t["sy"] / n) / math.sqrt(vx * vy)
     return max(-1.0, min(1.0, r))
 
 

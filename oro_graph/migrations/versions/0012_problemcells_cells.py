@@ -42,7 +42,6 @@ def upgrade() -> None:
         *[sa.Column(n, sa.Float(), nullable=True) for n in ("x", "y", "inc_x", "inc_y")],
         sa.PrimaryKeyConstraint("agent_version_id", "problem_id"),
     )
-    op.create_index("ix_problemcell_suite_version", "problemcell", ["suite_id", "agent_version_id"])
     op.create_table(
         "problemscore",
         sa.Column("problem_id", sa.Uuid(), nullable=False),
@@ -51,7 +50,6 @@ def upgrade() -> None:
         *_counts("attempts", "inc_attempts"),
         sa.PrimaryKeyConstraint("problem_id", "score"),
     )
-    op.create_index("ix_problemscore_suite", "problemscore", ["suite_id"])
     op.create_table(
         "problemscorebucket",
         sa.Column("problem_id", sa.Uuid(), nullable=False),
