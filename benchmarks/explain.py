@@ -39,6 +39,37 @@ def _explain(database: str, statement: str, params: Any) -> str:
     return text
 
 
+INCLUDED_PROBLEM_STATS = """
+query IncludedProblemStats {
+  currentSuite {
+    problemStats(first: 100, scope: {includedOnly: true}, orderBy: {field: MEDIAN_SCORE, direction: DESC}) {
+      edges { node { position attempts passRate medianScore discrimination } }
+    }
+  }
+}
+"""
+
+RACE_PROBLEM_STATS = """
+query RaceProblemStats($race: UUID!) {
+  currentSuite {
+    problemStats(first: 100, scope: {raceId: $race}, orderBy: {field: DISCRIMINATION, direction: DESC}) {
+      edges { node { position attempts passRate medianScore discrimination } }
+    }
+  }
+}
+"""
+
+
+def _latest_race(database: str) -> str | None:
+    """The race with the most runs (a race-scoped read worth measuring), if the dataset has races."""
+    with psycopg.connect(config.dsn(database)) as conn:
+        row = conn.execute(
+            "SELECT race_id FROM evaluationrun WHERE race_id IS NOT NULL "
+            "GROUP BY race_id ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+    return str(row[0]) if row else None
+
+
 def capture(dataset: Dataset, loop_database: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
     """Plans (title -> text) and statement counts of the hot reads on ``dataset``, and of one
     validator claim on ``loop_database`` when given."""
@@ -72,7 +103,19 @@ def capture(dataset: Dataset, loop_database: str | None = None) -> tuple[dict[st
             {"query": queries.FILTERED_RESULTS},
         ),
         "graphql suite problem statistics": ("POST", "/graphql", {"query": queries.PROBLEM_STATS}),
+        "graphql suite problem statistics, included runs": (
+            "POST",
+            "/graphql",
+            {"query": INCLUDED_PROBLEM_STATS},
+        ),
     }
+    race = _latest_race(dataset.database)
+    if race is not None:
+        reads["graphql race problem statistics"] = (
+            "POST",
+            "/graphql",
+            {"query": RACE_PROBLEM_STATS, "variables": {"race": race}},
+        )
     plans, stats = _capture(dataset.database, reads)
     raw = queries.RAW_DEEP_LEADERBOARD
     plans["raw SQL deep leaderboard (json_agg, one statement)"] = (
@@ -167,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.explain", description=main.__doc__)
     parser.add_argument("--size", default="large", choices=sorted(config.SIZES))
     parser.add_argument("--out", default="explain.json", help="the plans and figures as JSON")
+    parser.add_argument("--database", help="an existing database to explain instead, used as it is")
     args = parser.parse_args(argv)
-    dataset = datasets.ensure(config.SIZES[args.size])
+    dataset = datasets.existing(args.database) if args.database else datasets.ensure(config.SIZES[args.size])
     plans, stats = capture(dataset)
     for title, figures in stats.items():
         print(

@@ -22,6 +22,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import ColumnClause, ColumnElement, TableClause, TextClause
 
 from oro_graph.dataversion import ANY
+from oro_graph.services import cells
 
 WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
 # Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
@@ -94,7 +95,15 @@ def read(context: Any, statement: str) -> frozenset[str]:
 
 
 def written(statement: str) -> frozenset[str]:
-    """What a writing statement changes (less the bookkeeping tables); ``ANY`` when it cannot be told."""
+    """What a writing statement changes (less the bookkeeping tables), with the running totals its
+    triggers keep (``services.cells``); ``ANY`` when it cannot be told."""
+    found = _written(statement)
+    if found & cells.SOURCES:
+        return found | cells.TABLES
+    return found
+
+
+def _written(statement: str) -> frozenset[str]:
     match = _WRITTEN.match(statement)
     if match is None or match.group(3) == ",":  # a statement of another shape, or several tables
         return frozenset(_named_tables(statement) - UNVERSIONED) or frozenset({ANY})

@@ -13,6 +13,8 @@ from oro_graph import dependencies
 from oro_graph.dataversion import ANY
 from oro_graph.models import AgentVersion, EvaluationRun, Hotkey
 
+TOTALS = {"problemcell", "problemscore", "problemscorebucket", "problemtotal", "versioncategory"}
+
 
 @pytest.mark.parametrize(
     ("statement", "changes"),
@@ -33,7 +35,12 @@ from oro_graph.models import AgentVersion, EvaluationRun, Hotkey
         ("UPDATE agentversion SET (a, b) = (1, 2)", {"agentversion"}),  # not the plain shape: every column
         ("INSERT INTO event (topic, kind) VALUES (?, ?)", {"event"}),
         ("DELETE FROM agent WHERE agent.id = ?", {"agent"}),
-        ("COPY problemresult (id, run_id) FROM STDIN", {"problemresult"}),
+        # problem results and a run's inclusion feed the running totals their triggers keep
+        ("COPY problemresult (id, run_id) FROM STDIN", {"problemresult", *TOTALS}),
+        (
+            "UPDATE evaluationrun SET is_included=? WHERE evaluationrun.id = ?",
+            {"evaluationrun.is_included", *TOTALS},
+        ),
         ('TRUNCATE "agent", "event" RESTART IDENTITY', {"agent", "event"}),
         ("TRUNCATE mystery, other", {ANY}),
         ("DELETE FROM usednonce WHERE expires_at < ?", set()),  # bookkeeping no answer shows

@@ -37,7 +37,9 @@ def problem_stats_loader(db: Database) -> DataLoader[SuiteScope, dict[uuid.UUID,
 @strawberry.type(
     description="One problem's record over a scope of runs. An attempt is a finished problem result "
     "(SUCCESS, FAILED, TIMED_OUT or SKIPPED); a missing score counts as 0. Rates and means are null "
-    "without attempts."
+    "without attempts. The suite's own runs without a window (every run or the included ones) are read "
+    "from running totals the database keeps in the transaction that writes each result, so they are "
+    "as current as the results; a window (`since`, `until`) or a race aggregates its runs' results."
 )
 class ProblemStatistics:
     problem_id: uuid.UUID = strawberry.field(description="The problem's id.")
@@ -52,7 +54,7 @@ class ProblemStatistics:
     )
     mean_score: float | None = strawberry.field(description="Mean attempt score.")
     median_score: float | None = strawberry.field(
-        description="Median attempt score (the middle two averaged)."
+        description="Median attempt score (the middle two averaged), exact."
     )
     mean_duration_seconds: float | None = strawberry.field(
         description="Mean execution time of the attempts that reported one."
@@ -60,7 +62,8 @@ class ProblemStatistics:
     discrimination: float | None = strawberry.field(
         description="Corrected item-total correlation: across versions, the Pearson r between the version's "
         "mean score on this problem and its mean on the suite's other problems (the notebooks' "
-        "`corrected_r`); null with fewer than 3 versions or without variance."
+        "`corrected_r`); null with fewer than 3 versions or without variance (from the running totals: "
+        "a variance under 1e-10 of its sum of squares, which running sums cannot tell from rounding)."
     )
 
     @classmethod

@@ -11,6 +11,13 @@ from oro_graph.models.base import (
     RunStatus,
     utcnow,
 )
+from oro_graph.models.cells import (
+    ProblemCell,
+    ProblemScore,
+    ProblemScoreBucket,
+    ProblemTotal,
+    VersionCategory,
+)
 from oro_graph.models.evaluations import EvaluationRun, ProblemResult
 from oro_graph.models.events import Event
 from oro_graph.models.races import Race, RaceQualifier, RaceSelection, SchedulerLease
@@ -35,7 +42,11 @@ __all__ = [
     "InferenceCredential",
     "Miner",
     "Problem",
+    "ProblemCell",
     "ProblemResult",
+    "ProblemScore",
+    "ProblemScoreBucket",
+    "ProblemTotal",
     "ProblemSource",
     "ProblemStatus",
     "QualificationType",
@@ -54,6 +65,7 @@ __all__ = [
     "EventStreamMessage",
     "EventStreamOperation",
     "ValidatorState",
+    "VersionCategory",
     "WorkItem",
     "utcnow",
 ]

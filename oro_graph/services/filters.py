@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy import case, exists, func, literal, select
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
@@ -30,6 +30,7 @@ from oro_graph.models import (
     Role,
     RunStatus,
     ValidatorState,
+    VersionCategory,
     utcnow,
 )
 from oro_graph.models.base import UTCDateTime
@@ -341,21 +342,13 @@ class BoardFilter:
             out.append(score <= self.max_score)
         if self.miner_hotkey is not None:
             out.append(col(Agent.miner_hotkey) == self.miner_hotkey)
-        if self.category is not None:
-            mean = func.avg(func.coalesce(col(ProblemResult.score), 0.0))
-            having = [
+        if self.category is not None:  # the running mean (services.cells): an index range scan
+            mean = col(VersionCategory.mean)
+            versions = select(col(VersionCategory.agent_version_id)).where(
+                col(VersionCategory.category) == self.category,
                 *([mean >= self.min_category_score] if self.min_category_score is not None else []),
                 *([mean <= self.max_category_score] if self.max_category_score is not None else []),
-            ]
-            versions = (
-                select(col(EvaluationRun.agent_version_id))
-                .join(ProblemResult, col(ProblemResult.run_id) == EvaluationRun.id)
-                .join(Problem, col(Problem.id) == ProblemResult.problem_id)
-                .where(col(EvaluationRun.is_included).is_(True), col(Problem.category) == self.category)
-                .group_by(col(EvaluationRun.agent_version_id))
             )
-            if having:
-                versions = versions.having(and_(*having))
             out.append(col(AgentVersion.id).in_(versions))
         return out
 

@@ -23,15 +23,16 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Uuid, bindparam, case, func, select, text
 from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
 from oro_graph.models import EvaluationRun, Problem, ProblemResult, ProblemStatus
+from oro_graph.services import cells
 from oro_graph.services.pages import Key, Page, Window
 
 FINISHED = ProblemStatus.finished()
@@ -126,13 +127,19 @@ def _discrimination_python(session: Session, suite_id: int, scope: Scope) -> dic
     by_version: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
     for v, p, x in session.execute(_cells(suite_id, scope)).all():
         by_version[v].append((p, float(x)))
+    return _corrected_item_total(by_version)
+
+
+def _corrected_item_total(by_version: dict[Any, list[tuple[Any, float]]]) -> dict[uuid.UUID, float | None]:
+    """Each problem's Pearson r across versions between the version's mean score on it and its mean
+    on its other problems (``by_version``: version -> [(problem, mean score)])."""
     pairs: dict[Any, list[tuple[float, float]]] = defaultdict(list)
-    for cells in by_version.values():
-        if len(cells) < 2:
+    for row in by_version.values():
+        if len(row) < 2:
             continue  # no other problem to correlate with
-        total = sum(x for _, x in cells)
-        for p, x in cells:
-            pairs[p].append((x, (total - x) / (len(cells) - 1)))
+        total = sum(x for _, x in row)
+        for p, x in row:
+            pairs[p].append((x, (total - x) / (len(row) - 1)))
     return {_uuid(p): _pearson(found) for p, found in pairs.items()}
 
 
@@ -168,16 +175,35 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def from_totals(scope: Scope) -> bool:
+    """Whether ``scope`` is answered from the running totals (``oro_graph.models.cells``): the suite's
+    own runs, every run or the included ones, without a time window. A window or a race reads the
+    results themselves (a race is a few hundred runs; a window is bounded by its runs' index)."""
+    return scope.since is None and scope.until is None and scope.race_id is None
+
+
 def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
     """Every problem of the suite with its statistics in ``scope`` (zero attempts: counts 0, figures null)."""
     scope.check()
-    postgres = session.get_bind().dialect.name == "postgresql"
     positions: dict[uuid.UUID, int] = {
-        problem_id: position
+        _uuid(problem_id): position
         for problem_id, position in session.execute(
             select(col(Problem.id), col(Problem.position)).where(col(Problem.suite_id) == suite_id)
         ).all()
     }
+    found = (
+        totals_stats(session, suite_id, scope) if from_totals(scope) else raw_stats(session, suite_id, scope)
+    )
+    return {
+        key: replace(found[key], position=position) if key in found else ProblemStats(key, position)
+        for key, position in positions.items()
+    }
+
+
+def raw_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
+    """The statistics of the problems with attempts in ``scope``, aggregated from the problem results
+    (the definition the running totals are tested against); position left 0."""
+    postgres = session.get_bind().dialect.name == "postgresql"
     status = col(ProblemResult.status)
     figures = [
         col(ProblemResult.problem_id),
@@ -206,16 +232,10 @@ def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[u
             scores[_uuid(p)].append(float(s))
         medians = {p: statistics.median(values) for p, values in scores.items()}
         discrimination = _discrimination_python(session, suite_id, scope)
-    out = {}
-    for problem_id, position in positions.items():
-        key = _uuid(problem_id)
-        row = rows.get(key)
-        if row is None:
-            out[key] = ProblemStats(problem_id=key, position=position)
-            continue
-        out[key] = ProblemStats(
+    return {
+        key: ProblemStats(
             problem_id=key,
-            position=position,
+            position=0,
             attempts=int(row[1]),
             passes=int(row[2] or 0),
             timeouts=int(row[3] or 0),
@@ -225,7 +245,100 @@ def suite_problem_stats(session: Session, suite_id: int, scope: Scope) -> dict[u
             mean_duration=float(row[6]) if row[6] is not None else None,
             discrimination=discrimination.get(key),
         )
-    return out
+        for key, row in rows.items()
+    }
+
+
+def totals_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
+    """``raw_stats`` from the running totals (``from_totals`` scopes, ``services.cells``): each
+    problem's sums (ProblemTotal), then the exact median by score bucket. Three statements, whatever
+    the number of results."""
+    inc = "inc_" if scope.included_only else ""
+    names = (
+        "attempts", "passes", "timeouts", "score_sum", "duration_sum", "durations", "versions",
+        "n", "sx", "sy", "sxx", "syy", "sxy",
+    )  # fmt: skip
+    stmt = text(
+        f"SELECT problem_id, {', '.join(inc + n for n in names)} FROM problemtotal "
+        f"WHERE suite_id = :suite AND {inc}attempts > 0"
+    )
+    out: dict[uuid.UUID, ProblemStats] = {}
+    for problem_id, *values in session.execute(stmt, {"suite": suite_id}):
+        t = dict(zip(names, values, strict=True))
+        key = _uuid(problem_id)
+        out[key] = ProblemStats(
+            problem_id=key,
+            position=0,
+            attempts=int(t["attempts"]),
+            passes=int(t["passes"]),
+            timeouts=int(t["timeouts"]),
+            versions=int(t["versions"]),
+            mean_score=t["score_sum"] / t["attempts"],
+            mean_duration=t["duration_sum"] / t["durations"] if t["durations"] > 0 else None,
+            discrimination=_pearson_of_sums(t),
+        )
+    if not out:
+        return out
+    medians = _medians(session, suite_id, f"{inc}attempts")
+    return {key: replace(s, median_score=medians.get(key)) for key, s in out.items()}
+
+
+def _pearson_of_sums(t: dict[str, Any]) -> float | None:
+    """Pearson r from running sums. A variance below 1e-10 of its sum of squares counts as none: the
+    sums are kept by adding and taking away terms, and cannot tell a smaller one from rounding."""
+    n = int(t["n"])
+    if n < MIN_VERSIONS:
+        return None
+    vx = t["sxx"] - t["sx"] * t["sx"] / n  # n * var_pop
+    vy = t["syy"] - t["sy"] * t["sy"] / n
+    if vx <= EPSILON + 1e-10 * t["sxx"] or vy <= EPSILON + 1e-10 * t["syy"]:
+        return None
+    r = float(t["sxy"] - t["sx"] * t["sy"] / n) / math.sqrt(vx * vy)
+    return max(-1.0, min(1.0, r))
+
+
+def _medians(session: Session, suite_id: int, counted: str) -> dict[uuid.UUID, float]:
+    """Exact medians: the values at ranks (n-1) div 2 and n div 2 (from 0) of each problem's sorted
+    scores, averaged. The buckets holding those ranks come from the bucket counts (one statement),
+    then only those buckets' scores are read (one more)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    stmt = text(
+        "SELECT problem_id, bucket, n, cum, total FROM ("
+        f"SELECT problem_id, bucket, {counted} AS n, "
+        f"SUM({counted}) OVER (PARTITION BY problem_id ORDER BY bucket) AS cum, "
+        f"SUM({counted}) OVER (PARTITION BY problem_id) AS total "
+        f"FROM problemscorebucket WHERE suite_id = :suite AND {counted} > 0) AS s "
+        "WHERE cum > (total - 1) / 2 AND cum - n <= total / 2"
+    )
+    wanted: dict[tuple[uuid.UUID, int], list[int]] = {}  # (problem, bucket) -> ranks within the bucket
+    for p, bucket, n, cum, total in session.execute(stmt, {"suite": suite_id}):
+        ranks = [k - (cum - n) for k in ((total - 1) // 2, total // 2) if cum - n <= k < cum]
+        wanted[(_uuid(p), int(bucket))] = ranks
+    if not wanted:
+        return {}
+    params: dict[str, Any] = {}
+    where = []
+    for i, (p, bucket) in enumerate(wanted):
+        # a range one bucket wider on each side finds the rows; the bucket itself is checked below
+        params |= {f"p{i}": p, f"lo{i}": (bucket - 1) / cells.BUCKETS, f"hi{i}": (bucket + 2) / cells.BUCKETS}
+        where.append(f"(problem_id = :p{i} AND score >= :lo{i} AND score < :hi{i})")
+    rows = session.execute(
+        text(
+            f"SELECT problem_id, score, {counted} FROM problemscore "
+            f"WHERE {counted} > 0 AND ({' OR '.join(where)}) ORDER BY problem_id, score"
+        ).bindparams(*[bindparam(f"p{i}", type_=Uuid()) for i in range(len(wanted))]),
+        params,
+    ).all()
+    middle: dict[uuid.UUID, list[float]] = defaultdict(list)
+    seen: dict[tuple[uuid.UUID, int], int] = defaultdict(int)  # rows counted so far in each bucket
+    for p, score, n in rows:
+        key = (_uuid(p), cells.bucket_of(float(score), postgres=postgres))
+        if key not in wanted:
+            continue
+        before = seen[key]
+        seen[key] = before + n
+        middle[key[0]] += [float(score) for rank in wanted[key] if before <= rank < before + n]
+    return {p: (values[0] + values[-1]) / 2 for p, values in middle.items()}
 
 
 def stats_by_suite_ids(

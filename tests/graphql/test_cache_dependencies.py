@@ -289,3 +289,45 @@ def test_every_cached_answer_equals_a_fresh_execution_while_two_servers_write_an
             hits += answer.headers["x-cache"] == "hit"
             assert answer.json()["data"] == _post(fresh, document).json()["data"], (step, document)
     assert hits > 0  # the comparison saw cached answers, not only fresh ones
+
+
+PROBLEM_STATS = (
+    "{ currentSuite { problemStats(first: 10) { edges { node { position attempts passes medianScore } } } "
+    "included: problemStats(first: 10, scope: {includedOnly: true}) { edges { node { attempts } } } } }"
+)
+
+
+def test_problem_statistics_read_from_the_totals_end_with_a_scored_problem_and_a_completion(
+    runtime: Runtime, client: TestClient
+) -> None:
+    # given the suite's statistics, cached, and a run in progress
+    world = make_world(runtime)
+    submit(runtime, world.miners[0], "a")
+    running = claim(runtime, world.validators[0])
+    assert running is not None
+    first = _post(client, PROBLEM_STATS)
+    assert _post(client, PROBLEM_STATS).headers["x-cache"] == "hit"
+    problem = runtime.db.call(suites.problems_for_suite, world.suite.id)[0]
+
+    # when the validator scores a problem (the progress service; the totals move in its trigger)
+    runtime.db.call(
+        evaluations.update_progress,
+        run_id=running.run.id,
+        validator_hotkey=world.validators[0],
+        problems=[evaluations.ProblemUpdate(problem.id, ProblemStatus.SUCCESS, score=0.75)],
+    )
+
+    # then the next answer is computed again and counts it, not yet as included
+    scored = _post(client, PROBLEM_STATS)
+    assert scored.headers["x-cache"] == "miss" and scored.json() != first.json()
+    suite = scored.json()["data"]["currentSuite"]
+    node = suite["problemStats"]["edges"][0]["node"]
+    assert (node["position"], node["attempts"], node["passes"], node["medianScore"]) == (0, 1, 1, 0.75)
+    assert suite["included"]["edges"][0]["node"]["attempts"] == 0
+
+    # and a completion that includes the run (the run's trigger) ends the cached answer again
+    assert _post(client, PROBLEM_STATS).headers["x-cache"] == "hit"
+    complete(runtime, running.run.id, world.validators[0], score=0.75)
+    included = _post(client, PROBLEM_STATS)
+    assert included.headers["x-cache"] == "miss"
+    assert included.json()["data"]["currentSuite"]["included"]["edges"][0]["node"]["attempts"] == 1
