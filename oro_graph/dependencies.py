@@ -22,7 +22,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import ColumnClause, ColumnElement, TableClause, TextClause
 
 from oro_graph.dataversion import ANY
-from oro_graph.services import cells
+from oro_graph.models import totals as cells
 
 WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "COPY ", "TRUNCA"}
 # Bookkeeping that no answer shows (used nonces, rate-limit entries): writing it is not a data change.
@@ -96,7 +96,7 @@ def read(context: Any, statement: str) -> frozenset[str]:
 
 def written(statement: str) -> frozenset[str]:
     """What a writing statement changes (less the bookkeeping tables), with the running totals its
-    triggers keep (``services.cells``); ``ANY`` when it cannot be told."""
+    triggers keep (``models.totals``); ``ANY`` when it cannot be told."""
     found = _written(statement)
     if found & cells.SOURCES:
         return found | cells.TABLES

@@ -1,6 +1,6 @@
 """Running totals behind per-problem statistics and the leaderboard's category filter, kept by
 database triggers in the transaction that writes a problem result or moves a run
-(``oro_graph.services.cells`` defines them): every writer, bulk COPY included, keeps them exact.
+(``oro_graph.models.totals`` defines them): every writer, bulk COPY included, keeps them exact.
 
 - ``ProblemCell``: one (version, problem) of the suite's own runs (never race runs): finished
   attempts, passes, timeouts, score and duration sums, over every run and over included runs.

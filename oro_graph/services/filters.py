@@ -342,7 +342,7 @@ class BoardFilter:
             out.append(score <= self.max_score)
         if self.miner_hotkey is not None:
             out.append(col(Agent.miner_hotkey) == self.miner_hotkey)
-        if self.category is not None:  # the running mean (services.cells): an index range scan
+        if self.category is not None:  # the running mean (models.totals): an index range scan
             mean = col(VersionCategory.mean)
             versions = select(col(VersionCategory.agent_version_id)).where(
                 col(VersionCategory.category) == self.category,

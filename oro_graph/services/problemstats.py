@@ -32,7 +32,7 @@ from sqlmodel import Session, col
 
 from oro_graph.errors import ValidationFailed
 from oro_graph.models import EvaluationRun, Problem, ProblemResult, ProblemStatus
-from oro_graph.services import cells
+from oro_graph.models import totals as cells
 from oro_graph.services.pages import Key, Page, Window
 
 FINISHED = ProblemStatus.finished()
@@ -250,7 +250,7 @@ def raw_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, 
 
 
 def totals_stats(session: Session, suite_id: int, scope: Scope) -> dict[uuid.UUID, ProblemStats]:
-    """``raw_stats`` from the running totals (``from_totals`` scopes, ``services.cells``): each
+    """``raw_stats`` from the running totals (``from_totals`` scopes, ``models.totals``): each
     problem's sums (ProblemTotal), then the exact median by score bucket. Three statements, whatever
     the number of results."""
     inc = "inc_" if scope.included_only else ""

@@ -1,4 +1,4 @@
-"""The running totals (services.cells) against the rows they sum, on random worlds (both databases):
+"""The running totals (models.totals) against the rows they sum, on random worlds (both databases):
 problem statistics from the totals equal the raw aggregates, and the category means the raw means,
 after inserts, rescoring, status changes, inclusion flips, race moves and deletes, by any writer."""
 

@@ -1,6 +1,6 @@
 """per-problem statistics and the category filter from running totals kept by triggers
 
-Revision ID: 0012_problemcells
+Revision ID: 0012
 Revises: 0011
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from oro_graph.services import cells
+from oro_graph.models import totals as cells
 
-revision: str = "0012_problemcells"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
