@@ -20,8 +20,9 @@ from oro_graph.db import Database
 from oro_graph.errors import ValidationFailed
 from oro_graph.migrations import upgrade
 from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus
+from oro_graph.models import totals as cells
 from oro_graph.runtime import Runtime
-from oro_graph.services import cells, invariants, leaderboard, races, reliability, suites
+from oro_graph.services import invariants, leaderboard, races, reliability, suites
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
 

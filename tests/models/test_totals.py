@@ -24,8 +24,9 @@ from oro_graph.models import (
     Race,
     VersionCategory,
 )
+from oro_graph.models import totals as cells
 from oro_graph.runtime import Runtime
-from oro_graph.services import cells, problemstats, suites
+from oro_graph.services import problemstats, suites
 from tests.factories import make_world
 from tests.graphql.test_problemstats import BASE, _seed
 
