@@ -3,6 +3,8 @@
 Strawberry checks the fields of one JSON operation, but a body that is a number or a string, a
 batch holding something other than operations, or a multipart ``map`` that points nowhere made it
 fail with an unhandled exception (a 500). Here each is a 400 that says what the body should be.
+A batch may hold at most ``ORO_GRAPHQL_MAX_BATCH`` operations (the server's setting, not the
+schema's default).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.datastructures import Headers
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.types.unset import UNSET, UnsetType
 
 from oro_graph.auth import SIGNED_HEADERS
@@ -20,6 +22,19 @@ from oro_graph.graphql.context import Context
 
 
 class Router(GraphQLRouter[Context, None]):
+    def __init__(self, *args: Any, max_batch: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_batch = max_batch
+
+    def _validate_batch_request(self, request_data: list[Any], protocol: GraphQLRequestProtocol) -> None:
+        """Strawberry's check, with this server's batch size rather than the schema's."""
+        if self.schema.config.batching_config is None:
+            raise HTTPException(400, "Batching is not enabled")
+        if transport := self._get_stream_transport(protocol):
+            raise HTTPException(400, transport.batching_error)
+        if len(request_data) > self.max_batch:
+            raise HTTPException(400, "Too many operations")
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """graphql-transport-ws: the four signature headers travel in ``connection_init``'s payload
         (a browser's websocket cannot send headers of its own). They stand for the connection's
