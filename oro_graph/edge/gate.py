@@ -88,7 +88,9 @@ class LimitGate:
         self.rate_limits = rate_limits
         self.time_budget = time_budget
         self.path = path
-        self._verdicts: OrderedDict[bytes, Verdict] = OrderedDict()  # digest -> the verdict
+        # digest -> the verdict; apart, so a flood of fresh refused documents does not push out the admitted
+        self._admitted: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._refused: OrderedDict[bytes, Verdict] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in ("GET", "POST"):
@@ -109,16 +111,12 @@ class LimitGate:
             return
         # Only small requests are remembered: hashing a large body would cost more than judging it again.
         digest = hashlib.blake2b(raw, digest_size=16).digest() if len(raw) <= REMEMBERED_BYTES else None
-        verdict = self._verdicts.get(digest) if digest is not None else None
+        verdict = _recalled(self._refused, digest) or _recalled(self._admitted, digest)
         documents: list[DocumentNode | None] = []
-        if verdict is not None:  # the same body again (a flood, a poll): the same verdict, unjudged
-            self._verdicts.move_to_end(digest)  # type: ignore[arg-type]
-        else:
+        if verdict is None:
             verdict, documents = self._judge(payload)
             if digest is not None:
-                self._verdicts[digest] = verdict
-                if len(self._verdicts) > ADMITTED_ENTRIES:
-                    self._verdicts.popitem(last=False)
+                _remember(self._admitted if verdict.answer is None else self._refused, digest, verdict)
         if verdict.answer is not None:
             await reply(send, verdict.answer)
             return
@@ -221,6 +219,20 @@ class LimitGate:
         if cost is not None:
             extensions["cost"] = {"requested": cost.total, "budget": self.limits.max_cost}
         return _answer(errors, extensions), None, cost
+
+
+def _recalled(memo: OrderedDict[bytes, Verdict], digest: bytes | None) -> Verdict | None:
+    """The verdict on the same body before (a flood, a poll): the same verdict, unjudged."""
+    verdict = memo.get(digest) if digest is not None else None
+    if verdict is not None:
+        memo.move_to_end(digest)  # type: ignore[arg-type]
+    return verdict
+
+
+def _remember(memo: OrderedDict[bytes, Verdict], digest: bytes, verdict: Verdict) -> None:
+    memo[digest] = verdict
+    if len(memo) > ADMITTED_ENTRIES:
+        memo.popitem(last=False)
 
 
 def _admitted(
