@@ -37,6 +37,8 @@ class Admission:
 
 @dataclass
 class EdgeRequest:
+    """One request's state at the edge, under one key of its ASGI scope (``EdgeRequest.of``)."""
+
     body: bytes | None = None  # the request's body, once a layer has read it
     rate: RateState | None = None  # the client and its latest charge (``oro_graph.edge.ratelimit``)
     cost: int | None = None  # the static cost of what the gate admitted, summed over a batch
