@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from oro_graph import __version__, edge, web
 from oro_graph.errors import FileTooLarge
 from oro_graph.graphql import install as install_graphql
+from oro_graph.graphql.schema import schema
+from oro_graph.graphql.stream import GraphQLSSE
 from oro_graph.health import deep_check
 from oro_graph.migrations import upgrade
 from oro_graph.observability import install_metrics, mark_process_dead
@@ -174,7 +176,8 @@ def create_app(
     install_graphql(app, runtime)
     install_rest(app, runtime)
     web.install(app, runtime)
-    edge.install(app, runtime)  # every layer in front of the routers, in order
+    # Every layer in front of the routers, in order; the gate judges documents against the graph's schema.
+    edge.install(app, runtime, schema=schema._schema, streams=GraphQLSSE)
     return app
 
 

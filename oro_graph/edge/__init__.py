@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from graphql import GraphQLSchema
 
     from oro_graph.runtime import Runtime
 
 
-def install(app: FastAPI, runtime: Runtime) -> None:
+def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: type[Any]) -> None:
     """Install the layers every request passes, in order: the first listed sees a request first and
-    its answer last. Nothing else adds middleware to the app."""
+    its answer last. Nothing else adds middleware to the app.
+
+    ``schema`` is the graph's (the gate judges documents against it) and ``streams`` its graphql-sse
+    middleware: the app passes them, so the edge never imports the adapters."""
     from oro_graph.edge.apq import PersistedQueries, QueryStore
     from oro_graph.edge.gate import LimitGate
     from oro_graph.edge.graphcache import CachedResponses, QueryCache
@@ -30,8 +34,6 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     from oro_graph.edge.responsecache import ResponseCache
     from oro_graph.edge.restcache import TTL, CachedPublicReads
     from oro_graph.edge.sizecap import RequestSizeLimit
-    from oro_graph.graphql.schema import schema
-    from oro_graph.graphql.stream import GraphQLSSE
     from oro_graph.http import Compression, ConditionalGet, PathCORS
     from oro_graph.observability import RequestObserver, install_tracing
 
@@ -66,7 +68,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         (
             LimitGate,
             {
-                "schema": schema._schema,
+                "schema": schema,
                 "limits": settings.graphql_limits,
                 "debug": settings.graphql_debug,
                 "rate_limits": runtime.rate_limits,
@@ -75,7 +77,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         ),
         # graphql-sse on /graphql: inside the gate (a stream's document is judged like any other),
         # outside the cache (an event stream is never answered from it).
-        (GraphQLSSE, {"runtime": runtime}),
+        (streams, {"runtime": runtime}),
         # Answers of graph queries by data version (never in debug: those carry SQL counts).
         (
             CachedResponses,
