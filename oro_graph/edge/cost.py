@@ -46,7 +46,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from oro_graph.services.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 20  # items assumed in a plain list of unknown length (a suite's problems, a run's results)
 MUTATION_COST = 10
