@@ -17,17 +17,20 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from oro_graph import __version__, web
-from oro_graph.errors import FileTooLarge, OroError
+from oro_graph import __version__, edge, web
+from oro_graph.errors import FileTooLarge
+from oro_graph.graphql import install as install_graphql
+from oro_graph.graphql.schema import schema
+from oro_graph.graphql.stream import GraphQLSSE
 from oro_graph.health import deep_check
-from oro_graph.http import Compression, ConditionalGet, PathCORS
 from oro_graph.migrations import upgrade
-from oro_graph.observability import RequestObserver, install_tracing, mark_process_dead
+from oro_graph.observability import mark_process_dead
 from oro_graph.runtime import Runtime
 from oro_graph.scrape import install_metrics
 from oro_graph.services import evaluations, events, races
 from oro_graph.settings import Settings, load_settings
 from oro_graph.storage import LocalStorage
+from rest_compat import install as install_rest
 
 log = logging.getLogger("oro_graph")
 
@@ -127,10 +130,6 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    @app.exception_handler(OroError)
-    async def _oro_error(request: Request, exc: OroError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
-
     @app.get(
         "/health",
         tags=["public"],
@@ -175,16 +174,11 @@ def create_app(
 
     install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
-    _mount_adapters(app, runtime)
+    install_graphql(app, runtime)
+    install_rest(app, runtime)
     web.install(app, runtime)
-    install_tracing(app, runtime)
-    # Outside the size caps and rate limits, so their refusals carry CORS headers too.
-    graph_origins = getattr(app.state, "graphql_cors_origins", [])
-    app.add_middleware(PathCORS, graph_origins=graph_origins, rest_origins=settings.rest_cors_origins)
-    app.add_middleware(ConditionalGet, max_age=settings.http_max_age_seconds)
-    app.add_middleware(Compression)  # compresses what the tagging above saw uncompressed
-    # Added last, so it runs first: every answer (a 429 or a 413 too) is counted and has a request id.
-    app.add_middleware(RequestObserver, router=app.router, access_log=settings.log_format == "json")
+    # Every layer in front of the routers, in order; the gate judges documents against the graph's schema.
+    edge.install(app, runtime, schema=schema._schema, streams=GraphQLSSE)
     return app
 
 
@@ -218,20 +212,6 @@ def _mount_artifacts(app: FastAPI, runtime: Runtime) -> None:
             chunks.append(chunk)
         await run_in_threadpool(storage.put, key, b"".join(chunks))
         return JSONResponse({"key": key, "size": size})
-
-
-def _mount_adapters(app: FastAPI, runtime: Runtime) -> None:
-    """The REST compatibility layer and the graph, both over the same runtime and services."""
-    import importlib.util
-
-    from rest_compat import install as install_rest
-
-    if importlib.util.find_spec("oro_graph.graphql.schema") is not None:
-        from oro_graph.graphql import install as install_graphql
-
-        install_graphql(app, runtime)
-    # Last, so its middleware wraps the graph's: size caps and rate limits come before any cache.
-    install_rest(app, runtime)
 
 
 def main_app() -> FastAPI:

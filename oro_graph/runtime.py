@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from oro_graph import ratelimit
 from oro_graph.auth import DatabaseNonceStore, MemoryNonceStore, NonceStore, SignatureVerifier
 from oro_graph.dataversion import DataVersion
 from oro_graph.db import Database
+from oro_graph.edge import ratelimit
+from oro_graph.edge.ratelimit import RateLimits
+from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.notify import Notifier
-from oro_graph.ratelimit import RateLimits
-from oro_graph.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.redislink import Breaker, RedisLink
 from oro_graph.services.providers import Inference
 from oro_graph.settings import Settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,24 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./oro_graph.db"
+
+
+@dataclass(frozen=True)
+class GraphQLLimits:
+    """The graph's per-request budgets (``ORO_GRAPHQL_MAX_*``), judged at the edge (``oro_graph.edge``)."""
+
+    max_cost: int = 25_000
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 2_000  # the project's clients send at most 183 (introspection)
+    max_document_chars: int = 32_768
+    max_fields: int = 1_000  # field selections, fragments expanded
+    max_repeated_pairs: int = 1_000  # pairs of fields at one response path
+    max_batch: int = 10
+
+
+# What the committed SDL states (schema.graphql must not change with the environment).
+DEFAULT_GRAPHQL_LIMITS = GraphQLLimits()
 
 
 class Settings(BaseSettings):
@@ -64,8 +83,19 @@ class Settings(BaseSettings):
     write_rate_limit: str = "120/minute"
     graphql_debug: bool = False
     # A GraphQL request (one operation or a whole batch) running longer is stopped and answered
-    # TIME_BUDGET_EXCEEDED; each event of a subscription has the same budget (oro_graph/graphql/deadline.py).
+    # TIME_BUDGET_EXCEEDED; each event of a subscription has the same budget (oro_graph/edge/deadline.py).
     graphql_time_budget_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # The graph's budgets per operation (``graphql_limits``; each ORO_GRAPHQL_MAX_*), and the browser
+    # origins allowed to call /graphql (a JSON list).
+    graphql_max_cost: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_cost, ge=1)
+    graphql_max_depth: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_depth, ge=1)
+    graphql_max_aliases: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_aliases, ge=1)
+    graphql_max_tokens: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_tokens, ge=1)
+    graphql_max_document_chars: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_document_chars, ge=1)
+    graphql_max_fields: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_fields, ge=1)
+    graphql_max_repeated_pairs: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_repeated_pairs, ge=0)
+    graphql_max_batch: int = Field(default=DEFAULT_GRAPHQL_LIMITS.max_batch, ge=1)
+    graphql_cors_origins: list[str] = []
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
     # Races (see the README's "Races"): the cycle, the field, the draw and X of Y race runs.
     race_scheduler: bool | None = None  # None: on, except under `serve --demo`
@@ -167,6 +197,19 @@ class Settings(BaseSettings):
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("ORO_S3_BUCKET is required when ORO_STORAGE_BACKEND=s3")
         return self
+
+    @cached_property
+    def graphql_limits(self) -> GraphQLLimits:
+        return GraphQLLimits(
+            max_cost=self.graphql_max_cost,
+            max_depth=self.graphql_max_depth,
+            max_aliases=self.graphql_max_aliases,
+            max_tokens=self.graphql_max_tokens,
+            max_document_chars=self.graphql_max_document_chars,
+            max_fields=self.graphql_max_fields,
+            max_repeated_pairs=self.graphql_max_repeated_pairs,
+            max_batch=self.graphql_max_batch,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.models import Role
-from oro_graph.ratelimit import RateLimits
 from oro_graph.runtime import Runtime
 from oro_graph.services import registry
 

@@ -14,9 +14,9 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlmodel import select
 
 from oro_graph.db import Database
+from oro_graph.edge.ratelimit import RateLimits
+from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.models import RateLimitHit
-from oro_graph.ratelimit import RateLimits
-from oro_graph.ratestore import DatabaseStorage, FailoverStorage, redis_storage
 from oro_graph.redislink import Breaker
 from oro_graph.settings import Settings
 

@@ -7,9 +7,10 @@ import time
 import pytest
 import redis
 
-from oro_graph import dataversion, responsecache
+from oro_graph import dataversion
 from oro_graph.dataversion import DataVersion
-from oro_graph.responsecache import Entry, ResponseCache
+from oro_graph.edge import responsecache
+from oro_graph.edge.responsecache import Entry, ResponseCache
 
 
 def _entry(version: DataVersion, size: int, ttl: float = 30.0) -> Entry:

@@ -21,10 +21,7 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.dataloader import DataLoader
 
-from oro_graph.services.pages import Key, Page, Window
-
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+from oro_graph.services.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Key, Page, Window
 
 NodeT = TypeVar("NodeT")
 

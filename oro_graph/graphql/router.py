@@ -3,23 +3,63 @@
 Strawberry checks the fields of one JSON operation, but a body that is a number or a string, a
 batch holding something other than operations, or a multipart ``map`` that points nowhere made it
 fail with an unhandled exception (a 500). Here each is a 400 that says what the body should be.
+A batch may hold at most ``ORO_GRAPHQL_MAX_BATCH`` operations (the server's setting, not the
+schema's default). A JSON body the edge already read and decoded (``oro_graph.edge.request``) is
+taken as it is, not decoded again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.types.unset import UNSET, UnsetType
 
 from oro_graph.auth import SIGNED_HEADERS
+from oro_graph.edge.request import EdgeRequest
 from oro_graph.graphql.context import Context
 
 
+class _Decoded(bytes):
+    """A body with the JSON value the edge decoded from it."""
+
+    value: object
+
+
+class _RequestAdapter(StarletteRequestAdapter):
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.scope = request.scope
+
+    async def get_body(self) -> bytes:
+        state = EdgeRequest.get(self.scope)
+        if state is None or state.body is None or not isinstance(state.payload, dict | list):
+            return await super().get_body()
+        body = _Decoded(state.body)
+        body.value = state.payload
+        return body
+
+
 class Router(GraphQLRouter[Context, None]):
+    request_adapter_class = _RequestAdapter
+
+    def __init__(self, *args: Any, max_batch: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_batch = max_batch
+
+    def _validate_batch_request(self, request_data: list[Any], protocol: GraphQLRequestProtocol) -> None:
+        """Strawberry's check, with this server's batch size rather than the schema's."""
+        if self.schema.config.batching_config is None:
+            raise HTTPException(400, "Batching is not enabled")
+        if transport := self._get_stream_transport(protocol):
+            raise HTTPException(400, transport.batching_error)
+        if len(request_data) > self.max_batch:
+            raise HTTPException(400, "Too many operations")
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """graphql-transport-ws: the four signature headers travel in ``connection_init``'s payload
         (a browser's websocket cannot send headers of its own). They stand for the connection's
@@ -46,7 +86,7 @@ class Router(GraphQLRouter[Context, None]):
         return graphiql_html()
 
     def decode_json(self, data: str | bytes) -> object:
-        value = super().decode_json(data)
+        value = data.value if isinstance(data, _Decoded) else super().decode_json(data)
         if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
             return value
         raise HTTPException(400, "expected a JSON object here (a batch body: a list of objects)")

@@ -14,16 +14,18 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
+from oro_graph.edge.cost import operation_cost
+from oro_graph.edge.limits import Limits, limits_of, parse_document
+from oro_graph.edge.request import EdgeRequest
 from oro_graph.graphql.agents import AgentQuery
 from oro_graph.graphql.aggregates import AggregateQuery
 from oro_graph.graphql.context import Info
-from oro_graph.graphql.cost import operation_cost
 from oro_graph.graphql.error_types import EXCEPTION_HANDLERS
 from oro_graph.graphql.evaluations import EvaluationQuery
+from oro_graph.graphql.extensions import Observability
 from oro_graph.graphql.feeds import FeedSubscription
 from oro_graph.graphql.leaderboard import LeaderboardQuery
 from oro_graph.graphql.leases import EvaluationMutation
-from oro_graph.graphql.limits import LIMITS, Limits, Observability, parse_document
 from oro_graph.graphql.pagination import MAX_PAGE_SIZE
 from oro_graph.graphql.racechanges import RaceSubscription
 from oro_graph.graphql.races import RaceQuery
@@ -36,7 +38,7 @@ from oro_graph.graphql.subscriptions import Subscription as RunAndBoardSubscript
 from oro_graph.graphql.suites import SuiteQuery
 from oro_graph.graphql.validators import ValidatorQuery
 from oro_graph.graphql.viewer import ViewerQuery
-from oro_graph.ratelimit import STATE_KEY
+from oro_graph.settings import DEFAULT_GRAPHQL_LIMITS
 
 
 @strawberry.type(description="Items a connection in the document may return.")
@@ -74,7 +76,7 @@ class RateLimit:
 @strawberry.type(
     description=f"Everything that can be read. Lists are Relay connections of at most "
     f"{MAX_PAGE_SIZE} items a page; "
-    f"an operation may cost at most {LIMITS.max_cost} (see `dryRun`)."
+    f"an operation may cost at most {DEFAULT_GRAPHQL_LIMITS.max_cost} (see `dryRun`)."
 )
 class Query(
     SuiteQuery,
@@ -95,7 +97,8 @@ class Query(
     )
     def rate_limit(self, info: Info) -> RateLimit | None:
         request = getattr(info.context, "request", None)
-        state = request.scope.get(STATE_KEY) if request is not None else None
+        edge = EdgeRequest.get(request.scope) if request is not None else None
+        state = edge.rate if edge is not None else None
         if state is None or state.charge is None:
             return None
         charge = state.charge
@@ -116,8 +119,9 @@ class Query(
             str | None, strawberry.argument(description="The operation to cost.")
         ] = None,
     ) -> QueryCost:
+        limits = limits_of(info.context)
         try:
-            document = parse_document(query, LIMITS.max_tokens)
+            document = parse_document(query, limits.max_tokens)
         except GraphQLError as exc:
             raise GraphQLError(
                 f"the document does not parse: {exc.message}", extensions={"code": "BAD_USER_INPUT"}
@@ -129,8 +133,8 @@ class Query(
         cost = operation_cost(info.schema._schema, document, variables or {}, operation_name)
         return QueryCost(
             cost=cost.total,
-            budget=LIMITS.max_cost,
-            within_budget=cost.total <= LIMITS.max_cost and not cost.page_errors,
+            budget=limits.max_cost,
+            within_budget=cost.total <= limits.max_cost and not cost.page_errors,
             connections=[ConnectionCost(path=p, items=n) for p, n in cost.biggest(10)],
         )
 
@@ -184,6 +188,8 @@ schema = OroSchema(
     scalar_overrides=SCALAR_OVERRIDES,
     execution_context_class=CompilingExecutor,  # the deadline's executor, compiling what it can
     config=StrawberryConfig(
-        relay_max_results=MAX_PAGE_SIZE, batching_config={"max_operations": LIMITS.max_batch}
+        # The router holds a batch to the server's own ORO_GRAPHQL_MAX_BATCH (graphql/router.py).
+        relay_max_results=MAX_PAGE_SIZE,
+        batching_config={"max_operations": DEFAULT_GRAPHQL_LIMITS.max_batch},
     ),
 )

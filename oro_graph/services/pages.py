@@ -35,6 +35,8 @@ from oro_graph.models import (
 )
 
 T = TypeVar("T")
+MAX_PAGE_SIZE = 100  # items a page of the graph may hold (what the cost walker prices, too)
+DEFAULT_PAGE_SIZE = 20  # a page without `first` or `last`
 Key = tuple[Any, ...]
 Order = tuple[tuple[Any, bool], ...]  # (column, descending), the last column unique
 

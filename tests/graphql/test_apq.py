@@ -40,7 +40,7 @@ def test_hash_must_match_the_document(runtime, client: TestClient) -> None:
 def test_shared_through_redis_between_processes(runtime, redis_url) -> None:
     import redis
 
-    from oro_graph.graphql.apq import QueryStore
+    from oro_graph.edge.apq import QueryStore
 
     client = redis.Redis.from_url(redis_url)
     client.delete(f"oro:apq:{DIGEST}")

@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 from graphql import get_introspection_query
 
 from benchmarks.refusals import INTROSPECTION_FLOOD, WITHIN_BUDGET, StatementCounter
-from oro_graph.graphql.limits import LIMITS, lexical_refusal, limit_errors, parse_document
+from oro_graph.edge.limits import lexical_refusal, limit_errors, parse_document
 from oro_graph.graphql.schema import schema
 from oro_graph.runtime import Runtime
+from oro_graph.settings import DEFAULT_GRAPHQL_LIMITS as LIMITS
 from tests.factories import make_eligible, make_world
 from tests.graphql.conftest import _client, signed
 

@@ -17,12 +17,12 @@ from sqlalchemy import event, text
 from sqlmodel import col, select
 
 from benchmarks.queries import DEEP_LEADERBOARD
-from oro_graph import responsecache
 from oro_graph.app import create_app
 from oro_graph.dataversion import DataVersion
+from oro_graph.edge import responsecache
+from oro_graph.edge.responsecache import ResponseCache
 from oro_graph.errors import AtCapacity
 from oro_graph.models import EvaluationRun, ProblemStatus, RunStatus
-from oro_graph.responsecache import ResponseCache
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, suites
 from oro_graph.settings import Settings

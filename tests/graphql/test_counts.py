@@ -28,8 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strawberry.extensions.max_aliases import count_fields_with_alias
 
-from oro_graph.graphql.expansion import Expansion
-from oro_graph.graphql.lexical import Bounds, bounds
+from oro_graph.edge.expansion import Expansion
+from oro_graph.edge.lexical import Bounds, bounds
 
 
 def naive_depth(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from oro_graph.graphql import limits
 from oro_graph.runtime import Runtime
 from oro_graph.services import suites
+from oro_graph.settings import DEFAULT_GRAPHQL_LIMITS as LIMITS
 from tests.factories import make_world
 from tests.graphql.conftest import Gql, _client
 
@@ -99,9 +99,9 @@ def test_over_budget_document_is_refused_naming_cost_budget_and_what_to_lower(
     # then
     error = body["errors"][0]
     assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
-    assert error["extensions"]["budget"] == limits.LIMITS.max_cost
-    assert error["extensions"]["cost"] > limits.LIMITS.max_cost
-    assert f"exceeds the budget of {limits.LIMITS.max_cost}" in error["message"]
+    assert error["extensions"]["budget"] == LIMITS.max_cost
+    assert error["extensions"]["cost"] > LIMITS.max_cost
+    assert f"exceeds the budget of {LIMITS.max_cost}" in error["message"]
     assert "evaluationRuns.edges.node.problemResults (up to 10000 items)" not in error["message"]
     assert "evaluationRuns.problemResults (up to 10000 items)" in error["message"]
     assert body["extensions"]["cost"]["requested"] == error["extensions"]["cost"]
@@ -115,7 +115,7 @@ def test_dry_run_gives_the_cost_without_running(runtime: Runtime, gql: Gql) -> N
     # then
     assert cheap == {
         "cost": 1 + 10 + 10 * 1 + 10,  # the call, 10 runs, 10 problemResults calls, 10 counts
-        "budget": limits.LIMITS.max_cost,
+        "budget": LIMITS.max_cost,
         "withinBudget": True,
         "connections": [
             {"path": "evaluationRuns.problemResults", "items": 500},
@@ -133,7 +133,7 @@ def test_every_response_reports_its_cost(runtime: Runtime, gql: Gql, client: Tes
     body = client.post("/graphql", json={"query": RUNS_VARIABLE_QUERY, "variables": {"n": 3}}).json()
 
     # then
-    assert body["extensions"]["cost"] == {"requested": 1 + 3 + 3 + 3, "budget": limits.LIMITS.max_cost}
+    assert body["extensions"]["cost"] == {"requested": 1 + 3 + 3 + 3, "budget": LIMITS.max_cost}
 
 
 def test_batches_are_capped(runtime: Runtime, client: TestClient) -> None:
@@ -143,7 +143,7 @@ def test_batches_are_capped(runtime: Runtime, client: TestClient) -> None:
 
     # when
     small = client.post("/graphql", json=[operation] * 2)
-    large = client.post("/graphql", json=[operation] * (limits.LIMITS.max_batch + 1))
+    large = client.post("/graphql", json=[operation] * (LIMITS.max_batch + 1))
 
     # then
     assert small.status_code == 200
@@ -178,10 +178,9 @@ def test_unexpected_errors_are_masked_with_a_request_id(
     assert "hunter2" in shown["errors"][0]["message"]
 
 
-def test_cors_is_configurable(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cors_is_configurable(runtime: Runtime) -> None:
     # given
-    monkeypatch.setattr(limits, "LIMITS", limits.GraphQLLimits(cors_origins=["https://board.example"]))
-    client = _client(runtime)
+    client = _client(runtime, graphql_cors_origins=["https://board.example"])
 
     # when
     allowed = client.options(

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import strawberry
 
-from oro_graph.graphql import deadline as deadline_module
-from oro_graph.graphql.deadline import REQUEST_DEADLINE, BoundedExecutor, Deadline
+from oro_graph.edge import deadline as deadline_module
+from oro_graph.edge.deadline import REQUEST_DEADLINE, BoundedExecutor, Deadline
 from oro_graph.runtime import Runtime
 from oro_graph.services import suites as suite_services
 from tests.factories import make_suite

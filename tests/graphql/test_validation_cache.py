@@ -8,7 +8,7 @@ import pytest
 import strawberry.schema.schema as strawberry_schema
 from fastapi.testclient import TestClient
 
-from oro_graph.graphql import limits
+from oro_graph.edge import limits
 
 DOCUMENT = "query Suites($first: Int) { suites(first: $first) { totalCount } } # validation-cache"
 

@@ -48,8 +48,6 @@ from graphql import (
 from strawberry.relay import to_base64
 
 from oro_graph.errors import RaceInFlight
-from oro_graph.graphql import limits
-from oro_graph.graphql import schema as schema_module
 from oro_graph.graphql.schema import schema
 from oro_graph.models import AgentVersion, ProblemStatus, Role, RunStatus
 from oro_graph.runtime import Runtime
@@ -453,26 +451,24 @@ SIGNED_QUERIES = ("query { myInferenceAuth ", "query { viewer ")  # roots that a
 
 
 @pytest.fixture
-def unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
+def unlimited() -> dict[str, int]:
     """Budgets big enough for documents that select everything (the limits have their own tests)."""
-    big = limits.GraphQLLimits(
-        max_cost=10**9,
-        max_depth=100,
-        max_aliases=10**4,
-        max_tokens=10**6,
-        max_document_chars=10**7,
-        max_fields=10**6,
-    )
-    monkeypatch.setattr(limits, "LIMITS", big)
-    monkeypatch.setattr(schema_module, "LIMITS", big)
+    return {
+        "graphql_max_cost": 10**9,
+        "graphql_max_depth": 100,
+        "graphql_max_aliases": 10**4,
+        "graphql_max_tokens": 10**6,
+        "graphql_max_document_chars": 10**7,
+        "graphql_max_fields": 10**6,
+    }
 
 
 @pytest.mark.slow
 def test_a_miner_never_reads_another_miners_private_data_through_any_path(
-    serve: Callable[..., LiveServer], unlimited: None
+    serve: Callable[..., LiveServer], unlimited: dict[str, int]
 ) -> None:
     # given Bob's eligible version (released only in a day), with runs' logs and results, and his token
-    server = serve(code_release_delay_seconds=86_400)
+    server = serve(code_release_delay_seconds=86_400, **unlimited)
     world = _private_world(server.runtime)
     bob, eve = keypair("Bob").ss58_address, keypair("Eve").ss58_address
     with server.http() as http:
@@ -555,10 +551,10 @@ BY_ID = "query ($id: ID!) { agentVersion(id: $id) { codeSha256 } }"
 
 @pytest.mark.slow
 def test_every_public_field_of_the_graph_hides_a_version_before_its_release(
-    serve: Callable[..., LiveServer], unlimited: None
+    serve: Callable[..., LiveServer], unlimited: dict[str, int]
 ) -> None:
     # given Bob's version, QUEUED, with a run Eve holds
-    server = serve()
+    server = serve(**unlimited)
     rt = server.runtime
     make_suite(rt)
     world, sha = _hidden_world(rt)

@@ -20,10 +20,10 @@ from graphql.language.lexer import Lexer
 
 from benchmarks.refusals import ABUSES, Abuse, StatementCounter, errors_of
 from oro_graph.app import create_app
-from oro_graph.graphql.limits import LIMITS
+from oro_graph.edge.sizecap import MAX_HEADER_BYTES, MAX_JSON_BODY_BYTES, MULTIPART_OVERHEAD_BYTES
 from oro_graph.runtime import Runtime
+from oro_graph.settings import DEFAULT_GRAPHQL_LIMITS as LIMITS
 from oro_graph.settings import Settings
-from rest_compat.sizelimit import MAX_HEADER_BYTES, MAX_JSON_BODY_BYTES, MULTIPART_OVERHEAD_BYTES
 from tests.factories import make_eligible, make_world
 from tests.hardening.conftest import ErrorLog
 

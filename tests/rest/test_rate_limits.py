@@ -16,9 +16,9 @@ from oro_sdk.api.miner import submit_agent
 from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
-from oro_graph import ratelimit
 from oro_graph.auth import sign_headers
-from oro_graph.ratelimit import RateLimits
+from oro_graph.edge import ratelimit
+from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.settings import Settings
 from tests.factories import keypair, make_world
 from tests.rest.live import LiveServer, wallet

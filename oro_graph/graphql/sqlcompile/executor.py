@@ -22,7 +22,7 @@ from typing import Any
 from graphql import ExecutionResult, OperationType
 from sqlmodel import Session
 
-from oro_graph.graphql.deadline import BoundedExecutor
+from oro_graph.edge.deadline import BoundedExecutor
 from oro_graph.graphql.sqlcompile.compiler import Compiled, compile_operation
 from oro_graph.graphql.sqlcompile.mapping import Env
 from oro_graph.models import utcnow

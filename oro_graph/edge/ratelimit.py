@@ -11,7 +11,7 @@
 Every charge goes through ``RateLimits.charge`` (N points to a key, in a window; the answer says
 the limit, what remains and when the window resets), the one place that touches the counter
 store. Counters live in Redis when ORO_REDIS_URL is set, so every server process draws on the same
-budget, and in the database while Redis is unreachable (``oro_graph.ratestore``); in process
+budget, and in the database while Redis is unreachable (``oro_graph.edge.ratestore``); in process
 without Redis. If the counters cannot be stored at all the request goes through (logged): a limit
 protects capacity, it is not a security boundary like the nonce store, which fails closed.
 
@@ -33,13 +33,18 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oro_graph import ratestore
+from oro_graph.auth import SignatureVerifier
+from oro_graph.edge import ratestore
+from oro_graph.edge.request import EdgeRequest, reply
 from oro_graph.errors import RateLimitExceeded
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 
-log = logging.getLogger("oro_graph.ratelimit")
+log = logging.getLogger("oro_graph.edge.ratelimit")
 
 KEY_PREFIX = "oro:ratelimit"
 # The signed writes with a per-hotkey budget of ORO_WRITE_RATE_LIMIT each (submit has its own).
@@ -65,9 +70,6 @@ class Charge:
     def retry_after(self) -> int:
         """Seconds to wait before retrying (at least 1)."""
         return max(1, math.ceil(self.reset_at - time.time()))
-
-
-STATE_KEY = "oro.rate"
 
 
 @dataclass
@@ -136,7 +138,7 @@ class RateLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage | None = None) -> RateLimits:
-        """The budgets of ``settings`` over ``storage`` (``oro_graph.ratestore``: Redis with the
+        """The budgets of ``settings`` over ``storage`` (``oro_graph.edge.ratestore``: Redis with the
         database as its fallback, as ``Runtime`` builds it), or over Redis alone or this process."""
         if storage is None:
             storage = (
@@ -200,3 +202,63 @@ class RateLimits:
                 f"retry in {charge.retry_after} s",
                 remaining_seconds=charge.retry_after,
             )
+
+
+# -- the per-client budget, ahead of routing ------------------------------------------------------
+
+GRAPHQL_PATH = "/graphql"
+
+
+class RateLimitMiddleware:
+    """Every request (but the signed ``/artifacts/`` URLs) is charged one point to its client before
+    anything else runs: the hotkey of a fresh signature, else the address. The gate charges a
+    costly GraphQL request the rest of its points once it knows the cost (``RateState``). Every
+    answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix
+    seconds); a refusal is a 429 with ``Retry-After``: the flat REST body on /v1 and elsewhere, a
+    GraphQL answer (``errors[0].extensions.code`` RATE_LIMITED) on /graphql."""
+
+    def __init__(self, app: ASGIApp, limits: RateLimits, verifier: SignatureVerifier | None = None) -> None:
+        self.app = app
+        self.limits = limits
+        self.verifier = verifier
+
+    def client(self, scope: Scope) -> str:
+        """The hotkey of a fresh signature (checked, not the nonce: the route does that), else the address.
+
+        Keyed on a header alone, anyone could spend a validator's budget by naming its hotkey."""
+        headers = Headers(scope=scope)
+        if self.verifier is not None and "x-signature" in headers:
+            hotkey = self.verifier.signed_by(headers)
+            if hotkey is not None:
+                return f"hotkey:{hotkey}"
+        peer = scope.get("client")
+        return f"address:{peer[0] if peer else 'unknown'}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Signed artifact URLs are capabilities handed out by rate-limited calls; a validator
+        # uploads a log per problem, which would otherwise exhaust its budget mid-run.
+        if scope["type"] != "http" or scope["path"].startswith("/artifacts/"):
+            await self.app(scope, receive, send)
+            return
+        state = RateState(self.client(scope), None)
+        state.charge = await self.limits.charge_client(state.client)
+        EdgeRequest.of(scope).rate = state
+        charge = state.charge
+        if charge is not None and not charge.allowed:
+            if scope["path"] == GRAPHQL_PATH or scope["path"].startswith(GRAPHQL_PATH + "/"):
+                status, headers, body = graphql_refusal(state, charge)
+                await reply(send, body, status, headers)
+                return
+            exc = RateLimitExceeded(refusal_message(state, charge), remaining_seconds=charge.retry_after)
+            response = JSONResponse(exc.to_body(), status_code=exc.status, headers=rate_headers(charge))
+            await response(scope, receive, send)  # the flat REST body
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and state.charge is not None:
+                headers = MutableHeaders(scope=message)
+                for name, value in rate_headers(state.charge).items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -92,7 +92,7 @@ class BoundedExecutor(StrawberryGraphQLCoreExecutionContext):
         self.deadline = deadline
         self._at = deadline.at if deadline is not None else math.inf
 
-    def build_per_event_executor(self, payload: Any) -> Executor:
+    def build_per_event_executor(self, payload: Any) -> Executor[Any]:
         executor = super().build_per_event_executor(payload)  # a copy of this one
         budget = _budget(self.context_value)
         executor._bound(Deadline.starting_now(budget) if budget is not None else None)  # type: ignore[attr-defined]

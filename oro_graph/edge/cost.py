@@ -46,7 +46,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from oro_graph.services.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 LIST_ESTIMATE = 20  # items assumed in a plain list of unknown length (a suite's problems, a run's results)
 MUTATION_COST = 10
@@ -194,7 +194,8 @@ class _Walker:
     def connection(
         self, selection_set: SelectionSetNode | None, type_: Any, multiplier: int, size: int, path: str
     ) -> int:
-        """Inside a connection: each page's items cost under ``edges``; ``totalCount`` is one COUNT per connection."""
+        """Inside a connection: each page's items cost under ``edges``; ``totalCount`` is one COUNT per
+        connection."""
         total = 0
         for node, owner in self.fields(selection_set, type_):
             name = node.name.value
@@ -210,7 +211,8 @@ class _Walker:
         for arg, value in (("first", first), ("last", last)):
             if isinstance(value, int) and not 0 <= value <= MAX_PAGE_SIZE:
                 self.cost.page_errors.append(
-                    f"`{arg}` on {path} is {value}; it must be between 0 and {MAX_PAGE_SIZE} (page with cursors)"
+                    f"`{arg}` on {path} is {value}; it must be between 0 and {MAX_PAGE_SIZE} "
+                    "(page with cursors)"
                 )
         size = first if isinstance(first, int) else last if isinstance(last, int) else DEFAULT_PAGE_SIZE
         return max(0, min(size, MAX_PAGE_SIZE))

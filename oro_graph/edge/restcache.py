@@ -1,7 +1,7 @@
 """The hot public reads (leaderboard, top agent, suites) answered from a cache keyed by what they read.
 
 Frontends poll these paths; between two writes to the tables an answer read, every poll gets the
-same bytes, so only the first one after such a write runs the service (oro_graph.responsecache). A
+same bytes, so only the first one after such a write runs the service (oro_graph.edge.responsecache). A
 write to one of them (through either API, any server process sharing Redis) invalidates the answer;
 a write elsewhere (a heartbeat) does not. Entries live at most ``TTL`` seconds, which bounds
 what the version cannot see: the leaderboard's count of agents submitted in the last 24 hours and a
@@ -15,7 +15,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from oro_graph.responsecache import ResponseCache
+from oro_graph.edge.responsecache import ResponseCache
 
 TTL = 30.0
 CACHED_PATHS = re.compile(r"^/v1/public/(leaderboard|top|suites/current|suites/[0-9]{1,18}/problems)$")

@@ -15,8 +15,9 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from oro_graph.edge.request import EdgeRequest, is_json, read_body, reply
 from oro_graph.redislink import Breaker, RedisLink, RedisUnavailable
 
 MAX_DOCUMENT = 100_000
@@ -84,25 +85,22 @@ class PersistedQueries:
                 await reply(send, outcome)
                 return
             if outcome is not None:
+                EdgeRequest.of(scope)  # made before the copy, so both scopes share it
                 scope = {**scope, "query_string": urlencode(outcome).encode()}
             await self.app(scope, receive, send)
             return
-        if scope["method"] != "POST" or b"json" not in dict(scope.get("headers", [])).get(
-            b"content-type", b""
-        ):
+        if scope["method"] != "POST" or not is_json(scope):
             await self.app(scope, receive, send)
             return
-        body = await read_body(receive)
-        payload = decoded(scope, body)
-        if isinstance(payload, dict):
-            outcome = self._resolve(payload, from_json_text=False)
+        state, receive = await read_body(scope, receive)
+        if isinstance(state.payload, dict):
+            outcome = self._resolve(state.payload, from_json_text=False)
             if isinstance(outcome, bytes):
                 await reply(send, outcome)
                 return
-            if outcome is not None:
-                body = json.dumps(outcome).encode()
-                scope[_DECODED] = (body, outcome)
-        await self.app(scope, replay(body, then=receive), send)
+            if outcome is not None:  # the layers after this one (and the router) see the document
+                receive = state.replace_body(json.dumps(outcome).encode(), outcome)
+        await self.app(scope, receive, send)
 
     def _resolve(self, payload: dict[str, Any], *, from_json_text: bool) -> dict[str, Any] | bytes | None:
         """None: nothing to do; a dict: the payload with its document; bytes: an error to answer."""
@@ -134,60 +132,3 @@ class PersistedQueries:
         if stored is None:
             return _error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
         return {**payload, "query": stored}
-
-
-_DECODED = "oro.graphql.decoded"
-
-
-def decoded(scope: Scope, body: bytes) -> Any:
-    """The JSON value of a /graphql body (None if it is not JSON), decoded once per request.
-
-    The persisted-query resolver, the gate and the cache each need the body; the first to ask
-    decodes it and keeps it in the ASGI scope, which every middleware below shares.
-    """
-    kept = scope.get(_DECODED)
-    if kept is not None and kept[0] is body:
-        return kept[1]
-    try:
-        value = json.loads(body) if body else None
-    except ValueError:
-        value = None
-    scope[_DECODED] = (body, value)
-    return value
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-def replay(body: bytes, then: Receive | None = None) -> Receive:
-    """The body already read, once; then what ``then`` receives (the client's disconnect, which an
-    event stream waits for), or a disconnect at once without it."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        if then is not None:
-            return await then()
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-async def reply(send: Send, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -8,25 +8,28 @@ operation, cheapest first:
 
 1. the document's length (``ORO_GRAPHQL_MAX_DOCUMENT_CHARS``);
 2. lower bounds of its tokens, aliases and depth, counted without parsing (``lexical.bounds``);
-3. the parsed document (parsed once: the cache and the schema reuse the parse) under the same
-   limit rules the schema runs (``limits.limit_errors``), with its variables.
+3. the parsed document under the limit rules (``limits.limit_errors``), with its variables.
+
+What it admits it leaves in the request's state (``EdgeRequest.admitted``: each operation's parsed
+document and cost), and the schema's ``Limits`` extension takes that verdict as it is: the rules
+run once per operation.
 
 A request is refused when every one of its operations is, with the answer the schema would
 give (HTTP 200, ``data: null``, errors with their code), and a batch also when its operations
 together are over the cost or field budget (the budgets hold per HTTP request, not per
 operation: ten operations each just under the budget used to run for seconds). Anything else
-passes on untouched, and the schema's ``Limits`` extension still guards every other way in
-(websockets, multipart).
+passes on untouched, and the schema's ``Limits`` extension judges what the gate did not admit
+(websockets, multipart, an operation refused in a batch that runs).
 
 A request that passes gets one deadline, ``ORO_GRAPHQL_TIME_BUDGET_SECONDS`` from now, for all of
-its operations (``oro_graph.graphql.deadline``).
+its operations (``oro_graph.edge.deadline``).
 
-A request that passes is then charged its points to the client's budget (``oro_graph.ratelimit``:
+A request that passes is then charged its points to the client's budget (``oro_graph.edge.ratelimit``:
 the rate-limit middleware has charged one already), by its static cost, summed over a batch; over
 the budget it is a 429 in the GraphQL shape, before anything runs. Small requests that pass are
-remembered by a digest of their bytes with their cost, so a repeated query (a cached leaderboard
-read) skips the rules but not the charge; small requests refused are remembered with their answer,
-so a flood of one abusive document costs a hash per request.
+remembered by a digest of their bytes with their verdict, so a repeated query (a cached
+leaderboard read) skips the rules but not the charge; small requests refused are remembered with
+their answer, so a flood of one abusive document costs a hash per request.
 """
 
 from __future__ import annotations
@@ -34,22 +37,34 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from graphql import GraphQLError, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from oro_graph.graphql import limits
-from oro_graph.graphql.apq import decoded, read_body, replay, reply
-from oro_graph.graphql.cost import Cost
-from oro_graph.graphql.deadline import REQUEST_DEADLINE, Deadline
-from oro_graph.ratelimit import STATE_KEY, RateLimits, RateState, graphql_refusal
+from oro_graph.edge import limits
+from oro_graph.edge.cost import Cost
+from oro_graph.edge.deadline import REQUEST_DEADLINE, Deadline
+from oro_graph.edge.ratelimit import RateLimits, graphql_refusal
+from oro_graph.edge.request import Admission, EdgeRequest, is_json, read_body, reply
+from oro_graph.settings import GraphQLLimits
 
 ADMITTED_ENTRIES = 4_096
-COST_KEY = "oro.graphql_cost"  # the static cost of an admitted request, in its scope (for the metrics)
 REMEMBERED_BYTES = 8_192
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gate decided on a request: refused (the answer), or admitted (each operation's verdict)."""
+
+    answer: bytes | None = None
+    costs: tuple[Cost | None, ...] = ()  # per operation: its cost if admitted, None if refused
+    cost: int = 0  # the static cost of what runs, summed over a batch
+
+
+PASS = Verdict()  # not the gate's to judge: Strawberry answers (an empty or oversized batch, a bad shape)
 
 
 class LimitGate:
@@ -60,6 +75,7 @@ class LimitGate:
         app: ASGIApp,
         schema: GraphQLSchema,
         *,
+        limits: GraphQLLimits,
         debug: bool,
         rate_limits: RateLimits | None = None,
         time_budget: float | None = None,
@@ -67,98 +83,90 @@ class LimitGate:
     ) -> None:
         self.app = app
         self.schema = schema
+        self.limits = limits
         self.debug = debug  # then refusals report, as the schema's do, that no SQL ran
         self.rate_limits = rate_limits
         self.time_budget = time_budget
         self.path = path
-        self._admitted: OrderedDict[bytes, int] = OrderedDict()  # digest -> static cost
-        self._refused: OrderedDict[bytes, bytes] = OrderedDict()  # digest -> the answer
+        # digest -> the verdict; apart, so a flood of fresh refused documents does not push out the admitted
+        self._admitted: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._refused: OrderedDict[bytes, Verdict] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in ("GET", "POST"):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", []))
         if scope["method"] == "GET":
+            state = EdgeRequest.of(scope)
             raw = scope.get("query_string", b"")
             params = dict(parse_qsl(raw.decode(errors="replace")))
             payload: Any = {k: params.get(k) for k in ("query", "variables", "operationName")}
             if isinstance(payload["variables"], str):
                 payload["variables"] = _json(payload["variables"])
-        elif b"json" in headers.get(b"content-type", b""):
-            raw = await read_body(receive)
-            receive = replay(raw, then=receive)
-            payload = decoded(scope, raw)
+        elif is_json(scope):
+            state, receive = await read_body(scope, receive)
+            raw, payload = state.body or b"", state.payload
         else:
             await self.app(scope, receive, send)
             return
         # Only small requests are remembered: hashing a large body would cost more than judging it again.
         digest = hashlib.blake2b(raw, digest_size=16).digest() if len(raw) <= REMEMBERED_BYTES else None
-        refused = self._refused.get(digest) if digest is not None else None
-        if refused is not None:  # the same abusive body again (a flood): the same answer, unjudged
-            self._refused.move_to_end(digest)  # type: ignore[arg-type]
-            await reply(send, refused)
-            return
-        cost = self._admitted.get(digest) if digest is not None else None
-        if cost is not None:
-            self._admitted.move_to_end(digest)  # type: ignore[arg-type]
-        else:
-            answers, cost = self._refusals(payload)
-            if answers is not None:
-                answer = json.dumps(answers if isinstance(payload, list) else answers[0]).encode()
-                if digest is not None:
-                    _remember(self._refused, digest, answer)
-                await reply(send, answer)
-                return
+        verdict = _recalled(self._refused, digest) or _recalled(self._admitted, digest)
+        documents: list[DocumentNode | None] = []
+        if verdict is None:
+            verdict, documents = self._judge(payload)
             if digest is not None:
-                _remember(self._admitted, digest, cost)
-        if not await self._charged(scope, send, cost):
+                _remember(self._admitted if verdict.answer is None else self._refused, digest, verdict)
+        if verdict.answer is not None:
+            await reply(send, verdict.answer)
             return
-        scope[COST_KEY] = cost
+        if not await self._charged(state, send, verdict.cost):
+            return
+        state.cost = verdict.cost
+        state.admitted = _admitted(payload, verdict.costs, documents)
         if self.time_budget is None:
             await self.app(scope, receive, send)
             return
-        # One deadline for the whole request, a batch's operations included (graphql/deadline.py).
+        # One deadline for the whole request, a batch's operations included (edge/deadline.py).
         token = REQUEST_DEADLINE.set(Deadline.starting_now(self.time_budget))
         try:
             await self.app(scope, receive, send)
         finally:
             REQUEST_DEADLINE.reset(token)
 
-    async def _charged(self, scope: Scope, send: Send, cost: int) -> bool:
+    async def _charged(self, state: EdgeRequest, send: Send, cost: int) -> bool:
         """Charge the points of ``cost`` beyond the one the rate-limit middleware charged; False once
         refused (the 429 is sent)."""
-        state: RateState | None = scope.get(STATE_KEY)
-        if self.rate_limits is None or state is None:
+        rate = state.rate
+        if self.rate_limits is None or rate is None:
             return True
         points = self.rate_limits.points(cost)
-        first = state.charge
+        first = rate.charge
         if points <= 1 or first is None:
             return True
-        charge = await self.rate_limits.charge_client(state.client, points - 1)
+        charge = await self.rate_limits.charge_client(rate.client, points - 1)
         if charge is None:
             return True
-        state.charge = replace(charge, cost=points)
+        rate.charge = replace(charge, cost=points)
         if charge.allowed:
             return True
-        status, headers, body = graphql_refusal(state, state.charge)
-        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
+        status, headers, body = graphql_refusal(rate, rate.charge)
+        await reply(send, body, status, headers)
         return False
 
-    def _refusals(self, payload: Any) -> tuple[list[dict[str, Any]] | None, int]:
-        """(one refusal per operation, or None when the request may run or is not the gate's to judge;
-        the static cost of what would run, summed over a batch)."""
+    def _judge(self, payload: Any) -> tuple[Verdict, list[DocumentNode | None]]:
+        """Refused (one refusal per operation), admitted, or not the gate's to judge (``PASS``); and
+        the documents it parsed, for this request only (``parse_document`` keeps the small ones)."""
         operations = payload if isinstance(payload, list) else [payload]
-        if not operations or len(operations) > limits.LIMITS.max_batch:
-            return None, 0  # Strawberry answers an empty or oversized batch
+        if not operations or len(operations) > self.limits.max_batch:
+            return PASS, []  # Strawberry answers an empty or oversized batch
         answers: list[dict[str, Any] | None] = []
+        costs: list[Cost | None] = []
+        documents: list[DocumentNode | None] = []
         total_cost = total_fields = 0
         for operation in operations:
             if not isinstance(operation, dict):
-                return None, 0
+                return PASS, []
             query, variables, name = (
                 operation.get("query"),
                 operation.get("variables"),
@@ -167,15 +175,17 @@ class LimitGate:
             if not (
                 isinstance(query, str) and isinstance(variables, dict | None) and isinstance(name, str | None)
             ):
-                return None, 0
-            answer, cost = self._refusal(query, variables, name)
+                return PASS, []
+            answer, document, cost = self._refusal(query, variables, name)
             answers.append(answer)
+            documents.append(document)
+            costs.append(cost if answer is None else None)
             if answer is None and cost is not None:
                 total_cost += cost.total
                 total_fields += cost.fields
         if all(answer is not None for answer in answers):
-            return answers, 0  # type: ignore[return-value]
-        budget = limits.LIMITS
+            return Verdict(answer=_encoded(answers, payload)), []
+        budget = self.limits
         if len(operations) > 1 and (total_cost > budget.max_cost or total_fields > budget.max_fields):
             error = GraphQLError(
                 f"the {len(operations)} operations of this batch cost {total_cost} and select {total_fields} "
@@ -186,33 +196,60 @@ class LimitGate:
             )
             extensions: dict[str, Any] = {"sql": {"statements": 0, "ms": 0.0}} if self.debug else {}
             extensions["cost"] = {"requested": total_cost, "budget": budget.max_cost}
-            return [answer or _answer([error], extensions) for answer in answers], 0
-        return None, total_cost
+            answers = [answer or _answer([error], extensions) for answer in answers]
+            return Verdict(answer=_encoded(answers, payload)), []
+        return Verdict(costs=tuple(costs), cost=total_cost), documents
 
     def _refusal(
         self, query: str, variables: dict[str, Any] | None, name: str | None
-    ) -> tuple[dict[str, Any] | None, Cost | None]:
+    ) -> tuple[dict[str, Any] | None, DocumentNode | None, Cost | None]:
+        """(the refusal or None, the parsed document, its cost)."""
         extensions: dict[str, Any] = {"sql": {"statements": 0, "ms": 0.0}} if self.debug else {}
-        message = limits.lexical_refusal(query)
+        message = limits.lexical_refusal(query, self.limits)
         if message is not None:
-            return _answer([GraphQLError(message)], extensions), None
+            return _answer([GraphQLError(message)], extensions), None, None
         try:
-            document = limits.parse_document(query, limits.LIMITS.max_tokens, remember=False)
+            document = limits.parse_document(query, self.limits.max_tokens, remember=False)
         except GraphQLError as error:
-            return _answer([error], extensions), None
-        errors, cost = limits.limit_errors(self.schema, document, variables, name)
+            return _answer([error], extensions), None, None
+        errors, cost = limits.limit_errors(self.schema, document, variables, name, self.limits)
         if not errors:  # the cache and the schema will want it; a refused document is let go
-            limits.remember_document(query, limits.LIMITS.max_tokens, document)
-            return None, cost
+            limits.remember_document(query, self.limits.max_tokens, document)
+            return None, document, cost
         if cost is not None:
-            extensions["cost"] = {"requested": cost.total, "budget": limits.LIMITS.max_cost}
-        return _answer(errors, extensions), cost
+            extensions["cost"] = {"requested": cost.total, "budget": self.limits.max_cost}
+        return _answer(errors, extensions), None, cost
 
 
-def _remember(memo: OrderedDict[bytes, Any], digest: bytes, value: Any) -> None:
-    memo[digest] = value
+def _recalled(memo: OrderedDict[bytes, Verdict], digest: bytes | None) -> Verdict | None:
+    """The verdict on the same body before (a flood, a poll): the same verdict, unjudged."""
+    verdict = memo.get(digest) if digest is not None else None
+    if verdict is not None:
+        memo.move_to_end(digest)  # type: ignore[arg-type]
+    return verdict
+
+
+def _remember(memo: OrderedDict[bytes, Verdict], digest: bytes, verdict: Verdict) -> None:
+    memo[digest] = verdict
     if len(memo) > ADMITTED_ENTRIES:
         memo.popitem(last=False)
+
+
+def _admitted(
+    payload: Any, costs: tuple[Cost | None, ...], documents: list[DocumentNode | None]
+) -> list[Admission]:
+    """The verdict on each admitted operation, for the schema's ``Limits`` extension."""
+    operations = payload if isinstance(payload, list) else [payload]
+    documents = documents or [None] * len(costs)
+    return [
+        Admission(op["query"], op.get("operationName"), op.get("variables"), document, cost)
+        for op, cost, document in zip(operations, costs, documents, strict=False)
+        if cost is not None
+    ]
+
+
+def _encoded(answers: list[dict[str, Any] | None], payload: Any) -> bytes:
+    return json.dumps(answers if isinstance(payload, list) else answers[0]).encode()
 
 
 def _answer(errors: list[GraphQLError], extensions: dict[str, Any]) -> dict[str, Any]:

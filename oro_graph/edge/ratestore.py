@@ -7,7 +7,7 @@ a client's budget stays one budget across processes in either place; what was co
 not carried to the other, so a switch starts the window afresh (at most one extra budget per
 outage). If both fail, ``StorageError`` reaches ``RateLimits``, which lets the request through.
 
-The policy (which keys, limits and costs) is ``oro_graph.ratelimit``'s; this module only stores.
+The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; this module only stores.
 """
 
 from __future__ import annotations

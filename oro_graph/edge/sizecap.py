@@ -12,7 +12,6 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oro_graph.errors import FileTooLarge, OroError, ValidationFailed
-from rest_compat.errors import render
 
 MAX_HEADER_BYTES = 32 * 1024  # all names and values together; the signed headers need < 300
 MAX_JSON_BODY_BYTES = 2 * 1024 * 1024  # a progress update of 500 problems is well under this
@@ -96,6 +95,6 @@ class RequestSizeLimit:
 def _refusal(exc: OroError, graph: bool) -> JSONResponse:
     """The REST error body, or for /graphql a GraphQL response with the same code."""
     if not graph:
-        return render(exc, exc.status)
+        return JSONResponse(exc.to_body(), status_code=exc.status)  # the flat REST body
     error = {"message": exc.detail, "extensions": {"code": exc.code.value}}
     return JSONResponse({"errors": [error]}, status_code=exc.status)

@@ -1,6 +1,6 @@
 """A response cache for read operations, keyed by document and variables.
 
-An answer is kept under the versions of the tables its execution read (oro_graph.responsecache),
+An answer is kept under the versions of the tables its execution read (``oro_graph.edge.responsecache``),
 so it is never served after a committed write to any of them, and writes elsewhere leave it
 cached: hot reads (the leaderboard frontends poll) skip execution entirely. Only unsigned queries
 without errors are stored; mutations, subscriptions, debug responses and signed requests always
@@ -20,11 +20,10 @@ from graphql import DocumentNode, GraphQLSyntaxError, OperationDefinitionNode, O
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
-from oro_graph.graphql import limits
-from oro_graph.graphql.apq import decoded, read_body, replay
-from oro_graph.graphql.gate import COST_KEY
+from oro_graph.edge import limits
+from oro_graph.edge.request import EdgeRequest, is_json, read_body
+from oro_graph.edge.responsecache import MAX_ENTRIES, ResponseCache
 from oro_graph.observability import record_operation
-from oro_graph.responsecache import MAX_ENTRIES, ResponseCache
 
 MAX_DOCUMENT = 100_000
 
@@ -32,8 +31,9 @@ MAX_DOCUMENT = 100_000
 class QueryCache(ResponseCache):
     """The graph's cache: it also remembers which documents are cacheable queries."""
 
-    def __init__(self, version: DataVersion, *, ttl: float) -> None:
+    def __init__(self, version: DataVersion, *, ttl: float, max_tokens: int) -> None:
         super().__init__(version, ttl=ttl, name="graphql")
+        self.max_tokens = max_tokens
         # (document hash, operationName) -> (is a cacheable query, the operation's name)
         self._kinds: OrderedDict[tuple[str, str | None], tuple[bool, str | None]] = OrderedDict()
 
@@ -48,20 +48,20 @@ class QueryCache(ResponseCache):
         key = (hashlib.sha256(document.encode()).hexdigest(), operation)
         known = self._kinds.get(key)
         if known is None:
-            known = _kind(document, operation)
+            known = _kind(document, operation, self.max_tokens)
             self._kinds[key] = known
             if len(self._kinds) > MAX_ENTRIES:
                 self._kinds.popitem(last=False)
         return known
 
 
-def _kind(document: str, operation: str | None) -> tuple[bool, str | None]:
+def _kind(document: str, operation: str | None, max_tokens: int) -> tuple[bool, str | None]:
     if len(document) > MAX_DOCUMENT or "rateLimit" in document:  # the caller's own budget is never shared
         return False, operation
     try:
         # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000
         # tokens here took seconds per request before the schema's own limit saw it.
-        parsed: DocumentNode = limits.parse_document(document, limits.LIMITS.max_tokens)
+        parsed: DocumentNode = limits.parse_document(document, max_tokens)
     except GraphQLSyntaxError:
         return False, operation
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
@@ -107,14 +107,12 @@ class CachedResponses:
                 "variables": params.get("variables"),
                 "operationName": params.get("operationName"),
             }
-            body = b""
         else:
-            if b"json" not in headers.get(b"content-type", b""):
+            if not is_json(scope):
                 await self.app(scope, receive, send)
                 return
-            body = await read_body(receive)
-            receive = replay(body, then=receive)
-            payload = decoded(scope, body)
+            state, receive = await read_body(scope, receive)
+            payload = state.payload
         if not (
             isinstance(payload, dict)
             and isinstance(payload.get("query"), str)
@@ -126,7 +124,8 @@ class CachedResponses:
         name = self.cache.operation_name(payload["query"], payload.get("operationName"))
 
         def counted() -> None:  # an answer from the cache is an operation answered, without executing
-            record_operation(name, "query", "cached", scope.get(COST_KEY))
+            state = EdgeRequest.get(scope)
+            record_operation(name, "query", "cached", state.cost if state is not None else None)
 
         await self.cache.answer(
             self.app, scope, receive, send, key, lambda answer: b'"errors"' not in answer, counted

@@ -1,0 +1,98 @@
+"""Everything in front of the routers: size caps, rate limits, persisted queries, the graph's budget
+gate, response caches and the HTTP habits every answer shares, installed in one place (``install``).
+
+The modules: ``sizecap`` (header and body caps), ``ratelimit`` (the budgets and their middleware)
+over ``ratestore`` (where counters live), ``apq`` (persisted queries), ``gate`` (the graph's
+budgets before parsing) with ``limits`` (the rules, and the schema extension for other ways in),
+``lexical``, ``expansion`` and ``cost`` (what the rules count), ``deadline`` (the time budget while
+an operation runs), ``responsecache`` (answers kept under data versions) with ``restcache`` and
+``graphcache`` (which answers each surface keeps), and ``request`` (what one request's layers
+share: its body, read once, the client's charge and the gate's verdict).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from graphql import GraphQLSchema
+
+    from oro_graph.runtime import Runtime
+
+
+def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: type[Any]) -> None:
+    """Install the layers every request passes, in order: the first listed sees a request first and
+    its answer last. Nothing else adds middleware to the app.
+
+    ``schema`` is the graph's (the gate judges documents against it) and ``streams`` its graphql-sse
+    middleware: the app passes them, so the edge never imports the adapters."""
+    from oro_graph.edge.apq import PersistedQueries, QueryStore
+    from oro_graph.edge.gate import LimitGate
+    from oro_graph.edge.graphcache import CachedResponses, QueryCache
+    from oro_graph.edge.ratelimit import RateLimitMiddleware
+    from oro_graph.edge.responsecache import ResponseCache
+    from oro_graph.edge.restcache import TTL, CachedPublicReads
+    from oro_graph.edge.sizecap import RequestSizeLimit
+    from oro_graph.http import Compression, ConditionalGet, PathCORS
+    from oro_graph.observability import RequestObserver, install_tracing
+
+    settings = runtime.settings
+    if runtime.rate_limits is None:
+        raise ValueError("the runtime has no rate limits: build it with Runtime.build")
+    # A local data version sees only this process's writes: cache only when it is the only server.
+    cacheable = settings.response_cache and (runtime.data_version.shared or settings.workers == 1)
+    graph_ttl = 300.0 if runtime.data_version.shared else 30.0
+    layers: list[tuple[Any, dict[str, Any]] | None] = [
+        # Every answer (a 429 or a 413 too) is counted, logged and has a request id.
+        (RequestObserver, {"router": app.router, "access_log": settings.log_format == "json"}),
+        # Brotli or gzip, over what the tagging below saw uncompressed.
+        (Compression, {}),
+        # ETag and public Cache-Control on unsigned public GETs; 304 for a matching If-None-Match.
+        (ConditionalGet, {"max_age": settings.http_max_age_seconds}),
+        # Outside the caps and limits, so their refusals carry CORS headers too.
+        (
+            PathCORS,
+            {"graph_origins": settings.graphql_cors_origins, "rest_origins": settings.rest_cors_origins},
+        ),
+        # Headers and bodies over the caps are refused before anything reads them.
+        (RequestSizeLimit, {"max_agent_bytes": settings.max_agent_bytes}),
+        # One point per request to its client; a 429 over the budget, before any work.
+        (RateLimitMiddleware, {"limits": runtime.rate_limits, "verifier": runtime.verifier}),
+        # Hot public REST reads; inside the rate limit: an answer from the cache still counts.
+        (CachedPublicReads, {"cache": ResponseCache(runtime.data_version, ttl=TTL)}) if cacheable else None,
+        # A persisted hash becomes its document, for the gate, the cache and the schema.
+        (PersistedQueries, {"store": QueryStore(runtime.redis_link)}),
+        # The graph's budgets: a document over a limit is refused before a parser sees it; the rest
+        # is charged its cost and given its time budget.
+        (
+            LimitGate,
+            {
+                "schema": schema,
+                "limits": settings.graphql_limits,
+                "debug": settings.graphql_debug,
+                "rate_limits": runtime.rate_limits,
+                "time_budget": settings.graphql_time_budget_seconds,
+            },
+        ),
+        # graphql-sse on /graphql: inside the gate (a stream's document is judged like any other),
+        # outside the cache (an event stream is never answered from it).
+        (streams, {"runtime": runtime}),
+        # Answers of graph queries by data version (never in debug: those carry SQL counts).
+        (
+            CachedResponses,
+            {
+                "cache": QueryCache(
+                    runtime.data_version, ttl=graph_ttl, max_tokens=settings.graphql_max_tokens
+                )
+            },
+        )
+        if cacheable and not settings.graphql_debug
+        else None,
+    ]
+    for layer in reversed(layers):  # Starlette runs the middleware added last first
+        if layer is not None:
+            cls, options = layer
+            app.add_middleware(cls, **options)
+    # OpenTelemetry spans, when OTEL_* asks for them: its instrumentation wraps the whole stack above.
+    install_tracing(app, runtime)
