@@ -1,0 +1,132 @@
+"""Finishing a run: a success counts toward its work item; the last one needed makes the version eligible."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from oro_graph.db import writes
+from oro_graph.errors import (
+    MissingScore,
+    RunAlreadyComplete,
+    ValidationFailed,
+)
+from oro_graph.models import (
+    AgentVersion,
+    AgentVersionState,
+    EvaluationRun,
+    ProblemResult,
+    RunStatus,
+    WorkItem,
+    utcnow,
+)
+from oro_graph.services import events, races
+from oro_graph.services.evaluations.lease import (
+    TERMINAL_STATUSES,
+    _owned_live_run,
+    _settle_version_state,
+    _touch_validator,
+)
+from oro_graph.services.evaluations.progress import _check_run_key, _check_score
+from oro_graph.services.leaderboard import on_version_eligible
+from oro_graph.settings import Settings
+
+
+@dataclass(frozen=True)
+class Completion:
+    run: EvaluationRun
+    work_item: WorkItem
+    became_eligible: bool
+    final_score: float | None
+
+
+@writes
+def complete_run(
+    session: Session,
+    *,
+    run_id: uuid.UUID,
+    validator_hotkey: str,
+    terminal_status: RunStatus,
+    settings: Settings,
+    validator_score: float | None = None,
+    score_components: dict[str, Any] | None = None,
+    results_key: str | None = None,
+    failure_reason: str | None = None,
+    sandbox_metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Completion:
+    """Finish a run. A success counts toward the work item; the last needed one makes the version
+    ELIGIBLE with the mean of the included scores and lets the top agent be recomputed."""
+    now = now or utcnow()
+    if terminal_status.value not in TERMINAL_STATUSES:
+        raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
+    run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
+    if terminal_status == RunStatus.SUCCESS and validator_score is None:
+        raise MissingScore("a SUCCESS completion needs validator_score")
+    _check_score("validator_score", validator_score)
+    _check_run_key(run, "results_s3_key", results_key)
+    work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
+    version = session.get(AgentVersion, run.agent_version_id)
+    assert version is not None
+
+    run.status = terminal_status
+    run.completed_at = now
+    run.validator_score = validator_score
+    run.score_components = score_components
+    run.results_key = results_key or run.results_key
+    run.failure_reason = failure_reason
+    run.sandbox_metadata = sandbox_metadata
+    failures, total = session.exec(
+        select(
+            func.sum(ProblemResult.inference_failure_count), func.sum(ProblemResult.inference_total)
+        ).where(ProblemResult.run_id == run.id)
+    ).one()
+    run.inference_failure_count, run.inference_total = failures, total
+    work.active_runs = max(0, work.active_runs - 1)
+    became_eligible = False
+    if terminal_status == RunStatus.SUCCESS and not work.is_closed:
+        run.is_included = True
+        work.included_successes += 1
+        if work.included_successes >= work.required_successes and work.race_id is None:
+            session.add(run)
+            session.flush()
+            scores = session.exec(
+                select(EvaluationRun.validator_score).where(
+                    EvaluationRun.work_item_id == work.id, col(EvaluationRun.is_included).is_(True)
+                )
+            ).all()
+            work.is_closed = True
+            work.closed_at = now
+            version.final_score = sum(s for s in scores if s is not None) / len(scores)
+            version.state = AgentVersionState.ELIGIBLE
+            version.eligible_at = now
+            became_eligible = True
+    _touch_validator(session, validator_hotkey, None, now)
+    session.add_all([run, work, version])
+    _settle_version_state(session, work)
+    session.flush()
+    events.record(
+        session,
+        events.RunEvent.FINISHED,
+        run_id=run.id,
+        suite_id=run.suite_id,
+        agent_version_id=run.agent_version_id,
+        payload={
+            "status": run.status,
+            "validator_score": validator_score,
+            "became_eligible": became_eligible,
+        },
+        at=now,
+    )
+    if became_eligible:
+        on_version_eligible(session, version, settings=settings, now=now)
+    if work.race_id is not None:
+        races.on_race_run_finished(session, work, run, settings=settings, now=now)
+    return Completion(
+        run=run, work_item=work, became_eligible=became_eligible, final_score=version.final_score
+    )
