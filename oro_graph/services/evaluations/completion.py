@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
@@ -28,7 +29,7 @@ from oro_graph.models import (
 from oro_graph.services import events, races
 from oro_graph.services.evaluations.lease import (
     TERMINAL_STATUSES,
-    _owned_live_run,
+    _held_run,
     _settle_version_state,
     _touch_validator,
 )
@@ -65,14 +66,24 @@ def complete_run(
     now = now or utcnow()
     if terminal_status.value not in TERMINAL_STATUSES:
         raise ValidationFailed(f"terminal_status must be one of {sorted(TERMINAL_STATUSES)}")
-    run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
+    run = _held_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete, attached=True)
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
     _check_score("validator_score", validator_score)
     _check_run_key(run, "results_s3_key", results_key)
-    work = session.exec(select(WorkItem).where(WorkItem.id == run.work_item_id).with_for_update()).one()
-    version = session.get(AgentVersion, run.agent_version_id)
-    assert version is not None
+    # The work item (locked, after the run: the lock order), its version and the run's inference
+    # counts (read once the run is locked, so no progress report of it can land in between).
+    results = ProblemResult.__table__.c
+    sums = [
+        sa_select(func.sum(column)).where(results.run_id == run.id).scalar_subquery()
+        for column in (results.inference_failure_count, results.inference_total)
+    ]
+    work, version, failures, total = session.execute(
+        sa_select(WorkItem, AgentVersion, *sums)
+        .join(AgentVersion, col(AgentVersion.id) == WorkItem.agent_version_id)
+        .where(col(WorkItem.id) == run.work_item_id)
+        .with_for_update(of=WorkItem)
+    ).one()
 
     run.status = terminal_status
     run.completed_at = now
@@ -81,11 +92,6 @@ def complete_run(
     run.results_key = results_key or run.results_key
     run.failure_reason = failure_reason
     run.sandbox_metadata = sandbox_metadata
-    failures, total = session.exec(
-        select(
-            func.sum(ProblemResult.inference_failure_count), func.sum(ProblemResult.inference_total)
-        ).where(ProblemResult.run_id == run.id)
-    ).one()
     run.inference_failure_count, run.inference_total = failures, total
     work.active_runs = max(0, work.active_runs - 1)
     became_eligible = False

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
@@ -28,12 +29,13 @@ from oro_graph.models import (
     AgentVersion,
     AgentVersionState,
     EvaluationRun,
+    Role,
     RunStatus,
     ValidatorState,
     WorkItem,
     utcnow,
 )
-from oro_graph.services import events
+from oro_graph.services import events, registry
 from oro_graph.services.evaluations.reads import get_run
 from oro_graph.settings import Settings
 
@@ -182,28 +184,74 @@ def _why_not_live(run: EvaluationRun, validator_hotkey: str, now: datetime) -> t
     return None
 
 
-def _owned_live_run(
+_RUNS = EvaluationRun.__table__
+
+
+def _held_run(
     session: Session,
     run_id: uuid.UUID,
     validator_hotkey: str,
     now: datetime,
     *,
     lapsed: type[OroError] = LeaseExpired,
+    attached: bool = False,
 ) -> EvaluationRun:
-    """The run, locked, if this validator holds it; else the error that says why.
+    """The run, locked, if the signer holds a validator permit and the run's live lease; else the error
+    that says why: FORBIDDEN first, then EVAL_RUN_NOT_FOUND, then why the lease is not the signer's.
 
-    A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for a progress report or a completion
-    the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
-    call rather than retry it.
+    One statement locks the run and reads the signer's registry row, so the permit is checked in the
+    transaction of the work it guards. A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for
+    a progress report or a completion the run is over (RUN_ALREADY_COMPLETE), which is what tells a
+    validator's retry queue to drop the call rather than retry it.
+
+    ``attached``: the run as an ORM instance of the session (the completion changes it through the
+    ORM); otherwise a detached EvaluationRun built from the row, which only ``_set_run`` changes.
     """
-    run = session.exec(select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()).first()
-    if run is None:
+    permit = registry.role_columns(validator_hotkey)
+    if attached:
+        stmt: Any = sa_select(EvaluationRun, *permit).with_for_update(of=EvaluationRun)
+        stmt = stmt.where(col(EvaluationRun.id) == run_id)
+    else:
+        stmt = sa_select(*_RUNS.c, *permit).where(_RUNS.c.id == run_id).with_for_update(of=_RUNS)
+    row = session.execute(stmt).first()
+    if row is None:
+        registry.require_role(session, validator_hotkey, Role.VALIDATOR)
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
-    refusal = _why_not_live(run, validator_hotkey, now)
+    values = row._mapping
+    refusal = registry.role_refusal(validator_hotkey, Role.VALIDATOR, registry.registry_row(values))
     if refusal is not None:
-        reason, detail = refusal
+        raise refusal
+    run: EvaluationRun = row[0] if attached else EvaluationRun(**{c.name: values[c.name] for c in _RUNS.c})
+    why = _why_not_live(run, validator_hotkey, now)
+    if why is not None:
+        reason, detail = why
         raise {"owner": NotRunOwner, "finished": RunAlreadyComplete, "lapsed": lapsed}[reason](detail)
     return run
+
+
+def _status_values(session: Session, run: EvaluationRun, status: RunStatus, now: datetime) -> dict[str, Any]:
+    """The run's new status for ``_set_run``, with its STATUS_CHANGED event; nothing if it has it already
+    (so an UPDATE that does not change the status does not name the column, and answers that read it
+    stay cached)."""
+    if run.status == status:
+        return {}
+    events.record(
+        session,
+        events.RunEvent.STATUS_CHANGED,
+        run_id=run.id,
+        payload={"from": run.status, "to": status.value},
+        at=now,
+    )
+    return {"status": status}
+
+
+def _set_run(session: Session, run: EvaluationRun, values: dict[str, Any]) -> None:
+    """One UPDATE of the columns in ``values`` (and only those) of a run from ``_held_run``; none if empty."""
+    if not values:
+        return
+    session.execute(sql_update(_RUNS).where(_RUNS.c.id == run.id).values(**values))
+    for name, value in values.items():
+        setattr(run, name, value)
 
 
 def live_run_for_upload(
@@ -228,16 +276,22 @@ def heartbeat(
     metrics: Metrics | None = None,
     now: datetime | None = None,
 ) -> EvaluationRun:
-    """Extend the lease of a live run, mark it RUNNING and record the validator's metrics."""
+    """Extend the lease of a live run, mark it RUNNING and record the validator's metrics.
+
+    Core statements, no ORM row: lock the run with the signer's permit, update its lease, touch the
+    validator, record the event.
+    """
     now = now or utcnow()
-    run = _owned_live_run(session, run_id, validator_hotkey, now)
-    _change_status(session, run, RunStatus.RUNNING, now)
-    run.last_heartbeat_at = now
-    run.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
+    run = _held_run(session, run_id, validator_hotkey, now)
+    values: dict[str, Any] = {
+        "last_heartbeat_at": now,
+        "lease_expires_at": now + timedelta(seconds=settings.lease_seconds),
+    }
     if metrics is not None and metrics.service_versions is not None:
-        run.service_versions = metrics.service_versions
+        values["service_versions"] = metrics.service_versions
+    values.update(_status_values(session, run, RunStatus.RUNNING, now))
+    _set_run(session, run, values)
     _touch_validator(session, validator_hotkey, metrics, now)
-    session.add(run)
     events.record(
         session,
         events.RunEvent.HEARTBEAT,
@@ -245,5 +299,4 @@ def heartbeat(
         payload={"lease_expires_at": run.lease_expires_at.isoformat()},
         at=now,
     )
-    session.flush()
     return run

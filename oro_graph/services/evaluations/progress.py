@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from oro_graph.db import writes
 from oro_graph.errors import (
@@ -26,10 +30,12 @@ from oro_graph.models import (
     RunStatus,
     utcnow,
 )
+from oro_graph.models.base import new_id
 from oro_graph.services import events, races, suites
 from oro_graph.services.evaluations.lease import (
-    _change_status,
-    _owned_live_run,
+    _held_run,
+    _set_run,
+    _status_values,
     _touch_validator,
     _why_not_live,
 )
@@ -116,14 +122,19 @@ def update_progress(
     now = now or utcnow()
     if len(problems) > MAX_PROBLEMS_PER_UPDATE:
         raise ValidationFailed(f"at most {MAX_PROBLEMS_PER_UPDATE} problems per update, got {len(problems)}")
-    run = _owned_live_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
+    run = _held_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     ids = {p.problem_id for p in problems}
-    known = set(
-        session.exec(
-            select(Problem.id).where(Problem.suite_id == run.suite_id, col(Problem.id).in_(ids))
-        ).all()
-    )
-    unknown = sorted(str(i) for i in ids - known)
+    # The suite's problems among those named, with each one's stored score for this run, if any.
+    stored = session.execute(
+        sa_select(_PROBLEMS.c.id, _RESULTS.c.id.label("result_id"), _RESULTS.c.score)
+        .select_from(
+            _PROBLEMS.outerjoin(
+                _RESULTS, (_RESULTS.c.problem_id == _PROBLEMS.c.id) & (_RESULTS.c.run_id == run.id)
+            )
+        )
+        .where(_PROBLEMS.c.suite_id == run.suite_id, _PROBLEMS.c.id.in_(ids))
+    ).all()
+    unknown = sorted(str(i) for i in ids - {row.id for row in stored})
     if unknown:
         raise InvalidProblemId(f"problem(s) not in suite {run.suite_id}: {', '.join(unknown)}")
     drawn = races.race_problem_ids(session, run)
@@ -142,44 +153,69 @@ def update_progress(
             raise ValidationFailed(
                 f"execution_time must be a non-negative number, got {update.execution_time}"
             )
-    existing = {
-        r.problem_id: r
-        for r in session.exec(
-            select(ProblemResult).where(
-                ProblemResult.run_id == run.id, col(ProblemResult.problem_id).in_(ids)
-            )
-        )
-    }
-    saved = []
+    scores = {row.id: row.score for row in stored if row.result_id is not None}
+    merged: dict[uuid.UUID, dict[str, Any]] = {}
     for update in problems:  # a later entry for the same problem in one batch wins
-        row = existing.get(update.problem_id) or ProblemResult(run_id=run.id, problem_id=update.problem_id)
-        existing[update.problem_id] = row
-        row.status = update.status
-        for name in (
-            "score",
-            "reasoning_score",
-            "score_components",
-            "logs_key",
-            "execution_time",
-            "inference_failure_count",
-            "inference_total",
-        ):
-            value = getattr(update, name)
-            if value is not None:
-                setattr(row, name, value)
-        row.updated_at = now
-        session.add(row)
-        saved.append(row)
+        values = merged.setdefault(update.problem_id, dict.fromkeys(_RESULT_FIELDS))
+        values["status"] = update.status
+        given = {name: getattr(update, name) for name in _RESULT_FIELDS}
+        values.update({name: value for name, value in given.items() if value is not None})
+        if update.score is not None:
+            scores[update.problem_id] = update.score
         scored = update.status not in (ProblemStatus.PENDING, ProblemStatus.RUNNING)
         events.record(
             session,
             events.RunEvent.PROBLEM_SCORED if scored else events.RunEvent.PROBLEM_STARTED,
             run_id=run.id,
-            payload={"problem_id": str(update.problem_id), "status": update.status, "score": row.score},
+            payload={
+                "problem_id": str(update.problem_id),
+                "status": update.status,
+                "score": scores.get(update.problem_id),
+            },
             at=now,
         )
-    _change_status(session, run, RunStatus.RUNNING, now)
+    saved = _upsert_results(session, run.id, merged, now)
+    _set_run(session, run, _status_values(session, run, RunStatus.RUNNING, now))
     _touch_validator(session, validator_hotkey, None, now)
-    session.add(run)
-    session.flush()
-    return saved
+    return [saved[update.problem_id] for update in problems]
+
+
+_PROBLEMS = Problem.__table__
+_RESULTS = ProblemResult.__table__
+# What an entry may set; a field it leaves out (None) keeps its stored value.
+_RESULT_FIELDS = (
+    "score",
+    "reasoning_score",
+    "score_components",
+    "logs_key",
+    "execution_time",
+    "inference_failure_count",
+    "inference_total",
+)
+
+
+def _upsert_results(
+    session: Session, run_id: uuid.UUID, merged: dict[uuid.UUID, dict[str, Any]], now: datetime
+) -> dict[uuid.UUID, ProblemResult]:
+    """One INSERT ... ON CONFLICT (run, problem) DO UPDATE for every problem of the report: new results
+    are inserted, stored ones get the status and each field the report gives (the others are kept)."""
+    if not merged:
+        return {}
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(_RESULTS).values(
+        [
+            {"id": new_id(), "run_id": run_id, "problem_id": problem_id, "updated_at": now, **values}
+            for problem_id, values in merged.items()
+        ]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_RESULTS.c.run_id, _RESULTS.c.problem_id],
+        set_={
+            "status": stmt.excluded.status,
+            "updated_at": stmt.excluded.updated_at,
+            **{name: func.coalesce(stmt.excluded[name], _RESULTS.c[name]) for name in _RESULT_FIELDS},
+        },
+    ).returning(*_RESULTS.c)
+    rows = session.execute(stmt).all()
+    return {row.problem_id: ProblemResult(**row._mapping) for row in rows}
