@@ -209,7 +209,7 @@ def _upsert_results(
             for problem_id, values in merged.items()
         ]
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[_RESULTS.c.run_id, _RESULTS.c.problem_id],
         set_={
             "status": stmt.excluded.status,
@@ -217,5 +217,5 @@ def _upsert_results(
             **{name: func.coalesce(stmt.excluded[name], _RESULTS.c[name]) for name in _RESULT_FIELDS},
         },
     ).returning(*_RESULTS.c)
-    rows = session.execute(stmt).all()
+    rows = session.execute(upsert).all()
     return {row.problem_id: ProblemResult(**row._mapping) for row in rows}
