@@ -278,19 +278,22 @@ def heartbeat(
 ) -> EvaluationRun:
     """Extend the lease of a live run, mark it RUNNING and record the validator's metrics.
 
-    Core statements, no ORM row: lock the run with the signer's permit, update its lease, touch the
-    validator, record the event.
+    Core statements, no ORM row: one UPDATE extends the lease if the run is this validator's and live,
+    and reads the signer's permit; touch the validator; record the event. When that UPDATE finds no
+    such run, ``_held_run`` says why (or, if it became live meanwhile, the lease is extended after all).
     """
     now = now or utcnow()
-    run = _held_run(session, run_id, validator_hotkey, now)
     values: dict[str, Any] = {
         "last_heartbeat_at": now,
         "lease_expires_at": now + timedelta(seconds=settings.lease_seconds),
     }
     if metrics is not None and metrics.service_versions is not None:
         values["service_versions"] = metrics.service_versions
-    values.update(_status_values(session, run, RunStatus.RUNNING, now))
-    _set_run(session, run, values)
+    run = _extend_live_lease(session, run_id, validator_hotkey, now, values)
+    if run is None:
+        run = _held_run(session, run_id, validator_hotkey, now)
+        _set_run(session, run, values)
+    _set_run(session, run, _status_values(session, run, RunStatus.RUNNING, now))
     _touch_validator(session, validator_hotkey, metrics, now)
     events.record(
         session,
@@ -300,3 +303,28 @@ def heartbeat(
         at=now,
     )
     return run
+
+
+def _extend_live_lease(
+    session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime, values: dict[str, Any]
+) -> EvaluationRun | None:
+    """Set ``values`` on the run if this validator holds its live lease (``_why_not_live`` would say
+    nothing), in one UPDATE that also reads the signer's permit (FORBIDDEN rolls the UPDATE back);
+    None if the run is not this validator's live run."""
+    row = session.execute(
+        sql_update(_RUNS)
+        .where(
+            _RUNS.c.id == run_id,
+            _RUNS.c.validator_hotkey == validator_hotkey,
+            _RUNS.c.status.in_(ACTIVE_RUN_STATUSES),
+            _RUNS.c.lease_expires_at > now,
+        )
+        .values(**values)
+        .returning(*_RUNS.c, *registry.role_columns(validator_hotkey))
+    ).first()
+    if row is None:
+        return None
+    refusal = registry.role_refusal(validator_hotkey, Role.VALIDATOR, registry.registry_row(row._mapping))
+    if refusal is not None:
+        raise refusal
+    return EvaluationRun(**{c.name: row._mapping[c.name] for c in _RUNS.c})
