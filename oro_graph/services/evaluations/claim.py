@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import exists, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from oro_graph.db import insert_if_absent, writes
 from oro_graph.errors import AtCapacity
@@ -49,6 +49,7 @@ class Claim:
     run: EvaluationRun
     code_download_url: str
     code_sha256: str
+    miner_hotkey: str  # whose credential mints the run's inference token (after the claim commits)
 
 
 class _LapsedLeases(Exception):
@@ -121,7 +122,20 @@ def _claim(
         sql_update(_WORK)
         .where(_WORK.c.id == run.work_item_id)
         .values(active_runs=_WORK.c.active_runs + 1)
-        .returning(*_version_columns(_WORK.c.agent_version_id, "state", "code_key", "code_sha256"))
+        .returning(
+            *_version_columns(_WORK.c.agent_version_id, "state", "code_key", "code_sha256"),
+            # Nested, not joined: SQLite names RETURNING's columns without their table.
+            sa_select(col(Agent.miner_hotkey))
+            .where(
+                col(Agent.id)
+                == sa_select(_VERSIONS.c.agent_id)
+                .where(_VERSIONS.c.id == _WORK.c.agent_version_id)
+                .correlate_except(_VERSIONS)
+                .scalar_subquery()
+            )
+            .scalar_subquery()
+            .label("miner_hotkey"),
+        )
     ).one()
     if counted.state == AgentVersionState.QUEUED:  # its first run: the version is being evaluated
         session.execute(
@@ -142,7 +156,9 @@ def _claim(
     url = storage.download_url(
         counted.code_key, seconds=min(settings.signed_url_seconds, settings.lease_seconds)
     )
-    return Claim(run=run, code_download_url=url.url, code_sha256=counted.code_sha256)
+    return Claim(
+        run=run, code_download_url=url.url, code_sha256=counted.code_sha256, miner_hotkey=counted.miner_hotkey
+    )
 
 
 def _version_columns(version_id: Any, *names: str) -> list[Any]:
