@@ -110,10 +110,8 @@ def _claim(
     if sweep and seen["lapsed"]:
         raise _LapsedLeases
     if seen["active"] >= settings.max_active_runs_per_validator:
-        raise AtCapacity(
-            f"validator holds {seen['active']} active run(s); the limit is "
-            f"{settings.max_active_runs_per_validator}. Complete or let a run expire before claiming again"
-        )
+        # Counted again: the touch's count may predate a completion whose lock the touch waited for.
+        _check_capacity(session.execute(sa_select(_active_runs(validator_hotkey))).scalar_one(), settings)
     run = _insert_run(session, validator_hotkey, settings, metrics, now)
     if run is None:
         return None
@@ -168,16 +166,35 @@ def _version_columns(version_id: Any, *names: str) -> list[Any]:
     ]
 
 
-def _touch_claimer(session: Session, hotkey: str, metrics: Metrics | None, now: datetime) -> Any:
-    """Record the validator as seen (with its metrics), which locks its state row (claims of one
-    validator queue here: the lock order starts with it), and read in the same statement its registry
-    row, how many runs it holds and whether any lease has lapsed."""
-    active = (
+def _active_runs(hotkey: str) -> Any:
+    """SQL: how many runs the validator holds now."""
+    return (
         sa_select(func.count())
         .select_from(_RUNS)
         .where(_RUNS.c.validator_hotkey == hotkey, _RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
         .scalar_subquery()
     )
+
+
+def _check_capacity(active: int, settings: Settings) -> None:
+    if active >= settings.max_active_runs_per_validator:
+        raise AtCapacity(
+            f"validator holds {active} active run(s); the limit is "
+            f"{settings.max_active_runs_per_validator}. Complete or let a run expire before claiming again"
+        )
+
+
+def _touch_claimer(session: Session, hotkey: str, metrics: Metrics | None, now: datetime) -> Any:
+    """Record the validator as seen (with its metrics), which locks its state row (claims of one
+    validator queue here: the lock order starts with it), and read in the same statement its registry
+    row, how many runs it holds and whether any lease has lapsed.
+
+    On PostgreSQL the columns read here come from the statement's snapshot, taken before it waited for
+    the row lock: a claim of the same validator that committed meanwhile is not in the count. So the
+    count only decides when to look again (``_claim``), and the run's INSERT, a statement that starts
+    once the lock is held, checks the capacity itself (``_candidates``).
+    """
+    active = _active_runs(hotkey)
     lapsed = exists().where(_RUNS.c.status.in_(ACTIVE_RUN_STATUSES), _RUNS.c.lease_expires_at < now)
     touch = (
         sql_update(_STATES)
@@ -205,6 +222,7 @@ def _candidates(validator_hotkey: str, settings: Settings) -> Any:
         _WORK.c.max_attempts.is_(None)  # race work: X of at most Y finished runs
         | (_WORK.c.included_successes + _WORK.c.failed_attempts + _WORK.c.active_runs < _WORK.c.max_attempts),
         ~already_ran,
+        _active_runs(validator_hotkey) < settings.max_active_runs_per_validator,  # see _touch_claimer
     ]
     if settings.require_inference_credential:
         # A version whose miner has no usable credential waits: a validator cannot run it without a token.
@@ -244,7 +262,12 @@ def _insert_run(
     for _ in range(attempts):
         if run is not None:
             return run
-        if session.execute(candidates).first() is None:  # nothing open at all, locked or not
+        # Nothing for this validator now: it is at capacity, or nothing is open at all, locked or not.
+        found = session.execute(
+            sa_select(_active_runs(validator_hotkey).label("active"), candidates.exists().label("open"))
+        ).one()
+        _check_capacity(found.active, settings)
+        if not found.open:
             return None
         # Blocking lock; PostgreSQL re-checks the WHERE clause once the holder commits.
         run = insert(candidates.with_for_update(of=_WORK))
