@@ -1,6 +1,11 @@
 """The evaluation lifecycle: claim, heartbeat, progress, complete, and lease expiry.
 
-One module per concept; everything is re-exported here, so callers write ``evaluations.claim_work``.
+One module per concept (``claim``, ``lease``, ``progress``, ``completion``, ``reads``); everything is
+re-exported here, so callers write ``evaluations.claim_work``. The four validator calls check the
+signer's validator permit themselves, in their own transaction (``registry.role_columns`` read in
+their first statement), so every adapter gets the rule; each is one transaction of a few Core
+statements (``tests/services/test_validator_statements.py`` pins how many), except the claim's sweep
+of lapsed leases, committed on its own (``claim.sweep_lapsed_leases`` says why).
 """
 
 from oro_graph.services.evaluations.claim import Claim, claim_work
