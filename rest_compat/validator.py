@@ -1,4 +1,7 @@
-"""/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only."""
+"""/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only.
+
+Claim, heartbeat, progress and complete check the permit in the service, in the transaction of the work;
+the other paths check it here (``ValidatorHotkey``)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations, inference
 from rest_compat import schemas
-from rest_compat.deps import RateLimitsDep, RuntimeDep, ValidatorHotkey
+from rest_compat.deps import RateLimitsDep, RuntimeDep, SignedHotkey, ValidatorHotkey
 from rest_compat.errors import documented
 
 router = APIRouter(
@@ -32,7 +35,7 @@ RUN_NOT_FOUND = {404: [E.EVAL_RUN_NOT_FOUND]}
     },
 )
 async def claim_work(
-    hotkey: ValidatorHotkey,
+    hotkey: SignedHotkey,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
     body: schemas.ClaimWorkRequest | None = None,
@@ -75,7 +78,7 @@ async def get_run_problems(
 )
 async def heartbeat(
     eval_run_id: uuid.UUID,
-    hotkey: ValidatorHotkey,
+    hotkey: SignedHotkey,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
     body: schemas.HeartbeatRequest | None = None,
@@ -105,7 +108,7 @@ async def heartbeat(
 async def update_progress(
     eval_run_id: uuid.UUID,
     body: schemas.ProgressUpdateRequest,
-    hotkey: ValidatorHotkey,
+    hotkey: SignedHotkey,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
 ) -> schemas.ProgressUpdateResponse:
@@ -135,7 +138,7 @@ async def update_progress(
 async def complete_run(
     eval_run_id: uuid.UUID,
     body: schemas.CompleteRunRequest,
-    hotkey: ValidatorHotkey,
+    hotkey: SignedHotkey,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
 ) -> schemas.CompleteRunResponse:

@@ -52,6 +52,14 @@ class Context(BaseContext):
             )
         return await self._signer
 
+    async def signed_write(self, write: str) -> str:
+        """The signer, charged for a ``write`` whose service checks the signer's role itself, in the
+        transaction of the work (claim, heartbeat, progress, complete: ``services.evaluations``)."""
+        hotkey = await self.signer()
+        if self.runtime.rate_limits is not None:
+            await self.runtime.rate_limits.charge_write(hotkey, write)
+        return hotkey
+
     async def require(self, role: Role, *, write: str | None = None) -> str:
         """The signer, if registered with ``role`` and not banned (else FORBIDDEN); for a ``write`` (one
         of ``ratelimit.WRITES``), charged to the hotkey's budget for it (else RATE_LIMIT_EXCEEDED)."""

@@ -16,7 +16,6 @@ from oro_graph.graphql import refs
 from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ProblemStatus, TerminalStatus
 from oro_graph.graphql.permissions import IsValidatorPresigning
-from oro_graph.models import Role
 from oro_graph.services import artifacts, evaluations, inference
 
 
@@ -230,7 +229,7 @@ class EvaluationMutation:
         description="Lease the oldest version that still needs a run from this validator." + SIGNED_VALIDATOR
     )
     async def claim_work(self, info: Info, metrics: Metrics = None) -> ClaimWorkResult:
-        hotkey = await info.context.require(Role.VALIDATOR, write="claim")
+        hotkey = await info.context.signed_write("claim")
         runtime = info.context.runtime
         assert runtime.inference is not None
         got = await run_in_threadpool(
@@ -269,7 +268,7 @@ class EvaluationMutation:
         description="Extend the lease of a run and report the machine's metrics." + SIGNED_VALIDATOR
     )
     async def heartbeat(self, info: Info, run_id: RunId, metrics: Metrics = None) -> HeartbeatResult:
-        hotkey = await info.context.require(Role.VALIDATOR, write="heartbeat")
+        hotkey = await info.context.signed_write("heartbeat")
         runtime = info.context.runtime
         run = await runtime.db.run(
             evaluations.heartbeat,
@@ -294,7 +293,7 @@ class EvaluationMutation:
             list[ProblemProgressInput], strawberry.argument(description="Results to record.")
         ],
     ) -> ReportProgressResult:
-        hotkey = await info.context.require(Role.VALIDATOR, write="progress")
+        hotkey = await info.context.signed_write("progress")
         rows = await info.context.runtime.db.run(
             evaluations.update_progress,
             run_id=run_id,
@@ -326,7 +325,7 @@ class EvaluationMutation:
         failure_reason: Annotated[str | None, strawberry.argument(description="Why it failed.")] = None,
         sandbox_metadata: Annotated[JSON | None, strawberry.argument(description="Sandbox metadata.")] = None,
     ) -> CompleteRunResult:
-        hotkey = await info.context.require(Role.VALIDATOR, write="complete")
+        hotkey = await info.context.signed_write("complete")
         runtime = info.context.runtime
         done = await runtime.db.run(
             evaluations.complete_run,

@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 
 from oro_graph.db import Database, writes
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
-from oro_graph.models import Agent, AgentVersion, InferenceCredential, utcnow
+from oro_graph.models import InferenceCredential, utcnow
 from oro_graph.services import agents, credentials, evaluations
 from oro_graph.services.credentials import CHUTES, OPENROUTER, Readiness, cipher
 from oro_graph.services.providers import Grant, Inference, MintFailed, ProviderRefused, ProviderUnavailable
@@ -173,15 +173,6 @@ def refresh_chutes(
     return _Refreshed(grant=_chutes_grant(tokens.access_token, tokens.expires_at, settings))
 
 
-def miner_of_version(session: Session, version_id: uuid.UUID) -> str:
-    hotkey = session.exec(
-        select(Agent.miner_hotkey)
-        .join(AgentVersion, AgentVersion.agent_id == Agent.id)
-        .where(AgentVersion.id == version_id)
-    ).one()
-    return str(hotkey)
-
-
 def mint(
     db: Database, inference: Inference, *, miner_hotkey: str, now: datetime | None = None
 ) -> Grant | None:
@@ -239,9 +230,8 @@ def claim_with_grant(
     )
     if claim is None:
         return None
-    miner = db.call(miner_of_version, claim.run.agent_version_id)
     try:
-        grant = mint(db, inference, miner_hotkey=miner)
+        grant = mint(db, inference, miner_hotkey=claim.miner_hotkey)
     except MintFailed as exc:
         db.call(
             evaluations.release_run,

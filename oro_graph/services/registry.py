@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Label
 from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
@@ -63,15 +65,54 @@ def list_hotkeys(session: Session, role: Role | None = None) -> list[Hotkey]:
 def require_role(session: Session, ss58: str, role: Role) -> Hotkey:
     """403 unless ``ss58`` is registered, not banned and has ``role`` (validators need a permit)."""
     row = session.get(Hotkey, ss58)
-    if row is None:
-        raise Forbidden(f"hotkey {ss58} is not registered on this subnet")
-    if row.banned:
-        raise Forbidden(f"hotkey {ss58} is banned")
-    if role == Role.VALIDATOR and not (row.role == Role.VALIDATOR and row.validator_permit):
-        raise Forbidden(f"hotkey {ss58} has no validator permit; this path is for validators")
-    if role == Role.MINER and row.role != Role.MINER:
-        raise Forbidden(f"hotkey {ss58} is registered as a {row.role}; this path is for miners")
+    refusal = role_refusal(ss58, role, None if row is None else (row.banned, row.role, row.validator_permit))
+    if refusal is not None:
+        raise refusal
+    assert row is not None  # registered: role_refusal says so otherwise
     return row
+
+
+RegistryRow = tuple[bool, str, bool]  # (banned, role, validator_permit)
+
+
+def role_refusal(ss58: str, role: Role, found: RegistryRow | None) -> Forbidden | None:
+    """Why ``ss58`` may not act as ``role``, given its registry row (None: not registered); None if it may.
+
+    The rule of ``require_role``, for a service that reads the row in its own first statement
+    (``role_columns``), so the check is in the same transaction as the work it guards.
+    """
+    if found is None:
+        return Forbidden(f"hotkey {ss58} is not registered on this subnet")
+    banned, actual, permit = found
+    if banned:
+        return Forbidden(f"hotkey {ss58} is banned")
+    if role == Role.VALIDATOR and not (actual == Role.VALIDATOR and permit):
+        return Forbidden(f"hotkey {ss58} has no validator permit; this path is for validators")
+    if role == Role.MINER and actual != Role.MINER:
+        return Forbidden(f"hotkey {ss58} is registered as a {actual}; this path is for miners")
+    return None
+
+
+def role_columns(ss58: str) -> list[Label[Any]]:
+    """The registry row of ``ss58`` as three scalar subqueries (banned, role, validator_permit), to add to
+    a statement's columns; all NULL when it is not registered. Read them with ``registry_row``."""
+    by_key = col(Hotkey.ss58) == ss58
+    return [
+        select(column).where(by_key).scalar_subquery().label(f"registry_{name}")
+        for name, column in (
+            ("banned", col(Hotkey.banned)),
+            ("role", col(Hotkey.role)),
+            ("permit", col(Hotkey.validator_permit)),
+        )
+    ]
+
+
+def registry_row(values: Mapping[str, Any]) -> RegistryRow | None:
+    """The registry row read through ``role_columns`` (None: not registered)."""
+    banned = values["registry_banned"]
+    if banned is None:
+        return None
+    return bool(banned), str(values["registry_role"]), bool(values["registry_permit"])
 
 
 @dataclass(frozen=True)
