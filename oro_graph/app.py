@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from oro_graph import __version__, web
+from oro_graph.capacity import CapacityGate, lanes_for
 from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.health import deep_check
 from oro_graph.http import Compression, ConditionalGet, PathCORS
@@ -174,6 +175,8 @@ def create_app(
 
     install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
+    # Innermost of the middleware (added before the adapters'): cached answers and refusals take no slot.
+    app.add_middleware(CapacityGate, lanes=lanes_for(settings))
     _mount_adapters(app, runtime)
     web.install(app, runtime)
     install_tracing(app, runtime)

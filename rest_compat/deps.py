@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
+from oro_graph.capacity import to_thread
 from oro_graph.models import Role
 from oro_graph.ratelimit import RateLimits
 from oro_graph.runtime import Runtime
@@ -30,7 +30,7 @@ RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 async def signed_hotkey(request: Request, runtime: RuntimeDep) -> str:
     """The hotkey that signed this request; 401 for a bad signature, a stale timestamp or a reused nonce."""
     # In a worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-    return await run_in_threadpool(runtime.verifier.verify, request.headers)
+    return await to_thread(runtime.verifier.verify, request.headers)
 
 
 SignedHotkey = Annotated[str, Depends(signed_hotkey)]
