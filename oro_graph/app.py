@@ -18,7 +18,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from oro_graph import __version__, web
-from oro_graph.capacity import CapacityGate, lanes_for
+from oro_graph.capacity import CapacityGate, WriteLane, lanes_for
 from oro_graph.errors import FileTooLarge, OroError
 from oro_graph.health import deep_check
 from oro_graph.http import Compression, ConditionalGet, PathCORS
@@ -176,7 +176,8 @@ def create_app(
     install_metrics(app, runtime)
     _mount_artifacts(app, runtime)
     # Innermost of the middleware (added before the adapters'): cached answers and refusals take no slot.
-    app.add_middleware(CapacityGate, lanes=lanes_for(settings))
+    app.state.capacity = lanes_for(settings)
+    app.add_middleware(CapacityGate, lanes=app.state.capacity)
     _mount_adapters(app, runtime)
     web.install(app, runtime)
     install_tracing(app, runtime)
@@ -187,6 +188,7 @@ def create_app(
     app.add_middleware(Compression)  # compresses what the tagging above saw uncompressed
     # Added last, so it runs first: every answer (a 429 or a 413 too) is counted and has a request id.
     app.add_middleware(RequestObserver, router=app.router, access_log=settings.log_format == "json")
+    app.add_middleware(WriteLane, lanes=app.state.capacity)  # outermost: a write's threads from the start
     return app
 
 

@@ -12,8 +12,9 @@ Two lanes, chosen per request by :class:`CapacityGate` from what the request is 
   interpreter: two at a time keep the process busy, more only lengthen everyone's latency and the
   time a validator's heartbeat waits for the interpreter.
 
-The gate sits inside the response caches and the rate limits (installed before them in
-``oro_graph.app``), so a cached answer or a refused request never takes a slot.
+The read gate sits inside the response caches and the rate limits (installed before them in
+``oro_graph.app``), so a cached answer or a refused request never takes a slot; the write lane is
+chosen outermost, so the rate limits and signature checks of a write already use its threads.
 Blocking calls of a request go through :func:`to_thread`, which uses the lane's threads.
 """
 
@@ -136,32 +137,41 @@ def lane_of(scope: Scope) -> str | None:
     return None
 
 
-class CapacityGate:
-    """ASGI middleware: puts each HTTP request in its lane (see the module's docstring)."""
+class WriteLane:
+    """ASGI middleware, outermost: a write-lane request's blocking calls use the lane's threads from
+    the first middleware on (rate limits, signature checks), not only in its handler."""
 
     def __init__(self, app: ASGIApp, lanes: Lanes) -> None:
         self.app = app
         self.lanes = lanes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or lane_of(scope) != "write":
             await self.app(scope, receive, send)
             return
-        lane = lane_of(scope)
-        if lane == "write":
-            token = _write_threads.set(self.lanes.write_limiter())
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                _write_threads.reset(token)
-        elif lane == "read":
-            try:
-                async with self.lanes.reading():
-                    await self.app(scope, receive, send)
-            except Saturated:
-                await self._refuse(send)
-        else:
+        token = _write_threads.set(self.lanes.write_limiter())
+        try:
             await self.app(scope, receive, send)
+        finally:
+            _write_threads.reset(token)
+
+
+class CapacityGate:
+    """ASGI middleware, innermost: graph reads wait for a read slot or are refused (module docstring)."""
+
+    def __init__(self, app: ASGIApp, lanes: Lanes) -> None:
+        self.app = app
+        self.lanes = lanes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or lane_of(scope) != "read":
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with self.lanes.reading():
+                await self.app(scope, receive, send)
+        except Saturated:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

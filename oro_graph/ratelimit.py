@@ -32,9 +32,9 @@ from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.concurrency import run_in_threadpool
 
 from oro_graph import ratestore
+from oro_graph.capacity import to_thread
 from oro_graph.errors import RateLimitExceeded
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
@@ -171,7 +171,7 @@ class RateLimits:
     async def charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
         if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
             return self._charge(item, points, *identifiers)
-        return await run_in_threadpool(self._charge, item, points, *identifiers)
+        return await to_thread(self._charge, item, points, *identifiers)
 
     # The policy.
     def points(self, cost: int) -> int:

@@ -6,8 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
+from oro_graph.capacity import to_thread
 from oro_graph.errors import ErrorCode as E
 from oro_graph.errors import RateLimitExceeded
 from oro_graph.services import agents, credentials, inference
@@ -186,7 +186,7 @@ async def exchange_chutes_code(
     refresh token, stored encrypted. 422 says why the exchange was refused (a redirect URI not in
     ORO_CHUTES_REDIRECT_URIS, a bad verifier, a code the provider refused)."""
     assert runtime.inference is not None
-    await run_in_threadpool(
+    await to_thread(
         inference.exchange_chutes_code,
         runtime.db,
         runtime.inference,

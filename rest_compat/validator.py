@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 
+from oro_graph.capacity import to_thread
 from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations, inference
@@ -44,7 +44,7 @@ async def claim_work(
     answer is 503 with Retry-After."""
     await limits.charge_write(hotkey, "claim")
     assert runtime.inference is not None
-    got = await run_in_threadpool(
+    got = await to_thread(
         inference.claim_with_grant,
         runtime.db,
         runtime.inference,

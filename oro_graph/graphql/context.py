@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import strawberry
 from starlette.requests import HTTPConnection
-from starlette.concurrency import run_in_threadpool
 from strawberry.fastapi import BaseContext
 
+from oro_graph.capacity import to_thread
 from oro_graph.graphql.loaders import Loaders
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
@@ -47,9 +47,7 @@ class Context(BaseContext):
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""
         if self._signer is None:
             # A worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-            self._signer = asyncio.ensure_future(
-                run_in_threadpool(self.runtime.verifier.verify, self.headers)
-            )
+            self._signer = asyncio.ensure_future(to_thread(self.runtime.verifier.verify, self.headers))
         return await self._signer
 
     async def require(self, role: Role, *, write: str | None = None) -> str:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from sqlalchemy import inspect as sa_inspect
-from starlette.concurrency import run_in_threadpool
 from strawberry import relay
 from strawberry.scalars import JSON
 
 from oro_graph import models
+from oro_graph.capacity import to_thread
 from oro_graph.graphql import errors as e
 from oro_graph.graphql.agents import Agent, AgentVersion, WorkItem, agent_of_version, shown_version
 from oro_graph.graphql.context import Info
@@ -645,7 +645,7 @@ class EvaluationMutation:
         hotkey = await info.context.require(Role.VALIDATOR, write="claim")
         runtime = info.context.runtime
         assert runtime.inference is not None
-        got = await run_in_threadpool(
+        got = await to_thread(
             inference.claim_with_grant,
             runtime.db,
             runtime.inference,
