@@ -228,7 +228,7 @@ query VersionPage($id: ID!) {
 # PostGraphile's generated schema for the same question (runs by claim time, then primary key).
 PEER_VERSION_PAGE = """
 query VersionPage($id: UUID!) {
-  agentversionById(id: $id) {
+  agentversionByRowId(rowId: $id) {
     versionNumber
     state
     finalScore
