@@ -14,6 +14,9 @@ SCHEMA_SDL = REPO / "schema.graphql"
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Several checkouts benchmarking on one machine: each its own database names and ports.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "bench")
+PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "18431"))
 
 
 def dsn(database: str) -> str:
@@ -39,7 +42,7 @@ class Size:
 
     @property
     def database(self) -> str:
-        return self.named or f"bench_{self.name}"
+        return self.named or f"{DB_PREFIX}_{self.name}"
 
 
 SIZES = {
@@ -48,7 +51,7 @@ SIZES = {
     "medium": Size("medium", runs=20_000, miners=500, validators=20),
     "large": Size("large", runs=200_000, miners=1_700, validators=30),
 }
-LOOP_DATABASE = "bench_loop"  # the validator loop writes: it gets its own database, rebuilt each run
+LOOP_DATABASE = f"{DB_PREFIX}_loop"  # the validator loop writes: it gets its own database, rebuilt each run
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,12 @@ class Plan:
     server_workers: int = 2
     ports: dict[str, int] = field(
         default_factory=lambda: {
-            "ours": 18431,
-            "ours_1w": 18432,
-            "peer": 18433,
-            "loop": 18434,
-            "scale": 18435,
+            "ours": PORT_BASE,
+            "ours_1w": PORT_BASE + 1,
+            "peer": PORT_BASE + 2,
+            "loop": PORT_BASE + 3,
+            "scale": PORT_BASE + 4,
+            "writes": PORT_BASE + 5,
         }
     )
 

@@ -93,6 +93,7 @@ class HttpConnection:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.cache: str | None = None  # the last answer's x-cache header (hit, miss), if it had one
 
     async def _open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -128,6 +129,9 @@ class HttpConnection:
             body = b"".join(p[:-2] for p in parts)
         if b"connection: close" in lower:
             self.close()
+        self.cache = (
+            "hit" if b"\r\nx-cache: hit" in lower else "miss" if b"\r\nx-cache: miss" in lower else None
+        )
         return status, body
 
 
@@ -162,10 +166,19 @@ async def run_http(spec: dict[str, Any]) -> dict[str, Any]:
     unique = bool(spec.get("unique_document"))
     graphql = bool(spec.get("graphql"))
     fixed = build_request(spec, json.dumps(payload).encode() if payload is not None else None)
+    # Distinct requests in turn: a pool of variables (GraphQL) or of paths (REST; a page may be
+    # several paths, asked one after the other and counted as one page).
+    pages: list[list[bytes]] = []
+    for variables in spec.get("variables_pool") or []:
+        pages.append([build_request(spec, json.dumps({**(payload or {}), "variables": variables}).encode())])
+    for paths in spec.get("path_pool") or []:
+        pages.append([build_request({**spec, "path": path}, None) for path in paths])
+    turn = itertools.count()
     start = time.perf_counter()
     tally = Tally(start + spec["warmup"], start + spec["warmup"] + spec["duration"])
     sizes: list[int] = []
     counter = 0
+    caches = {"hit": 0, "miss": 0}
 
     async def worker() -> None:
         nonlocal counter
@@ -178,10 +191,17 @@ async def run_http(spec: dict[str, Any]) -> dict[str, Any]:
                     body = dict(payload or {})
                     body["query"] = f"# bench {os.getpid()}-{counter}\n" + body["query"]
                     raw = build_request(spec, json.dumps(body).encode())
+                raws = pages[next(turn) % len(pages)] if pages else [raw]
                 t0 = time.perf_counter()
                 try:
-                    status, data = await conn.request(raw)
-                    problem = response_problem(status, data, graphql)
+                    problem = None
+                    for one in raws:
+                        status, data = await conn.request(one)
+                        problem = response_problem(status, data, graphql)
+                        if conn.cache and tally.window_start <= t0:
+                            caches[conn.cache] += 1
+                        if problem:
+                            break
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     conn.close()
                     problem = f"{type(exc).__name__}: {exc}"
@@ -199,10 +219,66 @@ async def run_http(spec: dict[str, Any]) -> dict[str, Any]:
     out = tally.result()
     out["response_bytes"] = max(sizes) if sizes else None
     out["concurrency"] = concurrency
+    if caches["hit"] + caches["miss"]:
+        out["cache_hit_share"] = round(caches["hit"] / (caches["hit"] + caches["miss"]), 3)
+    if pages:
+        out["distinct_requests"] = len(pages)
     return out
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+async def run_writers(spec: dict[str, Any]) -> dict[str, Any]:
+    """Signed validator writes at a fixed rate (open loop): heartbeats and progress reports in turn,
+    spread over validators that each hold a claimed run; their latency is what the reads may starve."""
+    import httpx
+    from substrateinterface import Keypair
+
+    from oro_graph.auth import sign_headers
+
+    rate = float(spec["rate"])
+    holders = [(Keypair.create_from_uri(uri), run, problems) for uri, run, problems in spec["holders"]]
+    start = time.perf_counter()
+    tally = Tally(start + spec["warmup"], start + spec["warmup"] + spec["duration"])
+    if rate <= 0:
+        await asyncio.sleep(tally.window_end - start)
+        return {**tally.result(), "rate": 0}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=len(holders))
+    tasks: set[asyncio.Task[None]] = set()
+    async with httpx.AsyncClient(base_url=spec["base_url"], limits=limits, timeout=60) as client:
+
+        async def write(k: int) -> None:
+            kp, run, problems = holders[k % len(holders)]
+            if (k // len(holders)) % 2 == 0:
+                path, body = f"/v1/validator/evaluation-runs/{run}/heartbeat", {"cpu_pct": 20.0}
+            else:
+                path = f"/v1/validator/evaluation-runs/{run}/progress"
+                body = {"problems": [{"problem_id": p, "status": "SUCCESS", "score": 0.5} for p in problems]}
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(path, json=body, headers=sign_headers(kp))
+                ok, message = (
+                    r.status_code == 200,
+                    f"{path.rsplit('/', 1)[-1]} HTTP {r.status_code}: {r.text[:200]}",
+                )
+            except httpx.HTTPError as exc:
+                ok, message = False, f"{type(exc).__name__}: {exc}"
+            tally.record(t0, time.perf_counter(), ok, message)
+
+        k = 0
+        while True:
+            due = start + k / rate
+            if due >= tally.window_end:
+                break
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            task = asyncio.create_task(write(k))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            k += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+    return {**tally.result(), "rate": rate}
 
 
 async def run_sql(spec: dict[str, Any]) -> dict[str, Any]:
@@ -463,6 +539,7 @@ async def run_paging(spec: dict[str, Any]) -> dict[str, Any]:
 
 KINDS = {
     "http": run_http,
+    "writers": run_writers,
     "sql": run_sql,
     "validators": run_validators,
     "raw_claims": run_raw_claims,

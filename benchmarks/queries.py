@@ -217,3 +217,53 @@ query ProblemStats {
   }
 }
 """
+
+# The per-version page (issue 13, workload b): what a frontend shows for one version, asked for a
+# different version on every request (no response cache can answer): the agent, the version's first
+# 10 runs with their validators, and each run's problem results.
+VERSION_PAGE = """
+query VersionPage($id: ID!) {
+  agentVersion(id: $id) {
+    versionNumber
+    state
+    finalScore
+    agent { name miner { hotkey } }
+    runs(first: 10) {
+      edges {
+        node {
+          status
+          validatorScore
+          claimedAt
+          validator { name hotkey }
+          problemResults(first: 50) { edges { node { status score problem { id } } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+# PostGraphile's generated schema for the same question (runs by claim time, then primary key).
+PEER_VERSION_PAGE = """
+query VersionPage($id: UUID!) {
+  agentversionByRowId(rowId: $id) {
+    versionNumber
+    state
+    finalScore
+    agentByAgentId { name minerHotkey }
+    evaluationrunsByAgentVersionId(first: 10, orderBy: [CLAIMED_AT_ASC, PRIMARY_KEY_ASC]) {
+      nodes {
+        status
+        validatorScore
+        claimedAt
+        validator { name ss58 }
+        problemresultsByRunId(first: 50) { nodes { status score problemId } }
+      }
+    }
+  }
+}
+"""
+
+# REST has no single answer for this page: a frontend asks for the version's runs and its problem
+# matrix (each validator's result per problem), one after the other; the two count as one page.
+REST_VERSION_PAGE = ("/v1/public/agent-versions/{id}/runs", "/v1/public/agent-versions/{id}/problems")

@@ -21,6 +21,44 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
     "graphql_vs_postgraphile": ("our GraphQL req/s / PostGraphile req/s, deep leaderboard", 1.0, True),
     "graphql_uncached_vs_postgraphile": (
         "the same with a new document per request (no cache can answer)",
+        1.5,
+        True,
+    ),
+    "graphql_uncached_vs_raw_sql": (
+        "uncached GraphQL req/s / the raw SQL limit's statements/s (same concurrency)",
+        0.8,
+        True,
+    ),
+    **{
+        f"graphql_writes_{rate}_vs_postgraphile": (
+            f"deep leaderboard req/s while {rate} signed writes/s go to our server: ours / PostGraphile",
+            1.5,
+            True,
+        )
+        for rate in (0, 1, 5, 20)
+    },
+    **{
+        f"writers_p99_w{rate}_vs_target": (
+            f"writers' p99 at {rate}/s under our read load / max(50 ms, 2 x their p99 alone at 20/s)",
+            1.0,
+            False,
+        )
+        for rate in (1, 5, 20)
+    },
+    "version_page_vs_postgraphile": (
+        "per-version page (distinct ids) req/s: our GraphQL / PostGraphile",
+        2.0,
+        True,
+    ),
+    "version_page_rest_vs_postgraphile": (
+        "per-version page: our REST (runs + problems, one page) / PostGraphile",
+        None,
+        True,
+    ),
+    "loop_n8_vs_floor": ("validator cycles/s at 8 validators / (HTTP floor at 8 / 4)", 0.5, True),
+    "loop_n32_vs_floor": ("validator cycles/s at 32 validators / (HTTP floor at 32 / 4)", 0.5, True),
+    "worker_cpu_balance": (
+        "deep leaderboard: least busy / busiest server worker's CPU (1.0 = even)",
         None,
         True,
     ),
@@ -48,6 +86,48 @@ def ratios(results: Results) -> dict[str, float | None]:
         figures = results.get(workload, server)
         return None if figures is None else figures.get(key)
 
+    def writers(server: str, key: str) -> float | None:
+        figures = results.get("writes", server)
+        inner = (figures or {}).get("writers") or {}
+        return None if inner.get("failed") else inner.get(key)
+
+    def quarter(value: float | None) -> float | None:
+        return None if value is None else value / 4
+
+    alone = fig("writes", "writers_alone_w20", "p99_ms")
+    bound = None if alone is None else max(50.0, 2 * alone)
+    workers_cpu = sorted((results.get("deep_leaderboard", "graphql") or {}).get("cpu_per_process") or [])
+    busiest = workers_cpu[-results.plan.server_workers :] if len(workers_cpu) > 1 else []
+    extra = {
+        "graphql_uncached_vs_raw_sql": _div(
+            fig("deep_leaderboard", "graphql_uncached", "rps"), fig("deep_leaderboard", "raw_sql", "rps")
+        ),
+        **{
+            f"graphql_writes_{rate}_vs_postgraphile": _div(
+                fig("writes", f"graphql_w{rate}", "rps"), fig("writes", f"postgraphile_w{rate}", "rps")
+            )
+            for rate in (0, 1, 5, 20)
+        },
+        **{
+            f"writers_p99_w{rate}_vs_target": _div(writers(f"graphql_w{rate}", "p99_ms"), bound)
+            for rate in (1, 5, 20)
+        },
+        "version_page_vs_postgraphile": _div(
+            fig("version_page", "graphql", "rps"), fig("version_page", "postgraphile", "rps")
+        ),
+        "version_page_rest_vs_postgraphile": _div(
+            fig("version_page", "rest", "rps"), fig("version_page", "postgraphile", "rps")
+        ),
+        "loop_n8_vs_floor": _div(
+            fig("validator_loop", "rest_n8", "cycles_per_s"),
+            quarter(fig("validator_loop", "http_floor_n8", "rps")),
+        ),
+        "loop_n32_vs_floor": _div(
+            fig("validator_loop", "rest_n32", "cycles_per_s"),
+            quarter(fig("validator_loop", "http_floor_n32", "rps")),
+        ),
+        "worker_cpu_balance": _div(min(busiest), max(busiest)) if busiest else None,
+    }
     out = {
         "graphql_vs_postgraphile": _div(
             fig("deep_leaderboard", "graphql", "rps"), fig("deep_leaderboard_peer", "postgraphile", "rps")
@@ -88,6 +168,7 @@ def ratios(results: Results) -> dict[str, float | None]:
         "workers_2_vs_1": _div(
             fig("workers", "graphql_2_workers", "rps"), fig("workers", "graphql_1_worker", "rps")
         ),
+        **extra,
     }
     return out
 

@@ -68,6 +68,29 @@ class Server:
     def clear_rss(self) -> None:
         self.rss_samples.clear()
 
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds (user + system) each process of this server has used so far."""
+        found = {}
+        for pid in self.pids():
+            seconds = cpu_seconds(pid)
+            if seconds is not None:
+                found[pid] = seconds
+        return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(before: dict[int, float], after: dict[int, float], seconds: float) -> list[float]:
+    """Each process's CPU over a measurement, in cores (1.0 = one core busy the whole time), by pid;
+    the first is the supervisor (or the only process), which should stay near 0 with several workers."""
+    return [round((after[pid] - before.get(pid, 0.0)) / seconds, 2) for pid in sorted(after) if seconds > 0]
+
 
 def rss_bytes(pid: int) -> int | None:
     try:

@@ -77,10 +77,60 @@ def drive(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
-def measured(results: Results, workload: str, server: str, spec: dict[str, Any]) -> dict[str, Any] | None:
-    """Drive one spec and record it; a failed or error-only run is recorded as unavailable."""
+def start_drive(spec: dict[str, Any]) -> tuple[subprocess.Popen[str], str]:
+    """Start the load generator on one spec without waiting (see ``finish_drive``)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(spec, handle)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.loadgen", handle.name],
+        cwd=str(config.REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, handle.name
+
+
+def finish_drive(started: tuple[subprocess.Popen[str], str], timeout: float) -> dict[str, Any]:
+    process, path = started
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    finally:
+        Path(path).unlink(missing_ok=True)
+    try:
+        return dict(json.loads(out))
+    except ValueError:
+        return {"failed": f"load generator exited {process.returncode}: {err[-800:]}"}
+
+
+def measured(
+    results: Results,
+    workload: str,
+    server: str,
+    spec: dict[str, Any],
+    *,
+    watch: Server | None = None,
+    alongside: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Drive one spec and record it; a failed or error-only run is recorded as unavailable.
+
+    ``watch``: the server whose per-process CPU (in cores, over the whole drive) is recorded.
+    ``alongside``: a second spec (the writers) run in its own process at the same time; its figures
+    are recorded under ``writers``."""
     duration = float(spec.get("duration", 0)) + float(spec.get("warmup", 0))
+    before = watch.cpu_seconds() if watch else {}
+    t0 = time.perf_counter()
+    side = start_drive(alongside) if alongside else None
     figures = drive(spec, timeout=duration + float(spec.get("budget", 0)) + 180)
+    if side is not None:
+        figures["writers"] = finish_drive(side, timeout=duration + 120)
+    if watch is not None:
+        from benchmarks.servers import cpu_share
+
+        figures["cpu_per_process"] = cpu_share(before, watch.cpu_seconds(), time.perf_counter() - t0)
     if "failed" in figures:
         results.unavailable(workload, server, figures["failed"])
         return None
@@ -199,6 +249,7 @@ def leaderboard_on(
         workload,
         label,
         http_spec(plan, server, "/graphql", body={"query": queries.DEEP_LEADERBOARD}),
+        watch=server,
     )
 
 
@@ -217,6 +268,7 @@ def workload_1(results: Results, server: Server, dataset: datasets.Dataset) -> N
                 http_spec(
                     plan, server, "/graphql", body={"query": queries.DEEP_LEADERBOARD}, unique_document=True
                 ),
+                watch=server,
             )
             settle(server)
     results.rss_mb["ours (deep leaderboard, per process)"] = server.max_rss_mb()
@@ -267,11 +319,13 @@ def workload_2(results: Results, dataset: datasets.Dataset) -> None:
                     "/graphql",
                     body={"query": queries.PEER_DEEP_LEADERBOARD, "variables": variables},
                 ),
+                watch=peer,
             )
         results.rss_mb["postgraphile (node)"] = peer.max_rss_mb()
         body = {"query": queries.PEER_DEEP_LEADERBOARD, "variables": variables}
         single = {"concurrency": 1, "duration": plan.duration / 2}
         measured(results, w, "postgraphile_c1", {**http_spec(plan, peer, "/graphql", body=body), **single})
+        version_page(results, peer, dataset, peer=True)
     finally:
         stop(peer)
 
@@ -360,15 +414,15 @@ def workload_3(results: Results) -> None:
             if server is not None:
                 datasets.reset_loop_world(world.database)
                 spec = {"kind": "validators", "base_url": server.base_url, "uris": world.uris, **common}
-                measured(results, w, f"rest_n{n}", spec)
+                measured(results, w, f"rest_n{n}", spec, watch=server)
                 found = datasets.loop_invariants(world.database)
                 results.invariants[f"rest_n{n}"] = found
                 worst += datasets.over_claims(found)
-            if server is not None and n == max(plan.loop_validators):
+            if server is not None and n >= 8:
                 # The floor of any signed REST call here: uvicorn + FastAPI answering /health (one
                 # SELECT 1) at the same concurrency. A cycle is 4 calls, so floor / 4 bounds cycles/s.
                 floor = http_spec(plan, server, "/health", concurrency=n, duration=plan.loop_duration)
-                measured(results, w, f"http_floor_n{n}", floor)
+                measured(results, w, f"http_floor_n{n}", floor, watch=server)
             datasets.reset_loop_world(world.database)
             spec = {
                 "kind": "raw_claims",
@@ -460,6 +514,7 @@ def run_all(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
                 )
             if plan.paging_size == plan.primary:
                 workload_4(results, server, primary)
+            version_page(results, server, primary, peer=False)
 
         with_server(
             results, "ours_2w", primary, plan.ports["ours"], plan.server_workers, primary_block, workloads=w1
@@ -477,6 +532,8 @@ def run_all(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
         )
         log("workload 2: PostGraphile")
         workload_2(results, primary)
+        log("workload (a) of issue 13: the deep leaderboard under signed writes")
+        workload_writes(results, primary)
 
     for name in plan.scale_sizes:
         if name == plan.primary:
@@ -530,3 +587,211 @@ def run_loop(plan: config.Plan, log: Callable[[str], None] = print) -> Results:
     log(f"workload 3: validators {plan.loop_validators}, {plan.loop_duration:.0f} s each")
     workload_3(results)
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 13: the deep leaderboard under signed writes (a), the per-version page with distinct ids (b).
+
+WRITE_RATES = (0, 1, 5, 20)  # signed writes per second from the writer process
+WRITERS = 4  # validators, each holding one claimed run (heartbeats and progress in turn)
+VERSION_IDS = 400  # distinct versions the per-version page cycles through
+
+
+def version_ids(database: str, n: int = VERSION_IDS) -> list[str]:
+    """Versions of the active suite that have runs, in a fixed pseudo-random order."""
+    import psycopg
+
+    with psycopg.connect(config.dsn(database)) as conn:
+        rows = conn.execute(
+            """
+            SELECT v.id FROM agentversion v
+            WHERE v.suite_id = (SELECT id FROM suite WHERE is_active ORDER BY id DESC LIMIT 1)
+              AND EXISTS (SELECT 1 FROM evaluationrun r WHERE r.agent_version_id = v.id)
+            ORDER BY md5(v.id::text) LIMIT %s
+            """,
+            (n,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def version_page(results: Results, server: Server, dataset: datasets.Dataset, *, peer: bool) -> None:
+    """Workload (b): one version's page per request, a different version each time."""
+    plan = results.plan
+    w = "version_page"
+    ids = version_ids(dataset.database)
+    if not ids:
+        results.unavailable(w, "postgraphile" if peer else "graphql", "no version with runs")
+        return
+    document = queries.PEER_VERSION_PAGE if peer else queries.VERSION_PAGE
+    label = "postgraphile" if peer else "graphql"
+    try:
+        probe_graphql(server, document, {"id": ids[0]})
+    except Unavailable as exc:
+        results.unavailable(w, label, str(exc))
+        return
+    spec = http_spec(
+        plan, server, "/graphql", body={"query": document}, variables_pool=[{"id": i} for i in ids]
+    )
+    measured(results, w, label, spec, watch=server)
+    if peer:
+        return
+    pages = [[p.format(id=i) for p in queries.REST_VERSION_PAGE] for i in ids]
+    try:
+        for path in pages[0]:
+            probe_rest(server, path)
+    except Unavailable as exc:
+        results.unavailable(w, "rest", str(exc))
+        return
+    measured(results, w, "rest", http_spec(plan, server, pages[0][0], path_pool=pages), watch=server)
+
+
+WRITES_DATABASE = f"{config.DB_PREFIX}_writes"
+
+
+def prepare_writes_database(dataset: datasets.Dataset) -> list[str]:
+    """A copy of the primary dataset (the writes change it) with WRITERS registered validators and
+    one open work item they can each claim; their key URIs."""
+    import psycopg
+    from psycopg import sql
+    from substrateinterface import Keypair
+
+    uris = [f"//benchwriter{i}" for i in range(WRITERS)]
+    with datasets.admin() as conn:
+        conn.autocommit = True
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(WRITES_DATABASE))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(WRITES_DATABASE), sql.Identifier(dataset.database)
+            )
+        )
+    from oro_graph.db import Database
+    from oro_graph.models import Role
+    from oro_graph.services import registry
+    from oro_graph.settings import load_settings
+
+    db = Database(load_settings(database_url=config.sqlalchemy_url(WRITES_DATABASE), secret_key="x" * 40))
+    try:
+        for i, uri in enumerate(uris):
+            address = Keypair.create_from_uri(uri).ss58_address
+            db.call(registry.add_hotkey, address, role=Role.VALIDATOR, name=f"bench-writer-{i}")
+    finally:
+        db.dispose()
+    with psycopg.connect(config.dsn(WRITES_DATABASE), autocommit=True) as conn:
+        suite = conn.execute("SELECT id FROM suite WHERE is_active ORDER BY id DESC LIMIT 1").fetchone()[0]
+        agent = conn.execute("SELECT id FROM agent ORDER BY created_at LIMIT 1").fetchone()[0]
+        version = conn.execute(
+            """
+            INSERT INTO agentversion (id, agent_id, version_number, suite_id, state, submitted_at,
+                                      code_key, code_sha256, code_size)
+            SELECT gen_random_uuid(), %(agent)s,
+                   (SELECT coalesce(max(version_number), 0) + 1 FROM agentversion
+                    WHERE agent_id = %(agent)s),
+                   %(suite)s, 'QUEUED', now() - interval '30 days', 'agents/bench/writes.py',
+                   repeat('0', 64), 64
+            RETURNING id
+            """,
+            {"agent": agent, "suite": suite},
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO workitem (id, agent_version_id, suite_id, required_successes, included_successes, "
+            "active_runs, is_closed, created_at) "
+            "VALUES (gen_random_uuid(), %s, %s, %s, 0, 0, false, now() - interval '30 days')",
+            (version, suite, WRITERS),
+        )
+    return uris
+
+
+def claim_runs(server: Server, uris: list[str]) -> list[tuple[str, str, list[str]]]:
+    """Each writer claims one run through the signed REST path; (uri, run id, 3 of its problems)."""
+    import httpx
+    import psycopg
+    from substrateinterface import Keypair
+
+    from oro_graph.auth import sign_headers
+
+    holders = []
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        for uri in uris:
+            response = client.post(
+                "/v1/validator/work/claim", json={}, headers=sign_headers(Keypair.create_from_uri(uri))
+            )
+            if response.status_code != 200:
+                raise Unavailable(
+                    f"a writer's claim answered HTTP {response.status_code}: {response.text[:300]}"
+                )
+            holders.append((uri, response.json()["eval_run_id"]))
+    out = []
+    with psycopg.connect(config.dsn(WRITES_DATABASE)) as conn:
+        for uri, run in holders:
+            problems = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT p.id FROM problem p JOIN evaluationrun r ON r.suite_id = p.suite_id "
+                    "WHERE r.id = %s ORDER BY p.position LIMIT 3",
+                    (run,),
+                )
+            ]
+            out.append((uri, run, problems))
+    return out
+
+
+def workload_writes(results: Results, dataset: datasets.Dataset) -> None:
+    """Workload (a): the deep leaderboard while a writer process sends 0, 1, 5 and 20 signed writes
+    per second to our server; read by our server, then by PostGraphile (the writes still go to ours)."""
+    plan = results.plan
+    w = "writes"
+    try:
+        uris = prepare_writes_database(dataset)
+        server = start_ours(
+            "ours_writes", WRITES_DATABASE, plan.ports["writes"], plan.server_workers, results.logs
+        )
+    except (Unavailable, Exception) as exc:
+        for rate in WRITE_RATES:
+            results.unavailable(w, f"graphql_w{rate}", f"{type(exc).__name__}: {exc}")
+        return
+    peer: Server | None = None
+    try:
+        holders = claim_runs(server, uris)
+
+        def writers(rate: float, duration: float | None = None) -> dict[str, Any]:
+            return {
+                "kind": "writers",
+                "base_url": server.base_url,
+                "holders": holders,
+                "rate": rate,
+                "warmup": plan.warmup,
+                "duration": duration or plan.duration,
+            }
+
+        # The writers alone: their latency with nothing else to wait for.
+        alone = drive(writers(max(WRITE_RATES)), timeout=plan.duration + plan.warmup + 120)
+        results.put(w, f"writers_alone_w{max(WRITE_RATES)}", alone)
+        read = {"query": queries.DEEP_LEADERBOARD}
+        server.clear_rss()
+        with sampling([server]):
+            for rate in WRITE_RATES:
+                spec = http_spec(plan, server, "/graphql", body=read)
+                measured(results, w, f"graphql_w{rate}", spec, watch=server, alongside=writers(rate))
+                settle(server)
+        results.rss_mb["ours (deep leaderboard under writes, per process)"] = server.max_rss_mb()
+        try:
+            peer = start_peer(WRITES_DATABASE, plan.ports["peer"], results.logs)
+            variables = {"suiteId": dataset.suite_id}
+            probe_graphql(peer, queries.PEER_DEEP_LEADERBOARD, variables)
+        except Unavailable as exc:
+            for rate in WRITE_RATES:
+                results.unavailable(w, f"postgraphile_w{rate}", str(exc))
+            return
+        body = {"query": queries.PEER_DEEP_LEADERBOARD, "variables": variables}
+        for rate in WRITE_RATES:
+            spec = http_spec(plan, peer, "/graphql", body=body)
+            measured(results, w, f"postgraphile_w{rate}", spec, watch=peer, alongside=writers(rate))
+    except Unavailable as exc:
+        for rate in WRITE_RATES:
+            results.unavailable(w, f"graphql_w{rate}", str(exc))
+    finally:
+        if peer is not None:
+            stop(peer)
+        stop(server)

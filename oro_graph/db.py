@@ -21,11 +21,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlmodel import Session, create_engine
-from starlette.concurrency import run_in_threadpool
 
 from oro_graph import dependencies
 from oro_graph.errors import ServiceUnavailable, ValidationFailed
 from oro_graph.settings import Settings
+from oro_graph.threads import to_thread
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -196,8 +196,9 @@ class Database:
             return fn(session, *args, **kwargs)
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a sync service in a worker thread so the event loop never blocks on SQL."""
-        return await run_in_threadpool(self.call, fn, *args, **kwargs)  # type: ignore[arg-type]
+        """Run a sync service in a worker thread so the event loop never blocks on SQL (a signed
+        write's on a thread of its own, oro_graph/edge/capacity.py)."""
+        return await to_thread(self.call, fn, *args, **kwargs)  # type: ignore[arg-type]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
 from oro_graph.services import registry
+from oro_graph.threads import to_thread
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_rate_limits(request: Request) -> RateLimits:
+async def get_rate_limits(request: Request) -> RateLimits:
     limits: RateLimits = request.app.state.rate_limits
     return limits
 
@@ -30,7 +30,7 @@ RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 async def signed_hotkey(request: Request, runtime: RuntimeDep) -> str:
     """The hotkey that signed this request; 401 for a bad signature, a stale timestamp or a reused nonce."""
     # In a worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-    return await run_in_threadpool(runtime.verifier.verify, request.headers)
+    return await to_thread(runtime.verifier.verify, request.headers)
 
 
 SignedHotkey = Annotated[str, Depends(signed_hotkey)]

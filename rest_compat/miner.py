@@ -6,10 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from oro_graph.errors import ErrorCode as E
 from oro_graph.services import agents, credentials, inference
+from oro_graph.threads import to_thread
 from rest_compat import schemas
 from rest_compat.deps import MinerHotkey, RateLimitsDep, RuntimeDep, SignedHotkey
 from rest_compat.errors import documented
@@ -181,7 +181,7 @@ async def exchange_chutes_code(
     refresh token, stored encrypted. 422 says why the exchange was refused (a redirect URI not in
     ORO_CHUTES_REDIRECT_URIS, a bad verifier, a code the provider refused)."""
     assert runtime.inference is not None
-    await run_in_threadpool(
+    await to_thread(
         inference.exchange_chutes_code,
         runtime.db,
         runtime.inference,

@@ -8,11 +8,11 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 
 from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations, inference
+from oro_graph.threads import to_thread
 from rest_compat import schemas
 from rest_compat.deps import RateLimitsDep, RuntimeDep, SignedHotkey, ValidatorHotkey
 from rest_compat.errors import documented
@@ -47,7 +47,7 @@ async def claim_work(
     answer is 503 with Retry-After."""
     await limits.charge_write(hotkey, "claim")
     assert runtime.inference is not None
-    got = await run_in_threadpool(
+    got = await to_thread(
         inference.claim_with_grant,
         runtime.db,
         runtime.inference,

@@ -51,7 +51,10 @@ def serve(
     if not os.environ.get("ORO_PUBLIC_BASE_URL"):
         os.environ["ORO_PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql, REST docs at /docs)")
-    uvicorn.run(
+    from oro_graph.serving import serve as run_workers
+
+    # With workers > 1 a supervisor hands each connection to the least busy worker (oro_graph/serving.py).
+    run_workers(
         "oro_graph.app:main_app",
         factory=True,
         host=host,

@@ -7,7 +7,8 @@ budgets before parsing) with ``limits`` (the rules, and the schema extension for
 ``lexical``, ``expansion`` and ``cost`` (what the rules count), ``deadline`` (the time budget while
 an operation runs), ``responsecache`` (answers kept under data versions) with ``restcache`` and
 ``graphcache`` (which answers each surface keeps), and ``request`` (what one request's layers
-share: its body, read once, the client's charge and the gate's verdict).
+share: its body, read once, the client's charge and the gate's verdict), and ``capacity`` (graph
+executions in a bounded line; signed writes on threads of their own).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     ``schema`` is the graph's (the gate judges documents against it) and ``streams`` its graphql-sse
     middleware: the app passes them, so the edge never imports the adapters."""
     from oro_graph.edge.apq import PersistedQueries, QueryStore
+    from oro_graph.edge.capacity import CapacityGate, WriteLane, lanes_for
     from oro_graph.edge.gate import LimitGate
     from oro_graph.edge.graphcache import CachedResponses, QueryCache
     from oro_graph.edge.ratelimit import RateLimitMiddleware
@@ -43,7 +45,10 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     # A local data version sees only this process's writes: cache only when it is the only server.
     cacheable = settings.response_cache and (runtime.data_version.shared or settings.workers == 1)
     graph_ttl = 300.0 if runtime.data_version.shared else 30.0
+    app.state.capacity = lanes = lanes_for(settings)
     layers: list[tuple[Any, dict[str, Any]] | None] = [
+        # A signed write's blocking work runs on threads of its own from the start (edge.capacity).
+        (WriteLane, {"lanes": lanes}),
         # Every answer (a 429 or a 413 too) is counted, logged and has a request id.
         (RequestObserver, {"router": app.router, "access_log": settings.log_format == "json"}),
         # Brotli or gzip, over what the tagging below saw uncompressed.
@@ -89,6 +94,9 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
         )
         if cacheable and not settings.graphql_debug
         else None,
+        # Graph executions take a read slot (or wait in a bounded line, or get a 503): innermost, so a
+        # cached answer or a refusal takes none.
+        (CapacityGate, {"lanes": lanes}),
     ]
     for layer in reversed(layers):  # Starlette runs the middleware added last first
         if layer is not None:

@@ -32,7 +32,6 @@ from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +42,7 @@ from oro_graph.edge.request import EdgeRequest, reply
 from oro_graph.errors import RateLimitExceeded
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
+from oro_graph.threads import to_thread
 
 log = logging.getLogger("oro_graph.edge.ratelimit")
 
@@ -173,7 +173,7 @@ class RateLimits:
     async def charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
         if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
             return self._charge(item, points, *identifiers)
-        return await run_in_threadpool(self._charge, item, points, *identifiers)
+        return await to_thread(self._charge, item, points, *identifiers)
 
     # The policy.
     def points(self, cost: int) -> int:

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import strawberry
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
@@ -16,6 +15,7 @@ from oro_graph.graphql.dataloaders import Loaders
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
 from oro_graph.services import registry
+from oro_graph.threads import to_thread
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # it goes into log lines: nothing else is taken
@@ -47,9 +47,7 @@ class Context(BaseContext):
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""
         if self._signer is None:
             # A worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-            self._signer = asyncio.ensure_future(
-                run_in_threadpool(self.runtime.verifier.verify, self.headers)
-            )
+            self._signer = asyncio.ensure_future(to_thread(self.runtime.verifier.verify, self.headers))
         return await self._signer
 
     async def signed_write(self, write: str) -> str:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
-from starlette.concurrency import run_in_threadpool
 from strawberry.scalars import JSON
 
 from oro_graph import models
@@ -17,6 +16,7 @@ from oro_graph.graphql.context import Info
 from oro_graph.graphql.enums import ProblemStatus, TerminalStatus
 from oro_graph.graphql.permissions import IsValidatorPresigning
 from oro_graph.services import artifacts, evaluations, inference
+from oro_graph.threads import to_thread
 
 
 @strawberry.input(description="What a validator reports about its machine.")
@@ -232,7 +232,7 @@ class EvaluationMutation:
         hotkey = await info.context.signed_write("claim")
         runtime = info.context.runtime
         assert runtime.inference is not None
-        got = await run_in_threadpool(
+        got = await to_thread(
             inference.claim_with_grant,
             runtime.db,
             runtime.inference,

@@ -1,0 +1,190 @@
+"""Execution capacity per server process: signed writes are never starved by graph reads.
+
+Two lanes, chosen per request by :class:`CapacityGate` from what the request is (not who sent it):
+
+- **write**: any signed request (the four signature headers) and any non-GET call under /v1/validator
+  or /v1/miner. Nothing bounds it here (rate limits do that); its blocking work runs on threads of its
+  own (``capacity_write_threads``), so reads holding every default worker thread cannot delay it.
+- **read**: unsigned GraphQL executions (``/graphql``, GET or POST, not an event stream). At most
+  ``capacity_read_slots`` execute at once in this process; up to ``capacity_read_queue`` more wait
+  in arrival order; one more is answered 503 with ``Retry-After: capacity_retry_after_seconds``
+  (CONTRACTS section 1: saturation), instead of waiting without bound. An execution is CPU on one
+  interpreter: two at a time keep the process busy, more only lengthen everyone's latency and the
+  time a validator's heartbeat waits for the interpreter.
+
+The read gate sits inside the response caches and the rate limits (installed before them in
+``oro_graph.app``), so a cached answer or a refused request never takes a slot; the write lane is
+chosen outermost, so the rate limits and signature checks of a write already use its threads.
+Blocking calls of a request go through ``oro_graph.threads.to_thread``, which uses the lane's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from oro_graph.errors import ErrorCode
+from oro_graph.threads import WRITE_THREADS as _write_threads
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SIGNATURE_HEADER = b"x-signature"
+WRITE_PREFIXES = ("/v1/validator/", "/v1/miner/")
+READ_PATHS = ("/graphql", "/graphql/")
+
+
+class Saturated(Exception):
+    """Every read slot is busy and the queue is full."""
+
+
+@dataclass
+class Lanes:
+    """The capacity of one server process (one event loop)."""
+
+    read_slots: int = 2
+    read_queue: int = 64
+    retry_after_seconds: int = 1
+    write_threads: int = 16
+    executing: int = 0
+    waiting: int = 0
+    admitted: int = 0  # read executions let through since start (tests count them)
+    refused: int = 0
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    _limiter: anyio.CapacityLimiter | None = None
+
+    def write_limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # created in the event loop that serves (anyio binds it there)
+            self._limiter = anyio.CapacityLimiter(self.write_threads)
+        return self._limiter
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Hold one read slot for the block; wait in line for it, or raise :class:`Saturated`."""
+        if self.executing >= self.read_slots:
+            if self.waiting >= self.read_queue:
+                self.refused += 1
+                raise Saturated
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self.waiting += 1
+            try:
+                await waiter  # a leaving execution hands its slot over (executing stays counted)
+            except BaseException:
+                if waiter in self._waiters:  # still in line: leave it
+                    self._waiters.remove(waiter)
+                    self.waiting -= 1
+                elif waiter.done() and not waiter.cancelled():
+                    self._release()  # the slot was handed to us as we were cancelled: pass it on
+                raise
+        else:
+            self.executing += 1
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            self.waiting -= 1
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: executing is unchanged
+                return
+        self.executing -= 1
+
+
+def lanes_for(settings: Any) -> Lanes:
+    return Lanes(
+        read_slots=settings.capacity_read_slots,
+        read_queue=settings.capacity_read_queue,
+        retry_after_seconds=math.ceil(settings.capacity_retry_after_seconds),
+        write_threads=settings.capacity_write_threads,
+    )
+
+
+def lane_of(scope: Scope) -> str | None:
+    """ "write", "read" or None (everything else: no bound here, the default threads)."""
+    path: str = scope.get("path", "")
+    method: str = scope.get("method", "GET")
+    headers = scope.get("headers") or []
+    if any(name == SIGNATURE_HEADER for name, _ in headers):
+        return "write"
+    if method not in ("GET", "HEAD", "OPTIONS") and path.startswith(WRITE_PREFIXES):
+        return "write"
+    if path in READ_PATHS and method in ("GET", "POST"):
+        for name, value in headers:
+            if name == b"accept" and b"text/event-stream" in value:
+                return None  # a subscription stream lives long and mostly waits
+            if name == b"upgrade":
+                return None
+        return "read"
+    return None
+
+
+class WriteLane:
+    """ASGI middleware, outermost: a write-lane request's blocking calls use the lane's threads from
+    the first middleware on (rate limits, signature checks), not only in its handler."""
+
+    def __init__(self, app: ASGIApp, lanes: Lanes) -> None:
+        self.app = app
+        self.lanes = lanes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or lane_of(scope) != "write":
+            await self.app(scope, receive, send)
+            return
+        token = _write_threads.set(self.lanes.write_limiter())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _write_threads.reset(token)
+
+
+class CapacityGate:
+    """ASGI middleware, innermost: graph reads wait for a read slot or are refused (module docstring)."""
+
+    def __init__(self, app: ASGIApp, lanes: Lanes) -> None:
+        self.app = app
+        self.lanes = lanes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or lane_of(scope) != "read":
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with self.lanes.reading():
+                await self.app(scope, receive, send)
+        except Saturated:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "detail": "the server is saturated with graph reads; retry after the pause Retry-After names",
+                "error_code": ErrorCode.SERVICE_UNAVAILABLE.value,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(self.lanes.retry_after_seconds).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
