@@ -17,25 +17,16 @@ from typing import Any
 
 from graphql import (
     FieldNode,
-    FragmentSpreadNode,
-    GraphQLError,
     GraphQLField,
     GraphQLID,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
-    ListValueNode,
-    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
-    ValueNode,
     VariableNode,
-    get_named_type,
     value_from_ast,
 )
-from graphql.pyutils import Undefined
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -55,7 +46,6 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from oro_graph.graphql.ids import int_id, parse_node_id, uuid_id
-from oro_graph.graphql.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor
 from oro_graph.graphql.sqlcompile import wire
 from oro_graph.graphql.sqlcompile.mapping import (
     AGENT,
@@ -71,16 +61,21 @@ from oro_graph.graphql.sqlcompile.mapping import (
     Src,
     released,
 )
+from oro_graph.graphql.sqlcompile.selection import (
+    Decline,
+    arguments,
+    fields,
+    forward_window,
+    node_fields,
+    object_type,
+    typed_fields,
+)
 from oro_graph.models import AgentVersionState
 from oro_graph.services.pages import _beyond
 from oro_graph.services.suites import MAX_SUITE_ID
 
 ID_TYPE = GraphQLNonNull(GraphQLID)
 MAX_OBJECT_KEYS = 50  # json_build_object takes at most 100 arguments
-
-
-class Decline(Exception):
-    """The compiler does not cover this selection: the executor answers it."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode,
     try:
         guards: list[ColumnElement[bool]] = []
         pairs: list[Any] = []
-        for key, node in _fields(operation.selection_set, root.name, env):
+        for key, node in fields(operation.selection_set, root.name, env):
             pairs += [wire.text(key), _root_field(root, node, env, guards)]
         data = _object(pairs)
     except Decline:
@@ -112,79 +107,10 @@ def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode,
     return Compiled(statement, dict(env.params), frozenset(env.structural))
 
 
-def _fields(selection_set: SelectionSetNode | None, type_name: str, env: Env) -> list[tuple[str, FieldNode]]:
-    """The fields a selection set asks of ``type_name`` (fragments on it merged), by response key."""
-    if selection_set is None:
-        raise Decline
-    out: list[tuple[str, FieldNode]] = []
-    for selection in selection_set.selections:
-        if selection.directives:
-            raise Decline
-        if isinstance(selection, FieldNode):
-            out.append((selection.alias.value if selection.alias else selection.name.value, selection))
-            continue
-        if isinstance(selection, InlineFragmentNode):
-            condition, inner = selection.type_condition, selection.selection_set
-        elif isinstance(selection, FragmentSpreadNode):
-            fragment = env.fragments.get(selection.name.value)
-            if fragment is None:
-                raise Decline
-            fragment = getattr(fragment, "definition", fragment)  # graphql-core keeps FragmentDetails
-            if fragment.directives:
-                raise Decline
-            condition, inner = fragment.type_condition, fragment.selection_set
-        else:
-            raise Decline
-        if condition is not None and condition.name.value != type_name:
-            raise Decline
-        out += _fields(inner, type_name, env)
-    keys = [key for key, _ in out]
-    if len(set(keys)) != len(keys):  # the same key twice: merging is left to the executor
-        raise Decline
-    return out
-
-
-def _arguments(node: FieldNode, field: GraphQLField, env: Env, bound: str | None = None) -> dict[str, Any]:
-    """The field's argument values. The statement's shape depends on the variables they name, except
-    for the argument ``bound`` given as a bare variable: its value is a parameter (``_bound``)."""
-    given: dict[str, Any] = {}
-    for argument in node.arguments or ():
-        definition = field.args.get(argument.name.value)
-        if definition is None:
-            raise Decline
-        if not (argument.name.value == bound and isinstance(argument.value, VariableNode)):
-            env.structural.update(_variables_in(argument.value))
-        value = value_from_ast(argument.value, definition.type, env.variables)
-        if value is Undefined:  # a variable left out: the argument is absent (values were coerced already)
-            continue
-        given[argument.name.value] = value
-    return given
-
-
-def _variables_in(value: ValueNode) -> set[str]:
-    if isinstance(value, VariableNode):
-        return {value.name.value}
-    if isinstance(value, ListValueNode):
-        return set().union(*(_variables_in(v) for v in value.values))
-    if isinstance(value, ObjectValueNode):
-        return set().union(*(_variables_in(f.value) for f in value.fields))
-    return set()
-
-
 def _object(pairs: list[Any]) -> ColumnElement[Any]:
     if len(pairs) > 2 * MAX_OBJECT_KEYS:
         raise Decline
     return func.json_build_object(*pairs)
-
-
-def _typed_fields(
-    type_name: str, gql_type: GraphQLObjectType, node: FieldNode, env: Env
-) -> list[tuple[str, FieldNode, GraphQLField | None]]:
-    out = []
-    for key, child in _fields(node.selection_set, type_name, env):
-        name = child.name.value
-        out.append((key, child, None if name == "__typename" else gql_type.fields.get(name)))
-    return out
 
 
 def _build(
@@ -195,7 +121,7 @@ def _build(
     if mapping is None:
         raise Decline
     pairs: list[Any] = []
-    for key, child, field in _typed_fields(type_name, gql_type, node, env):
+    for key, child, field in typed_fields(type_name, gql_type, node, env):
         name = child.name.value
         if name == "__typename":
             pairs += [wire.text(key), wire.text(type_name)]
@@ -203,7 +129,7 @@ def _build(
         spec = mapping.fields.get(name)
         if spec is None or field is None:
             raise Decline
-        args = _arguments(child, field, env)
+        args = arguments(child, field, env)
         if isinstance(spec, Leaf):
             if args:
                 raise Decline
@@ -218,16 +144,9 @@ def _build(
     return _object(pairs)
 
 
-def _object_type(field: GraphQLField) -> GraphQLObjectType:
-    named = get_named_type(field.type)
-    if not isinstance(named, GraphQLObjectType):
-        raise Decline
-    return named
-
-
 def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) -> ColumnElement[Any]:
     child = spec.table.alias()
-    built = _build(spec.target, _object_type(field), child, node, env)
+    built = _build(spec.target, object_type(field), child, node, env)
     return (
         select(built)
         .select_from(child)
@@ -249,32 +168,10 @@ class _Page:
     after: bool
 
 
-def _window(
-    args: dict[str, Any], order_name: str, unset: set[str], allowed: frozenset[str] = frozenset()
-) -> tuple[int, tuple[Any, ...] | None]:
-    """``make_window``'s checks, forward pages only; an argument of ``unset`` given declines."""
-    if set(args) - unset - allowed - {"first", "after", "last", "before"}:
-        raise Decline
-    if any(args.get(k) is not None for k in unset | {"last", "before"}):
-        raise Decline
-    first = args.get("first")
-    if first is None:
-        first = DEFAULT_PAGE_SIZE
-    if not 0 <= first <= MAX_PAGE_SIZE:
-        raise Decline
-    after = args.get("after")
-    if not after:
-        return first, None
-    try:
-        return first, decode_cursor(order_name, after)
-    except GraphQLError:
-        raise Decline from None
-
-
 def _connection(
     spec: Many, src: Src, node: FieldNode, field: GraphQLField, args: dict[str, Any], env: Env
 ) -> ColumnElement[Any]:
-    n, after = _window(args, spec.order_name, {"filter", "orderBy"})
+    n, after = forward_window(args, spec.order_name, {"filter", "orderBy"})
     keyed = spec.table.alias()
     order = [(keyed.c[name], desc) for name, desc, _ in spec.order]
     where = [spec.link(src, keyed, env)]
@@ -282,7 +179,7 @@ def _connection(
         where.append(_beyond(tuple(order), after, forward=True))
     # The rows' own columns, less those a heartbeat sets unless asked for (``Many.deferred``): an
     # answer that does not show them does not depend on them (``oro_graph.dependencies``).
-    asked = _node_fields(node, _object_type(field), env)
+    asked = node_fields(node, object_type(field), env)
     skipped = {column for name, column in spec.deferred.items() if name not in asked}
     inner = (
         select(
@@ -309,19 +206,6 @@ def _connection(
     return _page_json(spec.target, spec.order_name, page, total, node, field, env)
 
 
-def _node_fields(node: FieldNode, connection_type: GraphQLObjectType, env: Env) -> set[str]:
-    """The field names a connection's selection asks of its nodes (``edges { node { ... } }``)."""
-    edge_type = _object_type(connection_type.fields["edges"])
-    names: set[str] = set()
-    for _, edges in _fields(node.selection_set, connection_type.name, env):
-        if edges.name.value == "edges":
-            for _, child in _fields(edges.selection_set, edge_type.name, env):
-                if child.name.value == "node":
-                    node_type = _object_type(edge_type.fields["node"])
-                    names |= {f.name.value for _, f in _fields(child.selection_set, node_type.name, env)}
-    return names
-
-
 def _order_by(order: list[tuple[Any, bool]]) -> list[Any]:
     return [c.desc() if desc else c.asc() for c, desc in order]
 
@@ -336,22 +220,22 @@ def _page_json(
     env: Env,
 ) -> ColumnElement[Any]:
     """A Connection's JSON over a page: edges, pageInfo, totalCount (``to_connection``)."""
-    connection_type = _object_type(field)
+    connection_type = object_type(field)
     shown = page.inner.c.rn <= page.n
     cursor = wire.cursor(order_name, page.keys)
     pairs: list[Any] = []
-    for key, child, child_field in _typed_fields(connection_type.name, connection_type, node, env):
+    for key, child, child_field in typed_fields(connection_type.name, connection_type, node, env):
         name = child.name.value
         if name == "__typename":
             value: Any = wire.text(connection_type.name)
         elif name == "totalCount":
             value = total
         elif name == "edges" and child_field is not None:
-            edge = _edge(target, page, cursor, child, _object_type(child_field), env)
+            edge = _edge(target, page, cursor, child, object_type(child_field), env)
             agg = func.json_agg(aggregate_order_by(edge, page.inner.c.rn)).filter(shown)
             value = func.coalesce(agg, cast(literal("[]"), JSON))
         elif name == "pageInfo" and child_field is not None:
-            value = _page_info(page, cursor, child, _object_type(child_field), env)
+            value = _page_info(page, cursor, child, object_type(child_field), env)
         else:
             raise Decline
         if child.arguments:
@@ -364,14 +248,14 @@ def _edge(
     target: str, page: _Page, cursor: Any, node: FieldNode, edge_type: GraphQLObjectType, env: Env
 ) -> ColumnElement[Any]:
     pairs: list[Any] = []
-    for key, child, child_field in _typed_fields(edge_type.name, edge_type, node, env):
+    for key, child, child_field in typed_fields(edge_type.name, edge_type, node, env):
         name = child.name.value
         if name == "__typename":
             value: Any = wire.text(edge_type.name)
         elif name == "cursor":
             value = cursor
         elif name == "node" and child_field is not None:
-            value = _build(target, _object_type(child_field), page.src, child, env)
+            value = _build(target, object_type(child_field), page.src, child, env)
         else:
             raise Decline
         pairs += [wire.text(key), value]
@@ -386,7 +270,7 @@ def _page_info(
         ARRAY(Text),
     )
     pairs: list[Any] = []
-    for key, child, _ in _typed_fields(info_type.name, info_type, node, env):
+    for key, child, _ in typed_fields(info_type.name, info_type, node, env):
         name = child.name.value
         if name == "__typename":
             value: Any = wire.text(info_type.name)
@@ -417,18 +301,18 @@ def _root_field(
     if field is None:
         raise Decline
     if name == "leaderboard":
-        return _leaderboard(node, field, _arguments(node, field, env), env, guards)
+        return _leaderboard(node, field, arguments(node, field, env), env, guards)
     by_id = _BY_ID.get(name)
     if by_id is None:
         raise Decline
     type_name, table, parse, visible = by_id
-    if set(_arguments(node, field, env, bound="id")) != {"id"}:
+    if set(arguments(node, field, env, bound="id")) != {"id"}:
         raise Decline
     row = table.alias()
     where = row.c.id == _bound_id(node, type_name, parse, table.c.id.type, env)
     if visible:
         where = where & released(row, env)
-    built = _build(type_name, _object_type(field), row, node, env)
+    built = _build(type_name, object_type(field), row, node, env)
     return select(built).select_from(row).where(where).scalar_subquery()
 
 
@@ -463,7 +347,7 @@ def _leaderboard(
     node: FieldNode, field: GraphQLField, args: dict[str, Any], env: Env, guards: list[ColumnElement[bool]]
 ) -> ColumnElement[Any]:
     """``services.leaderboard.board_window`` without a search, ``asOf`` or filter."""
-    n, after = _window(args, "board", {"search", "asOf", "filter"}, frozenset({"suiteId"}))
+    n, after = forward_window(args, "board", {"search", "asOf", "filter"}, frozenset({"suiteId"}))
     suite_id = args.get("suiteId")
     if suite_id is None:
         active = SUITE.alias()
