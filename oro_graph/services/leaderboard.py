@@ -1,68 +1,80 @@
-"""The leaderboard of eligible versions and the top agent that earns emissions."""
+"""The leaderboard of eligible versions and the top agent that earns emissions.
+
+The board's rows, order and statements live in ``services.boardrows``, its keyset pages for the graph
+in ``services.boardpages``; their names are importable from here too.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, literal, or_, text
-from sqlalchemy import select as sa_select
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
 from oro_graph.services import events, locks, suites
+from oro_graph.services.boardpages import (
+    HISTORY_KEY,
+    board_count,
+    board_rows_by_version_ids,
+    board_window,
+    top_history_count,
+    top_history_window,
+)
+from oro_graph.services.boardrows import (
+    BOARD_KEY,
+    LIKE_ESCAPE,
+    BoardRow,
+    board_order,
+    board_rows,
+    like_literal,
+    top_reigns_by_version,
+)
+from oro_graph.services.boardrows import ahead_of as _ahead_of
+from oro_graph.services.boardrows import board_stmt as _board_stmt
+from oro_graph.services.boardrows import eligible_as_of as _eligible_as_of
+from oro_graph.services.boardrows import ranked_board as _ranked_board  # noqa: F401 (services.filters reads it here)
 from oro_graph.services.locks import Lock
-from oro_graph.services.pages import Page, Window, count, keyset_page
+from oro_graph.services.pages import count
 from oro_graph.settings import Settings
+
+__all__ = [
+    "BOARD_KEY",
+    "BoardPage",
+    "BoardRow",
+    "HISTORY_KEY",
+    "LIKE_ESCAPE",
+    "MAX_PAGE",
+    "MOVED_EVENTS_WITHIN",
+    "TopAgent",
+    "TopReign",
+    "TopReigns",
+    "board_count",
+    "board_order",
+    "board_rows",
+    "board_rows_by_version_ids",
+    "board_window",
+    "current_top_agent",
+    "leaderboard_page",
+    "like_literal",
+    "lock_suite_board",
+    "on_version_eligible",
+    "recompute_top_agent",
+    "reign_at",
+    "submitted_since",
+    "top_agent",
+    "top_history",
+    "top_history_count",
+    "top_history_window",
+    "top_reigns",
+    "top_reigns_by_version",
+]
+
 
 MAX_PAGE = 500
 MOVED_EVENTS_WITHIN = 100  # MOVED events are published for the top 100 of the board only (one insert each)
 _TOP_LOCK_NS = 0x0E0  # advisory-lock namespace for "top agent of suite N"
-
-
-@dataclass(frozen=True)
-class BoardRow:
-    """One place on a board: the one view both adapters' leaderboard entries are shaped from."""
-
-    rank: int
-    version: AgentVersion
-    agent: Agent
-    is_current_top: bool
-    was_top: bool
-    top_at: datetime | None
-    race_score: float | None = None  # on the race board (score_type=race)
-
-    @property
-    def agent_version_id(self) -> uuid.UUID:
-        return self.version.id
-
-    @property
-    def agent_name(self) -> str:
-        return self.agent.name
-
-    @property
-    def miner_hotkey(self) -> str:
-        return self.agent.miner_hotkey
-
-    @property
-    def version_number(self) -> int:
-        return self.version.version_number
-
-    @property
-    def final_score(self) -> float | None:
-        return self.version.final_score
-
-    @property
-    def eligible_at(self) -> datetime | None:
-        return self.version.eligible_at
-
-    @property
-    def is_discarded(self) -> bool:
-        """Discarded since (a board as of an earlier instant can show it)."""
-        return self.version.state == AgentVersionState.DISCARDED
 
 
 @dataclass(frozen=True)
@@ -74,23 +86,6 @@ class BoardPage:
     offset: int
     unique_miners: int
     agents_submitted_24h: int
-
-
-def _eligible_as_of(as_of: datetime | None):  # type: ignore[no-untyped-def]
-    if as_of is None:
-        return AgentVersion.state == AgentVersionState.ELIGIBLE
-    return (col(AgentVersion.eligible_at) <= as_of) & (
-        col(AgentVersion.discarded_at).is_(None) | (col(AgentVersion.discarded_at) > as_of)
-    )
-
-
-def board_order():  # type: ignore[no-untyped-def]
-    """Best score first; ties go to whoever became eligible first, then to the id for stability."""
-    return (
-        col(AgentVersion.final_score).desc(),
-        col(AgentVersion.eligible_at).asc(),
-        col(AgentVersion.id).asc(),
-    )
 
 
 def leaderboard_page(
@@ -108,7 +103,7 @@ def leaderboard_page(
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
     now = now or utcnow()
-    eligible = (AgentVersion.suite_id == suite.id) & _eligible_as_of(as_of)
+    eligible = (col(AgentVersion.suite_id) == suite.id) & _eligible_as_of(as_of)
     stmt = _board_stmt(suite.id or 0, q, as_of)
     rows = [
         tuple(r) for r in session.execute(stmt.order_by(*board_order()).offset(offset).limit(limit)).all()
@@ -139,46 +134,6 @@ def submitted_since(session: Session, suite_id: int, at: datetime) -> int:
             .where(col(AgentVersion.submitted_at) <= at)
         ).one()
     )
-
-
-def board_rows(
-    session: Session,
-    suite_id: int,
-    rows: Sequence[tuple[int, AgentVersion, Agent]],
-    *,
-    as_of: datetime | None = None,
-) -> list[BoardRow]:
-    """Ranked (rank, version, agent) rows with their top-agent history as of ``as_of``."""
-    reigns = top_reigns_by_version(session, suite_id, [v.id for _, v, _ in rows], as_of=as_of)
-    out = []
-    for rank, version, agent in rows:
-        history = reigns.get(version.id, [])
-        current = any(r.replaced_at is None or (as_of is not None and r.replaced_at > as_of) for r in history)
-        out.append(
-            BoardRow(
-                rank=rank,
-                version=version,
-                agent=agent,
-                is_current_top=current,
-                was_top=bool(history),
-                top_at=min((r.top_at for r in history), default=None),
-            )
-        )
-    return out
-
-
-def top_reigns_by_version(
-    session: Session, suite_id: int, version_ids: list[uuid.UUID], *, as_of: datetime | None = None
-) -> dict[uuid.UUID, list[TopAgentHistory]]:
-    stmt = select(TopAgentHistory).where(
-        TopAgentHistory.suite_id == suite_id, col(TopAgentHistory.agent_version_id).in_(version_ids)
-    )
-    if as_of is not None:
-        stmt = stmt.where(col(TopAgentHistory.top_at) <= as_of)
-    out: dict[uuid.UUID, list[TopAgentHistory]] = {}
-    for row in session.exec(stmt):
-        out.setdefault(row.agent_version_id, []).append(row)
-    return out
 
 
 @dataclass(frozen=True)
@@ -344,137 +299,3 @@ def recompute_top_agent(
     )
     session.flush()
     return reign
-
-
-# Keyset reads for the graph (cursor pages, time travel and per-version ranks).
-
-BOARD_KEY = (
-    (col(AgentVersion.final_score), True),
-    (col(AgentVersion.eligible_at), False),
-    (col(AgentVersion.id), False),
-)  # the same order as board_order(), as (column, descending) for keyset cursors
-
-
-def _ranked_board(suite_id: int, as_of: datetime | None) -> Any:
-    eligible = (AgentVersion.suite_id == suite_id) & _eligible_as_of(as_of)
-    return (
-        select(
-            col(AgentVersion.id).label("vid"), func.row_number().over(order_by=board_order()).label("rank")
-        )
-        .where(eligible)
-        .subquery()
-    )
-
-
-def _board_stmt(suite_id: int, q: str | None, as_of: datetime | None) -> Any:
-    """(rank, version, agent) rows of the board. Without a search the rank column is a placeholder
-    (0) filled in from the page's position, so no statement ranks the whole board; a search needs
-    the global rank of each match, so that case numbers the board with a window function."""
-    if not q:
-        return (
-            sa_select(literal(0).label("rank"), AgentVersion, Agent)
-            .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-            .where(AgentVersion.suite_id == suite_id, _eligible_as_of(as_of))
-        )
-    ranked = _ranked_board(suite_id, as_of)
-    needle = f"%{like_literal(q.strip().lower())}%"
-    return (
-        sa_select(ranked.c.rank, AgentVersion, Agent)
-        .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
-        .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-        .where(
-            or_(
-                func.lower(Agent.name).like(needle, escape=LIKE_ESCAPE),
-                func.lower(Agent.miner_hotkey).like(needle, escape=LIKE_ESCAPE),
-            )
-        )
-    )
-
-
-LIKE_ESCAPE = "\\"
-
-
-def like_literal(text: str) -> str:
-    """``text`` as a LIKE pattern matching itself: ``%``, ``_`` and the escape character are escaped,
-    so a search for ``%`` finds names containing a percent sign, not every name."""
-    escaped = text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
-    return escaped.replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
-
-
-def _ahead_of(session: Session, suite_id: int, as_of: datetime | None, version: AgentVersion) -> int:
-    """How many versions stand before ``version`` on the board (an index range count)."""
-    score, at = version.final_score, version.eligible_at
-    before = or_(
-        col(AgentVersion.final_score) > score,
-        (col(AgentVersion.final_score) == score) & (col(AgentVersion.eligible_at) < at),
-        (col(AgentVersion.final_score) == score)
-        & (col(AgentVersion.eligible_at) == at)
-        & (col(AgentVersion.id) < version.id),
-    )
-    return int(
-        session.execute(
-            select(func.count()).where(AgentVersion.suite_id == suite_id, _eligible_as_of(as_of), before)
-        ).scalar_one()
-    )
-
-
-def _with_ranks(session: Session, suite_id: int, as_of: datetime | None, rows: list[Any]) -> list[Any]:
-    if not rows:
-        return rows
-    first = _ahead_of(session, suite_id, as_of, rows[0][1]) + 1
-    return [(first + i, version, agent) for i, (_, version, agent) in enumerate(rows)]
-
-
-def board_window(
-    session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None, window: Window
-) -> Page[BoardRow]:
-    """A keyset page of the board (ranks over the whole board, also when searching)."""
-    suite = suites.resolve_suite(session, suite_id)
-    page = keyset_page(session, _board_stmt(suite.id or 0, q, as_of), BOARD_KEY, window)
-    rows = page.rows if q else _with_ranks(session, suite.id or 0, as_of, page.rows)
-    return replace(page, rows=board_rows(session, suite.id or 0, rows, as_of=as_of))
-
-
-def board_count(session: Session, *, suite_id: int | None, q: str | None, as_of: datetime | None) -> int:
-    suite = suites.resolve_suite(session, suite_id)
-    return count(session, _board_stmt(suite.id or 0, q, as_of))
-
-
-def board_rows_by_version_ids(
-    session: Session, ids: Iterable[uuid.UUID], *, as_of: datetime | None = None
-) -> dict[uuid.UUID, BoardRow]:
-    """The board row (rank, top history) of each version that is on its suite's board at ``as_of``."""
-    versions = session.exec(select(AgentVersion).where(col(AgentVersion.id).in_(list(ids)))).all()
-    by_suite: dict[int, list[uuid.UUID]] = {}
-    for version in versions:
-        by_suite.setdefault(version.suite_id, []).append(version.id)
-    out: dict[uuid.UUID, BoardRow] = {}
-    for suite_id, version_ids in by_suite.items():
-        ranked = _ranked_board(suite_id, as_of)
-        rows = session.execute(
-            sa_select(ranked.c.rank, AgentVersion, Agent)
-            .join(AgentVersion, col(AgentVersion.id) == ranked.c.vid)
-            .join(Agent, col(Agent.id) == AgentVersion.agent_id)
-            .where(ranked.c.vid.in_(version_ids))
-        ).all()
-        for row in board_rows(session, suite_id, [tuple(r) for r in rows], as_of=as_of):
-            out[row.version.id] = row
-    return out
-
-
-def _history_stmt(suite_id: int) -> Any:
-    return sa_select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
-
-
-HISTORY_KEY = ((col(TopAgentHistory.top_at), False), (col(TopAgentHistory.id), False))
-
-
-def top_history_window(session: Session, *, suite_id: int | None, window: Window) -> Page[TopAgentHistory]:
-    """Reigns of a suite's top agents, oldest first."""
-    suite = suites.resolve_suite(session, suite_id)
-    return keyset_page(session, _history_stmt(suite.id or 0), HISTORY_KEY, window)
-
-
-def top_history_count(session: Session, *, suite_id: int | None) -> int:
-    suite = suites.resolve_suite(session, suite_id)
-    return count(session, _history_stmt(suite.id or 0))
