@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from oro_graph.cli.admin import db_app, races_app, registry_app, suites_app
-from oro_graph.cli.data import demo_data, export_schema, export_tables, mirror, schema_diff
+from oro_graph.cli.data import demo_data, export_openapi, export_schema, export_tables, mirror, schema_diff
 from oro_graph.cli.server import serve
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app.command("demo-data")(demo_data)
 app.command()(mirror)
 app.command("export")(export_tables)
 app.command("export-schema")(export_schema)
+app.command("export-openapi")(export_openapi)
 app.command("schema-diff")(schema_diff)
 app.add_typer(db_app, name="db")
 app.add_typer(registry_app, name="registry")

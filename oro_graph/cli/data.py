@@ -1,4 +1,5 @@
-"""Commands that fill or read the data: demo-data, mirror, export, export-schema and schema-diff."""
+"""Commands that fill or read the data: demo-data, mirror, export, export-schema, export-openapi and
+schema-diff."""
 
 from __future__ import annotations
 
@@ -179,6 +180,25 @@ def export_schema() -> None:
     from oro_graph.graphql.sdl import export_schema as sdl
 
     sys.stdout.write(sdl())
+
+
+def openapi_document() -> str:
+    """The OpenAPI document the server serves at /openapi.json, as openapi.json holds it: built from an
+    app on default settings (a throwaway SQLite file, nothing migrated), so no environment changes it."""
+    import tempfile
+
+    from oro_graph.app import create_app
+    from oro_graph.settings import Settings
+
+    with tempfile.TemporaryDirectory() as state:
+        settings = Settings(database_url=f"sqlite:///{state}/oro.db", data_dir=Path(state), secret_key="k")
+        document = create_app(settings, migrate=False).openapi()
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_openapi() -> None:
+    """Print the REST API's OpenAPI document; openapi.json is this output."""
+    sys.stdout.write(openapi_document())
 
 
 def schema_diff(

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
 
 from oro_graph.app import create_app
+from oro_graph.cli.data import openapi_document
 from oro_graph.services.artifacts import ArtifactType
 from oro_graph.settings import Settings
 from tests.rest.live import LiveServer
@@ -55,6 +58,19 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         Settings(database_url=f"sqlite:///{state / 'oro.db'}", data_dir=state, secret_key="k"), migrate=False
     )
     return app.openapi()
+
+
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "openapi.json"
+
+
+def test_committed_openapi_document_is_the_served_one(spec: dict[str, Any]) -> None:
+    # given the committed document (CONTRACTS section 7) and the one `oro-graph export-openapi` prints
+    committed = OPENAPI_FILE.read_text()
+    exported = openapi_document()
+
+    # then both are what /openapi.json serves, byte for byte
+    assert exported == committed, "openapi.json is stale: run `oro-graph export-openapi > openapi.json`"
+    assert json.loads(committed) == spec
 
 
 def test_openapi_document_validates(spec: dict[str, Any]) -> None:
