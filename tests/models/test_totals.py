@@ -189,3 +189,29 @@ def test_race_runs_stay_out_of_the_suite_totals(runtime: Runtime) -> None:
 
     # then the suite's statistics see none of them (a race's own scope reads its runs' rows)
     assert stats == {} and cell_count == 0
+
+
+def test_a_demo_world_loads_without_the_triggers_and_leaves_them_in_place(runtime: Runtime) -> None:
+    # given a demo world (its bulk load drops the triggers and rebuilds the totals once at the end)
+    from oro_graph import demo
+
+    demo.generate(runtime.db, runtime.settings, seed=5, miners=12, validators=4, runs=120)
+    suite_id = runtime.db.call(lambda s: s.exec(select(EvaluationRun.suite_id)).scalars().first())
+
+    # then its totals give the raw figures
+    runtime.db.call(_assert_same_stats, suite_id)
+    runtime.db.call(_assert_same_categories)
+
+    # and the triggers are back: later writes still move the totals, which still equal a rebuild
+    before = runtime.db.call(_snapshot)
+    race = Race(
+        race_number=99, suite_id=suite_id, max_qualifiers=4, problem_count=3, required_successes=1,
+        max_attempts=2, qualifying_closes_at=BASE, seed_commitment="0" * 64, secret="1" * 64,
+    )  # fmt: skip
+    runtime.db.call(lambda s: (s.add(race), s.flush()))
+    runtime.db.call(_mutate, random.Random(5), race.id)
+    assert not _same(runtime.db.call(_snapshot), before)
+    runtime.db.call(_assert_same_stats, suite_id)
+    kept = runtime.db.call(_snapshot)
+    runtime.db.call(lambda s: cells.rebuild(s.connection()))
+    assert _same(runtime.db.call(_snapshot), kept)
