@@ -49,6 +49,23 @@ def flood_servers(
         assert server.tracebacks() == [], server.log()[-3000:]
 
 
+def _degradations(servers: list[ServerProcess]) -> int:
+    """How often the servers lost Redis during the test (each outage moves the counters to the database
+    and starts a fresh window there: one extra budget, by design) or let a request through because no
+    counter store answered. Zero on a healthy run, where the budgets must hold exactly."""
+    count = 0
+    for server in servers:
+        with client(server.base_url, source="127.0.0.9") as http:
+            metrics = http.get("/metrics").text
+        count += sum(
+            int(float(line.split()[-1]))
+            for line in metrics.splitlines()
+            if line.startswith("oro_redis_outages_total")
+        )
+        count += server.log().count("rate-limit store unavailable")
+    return count
+
+
 def _bursts(jobs: list[tuple[list[str], str, str, str | None, int]]) -> list[tuple[int, str | None, str]]:
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         return [row for rows in pool.map(burst, jobs) for row in rows]
@@ -90,7 +107,11 @@ def test_the_per_address_budget_holds_across_processes_and_others_are_served(
         done.set()
         watcher.join()
     counted = Counter(status for status, _, _ in rows)
-    assert counted == {200: PER_MINUTE, 429: CLIENTS * EACH - PER_MINUTE}, counted
+    degraded = _degradations(flood_servers)
+    if degraded:  # the documented degradation: at most one extra budget per outage
+        assert PER_MINUTE <= counted[200] <= PER_MINUTE * (1 + degraded), (counted, degraded)
+    else:
+        assert counted == {200: PER_MINUTE, 429: CLIENTS * EACH - PER_MINUTE}, counted
     assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
     assert statuses and set(statuses) == {200}
     assert max(latencies) < 1.0, latencies
@@ -105,7 +126,11 @@ def test_the_per_hotkey_submit_budget_holds_across_processes(
     urls = [server.base_url for server in flood_servers]
     rows = _bursts([(urls, "127.0.0.3", "/v1/miner/submit", "Alice", 4)] * CLIENTS)
     counted = Counter((status, tag) for status, _, tag in rows)
-    assert counted == {(200, "ACCEPTED"): 1, (429, "RATE_LIMIT_EXCEEDED"): CLIENTS * 4 - 1}, counted
+    degraded = _degradations(flood_servers)
+    if degraded:  # the documented degradation: at most one extra budget per outage
+        assert 1 <= counted[(200, "ACCEPTED")] <= 1 + degraded, (counted, degraded)
+    else:
+        assert counted == {(200, "ACCEPTED"): 1, (429, "RATE_LIMIT_EXCEEDED"): CLIENTS * 4 - 1}, counted
     assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
     # Bob, from the same address, has his own budget
     with client(urls[1], source="127.0.0.3") as http:

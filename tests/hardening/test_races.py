@@ -196,7 +196,9 @@ def test_completion_racing_lease_expiry_has_one_outcome(runtime: Any, servers: l
 def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(
     runtime: Any, servers: list[ServerProcess]
 ) -> None:
-    names = world(runtime, versions=50, validators=6)
+    # enough work that the validators are still claiming when the killed server is back (a faster
+    # lifecycle ran 50 versions dry within the test's first seconds)
+    names = world(runtime, versions=150, validators=6)
     acknowledged: list[tuple[str, str, str, int]] = []  # (kind, validator, run id, server)
     failures: Counter[str] = Counter()
     stop = threading.Event()
@@ -239,7 +241,10 @@ def test_a_server_sigkilled_under_load_loses_no_acknowledged_write(
     killed_at = len(acknowledged)
     time.sleep(0.5)
     servers[0].start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(a[3] == 0 for a in acknowledged[killed_at:]):
+        time.sleep(0.1)  # until the restarted server acknowledged a write (or the deadline)
+    time.sleep(0.5)
     stop.set()
     for thread in threads:
         thread.join(30)
