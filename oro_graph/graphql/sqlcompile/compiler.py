@@ -181,18 +181,8 @@ def _connection(
     # answer that does not show them does not depend on them (``oro_graph.dependencies``).
     asked = node_fields(node, object_type(field), env)
     skipped = {column for name, column in spec.deferred.items() if name not in asked}
-    inner = (
-        select(
-            *[c for c in keyed.c if c.name not in skipped],
-            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
-            func.row_number().over(order_by=_order_by(order)).label("rn"),
-        )
-        .where(*where)
-        .order_by(*_order_by(order))
-        .limit(n + 1)
-        .correlate_except(keyed)
-        .lateral()
-    )
+    columns = [c for c in keyed.c if c.name not in skipped]
+    inner = _keyset_page(select(*columns), order, where, n).correlate_except(keyed).lateral()
     keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
     page = _Page(inner, inner, inner, keys, n, after is not None)
     counted = spec.table.alias()
@@ -204,6 +194,20 @@ def _connection(
         .scalar_subquery()
     )
     return _page_json(spec.target, spec.order_name, page, total, node, field, env)
+
+
+def _keyset_page(rows: Select[Any], order: list[tuple[Any, bool]], where: list[Any], n: int) -> Select[Any]:
+    """``rows`` with the page's sort keys (``k0``, ``k1``, ...) and position (``rn``), past ``where``,
+    in ``order``: the page's n rows and one more (is there a next page)."""
+    return (
+        rows.add_columns(
+            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
+            func.row_number().over(order_by=_order_by(order)).label("rn"),
+        )
+        .where(*where)
+        .order_by(*_order_by(order))
+        .limit(n + 1)
+    )
 
 
 def _order_by(order: list[tuple[Any, bool]]) -> list[Any]:
@@ -374,17 +378,7 @@ def _leaderboard(
     where = board(keyed)
     if after is not None:
         where.append(_beyond(tuple(order), after, forward=True))
-    inner = (
-        select(
-            *keyed.c,
-            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
-            func.row_number().over(order_by=_order_by(order)).label("rn"),
-        )
-        .where(*where)
-        .order_by(*_order_by(order))
-        .limit(n + 1)
-        .lateral()
-    )
+    inner = _keyset_page(select(*keyed.c), order, where, n).lateral()
     # Ranks are over the whole board: the rows at or before the cursor come first.
     ahead: Any = literal(0)
     if after is not None:
