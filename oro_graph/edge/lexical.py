@@ -31,6 +31,12 @@ _CLASSES = bytes(ord("a") if c in _NAME else ord("p") if c in _PUNCTUATORS else 
 _SPACED = bytes(ord(" ") if c in b"\t\r\n," else c for c in range(256))
 _NOT_MARKER = bytes(c for c in range(256) if c not in b"{}<")
 _STEP = {ord("{"): 1, ord("}"): -1}
+# A string (kept as written), or a run of ignored tokens: whitespace, line terminators, commas, the
+# byte order mark and comments (``#`` to the end of the line). Strings are tried first, block
+# strings before the others, as the lexer does, so a ``#`` or a comma inside a string stays.
+_KEPT_OR_IGNORED = re.compile(
+    r'("""(?:\\"""|[^"]|"(?!""))*"""|"(?:\\.|[^"\\\n\r])*")|(?:[ \t\n\r,\ufeff]|#[^\n\r]*)+'
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,42 @@ def bounds(document: str) -> Bounds:
         shape = _ARGUMENTS.sub(b"", shape)  # GraphQL never nests parentheses: one pass removes them all
     aliases = shape.count(b":")  # outside arguments, every colon follows an alias
     return Bounds(tokens, aliases, _depth(shape))
+
+
+def canonical(document: str) -> str:
+    """The document without comments and insignificant layout: the key under which what depends
+    on its tokens alone (its validity, its compiled plan) is shared.
+
+    A document that differs only by a comment or its layout (a client's build stamp, a benchmark's
+    per-request comment) used to be validated and compiled again. Here every run of ignored
+    characters (whitespace, line terminators, commas, the byte order mark, comments) goes, or
+    becomes one space between two tokens that would otherwise touch. Two documents the lexer
+    accepts with the same canonical form have the same tokens: ignored characters only separate
+    tokens, one space separates them the same way, and next to a one-character punctuator nothing
+    is needed; strings are kept verbatim (the pattern finds them where the lexer does). Only the
+    locations in error messages differ, so a caller keys by this only what no error of the request
+    can come from (a verdict that found no error, a plan whose answer has none), and only once the
+    document parsed (on a document the lexer refuses, the pattern's strings may not be the lexer's).
+    """
+    return _KEPT_OR_IGNORED.sub(_kept, document)
+
+
+_DELIMITERS = frozenset("!$&()[]{}:=@|")
+
+
+def _kept(match: re.Match[str]) -> str:
+    kept = match.group(1)
+    if kept:
+        return kept
+    start, end, document = match.start(), match.end(), match.string
+    if (
+        start == 0
+        or end == len(document)
+        or document[start - 1] in _DELIMITERS
+        or document[end] in _DELIMITERS
+    ):
+        return ""
+    return " "
 
 
 def _depth(shape: bytes) -> int:

@@ -31,7 +31,7 @@ from strawberry.extensions import SchemaExtension
 
 from oro_graph.edge.cost import Cost, operation_cost
 from oro_graph.edge.expansion import Expansion
-from oro_graph.edge.lexical import bounds
+from oro_graph.edge.lexical import bounds, canonical
 from oro_graph.edge.request import Admission, EdgeRequest
 from oro_graph.observability import record_operation
 from oro_graph.settings import DEFAULT_GRAPHQL_LIMITS, GraphQLLimits
@@ -100,25 +100,27 @@ def remember_document(query: str, max_tokens: int, document: DocumentNode) -> No
             _parsed.popitem(last=False)
 
 
-# Documents (text, validation rules) the standard rules found valid: validation depends on the
-# document alone, not on its variables, so a document is validated once per process (12% of a
-# version page's time was spent validating the same text again).
+# Documents (canonical text, validation rules) the standard rules found valid: validation depends on
+# the document's tokens alone, not on its variables, comments or layout, so a document is validated
+# once per process (12% of a version page's time was spent validating the same text again, and a
+# deep query with a new comment on each request spent 14% of its time validating).
 _valid: OrderedDict[tuple[str, tuple[Any, ...]], None] = OrderedDict()
 
 
-def _known_valid(query: str, rules: tuple[Any, ...]) -> bool:
+def _known_valid(key: str, rules: tuple[Any, ...]) -> bool:
+    """Whether the document of this canonical form (``lexical.canonical``) was found valid."""
     with _parsed_lock:
-        if (query, rules) in _valid:
-            _valid.move_to_end((query, rules))
+        if (key, rules) in _valid:
+            _valid.move_to_end((key, rules))
             return True
     return False
 
 
-def _remember_valid(query: str, rules: tuple[Any, ...]) -> None:
-    if len(query) > CACHED_DOCUMENT_CHARS:
+def _remember_valid(key: str, rules: tuple[Any, ...]) -> None:
+    if len(key) > CACHED_DOCUMENT_CHARS:
         return
     with _parsed_lock:
-        _valid[(query, rules)] = None
+        _valid[(key, rules)] = None
         if len(_valid) > CACHED_DOCUMENTS:
             _valid.popitem(last=False)
 
@@ -245,6 +247,7 @@ class Limits(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         execution = self.execution_context
+        key: str | None = None
         if execution.graphql_document is not None:
             errors: list[GraphQLError] = []
             if self.admission is not None:
@@ -259,11 +262,13 @@ class Limits(SchemaExtension):
                 )
             if errors:
                 execution.pre_execution_errors = errors
-            elif execution.query and _known_valid(execution.query, tuple(execution.validation_rules)):
-                execution.pre_execution_errors = []  # Strawberry then skips its own validation
+            elif execution.query:
+                key = canonical(execution.query)  # the document parsed: its canonical form is its tokens
+                if _known_valid(key, tuple(execution.validation_rules)):
+                    execution.pre_execution_errors = []  # Strawberry then skips its own validation
         yield
-        if execution.query and execution.pre_execution_errors == [] and self.cost is not None:
-            _remember_valid(execution.query, tuple(execution.validation_rules))
+        if key is not None and execution.pre_execution_errors == [] and self.cost is not None:
+            _remember_valid(key, tuple(execution.validation_rules))
 
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:

@@ -44,3 +44,38 @@ def test_an_invalid_document_is_refused_every_time(client: TestClient, validatio
         body = client.post("/graphql", json={"query": invalid}).json()
         assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
     assert validations == [invalid, invalid]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_copy_differing_by_comments_and_layout_is_not_validated_again(
+    client: TestClient, validations: list[str]
+) -> None:
+    copies = [
+        DOCUMENT,
+        "# a client's build stamp\n" + DOCUMENT,
+        DOCUMENT.replace("{ ", "{\n\t ,").replace(") ", ")\r\n") + "\n# trailing",
+    ]
+    for copy in copies:
+        response = client.post("/graphql", json={"query": copy, "variables": {"first": 1}})
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+    assert validations == [DOCUMENT]
+    other = DOCUMENT.replace("totalCount", "totalCount __typename")
+    assert "errors" not in client.post("/graphql", json={"query": other}).json()
+    assert validations == [DOCUMENT, other]  # different tokens: validated on its own
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_invalid_copy_of_a_valid_document_is_still_refused_where_it_is_wrong(
+    client: TestClient, validations: list[str]
+) -> None:
+    valid = "{ suites(first: 1) { totalCount } }"
+    assert "errors" not in client.post("/graphql", json={"query": valid}).json()
+    for invalid in ("# x\n{ suites(first: 1) { noSuchField } }", "{ suites(first: 1) {\n\n noSuchField } }"):
+        body = client.post("/graphql", json={"query": invalid}).json()
+        assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        # the location is this document's own
+        line = invalid.splitlines().index(next(x for x in invalid.splitlines() if "noSuchField" in x)) + 1
+        assert body["errors"][0]["locations"][0]["line"] == line, body
+    # a comment is not a string: what looks like one inside a string is kept and validated
+    body = client.post("/graphql", json={"query": '{ suites(first: 1) { totalCount } } # "'}).json()
+    assert "errors" not in body, body

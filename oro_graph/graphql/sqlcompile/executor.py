@@ -6,8 +6,10 @@ deadline is known. A query the compiler covers is answered by one statement thro
 compiled answer that would differ (the statement's ``ok`` false, a database error), is executed.
 
 A statement is built once per document and values of the variables its shape depends on (``Plans``):
-building one costs more than running it. The others (a version page's id) and the clock are
-parameters of each execution.
+building one costs more than running it. The document is keyed by its canonical form
+(``edge.lexical.canonical``): a copy that differs by a comment or its layout shares the plan (its
+answer carries no location, and one that would differ is executed from this request's own parse).
+The other variables (a version page's id) and the clock are parameters of each execution.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from graphql import ExecutionResult, OperationType
 from sqlmodel import Session
 
 from oro_graph.edge.deadline import BoundedExecutor
+from oro_graph.edge.lexical import canonical
 from oro_graph.graphql.sqlcompile.compiler import Compiled, compile_operation
 from oro_graph.graphql.sqlcompile.mapping import Env
 from oro_graph.models import utcnow
@@ -97,7 +100,11 @@ def plan(executor: Any) -> Bound | None:
     settings = runtime.settings
     source = operation.loc.source.body if operation.loc is not None else None
     document = (
-        (source, operation.name.value if operation.name else None, settings.code_release_delay_seconds)
+        (
+            canonical(source),
+            operation.name.value if operation.name else None,
+            settings.code_release_delay_seconds,
+        )
         if source is not None
         else None
     )
