@@ -10,6 +10,7 @@ executor would answer with an error (no active suite) are computed by the statem
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,6 +87,8 @@ class Compiled:
     statement: Select[Any]
     params: dict[str, Callable[[dict[str, Any], datetime], Any]]
     structural: frozenset[str]
+    # its text for the driver, made on first run (``driver.Prepared``)
+    prepared: list[Any] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
 
 def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode, env: Env) -> Compiled | None:

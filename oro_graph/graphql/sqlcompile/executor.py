@@ -26,7 +26,9 @@ from sqlmodel import Session
 
 from oro_graph.edge.deadline import BoundedExecutor
 from oro_graph.edge.lexical import canonical
+from oro_graph.graphql.sqlcompile import driver
 from oro_graph.graphql.sqlcompile.compiler import Compiled, compile_operation
+from oro_graph.graphql.sqlcompile.driver import Prepared
 from oro_graph.graphql.sqlcompile.mapping import Env
 from oro_graph.models import utcnow
 
@@ -120,7 +122,14 @@ def plan(executor: Any) -> Bound | None:
 
 
 def answer(session: Session, bound: Bound) -> dict[str, Any] | None:
-    data, ok = session.execute(bound.compiled.statement, bound.params).one()
+    compiled = bound.compiled
+    if not compiled.prepared:  # its text, once (two threads may both make it: the same text)
+        per_run = frozenset(compiled.params)
+        compiled.prepared.append(Prepared.of(compiled.statement, session.get_bind().dialect, per_run))
+    row = driver.run(session, compiled.prepared[0], bound.params)
+    if row is None:
+        return None
+    data, ok = row
     return json.loads(data) if ok else None
 
 

@@ -1,0 +1,90 @@
+"""A compiled statement run straight through psycopg: SQL text made once per plan, prepared per connection.
+
+Through ``Session.execute`` every run of a plan paid SQLAlchemy's execution (cache key, parameter
+processing) and psycopg's conversion of ``%(name)s`` placeholders, which it does not cache for a
+statement this long (over 4 KB or 50 parameters): scanning the deep leaderboard's text took an
+eighth of the server's CPU for that request once the plan itself was reused. Here the statement is
+compiled once with ``$n`` placeholders (``Prepared``) and each run hands psycopg the values in order
+through a ``RawCursor`` (no scanning), prepared on first use on each connection.
+
+What ``Database`` learns from SQLAlchemy's cursor events is kept: the tables and columns the
+statement reads go to the response cache's collector (``db.reads``, computed once per plan by
+``dependencies.read`` from the same compiled statement), and the statement is counted for the
+debug extension (``db.statement_counter``). The run stays in the session's transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
+from sqlmodel import Session
+
+from oro_graph import dependencies
+from oro_graph.db import reads, statement_counter
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One statement as PostgreSQL text with ``$n`` placeholders, and how to fill them."""
+
+    sql: str
+    order: tuple[str, ...]  # the parameter of each placeholder, in order
+    constants: dict[str, Any]  # the values fixed at compile time (keys, literals), processed
+    processors: dict[str, Any]  # SQLAlchemy's bind processors of the per-run parameters
+    reads: frozenset[str]  # what the statement reads (``dependencies.read``)
+
+    @classmethod
+    def of(cls, statement: Select[Any], dialect: Dialect, per_run: frozenset[str]) -> Prepared:
+        numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
+        compiled = statement.compile(dialect=numbered)
+        processors: dict[str, Any] = dict(compiled._bind_processors)
+        constants = {}
+        for name, value in compiled.params.items():
+            if name not in per_run:
+                processor = processors.get(name)
+                constants[name] = processor(value) if processor is not None else value
+        order = tuple(compiled.positiontup or ())
+        depends = dependencies.read(SimpleNamespace(compiled=compiled), compiled.string)
+        return cls(
+            compiled.string,
+            order,
+            constants,
+            {k: v for k, v in processors.items() if k in per_run},
+            depends,
+        )
+
+    def values(self, params: dict[str, Any]) -> list[Any]:
+        out = []
+        for name in self.order:
+            if name in params:
+                processor = self.processors.get(name)
+                value = params[name]
+                out.append(processor(value) if processor is not None else value)
+            else:
+                out.append(self.constants[name])
+        return out
+
+
+def run(session: Session, prepared: Prepared, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The statement's one row, run in the session's transaction."""
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    collector = reads.get()
+    if collector is not None:
+        collector.update(prepared.reads)
+    counter = statement_counter.get()
+    started = time.perf_counter()
+    with psycopg.RawCursor(raw) as cursor:
+        cursor.execute(prepared.sql, prepared.values(params), prepare=True)
+        row = cursor.fetchone()
+    if counter is not None:
+        counter.statements += 1
+        counter.seconds += time.perf_counter() - started
+    return row
