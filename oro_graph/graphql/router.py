@@ -10,6 +10,7 @@ taken as it is, not decoded again.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -22,6 +23,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from oro_graph.auth import SIGNED_HEADERS
 from oro_graph.edge.request import EdgeRequest
 from oro_graph.graphql.context import Context
+from oro_graph.graphql.sqlcompile.wire import SPLICED, Answer
 
 
 class _Decoded(bytes):
@@ -85,6 +87,22 @@ class Router(GraphQLRouter[Context, None]):
 
         return graphiql_html()
 
+    def encode_json(self, data: object) -> str | bytes:
+        """Strawberry's ``json.dumps(data, separators=(",", ":"))``, with a compiled answer's text
+        spliced in as it is (``sqlcompile.wire.Answer``) rather than parsed and written again."""
+        if isinstance(data, list):
+            return "[" + ",".join(_encoded(item) for item in data) + "]"
+        return _encoded(data)
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        """One operation whose result this view writes as a JSON body (``encode_json``): a
+        compiled answer may come back as its text (a stream's results are written elsewhere)."""
+        token = SPLICED.set(True)
+        try:
+            return await super().execute_single(*args, **kwargs)
+        finally:
+            SPLICED.reset(token)
+
     def decode_json(self, data: str | bytes) -> object:
         value = data.value if isinstance(data, _Decoded) else super().decode_json(data)
         if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
@@ -113,3 +131,12 @@ class Router(GraphQLRouter[Context, None]):
                     "an operation's `query` and `operationName` are strings, its `variables` an object",
                 )
         return data
+
+
+def _encoded(data: object) -> str:
+    if isinstance(data, dict):
+        answer = data.get("data")
+        if isinstance(answer, Answer) and next(iter(data)) == "data":
+            rest = json.dumps({k: v for k, v in data.items() if k != "data"}, separators=(",", ":"))
+            return '{"data":' + answer.raw + ("," + rest[1:] if rest != "{}" else "}")
+    return json.dumps(data, separators=(",", ":"))

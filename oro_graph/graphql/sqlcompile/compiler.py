@@ -1,7 +1,7 @@
 """A validated query operation as one PostgreSQL statement that builds its whole ``data`` as JSON.
 
-Objects become ``json_build_object``, to-one fields correlated subqueries, connections a keyset page
-(the resolvers' order, window and cursors) aggregated with ``json_agg``. Anything the mapping does
+Objects become JSON text (``_object``), to-one fields correlated subqueries, connections a keyset page
+(the resolvers' order, window and cursors) aggregated with ``string_agg``. Anything the mapping does
 not cover raises ``Decline`` and the executor answers: an unknown field, a directive, a fragment on
 another type, ``last``/``before``, filters, an argument that would be an error. Conditions that the
 executor would answer with an error (no active suite) are computed by the statement itself as
@@ -11,6 +11,7 @@ executor would answer with an error (no active suite) are computed by the statem
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,7 +102,7 @@ def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode,
         guards: list[ColumnElement[bool]] = []
         pairs: list[Any] = []
         for key, node in fields(operation.selection_set, root.name, env):
-            pairs += [wire.text(key), _root_field(root, node, env, guards)]
+            pairs += [key, _root_field(root, node, env, guards)]
         data = _object(pairs)
     except Decline:
         return None
@@ -111,9 +112,17 @@ def compile_operation(schema: GraphQLSchema, operation: OperationDefinitionNode,
 
 
 def _object(pairs: list[Any]) -> ColumnElement[Any]:
+    """``{"key":value,...}`` from (key, value) pairs, written as Python's ``json.dumps`` with the
+    graph's separators writes it (no spaces), so the answer's text can be sent as it is
+    (``wire.Answer``); ``json_build_object`` puts a space around every colon and after every comma."""
     if len(pairs) > 2 * MAX_OBJECT_KEYS:
         raise Decline
-    return func.json_build_object(*pairs)
+    parts: list[Any] = []
+    for i in range(0, len(pairs), 2):
+        key, value = pairs[i], pairs[i + 1]
+        parts += [wire.text(("{" if i == 0 else ",") + json.dumps(key) + ":"), wire.json_text(value)]
+    parts.append(wire.text("}"))
+    return type_coerce(wire.concat(*parts), JSON)
 
 
 def _build(
@@ -127,7 +136,7 @@ def _build(
     for key, child, field in typed_fields(type_name, gql_type, node, env):
         name = child.name.value
         if name == "__typename":
-            pairs += [wire.text(key), wire.text(type_name)]
+            pairs += [key, wire.text(type_name)]
             continue
         spec = mapping.fields.get(name)
         if spec is None or field is None:
@@ -143,7 +152,7 @@ def _build(
             value = _one(spec, src, child, field, env)
         else:
             value = _connection(spec, src, child, field, args, env)
-        pairs += [wire.text(key), value]
+        pairs += [key, value]
     return _object(pairs)
 
 
@@ -239,15 +248,15 @@ def _page_json(
             value = total
         elif name == "edges" and child_field is not None:
             edge = _edge(target, page, cursor, child, object_type(child_field), env)
-            agg = func.json_agg(aggregate_order_by(edge, page.inner.c.rn)).filter(shown)
-            value = func.coalesce(agg, cast(literal("[]"), JSON))
+            items = func.string_agg(wire.json_text(edge), aggregate_order_by(wire.text(","), page.inner.c.rn))
+            value = type_coerce(wire.concat(wire.text("["), items.filter(shown), wire.text("]")), JSON)
         elif name == "pageInfo" and child_field is not None:
             value = _page_info(page, cursor, child, object_type(child_field), env)
         else:
             raise Decline
         if child.arguments:
             raise Decline
-        pairs += [wire.text(key), value]
+        pairs += [key, value]
     return select(_object(pairs)).select_from(page.rows).scalar_subquery()
 
 
@@ -265,7 +274,7 @@ def _edge(
             value = _build(target, object_type(child_field), page.src, child, env)
         else:
             raise Decline
-        pairs += [wire.text(key), value]
+        pairs += [key, value]
     return _object(pairs)
 
 
@@ -291,7 +300,7 @@ def _page_info(
             value = cursors[func.least(func.count(), page.n)]
         else:
             raise Decline
-        pairs += [wire.text(key), value]
+        pairs += [key, value]
     return _object(pairs)
 
 

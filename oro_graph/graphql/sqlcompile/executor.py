@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from oro_graph.edge.deadline import BoundedExecutor
 from oro_graph.edge.lexical import canonical
-from oro_graph.graphql.sqlcompile import driver
+from oro_graph.graphql.sqlcompile import driver, wire
 from oro_graph.graphql.sqlcompile.compiler import Compiled, compile_operation
 from oro_graph.graphql.sqlcompile.driver import Prepared
 from oro_graph.graphql.sqlcompile.mapping import Env
@@ -121,7 +121,7 @@ def plan(executor: Any) -> Bound | None:
     return Bound(compiled, {name: value(variables, now) for name, value in compiled.params.items()})
 
 
-def answer(session: Session, bound: Bound) -> dict[str, Any] | None:
+def answer(session: Session, bound: Bound) -> dict[str, Any] | wire.Answer | None:
     compiled = bound.compiled
     if not compiled.prepared:  # its text, once (two threads may both make it: the same text)
         per_run = frozenset(compiled.params)
@@ -130,7 +130,9 @@ def answer(session: Session, bound: Bound) -> dict[str, Any] | None:
     if row is None:
         return None
     data, ok = row
-    return json.loads(data) if ok else None
+    if not ok:
+        return None
+    return wire.Answer(data) if wire.SPLICED.get() and wire.sent_as_is(data) else json.loads(data)
 
 
 class CompilingExecutor(BoundedExecutor):

@@ -10,6 +10,7 @@ value (PostgreSQL writes ``1``, Python ``1.0``), instants (``datetime.isoformat`
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Float, Text, case, cast, func, literal
@@ -23,6 +24,13 @@ def text(value: str) -> ColumnElement[str]:
 
 def concat(*parts: Any) -> ColumnElement[str]:
     return func.concat(*parts)
+
+
+def json_text(value: Any) -> ColumnElement[str]:
+    """A value's JSON text as ``json_build_object`` writes it: JSON as it is (what the compiler built,
+    a leaf in its exact format), any other value through ``to_json``, SQL NULL as ``null``."""
+    shown = cast(value, Text) if isinstance(value.type, JSON) else cast(func.to_json(value), Text)
+    return func.coalesce(shown, text("null"))
 
 
 def float_text(value: Any) -> ColumnElement[str]:
@@ -83,3 +91,34 @@ def cursor(order: str, keys: list[tuple[str, Any]]) -> ColumnElement[str]:
     parts.append(text("]]"))
     encoded = func.translate(_one_line_base64(concat(*parts)), text("+/\n"), text("-_"))
     return func.rtrim(encoded, text("="))
+
+
+# Set by the HTTP view around a plain JSON execution (``Router.execute_single``): its answer is
+# written by ``Router.encode_json``, which splices an ``Answer`` in. Nothing else ever gets one.
+SPLICED: ContextVar[bool] = ContextVar("oro_spliced_answers", default=False)
+
+
+class Answer:
+    """A compiled ``data`` kept as the statement's JSON text, for the HTTP view to send as it is.
+
+    The statement writes the text as the graph's ``json.dumps`` would (``compiler._object``), so
+    ``Router.encode_json`` splices it into the body: parsing a deep leaderboard into dicts and
+    serializing them again was 40% of the server's CPU for it. It is not a dict on purpose: only
+    the view that splices it asks for one (``SPLICED``), and anything else would fail loudly rather
+    than write a wrong body.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+
+
+def sent_as_is(raw: str) -> bool:
+    """Whether the statement's text is byte for byte what ``json.dumps`` writes for its value.
+
+    Python escapes every character outside printable ASCII (``ensure_ascii``), PostgreSQL only the
+    control characters, and a float of 15 integral digits with a fraction is written in exponent
+    form by PostgreSQL only: such text (rare: a name with an accent) is parsed and written again.
+    """
+    return raw.isascii() and "\x7f" not in raw and "e+15" not in raw
