@@ -212,9 +212,14 @@ def discloses(
     return owner or holds_run or is_released(version, settings, now)
 
 
+def release_cutoff(settings: Settings, now: datetime | None = None) -> datetime:
+    """The latest eligibility instant whose version is public at ``now``."""
+    return (now or utcnow()) - timedelta(seconds=settings.code_release_delay_seconds)
+
+
 def released_clause(settings: Settings, now: datetime | None = None) -> Any:
     """``discloses`` for the public as a SQL condition on AgentVersion (for lists and counts)."""
-    cutoff = (now or utcnow()) - timedelta(seconds=settings.code_release_delay_seconds)
+    cutoff = release_cutoff(settings, now)
     return col(AgentVersion.eligible_at).is_not(None) & (col(AgentVersion.eligible_at) <= cutoff)
 
 

@@ -7,15 +7,15 @@ eighth of the server's CPU for that request once the plan itself was reused. Her
 compiled once with ``$n`` placeholders (``Prepared``) and each run hands psycopg the values in order
 through a ``RawCursor`` (no scanning), prepared on first use on each connection.
 
-What ``Database`` learns from SQLAlchemy's cursor events is kept: the tables and columns the
-statement reads go to the response cache's collector (``db.reads``, computed once per plan by
-``dependencies.read`` from the same compiled statement), and the statement is counted for the
-debug extension (``db.statement_counter``). The run stays in the session's transaction.
+SQLAlchemy's cursor events still fire around the run, with the compiled statement as their
+context: what ``Database`` learns from them (the tables and columns the statement reads, for the
+response cache, through ``dependencies.read`` on the same compiled statement; the debug statement
+count) and any other listener (tracing, tests) see it as before. The run stays in the session's
+transaction.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -24,9 +24,6 @@ import psycopg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 from sqlmodel import Session
-
-from oro_graph import dependencies
-from oro_graph.db import reads, statement_counter
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class Prepared:
     order: tuple[str, ...]  # the parameter of each placeholder, in order
     constants: dict[str, Any]  # the values fixed at compile time (keys, literals), processed
     processors: dict[str, Any]  # SQLAlchemy's bind processors of the per-run parameters
-    reads: frozenset[str]  # what the statement reads (``dependencies.read``)
+    compiled: Any  # SQLAlchemy's compiled statement: its cursor events' context carries it
 
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect, per_run: frozenset[str]) -> Prepared:
@@ -50,13 +47,12 @@ class Prepared:
                 processor = processors.get(name)
                 constants[name] = processor(value) if processor is not None else value
         order = tuple(compiled.positiontup or ())
-        depends = dependencies.read(SimpleNamespace(compiled=compiled), compiled.string)
         return cls(
             compiled.string,
             order,
             constants,
             {k: v for k, v in processors.items() if k in per_run},
-            depends,
+            compiled,
         )
 
     def values(self, params: dict[str, Any]) -> list[Any]:
@@ -76,15 +72,13 @@ def run(session: Session, prepared: Prepared, params: dict[str, Any]) -> tuple[A
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
-    collector = reads.get()
-    if collector is not None:
-        collector.update(prepared.reads)
-    counter = statement_counter.get()
-    started = time.perf_counter()
+    values = prepared.values(params)
+    events = connection.dispatch
+    context = SimpleNamespace(
+        compiled=prepared.compiled
+    )  # one per run: a listener may note its own state on it
     with psycopg.RawCursor(raw) as cursor:
-        cursor.execute(prepared.sql, prepared.values(params), prepare=True)
-        row = cursor.fetchone()
-    if counter is not None:
-        counter.statements += 1
-        counter.seconds += time.perf_counter() - started
-    return row
+        events.before_cursor_execute(connection, cursor, prepared.sql, values, context, False)
+        cursor.execute(prepared.sql, values, prepare=True)
+        events.after_cursor_execute(connection, cursor, prepared.sql, values, context, False)
+        return cursor.fetchone()

