@@ -1,10 +1,11 @@
 """The graph's wire formats as PostgreSQL expressions, byte for byte what the executor sends.
 
-The compiled answer is JSON text built by PostgreSQL, parsed once by Python and serialized again
-with the rest of the response, so strings, escapes and non-integral floats come out as Python
-writes them. What parsing cannot fix is written here the executor's way: a float with an integral
-value (PostgreSQL writes ``1``, Python ``1.0``), instants (``datetime.isoformat`` in UTC), Relay ids
-(``base64("Type:id")``) and keyset cursors (``graphql.pagination.encode_cursor``).
+The compiled answer is JSON text built by PostgreSQL as ``json.dumps(..., separators=(",", ":"))``
+writes it (``json_text``, ``compiler._object``), and the HTTP view sends it as it is (``Answer``);
+text Python would write otherwise (``sent_as_is``: non-ASCII, DEL, floats PostgreSQL puts in
+exponent form) is parsed and written again. Written here the executor's way: a float with an
+integral value (PostgreSQL writes ``1``, Python ``1.0``), instants (``datetime.isoformat`` in UTC),
+Relay ids (``base64("Type:id")``) and keyset cursors (``graphql.pagination.encode_cursor``).
 """
 
 from __future__ import annotations
