@@ -202,6 +202,25 @@ def test_fragments_aliases_and_typename_are_compiled(world: Graph, compiled_answ
     assert compiled_answers == [True]
 
 
+def test_a_connection_asked_only_for_its_count_is_compiled(
+    world: Graph, compiled_answers: list[bool]
+) -> None:
+    """Found by the whole-schema test: a connection without ``edges`` or ``pageInfo`` was built over its
+    page's rows, a cardinality error past one row (the executor answered) and null on an empty page."""
+    (empty,) = ids(
+        world,
+        "SELECT a.id FROM agent a WHERE NOT EXISTS (SELECT 1 FROM agentversion v "
+        "WHERE v.agent_id = a.id AND v.eligible_at IS NOT NULL) ORDER BY a.id LIMIT 1",
+    )
+    versions = "query Counted($id: ID!) { agent(id: $id) { versions(first: 1) { totalCount __typename } } }"
+    assert same(world, versions, {"id": empty})["agent"]["versions"] == {
+        "totalCount": 0,
+        "__typename": "AgentVersionConnection",
+    }
+    assert same(world, "{ leaderboard(first: 2) { totalCount } }")["leaderboard"]["totalCount"] > 3
+    assert compiled_answers == [True, True]
+
+
 @pytest.mark.parametrize(
     "document",
     [

@@ -228,8 +228,10 @@ def _page_json(
     shown = page.inner.c.rn <= page.n
     cursor = wire.cursor(order_name, page.keys)
     pairs: list[Any] = []
+    aggregated = False  # whether edges or pageInfo aggregate the page's rows
     for key, child, child_field in typed_fields(connection_type.name, connection_type, node, env):
         name = child.name.value
+        aggregated |= name in {"edges", "pageInfo"}
         if name == "__typename":
             value: Any = wire.text(connection_type.name)
         elif name == "totalCount":
@@ -245,6 +247,10 @@ def _page_json(
         if child.arguments:
             raise Decline
         pairs += [wire.text(key), value]
+    if not aggregated:
+        # Nothing aggregates the page's rows: over them the object would be one row per page row
+        # (none on an empty page: a null connection), so it is built without them.
+        return select(_object(pairs)).scalar_subquery()
     return select(_object(pairs)).select_from(page.rows).scalar_subquery()
 
 
