@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType
 
-from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
+from benchmarks.queries import DEEP_LEADERBOARD, RUNS_PAGE, VERSION_PAGE
 from oro_graph.graphql.schema import schema
 from oro_graph.graphql.sqlcompile import executor
 from oro_graph.graphql.sqlcompile.mapping import TYPES, Leaf, Many, One
@@ -200,6 +200,30 @@ def test_fragments_aliases_and_typename_are_compiled(world: Graph, compiled_answ
     """
     same(world, document)
     assert compiled_answers == [True]
+
+
+def test_the_root_run_lists_are_compiled_and_page_through_their_cursors(
+    world: Graph, compiled_answers: list[bool]
+) -> None:
+    after, pages, runs = None, 0, []
+    while pages < 3:
+        page = same(world, RUNS_PAGE, {"first": 40, "after": after})["evaluationRuns"]
+        runs += [edge["node"]["id"] for edge in page["edges"]]
+        pages += 1
+        after = page["pageInfo"]["endCursor"]
+    assert len(set(runs)) == 120
+    run = selection("EvaluationRun", 1, set())
+    document = f"""
+    query Running($after: String) {{
+      runningEvaluations(first: 2, after: $after) {{
+        totalCount {PAGE_INFO} edges {{ cursor node {{ {run} }} }}
+      }}
+      evaluationRuns(first: 3) {{ totalCount __typename edges {{ node {{ id leaseExpiresAt }} }} }}
+    }}"""
+    running = same(world, document)["runningEvaluations"]
+    assert running["totalCount"] > 2
+    same(world, document, {"after": running["pageInfo"]["endCursor"]})
+    assert compiled_answers == [True] * (pages + 2)
 
 
 def test_a_connection_asked_only_for_its_count_is_compiled(

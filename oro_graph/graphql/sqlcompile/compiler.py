@@ -49,6 +49,7 @@ from oro_graph.graphql.ids import int_id, parse_node_id, uuid_id
 from oro_graph.graphql.sqlcompile import wire
 from oro_graph.graphql.sqlcompile.mapping import (
     AGENT,
+    ROOT_CONNECTIONS,
     RUN,
     SUITE,
     TYPES,
@@ -312,6 +313,9 @@ def _root_field(
         raise Decline
     if name == "leaderboard":
         return _leaderboard(node, field, arguments(node, field, env), env, guards)
+    connection = ROOT_CONNECTIONS.get(name)
+    if connection is not None:  # its filter and orderBy decline (``forward_window``)
+        return _connection(connection, None, node, field, arguments(node, field, env), env)
     by_id = _BY_ID.get(name)
     if by_id is None:
         raise Decline
