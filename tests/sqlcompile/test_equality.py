@@ -253,6 +253,10 @@ def test_a_connection_asked_only_for_its_count_is_compiled(
         "{ leaderboard(first: 2) { edges { node { rank @include(if: true) } } } }",
         "{ leaderboard(first: 2) { edges { node { agentVersion { scoreInterval { lower } } } } } }",
         "{ validators(first: 2) { edges { node { hotkey } } } }",
+        "{ evaluationRuns(first: 2, orderBy: {field: CLAIMED_AT, direction: DESC}) "
+        "{ edges { node { id } } } }",
+        "{ evaluationRuns(first: 2, filter: {status: [SUCCESS]}) { edges { node { id } } } }",
+        "{ runningEvaluations(last: 2) { edges { node { id } } } }",
         "{ leaderboard(first: 101) { edges { node { rank } } } }",
         '{ leaderboard(first: 2, after: "bogus") { edges { node { rank } } } }',
         "{ evaluationRuns(first: 2) { edges { node { problemResults(first: 2, filter: {status: [FAILED]}) "
