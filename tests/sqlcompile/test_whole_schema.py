@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from graphql import GraphQLObjectType, get_named_type, parse
+from graphql import GraphQLObjectType, build_schema, get_named_type, parse
 
 from oro_graph.graphql.schema import schema
 from oro_graph.graphql.sqlcompile.compiler import compile_operation
@@ -162,3 +162,28 @@ def _other_ids(walked: Walked, written: str) -> list[str]:
     return [written] + [
         f"{name}(id: {json.dumps(v)})" for v in ids if f"{name}(id: {json.dumps(v)})" != written
     ]
+
+
+def test_a_field_no_answer_showed_is_reported() -> None:
+    """The coverage rule itself, on a small schema: a new field is planned without being listed, a
+    field whose argument no answer can fill is left out, and neither counts until an answer shows it."""
+    small = build_schema(
+        """
+        type Query { thing(id: ID!): Thing  things: [Thing!]! }
+        input Window { days: Int! }
+        type Thing { id: ID!  name: String  added: Int  recent(window: Window!): Int }
+        """
+    )
+    walker = Walker(small, set(), {})
+    pool = Pool()
+    first = walker.plan(pool)
+    assert set(first.documents) == {"things"} and ("Query", "thing") in first.unfilled
+    pool.record({"data": {"things": [{"__typename": "Thing", "id": "T1", "name": None}]}}, "Query")
+    second = walker.plan(pool)
+    assert second.documents['thing(id: "T1")'] == 'query { thing(id: "T1") { __typename id name added } }'
+    assert ("Thing", "recent") in second.unfilled
+    assert walker.reachable() - pool.exercised == {
+        ("Query", "thing"),
+        ("Thing", "added"),
+        ("Thing", "recent"),
+    }
