@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from oro_graph import demo
 from oro_graph.app import create_app
 from oro_graph.graphql.sqlcompile import executor
+from oro_graph.models import AgentVersion
 from oro_graph.runtime import Runtime
 from oro_graph.settings import Settings
 from tests.conftest import _truncate_all
@@ -95,34 +97,41 @@ def _edit_world(runtime: Runtime) -> None:
             )
 
 
-@pytest.fixture(scope="module")
-def world(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
-    tmp = tmp_path_factory.mktemp("compiled")
-    builder = Runtime.build(settings_for(pg_database, tmp))
+@contextmanager
+def built_world(url: str, tmp: Path, **overrides: Any) -> Iterator[Graph]:
+    """An app over the demo world in the migrated, empty database at ``url``; on PostgreSQL with
+    ``_edit_world``'s cases (its SQL is PostgreSQL's, and only PostgreSQL compiles)."""
+    builder = Runtime.build(settings_for(url, tmp, **overrides))
     try:
         demo.generate(builder.db, builder.settings, **WORLD)
-        _edit_world(builder)
+        if not builder.db.is_sqlite:
+            _edit_world(builder)
         with builder.db.engine.connect() as conn:
+            eligible_at = AgentVersion.__table__.c.eligible_at  # type: ignore[attr-defined]
             instants = (
-                conn.execute(
-                    text(
-                        "SELECT eligible_at FROM agentversion "
-                        "WHERE eligible_at IS NOT NULL ORDER BY eligible_at"
-                    )
-                )
+                conn.execute(select(eligible_at).where(eligible_at.is_not(None)).order_by(eligible_at))
                 .scalars()
                 .all()
             )
     finally:
         builder.close()
     # The newest fifth of the eligible versions is not released yet (their agentVersion is null).
-    delay = int((datetime.now(UTC) - instants[len(instants) * 4 // 5]).total_seconds())
-    runtime = Runtime.build(settings_for(pg_database, tmp, code_release_delay_seconds=max(delay, 1)))
+    newest = instants[len(instants) * 4 // 5]
+    delay = int((datetime.now(UTC) - newest.replace(tzinfo=UTC)).total_seconds())
+    settings = settings_for(url, tmp, code_release_delay_seconds=max(delay, 1), **overrides)
+    runtime = Runtime.build(settings)
     try:
         yield Graph(TestClient(create_app(runtime.settings, runtime=runtime, migrate=False)), runtime)
     finally:
-        _truncate_all(runtime.db)
+        if not runtime.db.is_sqlite:
+            _truncate_all(runtime.db)
         runtime.close()
+
+
+@pytest.fixture(scope="module")
+def world(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
+    with built_world(pg_database, tmp_path_factory.mktemp("compiled")) as graph:
+        yield graph
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType
 
-from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
+from benchmarks.queries import DEEP_LEADERBOARD, RUNS_PAGE, VERSION_PAGE
 from oro_graph.graphql.schema import schema
 from oro_graph.graphql.sqlcompile import executor
 from oro_graph.graphql.sqlcompile.mapping import TYPES, Leaf, Many, One
@@ -202,6 +202,49 @@ def test_fragments_aliases_and_typename_are_compiled(world: Graph, compiled_answ
     assert compiled_answers == [True]
 
 
+def test_the_root_run_lists_are_compiled_and_page_through_their_cursors(
+    world: Graph, compiled_answers: list[bool]
+) -> None:
+    after, pages, runs = None, 0, []
+    while pages < 3:
+        page = same(world, RUNS_PAGE, {"first": 40, "after": after})["evaluationRuns"]
+        runs += [edge["node"]["id"] for edge in page["edges"]]
+        pages += 1
+        after = page["pageInfo"]["endCursor"]
+    assert len(set(runs)) == 120
+    run = selection("EvaluationRun", 1, set())
+    document = f"""
+    query Running($after: String) {{
+      runningEvaluations(first: 2, after: $after) {{
+        totalCount {PAGE_INFO} edges {{ cursor node {{ {run} }} }}
+      }}
+      evaluationRuns(first: 3) {{ totalCount __typename edges {{ node {{ id leaseExpiresAt }} }} }}
+    }}"""
+    running = same(world, document)["runningEvaluations"]
+    assert running["totalCount"] > 2
+    same(world, document, {"after": running["pageInfo"]["endCursor"]})
+    assert compiled_answers == [True] * (pages + 2)
+
+
+def test_a_connection_asked_only_for_its_count_is_compiled(
+    world: Graph, compiled_answers: list[bool]
+) -> None:
+    """Found by the whole-schema test: a connection without ``edges`` or ``pageInfo`` was built over its
+    page's rows, a cardinality error past one row (the executor answered) and null on an empty page."""
+    (empty,) = ids(
+        world,
+        "SELECT a.id FROM agent a WHERE NOT EXISTS (SELECT 1 FROM agentversion v "
+        "WHERE v.agent_id = a.id AND v.eligible_at IS NOT NULL) ORDER BY a.id LIMIT 1",
+    )
+    versions = "query Counted($id: ID!) { agent(id: $id) { versions(first: 1) { totalCount __typename } } }"
+    assert same(world, versions, {"id": empty})["agent"]["versions"] == {
+        "totalCount": 0,
+        "__typename": "AgentVersionConnection",
+    }
+    assert same(world, "{ leaderboard(first: 2) { totalCount } }")["leaderboard"]["totalCount"] > 3
+    assert compiled_answers == [True, True]
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -210,6 +253,10 @@ def test_fragments_aliases_and_typename_are_compiled(world: Graph, compiled_answ
         "{ leaderboard(first: 2) { edges { node { rank @include(if: true) } } } }",
         "{ leaderboard(first: 2) { edges { node { agentVersion { scoreInterval { lower } } } } } }",
         "{ validators(first: 2) { edges { node { hotkey } } } }",
+        "{ evaluationRuns(first: 2, orderBy: {field: CLAIMED_AT, direction: DESC}) "
+        "{ edges { node { id } } } }",
+        "{ evaluationRuns(first: 2, filter: {status: [SUCCESS]}) { edges { node { id } } } }",
+        "{ runningEvaluations(last: 2) { edges { node { id } } } }",
         "{ leaderboard(first: 101) { edges { node { rank } } } }",
         '{ leaderboard(first: 2, after: "bogus") { edges { node { rank } } } }',
         "{ evaluationRuns(first: 2) { edges { node { problemResults(first: 2, filter: {status: [FAILED]}) "

@@ -51,6 +51,7 @@ from oro_graph.graphql.ids import int_id, parse_node_id, uuid_id
 from oro_graph.graphql.sqlcompile import wire
 from oro_graph.graphql.sqlcompile.mapping import (
     AGENT,
+    ROOT_CONNECTIONS,
     RUN,
     SUITE,
     TYPES,
@@ -240,8 +241,10 @@ def _page_json(
     shown = page.inner.c.rn <= page.n
     cursor = wire.cursor(order_name, page.keys)
     pairs: list[Any] = []
+    aggregated = False  # whether edges or pageInfo aggregate the page's rows
     for key, child, child_field in typed_fields(connection_type.name, connection_type, node, env):
         name = child.name.value
+        aggregated |= name in {"edges", "pageInfo"}
         if name == "__typename":
             value: Any = wire.text(connection_type.name)
         elif name == "totalCount":
@@ -257,6 +260,10 @@ def _page_json(
         if child.arguments:
             raise Decline
         pairs += [key, value]
+    if not aggregated:
+        # Nothing aggregates the page's rows: over them the object would be one row per page row
+        # (none on an empty page: a null connection), so it is built without them.
+        return select(_object(pairs)).scalar_subquery()
     return select(_object(pairs)).select_from(page.rows).scalar_subquery()
 
 
@@ -318,6 +325,9 @@ def _root_field(
         raise Decline
     if name == "leaderboard":
         return _leaderboard(node, field, arguments(node, field, env), env, guards)
+    connection = ROOT_CONNECTIONS.get(name)
+    if connection is not None:  # its filter and orderBy decline (``forward_window``)
+        return _connection(connection, None, node, field, arguments(node, field, env), env)
     by_id = _BY_ID.get(name)
     if by_id is None:
         raise Decline

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Table, bindparam, case, func, literal, select
+from sqlalchemy import Interval, Table, bindparam, case, func, literal, select, true
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.util import ClauseAdapter
@@ -21,7 +21,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from oro_graph import models
 from oro_graph.graphql.sqlcompile import wire
 from oro_graph.models import Role
-from oro_graph.services import agents, races
+from oro_graph.services import agents, pages, races
 from oro_graph.settings import Settings
 
 
@@ -357,3 +357,21 @@ TYPES["LeaderboardEntry"] = TypeMap(
         ),
     },
 )
+
+
+# Root connections: a ``Many`` whose link reads no parent (``services.pages.runs_page`` without a
+# filter or an order, and with ``pages.ACTIVE_RUNS``), cursors named as ``runs_connection`` names them
+# for the default order.
+ROOT_CONNECTIONS: dict[str, Many] = {
+    "evaluationRuns": Many(
+        "EvaluationRun", RUN, lambda p, c, env: true(), BY_CLAIM, "run.claimed_at.asc", RUN_LIVENESS
+    ),
+    "runningEvaluations": Many(
+        "EvaluationRun",
+        RUN,
+        lambda p, c, env: c.c.status.in_(pages.ACTIVE_RUNS.statuses or ()),
+        BY_CLAIM,
+        "run.claimed_at.asc",
+        RUN_LIVENESS,
+    ),
+}
