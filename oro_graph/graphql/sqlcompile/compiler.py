@@ -78,7 +78,7 @@ from oro_graph.services.pages import _beyond
 from oro_graph.services.suites import MAX_SUITE_ID
 
 ID_TYPE = GraphQLNonNull(GraphQLID)
-MAX_OBJECT_KEYS = 49  # concat takes at most 100 arguments: two a key, and the closing brace
+CONCAT_ARGUMENTS = 100  # PostgreSQL functions take at most 100 arguments
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,21 @@ def _object(pairs: list[Any]) -> ColumnElement[Any]:
     """``{"key":value,...}`` from (key, value) pairs, written as Python's ``json.dumps`` with the
     graph's separators writes it (no spaces), so the answer's text can be sent as it is
     (``wire.Answer``); ``json_build_object`` puts a space around every colon and after every comma."""
-    if len(pairs) > 2 * MAX_OBJECT_KEYS:
-        raise Decline
     parts: list[Any] = []
     for i in range(0, len(pairs), 2):
         key, value = pairs[i], pairs[i + 1]
         parts += [wire.text(("{" if i == 0 else ",") + json.dumps(key) + ":"), wire.json_text(value)]
     parts.append(wire.text("}"))
-    return type_coerce(wire.concat(*parts), JSON)
+    return type_coerce(_concat(parts), JSON)
+
+
+def _concat(parts: list[Any]) -> ColumnElement[str]:
+    """``concat`` of any number of parts: nested in chunks under PostgreSQL's argument limit."""
+    while len(parts) > CONCAT_ARGUMENTS:
+        parts = [
+            wire.concat(*parts[i : i + CONCAT_ARGUMENTS]) for i in range(0, len(parts), CONCAT_ARGUMENTS)
+        ]
+    return wire.concat(*parts)
 
 
 def _build(

@@ -39,7 +39,14 @@ class Prepared:
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect, per_run: frozenset[str]) -> Prepared:
         numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
+        # An IN over a constant set (a status set) is an expanding parameter: written out here, one
+        # placeholder per value, as SQLAlchemy does at execution.
+        # (Writing them out asks every parameter for a value: the per-run ones get a stand-in, which
+        # stays a placeholder in the text.)
         compiled = statement.compile(dialect=numbered)
+        if compiled.post_compile_params:
+            standing = statement.params({name: None for name in per_run})
+            compiled = standing.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
         processors: dict[str, Any] = dict(compiled._bind_processors)
         constants = {}
         for name, value in compiled.params.items():
