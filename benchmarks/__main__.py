@@ -58,7 +58,9 @@ def _writes(args: argparse.Namespace) -> int:
     from benchmarks import config, report, workloads
 
     plan = dataclasses.replace(config.make_plan(quick=True), duration=args.seconds)
-    results = workloads.run_writes(plan, log=lambda m: print(m, file=sys.stderr, flush=True), peer=args.peer)
+    results = workloads.run_writes(
+        plan, log=lambda m: print(m, file=sys.stderr, flush=True), peer=args.peer, rescore=args.rescore
+    )
     record = report.as_json(results)
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2, default=str))
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     writes.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
     writes.add_argument("--peer", action="store_true", help="also under PostGraphile's reads")
+    writes.add_argument(
+        "--rescore", action="store_true", help="each progress report moves the scores (not a re-send)"
+    )
     writes.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
     writes.set_defaults(func=_writes)
     load = sub.add_parser("load", help="mixed traffic from locust against 2 server processes; checks no 5xx")

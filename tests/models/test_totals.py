@@ -238,7 +238,9 @@ def _rewrite(session: Session, *, rescore: bool) -> tuple[bool, bool]:
     for i, row in enumerate(rows):
         score = (row.score or 0.0) / 2 if rescore and i == 0 else row.score
         session.execute(
-            update(ProblemResult).where(col(ProblemResult.id) == row.id).values(status=row.status, score=score)
+            update(ProblemResult)
+            .where(col(ProblemResult.id) == row.id)
+            .values(status=row.status, score=score)
         )
     return before, _holds_totals_lock(session)
 
@@ -249,7 +251,9 @@ def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(r
     # given a world with totals
     world = make_world(runtime)
     problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
-    runtime.db.call(_seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=3, n=3)
+    runtime.db.call(
+        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=3, n=3
+    )
     kept = runtime.db.call(_snapshot)
 
     # when a run's results are written again unchanged: the totals' lock is never taken
