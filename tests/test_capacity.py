@@ -221,3 +221,34 @@ def test_reads_yield_to_a_young_signed_call_only_and_not_at_all_when_disabled():
         assert off.yielded == 0
 
     asyncio.run(scenario())
+
+
+def test_a_signed_event_stream_is_not_a_signed_call_reads_yield_to():
+    async def scenario() -> None:
+        lanes = Lanes(read_yield_seconds=10)
+        opened = asyncio.Event()
+        close = asyncio.Event()
+
+        async def stream(scope: Any, receive: Any, send: Any) -> None:
+            opened.set()
+            await close.wait()
+
+        from oro_graph.edge.capacity import WriteLane
+
+        app = WriteLane(stream, lanes)
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/graphql",
+            "headers": [(b"x-signature", b"0x00"), (b"accept", b"text/event-stream")],
+        }
+        # given a signed subscription stream open in this process
+        task = asyncio.create_task(app(scope, None, None))
+        await opened.wait()
+        # then a read does not wait for it
+        await lanes.yield_to_writes()
+        assert lanes.yielded == 0
+        close.set()
+        await task
+
+    asyncio.run(scenario())

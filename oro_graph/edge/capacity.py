@@ -175,13 +175,17 @@ def lane_of(scope: Scope) -> str | None:
     if method not in ("GET", "HEAD", "OPTIONS") and path.startswith(WRITE_PREFIXES):
         return "write"
     if path in READ_PATHS and method in ("GET", "POST"):
-        for name, value in headers:
-            if name == b"accept" and b"text/event-stream" in value:
-                return None  # a subscription stream lives long and mostly waits
-            if name == b"upgrade":
-                return None
-        return "read"
+        return None if streams(scope) else "read"
     return None
+
+
+def streams(scope: Scope) -> bool:
+    """An event stream or an upgrade: it lives long and mostly waits (no read slot; a signed one is
+    not a signed call in flight that reads yield to)."""
+    for name, value in scope.get("headers") or []:
+        if (name == b"accept" and b"text/event-stream" in value) or name == b"upgrade":
+            return True
+    return False
 
 
 class WriteLane:
@@ -203,7 +207,7 @@ class WriteLane:
             return
         token = _write_threads.set(self.lanes.write_limiter())
         try:
-            with self.lanes.writing():
+            with contextlib.nullcontext() if streams(scope) else self.lanes.writing():
                 await self.app(scope, receive, send)
         finally:
             _write_threads.reset(token)
