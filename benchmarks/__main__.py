@@ -1,4 +1,4 @@
-"""``python -m benchmarks run [--quick] [--json FILE]``, ``loop``, ``load`` and ``profile``."""
+"""``python -m benchmarks run [--quick] [--json FILE]``, ``loop``, ``writes``, ``load`` and ``profile``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,29 @@ def _loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writes(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from benchmarks import config, report, workloads
+
+    plan = dataclasses.replace(config.make_plan(quick=True), duration=args.seconds)
+    results = workloads.run_writes(
+        plan, log=lambda m: print(m, file=sys.stderr, flush=True), peer=args.peer, rescore=args.rescore
+    )
+    record = report.as_json(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2, default=str))
+    figures = results.workloads.get("writes", {})
+    writers = {
+        name: {k: (f.get("writers") or f).get(k) for k in ("rps", "p50_ms", "p99_ms", "errors")}
+        | {"server_cpu": f.get("cpu_per_process")}
+        for name, f in figures.items()
+    }
+    ratios = {k: v for k, v in record["ratios"].items() if k.startswith("writers_")}
+    print(json.dumps({"writers": writers, "ratios": ratios}, indent=2))
+    return 0
+
+
 def _load(args: argparse.Namespace) -> int:
     from benchmarks.load import runner
 
@@ -94,6 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     loop.add_argument("--seconds", type=float, default=6.0, help="measured seconds per N")
     loop.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
     loop.set_defaults(func=_loop)
+    writes = sub.add_parser(
+        "writes", help="only workload (a): the writers alone, then at 0/1/5/20 writes/s under our reads"
+    )
+    writes.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
+    writes.add_argument("--peer", action="store_true", help="also under PostGraphile's reads")
+    writes.add_argument(
+        "--rescore", action="store_true", help="each progress report moves the scores (not a re-send)"
+    )
+    writes.add_argument("--json", metavar="FILE", help="also write every figure as JSON here")
+    writes.set_defaults(func=_writes)
     load = sub.add_parser("load", help="mixed traffic from locust against 2 server processes; checks no 5xx")
     load.add_argument("--minutes", type=float, default=3.0)
     load.add_argument("--users", type=int, default=40, help="locust users in all (default 40)")

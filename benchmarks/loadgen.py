@@ -254,7 +254,12 @@ async def run_writers(spec: dict[str, Any]) -> dict[str, Any]:
                 path, body = f"/v1/validator/evaluation-runs/{run}/heartbeat", {"cpu_pct": 20.0}
             else:
                 path = f"/v1/validator/evaluation-runs/{run}/progress"
-                body = {"problems": [{"problem_id": p, "status": "SUCCESS", "score": 0.5} for p in problems]}
+                # ``rescore``: every report moves the scores (the totals change each time); otherwise a
+                # report re-sends the same results (a validator repeating its progress).
+                score = (k % 97) / 97 if spec.get("rescore") else 0.5
+                body = {
+                    "problems": [{"problem_id": p, "status": "SUCCESS", "score": score} for p in problems]
+                }
             t0 = time.perf_counter()
             try:
                 r = await client.post(path, json=body, headers=sign_headers(kp))

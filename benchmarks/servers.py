@@ -171,6 +171,9 @@ def ours_env(database: str, port: int, data_dir: Path) -> dict[str, str]:
         ORO_RACE_SCHEDULER="false",  # the workloads measure the lifecycle, not races
         ORO_REQUIRE_INFERENCE_CREDENTIAL="false",  # the load worlds store no inference credentials
         PYTHONUNBUFFERED="1",
+        # The server runs in a scratch directory: without this it would import the oro_graph the
+        # virtualenv installed (another checkout's, with an editable install), not this checkout's.
+        PYTHONPATH=os.pathsep.join(p for p in (str(config.REPO), os.environ.get("PYTHONPATH", "")) if p),
     )
     env.pop("ORO_GRAPHQL_DEBUG", None)
     return env

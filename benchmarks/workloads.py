@@ -737,10 +737,26 @@ def claim_runs(server: Server, uris: list[str]) -> list[tuple[str, str, list[str
     return out
 
 
-def workload_writes(results: Results, dataset: datasets.Dataset) -> None:
+def run_writes(
+    plan: config.Plan, log: Callable[[str], None] = print, *, peer: bool = False, rescore: bool = False
+) -> Results:
+    """Workload (a) alone (``python -m benchmarks writes``): the writers alone, then under our reads
+    (and PostGraphile's with ``peer``), on the primary dataset (built or reused)."""
+    results = Results(plan)
+    dataset = datasets.ensure(config.SIZES[plan.primary], log=log)
+    log(f"workload (a): writers at {WRITE_RATES} writes/s on a copy of {dataset.database}")
+    workload_writes(results, dataset, peer=peer, rescore=rescore)
+    return results
+
+
+def workload_writes(
+    results: Results, dataset: datasets.Dataset, *, peer: bool = True, rescore: bool = False
+) -> None:
     """Workload (a): the deep leaderboard while a writer process sends 0, 1, 5 and 20 signed writes
-    per second to our server; read by our server, then by PostGraphile (the writes still go to ours)."""
+    per second to our server; read by our server, then by PostGraphile (the writes still go to ours).
+    ``rescore``: each progress report moves the scores (by default it re-sends the same results)."""
     plan = results.plan
+    with_peer = peer
     w = "writes"
     try:
         uris = prepare_writes_database(dataset)
@@ -761,6 +777,7 @@ def workload_writes(results: Results, dataset: datasets.Dataset) -> None:
                 "base_url": server.base_url,
                 "holders": holders,
                 "rate": rate,
+                "rescore": rescore,
                 "warmup": plan.warmup,
                 "duration": duration or plan.duration,
             }
@@ -776,6 +793,8 @@ def workload_writes(results: Results, dataset: datasets.Dataset) -> None:
                 measured(results, w, f"graphql_w{rate}", spec, watch=server, alongside=writers(rate))
                 settle(server)
         results.rss_mb["ours (deep leaderboard under writes, per process)"] = server.max_rss_mb()
+        if not with_peer:
+            return
         try:
             peer = start_peer(WRITES_DATABASE, plan.ports["peer"], results.logs)
             variables = {"suiteId": dataset.suite_id}

@@ -98,11 +98,13 @@ class Settings(BaseSettings):
     graphql_cors_origins: list[str] = []
     # Execution capacity per process (oro_graph/edge/capacity.py): unsigned graph executions run at most
     # capacity_read_slots at a time, capacity_read_queue more wait, the next is 503 + Retry-After;
-    # signed writes run on capacity_write_threads threads of their own.
+    # signed writes run on capacity_write_threads threads of their own, and while one is in flight
+    # the other requests of its process wait for it, at most capacity_read_yield_seconds (0: never).
     capacity_read_slots: int = Field(default=2, ge=1, le=1000)
     capacity_read_queue: int = Field(default=64, ge=0, le=100_000)
     capacity_retry_after_seconds: float = Field(default=1.0, gt=0, le=3600)
     capacity_write_threads: int = Field(default=16, ge=1, le=1000)
+    capacity_read_yield_seconds: float = Field(default=0.05, ge=0, le=10)
     response_cache: bool = True  # answer hot reads (graph queries, public REST reads) per data version
     # Races (see the README's "Races"): the cycle, the field, the draw and X of Y race runs.
     race_scheduler: bool | None = None  # None: on, except under `serve --demo`

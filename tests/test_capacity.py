@@ -170,3 +170,85 @@ def test_the_read_line_is_served_in_arrival_order_and_a_cancelled_waiter_leaves_
         return order
 
     assert asyncio.run(scenario()) == [0, 2, 3]
+
+
+def test_a_graph_read_waits_while_a_signed_call_is_in_flight_and_goes_on_when_it_ends(runtime):
+    app = _app(runtime, capacity_read_yield_seconds=10)  # the bound is not what this test looks at
+    lanes: Lanes = app.state.capacity
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            # given a signed call in flight in this process
+            with lanes.writing():
+                # when a graph read (and a health check) arrive, they wait for it
+                read = asyncio.create_task(client.post("/graphql", json=QUERY))
+                health = asyncio.create_task(client.get("/health"))
+                await _until(lambda: lanes.yielded == 2)
+                for _ in range(50):
+                    await asyncio.sleep(0)
+                assert not read.done() and not health.done()
+                assert lanes.admitted == 0  # nothing of the read ran yet
+            # then the signed call's end lets them through
+            answered = await read
+            assert answered.status_code == 200 and answered.json()["data"] == {"__typename": "Query"}
+            assert (await health).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_reads_yield_to_a_young_signed_call_only_and_not_at_all_when_disabled():
+    async def scenario() -> None:
+        # given a signed call that started longer ago than the yield window: reads do not wait
+        lanes = Lanes(read_yield_seconds=60)
+        with lanes.writing():
+            lanes._writes = {k: v - 120 for k, v in lanes._writes.items()}
+            await lanes.yield_to_writes()
+            assert lanes.yielded == 0
+            # but a second, young one holds them back again until every signed call has ended
+            with lanes.writing():
+                waiting = asyncio.create_task(lanes.yield_to_writes())
+                await _until(lambda: lanes.yielded == 1)
+                await asyncio.sleep(0)
+                assert not waiting.done()
+            await asyncio.sleep(0)
+            assert not waiting.done()  # the old one is still in flight, the young one's window is open
+        await waiting
+        # and with the yield off, a read never waits
+        off = Lanes(read_yield_seconds=0)
+        with off.writing():
+            await off.yield_to_writes()
+        assert off.yielded == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_signed_event_stream_is_not_a_signed_call_reads_yield_to():
+    async def scenario() -> None:
+        lanes = Lanes(read_yield_seconds=10)
+        opened = asyncio.Event()
+        close = asyncio.Event()
+
+        async def stream(scope: Any, receive: Any, send: Any) -> None:
+            opened.set()
+            await close.wait()
+
+        from oro_graph.edge.capacity import WriteLane
+
+        app = WriteLane(stream, lanes)
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/graphql",
+            "headers": [(b"x-signature", b"0x00"), (b"accept", b"text/event-stream")],
+        }
+        # given a signed subscription stream open in this process
+        task = asyncio.create_task(app(scope, None, None))
+        await opened.wait()
+        # then a read does not wait for it
+        await lanes.yield_to_writes()
+        assert lanes.yielded == 0
+        close.set()
+        await task
+
+    asyncio.run(scenario())

@@ -252,13 +252,24 @@ def _postgres_triggers() -> list[str]:
     return out
 
 
+def _changes(delta: str) -> str:
+    """Whether ``delta`` changes any total: some group of identical rows (every column but the sign)
+    does not cancel out. A validator re-sending a result it already reported (an upsert that leaves
+    status, score and duration as they were) is -1 and +1 of the same row: no change."""
+    columns = ", ".join(f"d.{c}" for c in _AS if c != "sign")
+    return f"EXISTS (SELECT 1 FROM ({delta}) AS d GROUP BY {columns} HAVING SUM(d.sign) <> 0)"
+
+
 def _plpgsql(name: str, delta: str) -> str:
     # One writer of the totals at a time (until its commit): every writer updates the same few
-    # ProblemTotal rows, and in several statements; waiting here first cannot deadlock.
+    # ProblemTotal rows, and in several statements; waiting here first cannot deadlock. A delta that
+    # cancels out changes nothing: it returns before the lock, so a writer re-sending unchanged
+    # results neither waits for the other writers of the totals nor holds them up until its commit.
     body = ";\n  ".join([f"PERFORM pg_advisory_xact_lock({LOCK})", *_apply(delta, postgres=True)])
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n  {body};\n  RETURN NULL;\nEND\n$$"
+        f"BEGIN\n  IF NOT {_changes(delta)} THEN\n    RETURN NULL;\n  END IF;\n"
+        f"  {body};\n  RETURN NULL;\nEND\n$$"
     )
 
 

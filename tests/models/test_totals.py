@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session, col
 
 from oro_graph.models import (
@@ -215,3 +215,54 @@ def test_a_demo_world_loads_without_the_triggers_and_leaves_them_in_place(runtim
     kept = runtime.db.call(_snapshot)
     runtime.db.call(lambda s: cells.rebuild(s.connection()))
     assert _same(runtime.db.call(_snapshot), kept)
+
+
+def _holds_totals_lock(session: Session) -> bool:
+    return bool(
+        session.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                "AND ((classid::bigint << 32) | objid::bigint) = :lock"
+            ),
+            {"lock": cells.LOCK},
+        ).scalar_one()
+    )
+
+
+def _rewrite(session: Session, *, rescore: bool) -> tuple[bool, bool]:
+    """Upsert every result of one run again (as a validator re-sending its progress does), unchanged
+    or with one score moved; whether the transaction then holds the totals' lock, and held it before."""
+    before = _holds_totals_lock(session)
+    run_id = session.execute(select(ProblemResult.run_id).limit(1)).scalar_one()
+    rows = session.execute(select(ProblemResult).where(col(ProblemResult.run_id) == run_id)).scalars().all()
+    for i, row in enumerate(rows):
+        score = (row.score or 0.0) / 2 if rescore and i == 0 else row.score
+        session.execute(
+            update(ProblemResult)
+            .where(col(ProblemResult.id) == row.id)
+            .values(status=row.status, score=score)
+        )
+    return before, _holds_totals_lock(session)
+
+
+def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(runtime: Runtime) -> None:
+    if runtime.db.engine.dialect.name != "postgresql":
+        pytest.skip("the totals' advisory lock exists on PostgreSQL only")
+    # given a world with totals
+    world = make_world(runtime)
+    problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
+    runtime.db.call(
+        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=3, n=3
+    )
+    kept = runtime.db.call(_snapshot)
+
+    # when a run's results are written again unchanged: the totals' lock is never taken
+    assert runtime.db.call(_rewrite, rescore=False) == (False, False)
+    assert _same(runtime.db.call(_snapshot), kept)
+
+    # while a real change takes it (and moves the totals, which still equal a rebuild)
+    assert runtime.db.call(_rewrite, rescore=True) == (False, True)
+    moved = runtime.db.call(_snapshot)
+    runtime.db.call(lambda s: cells.rebuild(s.connection()))
+    assert _same(runtime.db.call(_snapshot), moved)
+    runtime.db.call(_assert_same_stats, world.suite.id)
