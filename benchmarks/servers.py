@@ -171,6 +171,9 @@ def ours_env(database: str, port: int, data_dir: Path) -> dict[str, str]:
         ORO_RACE_SCHEDULER="false",  # the workloads measure the lifecycle, not races
         ORO_REQUIRE_INFERENCE_CREDENTIAL="false",  # the load worlds store no inference credentials
         PYTHONUNBUFFERED="1",
+        # This checkout's code, not whichever one the environment installed (editable installs point at
+        # one checkout; a git worktree measured with the shared venv would measure that one instead).
+        PYTHONPATH=os.pathsep.join(p for p in (str(config.HERE.parent), os.environ.get("PYTHONPATH")) if p),
     )
     env.pop("ORO_GRAPHQL_DEBUG", None)
     return env
