@@ -103,17 +103,19 @@ class DatabaseNonceStore:
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         from oro_graph.services import sharedstate
 
-        now = self._prune()
+        now = self.prune_due()
         return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
 
     def claim_in(self, session: Session, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
-        """``claim`` inside the caller's transaction: the nonce is spent if, and when, it commits."""
+        """``claim`` inside the caller's transaction: the nonce is spent if, and when, it commits.
+        The caller prunes (``prune_due``) before its transaction: on SQLite a prune in a transaction of
+        its own would wait for the caller's write lock."""
         from oro_graph.services import sharedstate
 
-        now = self._prune()
+        now = time.time()
         return sharedstate.claim_nonce(session, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
 
-    def _prune(self) -> float:
+    def prune_due(self) -> float:
         """Now; expired nonces are deleted (their own transaction) once a ``PRUNE_EVERY`` per process."""
         from oro_graph.services import sharedstate
 
@@ -174,6 +176,7 @@ class SignatureVerifier:
         if not isinstance(store, DatabaseNonceStore):
             self._spend(hotkey, nonce)
             return db.call(fn, *args, **kwargs)
+        store.prune_due()
 
         def work(session: Session, /, *a: P.args, **kw: P.kwargs) -> T:
             done = fn(session, *a, **kw)
