@@ -10,16 +10,21 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
 from substrateinterface import Keypair
 
 from oro_graph.errors import ServiceUnavailable, Unauthenticated
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from oro_graph.db import Database
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 HEADER_HOTKEY = "X-Hotkey"
 HEADER_TIMESTAMP = "X-Timestamp"
@@ -27,6 +32,8 @@ HEADER_NONCE = "X-Nonce"
 HEADER_SIGNATURE = "X-Signature"
 SIGNED_HEADERS = (HEADER_HOTKEY, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
 MAX_NONCE_LENGTH = 128
+_REPLAYED = "this nonce was already used; sign every request with a fresh nonce"
+_NO_NONCE_STORE = "replay protection is unavailable (the nonce store did not answer); retry shortly"
 
 
 def signing_message(hotkey: str, timestamp: str, nonce: str) -> str:
@@ -96,11 +103,27 @@ class DatabaseNonceStore:
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         from oro_graph.services import sharedstate
 
+        now = self.prune_due()
+        return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+
+    def claim_in(self, session: Session, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
+        """``claim`` inside the caller's transaction: the nonce is spent if, and when, it commits.
+        The caller prunes (``prune_due``) before its transaction: on SQLite a prune in a transaction of
+        its own would wait for the caller's write lock."""
+        from oro_graph.services import sharedstate
+
+        now = time.time()
+        return sharedstate.claim_nonce(session, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+
+    def prune_due(self) -> float:
+        """Now; expired nonces are deleted (their own transaction) once a ``PRUNE_EVERY`` per process."""
+        from oro_graph.services import sharedstate
+
         now = time.time()
         if now >= self._next_prune:
             self._next_prune = now + self.PRUNE_EVERY
             self._db.call(sharedstate.prune_nonces, now=now)
-        return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+        return now
 
 
 @dataclass(frozen=True)
@@ -108,19 +131,67 @@ class SignatureVerifier:
     skew_seconds: int
     nonces: NonceStore
 
+    @property
+    def nonce_ttl(self) -> int:
+        """Twice the skew: a nonce must stay unique for as long as its timestamp is accepted."""
+        return 2 * self.skew_seconds + 1
+
     def verify(self, headers: Mapping[str, str], *, now: float | None = None) -> str:
         """Return the hotkey that signed these headers, or raise ``Unauthenticated`` saying why."""
         hotkey, nonce = self.check_signature(headers, now=now)
-        # The window is twice the skew: a nonce must stay unique for as long as its timestamp is accepted.
-        try:
-            fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=2 * self.skew_seconds + 1)
-        except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
-            raise ServiceUnavailable(
-                "replay protection is unavailable (the nonce store did not answer); retry shortly"
-            ) from exc
-        if not fresh:
-            raise Unauthenticated("this nonce was already used; sign every request with a fresh nonce")
+        self._spend(hotkey, nonce)
         return hotkey
+
+    def _spend(self, hotkey: str, nonce: str) -> None:
+        try:
+            fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=self.nonce_ttl)
+        except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
+            raise ServiceUnavailable(_NO_NONCE_STORE) from exc
+        if not fresh:
+            raise Unauthenticated(_REPLAYED)
+
+    def call_signed(
+        self,
+        db: Database,
+        signed: tuple[str, str],
+        fn: Callable[Concatenate[Session, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``db.call(fn, ...)`` for a request whose signature ``check_signature`` accepted as ``signed``
+        (hotkey, nonce), spending its nonce in the transaction of the work (``fn`` must be ``@writes``).
+
+        Why: the nonce's own transaction was a pool checkout, a ping, two statements and a commit on
+        every signed write. Here the nonce row is the transaction's last statement, so the work and
+        the nonce commit together: a replay (even one racing the original on another process, which
+        waits for the original's row) finds the nonce spent after doing the work, and rolls it back.
+        If the work refuses (or fails), its transaction is rolled back with the nonce, so the nonce is
+        then spent in a transaction of its own; a replay refused that way is 401, like any replay.
+        Last rather than first because a claim that sweeps lapsed leases rolls its transaction back
+        once and goes on in a new one (``evaluations.claim_work``): a nonce inserted first would be
+        lost with it. With the in-process store (one server process) the nonce is spent before."""
+        hotkey, nonce = signed
+        store = self.nonces
+        if not isinstance(store, DatabaseNonceStore):
+            self._spend(hotkey, nonce)
+            return db.call(fn, *args, **kwargs)
+        store.prune_due()
+
+        def work(session: Session, /, *a: P.args, **kw: P.kwargs) -> T:
+            done = fn(session, *a, **kw)
+            if not store.claim_in(session, hotkey, nonce, self.nonce_ttl):
+                raise Unauthenticated(_REPLAYED)
+            return done
+
+        work.__oro_writes__ = True  # type: ignore[attr-defined]
+        try:
+            return db.call(work, *args, **kwargs)
+        except Unauthenticated:
+            raise
+        except Exception:
+            self._spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
+            raise
 
     def signed_by(self, headers: Mapping[str, str], *, now: float | None = None) -> str | None:
         """The hotkey whose fresh signature these headers carry, None otherwise; the nonce is not claimed

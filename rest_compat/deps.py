@@ -36,6 +36,19 @@ async def signed_hotkey(request: Request, runtime: RuntimeDep) -> str:
 SignedHotkey = Annotated[str, Depends(signed_hotkey)]
 
 
+async def checked_signature(request: Request, runtime: RuntimeDep) -> tuple[str, str]:
+    """(hotkey, nonce) of a fresh signature, its nonce not spent yet: 401 for a bad signature or a
+    stale timestamp. The route must spend the nonce with ``runtime.verifier.call_signed``, in the
+    transaction of its work (a replay is refused there). Checked on the event loop, as the rate
+    limiter checks it, rather than on a worker thread: an SR25519 verification takes well under a
+    millisecond, less than the hop would."""
+    return runtime.verifier.check_signature(request.headers)
+
+
+# A signed write: the hotkey is ``[0]``; see ``checked_signature`` for the nonce ``[1]``.
+UnspentSignature = Annotated[tuple[str, str], Depends(checked_signature)]
+
+
 async def miner_hotkey(hotkey: SignedHotkey, runtime: RuntimeDep) -> str:
     """A signed, registered, unbanned miner hotkey (403 otherwise)."""
     await runtime.db.run(registry.require_role, hotkey, Role.MINER)

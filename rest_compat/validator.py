@@ -1,10 +1,12 @@
 """/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only.
 
-Claim, heartbeat, progress and complete check the permit in the service, in the transaction of the work;
-the other paths check it here (``ValidatorHotkey``)."""
+Claim, heartbeat, progress and complete check the permit in the service, and spend the request's nonce,
+in the transaction of the work, on one worker thread (``SignatureVerifier.call_signed``); the other
+paths check both here (``ValidatorHotkey``)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from fastapi import APIRouter, Response
@@ -14,7 +16,7 @@ from oro_graph.models import RunStatus
 from oro_graph.services import artifacts, evaluations, inference
 from oro_graph.threads import to_thread
 from rest_compat import schemas
-from rest_compat.deps import RateLimitsDep, RuntimeDep, SignedHotkey, ValidatorHotkey
+from rest_compat.deps import RateLimitsDep, RuntimeDep, UnspentSignature, ValidatorHotkey
 from rest_compat.errors import documented
 
 router = APIRouter(
@@ -35,7 +37,7 @@ RUN_NOT_FOUND = {404: [E.EVAL_RUN_NOT_FOUND]}
     },
 )
 async def claim_work(
-    hotkey: SignedHotkey,
+    signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
     body: schemas.ClaimWorkRequest | None = None,
@@ -45,6 +47,7 @@ async def claim_work(
     The answer carries an inference token minted from the miner's credential (``inference_token``,
     and ``chutes_access_token`` for Chutes). If none can be minted, the run is released and the
     answer is 503 with Retry-After."""
+    hotkey = signed[0]
     await limits.charge_write(hotkey, "claim")
     assert runtime.inference is not None
     got = await to_thread(
@@ -55,6 +58,7 @@ async def claim_work(
         settings=runtime.settings,
         storage=runtime.storage,
         metrics=body.metrics() if body else None,
+        call=functools.partial(runtime.verifier.call_signed, runtime.db, signed),
     )
     return schemas.ClaimWorkResponse.of(got.claim, got.grant) if got else Response(status_code=204)
 
@@ -78,14 +82,18 @@ async def get_run_problems(
 )
 async def heartbeat(
     eval_run_id: uuid.UUID,
-    hotkey: SignedHotkey,
+    signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
     body: schemas.HeartbeatRequest | None = None,
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
+    hotkey = signed[0]
     await limits.charge_write(hotkey, "heartbeat")
-    run = await runtime.db.run(
+    run = await to_thread(
+        runtime.verifier.call_signed,
+        runtime.db,
+        signed,
         evaluations.heartbeat,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -108,15 +116,19 @@ async def heartbeat(
 async def update_progress(
     eval_run_id: uuid.UUID,
     body: schemas.ProgressUpdateRequest,
-    hotkey: SignedHotkey,
+    signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
 ) -> schemas.ProgressUpdateResponse:
     """Record per-problem results of a run (upserted by problem; all or nothing).
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
+    hotkey = signed[0]
     await limits.charge_write(hotkey, "progress")
-    await runtime.db.run(
+    await to_thread(
+        runtime.verifier.call_signed,
+        runtime.db,
+        signed,
         evaluations.update_progress,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -138,15 +150,19 @@ async def update_progress(
 async def complete_run(
     eval_run_id: uuid.UUID,
     body: schemas.CompleteRunRequest,
-    hotkey: SignedHotkey,
+    signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
 ) -> schemas.CompleteRunResponse:
     """Finish a run; the last success a version needs makes it eligible.
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
+    hotkey = signed[0]
     await limits.charge_write(hotkey, "complete")
-    done = await runtime.db.run(
+    done = await to_thread(
+        runtime.verifier.call_signed,
+        runtime.db,
+        signed,
         evaluations.complete_run,
         run_id=eval_run_id,
         validator_hotkey=hotkey,

@@ -22,8 +22,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from sqlmodel import Session, select
@@ -180,9 +182,17 @@ def mint(
 
     Raises ``MintFailed`` when it has one but no token can be had now.
     """
-    settings = inference.settings
     now = now or utcnow()
-    chosen = db.call(_choose, miner_hotkey=miner_hotkey, settings=settings, now=now)
+    chosen = db.call(_choose, miner_hotkey=miner_hotkey, settings=inference.settings, now=now)
+    return _grant(db, inference, chosen, miner_hotkey=miner_hotkey, now=now)
+
+
+def _grant(
+    db: Database, inference: Inference, chosen: _Chosen | None, *, miner_hotkey: str, now: datetime
+) -> Grant | None:
+    """The grant of the credential ``_choose`` read: at once for an API key or a cached access token,
+    else from a refresh (its own transaction, under the credential's lock, with the provider call)."""
+    settings = inference.settings
     if chosen is None:
         return None
     if chosen.provider == OPENROUTER:
@@ -210,6 +220,32 @@ class ClaimGrant:
     grant: Grant | None
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    claim: evaluations.Claim
+    chosen: _Chosen | None
+
+
+@writes
+def _claim_and_choose(
+    session: Session,
+    *,
+    validator_hotkey: str,
+    settings: Settings,
+    storage: Storage,
+    metrics: evaluations.Metrics | None,
+) -> _Claimed | None:
+    """The claim, and the credential its token is minted from, read in the claim's transaction (a
+    read and a decryption, no call: the provider is called, if at all, after the commit)."""
+    claim = evaluations.claim_work(
+        session, validator_hotkey=validator_hotkey, settings=settings, storage=storage, metrics=metrics
+    )
+    if claim is None:
+        return None
+    chosen = _choose(session, miner_hotkey=claim.miner_hotkey, settings=settings, now=claim.run.claimed_at)
+    return _Claimed(claim, chosen)
+
+
 def claim_with_grant(
     db: Database,
     inference: Inference,
@@ -218,20 +254,28 @@ def claim_with_grant(
     settings: Settings,
     storage: Storage,
     metrics: evaluations.Metrics | None = None,
+    call: Callable[..., Any] | None = None,
 ) -> ClaimGrant | None:
-    """Claim (one transaction), then mint outside it; if minting fails, release the run (a second
-    transaction: no attempt counted, the slot given back) and raise SERVICE_UNAVAILABLE."""
-    claim = db.call(
-        evaluations.claim_work,
+    """Claim (one transaction, which also reads the miner's credential), then mint outside it; if
+    minting fails, release the run (a second transaction: no attempt counted, the slot given back) and
+    raise SERVICE_UNAVAILABLE.
+
+    ``call`` runs the claim's transaction: ``db.call`` unless the caller has its own (a signed REST
+    claim passes ``SignatureVerifier.call_signed`` bound to its signature, which spends the request's
+    nonce in that transaction)."""
+    run = call or db.call
+    claimed: _Claimed | None = run(
+        _claim_and_choose,
         validator_hotkey=validator_hotkey,
         settings=settings,
         storage=storage,
         metrics=metrics,
     )
-    if claim is None:
+    if claimed is None:
         return None
+    claim = claimed.claim
     try:
-        grant = mint(db, inference, miner_hotkey=claim.miner_hotkey)
+        grant = _grant(db, inference, claimed.chosen, miner_hotkey=claim.miner_hotkey, now=utcnow())
     except MintFailed as exc:
         db.call(
             evaluations.release_run,

@@ -10,31 +10,30 @@ processes share one budget. Expired rows of both tables are pruned by the caller
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from oro_graph.db import writes
 from oro_graph.models import RateLimitHit, UsedNonce
 
+# Text, not the dialects' ``insert().on_conflict_do_update()``: SQLAlchemy has no cache key for those,
+# so it compiled this statement on every signed write. Both databases read the same upsert.
+_CLAIM_NONCE = text(
+    "INSERT INTO usednonce (hotkey, nonce, expires_at) VALUES (:hotkey, :nonce, :expires_at)"
+    " ON CONFLICT (hotkey, nonce) DO UPDATE SET expires_at = excluded.expires_at"
+    " WHERE usednonce.expires_at <= :now RETURNING nonce"
+)
+
 
 @writes
 def claim_nonce(session: Session, hotkey: str, nonce: str, *, now: float, expires_at: float) -> bool:
-    """Record (hotkey, nonce) until ``expires_at``; False when it is recorded and not yet expired."""
-    # An expired row of the same nonce is no longer a replay: drop it so the insert can take its place.
-    session.execute(
-        delete(UsedNonce).where(
-            UsedNonce.hotkey == hotkey,  # type: ignore[arg-type]
-            UsedNonce.nonce == nonce,  # type: ignore[arg-type]
-            UsedNonce.expires_at <= now,  # type: ignore[arg-type]
-        )
-    )
-    # ON CONFLICT DO NOTHING: of two transactions inserting the same nonce at once, one inserts a
-    # row (and gets it back) and the other, after waiting for it, inserts nothing.
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    values = {"hotkey": hotkey, "nonce": nonce, "expires_at": expires_at}
-    statement = insert(UsedNonce).values(**values).on_conflict_do_nothing().returning(UsedNonce.nonce)
-    return session.execute(statement).first() is not None
+    """Record (hotkey, nonce) until ``expires_at``; False when it is recorded and not yet expired.
+
+    One statement (it runs in every signed write's own transaction, ``auth.call_signed``): the insert,
+    or, over an expired row of the same nonce (no longer a replay), its renewal. Of two transactions
+    inserting the same nonce at once, one writes a row (and gets it back) and the other, after waiting
+    for it, finds it unexpired and writes nothing."""
+    values = {"hotkey": hotkey, "nonce": nonce, "expires_at": expires_at, "now": now}
+    return session.execute(_CLAIM_NONCE, values).first() is not None
 
 
 @writes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -9,10 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, text
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from oro_graph.db import writes
@@ -197,21 +196,34 @@ def _upsert_results(
     are inserted, stored ones get the status and each field the report gives (the others are kept)."""
     if not merged:
         return {}
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(_RESULTS).values(
+    params: dict[str, Any] = {}
+    for i, (problem_id, values) in enumerate(merged.items()):
+        row = {"id": new_id(), "run_id": run_id, "problem_id": problem_id, "updated_at": now, **values}
+        params.update({f"{name}_{i}": row[name] for name in _INSERTED})
+    rows = session.execute(_upsert_statement(len(merged)), params).all()
+    return {row.problem_id: ProblemResult(**row._mapping) for row in rows}
+
+
+_INSERTED = ("id", "run_id", "problem_id", "status", *_RESULT_FIELDS, "updated_at")
+
+
+@functools.lru_cache(maxsize=32)  # bounded: a report may name up to MAX_PROBLEMS_PER_UPDATE problems
+def _upsert_statement(rows: int) -> Any:
+    """The upsert of ``rows`` results, as typed text built once per row count (the common counts stay
+    cached): SQLAlchemy has no cache key for the dialects' ``on_conflict_do_update``, so the construct
+    was compiled on every progress report. Both databases read the same SQL."""
+    tuples = ", ".join("(" + ", ".join(f":{name}_{i}" for name in _INSERTED) + ")" for i in range(rows))
+    updates = ", ".join(
         [
-            {"id": new_id(), "run_id": run_id, "problem_id": problem_id, "updated_at": now, **values}
-            for problem_id, values in merged.items()
+            "status = excluded.status",
+            "updated_at = excluded.updated_at",
+            *(f"{name} = coalesce(excluded.{name}, problemresult.{name})" for name in _RESULT_FIELDS),
         ]
     )
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[_RESULTS.c.run_id, _RESULTS.c.problem_id],
-        set_={
-            "status": stmt.excluded.status,
-            "updated_at": stmt.excluded.updated_at,
-            **{name: func.coalesce(stmt.excluded[name], _RESULTS.c[name]) for name in _RESULT_FIELDS},
-        },
-    ).returning(*_RESULTS.c)
-    rows = session.execute(upsert).all()
-    return {row.problem_id: ProblemResult(**row._mapping) for row in rows}
+    returned = ", ".join(column.name for column in _RESULTS.c)
+    sql = (
+        f"INSERT INTO problemresult ({', '.join(_INSERTED)}) VALUES {tuples}"
+        f" ON CONFLICT (run_id, problem_id) DO UPDATE SET {updates} RETURNING {returned}"
+    )
+    binds = [bindparam(f"{name}_{i}", type_=_RESULTS.c[name].type) for i in range(rows) for name in _INSERTED]
+    return text(sql).bindparams(*binds).columns(*_RESULTS.c)
