@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+from oro_graph import storage as storage_module
 from oro_graph.db import Database
 from oro_graph.migrations import upgrade
 from oro_graph.runtime import Runtime
@@ -110,11 +112,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_database"))
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def base_settings(database_url: str, data_dir: Path) -> Settings:
+    """The settings every database test starts from (``settings``, ``module_runtime``)."""
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path / "state",
+        data_dir=data_dir,
         secret_key="test-secret-key",
         public_base_url="http://testserver",
         submission_cooldown_seconds=3600,
@@ -125,6 +127,37 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         # Most tests are about other rules; the inference tests (tests/support/inference.py) turn it on.
         require_inference_credential=False,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return base_settings(database_url, tmp_path / "state")
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def module_runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
+    """One runtime per module and database, for a module whose tests only read one world built once
+    (a demo world costs seconds; built per test it was most of such a module's time).
+
+    Every test of a module using it must use it alone (not ``runtime``): on PostgreSQL it is the
+    session's database, which ``runtime`` empties after each test; it is emptied here at the end.
+    """
+    tmp = tmp_path_factory.mktemp("module-runtime")
+    if request.param == "sqlite":
+        path = tmp / "oro.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = str(request.getfixturevalue("pg_database"))
+    rt = Runtime.build(base_settings(url, tmp / "state"))
+    try:
+        yield rt
+    finally:
+        if not rt.db.is_sqlite:
+            _truncate_all(rt.db)
+        rt.close()
 
 
 @pytest.fixture
@@ -193,3 +226,24 @@ def _own_data_version_key() -> Iterator[None]:
         yield
     finally:
         dataversion.KEY = saved
+
+
+class StorageClock:
+    """``time`` as oro_graph.storage sees it, with a hand to move forward: a test of the signed
+    URLs' expiry moves the clock past it instead of sleeping there (the same comparison runs)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def storage_clock(monkeypatch: pytest.MonkeyPatch) -> StorageClock:
+    clock = StorageClock()
+    monkeypatch.setattr(storage_module, "time", clock)
+    return clock

@@ -8,22 +8,18 @@ import math
 import statistics
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
-from sqlmodel import SQLModel, col
-from sqlmodel import select as sqlmodel_select
+from sqlmodel import SQLModel
 
 from oro_graph import demo
 from oro_graph.db import Database
 from oro_graph.errors import ValidationFailed
-from oro_graph.migrations import upgrade
-from oro_graph.models import AgentVersionState, Race, RaceStatus, RunStatus
 from oro_graph.models import totals as cells
 from oro_graph.runtime import Runtime
-from oro_graph.services import invariants, leaderboard, races, reliability, suites
+from oro_graph.services import reliability
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
 
@@ -81,79 +77,6 @@ def _same(table: str, mine: list[tuple[Any, ...]], theirs: list[tuple[Any, ...]]
 
 # Columns stamped by the wall clock (none since events carry the service's `now`).
 WALL_CLOCK_COLUMNS: set[tuple[str, str]] = set()
-
-
-def test_same_seed_gives_identical_rows_on_both_databases(runtime: Runtime, tmp_path: Path) -> None:
-    # given: the test's database and a fresh SQLite one
-    other_url = f"sqlite:///{tmp_path / 'second.db'}"
-    upgrade(other_url)
-    other = Database(runtime.settings.model_copy(update={"database_url": other_url}))
-
-    # when
-    first = _generate(runtime)
-    second = demo.generate(other, other.settings, **SMALL)
-
-    # then: ids, scores and times agree row for row
-    try:
-        assert first.to_json() == second.to_json()
-        mine, theirs = _snapshot(runtime.db), _snapshot(other)
-        assert {name: len(rows) for name, rows in mine.items()} == {
-            name: len(rows) for name, rows in theirs.items()
-        }
-        for name in mine:
-            assert _same(name, mine[name], theirs[name]), f"table {name} differs"
-    finally:
-        other.dispose()
-
-
-def test_another_seed_gives_another_world(runtime: Runtime, tmp_path: Path) -> None:
-    other_url = f"sqlite:///{tmp_path / 'second.db'}"
-    upgrade(other_url)
-    other = Database(runtime.settings.model_copy(update={"database_url": other_url}))
-    try:
-        _generate(runtime)
-        demo.generate(other, other.settings, **{**SMALL, "seed": 12})
-        mine, theirs = _snapshot(runtime.db), _snapshot(other)
-        assert mine["evaluationrun"] != theirs["evaluationrun"]
-        assert mine["problem"] == theirs["problem"]  # the built-in suite is the same
-        assert mine["race"] and theirs["race"] and mine["race"] != theirs["race"]
-    finally:
-        other.dispose()
-
-
-def test_world_has_every_state_and_status(runtime: Runtime) -> None:
-    manifest = _generate(runtime)
-    db = runtime.db
-
-    states = {s for (s,) in _rows(db, "SELECT DISTINCT state FROM agentversion")}
-    statuses = {s for (s,) in _rows(db, "SELECT DISTINCT status FROM evaluationrun")}
-    problem_statuses = {s for (s,) in _rows(db, "SELECT DISTINCT status FROM problemresult")}
-
-    assert states == {s.value for s in AgentVersionState} - {"RECEIVED"}
-    assert statuses == {s.value for s in RunStatus}
-    assert problem_statuses == {"PENDING", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "SKIPPED"}
-    assert _scalar(db, "SELECT count(*) FROM evaluationrun") == SMALL["runs"] == manifest.counts["runs"]
-    # every run has a result for every problem of the suite
-    assert _scalar(db, "SELECT count(*) FROM problem") == 30
-    # ... and a race run for every problem its race drew
-    assert _scalar(db, "SELECT count(*) FROM problemresult") == _scalar(
-        db,
-        "SELECT sum(CASE WHEN r.race_id IS NULL THEN 30 ELSE "
-        "(SELECT problem_count FROM race WHERE race.id = r.race_id) END) FROM evaluationrun r",
-    )
-    assert _scalar(db, "SELECT count(DISTINCT run_id) FROM problemresult") == SMALL["runs"]
-    # the suite shape
-    shape = _rows(db, "SELECT category, difficulty, count(*) FROM problem GROUP BY 1, 2 ORDER BY 1, 2")
-    assert [tuple(r) for r in shape] == [
-        (c, d, n) for c in ("Product", "Shop", "Voucher") for d, n in (("easy", 7), ("medium", 3))
-    ]
-    assert _scalar(db, "SELECT count(*) FROM suite WHERE is_active") == 1
-    # registry: every miner and validator has a name; validators hold a permit
-    assert _scalar(db, "SELECT count(*) FROM hotkey WHERE role = 'validator' AND validator_permit") == 8
-    assert _scalar(db, "SELECT count(*) FROM hotkey WHERE role = 'miner'") == SMALL["miners"]
-    assert _scalar(db, "SELECT count(*) FROM hotkey WHERE name IS NULL") == 0
-    assert _scalar(db, "SELECT count(*) FROM validatorstate") == 8
-    assert _scalar(db, "SELECT count(*) FROM topagenthistory") >= 2
 
 
 def test_default_world_matches_the_serve_demo_promise(runtime: Runtime) -> None:
@@ -267,39 +190,20 @@ INVARIANT_SQL = {
 }
 
 
-def test_world_keeps_the_lifecycle_invariants(runtime: Runtime) -> None:
-    _generate(runtime)
-    max_active = runtime.settings.max_active_runs_per_validator
-
-    violations = {
-        name: _scalar(runtime.db, sql, **({"max_active": max_active} if ":max_active" in sql else {}))
-        for name, sql in INVARIANT_SQL.items()
-    }
-    shared = runtime.db.call(invariants.check_invariants, max_active_runs_per_validator=max_active)
-
-    assert violations == dict.fromkeys(INVARIANT_SQL, 0)
-    assert shared == dict.fromkeys(shared, 0)
-
-
-@pytest.mark.parametrize("threshold", [0.0, 0.02])
-def test_top_agent_history_follows_the_challenge_rule_then_the_races(
-    runtime: Runtime, threshold: float
-) -> None:
-    settings = runtime.settings.model_copy(update={"challenge_threshold": threshold})
-    demo.generate(runtime.db, settings, **SMALL)
-
+def check_top_agent_history(db: Database, threshold: float) -> None:
+    """The reigns of a generated world follow the challenge rule (with ``threshold``), then the races."""
     eligible = _rows(
-        runtime.db,
+        db,
         "SELECT id, final_score, eligible_at FROM agentversion WHERE state = 'ELIGIBLE' "
         "ORDER BY eligible_at, id",
     )
     completed = _rows(
-        runtime.db,
+        db,
         "SELECT winner_agent_version_id, winner_score, race_completed_at FROM race "
         "WHERE status = 'RACE_COMPLETE' ORDER BY race_completed_at",
     )
     history = _rows(
-        runtime.db, "SELECT agent_version_id, score, top_at, replaced_at FROM topagenthistory ORDER BY id"
+        db, "SELECT agent_version_id, score, top_at, replaced_at FROM topagenthistory ORDER BY id"
     )
     assert completed, "the small world has completed races"
     first_race = _aware(completed[0][2])
@@ -330,15 +234,11 @@ def test_top_agent_history_follows_the_challenge_rule_then_the_races(
         assert _aware(earlier[3]) == _aware(later[2])  # replaced when the successor was crowned
 
 
-def test_board_events_follow_the_simulated_clock(runtime: Runtime) -> None:
-    _generate(runtime)
-
-    events = _rows(runtime.db, "SELECT agent_version_id, created_at FROM event WHERE kind = 'TOP_CHANGED'")
-    reigns = {
-        (str(v), _aware(at))
-        for v, at in _rows(runtime.db, "SELECT agent_version_id, top_at FROM topagenthistory")
-    }
-    assert events and {(str(v), _aware(at)) for v, at in events} == reigns
+def test_top_agent_history_follows_a_challenge_threshold(runtime: Runtime) -> None:
+    # the default threshold (0) on the module world of tests/test_demo_world.py
+    settings = runtime.settings.model_copy(update={"challenge_threshold": 0.02})
+    demo.generate(runtime.db, settings, **SMALL)
+    check_top_agent_history(runtime.db, 0.02)
 
 
 def _validator_stats(db: Database) -> dict[str, reliability.Reliability]:
@@ -376,42 +276,6 @@ def test_planted_faults_show_in_the_data(runtime: Runtime) -> None:
     assert slow.duration_p50 > 1.4 * statistics.median(r.duration_p50 for r in healthy)
 
 
-def test_manifest_describes_the_world(runtime: Runtime, tmp_path: Path) -> None:
-    manifest = _generate(runtime)
-    data = json.loads(manifest.to_json())
-
-    assert data["seed"] == SMALL["seed"]
-    assert [v["fault"] for v in data["validators"]] and len(data["validators"]) == 3
-    registered = {h for (h,) in _rows(runtime.db, "SELECT ss58 FROM hotkey WHERE role = 'validator'")}
-    assert {v["hotkey"] for v in data["validators"]} <= registered
-    by_status = dict(_rows(runtime.db, "SELECT status, count(*) FROM evaluationrun GROUP BY status"))
-    assert data["counts"]["runs_by_status"] == by_status
-    by_state = dict(_rows(runtime.db, "SELECT state, count(*) FROM agentversion GROUP BY state"))
-    assert data["counts"]["versions_by_state"] == by_state
-    newest = _scalar(runtime.db, "SELECT max(claimed_at) FROM evaluationrun")
-    assert _aware(newest) < datetime.fromisoformat(data["now"])
-
-
-def test_progress_reports_up_to_its_total(runtime: Runtime) -> None:
-    calls: list[tuple[int, int]] = []
-
-    _generate(runtime, progress=lambda step, total: calls.append((step, total)))
-
-    totals = {total for _, total in calls}
-    assert len(totals) == 1 and sum(step for step, _ in calls) == totals.pop()
-    assert all(step > 0 for step, _ in calls)
-
-
-def test_code_of_every_version_is_in_the_artifact_store(runtime: Runtime) -> None:
-    _generate(runtime, runs=100)
-    keys = _rows(runtime.db, "SELECT code_key, code_sha256 FROM agentversion")
-
-    import hashlib
-
-    for key, digest in keys:
-        assert hashlib.sha256(runtime.storage.get(key)).hexdigest() == digest
-
-
 def test_refuses_a_database_with_agent_versions(runtime: Runtime) -> None:
     # given: a world made through the services
     world = make_world(runtime)
@@ -420,16 +284,6 @@ def test_refuses_a_database_with_agent_versions(runtime: Runtime) -> None:
     with pytest.raises(demo.DatabaseNotEmpty, match="already has agent versions"):
         _generate(runtime)
     assert not demo.is_empty(runtime.db)
-
-
-def test_refuses_to_run_twice(runtime: Runtime) -> None:
-    assert demo.is_empty(runtime.db)
-    _generate(runtime)
-    versions = _scalar(runtime.db, "SELECT count(*) FROM agentversion")
-
-    with pytest.raises(demo.DatabaseNotEmpty):
-        _generate(runtime)
-    assert _scalar(runtime.db, "SELECT count(*) FROM agentversion") == versions
 
 
 def test_rejects_too_few_validators(runtime: Runtime) -> None:
@@ -447,109 +301,3 @@ def test_settings_shape_the_world(runtime: Runtime) -> None:
 
 
 # --- races -------------------------------------------------------------------------------------------
-
-
-def test_world_runs_races_with_incumbents_pins_and_non_finishers(runtime: Runtime) -> None:
-    manifest = _generate(runtime)
-    db = runtime.db
-
-    statuses = [s for (s,) in _rows(db, "SELECT status FROM race ORDER BY race_number")]
-    opened = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM race ORDER BY race_number")]
-    # a race every few days over the six weeks; only the latest may still be qualifying or running
-    assert len(statuses) == manifest.counts["races"] >= 5
-    assert set(statuses[:-1]) == {"RACE_COMPLETE"}
-    assert all(2 <= (b - a).total_seconds() / 86400 <= 5 for a, b in zip(opened, opened[1:], strict=False))
-    assert manifest.counts["races_by_status"] == dict(
-        _rows(db, "SELECT status, count(*) FROM race GROUP BY 1")
-    )
-    # reigning winners enter by themselves, some entries do not finish, some miners pinned a version
-    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE qualification_type = 'INCUMBENT'") >= 3
-    assert _scalar(db, "SELECT count(*) FROM racequalifier WHERE did_not_finish") >= 1
-    assert _scalar(db, "SELECT count(*) FROM raceselection") >= 1
-    # race runs by the same validators, the planted faulty ones among them
-    racing = {h for (h,) in _rows(db, "SELECT validator_hotkey FROM evaluationrun WHERE race_id IS NOT NULL")}
-    assert {v["hotkey"] for v in manifest.validators} <= racing
-    # the raceChanges log, in time order as the services write it
-    kinds = dict(_rows(db, "SELECT kind, count(*) FROM event GROUP BY kind"))
-    assert kinds["RACE_OPENED"] == len(statuses)
-    assert kinds["RACE_COMPLETED"] == statuses.count("RACE_COMPLETE")
-    assert kinds["QUALIFIER_ENTERED"] == manifest.counts["race_qualifiers"]
-    logged = [_aware(t) for (t,) in _rows(db, "SELECT created_at FROM event ORDER BY id")]
-    assert logged == sorted(logged)
-    assert (
-        _scalar(db, "SELECT count(*) FROM evaluationrun WHERE race_id IS NOT NULL")
-        == manifest.counts["race_runs"]
-    )
-
-
-def test_races_follow_the_services_rules(runtime: Runtime) -> None:
-    _generate(runtime)
-    settings = runtime.settings
-
-    with runtime.db.session() as session:
-        stored = list(session.exec(sqlmodel_select(Race).order_by(col(Race.race_number))))
-        views = races.views_of(session, stored)
-        problems = [p.id for p in suites.problems_for_suite(session, stored[0].suite_id)]
-        run_scores = _rows(
-            runtime.db,
-            "SELECT race_id, agent_version_id, validator_score FROM evaluationrun "
-            "WHERE race_id IS NOT NULL AND is_included",
-        )
-        last: Race | None = None
-        for view in views:
-            race, entries = view.race, [q.row for q in view.qualifiers]
-            # when it opened: the threshold decays from the last winner's score, who enters as incumbent
-            assert race.qualifying_threshold == pytest.approx(
-                races.decayed_threshold(
-                    last.winner_score if last else None,
-                    last.race_completed_at if last else None,
-                    settings=settings,
-                    now=race.created_at,
-                )
-            )
-            incumbents = [q.agent_version_id for q in entries if q.qualification_type == "INCUMBENT"]
-            winner = last.winner_agent_version_id if last else None
-            assert incumbents == ([winner] if winner else [])
-            assert all(
-                (q.qualifying_score or 0.0) >= race.qualifying_threshold - 1e-12
-                for q in entries
-                if q.qualification_type == "SCORED"
-            )
-            assert race.qualifier_count == len(entries) <= race.max_qualifiers
-            assert len({q.miner_hotkey for q in entries}) == len(entries)  # one entry per miner
-            assert race.seed_commitment == races.commitment_of(race.secret)
-            if race.status == RaceStatus.QUALIFYING_OPEN:
-                assert race.draw_seed is None and not race.secret_revealed
-                continue
-            # the draw follows from the secret and the final field
-            assert race.draw_seed == races.draw_seed(race.secret, [q.agent_version_id for q in entries])
-            assert race.problem_ids == races.draw_problems(race.draw_seed, problems, race.problem_count)
-            # a finisher's race score is the mean of its X included race runs
-            for q in entries:
-                mine = [s for r, v, s in run_scores if (_uuid(r), _uuid(v)) == (race.id, q.agent_version_id)]
-                if q.race_score is not None:
-                    assert len(mine) == race.required_successes
-                    assert q.race_score == pytest.approx(statistics.fmean(mine), abs=1e-12)
-            if race.status != RaceStatus.RACE_COMPLETE:
-                continue
-            # ranks follow race scores, rank 1 wins, non-finishers have no rank
-            finishers = sorted(
-                (q for q in entries if q.race_score is not None),
-                key=lambda q: races.finisher_order(q.race_score or 0.0, q.agent_version_id),
-            )
-            assert [q.race_rank for q in finishers] == list(range(1, len(finishers) + 1))
-            assert all(q.did_not_finish and q.race_rank is None for q in entries if q.race_score is None)
-            assert race.scored_count == len(finishers) and race.secret_revealed
-            assert race.winner_agent_version_id == (finishers[0].agent_version_id if finishers else None)
-            assert race.winner_score == (finishers[0].race_score if finishers else None)
-            # the weights are the public validator's rule over the finishers
-            assert races.weights_of(view, settings) == races.race_weights(
-                [(q.miner_hotkey, q.agent_version_id, q.race_score or 0.0) for q in finishers],
-                t_top=settings.weight_top_share,
-                t_burn=settings.weight_burn_share,
-            )
-            last = race
-        # the top agent is the latest completed race's winner (CONTRACTS section 5)
-        top = leaderboard.current_top_agent(session, settings=settings)
-        assert last is not None and top.version is not None
-        assert top.version.id == last.winner_agent_version_id

@@ -22,6 +22,7 @@ from oro_graph.app import create_app
 from oro_graph.errors import ArtifactNotFound, ValidationFailed
 from oro_graph.settings import Settings
 from oro_graph.storage import LocalStorage, S3Storage, check_key
+from tests.conftest import StorageClock
 
 KEY = "runs/0f0e/logs-1.txt"
 TRAVERSALS = ["../x", "a/../../x", "./x", "/etc/passwd", "a//b", "a/./b", "..", "a\\..\\x", "x\x00y"]
@@ -153,12 +154,14 @@ def test_expired_urls_are_refused(client: TestClient, storage: LocalStorage, met
     assert storage.get(KEY) == b"old"
 
 
-def test_urls_work_until_they_expire(client: TestClient, storage: LocalStorage) -> None:
+def test_urls_work_until_they_expire(
+    client: TestClient, storage: LocalStorage, storage_clock: StorageClock
+) -> None:
     storage.put(KEY, b"soon gone")
     url = _path(storage.download_url(KEY, seconds=1).url)
 
     assert client.get(url).status_code == 200
-    time.sleep(2.1)
+    storage_clock.advance(2.1)  # past the expiry, as the storage's clock reads it
     assert client.get(url).status_code == 403
 
 

@@ -136,11 +136,19 @@ class ServerProcess:
 
 
 def start_servers(n: int, env: Mapping[str, str], log_dir: Path) -> list[ServerProcess]:
+    """Start ``n`` servers and wait until each answers; if one never does, stop them all before
+    raising (the caller's cleanup never sees them: a leaked server would spin for the rest of the
+    suite, on a machine the other tests share)."""
     servers = [ServerProcess(env, log_dir) for _ in range(n)]
-    for server in servers:
-        server.start(wait=False)
-    for server in servers:
-        server.wait_ready()
+    try:
+        for server in servers:
+            server.start(wait=False)
+        for server in servers:
+            server.wait_ready()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
     return servers
 
 

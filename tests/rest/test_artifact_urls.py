@@ -10,6 +10,7 @@ from oro_sdk.api.public import get_artifact_download_url
 from oro_sdk.api.validator import presign_upload
 from oro_sdk.models import ArtifactDownloadRequest, ArtifactType, PresignUploadRequest
 
+from tests.conftest import StorageClock
 from tests.factories import AGENT_SOURCE
 from tests.rest.live import LiveServer
 from tests.rest.seed import Seeded, seed
@@ -34,15 +35,18 @@ def test_upload_url_takes_the_signed_size_only(server: LiveServer) -> None:
     assert server.runtime.storage.get(grant.results_s3_key) == b"12345"
 
 
-def test_upload_and_download_urls_expire(serve: Callable[..., LiveServer]) -> None:
-    server = serve(signed_url_seconds=3)  # long enough for the first GET on a busy machine
+def test_upload_and_download_urls_expire(
+    serve: Callable[..., LiveServer], storage_clock: StorageClock
+) -> None:
+    server = serve(signed_url_seconds=60)  # the clock is moved past it: no wait, however busy
     seeded = seed(server.runtime)
     upload = presign_upload.sync(client=server.signed("Eve"), body=five_bytes_of_logs(seeded))
     code = ArtifactDownloadRequest(artifact_type=ArtifactType.AGENT_CODE, agent_version_id=seeded.alpha)
     download = get_artifact_download_url.sync(client=server.public(), body=code)
     with server.http() as http:
         assert http.get(download.download_url).content == AGENT_SOURCE
-        time.sleep(max(0.0, download.expires_at.timestamp() - time.time()) + 1.1)
+        # past both expiries, as the server's storage reads the clock (no waiting for it)
+        storage_clock.advance(max(0.0, download.expires_at.timestamp() - time.time()) + 1.1)
         late_get, late_put = http.get(download.download_url), http.put(upload.upload_url, content=b"12345")
     for late in (late_get, late_put):
         assert late.status_code == 403 and "expired" in late.json()["detail"]
