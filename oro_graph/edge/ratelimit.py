@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -134,7 +133,6 @@ class RateLimits:
         self.per_submitter = per_submitter
         self.per_write = per_write or parse("120/minute")
         self.cost_per_point = cost_per_point
-        self._limiter = MovingWindowRateLimiter(storage)
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage | None = None) -> RateLimits:
@@ -159,16 +157,19 @@ class RateLimits:
     # The one storage seam: N points to a key in a window.
     def _charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
         """Charge ``points`` to the key; None when the counter store is unavailable (let through)."""
-        try:
-            allowed = self._limiter.hit(item, *identifiers, cost=points)
-            if not allowed:
-                RATE_LIMIT_REFUSALS.labels(identifiers[0]).inc()  # client, submit or write: bounded
-            stats = self._limiter.get_window_stats(item, *identifiers)
+        expiry = item.get_expiry()
+        try:  # one round trip to Redis: take the points and read the window (ratestore.charge)
+            allowed, start, count = ratestore.charge(
+                self.storage, item.key_for(*identifiers), item.amount, expiry, points
+            )
         except StorageError:
             log.warning("rate-limit store unavailable; letting the request through", exc_info=True)
             return None
-        reset = stats.reset_time if stats.remaining < item.amount else time.time() + item.get_expiry()
-        return Charge(item.amount, max(0, stats.remaining), reset, points, allowed)
+        if not allowed:
+            RATE_LIMIT_REFUSALS.labels(identifiers[0]).inc()  # client, submit or write: bounded
+        remaining = item.amount - count
+        reset = start + expiry if remaining < item.amount else time.time() + expiry
+        return Charge(item.amount, max(0, remaining), reset, points, allowed)
 
     async def charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
         if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
