@@ -6,7 +6,8 @@ this checkout, warms each request, then sends it ``--requests`` times over 8 kee
 and reads the process's utime+stime (``/proc/PID/stat``, its threads included) before and after.
 It prints milliseconds of server CPU per request for: a cached GraphQL answer (the deep
 leaderboard), a cached per-version page, ``/health`` (one ``SELECT 1``) and the cached REST
-leaderboard. ``--rounds`` repeats each and keeps the lowest (interference only ever adds CPU).
+leaderboard. ``--rounds`` repeats each and keeps the lowest (interference only ever adds CPU);
+``--compare ../other-checkout`` serves that checkout too and measures the two in turns.
 
 Uses ``BENCH_DB_PREFIX``/``BENCH_REDIS_URL``/``BENCH_PORT_BASE`` like the harness (port base + 7).
 """
@@ -84,7 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", help="measure only the requests whose name contains this")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
-    parser.add_argument("--keep", action="store_true", help="leave the server running (prints its pid)")
+    parser.add_argument(
+        "--compare",
+        metavar="CHECKOUT",
+        help="also serve from this checkout (another worktree), measured in turns with this one "
+        "so that both see the same machine: the ratio is the figure to trust on a busy machine",
+    )
     args = parser.parse_args(argv)
     dataset = datasets.ensure(config.SIZES["small"], log=lambda m: print(m, file=sys.stderr))
     import psycopg
@@ -94,26 +100,40 @@ def main(argv: list[str] | None = None) -> None:
             "SELECT id FROM agentversion WHERE final_score IS NOT NULL ORDER BY final_score DESC LIMIT 1"
         ).fetchone()
     assert row is not None
-    port = config.PORT_BASE + 7
-    logs = Path(tempfile.mkdtemp(prefix="oro_edgecost_"))
     extra = dict(item.split("=", 1) for item in args.env)
-    # The checkout this runs from, not whichever one the virtual environment installed.
-    extra["PYTHONPATH"] = str(config.REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    server = start_ours("edgecost", dataset.size.database, port, 1, logs, extra)
+    checkouts = [str(config.REPO)] + ([args.compare] if args.compare else [])
+    servers = []
     try:
-        pid = server.process.pid
-        for name, raw in requests(port, str(row[0])).items():
+        for i, checkout in enumerate(checkouts):
+            port = config.PORT_BASE + 7 + i
+            logs = Path(tempfile.mkdtemp(prefix="oro_edgecost_"))
+            # The checkout named, not whichever one the virtual environment installed.
+            env = {**extra, "PYTHONPATH": checkout + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            servers.append(
+                (checkout, port, start_ours(f"edgecost{i}", dataset.size.database, port, 1, logs, env))
+            )
+        names = list(requests(0, str(row[0])))
+        for name in names:
             if args.only and args.only not in name:
                 continue
-            bad = asyncio.run(drive(port, raw, 200))  # warm: cache filled, code paths imported
-            results = [measure(pid, port, raw, args.requests) for _ in range(args.rounds)]
-            ms, rps, bad2 = min(results)
-            print(f"{name:36s} {ms:6.3f} ms CPU/request  ({rps:6.0f} req/s wall, non-200: {bad + bad2})")
-        if args.keep:
-            print(f"server pid {pid} on port {port}; logs in {logs}")
-            input("enter to stop ")
+            found: dict[str, list[tuple[float, float, int]]] = {c: [] for c in checkouts}
+            for _checkout, port, _server in servers:
+                raw = requests(port, str(row[0]))[name]
+                asyncio.run(drive(port, raw, 200))  # warm: cache filled, code paths imported
+            for _ in range(args.rounds):
+                for checkout, port, server in servers:
+                    raw = requests(port, str(row[0]))[name]
+                    found[checkout].append(measure(server.process.pid, port, raw, args.requests))
+            line = f"{name:36s}"
+            for checkout in checkouts:
+                ms, rps, bad = min(found[checkout])
+                line += f" {ms:6.3f} ms ({Path(checkout).name}, non-200: {bad})"
+            if len(checkouts) == 2:
+                line += f"  ratio {min(found[checkouts[0]])[0] / min(found[checkouts[1]])[0]:.2f}"
+            print(line, flush=True)
     finally:
-        stop(server)
+        for _, _, server in servers:
+            stop(server)
 
 
 if __name__ == "__main__":

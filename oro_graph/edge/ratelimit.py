@@ -26,7 +26,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.errors import StorageError
@@ -42,6 +44,9 @@ from oro_graph.errors import RateLimitExceeded
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 from oro_graph.threads import to_thread
+
+if TYPE_CHECKING:
+    from oro_graph.dataversion import DataVersion
 
 log = logging.getLogger("oro_graph.edge.ratelimit")
 
@@ -155,26 +160,34 @@ class RateLimits:
         )
 
     # The one storage seam: N points to a key in a window.
-    def _charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
-        """Charge ``points`` to the key; None when the counter store is unavailable (let through)."""
+    def _charge(
+        self, item: RateLimitItem, points: int, identifiers: tuple[str, ...], versions: Sequence[str] = ()
+    ) -> tuple[Charge | None, ratestore.Versions]:
+        """Charge ``points`` to the key; None when the counter store is unavailable (let through).
+        With ``versions`` (the data version's keys), what Redis holds there, read in the same call."""
         expiry = item.get_expiry()
         try:  # one round trip to Redis: take the points and read the window (ratestore.charge)
-            allowed, start, count = ratestore.charge(
-                self.storage, item.key_for(*identifiers), item.amount, expiry, points
+            (allowed, start, count), read = ratestore.charge(
+                self.storage, item.key_for(*identifiers), item.amount, expiry, points, versions
             )
         except StorageError:
             log.warning("rate-limit store unavailable; letting the request through", exc_info=True)
-            return None
+            return None, None
         if not allowed:
             RATE_LIMIT_REFUSALS.labels(identifiers[0]).inc()  # client, submit or write: bounded
         remaining = item.amount - count
         reset = start + expiry if remaining < item.amount else time.time() + expiry
-        return Charge(item.amount, max(0, remaining), reset, points, allowed)
+        return Charge(item.amount, max(0, remaining), reset, points, allowed), read
 
     async def charge(self, item: RateLimitItem, points: int, *identifiers: str) -> Charge | None:
+        return (await self._charged(item, points, identifiers))[0]
+
+    async def _charged(
+        self, item: RateLimitItem, points: int, identifiers: tuple[str, ...], versions: Sequence[str] = ()
+    ) -> tuple[Charge | None, ratestore.Versions]:
         if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
-            return self._charge(item, points, *identifiers)
-        return await to_thread(self._charge, item, points, *identifiers)
+            return self._charge(item, points, identifiers)
+        return await to_thread(self._charge, item, points, identifiers, versions)
 
     # The policy.
     def points(self, cost: int) -> int:
@@ -184,6 +197,13 @@ class RateLimits:
     async def charge_client(self, client: str, points: int = 1) -> Charge | None:
         """Charge the client's points budget; ``client`` is ``hotkey:<ss58>`` or ``address:<ip>``."""
         return await self.charge(self.per_client, points, "client", client)
+
+    async def charge_client_reading(
+        self, client: str, points: int, versions: Sequence[str]
+    ) -> tuple[Charge | None, ratestore.Versions]:
+        """``charge_client``, and the data versions at ``versions`` read in the same round trip to
+        Redis (None without Redis, or in the database while it is unreachable)."""
+        return await self._charged(self.per_client, points, ("client", client), versions)
 
     async def hit_client(self, address: str) -> int | None:
         """One point to an address; None within budget, else the seconds to wait."""
@@ -218,10 +238,23 @@ class RateLimitMiddleware:
     seconds); a refusal is a 429 with ``Retry-After``: the flat REST body on /v1 and elsewhere, a
     GraphQL answer (``errors[0].extensions.code`` RATE_LIMITED) on /graphql."""
 
-    def __init__(self, app: ASGIApp, limits: RateLimits, verifier: SignatureVerifier | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: RateLimits,
+        verifier: SignatureVerifier | None = None,
+        versions: DataVersion | None = None,
+        reads_versions: Callable[[Scope], bool] | None = None,
+    ) -> None:
+        """``versions`` and ``reads_versions``: for a request a response cache may answer
+        (``reads_versions``), the charge also reads the data versions the cache looks up under, in
+        the same round trip to Redis (``EdgeRequest.versions``): one round trip and one thread hop
+        per cached answer instead of two of each."""
         self.app = app
         self.limits = limits
         self.verifier = verifier
+        self.versions = versions
+        self.reads_versions = reads_versions
 
     def client(self, scope: Scope) -> str:
         """The hotkey of a fresh signature (checked, not the nonce: the route does that), else the address.
@@ -242,8 +275,14 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         state = RateState(self.client(scope), None)
-        state.charge = await self.limits.charge_client(state.client)
-        EdgeRequest.of(scope).rate = state
+        edge = EdgeRequest.of(scope)
+        versions = self.versions
+        if versions is not None and versions.shared and self.reads_versions and self.reads_versions(scope):
+            state.charge, read = await self.limits.charge_client_reading(state.client, 1, versions.keys)
+            edge.versions = versions.snapshot_from(read)
+        else:
+            state.charge = await self.limits.charge_client(state.client)
+        edge.rate = state
         charge = state.charge
         if charge is not None and not charge.allowed:
             if scope["path"] == GRAPHQL_PATH or scope["path"].startswith(GRAPHQL_PATH + "/"):

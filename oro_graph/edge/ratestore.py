@@ -19,6 +19,7 @@ The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; thi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from limits.errors import StorageError
@@ -65,26 +66,42 @@ while low <= high do
     high = mid - 1
   end
 end
+local answer = {acquired, false, 0}
 if found then
-  return {acquired, redis.call('lindex', KEYS[1], found), found + 1}
+  answer = {acquired, redis.call('lindex', KEYS[1], found), found + 1}
 end
-return {acquired, false, 0}
+-- With KEYS 2-4 (epoch, counter of all writes, tables' counters): the data versions too, read as
+-- oro_graph.dataversion reads them (false for the epoch when Redis has none).
+if #KEYS == 4 then
+  local e = redis.call('GET', KEYS[2])
+  answer[4] = e or false
+  if e then
+    answer[5] = redis.call('GET', KEYS[3]) or '0'
+    for _, part in ipairs(redis.call('HGETALL', KEYS[4])) do answer[#answer + 1] = part end
+  end
+end
+return answer
 """
 
 Window = tuple[bool, float, int]  # (acquired, start of the window, entries in it)
+# What ``charge`` read of the data versions (``DataVersion.snapshot_from`` reads it), or None.
+Versions = list[Any] | None
 
 
-def charge(storage: Storage, key: str, limit: int, expiry: int, amount: int) -> Window:
-    """Take ``amount`` entries of ``key``'s moving window if they fit; what the window holds then.
+def charge(
+    storage: Storage, key: str, limit: int, expiry: int, amount: int, versions: Sequence[str] = ()
+) -> tuple[Window, Versions]:
+    """Take ``amount`` entries of ``key``'s moving window if they fit; what the window holds then,
+    and with ``versions`` (the data version's keys) the data versions, read in the same round trip.
 
     One call where the storage has one (``ChargingRedisStorage``, ``FailoverStorage``), else the
-    two of ``limits``' moving window (the database, this process's memory)."""
+    two of ``limits``' moving window (the database, this process's memory), without versions."""
     if isinstance(storage, ChargingRedisStorage | FailoverStorage):
-        return storage.charge(key, limit, expiry, amount)
+        return storage.charge(key, limit, expiry, amount, versions)
     assert isinstance(storage, MovingWindowSupport | MemoryStorage)
     acquired = storage.acquire_entry(key, limit, expiry, amount)
     start, count = storage.get_moving_window(key, limit, expiry)
-    return acquired, float(start), int(count)
+    return (acquired, float(start), int(count)), None
 
 
 class ChargingRedisStorage(RedisStorage):
@@ -94,15 +111,19 @@ class ChargingRedisStorage(RedisStorage):
         super().initialize_storage(uri)
         self.lua_charge = self.get_connection().register_script(CHARGE)
 
-    def charge(self, key: str, limit: int, expiry: int, amount: int = 1) -> Window:
+    def charge(
+        self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
+    ) -> tuple[Window, Versions]:
         now = time.time()
         try:
-            acquired, oldest, count = self.lua_charge([self.prefixed_key(key)], [now, limit, expiry, amount])
+            answer = self.lua_charge([self.prefixed_key(key), *versions], [now, limit, expiry, amount])
         except self.base_exceptions as exc:
             raise StorageError(exc) from exc
+        acquired, oldest, count = answer[:3]
+        read = list(answer[3:]) if versions else None
         if oldest is None or oldest is False:
-            return bool(acquired), now, 0
-        return bool(acquired), float(oldest), int(count)
+            return (bool(acquired), now, 0), read
+        return (bool(acquired), float(oldest), int(count)), read
 
 
 def redis_storage(url: str, *, timeout: float, key_prefix: str) -> ChargingRedisStorage:
@@ -245,10 +266,12 @@ class FailoverStorage(Storage, MovingWindowSupport):
         start, count = self._call("get_moving_window", key, limit, expiry)
         return float(start), int(count)
 
-    def charge(self, key: str, limit: int, expiry: int, amount: int = 1) -> Window:
+    def charge(
+        self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
+    ) -> tuple[Window, Versions]:
         if self.breaker.allow():
             try:
-                result = charge(self.primary, key, limit, expiry, amount)
+                result = charge(self.primary, key, limit, expiry, amount, versions)
             except StorageError as exc:
                 self.breaker.failed("rate-limit counters", exc.storage_error)
             except BaseException:
