@@ -33,7 +33,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     middleware: the app passes them, so the edge never imports the adapters."""
     from oro_graph.edge.apq import PersistedQueries, QueryStore
     from oro_graph.edge.capacity import CapacityGate, WriteLane, lanes_for
-    from oro_graph.edge.gate import LimitGate
+    from oro_graph.edge.gate import LimitGate, Verdicts
     from oro_graph.edge.graphcache import CachedResponses, QueryCache
     from oro_graph.edge.ratelimit import RateLimitMiddleware
     from oro_graph.edge.responsecache import ResponseCache
@@ -49,6 +49,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     cacheable = settings.response_cache and (runtime.data_version.shared or settings.workers == 1)
     graph_ttl = 300.0 if runtime.data_version.shared else 30.0
     app.state.capacity = lanes = lanes_for(settings)
+    verdicts = Verdicts()  # the gate's memory, which the rate limit prices known requests by
     layers: list[tuple[Any, dict[str, Any]] | None] = [
         # A signed write's blocking work runs on threads of its own from the start (edge.capacity).
         (WriteLane, {"lanes": lanes}),
@@ -74,6 +75,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
                 "verifier": runtime.verifier,
                 "versions": runtime.data_version if cacheable else None,
                 "reads_versions": _cache_may_answer(graph=not settings.graphql_debug),
+                "cost_of": verdicts.cost_of,
             },
         ),
         # Hot public REST reads; inside the rate limit: an answer from the cache still counts.
@@ -90,6 +92,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
                 "debug": settings.graphql_debug,
                 "rate_limits": runtime.rate_limits,
                 "time_budget": settings.graphql_time_budget_seconds,
+                "verdicts": verdicts,
             },
         ),
         # graphql-sse on /graphql: inside the gate (a stream's document is judged like any other),

@@ -26,8 +26,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
@@ -82,6 +82,7 @@ class RateState:
 
     client: str  # "hotkey:<ss58>" or "address:<ip>"
     charge: Charge | None  # None when the counter store was unavailable
+    points: int = 1  # what the rate-limit middleware charged (the gate charges what is left)
 
     @property
     def kind(self) -> str:
@@ -245,12 +246,17 @@ class RateLimitMiddleware:
         verifier: SignatureVerifier | None = None,
         versions: DataVersion | None = None,
         reads_versions: Callable[[Scope], bool] | None = None,
+        cost_of: Callable[[Scope, Receive], Awaitable[tuple[int | None, Receive]]] | None = None,
     ) -> None:
         """``versions`` and ``reads_versions``: for a request a response cache may answer
         (``reads_versions``), the charge also reads the data versions the cache looks up under, in
         the same round trip to Redis (``EdgeRequest.versions``): one round trip and one thread hop
-        per cached answer instead of two of each."""
+        per cached answer instead of two of each.
+
+        ``cost_of``: the static cost of a GraphQL request the gate admitted before (``gate.Verdicts``),
+        charged here in full, not one point here and the rest at the gate."""
         self.app = app
+        self.cost_of = cost_of
         self.limits = limits
         self.verifier = verifier
         self.versions = versions
@@ -276,12 +282,24 @@ class RateLimitMiddleware:
             return
         state = RateState(self.client(scope), None)
         edge = EdgeRequest.of(scope)
+        if self.cost_of is not None:
+            cost, receive = await self.cost_of(scope, receive)
+            if cost is not None:
+                state.points = self.limits.points(cost)
         versions = self.versions
         if versions is not None and versions.shared and self.reads_versions and self.reads_versions(scope):
-            state.charge, read = await self.limits.charge_client_reading(state.client, 1, versions.keys)
+            state.charge, read = await self.limits.charge_client_reading(
+                state.client, state.points, versions.keys
+            )
             edge.versions = versions.snapshot_from(read)
         else:
-            state.charge = await self.limits.charge_client(state.client)
+            state.charge = await self.limits.charge_client(state.client, state.points)
+        if state.charge is not None and not state.charge.allowed and state.points > 1:
+            # Over the budget by the rest of its points: as when the gate charged them, the request's
+            # first point is spent (unless that one is over too), and the refusal names its cost.
+            first = await self.limits.charge_client(state.client)
+            if first is not None:
+                state.charge = replace(first, cost=state.points, allowed=False) if first.allowed else first
         edge.rate = state
         charge = state.charge
         if charge is not None and not charge.allowed:
