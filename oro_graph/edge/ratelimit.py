@@ -314,9 +314,32 @@ class RateLimitMiddleware:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and state.charge is not None:
-                headers = MutableHeaders(scope=message)
-                for name, value in rate_headers(state.charge).items():
-                    headers[name] = value
+                _add_rate_headers(message, state.charge)
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+_RATE_NAMES = frozenset(
+    {b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"retry-after"}
+)
+
+
+def _add_rate_headers(start: Message, charge: Charge) -> None:
+    """The ``X-RateLimit-*`` headers (and ``Retry-After`` over the budget) on an answer's start, in
+    place. Appended as raw pairs when the answer has none of them (nearly every answer: a few
+    microseconds, where ``MutableHeaders`` took about ten times that); set over them otherwise."""
+    raw = start.get("headers") or []
+    if not any(name in _RATE_NAMES for name, _ in raw):
+        ours = [
+            (b"x-ratelimit-limit", str(charge.limit).encode()),
+            (b"x-ratelimit-remaining", str(charge.remaining).encode()),
+            (b"x-ratelimit-reset", str(charge.reset).encode()),
+        ]
+        if not charge.allowed:
+            ours.append((b"retry-after", str(charge.retry_after).encode()))
+        start["headers"] = [*raw, *ours]  # a new list, as MutableHeaders makes: the old may be shared
+        return
+    headers = MutableHeaders(scope=start)
+    for name, value in rate_headers(charge).items():
+        headers[name] = value
