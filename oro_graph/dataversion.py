@@ -146,6 +146,26 @@ class DataVersion:
             self._lost_contact = True  # something may be written meanwhile, here or elsewhere
             return None
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Where Redis keeps the versions, for a script that reads them with other work
+        (``oro_graph.edge.ratestore.charge``); empty without Redis."""
+        return (EPOCH_KEY, KEY, KEY + ":tables") if self._link is not None else ()
+
+    def snapshot_from(self, read: list[Any] | None) -> Snapshot | None:
+        """The versions another call read at ``keys`` (its answer's tail: epoch, counter, then
+        table and version pairs), or None when they cannot stand for now: nothing was read, Redis
+        had no epoch, contact was lost since, or the counter went backwards (``snapshot`` asks
+        Redis again and replaces the epoch as it must)."""
+        if not read or not read[0] or self._lost_contact:
+            return None
+        epoch, counter, pairs = _text(read[0]), int(read[1]), read[2:]
+        seen_epoch, seen_counter = self._seen
+        if epoch == seen_epoch and counter < seen_counter:
+            return None
+        self._seen = (epoch, counter)
+        return Snapshot(epoch, {_text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+
     def current(self) -> str | None:
         """Every table's version in one string (None when unknown): changes with any write."""
         snapshot = self.snapshot()

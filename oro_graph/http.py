@@ -108,12 +108,22 @@ class Compression:
                 await send(message)
                 return
             start, held.start = held.start, None
-            headers = MutableHeaders(raw=list(start.get("headers", [])))
-            content_type = headers.get("content-type", "").encode().lower()
-            compressible = content_type.startswith(COMPRESSIBLE) and "content-encoding" not in headers
-            if compressible:
-                _add_vary(headers, "Accept-Encoding")
+            raw = list(start.get("headers", []))
+            content_type, encoded, varies = b"", False, False
+            for name, value in raw:  # one pass over the raw pairs: most answers need no more
+                if name == b"content-type":
+                    content_type = content_type or value.lower()
+                elif name == b"content-encoding":
+                    encoded = True
+                elif name == b"vary":
+                    varies = True
+            compressible = content_type.startswith(COMPRESSIBLE) and not encoded
             body = message.get("body", b"")
+            if compressible and not varies:
+                raw.append((b"vary", b"Accept-Encoding"))
+            headers = MutableHeaders(raw=raw)
+            if compressible and varies:
+                _add_vary(headers, "Accept-Encoding")
             if (
                 compressible
                 and encoding is not None

@@ -194,6 +194,9 @@ class RequestObserver:
         self.router = router
         self.access_log = access_log
         self._table: list[tuple[re.Pattern[str], str]] | None = None
+        # The metrics' children by label values: routes are templates, so these stay small.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -237,8 +240,16 @@ class RequestObserver:
             if self._table is None:  # routes are all added by the time the first request arrives
                 self._table = route_table(self.router)
             route = route_template(self._table, scope["path"])
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            counted = self._counters.get((method, route, status))
+            if counted is None:  # labels() costs a lock and a tuple of strings: keep each child once
+                counted = self._counters[(method, route, status)] = HTTP_REQUESTS.labels(
+                    method, route, str(status)
+                )
+            counted.inc()
+            timed = self._timers.get((method, route))
+            if timed is None:
+                timed = self._timers[(method, route)] = HTTP_LATENCY.labels(method, route)
+            timed.observe(elapsed)
             if self.access_log:
                 access_log.info(
                     "%s %s %d",

@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from oro_graph.db import Database
 from oro_graph.edge.ratelimit import RateLimits
-from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, redis_storage
+from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, charge, redis_storage
 from oro_graph.models import RateLimitHit
 from oro_graph.redislink import Breaker
 from oro_graph.settings import Settings
@@ -96,3 +96,24 @@ def test_with_neither_store_the_request_goes_through(tmp_path: Path) -> None:
     limits = RateLimits.from_settings(unreachable.model_copy(update={"rate_limit_per_minute": 1}), storage)
     assert [asyncio.run(limits.hit_client("192.0.2.1")) for _ in range(3)] == [None, None, None]
     db.dispose()
+
+
+def test_one_round_trip_charge_counts_as_limits_moving_window_does(redis_url: str) -> None:
+    """``charge`` (one script) takes and reports what limits' two calls would, on the same keys."""
+    prefix = f"oro:test-charge:{uuid.uuid4().hex}"
+    storage = redis_storage(redis_url, timeout=0.5, key_prefix=prefix)
+    limiter = MovingWindowRateLimiter(storage)
+    item = RateLimitItemPerMinute(5)
+    key, expiry = item.key_for("client", "a"), item.get_expiry()
+    answers = [charge(storage, key, 5, expiry, cost)[0] for cost in (2, 2, 2, 1, 6)]
+    assert [acquired for acquired, _, _ in answers] == [True, True, False, True, False]
+    assert [count for _, _, count in answers] == [2, 4, 4, 5, 5]
+    assert limiter.get_window_stats(item, "client", "a").remaining == 0  # limits reads the same entries
+    assert not limiter.hit(item, "client", "a")
+    start, count = storage.get_moving_window(key, 5, expiry)
+    assert count == 5 and abs(start - answers[0][1]) < 1
+    assert charge(storage, item.key_for("client", "b"), 5, expiry, 1)[0][::2] == (True, 1)
+    client = redis.Redis.from_url(redis_url)
+    for found in client.scan_iter(f"{prefix}*"):
+        client.delete(found)
+    client.close()

@@ -13,7 +13,10 @@ executions in a bounded line; signed writes on threads of their own).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from starlette.types import Scope
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -30,7 +33,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     middleware: the app passes them, so the edge never imports the adapters."""
     from oro_graph.edge.apq import PersistedQueries, QueryStore
     from oro_graph.edge.capacity import CapacityGate, WriteLane, lanes_for
-    from oro_graph.edge.gate import LimitGate
+    from oro_graph.edge.gate import LimitGate, Verdicts
     from oro_graph.edge.graphcache import CachedResponses, QueryCache
     from oro_graph.edge.ratelimit import RateLimitMiddleware
     from oro_graph.edge.responsecache import ResponseCache
@@ -46,6 +49,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
     cacheable = settings.response_cache and (runtime.data_version.shared or settings.workers == 1)
     graph_ttl = 300.0 if runtime.data_version.shared else 30.0
     app.state.capacity = lanes = lanes_for(settings)
+    verdicts = Verdicts()  # the gate's memory, which the rate limit prices known requests by
     layers: list[tuple[Any, dict[str, Any]] | None] = [
         # A signed write's blocking work runs on threads of its own from the start (edge.capacity).
         (WriteLane, {"lanes": lanes}),
@@ -63,7 +67,17 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
         # Headers and bodies over the caps are refused before anything reads them.
         (RequestSizeLimit, {"max_agent_bytes": settings.max_agent_bytes}),
         # One point per request to its client; a 429 over the budget, before any work.
-        (RateLimitMiddleware, {"limits": runtime.rate_limits, "verifier": runtime.verifier}),
+        # With the charge, for a request a cache may answer, the data versions it looks up under.
+        (
+            RateLimitMiddleware,
+            {
+                "limits": runtime.rate_limits,
+                "verifier": runtime.verifier,
+                "versions": runtime.data_version if cacheable else None,
+                "reads_versions": _cache_may_answer(graph=not settings.graphql_debug),
+                "cost_of": verdicts.cost_of,
+            },
+        ),
         # Hot public REST reads; inside the rate limit: an answer from the cache still counts.
         (CachedPublicReads, {"cache": ResponseCache(runtime.data_version, ttl=TTL)}) if cacheable else None,
         # A persisted hash becomes its document, for the gate, the cache and the schema.
@@ -78,6 +92,7 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
                 "debug": settings.graphql_debug,
                 "rate_limits": runtime.rate_limits,
                 "time_budget": settings.graphql_time_budget_seconds,
+                "verdicts": verdicts,
             },
         ),
         # graphql-sse on /graphql: inside the gate (a stream's document is judged like any other),
@@ -104,3 +119,22 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
             app.add_middleware(cls, **options)
     # OpenTelemetry spans, when OTEL_* asks for them: its instrumentation wraps the whole stack above.
     install_tracing(app, runtime)
+
+
+def _cache_may_answer(*, graph: bool) -> Callable[[Scope], bool]:
+    """Whether a response cache (``restcache``, ``graphcache``) may answer a request: what the rate
+    limit reads the data versions for. A request the cache then passes by only costs a few more
+    bytes in the same round trip."""
+    from oro_graph.edge.restcache import CACHED_PATHS
+
+    def may(scope: Scope) -> bool:
+        path, method = scope["path"], scope["method"]
+        if path == "/graphql":
+            return graph and method in ("GET", "POST") and not _signed(scope)
+        return method == "GET" and CACHED_PATHS.match(path) is not None
+
+    return may
+
+
+def _signed(scope: Scope) -> bool:
+    return any(name == b"x-signature" for name, _ in scope["headers"])

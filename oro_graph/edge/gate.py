@@ -25,7 +25,8 @@ A request that passes gets one deadline, ``ORO_GRAPHQL_TIME_BUDGET_SECONDS`` fro
 its operations (``oro_graph.edge.deadline``).
 
 A request that passes is then charged its points to the client's budget (``oro_graph.edge.ratelimit``:
-the rate-limit middleware has charged one already), by its static cost, summed over a batch; over
+the rate-limit middleware has charged one already, or all of them for a request admitted before:
+``Verdicts``), by its static cost, summed over a batch; over
 the budget it is a 429 in the GraphQL shape, before anything runs. Small requests that pass are
 remembered by a digest of their bytes with their verdict, so a repeated query (a cached
 leaderboard read) skips the rules but not the charge; small requests refused are remembered with
@@ -67,6 +68,44 @@ class Verdict:
 PASS = Verdict()  # not the gate's to judge: Strawberry answers (an empty or oversized batch, a bad shape)
 
 
+class Verdicts:
+    """What the gate remembers of small requests it judged, by a digest of their bytes: the admitted
+    apart from the refused, so a flood of fresh refused documents does not push out the admitted.
+
+    The rate limit asks ``cost_of`` before it charges, so a request the gate admitted before (a
+    poll, a cached leaderboard) is charged all its points at once: one round trip to the counters
+    instead of one point there and the rest here. A request the gate has not admitted yet is still
+    charged one point before anything reads or parses it, and the rest once judged."""
+
+    def __init__(self, path: str = "/graphql") -> None:
+        self.path = path
+        self.admitted: OrderedDict[bytes, Verdict] = OrderedDict()
+        self.refused: OrderedDict[bytes, Verdict] = OrderedDict()
+
+    async def cost_of(self, scope: Scope, receive: Receive) -> tuple[int | None, Receive]:
+        """The static cost of a request admitted before (None if unknown), and the ``receive`` to
+        hand on (the body, if it was read here, is replayed: ``read_body``). Only a body declared
+        small enough to be remembered is read."""
+        if scope["path"] != self.path:
+            return None, receive
+        if scope["method"] == "GET":
+            raw = scope.get("query_string", b"")
+        elif scope["method"] == "POST" and is_json(scope):
+            declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            if not declared.isdigit() or int(declared) > REMEMBERED_BYTES:
+                return None, receive
+            state, receive = await read_body(scope, receive)
+            raw = state.body or b""
+        else:
+            return None, receive
+        if len(raw) > REMEMBERED_BYTES:
+            return None, receive
+        verdict = self.admitted.get(hashlib.blake2b(raw, digest_size=16).digest())
+        if verdict is None or verdict.answer is not None:
+            return None, receive
+        return verdict.cost, receive
+
+
 class LimitGate:
     """ASGI middleware for /graphql."""
 
@@ -80,6 +119,7 @@ class LimitGate:
         rate_limits: RateLimits | None = None,
         time_budget: float | None = None,
         path: str = "/graphql",
+        verdicts: Verdicts | None = None,
     ) -> None:
         self.app = app
         self.schema = schema
@@ -88,9 +128,8 @@ class LimitGate:
         self.rate_limits = rate_limits
         self.time_budget = time_budget
         self.path = path
-        # digest -> the verdict; apart, so a flood of fresh refused documents does not push out the admitted
-        self._admitted: OrderedDict[bytes, Verdict] = OrderedDict()
-        self._refused: OrderedDict[bytes, Verdict] = OrderedDict()
+        memo = verdicts or Verdicts(path)
+        self._admitted, self._refused = memo.admitted, memo.refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in ("GET", "POST"):
@@ -142,9 +181,9 @@ class LimitGate:
             return True
         points = self.rate_limits.points(cost)
         first = rate.charge
-        if points <= 1 or first is None:
+        if points <= rate.points or first is None:  # the rate limit charged them all (Verdicts)
             return True
-        charge = await self.rate_limits.charge_client(rate.client, points - 1)
+        charge = await self.rate_limits.charge_client(rate.client, points - rate.points)
         if charge is None:
             return True
         rate.charge = replace(charge, cost=points)

@@ -7,16 +7,23 @@ a client's budget stays one budget across processes in either place; what was co
 not carried to the other, so a switch starts the window afresh (at most one extra budget per
 outage). If both fail, ``StorageError`` reaches ``RateLimits``, which lets the request through.
 
+A charge is one call, ``charge`` (take N entries of a moving window if they fit, and say what the
+window holds then): in Redis one script, one round trip, where the ``limits`` strategy asks twice
+(``acquire_entry``, then ``get_moving_window``); about 0.1 ms of a server's CPU per round trip, and
+a cached answer costs about 1 ms in all. The script keeps ``limits``' list layout and logic (the
+same keys and entries; a ``MovingWindowRateLimiter`` reads them as its own).
+
 The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; this module only stores.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from limits.errors import StorageError
-from limits.storage import MovingWindowSupport, RedisStorage, Storage
+from limits.storage import MemoryStorage, MovingWindowSupport, RedisStorage, Storage
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -25,10 +32,103 @@ from oro_graph.redislink import Breaker
 
 PRUNE_EVERY = 60.0
 
+# limits' acquire_moving_window.lua, then its moving_window.lua at the same timestamp, in one call.
+# KEYS: the counter. ARGV: timestamp, limit, expiry, amount.
+# Returns {1 if acquired else 0, the oldest entry in the window (or false), entries in the window}.
+CHARGE = """
+local timestamp = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local amount = tonumber(ARGV[4])
+local acquired = 0
+if amount <= limit then
+  local entry = redis.call('lindex', KEYS[1], limit - amount)
+  if not (entry and tonumber(entry) >= timestamp - expiry) then
+    local entries = {}
+    for i = 1, amount do entries[i] = timestamp end
+    for i = 1, #entries, 5000 do
+      redis.call('lpush', KEYS[1], unpack(entries, i, math.min(i + 4999, #entries)))
+    end
+    redis.call('ltrim', KEYS[1], 0, limit - 1)
+    redis.call('expire', KEYS[1], expiry)
+    acquired = 1
+  end
+end
+local target = timestamp - expiry
+local low, high, found = 0, limit - 1, nil
+while low <= high do
+  local mid = math.floor((low + high) / 2)
+  local value = tonumber(redis.call('lindex', KEYS[1], mid))
+  if value and value >= target then
+    found = mid
+    low = mid + 1
+  else
+    high = mid - 1
+  end
+end
+local answer = {acquired, false, 0}
+if found then
+  answer = {acquired, redis.call('lindex', KEYS[1], found), found + 1}
+end
+-- With KEYS 2-4 (epoch, counter of all writes, tables' counters): the data versions too, read as
+-- oro_graph.dataversion reads them (false for the epoch when Redis has none).
+if #KEYS == 4 then
+  local e = redis.call('GET', KEYS[2])
+  answer[4] = e or false
+  if e then
+    answer[5] = redis.call('GET', KEYS[3]) or '0'
+    for _, part in ipairs(redis.call('HGETALL', KEYS[4])) do answer[#answer + 1] = part end
+  end
+end
+return answer
+"""
 
-def redis_storage(url: str, *, timeout: float, key_prefix: str) -> RedisStorage:
+Window = tuple[bool, float, int]  # (acquired, start of the window, entries in it)
+# What ``charge`` read of the data versions (``DataVersion.snapshot_from`` reads it), or None.
+Versions = list[Any] | None
+
+
+def charge(
+    storage: Storage, key: str, limit: int, expiry: int, amount: int, versions: Sequence[str] = ()
+) -> tuple[Window, Versions]:
+    """Take ``amount`` entries of ``key``'s moving window if they fit; what the window holds then,
+    and with ``versions`` (the data version's keys) the data versions, read in the same round trip.
+
+    One call where the storage has one (``ChargingRedisStorage``, ``FailoverStorage``), else the
+    two of ``limits``' moving window (the database, this process's memory), without versions."""
+    if isinstance(storage, ChargingRedisStorage | FailoverStorage):
+        return storage.charge(key, limit, expiry, amount, versions)
+    assert isinstance(storage, MovingWindowSupport | MemoryStorage)
+    acquired = storage.acquire_entry(key, limit, expiry, amount)
+    start, count = storage.get_moving_window(key, limit, expiry)
+    return (acquired, float(start), int(count)), None
+
+
+class ChargingRedisStorage(RedisStorage):
+    """``limits``' Redis storage with ``charge``: acquire and read the window in one round trip."""
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self.lua_charge = self.get_connection().register_script(CHARGE)
+
+    def charge(
+        self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
+    ) -> tuple[Window, Versions]:
+        now = time.time()
+        try:
+            answer = self.lua_charge([self.prefixed_key(key), *versions], [now, limit, expiry, amount])
+        except self.base_exceptions as exc:
+            raise StorageError(exc) from exc
+        acquired, oldest, count = answer[:3]
+        read = list(answer[3:]) if versions else None
+        if oldest is None or oldest is False:
+            return (bool(acquired), now, 0), read
+        return (bool(acquired), float(oldest), int(count)), read
+
+
+def redis_storage(url: str, *, timeout: float, key_prefix: str) -> ChargingRedisStorage:
     """Counters in Redis: short timeouts and no redis-py retries (the breaker decides what next)."""
-    return RedisStorage(
+    return ChargingRedisStorage(
         url,
         key_prefix=key_prefix,
         wrap_exceptions=True,
@@ -165,3 +265,19 @@ class FailoverStorage(Storage, MovingWindowSupport):
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         start, count = self._call("get_moving_window", key, limit, expiry)
         return float(start), int(count)
+
+    def charge(
+        self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
+    ) -> tuple[Window, Versions]:
+        if self.breaker.allow():
+            try:
+                result = charge(self.primary, key, limit, expiry, amount, versions)
+            except StorageError as exc:
+                self.breaker.failed("rate-limit counters", exc.storage_error)
+            except BaseException:
+                self.breaker.release()
+                raise
+            else:
+                self.breaker.succeeded()
+                return result
+        return charge(self.fallback, key, limit, expiry, amount)

@@ -18,6 +18,7 @@ from graphql import DocumentNode
 from starlette.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from oro_graph.dataversion import Snapshot
     from oro_graph.edge.cost import Cost
     from oro_graph.edge.ratelimit import RateState
 
@@ -41,6 +42,9 @@ class EdgeRequest:
 
     body: bytes | None = None  # the request's body, once a layer has read it
     rate: RateState | None = None  # the client and its latest charge (``oro_graph.edge.ratelimit``)
+    # The data versions read with the rate-limit charge, in the same round trip to Redis, for the
+    # response cache's lookup (``oro_graph.edge.responsecache``); taken once.
+    versions: Snapshot | None = None
     cost: int | None = None  # the static cost of what the gate admitted, summed over a batch
     admitted: list[Admission] = field(default_factory=list)
     _payload: Any = None

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oro_graph import dataversion, db
 from oro_graph.dataversion import DataVersion, Snapshot
+from oro_graph.edge.request import EdgeRequest
 from oro_graph.observability import CACHE_LOOKUPS
 from oro_graph.redislink import RedisUnavailable
 
@@ -211,7 +212,14 @@ class ResponseCache:
         """Answer from the cache if ``key`` has an answer valid now (calling ``on_hit``). Otherwise
         compute it once (see the module's docstring), marking the answer ``x-cache: miss``, and keep a
         200 JSON answer that ``storable`` accepts under the versions read before it was computed."""
-        snapshot = self.version.snapshot()
+        # The versions the rate limit read in its round trip to Redis, during this request: an
+        # answer valid under them is what the data was while this request ran. Else ask now.
+        request = EdgeRequest.get(scope)
+        snapshot = None
+        if request is not None and request.versions is not None:
+            snapshot, request.versions = request.versions, None  # taken once: a miss reads them afresh
+        if snapshot is None:
+            snapshot = self.version.snapshot()
         if snapshot is None:  # the versions are unknowable (Redis down): never serve a possibly stale answer
             await app(scope, receive, send)
             return

@@ -184,3 +184,23 @@ def test_a_signed_request_is_charged_to_its_hotkey(runtime: Runtime) -> None:
     assert (
         _post(client, {"query": RATE}, headers=signed("Alice")).json()["data"]["rateLimit"]["remaining"] == 3
     )
+
+
+def test_a_request_the_gate_admitted_before_is_charged_in_one_call(runtime: Runtime) -> None:
+    """The rate limit prices a request the gate already admitted (a poll) and charges all its points
+    at once: one call to the counters (one round trip to Redis) instead of two, the same budget."""
+    client = _client(runtime, rate_limit_per_minute=60, graphql_cost_per_point=25)
+    limits = client.app.state.runtime.rate_limits  # type: ignore[attr-defined]
+    calls: list[int] = []
+    charge = limits._charge
+
+    def counted(item: Any, points: int, identifiers: Any, versions: Any = ()) -> Any:
+        calls.append(points)
+        return charge(item, points, identifiers, versions)
+
+    limits._charge = counted  # type: ignore[method-assign]
+    first = _post(client, {"query": COSTLY_READ})  # unknown: one point, then the rest once judged
+    assert calls == [1, 12] and first.headers["X-RateLimit-Remaining"] == "47"
+    calls.clear()
+    again = _post(client, {"query": COSTLY_READ})
+    assert calls == [13] and again.headers["X-RateLimit-Remaining"] == "34"
