@@ -19,8 +19,8 @@ The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; thi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, MovingWindowSupport, RedisStorage, Storage
@@ -227,9 +227,14 @@ class FailoverStorage(Storage, MovingWindowSupport):
         return self.breaker.is_open
 
     def _call(self, name: str, *args: Any) -> Any:
+        return self._guarded(lambda storage: getattr(storage, name)(*args))
+
+    def _guarded(self, work: Callable[[Any], Any], fallback: Callable[[Any], Any] | None = None) -> Any:
+        """``work`` on the primary store while the breaker allows it, else ``fallback`` (or ``work``)
+        on the in-process store; a storage error opens the breaker."""
         if self.breaker.allow():
             try:
-                result = getattr(self.primary, name)(*args)
+                result = work(self.primary)
             except StorageError as exc:
                 self.breaker.failed("rate-limit counters", exc.storage_error)
             except BaseException:
@@ -238,7 +243,7 @@ class FailoverStorage(Storage, MovingWindowSupport):
             else:
                 self.breaker.succeeded()
                 return result
-        return getattr(self.fallback, name)(*args)
+        return (fallback or work)(self.fallback)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return int(self._call("incr", key, expiry, amount))
@@ -269,15 +274,11 @@ class FailoverStorage(Storage, MovingWindowSupport):
     def charge(
         self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
     ) -> tuple[Window, Versions]:
-        if self.breaker.allow():
-            try:
-                result = charge(self.primary, key, limit, expiry, amount, versions)
-            except StorageError as exc:
-                self.breaker.failed("rate-limit counters", exc.storage_error)
-            except BaseException:
-                self.breaker.release()
-                raise
-            else:
-                self.breaker.succeeded()
-                return result
-        return charge(self.fallback, key, limit, expiry, amount)
+        # The in-process store keeps no data versions: a fallback answer reads none.
+        return cast(
+            "tuple[Window, Versions]",
+            self._guarded(
+                lambda storage: charge(storage, key, limit, expiry, amount, versions),
+                lambda storage: charge(storage, key, limit, expiry, amount),
+            ),
+        )
