@@ -151,17 +151,16 @@ def module_runtime(
         url = f"sqlite:///{path}"
     else:
         url = str(request.getfixturevalue("pg_database"))
-    rt = Runtime.build(base_settings(url, tmp / "state"))
-    try:
-        yield rt
-    finally:
-        if not rt.db.is_sqlite:
-            _truncate_all(rt.db)
-        rt.close()
+    yield from _runtime_emptied_after(base_settings(url, tmp / "state"))
 
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
+    yield from _runtime_emptied_after(settings)
+
+
+def _runtime_emptied_after(settings: Settings) -> Iterator[Runtime]:
+    """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed."""
     rt = Runtime.build(settings)
     try:
         yield rt

@@ -3,9 +3,6 @@ served over a test's database, with the analytics client to it (the frames' test
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,12 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 
 from oro_graph.analytics.client import Client
 from oro_graph.app import create_app
 from oro_graph.runtime import Runtime
 from oro_graph.settings import Settings
+from tests.support.threadserver import loopback_socket, served
 
 RUN_STATUSES = ["CLAIMED", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "STALE", "CANCELLED"]
 RESULT_STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "TIMED_OUT", "SKIPPED"]
@@ -132,10 +129,7 @@ def population() -> Callable[..., Population]:
 @contextmanager
 def serve_graph(runtime: Runtime) -> Iterator[str]:
     """/graphql of the app served by uvicorn in a thread over ``runtime``'s database (no lease sweep)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base = loopback_socket()
     values = {
         **runtime.settings.model_dump(),
         "public_base_url": base,
@@ -143,21 +137,8 @@ def serve_graph(runtime: Runtime) -> Iterator[str]:
         "lease_sweep_seconds": 3600.0,  # the demo's in-flight runs must not turn STALE mid-test
     }
     rt = Runtime.build(Settings(**values), db=runtime.db)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(rt.settings, runtime=rt, migrate=False), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
+    with served(create_app(rt.settings, runtime=rt, migrate=False), sock):
         yield f"{base}/graphql"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ database. Rate limits are lifted unless a test sets them: only the rate-limit te
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from oro_graph.app import create_app
 from oro_graph.runtime import Runtime
 from oro_graph.settings import Settings
 from tests.rest.live import LiveServer
+from tests.support.threadserver import loopback_socket
 
 
 @pytest.fixture
@@ -27,10 +27,7 @@ def serve(runtime: Runtime) -> Iterator[Callable[..., LiveServer]]:
     started: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(**overrides: Any) -> LiveServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock, base_url = loopback_socket()
         values = {
             **runtime.settings.model_dump(),
             "public_base_url": base_url,

@@ -49,14 +49,20 @@ def database_verifier(rt: Runtime) -> SignatureVerifier:
     return SignatureVerifier(60, store)
 
 
-def test_a_signed_heartbeat_is_one_transaction_and_its_replay_changes_nothing(runtime: Runtime) -> None:
-    # given a validator holding a run, and its signed heartbeat
-    rt = runtime
-    verifier = database_verifier(rt)
+def held_run(rt: Runtime) -> tuple[Any, Any]:
+    """A world whose first validator holds a run of the first miner's version."""
     world = make_world(rt)
     submit(rt, world.miners[0], "a")
     got = claim(rt, world.validators[0])
     assert got is not None
+    return world, got
+
+
+def test_a_signed_heartbeat_is_one_transaction_and_its_replay_changes_nothing(runtime: Runtime) -> None:
+    # given a validator holding a run, and its signed heartbeat
+    rt = runtime
+    verifier = database_verifier(rt)
+    world, got = held_run(rt)
     signed = verifier.check_signature(sign_headers(keypair("Charlie")))
     assert signed[0] == world.validators[0]
     beat = functools.partial(
@@ -89,10 +95,7 @@ def test_a_refused_signed_call_still_spends_its_nonce(runtime: Runtime) -> None:
     # prune is due (it runs before the work's transaction: on SQLite, inside it, it waited for its lock)
     rt = runtime
     verifier = SignatureVerifier(60, DatabaseNonceStore(rt.db))
-    world = make_world(rt)
-    submit(rt, world.miners[0], "a")
-    got = claim(rt, world.validators[0])
-    assert got is not None
+    world, got = held_run(rt)
     signed = verifier.check_signature(sign_headers(keypair("Alice")))
     assert signed[0] == world.miners[0]
 

@@ -155,3 +155,18 @@ def parsed(body: bytes) -> Any:
 
 def a_day_ago() -> datetime:
     return datetime.now(UTC) - timedelta(days=1)
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The operation name of every statement the compiler builds from here on (an empty plan cache)."""
+    built: list[str] = []
+    real = executor.compile_operation
+
+    def counting(*args: Any) -> Any:
+        built.append(args[1].name.value)
+        return real(*args)
+
+    monkeypatch.setattr(executor, "PLANS", executor.Plans())
+    monkeypatch.setattr(executor, "compile_operation", counting)
+    return built

@@ -15,7 +15,6 @@ from graphql import GraphQLObjectType
 
 from benchmarks.queries import DEEP_LEADERBOARD, RUNS_PAGE, VERSION_PAGE
 from oro_graph.graphql.schema import schema
-from oro_graph.graphql.sqlcompile import executor
 from oro_graph.graphql.sqlcompile.mapping import TYPES, Leaf, Many, One
 from tests.sqlcompile.conftest import Graph, parsed
 
@@ -272,17 +271,8 @@ def test_what_the_compiler_does_not_cover_is_executed(
 
 
 def test_a_statement_is_built_once_per_document_and_serves_every_id(
-    world: Graph, compiled_answers: list[bool], monkeypatch: pytest.MonkeyPatch
+    world: Graph, compiled_answers: list[bool], built: list[str]
 ) -> None:
-    built: list[str] = []
-    real = executor.compile_operation
-
-    def counting(*args: Any) -> Any:
-        built.append(args[1].name.value)
-        return real(*args)
-
-    monkeypatch.setattr(executor, "PLANS", executor.Plans())
-    monkeypatch.setattr(executor, "compile_operation", counting)
     versions = ids(world, "SELECT id FROM agentversion ORDER BY eligible_at NULLS FIRST, id LIMIT 12")
     for version in versions + ["not an id"]:
         same(world, VERSION_PAGE, {"id": version})

@@ -5,31 +5,22 @@ written again) whenever that gives the same bytes."""
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from sqlalchemy import text
 
 from benchmarks.queries import DEEP_LEADERBOARD
 from oro_graph.graphql.router import Router
-from oro_graph.graphql.sqlcompile import executor, wire
+from oro_graph.graphql.sqlcompile import wire
 from tests.sqlcompile.conftest import Graph, parsed
 
 pytestmark = pytest.mark.postgres
 
 
 def test_copies_by_comment_share_one_statement_and_answer_alike(
-    world: Graph, compiled_answers: list[bool], monkeypatch: pytest.MonkeyPatch
+    world: Graph, compiled_answers: list[bool], built: list[str]
 ) -> None:
-    built: list[str] = []
-    real = executor.compile_operation
-
-    def counting(*args: Any) -> Any:
-        built.append(args[1].name.value)
-        return real(*args)
-
-    monkeypatch.setattr(executor, "PLANS", executor.Plans())
-    monkeypatch.setattr(executor, "compile_operation", counting)
     copies = [f"# bench {i}\n{DEEP_LEADERBOARD}" for i in range(3)] + [DEEP_LEADERBOARD.replace("\n", " ,\n")]
     answers = {world.post(copy, compiled=True) for copy in copies}
     assert len(answers) == 1 and answers == {world.post(copies[0], compiled=False)}
