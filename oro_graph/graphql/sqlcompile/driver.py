@@ -17,6 +17,7 @@ transaction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
@@ -52,6 +53,7 @@ class Prepared:
                 processor = processors.get(name)
                 constants[name] = processor(value) if processor is not None else value
         order = tuple(compiled.positiontup or ())
+        _check_placeholders(compiled.string, order)
         return cls(
             compiled.string,
             order,
@@ -106,3 +108,21 @@ def _inlined(statement: Select[Any], per_run: frozenset[str], dialect: Dialect) 
         return None
 
     return cast(Select[Any], visitors.replacement_traverse(statement, {}, literal))
+
+
+class PlaceholderMismatch(ValueError):
+    """The statement's text and its parameters disagree: running it would bind values to the wrong
+    placeholders (or fail inside PostgreSQL with a message naming neither). The executor answers."""
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")  # a literal's text, where a "$1" is no placeholder
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _check_placeholders(sql: str, order: tuple[str, ...]) -> None:
+    found = {int(n) for n in _PLACEHOLDER.findall(_QUOTED.sub("", sql))}
+    expected = set(range(1, len(order) + 1))
+    if found != expected:
+        raise PlaceholderMismatch(
+            f"compiled statement has placeholders {sorted(found)} for {len(order)} parameters {list(order)}"
+        )
