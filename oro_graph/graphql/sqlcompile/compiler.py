@@ -58,6 +58,7 @@ from oro_graph.graphql.sqlcompile.mapping import (
     VERSION,
     BoardSrc,
     Env,
+    KeyRow,
     Leaf,
     Many,
     One,
@@ -155,6 +156,14 @@ def _build(
 
 
 def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) -> ColumnElement[Any]:
+    if spec.key is not None:
+        parent_column, target_column = spec.key
+        try:
+            return _build(
+                spec.target, object_type(field), KeyRow({target_column: src.c[parent_column]}), node, env
+            )
+        except KeyError:  # a field reads more than the key
+            pass
     child = spec.table.alias()
     built = _build(spec.target, object_type(field), child, node, env)
     return (
@@ -191,7 +200,8 @@ def _connection(
     # answer that does not show them does not depend on them (``oro_graph.dependencies``).
     asked = node_fields(node, object_type(field), env)
     skipped = {column for name, column in spec.deferred.items() if name not in asked}
-    columns = [c for c in keyed.c if c.name not in skipped]
+    columns: list[Any] = [c for c in keyed.c if c.name not in skipped]
+    columns += [src.c[parent].label(name) for name, parent in spec.carried.items()]
     inner = _keyset_page(select(*columns), order, where, n).correlate_except(keyed).lateral()
     keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
     page = _Page(inner, inner, inner, keys, n, after is not None)
