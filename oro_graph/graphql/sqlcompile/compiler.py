@@ -35,10 +35,12 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
     not_,
+    null,
     select,
     true,
     type_coerce,
@@ -164,6 +166,10 @@ def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) ->
             )
         except KeyError:  # a field reads more than the key
             pass
+    if spec.row is not None:
+        row = spec.row(src)
+        built = _build(spec.target, object_type(field), row, node, env)
+        return type_coerce(case((spec.where(src, row, env), built), else_=null()), JSON)
     child = spec.table.alias()
     built = _build(spec.target, object_type(field), child, node, env)
     return (

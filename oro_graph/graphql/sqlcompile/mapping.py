@@ -77,6 +77,9 @@ class One:
     # target's: a selection that reads only that column (a problem's id) is built from the parent's
     # row, without reading the target's (``KeyRow``).
     key: tuple[str, str] | None = None
+    # The parent's own copy of the target's row, when it has one (a board entry's version): the
+    # object is built over it, shown when ``where`` holds of it, without reading the row again.
+    row: Callable[[Src], Any] | None = None
 
 
 class KeyRow:
@@ -239,7 +242,12 @@ TYPES: dict[str, TypeMap] = {
                 "name": _c("name"),
                 "minerHotkey": _c("miner_hotkey"),
                 "createdAt": _c("created_at", DATETIME),
-                "miner": One("Miner", MINER, lambda p, c, env: c.c.hotkey == p.c.miner_hotkey),
+                "miner": One(
+                    "Miner",
+                    MINER,
+                    lambda p, c, env: c.c.hotkey == p.c.miner_hotkey,
+                    key=("miner_hotkey", "hotkey"),
+                ),
                 "versions": Many(
                     "AgentVersion",
                     VERSION,
@@ -394,7 +402,10 @@ TYPES["LeaderboardEntry"] = TypeMap(
         "wasTop": Leaf(_was_top),
         "topAt": Leaf(_top_at, DATETIME),
         "agentVersion": One(
-            "AgentVersion", VERSION, lambda s, c, env: (c.c.id == s.version.c.id) & released(c, env)
+            "AgentVersion",
+            VERSION,
+            lambda s, c, env: (c.c.id == s.version.c.id) & released(c, env),
+            row=lambda s: s.version,
         ),
     },
 )
