@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event, literal_column
+from sqlalchemy import Text, bindparam, event, literal_column, select
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph import db as db_module
-from oro_graph.graphql.sqlcompile import driver, executor
+from oro_graph.graphql.sqlcompile import driver, executor, wire
 from oro_graph.graphql.sqlcompile.mapping import RELEASE_CUTOFF
 from oro_graph.runtime import Runtime
 from tests.factories import make_eligible, make_world, register, submit
@@ -191,3 +192,11 @@ def test_a_statement_whose_placeholders_do_not_match_its_parameters_is_executed(
     assert _post(client, DEEP_LEADERBOARD, compiled=True) == executed
     [error] = refused
     assert "placeholders [1, 2] for 1 parameters" in str(error)
+
+
+def test_constants_are_written_into_the_text_and_a_backslash_stays_a_parameter() -> None:
+    statement = select(wire.concat(wire.text("{'a':"), wire.text("b\\c"), bindparam("run", type_=Text)))
+    prepared = driver.Prepared.of(statement, postgresql.dialect(), frozenset({"run"}))
+    assert "'{''a'':'" in prepared.sql  # written in, quote doubled
+    assert len(prepared.order) == 2 and "run" in prepared.order
+    assert sorted(prepared.values({"run": "x"})) == sorted(["b\\c", "x"])

@@ -102,7 +102,11 @@ def _inlined(statement: Select[Any], per_run: frozenset[str], dialect: Dialect) 
 
     def literal(element: Any, **kw: Any) -> Any:
         if isinstance(element, BindParameter) and element.key not in per_run:
-            # a type without a literal form (none of the compiler's so far) stays a parameter
+            # A type without a literal form (none of the compiler's so far) stays a parameter, and
+            # so does a text with a backslash: a dialect not connected yet doubles it, which a server
+            # with standard_conforming_strings (the default) would read as two.
+            if isinstance(element.value, str) and "\\" in element.value:
+                return None
             if element.type.literal_processor(dialect) is not None:
                 return element.render_literal_execute()
         return None
