@@ -169,9 +169,7 @@ def _script(statement: Statement) -> str:
     if isinstance(values, list):
 
         def written(found: re.Match[str]) -> str:
-            value = values[int(found.group(1)) - 1]
-            kind = found.group(2) or ("TIMESTAMPTZ" if hasattr(value, "isoformat") else "TEXT")
-            return f"CAST({_quoted(value)} AS {kind})"
+            return _written(values[int(found.group(1)) - 1], found.group(2))
 
         text = re.sub(r"\$(\d+)(?:::(\w+(?: WITH(?:OUT)? TIME ZONE)?))?", written, text)
     elif isinstance(values, dict):
@@ -185,8 +183,22 @@ def _script(statement: Statement) -> str:
     return text.strip() + ";\n"
 
 
+def _written(value: Any, kind: str | None) -> str:
+    """A value as SQL, cast to the placeholder's ``::type`` when it had one."""
+    if value is None:
+        shown = "NULL"
+    elif isinstance(value, bool):
+        shown = "TRUE" if value else "FALSE"
+    elif isinstance(value, int | float):
+        shown = repr(value)
+    else:
+        shown = _quoted(value)
+        kind = kind or ("TIMESTAMPTZ" if hasattr(value, "isoformat") else "TEXT")
+    return f"CAST({shown} AS {kind})" if kind else shown
+
+
 def _quoted(value: Any) -> str:
-    shown = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    shown = value.isoformat() if hasattr(value, "isoformat") else str(getattr(value, "value", value))
     return "'" + shown.replace("'", "''") + "'"
 
 
