@@ -243,6 +243,42 @@ query VersionPage($id: ID!) {
 }
 """
 
+# The per-version page as one statement, the database's own limit (benchmarks/pgcost.py): runs taken
+# per version with a LATERAL LIMIT 10 over ix_run_version_claimed, each run's results with LIMIT 50,
+# JSON built in PostgreSQL and fetched as text. Like RAW_DEEP_LEADERBOARD it leaves out what the graph
+# adds (the release rule, the race embargo, global ids: the problem's id is its UUID).
+RAW_VERSION_PAGE = """
+SELECT json_build_object(
+  'versionNumber', v.version_number,
+  'state', v.state,
+  'finalScore', v.final_score,
+  'agent', json_build_object('name', a.name, 'miner', json_build_object('hotkey', a.miner_hotkey)),
+  'runs', (
+    SELECT coalesce(json_agg(json_build_object(
+             'status', r.status, 'validatorScore', r.validator_score, 'claimedAt', r.claimed_at,
+             'validator', json_build_object('name', h.name, 'hotkey', r.validator_hotkey),
+             'problemResults', (
+               SELECT coalesce(json_agg(json_build_object(
+                        'status', p.status, 'score', p.score, 'problem', json_build_object('id', p.problem_id)
+                      ) ORDER BY p.updated_at, p.id), '[]'::json)
+               FROM (
+                 SELECT status, score, problem_id, updated_at, id FROM problemresult
+                 WHERE run_id = r.id ORDER BY updated_at, id LIMIT 50
+               ) p
+             )
+           ) ORDER BY r.claimed_at, r.id), '[]'::json)
+    FROM (
+      SELECT id, status, validator_score, claimed_at, validator_hotkey
+      FROM evaluationrun WHERE agent_version_id = v.id
+      ORDER BY claimed_at, id LIMIT 10
+    ) r
+    LEFT JOIN hotkey h ON h.ss58 = r.validator_hotkey
+  )
+)::text
+FROM agentversion v JOIN agent a ON a.id = v.agent_id
+WHERE v.id = %(id)s
+"""
+
 # PostGraphile's generated schema for the same question (runs by claim time, then primary key).
 PEER_VERSION_PAGE = """
 query VersionPage($id: UUID!) {

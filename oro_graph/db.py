@@ -51,6 +51,21 @@ statement_counter: contextvars.ContextVar[StatementCount | None] = contextvars.C
 reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("oro_reads", default=None)
 
 
+# Set on every PostgreSQL connection of the engine.
+SESSION_SETTINGS = {
+    # A compiled query (graphql/sqlcompile) is one statement whose estimated cost passes
+    # jit_above_cost while it runs in tens of milliseconds: JIT compiling it cost more than running
+    # it (the analyst runs page: 164 ms with JIT, 59 ms without).
+    "jit": "off",
+    # The data is in memory or on SSD, where a random page costs about what a sequential one does
+    # (the default, 4, is a spinning disk's). With 4 the planner read a version's runs by bitmap
+    # and sorted them, and joined hotkeys by scanning the table once per version; with 1.1 it walks
+    # the indexes (benchmarks/pgcost.py; the validator's claim, heartbeat and progress plans are
+    # the same either way).
+    "random_page_cost": "1.1",
+}
+
+
 def writes(fn: Callable[P, T]) -> Callable[P, T]:
     """Mark a service as writing, so ``run_db`` opens a write transaction for it."""
     fn.__oro_writes__ = True  # type: ignore[attr-defined]
@@ -96,12 +111,10 @@ def make_engine(url: str) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _no_jit(dbapi_conn: Any, _record: Any) -> None:
-            # A compiled query (graphql/sqlcompile) is one statement whose estimated cost passes
-            # jit_above_cost while it runs in tens of milliseconds: JIT compiling it cost more than
-            # running it (the analyst runs page: 164 ms with JIT, 59 ms without).
+        def _session_settings(dbapi_conn: Any, _record: Any) -> None:
             with dbapi_conn.cursor() as cursor:
-                cursor.execute("SET jit = off")
+                for name, value in SESSION_SETTINGS.items():
+                    cursor.execute(f"SET {name} = {value}")
             dbapi_conn.commit()
 
     @event.listens_for(engine, "before_cursor_execute")

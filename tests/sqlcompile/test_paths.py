@@ -8,12 +8,14 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Text, bindparam, event, literal_column, select
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph import db as db_module
-from oro_graph.graphql.sqlcompile import executor
+from oro_graph.graphql.sqlcompile import driver, executor, wire
+from oro_graph.graphql.sqlcompile.mapping import RELEASE_CUTOFF
 from oro_graph.runtime import Runtime
 from tests.factories import make_eligible, make_world, register, submit
 from tests.graphql.conftest import _client
@@ -136,3 +138,65 @@ def test_the_compiled_path_keeps_the_time_budget(
     answer = json.loads(_post(client, DEEP_LEADERBOARD, compiled=True))
     assert answer["data"] is None
     assert [e["extensions"]["code"] for e in answer["errors"]] == ["TIME_BUDGET_EXCEEDED"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_only_the_per_run_values_are_parameters_of_the_statement(
+    runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constants (limits, keys, the JSON text around the values) are written into the statement:
+    the deep leaderboard's one parameter is the release cutoff, whatever the clock."""
+    sent: list[driver.Prepared] = []
+    real = driver.run
+
+    def run(session: Session, prepared: driver.Prepared, params: dict[str, Any]) -> Any:
+        sent.append(prepared)
+        return real(session, prepared, params)
+
+    monkeypatch.setattr(driver, "run", run)
+    monkeypatch.setattr(executor, "PLANS", executor.Plans())
+    _post(_client(runtime, response_cache=False), DEEP_LEADERBOARD, compiled=True)
+    [prepared] = sent
+    assert prepared.order == (RELEASE_CUTOFF,)
+    assert prepared.sql.count("$1") == 1 and "$2" not in prepared.sql
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_statement_whose_placeholders_do_not_match_its_parameters_is_executed(
+    runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text with a placeholder no parameter fills is refused before it runs (it would bind the
+    wrong values or fail inside PostgreSQL): the executor answers, the same answer."""
+    client = _client(runtime, response_cache=False)
+    executed = _post(client, DEEP_LEADERBOARD, compiled=False)
+    real = driver._inlined
+
+    def stray(statement: Any, per_run: frozenset[str], dialect: Any) -> Any:
+        return real(statement, per_run, dialect).where(literal_column("$2") == literal_column("$2"))
+
+    refused: list[Exception] = []
+    real_answer = executor.answer
+
+    def answer(session: Session, bound: Any) -> Any:
+        try:
+            return real_answer(session, bound)
+        except driver.PlaceholderMismatch as exc:
+            refused.append(exc)
+            raise
+
+    monkeypatch.setattr(driver, "_inlined", stray)
+    monkeypatch.setattr(executor, "answer", answer)
+    monkeypatch.setattr(executor, "PLANS", executor.Plans())
+    assert _post(client, DEEP_LEADERBOARD, compiled=True) == executed
+    [error] = refused
+    assert "placeholders [1, 2] for 1 parameters" in str(error)
+
+
+def test_constants_are_written_into_the_text_and_a_backslash_stays_a_parameter() -> None:
+    statement = select(wire.concat(wire.text("{'a':"), wire.text("b\\c"), bindparam("run", type_=Text)))
+    prepared = driver.Prepared.of(statement, postgresql.dialect(), frozenset({"run"}))
+    assert "'{''a'':'" in prepared.sql  # written in, quote doubled
+    assert len(prepared.order) == 2 and "run" in prepared.order
+    assert sorted(prepared.values({"run": "x"})) == sorted(["b\\c", "x"])

@@ -35,10 +35,12 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
     not_,
+    null,
     select,
     true,
     type_coerce,
@@ -58,6 +60,7 @@ from oro_graph.graphql.sqlcompile.mapping import (
     VERSION,
     BoardSrc,
     Env,
+    KeyRow,
     Leaf,
     Many,
     One,
@@ -78,7 +81,6 @@ from oro_graph.services.pages import _beyond
 from oro_graph.services.suites import MAX_SUITE_ID
 
 ID_TYPE = GraphQLNonNull(GraphQLID)
-CONCAT_ARGUMENTS = 100  # PostgreSQL functions take at most 100 arguments
 
 
 @dataclass(frozen=True)
@@ -121,16 +123,7 @@ def _object(pairs: list[Any]) -> ColumnElement[Any]:
         key, value = pairs[i], pairs[i + 1]
         parts += [wire.text(("{" if i == 0 else ",") + json.dumps(key) + ":"), wire.json_text(value)]
     parts.append(wire.text("}"))
-    return type_coerce(_concat(parts), JSON)
-
-
-def _concat(parts: list[Any]) -> ColumnElement[str]:
-    """``concat`` of any number of parts: nested in chunks under PostgreSQL's argument limit."""
-    while len(parts) > CONCAT_ARGUMENTS:
-        parts = [
-            wire.concat(*parts[i : i + CONCAT_ARGUMENTS]) for i in range(0, len(parts), CONCAT_ARGUMENTS)
-        ]
-    return wire.concat(*parts)
+    return type_coerce(wire.concat(*parts), JSON)
 
 
 def _build(
@@ -144,7 +137,7 @@ def _build(
     for key, child, field in typed_fields(type_name, gql_type, node, env):
         name = child.name.value
         if name == "__typename":
-            pairs += [key, wire.text(type_name)]
+            pairs += [key, wire.json_constant(type_name)]
             continue
         spec = mapping.fields.get(name)
         if spec is None or field is None:
@@ -165,6 +158,18 @@ def _build(
 
 
 def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) -> ColumnElement[Any]:
+    if spec.key is not None:
+        parent_column, target_column = spec.key
+        try:
+            return _build(
+                spec.target, object_type(field), KeyRow({target_column: src.c[parent_column]}), node, env
+            )
+        except KeyError:  # a field reads more than the key
+            pass
+    if spec.row is not None:
+        row = spec.row(src)
+        built = _build(spec.target, object_type(field), row, node, env)
+        return type_coerce(case((spec.where(src, row, env), built), else_=null()), JSON)
     child = spec.table.alias()
     built = _build(spec.target, object_type(field), child, node, env)
     return (
@@ -201,7 +206,8 @@ def _connection(
     # answer that does not show them does not depend on them (``oro_graph.dependencies``).
     asked = node_fields(node, object_type(field), env)
     skipped = {column for name, column in spec.deferred.items() if name not in asked}
-    columns = [c for c in keyed.c if c.name not in skipped]
+    columns: list[Any] = [c for c in keyed.c if c.name not in skipped]
+    columns += [src.c[parent].label(name) for name, parent in spec.carried.items()]
     inner = _keyset_page(select(*columns), order, where, n).correlate_except(keyed).lateral()
     keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
     page = _Page(inner, inner, inner, keys, n, after is not None)
@@ -253,13 +259,14 @@ def _page_json(
         name = child.name.value
         aggregated |= name in {"edges", "pageInfo"}
         if name == "__typename":
-            value: Any = wire.text(connection_type.name)
+            value: Any = wire.json_constant(connection_type.name)
         elif name == "totalCount":
             value = total
         elif name == "edges" and child_field is not None:
             edge = _edge(target, page, cursor, child, object_type(child_field), env)
             items = func.string_agg(wire.json_text(edge), aggregate_order_by(wire.text(","), page.inner.c.rn))
-            value = type_coerce(wire.concat(wire.text("["), items.filter(shown), wire.text("]")), JSON)
+            shown_items = func.coalesce(items.filter(shown), wire.text(""))  # none on an empty page
+            value = type_coerce(wire.concat(wire.text("["), shown_items, wire.text("]")), JSON)
         elif name == "pageInfo" and child_field is not None:
             value = _page_info(page, cursor, child, object_type(child_field), env)
         else:
@@ -281,7 +288,7 @@ def _edge(
     for key, child, child_field in typed_fields(edge_type.name, edge_type, node, env):
         name = child.name.value
         if name == "__typename":
-            value: Any = wire.text(edge_type.name)
+            value: Any = wire.json_constant(edge_type.name)
         elif name == "cursor":
             value = cursor
         elif name == "node" and child_field is not None:
@@ -303,7 +310,7 @@ def _page_info(
     for key, child, _ in typed_fields(info_type.name, info_type, node, env):
         name = child.name.value
         if name == "__typename":
-            value: Any = wire.text(info_type.name)
+            value: Any = wire.json_constant(info_type.name)
         elif name == "hasNextPage":
             value = func.count() > page.n
         elif name == "hasPreviousPage":
@@ -326,7 +333,7 @@ def _root_field(
 ) -> ColumnElement[Any]:
     name = node.name.value
     if name == "__typename":
-        return wire.text(root.name)
+        return wire.json_constant(root.name)
     field = root.fields.get(name)
     if field is None:
         raise Decline

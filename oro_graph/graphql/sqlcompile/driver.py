@@ -4,8 +4,9 @@ Through ``Session.execute`` every run of a plan paid SQLAlchemy's execution (cac
 processing) and psycopg's conversion of ``%(name)s`` placeholders, which it does not cache for a
 statement this long (over 4 KB or 50 parameters): scanning the deep leaderboard's text took an
 eighth of the server's CPU for that request once the plan itself was reused. Here the statement is
-compiled once with ``$n`` placeholders (``Prepared``) and each run hands psycopg the values in order
-through a ``RawCursor`` (no scanning), prepared on first use on each connection.
+compiled once with its constants written in and ``$n`` placeholders for the values each run computes
+(``Prepared``, ``_inlined``), and each run hands psycopg those values in order through a
+``RawCursor`` (no scanning), prepared on first use on each connection.
 
 SQLAlchemy's cursor events still fire around the run, with the compiled statement as their
 context: what ``Database`` learns from them (the tables and columns the statement reads, for the
@@ -16,13 +17,15 @@ transaction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 
@@ -39,14 +42,10 @@ class Prepared:
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect, per_run: frozenset[str]) -> Prepared:
         numbered = type(dialect)(paramstyle="numeric_dollar")  # type: ignore[call-arg]
-        # An IN over a constant set (a status set) is an expanding parameter: written out here, one
-        # placeholder per value, as SQLAlchemy does at execution.
-        # (Writing them out asks every parameter for a value: the per-run ones get a stand-in, which
-        # stays a placeholder in the text.)
-        compiled = statement.compile(dialect=numbered)
-        if compiled.post_compile_params:
-            standing = statement.params({name: None for name in per_run})
-            compiled = standing.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
+        # Writing the constants out asks every parameter for a value: the per-run ones get a
+        # stand-in, and stay placeholders in the text.
+        inlined = _inlined(statement, per_run, numbered).params({name: None for name in per_run})
+        compiled = inlined.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
         processors: dict[str, Any] = dict(compiled._bind_processors)
         constants = {}
         for name, value in compiled.params.items():
@@ -54,6 +53,7 @@ class Prepared:
                 processor = processors.get(name)
                 constants[name] = processor(value) if processor is not None else value
         order = tuple(compiled.positiontup or ())
+        _check_placeholders(compiled.string, order)
         return cls(
             compiled.string,
             order,
@@ -89,3 +89,44 @@ def run(session: Session, prepared: Prepared, params: dict[str, Any]) -> tuple[A
         cursor.execute(prepared.sql, values, prepare=True)
         events.after_cursor_execute(connection, cursor, prepared.sql, values, context, False)
         return cursor.fetchone()
+
+
+def _inlined(statement: Select[Any], per_run: frozenset[str], dialect: Dialect) -> Select[Any]:
+    """The statement with every constant (keys, limits, the JSON text around the values, an IN over
+    a status set) written into its text as a literal: only the per-run parameters stay ``$n``.
+
+    As parameters, the constants were converted, sent and bound at every run, and the generic plan
+    PostgreSQL settles on after five runs knew none of them (a ``LIMIT $n`` is planned as a guess).
+    The deep leaderboard went from 69 parameters to 1 (the release cutoff).
+    """
+
+    def literal(element: Any, **kw: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key not in per_run:
+            # A type without a literal form (none of the compiler's so far) stays a parameter, and
+            # so does a text with a backslash: a dialect not connected yet doubles it, which a server
+            # with standard_conforming_strings (the default) would read as two.
+            if isinstance(element.value, str) and "\\" in element.value:
+                return None
+            if element.type.literal_processor(dialect) is not None:
+                return element.render_literal_execute()
+        return None
+
+    return cast(Select[Any], visitors.replacement_traverse(statement, {}, literal))
+
+
+class PlaceholderMismatch(ValueError):
+    """The statement's text and its parameters disagree: running it would bind values to the wrong
+    placeholders (or fail inside PostgreSQL with a message naming neither). The executor answers."""
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'")  # a literal's text, where a "$1" is no placeholder
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _check_placeholders(sql: str, order: tuple[str, ...]) -> None:
+    found = {int(n) for n in _PLACEHOLDER.findall(_QUOTED.sub("", sql))}
+    expected = set(range(1, len(order) + 1))
+    if found != expected:
+        raise PlaceholderMismatch(
+            f"compiled statement has placeholders {sorted(found)} for {len(order)} parameters {list(order)}"
+        )

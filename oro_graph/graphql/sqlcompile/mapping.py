@@ -73,6 +73,38 @@ class One:
     target: str
     table: Table
     where: Where
+    # (parent column, target column) when the parent's column is a non-null foreign key to the
+    # target's: a selection that reads only that column (a problem's id) is built from the parent's
+    # row, without reading the target's (``KeyRow``).
+    key: tuple[str, str] | None = None
+    # The parent's own copy of the target's row, when it has one (a board entry's version): the
+    # object is built over it, shown when ``where`` holds of it, without reading the row again.
+    row: Callable[[Src], Any] | None = None
+
+
+class KeyRow:
+    """A target row of which only its key is known (``One.key``): reading any other column raises
+    ``KeyError``, and the row is read after all."""
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.c = _Columns(columns)
+
+
+class _Columns:
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self._columns = columns
+
+    def __getitem__(self, name: str) -> Any:
+        return self._columns[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns
 
 
 @dataclass(frozen=True)
@@ -88,6 +120,9 @@ class Many:
     # Columns left out of the page unless their field is asked for: ones every heartbeat sets
     # (``services.pages.RUN_LIVENESS``), so that an answer that does not show them outlives heartbeats.
     deferred: dict[str, str] = field(default_factory=dict)
+    # The parent's columns each page row carries (name on the row -> the parent's column), for fields
+    # that would otherwise look the parent up again, once per row (a result's score and its run's race).
+    carried: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,10 +169,16 @@ def _run_score(name: str) -> Leaf:
     return Leaf(lambda t, env: races.disclosed_sql(wire.float_json(t.c[name]), t.c.race_id))
 
 
+RUN_RACE = "run_race_id"  # a problem result's run's race, carried by the run's ``problemResults``
+
+
 def _result_score(name: str) -> Leaf:
     """A problem result's score: embargoed with its run's (the run's race decides)."""
 
     def build(t: Any, env: Env) -> ColumnElement[Any]:
+        if RUN_RACE in t.c:
+            carried: ColumnElement[Any] = races.disclosed_sql(wire.float_json(t.c[name]), t.c[RUN_RACE])
+            return carried
         run = RUN.alias()
         shown = races.disclosed_sql(wire.float_json(t.c[name]), run.c.race_id)
         return select(shown).where(run.c.id == t.c.run_id).correlate_except(run).scalar_subquery()
@@ -201,7 +242,12 @@ TYPES: dict[str, TypeMap] = {
                 "name": _c("name"),
                 "minerHotkey": _c("miner_hotkey"),
                 "createdAt": _c("created_at", DATETIME),
-                "miner": One("Miner", MINER, lambda p, c, env: c.c.hotkey == p.c.miner_hotkey),
+                "miner": One(
+                    "Miner",
+                    MINER,
+                    lambda p, c, env: c.c.hotkey == p.c.miner_hotkey,
+                    key=("miner_hotkey", "hotkey"),
+                ),
                 "versions": Many(
                     "AgentVersion",
                     VERSION,
@@ -263,6 +309,7 @@ TYPES: dict[str, TypeMap] = {
                     lambda p, c, env: c.c.run_id == p.c.id,
                     (("updated_at", False, wire.DATETIME), ("id", False, wire.UUID)),
                     "result.updated_at",
+                    carried={RUN_RACE: "race_id"},
                 ),
             },
         ),
@@ -279,7 +326,9 @@ TYPES: dict[str, TypeMap] = {
                 "inferenceFailureCount": _c("inference_failure_count"),
                 "inferenceTotal": _c("inference_total"),
                 "updatedAt": _c("updated_at", DATETIME),
-                "problem": One("Problem", PROBLEM, lambda p, c, env: c.c.id == p.c.problem_id),
+                "problem": One(
+                    "Problem", PROBLEM, lambda p, c, env: c.c.id == p.c.problem_id, key=("problem_id", "id")
+                ),
                 "run": One("EvaluationRun", RUN, lambda p, c, env: c.c.id == p.c.run_id),
             },
         ),
@@ -353,7 +402,10 @@ TYPES["LeaderboardEntry"] = TypeMap(
         "wasTop": Leaf(_was_top),
         "topAt": Leaf(_top_at, DATETIME),
         "agentVersion": One(
-            "AgentVersion", VERSION, lambda s, c, env: (c.c.id == s.version.c.id) & released(c, env)
+            "AgentVersion",
+            VERSION,
+            lambda s, c, env: (c.c.id == s.version.c.id) & released(c, env),
+            row=lambda s: s.version,
         ),
     },
 )

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import json
 from contextvars import ContextVar
+from functools import reduce
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Text, case, cast, func, literal
+from sqlalchemy import JSON, BigInteger, Float, Text, case, cast, func, literal, null, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 
 def text(value: str) -> ColumnElement[str]:
-    """A constant as a typed parameter (an untyped one is refused inside ``json_build_object``)."""
-    return cast(literal(value), Text)
+    """A constant text, written into the statement as a literal by ``driver`` (no cast: ``||``,
+    ``coalesce`` and ``CASE`` take it as text; only ``to_json`` would not, see ``json_constant``)."""
+    return literal(value, Text)
+
+
+def json_constant(value: Any) -> ColumnElement[Any]:
+    """A constant's JSON text, written once here rather than by ``to_json`` on every row."""
+    # (the cast keeps the literal text: ``type_coerce`` would make the literal itself a JSON one)
+    return type_coerce(cast(text(json.dumps(value, separators=(",", ":"))), Text), JSON)
 
 
 def concat(*parts: Any) -> ColumnElement[str]:
-    return func.concat(*parts)
+    """``a || b || ...`` of any number of parts, none of them null (``||`` gives null where
+    ``concat()`` skips a null): one operator per part, without ``concat()``'s 100-argument bound."""
+    return reduce(lambda joined, part: joined.concat(part), parts[1:], type_coerce(parts[0], Text))
 
 
 def json_text(value: Any) -> ColumnElement[str]:
@@ -41,7 +51,8 @@ def float_text(value: Any) -> ColumnElement[str]:
 
 
 def float_json(value: Any) -> ColumnElement[Any]:
-    return cast(float_text(value), JSON)
+    """The float as JSON text; typed JSON without a cast (which would parse the text on every row)."""
+    return type_coerce(float_text(value), JSON)
 
 
 def iso_text(instant: Any) -> ColumnElement[str]:
@@ -53,7 +64,9 @@ def iso_text(instant: Any) -> ColumnElement[str]:
 
 
 def iso_json(instant: Any) -> ColumnElement[Any]:
-    return case((instant.is_(None), cast(literal(None), JSON)), else_=func.to_json(iso_text(instant)))
+    """The instant as a JSON string (its text has nothing to escape), typed JSON without a cast."""
+    quoted = concat(text('"'), iso_text(instant), text('"'))
+    return type_coerce(case((instant.is_(None), null()), else_=quoted), JSON)
 
 
 def _one_line_base64(raw: Any) -> ColumnElement[str]:
