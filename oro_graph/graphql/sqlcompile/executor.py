@@ -72,8 +72,9 @@ REQUESTED: ContextVar[DocumentKey | None] = ContextVar("oro_compiled_requested",
 TRIED: ContextVar[bool] = ContextVar("oro_compiled_tried", default=False)
 
 
-def document_key(source: str, operation_name: str | None, settings: Any) -> DocumentKey:
-    return (canonical(source), operation_name, settings.code_release_delay_seconds)
+def document_key(form: str, operation_name: str | None, settings: Any) -> DocumentKey:
+    """The key of a document by its canonical form (``edge.lexical.canonical``)."""
+    return (form, operation_name, settings.code_release_delay_seconds)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def plan(executor: Any) -> Bound | None:
     settings = runtime.settings
     source = operation.loc.source.body if operation.loc is not None else None
     name = operation.name.value if operation.name else None
-    document = document_key(source, name, settings) if source is not None else None
+    document = document_key(canonical(source), name, settings) if source is not None else None
     found, compiled = PLANS.get(document, variables) if document is not None else (False, None)
     if not found:
         env = Env(variables=variables, fragments=executor.fragment_definitions, now=now, settings=settings)

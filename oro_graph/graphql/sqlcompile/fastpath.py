@@ -26,6 +26,7 @@ from graphql import GraphQLSchema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.edge.deadline import REQUEST_DEADLINE
+from oro_graph.edge.lexical import canonical
 from oro_graph.edge.request import EdgeRequest, is_json, reply
 from oro_graph.graphql.sqlcompile import executor, wire
 from oro_graph.observability import record_operation
@@ -68,7 +69,8 @@ class CompiledAnswers:
             await self.app(scope, receive, send)
             return
         try:
-            requested = executor.document_key(admitted.query, name, self.runtime.settings)
+            form = admitted.canonical or canonical(admitted.query)  # the gate's, when it made it
+            requested = executor.document_key(form, name, self.runtime.settings)
             found = executor.known_plan(self.schema, requested, variables)
         except Exception:  # looking a plan up must never cost an answer: the view gives it
             log.exception("looking up a compiled plan failed; executing instead")
