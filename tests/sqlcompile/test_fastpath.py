@@ -104,3 +104,12 @@ def test_a_failing_plan_lookup_goes_on_to_the_view(
     before = fast.answered
     assert answered(world, DEEP_LEADERBOARD)[2] == world.post(DEEP_LEADERBOARD, compiled=False)
     assert fast.answered == before
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "multipart/mixed;subscriptionSpec=1.0"])
+def test_a_stream_goes_on_to_the_view(world: Graph, built: list[str], accept: str) -> None:
+    fast = fast_path(world)
+    answered(world, DEEP_LEADERBOARD)
+    before = fast.answered
+    world.client.post("/graphql", json={"query": DEEP_LEADERBOARD}, headers={"accept": accept})
+    assert fast.answered == before

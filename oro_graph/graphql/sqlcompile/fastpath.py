@@ -8,8 +8,9 @@ form and the operation's name) is answered by binding its variables and running 
 JSON text spliced into the body as the view writes it, with the cost the gate admitted it at as the
 view's ``extensions``. Anything else goes on unchanged: a document not planned yet (the executor
 plans it and records it for the next request), one the compiler declines, a batch, a signed
-request, debug mode (answers carry SQL counts), SQLite; and so does a statement that declines (its
-``ok`` false) or fails, to the executor, which then answers without running it again (``TRIED``).
+request, a stream (``Accept``), debug mode (answers carry SQL counts), SQLite; and so does a
+statement that declines (its ``ok`` false) or fails, to the executor, which then answers without
+running it again (``TRIED``).
 
 It sits inside the response cache (``edge.graphcache``) and the read slots (``edge.capacity``): the
 cache keeps this answer under what its statement read like any other, and an execution here holds
@@ -54,7 +55,7 @@ class CompiledAnswers:
             or self.runtime.db.is_sqlite
             or self.runtime.settings.graphql_debug
             or not is_json(scope)
-            or any(name == b"x-signature" for name, _ in scope["headers"])
+            or not _plain(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -115,3 +116,14 @@ class CompiledAnswers:
             return None
         finally:
             wire.SPLICED.reset(spliced)
+
+
+def _plain(scope: Scope) -> bool:
+    """An unsigned request for a JSON answer: not one of Strawberry's streams (multipart or SSE,
+    chosen by ``Accept``), whose answers are written otherwise."""
+    for name, value in scope["headers"]:
+        if name == b"x-signature":
+            return False
+        if name == b"accept" and (b"multipart/" in value or b"text/event-stream" in value):
+            return False
+    return True
