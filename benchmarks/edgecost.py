@@ -5,9 +5,11 @@ Throughput on a shared machine is noise; CPU seconds a server process spends per
 this checkout, warms each request, then sends it ``--requests`` times over 8 keep-alive connections
 and reads the process's utime+stime (``/proc/PID/stat``, its threads included) before and after.
 It prints milliseconds of server CPU per request for: a cached GraphQL answer (the deep
-leaderboard), a cached per-version page, ``/health`` (one ``SELECT 1``) and the cached REST
-leaderboard. ``--rounds`` repeats each and keeps the lowest (interference only ever adds CPU);
-``--compare ../other-checkout`` serves that checkout too and measures the two in turns.
+leaderboard), a cached per-version page, the same two uncached (a new comment on every request, as
+the harness' ``graphql_uncached`` does: no response cache can answer it, so the edge, the executor
+and the statement run every time), ``/health`` (one ``SELECT 1``) and the cached REST leaderboard.
+``--rounds`` repeats each and keeps the lowest (interference only ever adds CPU); ``--compare
+../other-checkout`` serves that checkout too and measures the two in turns.
 
 Uses ``BENCH_DB_PREFIX``/``BENCH_REDIS_URL``/``BENCH_PORT_BASE`` like the harness (port base + 7).
 """
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +33,12 @@ from benchmarks.loadgen import HttpConnection, build_request
 from benchmarks.servers import cpu_seconds, start_ours, stop
 
 CONCURRENCY = 8
+UNIQUE = itertools.count()  # the uncached requests' comments: never the same twice in a run
+
+Request = Callable[[], bytes]  # the next request's bytes
 
 
-def requests(port: int, version_id: str) -> dict[str, bytes]:
+def requests(port: int, version_id: str) -> dict[str, Request]:
     spec = {"host": "127.0.0.1", "port": port}
 
     def post(document: str, variables: dict[str, Any] | None = None) -> bytes:
@@ -40,16 +47,24 @@ def requests(port: int, version_id: str) -> dict[str, bytes]:
             body["variables"] = variables
         return build_request({**spec, "path": "/graphql", "method": "POST"}, json.dumps(body).encode())
 
+    def same(raw: bytes) -> Request:
+        return lambda: raw
+
+    def uncached(document: str, variables: dict[str, Any] | None = None) -> Request:
+        return lambda: post(f"# edgecost {os.getpid()}-{next(UNIQUE)}\n{document}", variables)
+
     return {
-        "graphql cached (deep leaderboard)": post(queries.DEEP_LEADERBOARD),
-        "graphql cached (version page)": post(queries.VERSION_PAGE, {"id": version_id}),
-        "/health": build_request({**spec, "path": "/health"}, None),
-        "REST cached leaderboard": build_request({**spec, "path": queries.REST_LEADERBOARD}, None),
+        "graphql cached (deep leaderboard)": same(post(queries.DEEP_LEADERBOARD)),
+        "graphql cached (version page)": same(post(queries.VERSION_PAGE, {"id": version_id})),
+        "graphql uncached (deep leaderboard)": uncached(queries.DEEP_LEADERBOARD),
+        "graphql uncached (version page)": uncached(queries.VERSION_PAGE, {"id": version_id}),
+        "/health": same(build_request({**spec, "path": "/health"}, None)),
+        "REST cached leaderboard": same(build_request({**spec, "path": queries.REST_LEADERBOARD}, None)),
     }
 
 
-async def drive(port: int, raw: bytes, count: int) -> int:
-    """Send ``raw`` ``count`` times over CONCURRENCY connections; the number of non-200 answers."""
+async def drive(port: int, request: Request, count: int) -> int:
+    """Send ``count`` requests over CONCURRENCY connections; the number of non-200 answers."""
     left = [count]
     bad = [0]
 
@@ -58,7 +73,7 @@ async def drive(port: int, raw: bytes, count: int) -> int:
         try:
             while left[0] > 0:
                 left[0] -= 1
-                status, _ = await conn.request(raw)
+                status, _ = await conn.request(request())
                 if status != 200:
                     bad[0] += 1
         finally:
@@ -68,11 +83,11 @@ async def drive(port: int, raw: bytes, count: int) -> int:
     return bad[0]
 
 
-def measure(pid: int, port: int, raw: bytes, count: int) -> tuple[float, float, int]:
+def measure(pid: int, port: int, request: Request, count: int) -> tuple[float, float, int]:
     """(ms of server CPU per request, requests/s, non-200 answers) for ``count`` requests."""
     before = cpu_seconds(pid)
     started = time.perf_counter()
-    bad = asyncio.run(drive(port, raw, count))
+    bad = asyncio.run(drive(port, request, count))
     wall = time.perf_counter() - started
     after = cpu_seconds(pid)
     assert before is not None and after is not None
@@ -118,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             found: dict[str, list[tuple[float, float, int]]] = {c: [] for c in checkouts}
             for _checkout, port, _server in servers:
-                raw = requests(port, str(row[0]))[name]
-                asyncio.run(drive(port, raw, 200))  # warm: cache filled, code paths imported
+                request = requests(port, str(row[0]))[name]
+                asyncio.run(drive(port, request, 200))  # warm: cache filled, code paths imported
             for _ in range(args.rounds):
                 for checkout, port, server in servers:
-                    raw = requests(port, str(row[0]))[name]
-                    found[checkout].append(measure(server.process.pid, port, raw, args.requests))
+                    request = requests(port, str(row[0]))[name]
+                    found[checkout].append(measure(server.process.pid, port, request, args.requests))
             line = f"{name:36s}"
             for checkout in checkouts:
                 ms, rps, bad = min(found[checkout])

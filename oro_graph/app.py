@@ -21,6 +21,7 @@ from oro_graph import __version__, edge, web
 from oro_graph.errors import FileTooLarge
 from oro_graph.graphql import install as install_graphql
 from oro_graph.graphql.schema import schema
+from oro_graph.graphql.sqlcompile.fastpath import CompiledAnswers
 from oro_graph.graphql.stream import GraphQLSSE
 from oro_graph.health import deep_check
 from oro_graph.migrations import upgrade
@@ -178,7 +179,7 @@ def create_app(
     install_rest(app, runtime)
     web.install(app, runtime)
     # Every layer in front of the routers, in order; the gate judges documents against the graph's schema.
-    edge.install(app, runtime, schema=schema._schema, streams=GraphQLSSE)
+    edge.install(app, runtime, schema=schema._schema, streams=GraphQLSSE, compiled=CompiledAnswers)
     return app
 
 

@@ -19,7 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InvalidatePoolError, OperationalError
 from sqlmodel import Session, create_engine
 
 from oro_graph import dependencies
@@ -29,6 +29,9 @@ from oro_graph.threads import to_thread
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# A pooled connection used this recently is not pinged before its next use (``_ping_after_idle``).
+PING_AFTER_IDLE_SECONDS = 1.0
 
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("oro_sqlite_immediate", default=False)
 
@@ -103,12 +106,13 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(
             url,
-            pool_pre_ping=True,
+            pool_pre_ping=False,  # only after idling (_ping_after_idle)
             pool_size=10,
             max_overflow=20,
             pool_timeout=10,
             connect_args={"connect_timeout": 5},
         )
+        _ping_after_idle(engine)
 
         @event.listens_for(engine, "connect")
         def _session_settings(dbapi_conn: Any, _record: Any) -> None:
@@ -143,6 +147,34 @@ def make_engine(url: str) -> Engine:
                 counter.seconds += time.perf_counter() - starts.pop()
 
     return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection before its use only when it sat idle ``PING_AFTER_IDLE_SECONDS``.
+
+    ``pool_pre_ping`` pinged before every use: one more round trip to PostgreSQL per service call
+    (per cache miss of the graph), for connections used a few milliseconds before. A connection
+    the server dropped while it sat in the pool (a restart, an idle timeout) is still found before
+    use: the ping fails, the pool drops every connection older than it (they are as dead) and hands
+    out a fresh one, as ``pool_pre_ping`` did."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(dbapi_conn: Any, record: Any) -> None:
+        if record is not None and dbapi_conn is not None:
+            record.info["oro_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("oro_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # a fresh connection, or one used just now
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                raise InvalidatePoolError() from exc  # the pool reconnects (and drops the older ones)
+            raise
 
 
 class Database:

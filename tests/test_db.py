@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import psycopg
 import pytest
 from sqlalchemy import text
 
+from oro_graph import db as db_module
 from oro_graph.db import Database
 from oro_graph.errors import ServiceUnavailable
 
@@ -20,3 +24,42 @@ def test_a_connection_lost_mid_transaction_is_service_unavailable(db: Database) 
     # and the pool hands out working connections afterwards
     with db.session() as session:
         assert session.execute(text("SELECT 1")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_connection_is_pinged_only_after_idling(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    pings: list[object] = []
+    real = db.engine.dialect.do_ping
+
+    def ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", ping)
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.2)
+    for _ in range(3):  # used just now: no round trip before the statement
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+    assert pings == []
+    time.sleep(0.3)
+    with db.session() as session:
+        session.execute(text("SELECT 1"))
+    assert len(pings) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart of the server (here: every pooled connection terminated) costs no request an error."""
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.2)
+    with db.session() as first, db.session() as second:  # two pooled connections
+        pids = [s.execute(text("SELECT pg_backend_pid()")).scalar_one() for s in (first, second)]
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as other:  # not the pool's
+        for pid in pids:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.3)
+    for _ in range(3):
+        with db.session() as session:
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() not in pids

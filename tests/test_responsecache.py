@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis
+from starlette.types import Message
 
-from oro_graph import dataversion
+from oro_graph import dataversion, db
 from oro_graph.dataversion import DataVersion
 from oro_graph.edge import responsecache
 from oro_graph.edge.responsecache import Entry, ResponseCache
@@ -50,3 +53,57 @@ def test_shared_answers_expire_in_redis_with_the_ttl(redis_url: str) -> None:
     shared = other.get("k", snapshot)
     assert shared is not None and shared.body == b"x" * 10 and shared.expires <= time.monotonic() + 30.0
     client.delete(key)
+
+
+def _miss(cache: ResponseCache, app: Any) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    asyncio.run(cache.answer(app, scope, receive, send, "k", lambda _: True))
+    return sent
+
+
+async def _answering(scope: Any, receive: Any, send: Any) -> None:
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def test_a_miss_keeps_its_answer_under_the_versions_it_looked_up_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version = DataVersion()
+    cache = ResponseCache(version, ttl=30.0)
+    reads: list[object] = []
+    real = version.snapshot
+
+    def snapshot() -> Any:
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(version, "snapshot", snapshot)
+    _miss(cache, _answering)
+    assert len(reads) == 2  # the lookup's, and again once the key was claimed: not a third time to compute
+    assert cache.get("k", real()) is not None and cache.executions == 1
+
+
+def test_an_answer_computed_while_a_write_lands_is_never_served() -> None:
+    version = DataVersion()
+    cache = ResponseCache(version, ttl=30.0)
+
+    async def writing(scope: Any, receive: Any, send: Any) -> None:
+        reading = db.reads.get()
+        assert reading is not None
+        reading.add("agent")  # the answer reads a table
+        version.bump(["agent"])  # and a write to it commits while the answer is computed
+        await _answering(scope, receive, send)
+
+    _miss(cache, writing)
+    snapshot = version.snapshot()
+    assert snapshot is not None and cache.get("k", snapshot) is None

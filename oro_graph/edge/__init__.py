@@ -25,12 +25,20 @@ if TYPE_CHECKING:
     from oro_graph.runtime import Runtime
 
 
-def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: type[Any]) -> None:
+def install(
+    app: FastAPI,
+    runtime: Runtime,
+    *,
+    schema: GraphQLSchema,
+    streams: type[Any],
+    compiled: type[Any] | None = None,
+) -> None:
     """Install the layers every request passes, in order: the first listed sees a request first and
     its answer last. Nothing else adds middleware to the app.
 
-    ``schema`` is the graph's (the gate judges documents against it) and ``streams`` its graphql-sse
-    middleware: the app passes them, so the edge never imports the adapters."""
+    ``schema`` is the graph's (the gate judges documents against it), ``streams`` its graphql-sse
+    middleware and ``compiled`` the layer answering compiled queries without the graph's view
+    (``graphql.sqlcompile.fastpath``): the app passes them, so the edge never imports the adapters."""
     from oro_graph.edge.apq import PersistedQueries, QueryStore
     from oro_graph.edge.capacity import CapacityGate, WriteLane, lanes_for
     from oro_graph.edge.gate import LimitGate, Verdicts
@@ -112,6 +120,9 @@ def install(app: FastAPI, runtime: Runtime, *, schema: GraphQLSchema, streams: t
         # Graph executions take a read slot (or wait in a bounded line, or get a 503): innermost, so a
         # cached answer or a refusal takes none.
         (CapacityGate, {"lanes": lanes}),
+        # A query the compiler has a plan for, answered by its statement without the graph's view:
+        # inside the caches and the read slots, so it replaces only the execution of a miss.
+        (compiled, {"runtime": runtime, "schema": schema}) if compiled is not None else None,
     ]
     for layer in reversed(layers):  # Starlette runs the middleware added last first
         if layer is not None:

@@ -31,6 +31,14 @@ the budget it is a 429 in the GraphQL shape, before anything runs. Small request
 remembered by a digest of their bytes with their verdict, so a repeated query (a cached
 leaderboard read) skips the rules but not the charge; small requests refused are remembered with
 their answer, so a flood of one abusive document costs a hash per request.
+
+An admitted operation whose document is small (``limits.CACHED_DOCUMENT_CHARS``) and holds no string
+literal is remembered by its canonical form (``lexical.canonical``) with its variables and operation
+name instead (``memo_key``): a copy that differs by a comment or its layout (a client's build stamp,
+every request of the uncached benchmark) has the same tokens, so the same verdict, and is neither
+lexed, parsed nor costed again. Without a ``"`` the canonical form cannot mistake a string for
+tokens, so a copy that would not lex has another form; refusals, whose errors carry locations, stay
+keyed by the bytes.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oro_graph.edge import limits
 from oro_graph.edge.cost import Cost
 from oro_graph.edge.deadline import REQUEST_DEADLINE, Deadline
+from oro_graph.edge.lexical import canonical
 from oro_graph.edge.ratelimit import RateLimits, graphql_refusal
 from oro_graph.edge.request import Admission, EdgeRequest, is_json, read_body, reply
 from oro_graph.settings import GraphQLLimits
@@ -100,7 +109,8 @@ class Verdicts:
             return None, receive
         if len(raw) > REMEMBERED_BYTES:
             return None, receive
-        verdict = self.admitted.get(hashlib.blake2b(raw, digest_size=16).digest())
+        payload = state.payload if scope["method"] == "POST" else None
+        verdict = self.admitted.get(memo_key(raw, payload)[0])
         if verdict is None or verdict.answer is not None:
             return None, receive
         return verdict.cost, receive
@@ -149,20 +159,26 @@ class LimitGate:
             await self.app(scope, receive, send)
             return
         # Only small requests are remembered: hashing a large body would cost more than judging it again.
-        digest = hashlib.blake2b(raw, digest_size=16).digest() if len(raw) <= REMEMBERED_BYTES else None
-        verdict = _recalled(self._refused, digest) or _recalled(self._admitted, digest)
+        small = len(raw) <= REMEMBERED_BYTES
+        digest = hashlib.blake2b(raw, digest_size=16).digest() if small else None
+        admitted, form = (
+            memo_key(raw, payload if scope["method"] == "POST" else None) if small else (None, None)
+        )
+        verdict = _recalled(self._refused, digest) or _recalled(self._admitted, admitted)
         documents: list[DocumentNode | None] = []
         if verdict is None:
             verdict, documents = self._judge(payload)
-            if digest is not None:
-                _remember(self._admitted if verdict.answer is None else self._refused, digest, verdict)
+            if verdict.answer is None and admitted is not None:
+                _remember(self._admitted, admitted, verdict)
+            elif verdict.answer is not None and digest is not None:
+                _remember(self._refused, digest, verdict)
         if verdict.answer is not None:
             await reply(send, verdict.answer)
             return
         if not await self._charged(state, send, verdict.cost):
             return
         state.cost = verdict.cost
-        state.admitted = _admitted(payload, verdict.costs, documents)
+        state.admitted = _admitted(payload, verdict.costs, documents, form)
         if self.time_budget is None:
             await self.app(scope, receive, send)
             return
@@ -274,14 +290,31 @@ def _remember(memo: OrderedDict[bytes, Verdict], digest: bytes, verdict: Verdict
         memo.popitem(last=False)
 
 
+def memo_key(raw: bytes, payload: Any) -> tuple[bytes, str | None]:
+    """What an admitted request is remembered by (module docstring), and its document's canonical
+    form when that is what it is remembered by: a digest of the operation's canonical form,
+    variables and name for one operation (a JSON POST) whose document is small and holds no string
+    literal, else of its bytes."""
+    query = payload.get("query") if isinstance(payload, dict) else None
+    if not isinstance(query, str) or len(query) > limits.CACHED_DOCUMENT_CHARS or '"' in query:
+        return hashlib.blake2b(raw, digest_size=16).digest(), None
+    form = canonical(query)
+    material = json.dumps([form, payload.get("variables"), payload.get("operationName")], sort_keys=True)
+    return hashlib.blake2b(b"canonical\0" + material.encode(), digest_size=16).digest(), form
+
+
 def _admitted(
-    payload: Any, costs: tuple[Cost | None, ...], documents: list[DocumentNode | None]
+    payload: Any,
+    costs: tuple[Cost | None, ...],
+    documents: list[DocumentNode | None],
+    form: str | None,
 ) -> list[Admission]:
-    """The verdict on each admitted operation, for the schema's ``Limits`` extension."""
+    """The verdict on each admitted operation, for the schema's ``Limits`` extension (and the
+    canonical form of a single operation's document, when the gate has it)."""
     operations = payload if isinstance(payload, list) else [payload]
     documents = documents or [None] * len(costs)
     return [
-        Admission(op["query"], op.get("operationName"), op.get("variables"), document, cost)
+        Admission(op["query"], op.get("operationName"), op.get("variables"), document, cost, form)
         for op, cost, document in zip(operations, costs, documents, strict=False)
         if cost is not None
     ]

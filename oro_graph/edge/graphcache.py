@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oro_graph.dataversion import DataVersion
 from oro_graph.edge import limits
-from oro_graph.edge.request import EdgeRequest, is_json, read_body
+from oro_graph.edge.request import Admission, EdgeRequest, is_json, read_body
 from oro_graph.edge.responsecache import MAX_ENTRIES, ResponseCache
 from oro_graph.observability import record_operation
 
@@ -37,31 +37,45 @@ class QueryCache(ResponseCache):
         # (document hash, operationName) -> (is a cacheable query, the operation's name)
         self._kinds: OrderedDict[tuple[str, str | None], tuple[bool, str | None]] = OrderedDict()
 
-    def is_query(self, document: str, operation: str | None) -> bool:
-        return self._kind(document, operation)[0]
+    def is_query(self, document: str, operation: str | None, admitted: Admission | None = None) -> bool:
+        return self._kind(document, operation, admitted)[0]
 
-    def operation_name(self, document: str, operation: str | None) -> str | None:
+    def operation_name(
+        self, document: str, operation: str | None, admitted: Admission | None = None
+    ) -> str | None:
         """The name the operation is counted under (as Strawberry names an executed one)."""
-        return self._kind(document, operation)[1]
+        return self._kind(document, operation, admitted)[1]
 
-    def _kind(self, document: str, operation: str | None) -> tuple[bool, str | None]:
-        key = (hashlib.sha256(document.encode()).hexdigest(), operation)
+    def _kind(
+        self, document: str, operation: str | None, admitted: Admission | None
+    ) -> tuple[bool, str | None]:
+        """Known by the document's canonical form when the gate made it (a copy by comment has the
+        same tokens: the same kind), else by its text; judged on the gate's parse when it has one."""
+        form = admitted.canonical if admitted is not None else None
+        key = ("canonical:" + form if form is not None else _digest(document), operation)
         known = self._kinds.get(key)
         if known is None:
-            known = _kind(document, operation, self.max_tokens)
+            parsed = admitted.document if admitted is not None else None
+            known = _kind(document, operation, self.max_tokens, parsed)
             self._kinds[key] = known
             if len(self._kinds) > MAX_ENTRIES:
                 self._kinds.popitem(last=False)
         return known
 
 
-def _kind(document: str, operation: str | None, max_tokens: int) -> tuple[bool, str | None]:
+def _digest(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def _kind(
+    document: str, operation: str | None, max_tokens: int, parsed: DocumentNode | None = None
+) -> tuple[bool, str | None]:
     if len(document) > MAX_DOCUMENT or "rateLimit" in document:  # the caller's own budget is never shared
         return False, operation
     try:
         # At most the graph's token budget: a longer document is refused anyway, and parsing 50,000
         # tokens here took seconds per request before the schema's own limit saw it.
-        parsed: DocumentNode = limits.parse_document(document, max_tokens)
+        parsed = parsed or limits.parse_document(document, max_tokens)
     except GraphQLSyntaxError:
         return False, operation
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
@@ -113,15 +127,17 @@ class CachedResponses:
                 return
             state, receive = await read_body(scope, receive)
             payload = state.payload
-        if not (
-            isinstance(payload, dict)
-            and isinstance(payload.get("query"), str)
-            and self.cache.is_query(payload["query"], payload.get("operationName"))
-        ):
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            await self.app(scope, receive, send)
+            return
+        query, operation = payload["query"], payload.get("operationName")
+        edge = EdgeRequest.get(scope)
+        admitted = edge.admission(query, operation, payload.get("variables")) if edge is not None else None
+        if not self.cache.is_query(query, operation, admitted):
             await self.app(scope, receive, send)
             return
         key = _key(payload)
-        name = self.cache.operation_name(payload["query"], payload.get("operationName"))
+        name = self.cache.operation_name(query, operation, admitted)
 
         def counted() -> None:  # an answer from the cache is an operation answered, without executing
             state = EdgeRequest.get(scope)

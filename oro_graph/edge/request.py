@@ -34,6 +34,9 @@ class Admission:
     variables: dict[str, Any] | None
     document: DocumentNode | None  # None when the gate knew the request already (parse_document remembers it)
     cost: Cost
+    canonical: str | None = (
+        None  # the document's canonical form (``lexical.canonical``), when the gate made it
+    )
 
 
 @dataclass

@@ -242,7 +242,7 @@ class ResponseCache:
         self.misses += 1
         self._miss.inc()
         if key in self._flights:  # another request here is computing it again: do not wait twice
-            await self._compute(app, scope, receive, send, key, storable)
+            await self._compute(app, scope, receive, send, key, storable, snapshot)
             return
         flight: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
@@ -251,8 +251,8 @@ class ResponseCache:
         try:
             if self._claim(key, token):
                 # The process that held the claim may have stored its answer and let go just now.
-                now = self.version.snapshot()
-                computed = self.get(key, now) if now is not None else None
+                snapshot = self.version.snapshot()
+                computed = self.get(key, snapshot) if snapshot is not None else None
             else:
                 computed = await self._another_process(key)
                 if computed is None:
@@ -263,7 +263,7 @@ class ResponseCache:
                     on_hit()
                 await send_cached(send, computed.body)
                 return
-            computed = await self._compute(app, scope, receive, send, key, storable)
+            computed = await self._compute(app, scope, receive, send, key, storable, snapshot)
         finally:
             self._unclaim(key, token)
             del self._flights[key]
@@ -277,8 +277,10 @@ class ResponseCache:
         send: Send,
         key: str,
         storable: Callable[[bytes], bool],
+        snapshot: Snapshot | None,
     ) -> Entry | None:
-        snapshot = self.version.snapshot()  # before any statement runs
+        """Run the app, keeping its answer under ``snapshot``: versions read before any statement
+        runs (the lookup's, not read again: a write since then only makes the entry invalid at once)."""
         captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
 
         async def capture(message: Message) -> None:

@@ -10,7 +10,6 @@ taken as it is, not decoded again.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
@@ -23,7 +22,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from oro_graph.auth import SIGNED_HEADERS
 from oro_graph.edge.request import EdgeRequest
 from oro_graph.graphql.context import Context
-from oro_graph.graphql.sqlcompile.wire import SPLICED, Answer
+from oro_graph.graphql.sqlcompile.wire import SPLICED, encoded
 
 
 class _Decoded(bytes):
@@ -91,8 +90,8 @@ class Router(GraphQLRouter[Context, None]):
         """Strawberry's ``json.dumps(data, separators=(",", ":"))``, with a compiled answer's text
         spliced in as it is (``sqlcompile.wire.Answer``) rather than parsed and written again."""
         if isinstance(data, list):
-            return "[" + ",".join(_encoded(item) for item in data) + "]"
-        return _encoded(data)
+            return "[" + ",".join(encoded(item) for item in data) + "]"
+        return encoded(data)
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
         """One operation whose result this view writes as a JSON body (``encode_json``): a
@@ -131,12 +130,3 @@ class Router(GraphQLRouter[Context, None]):
                     "an operation's `query` and `operationName` are strings, its `variables` an object",
                 )
         return data
-
-
-def _encoded(data: object) -> str:
-    if isinstance(data, dict):
-        answer = data.get("data")
-        if isinstance(answer, Answer) and next(iter(data)) == "data":
-            rest = json.dumps({k: v for k, v in data.items() if k != "data"}, separators=(",", ":"))
-            return '{"data":' + answer.raw + ("," + rest[1:] if rest != "{}" else "}")
-    return json.dumps(data, separators=(",", ":"))

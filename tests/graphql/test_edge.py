@@ -66,3 +66,43 @@ def test_an_admitted_operation_is_judged_once(runtime: Runtime, monkeypatch: pyt
     assert once == 1
     assert batch.status_code == 200 and all("errors" not in answer for answer in batch.json())
     assert len(judged) == once + 2
+
+
+def test_a_copy_by_comment_or_layout_is_not_judged_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the gate's parser and limit rules, counted
+    judged: list[str] = []
+    rules, parse = limits.limit_errors, limits.parse_document
+
+    def counted_rules(*args: Any, **kwargs: Any) -> Any:
+        judged.append("rules")
+        return rules(*args, **kwargs)
+
+    def counted_parse(*args: Any, **kwargs: Any) -> Any:
+        judged.append("parse")
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "limit_errors", counted_rules)
+    monkeypatch.setattr(limits, "parse_document", counted_parse)
+    client = _client(runtime, response_cache=False)
+    board = "query Board { currentSuite { suiteId } }"
+
+    # when copies of one document that differ by a comment or their layout are sent
+    answers = [
+        client.post("/graphql", json={"query": copy, "variables": {"n": 2}}).json()
+        for copy in (board, f"# build 1\n{board}", f"# build 2\n{board.replace(' ', '  ')}")
+    ]
+    first = judged.count("rules")
+    # and copies with other variables, or with a string literal
+    client.post("/graphql", json={"query": f"# build 3\n{board}", "variables": {"n": 3}})
+    literal = 'query { agentVersion(id: "QWdlbnRWZXJzaW9uOjE=") { id } }'
+    for copy in (literal, f"# build 4\n{literal}"):
+        client.post("/graphql", json={"query": copy})
+
+    # then the copies were judged once, and answered alike
+    assert first == 1 and all(answer == answers[0] for answer in answers), answers
+    assert "errors" not in answers[0] and answers[0]["extensions"]["cost"]["requested"] > 0
+    # other variables may cost otherwise (these, unused, do not: others may); a string could hide
+    # tokens from the canonical form
+    assert judged.count("rules") == first + 3

@@ -10,6 +10,12 @@ building one costs more than running it. The document is keyed by its canonical 
 (``edge.lexical.canonical``): a copy that differs by a comment or its layout shares the plan (its
 answer carries no location, and one that would differ is executed from this request's own parse).
 The other variables (a version page's id) and the clock are parameters of each execution.
+
+A document the compiler has a plan for is answered before Strawberry sees it
+(``sqlcompile.fastpath``): it finds the plan by the request's ``document_key`` (``known_plan``), which
+the executor records the first time it plans for such a request (``REQUESTED``). When that answer
+cannot be given (the statement's ``ok`` false), the request goes on here, and ``TRIED`` tells the
+executor not to run the same statement again.
 """
 
 from __future__ import annotations
@@ -18,10 +24,18 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from graphql import ExecutionResult, OperationType
+from graphql import (
+    ExecutionResult,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    get_variable_values,
+)
 from sqlmodel import Session
 
 from oro_graph.edge.deadline import BoundedExecutor
@@ -48,7 +62,28 @@ class Bound:
     params: dict[str, Any]
 
 
+# (the document's canonical form, the operation's name, the release delay its plans depend on)
 DocumentKey = tuple[str, str | None, int]
+
+# The key of the request the fast path could not answer from a known plan: the executor records
+# the operation it plans for under it (``Plans.known``).
+REQUESTED: ContextVar[DocumentKey | None] = ContextVar("oro_compiled_requested", default=None)
+# Set by the fast path when it ran the compiled statement and it declined: the executor executes.
+TRIED: ContextVar[bool] = ContextVar("oro_compiled_tried", default=False)
+
+
+def document_key(form: str, operation_name: str | None, settings: Any) -> DocumentKey:
+    """The key of a document by its canonical form (``edge.lexical.canonical``)."""
+    return (form, operation_name, settings.code_release_delay_seconds)
+
+
+@dataclass(frozen=True)
+class Known:
+    """What answering a request's document from its plan needs without parsing it: the plan's key
+    and the operation (its name and variable definitions)."""
+
+    key: DocumentKey
+    operation: OperationDefinitionNode
 
 
 class Plans:
@@ -58,6 +93,16 @@ class Plans:
     def __init__(self) -> None:
         self._plans: OrderedDict[tuple[DocumentKey, str], Compiled | None] = OrderedDict()
         self._shapes: dict[DocumentKey, frozenset[str]] = {}
+        self._known: OrderedDict[DocumentKey, Known] = OrderedDict()  # by the requests' keys
+
+    def known(self, requested: DocumentKey) -> Known | None:
+        return self._known.get(requested)
+
+    def remember(self, requested: DocumentKey, known: Known) -> None:
+        self._known[requested] = known
+        self._known.move_to_end(requested)
+        while len(self._known) > MAX_PLANS:
+            self._known.popitem(last=False)
 
     def get(self, document: DocumentKey, variables: dict[str, Any]) -> tuple[bool, Compiled | None]:
         shape = self._shapes.get(document)
@@ -94,6 +139,8 @@ def plan(executor: Any) -> Bound | None:
     operation = executor.operation
     if not ENABLED or runtime is None or runtime.db.is_sqlite or operation.operation != OperationType.QUERY:
         return None
+    if TRIED.get():  # the fast path ran this statement already, and it declined
+        return None
     # A signer's own or held versions and runs are shown to it alone: only the executor knows them.
     if context.own_versions or context.held_versions or context.held_runs:
         return None
@@ -101,15 +148,8 @@ def plan(executor: Any) -> Bound | None:
     now = utcnow()
     settings = runtime.settings
     source = operation.loc.source.body if operation.loc is not None else None
-    document = (
-        (
-            canonical(source),
-            operation.name.value if operation.name else None,
-            settings.code_release_delay_seconds,
-        )
-        if source is not None
-        else None
-    )
+    name = operation.name.value if operation.name else None
+    document = document_key(canonical(source), name, settings) if source is not None else None
     found, compiled = PLANS.get(document, variables) if document is not None else (False, None)
     if not found:
         env = Env(variables=variables, fragments=executor.fragment_definitions, now=now, settings=settings)
@@ -118,6 +158,30 @@ def plan(executor: Any) -> Bound | None:
             PLANS.put(document, variables, compiled)
     if compiled is None:
         return None
+    requested = REQUESTED.get()
+    if requested is not None and document is not None:
+        PLANS.remember(requested, Known(document, operation))
+    return _bound(compiled, variables, now)
+
+
+def known_plan(schema: GraphQLSchema, requested: DocumentKey, variables: Any) -> tuple[Bound, Known] | None:
+    """The compiled statement for a request (its document's key and its variables as sent) whose
+    document the executor planned for before, or None: unknown, declined by the compiler, or
+    variables the executor would refuse (it then answers with the error)."""
+    known = PLANS.known(requested)
+    if known is None or not isinstance(variables, dict | None):
+        return None
+    coerced = get_variable_values(schema, known.operation.variable_definitions or (), variables or {})
+    if isinstance(coerced, list):
+        return None
+    values = dict(coerced.coerced)
+    found, compiled = PLANS.get(known.key, values)
+    if not found or compiled is None:
+        return None
+    return _bound(compiled, values, utcnow()), known
+
+
+def _bound(compiled: Compiled, variables: dict[str, Any], now: datetime) -> Bound:
     return Bound(compiled, {name: value(variables, now) for name, value in compiled.params.items()})
 
 

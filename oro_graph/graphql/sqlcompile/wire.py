@@ -136,3 +136,14 @@ def sent_as_is(raw: str) -> bool:
     form by PostgreSQL only: such text (rare: a name with an accent) is parsed and written again.
     """
     return raw.isascii() and "\x7f" not in raw and "e+15" not in raw
+
+
+def encoded(data: object) -> str:
+    """An answer's JSON text as Strawberry writes it (``json.dumps(data, separators=(",", ":"))``),
+    with a compiled ``data`` (``Answer``) spliced in as it is."""
+    if isinstance(data, dict):
+        answer = data.get("data")
+        if isinstance(answer, Answer) and next(iter(data)) == "data":
+            rest = json.dumps({k: v for k, v in data.items() if k != "data"}, separators=(",", ":"))
+            return '{"data":' + answer.raw + ("," + rest[1:] if rest != "{}" else "}")
+    return json.dumps(data, separators=(",", ":"))
