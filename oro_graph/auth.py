@@ -139,10 +139,12 @@ class SignatureVerifier:
     def verify(self, headers: Mapping[str, str], *, now: float | None = None) -> str:
         """Return the hotkey that signed these headers, or raise ``Unauthenticated`` saying why."""
         hotkey, nonce = self.check_signature(headers, now=now)
-        self._spend(hotkey, nonce)
+        self.spend(hotkey, nonce)
         return hotkey
 
-    def _spend(self, hotkey: str, nonce: str) -> None:
+    def spend(self, hotkey: str, nonce: str) -> None:
+        """Spend the nonce of a signature ``check_signature`` accepted: 401 if it was spent before,
+        503 if the nonce store did not answer (a replay could not be ruled out)."""
         try:
             fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=self.nonce_ttl)
         except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
@@ -174,7 +176,7 @@ class SignatureVerifier:
         hotkey, nonce = signed
         store = self.nonces
         if not isinstance(store, DatabaseNonceStore):
-            self._spend(hotkey, nonce)
+            self.spend(hotkey, nonce)
             return db.call(fn, *args, **kwargs)
         store.prune_due()
 
@@ -190,19 +192,13 @@ class SignatureVerifier:
         except Unauthenticated:
             raise
         except Exception:
-            self._spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
+            self.spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
             raise
 
-    def signed_by(self, headers: Mapping[str, str], *, now: float | None = None) -> str | None:
-        """The hotkey whose fresh signature these headers carry, None otherwise; the nonce is not claimed
-        (the rate limiter charges a signed request to its hotkey before the route verifies it)."""
-        try:
-            return self.check_signature(headers, now=now)[0]
-        except Unauthenticated:
-            return None
-
     def check_signature(self, headers: Mapping[str, str], *, now: float | None = None) -> tuple[str, str]:
-        """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated."""
+        """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated.
+        The nonce is not spent (``spend``, ``call_signed``). A request's signature is checked once, at
+        the edge, which keeps the answer for the routes (``edge.request.checked_signature``)."""
         values = {name: headers.get(name) for name in SIGNED_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if missing:

@@ -46,8 +46,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oro_graph.auth import SignatureVerifier
 from oro_graph.edge import ratestore
-from oro_graph.edge.request import EdgeRequest, reply
-from oro_graph.errors import RateLimitExceeded
+from oro_graph.edge.request import EdgeRequest, checked_signature, reply
+from oro_graph.errors import RateLimitExceeded, Unauthenticated
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 from oro_graph.threads import to_thread
@@ -270,14 +270,15 @@ class RateLimitMiddleware:
         self.reads_versions = reads_versions
 
     def client(self, scope: Scope) -> str:
-        """The hotkey of a fresh signature (checked, not the nonce: the route does that), else the address.
+        """The hotkey of a fresh signature (checked, once per request; not the nonce: the route spends
+        it), else the address.
 
         Keyed on a header alone, anyone could spend a validator's budget by naming its hotkey."""
-        headers = Headers(scope=scope)
-        if self.verifier is not None and "x-signature" in headers:
-            hotkey = self.verifier.signed_by(headers)
-            if hotkey is not None:
-                return f"hotkey:{hotkey}"
+        if self.verifier is not None and "x-signature" in Headers(scope=scope):
+            try:
+                return f"hotkey:{checked_signature(scope, self.verifier)[0]}"
+            except Unauthenticated:
+                pass  # the route refuses it (401); until then it is the address's
         peer = scope.get("client")
         return f"address:{peer[0] if peer else 'unknown'}"
 

@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -16,13 +17,13 @@ from oro_sdk.api.miner import submit_agent
 from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
-from oro_graph.auth import sign_headers
+from oro_graph.auth import SignatureVerifier, sign_headers
 from oro_graph.edge import ratelimit
 from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.settings import Settings
 from tests.factories import keypair, make_world
 from tests.rest.live import LiveServer, wallet
-from tests.rest.seed import agent_file
+from tests.rest.seed import agent_file, seed
 
 
 def assert_throttled(response: object, limit_word: str = "per minute") -> None:
@@ -207,3 +208,33 @@ def test_every_signed_write_has_a_per_hotkey_budget(serve: Callable[..., LiveSer
         assert 1 <= answer["data"]["claimWork"]["remainingSeconds"] <= 60
         fresh = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Eve"))).json()
         assert fresh["data"]["claimWork"]["__typename"] != "RateLimitExceededError"
+
+
+def test_a_signed_request_has_its_signature_checked_once(
+    serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limit checks a signature to know whose budget to charge; the route takes that verdict
+    rather than checking again (an SR25519 verification is most of a signed call's cost at the edge),
+    whether it spends the nonce in its work's transaction (heartbeat), before its work (the run's
+    problems, a miner's agents), or refuses the signature."""
+    server = serve()
+    seeded = seed(server.runtime)
+    checked: list[str | None] = []
+    check = SignatureVerifier.check_signature
+
+    def counted(verifier: SignatureVerifier, headers: Any, *, now: float | None = None) -> tuple[str, str]:
+        checked.append(headers.get("X-Nonce"))
+        return check(verifier, headers, now=now)
+
+    monkeypatch.setattr(SignatureVerifier, "check_signature", counted)
+    run = f"/v1/validator/evaluation-runs/{seeded.beta_run}"
+    forged = {**sign_headers(keypair("Alice")), "X-Signature": "0x" + "00" * 64}
+    with server.http() as http:
+        answers = [
+            http.post(f"{run}/heartbeat", headers=sign_headers(keypair("Eve"))),
+            http.get(f"{run}/problems", headers=sign_headers(keypair("Eve"))),
+            http.get("/v1/miner/agents", headers=sign_headers(keypair("Alice"))),
+            http.get("/v1/miner/agents", headers=forged),
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 401], [a.text for a in answers]
+    assert len(checked) == 4 and len(set(checked)) == 4
