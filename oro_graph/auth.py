@@ -161,6 +161,19 @@ class SignatureVerifier:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
+        """``call_charged`` without a rate-limit charge."""
+        return self.call_charged(db, signed, None, fn, *args, **kwargs)
+
+    def call_charged(
+        self,
+        db: Database,
+        signed: tuple[str, str],
+        charge: Callable[[], object] | None,
+        fn: Callable[Concatenate[Session, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         """``db.call(fn, ...)`` for a request whose signature ``check_signature`` accepted as ``signed``
         (hotkey, nonce), spending its nonce in the transaction of the work (``fn`` must be ``@writes``).
 
@@ -172,9 +185,15 @@ class SignatureVerifier:
         then spent in a transaction of its own; a replay refused that way is 401, like any replay.
         Last rather than first because a claim that sweeps lapsed leases rolls its transaction back
         once and goes on in a new one (``evaluations.claim_work``): a nonce inserted first would be
-        lost with it. With the in-process store (one server process) the nonce is spent before."""
+        lost with it. With the in-process store (one server process) the nonce is spent before.
+
+        ``charge`` (the write's rate-limit charge, ``RateLimits.write_charge``) runs first, on this
+        worker thread: a signed write leaves the event loop once, where charging it from the route
+        was a thread hop (and a round trip to Redis) of its own before this one."""
         hotkey, nonce = signed
         store = self.nonces
+        if charge is not None:
+            charge()
         if not isinstance(store, DatabaseNonceStore):
             self.spend(hotkey, nonce)
             return db.call(fn, *args, **kwargs)

@@ -29,6 +29,7 @@ blocking round trip on the event loop for the versions (about 0.7 ms of CPU inst
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -224,13 +225,25 @@ class RateLimits:
 
     async def charge_write(self, hotkey: str, action: str) -> None:
         """One signed write of ``action`` (one of ``WRITES``) by ``hotkey``; RateLimitExceeded over budget."""
-        charge = await self.charge(self.per_write, 1, "write", action, hotkey)
+        if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
+            self.charge_write_now(hotkey, action)
+        else:
+            await to_thread(self.charge_write_now, hotkey, action)
+
+    def charge_write_now(self, hotkey: str, action: str) -> None:
+        """``charge_write`` on this thread, which may wait for Redis: a worker thread's."""
+        charge, _ = self._charge(self.per_write, 1, ("write", action, hotkey))
         if charge is not None and not charge.allowed:
             raise RateLimitExceeded(
                 f"more than {self.per_write} {action} requests from this hotkey; "
                 f"retry in {charge.retry_after} s",
                 remaining_seconds=charge.retry_after,
             )
+
+    def write_charge(self, hotkey: str, action: str) -> Callable[[], None]:
+        """``charge_write_now`` for later, on the worker thread of the write itself
+        (``SignatureVerifier.call_charged``): one thread hop for a signed write, not two."""
+        return functools.partial(self.charge_write_now, hotkey, action)
 
 
 # -- the per-client budget, ahead of routing ------------------------------------------------------
