@@ -7,6 +7,7 @@ hotkey may call a path is the registry's business (``services.registry.require_r
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -61,6 +62,10 @@ class NonceStore(Protocol):
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         """Record (hotkey, nonce); False when it was already seen within the TTL."""
 
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        """Whether this process knows (hotkey, nonce) spent, without asking anyone: a replay it is
+        sent is refused for nothing. False does not make a nonce fresh: ``claim`` decides that."""
+
 
 class MemoryNonceStore:
     """In-process nonces, for a single server process (the embedded default)."""
@@ -83,6 +88,10 @@ class MemoryNonceStore:
             self._seen[key] = now + ttl_seconds
             return True
 
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        expires = self._seen.get((hotkey, nonce))
+        return expires is not None and expires > time.monotonic()
+
 
 class DatabaseNonceStore:
     """Nonces shared by every server process, in the database (``services.sharedstate``).
@@ -99,12 +108,24 @@ class DatabaseNonceStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._next_prune = 0.0
+        self._here = MemoryNonceStore()  # the nonces this process saw spent (``spent_here``)
 
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         from oro_graph.services import sharedstate
 
         now = self.prune_due()
-        return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+        fresh = self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+        self._here.claim(hotkey, nonce, ttl_seconds)
+        return fresh
+
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        """Whether this process spent the nonce, or saw it spent (a replay sent to another process is
+        refused by the database, as is one racing its original)."""
+        return self._here.spent_here(hotkey, nonce)
+
+    def spent(self, hotkey: str, nonce: str, ttl_seconds: int) -> None:
+        """Remember a nonce that ``claim_in`` spent, once its transaction committed."""
+        self._here.claim(hotkey, nonce, ttl_seconds)
 
     def claim_in(self, session: Session, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         """``claim`` inside the caller's transaction: the nonce is spent if, and when, it commits.
@@ -126,6 +147,14 @@ class DatabaseNonceStore:
         return now
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_keypair(hotkey: str) -> Keypair:
+    """The hotkey's ``Keypair`` (its public key decoded from SS58), built once per hotkey rather than on
+    every request. Raises for a bad address (nothing is cached then). Bounded: a flood of made-up
+    hotkeys only evicts."""
+    return Keypair(ss58_address=hotkey)
+
+
 @dataclass(frozen=True)
 class SignatureVerifier:
     skew_seconds: int
@@ -145,6 +174,8 @@ class SignatureVerifier:
     def spend(self, hotkey: str, nonce: str) -> None:
         """Spend the nonce of a signature ``check_signature`` accepted: 401 if it was spent before,
         503 if the nonce store did not answer (a replay could not be ruled out)."""
+        if self.nonces.spent_here(hotkey, nonce):
+            raise Unauthenticated(_REPLAYED)
         try:
             fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=self.nonce_ttl)
         except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
@@ -186,12 +217,15 @@ class SignatureVerifier:
         Last rather than first because a claim that sweeps lapsed leases rolls its transaction back
         once and goes on in a new one (``evaluations.claim_work``): a nonce inserted first would be
         lost with it. With the in-process store (one server process) the nonce is spent before.
+        A replay this process knows of (``NonceStore.spent_here``) is refused before anything else.
 
         ``charge`` (the write's rate-limit charge, ``RateLimits.write_charge``) runs first, on this
         worker thread: a signed write leaves the event loop once, where charging it from the route
         was a thread hop (and a round trip to Redis) of its own before this one."""
         hotkey, nonce = signed
         store = self.nonces
+        if store.spent_here(hotkey, nonce):  # a replay this process knows costs neither budget nor work
+            raise Unauthenticated(_REPLAYED)
         if charge is not None:
             charge()
         if not isinstance(store, DatabaseNonceStore):
@@ -207,12 +241,14 @@ class SignatureVerifier:
 
         work.__oro_writes__ = True  # type: ignore[attr-defined]
         try:
-            return db.call(work, *args, **kwargs)
+            done = db.call(work, *args, **kwargs)
         except Unauthenticated:
             raise
         except Exception:
             self.spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
             raise
+        store.spent(hotkey, nonce, self.nonce_ttl)
+        return done
 
     def check_signature(self, headers: Mapping[str, str], *, now: float | None = None) -> tuple[str, str]:
         """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated.
@@ -239,7 +275,7 @@ class SignatureVerifier:
                 " either way: check the client's clock"
             )
         try:
-            keypair = Keypair(ss58_address=hotkey)
+            keypair = _public_keypair(hotkey)
         except Exception:
             raise Unauthenticated(f"{HEADER_HOTKEY} is not a valid SS58 address") from None
         try:

@@ -238,3 +238,27 @@ def test_a_signed_request_has_its_signature_checked_once(
         ]
     assert [a.status_code for a in answers] == [200, 200, 200, 401], [a.text for a in answers]
     assert len(checked) == 4 and len(set(checked)) == 4
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_a_replayed_signed_write_is_refused_before_it_is_charged(
+    serve: Callable[..., LiveServer], request: pytest.FixtureRequest, shared: bool
+) -> None:
+    """A replay is 401 before the hotkey's write budget is charged, with either nonce store (the
+    database's when state is shared): replaying a validator's heartbeat cannot spend its budget, and
+    the one answer about the replay is that it is one (not a 429)."""
+    redis = {"redis_url": request.getfixturevalue("redis_url")} if shared else {}
+    if shared:
+        request.getfixturevalue("redis_prefix")
+    server = serve(write_rate_limit="1/minute", **redis)
+    seeded = seed(server.runtime)
+    heartbeat = f"/v1/validator/evaluation-runs/{seeded.beta_run}/heartbeat"
+    signed = sign_headers(keypair("Eve"))
+    with server.http() as http:
+        first = http.post(heartbeat, headers=signed)
+        replays = [http.post(heartbeat, headers=signed) for _ in range(2)]
+        fresh = http.post(heartbeat, headers=sign_headers(keypair("Eve")))
+    assert first.status_code == 200, first.text
+    for replay in replays:
+        assert replay.status_code == 401 and "nonce was already used" in replay.json()["detail"], replay.text
+    assert_throttled(fresh, "heartbeat requests from this hotkey")  # the budget held its one write
