@@ -210,13 +210,16 @@ def test_every_signed_write_has_a_per_hotkey_budget(serve: Callable[..., LiveSer
         assert fresh["data"]["claimWork"]["__typename"] != "RateLimitExceededError"
 
 
+VIEWER = {"query": "{ viewer { hotkey } }"}
+
+
 def test_a_signed_request_has_its_signature_checked_once(
     serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rate limit checks a signature to know whose budget to charge; the route takes that verdict
     rather than checking again (an SR25519 verification is most of a signed call's cost at the edge),
     whether it spends the nonce in its work's transaction (heartbeat), before its work (the run's
-    problems, a miner's agents), or refuses the signature."""
+    problems, a miner's agents, the graph's ``viewer``), or refuses the signature."""
     server = serve()
     seeded = seed(server.runtime)
     checked: list[str | None] = []
@@ -235,9 +238,11 @@ def test_a_signed_request_has_its_signature_checked_once(
             http.get(f"{run}/problems", headers=sign_headers(keypair("Eve"))),
             http.get("/v1/miner/agents", headers=sign_headers(keypair("Alice"))),
             http.get("/v1/miner/agents", headers=forged),
+            http.post("/graphql", json=VIEWER, headers=sign_headers(keypair("Alice"))),
         ]
-    assert [a.status_code for a in answers] == [200, 200, 200, 401], [a.text for a in answers]
-    assert len(checked) == 4 and len(set(checked)) == 4
+    assert [a.status_code for a in answers] == [200, 200, 200, 401, 200], [a.text for a in answers]
+    assert answers[4].json()["data"]["viewer"]["hotkey"] == keypair("Alice").ss58_address
+    assert len(checked) == 5 and len(set(checked)) == 5
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
