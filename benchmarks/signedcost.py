@@ -8,7 +8,9 @@ lifespan), one validator drives ``--cycles`` cycles through it against the loop 
 run), and the whole process runs under ``valgrind --tool=callgrind`` twice, with ``--cycles`` and
 with twice as many; the difference over the extra cycles is the cost of one cycle (start-up,
 imports and warm-up cancel out). It includes the client's signing (the same for every checkout).
-``--compare ../other-checkout`` counts that checkout too, the same way.
+``--compare ../other-checkout`` counts that checkout too, the same way. ``--counts`` runs the cycles
+once, without callgrind, and counts what a cycle asks for: signature verifications, worker-thread
+hops, Redis commands and SQL statements.
 
 Uses ``BENCH_DB_PREFIX``/``BENCH_REDIS_URL`` like the harness (database ``<prefix>_loop``).
 """
@@ -23,15 +25,20 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import config, datasets
 
 WARM_CYCLES = 3
 
 
-async def cycles(count: int, uri: str, problems: list[str]) -> None:
-    """``count`` validator cycles through the app, after ``WARM_CYCLES`` more; each call must succeed."""
+async def cycles(
+    count: int, uri: str, problems: list[str], warmed: Callable[[], object] = lambda: None
+) -> None:
+    """``count`` validator cycles through the app, after ``WARM_CYCLES`` more (then ``warmed()``);
+    each call must succeed."""
     import httpx
     from substrateinterface import Keypair
 
@@ -64,7 +71,9 @@ async def cycles(count: int, uri: str, problems: list[str]) -> None:
                 raise RuntimeError(f"{path}: HTTP {answer.status_code}: {answer.text[:300]}")
             return answer
 
-        for _ in range(WARM_CYCLES + count):
+        for done in range(WARM_CYCLES + count):
+            if done == WARM_CYCLES:
+                warmed()
             run = (await call("/v1/validator/work/claim", {"cpu_pct": 12.5})).json()["eval_run_id"]
             base = f"/v1/validator/evaluation-runs/{run}"
             await call(f"{base}/heartbeat", {"cpu_pct": 20.0})
@@ -73,6 +82,44 @@ async def cycles(count: int, uri: str, problems: list[str]) -> None:
             score = round(rng.random(), 4)
             await call(f"{base}/complete", {"terminal_status": "SUCCESS", "validator_score": score})
     runtime.close()
+
+
+def counts(count: int, uri: str, problems: list[str]) -> dict[str, float]:
+    """Per cycle, in this process: SR25519 verifications (the client signs, it does not verify),
+    worker-thread hops, Redis commands and SQL statements sent."""
+    import anyio.to_thread
+    import redis
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from substrateinterface import Keypair
+
+    seen = dict.fromkeys(("signature verifications", "thread hops", "Redis commands", "SQL statements"), 0)
+
+    def counting(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if asyncio.iscoroutinefunction(fn):
+
+            async def counted_async(*args: Any, **kwargs: Any) -> Any:
+                seen[name] += 1
+                return await fn(*args, **kwargs)
+
+            return counted_async
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            seen[name] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+    Keypair.verify = counting("signature verifications", Keypair.verify)  # type: ignore[method-assign]
+    anyio.to_thread.run_sync = counting("thread hops", anyio.to_thread.run_sync)
+    redis.Redis.execute_command = counting("Redis commands", redis.Redis.execute_command)  # type: ignore[method-assign]
+    event.listen(
+        Engine,
+        "before_cursor_execute",
+        lambda *_: seen.__setitem__("SQL statements", seen["SQL statements"] + 1),
+    )
+    asyncio.run(cycles(count, uri, problems, warmed=lambda: seen.update(dict.fromkeys(seen, 0))))
+    return {name: value / count for name, value in seen.items()}
 
 
 def instructions(checkout: str, count: int, world: datasets.LoopWorld) -> int:
@@ -102,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.signedcost", description=__doc__)
     parser.add_argument("--cycles", type=int, default=10, help="cycles of the shorter run (default 10)")
     parser.add_argument("--compare", metavar="CHECKOUT", help="also count this checkout")
+    parser.add_argument(
+        "--counts",
+        action="store_true",
+        help="no callgrind: count verifications, thread hops, Redis commands and SQL statements per cycle",
+    )
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured process
     parser.add_argument("--uri", help=argparse.SUPPRESS)
     parser.add_argument("--problem", action="append", default=[], help=argparse.SUPPRESS)
@@ -110,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(cycles(args.run, args.uri, args.problem))
         return
     world = datasets.build_loop_world()
+    if args.counts:
+        for name, value in counts(args.cycles, world.uris[0], world.problems).items():
+            print(f"{name:24s} {value:6.2f} per cycle")
+        return
     checkouts = [str(config.REPO)] + ([str(Path(args.compare).resolve())] if args.compare else [])
     per_cycle = {}
     for checkout in checkouts:
