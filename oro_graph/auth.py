@@ -7,6 +7,7 @@ hotkey may call a path is the registry's business (``services.registry.require_r
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -61,6 +62,10 @@ class NonceStore(Protocol):
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         """Record (hotkey, nonce); False when it was already seen within the TTL."""
 
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        """Whether this process knows (hotkey, nonce) spent, without asking anyone: a replay it is
+        sent is refused for nothing. False does not make a nonce fresh: ``claim`` decides that."""
+
 
 class MemoryNonceStore:
     """In-process nonces, for a single server process (the embedded default)."""
@@ -83,6 +88,10 @@ class MemoryNonceStore:
             self._seen[key] = now + ttl_seconds
             return True
 
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        expires = self._seen.get((hotkey, nonce))
+        return expires is not None and expires > time.monotonic()
+
 
 class DatabaseNonceStore:
     """Nonces shared by every server process, in the database (``services.sharedstate``).
@@ -99,12 +108,24 @@ class DatabaseNonceStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._next_prune = 0.0
+        self._here = MemoryNonceStore()  # the nonces this process saw spent (``spent_here``)
 
     def claim(self, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         from oro_graph.services import sharedstate
 
         now = self.prune_due()
-        return self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+        fresh = self._db.call(sharedstate.claim_nonce, hotkey, nonce, now=now, expires_at=now + ttl_seconds)
+        self._here.claim(hotkey, nonce, ttl_seconds)
+        return fresh
+
+    def spent_here(self, hotkey: str, nonce: str) -> bool:
+        """Whether this process spent the nonce, or saw it spent (a replay sent to another process is
+        refused by the database, as is one racing its original)."""
+        return self._here.spent_here(hotkey, nonce)
+
+    def spent(self, hotkey: str, nonce: str, ttl_seconds: int) -> None:
+        """Remember a nonce that ``claim_in`` spent, once its transaction committed."""
+        self._here.claim(hotkey, nonce, ttl_seconds)
 
     def claim_in(self, session: Session, hotkey: str, nonce: str, ttl_seconds: int) -> bool:
         """``claim`` inside the caller's transaction: the nonce is spent if, and when, it commits.
@@ -126,6 +147,14 @@ class DatabaseNonceStore:
         return now
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_keypair(hotkey: str) -> Keypair:
+    """The hotkey's ``Keypair`` (its public key decoded from SS58), built once per hotkey rather than on
+    every request. Raises for a bad address (nothing is cached then). Bounded: a flood of made-up
+    hotkeys only evicts."""
+    return Keypair(ss58_address=hotkey)
+
+
 @dataclass(frozen=True)
 class SignatureVerifier:
     skew_seconds: int
@@ -139,10 +168,14 @@ class SignatureVerifier:
     def verify(self, headers: Mapping[str, str], *, now: float | None = None) -> str:
         """Return the hotkey that signed these headers, or raise ``Unauthenticated`` saying why."""
         hotkey, nonce = self.check_signature(headers, now=now)
-        self._spend(hotkey, nonce)
+        self.spend(hotkey, nonce)
         return hotkey
 
-    def _spend(self, hotkey: str, nonce: str) -> None:
+    def spend(self, hotkey: str, nonce: str) -> None:
+        """Spend the nonce of a signature ``check_signature`` accepted: 401 if it was spent before,
+        503 if the nonce store did not answer (a replay could not be ruled out)."""
+        if self.nonces.spent_here(hotkey, nonce):
+            raise Unauthenticated(_REPLAYED)
         try:
             fresh = self.nonces.claim(hotkey, nonce, ttl_seconds=self.nonce_ttl)
         except Exception as exc:  # fail closed: without the nonce store a replay cannot be ruled out
@@ -159,6 +192,19 @@ class SignatureVerifier:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
+        """``call_charged`` without a rate-limit charge."""
+        return self.call_charged(db, signed, None, fn, *args, **kwargs)
+
+    def call_charged(
+        self,
+        db: Database,
+        signed: tuple[str, str],
+        charge: Callable[[], object] | None,
+        fn: Callable[Concatenate[Session, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         """``db.call(fn, ...)`` for a request whose signature ``check_signature`` accepted as ``signed``
         (hotkey, nonce), spending its nonce in the transaction of the work (``fn`` must be ``@writes``).
 
@@ -170,11 +216,20 @@ class SignatureVerifier:
         then spent in a transaction of its own; a replay refused that way is 401, like any replay.
         Last rather than first because a claim that sweeps lapsed leases rolls its transaction back
         once and goes on in a new one (``evaluations.claim_work``): a nonce inserted first would be
-        lost with it. With the in-process store (one server process) the nonce is spent before."""
+        lost with it. With the in-process store (one server process) the nonce is spent before.
+        A replay this process knows of (``NonceStore.spent_here``) is refused before anything else.
+
+        ``charge`` (the write's rate-limit charge, ``RateLimits.write_charge``) runs first, on this
+        worker thread: a signed write leaves the event loop once, where charging it from the route
+        was a thread hop (and a round trip to Redis) of its own before this one."""
         hotkey, nonce = signed
         store = self.nonces
+        if store.spent_here(hotkey, nonce):  # a replay this process knows costs neither budget nor work
+            raise Unauthenticated(_REPLAYED)
+        if charge is not None:
+            charge()
         if not isinstance(store, DatabaseNonceStore):
-            self._spend(hotkey, nonce)
+            self.spend(hotkey, nonce)
             return db.call(fn, *args, **kwargs)
         store.prune_due()
 
@@ -186,23 +241,19 @@ class SignatureVerifier:
 
         work.__oro_writes__ = True  # type: ignore[attr-defined]
         try:
-            return db.call(work, *args, **kwargs)
+            done = db.call(work, *args, **kwargs)
         except Unauthenticated:
             raise
         except Exception:
-            self._spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
+            self.spend(hotkey, nonce)  # a replay's refusal is 401; a failed store's, 503
             raise
-
-    def signed_by(self, headers: Mapping[str, str], *, now: float | None = None) -> str | None:
-        """The hotkey whose fresh signature these headers carry, None otherwise; the nonce is not claimed
-        (the rate limiter charges a signed request to its hotkey before the route verifies it)."""
-        try:
-            return self.check_signature(headers, now=now)[0]
-        except Unauthenticated:
-            return None
+        store.spent(hotkey, nonce, self.nonce_ttl)
+        return done
 
     def check_signature(self, headers: Mapping[str, str], *, now: float | None = None) -> tuple[str, str]:
-        """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated."""
+        """(hotkey, nonce) when the headers carry a fresh signature by that hotkey; else Unauthenticated.
+        The nonce is not spent (``spend``, ``call_signed``). A request's signature is checked once, at
+        the edge, which keeps the answer for the routes (``edge.request.checked_signature``)."""
         values = {name: headers.get(name) for name in SIGNED_HEADERS}
         missing = [name for name, value in values.items() if not value]
         if missing:
@@ -224,7 +275,7 @@ class SignatureVerifier:
                 " either way: check the client's clock"
             )
         try:
-            keypair = Keypair(ss58_address=hotkey)
+            keypair = _public_keypair(hotkey)
         except Exception:
             raise Unauthenticated(f"{HEADER_HOTKEY} is not a valid SS58 address") from None
         try:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from oro_graph.edge import request as edge_request
 from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
@@ -29,8 +30,10 @@ RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 
 async def signed_hotkey(request: Request, runtime: RuntimeDep) -> str:
     """The hotkey that signed this request; 401 for a bad signature, a stale timestamp or a reused nonce."""
-    # In a worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-    return await to_thread(runtime.verifier.verify, request.headers)
+    hotkey, nonce = edge_request.checked_signature(request.scope, runtime.verifier)
+    # In a worker thread: the nonce store may be the database.
+    await to_thread(runtime.verifier.spend, hotkey, nonce)
+    return hotkey
 
 
 SignedHotkey = Annotated[str, Depends(signed_hotkey)]
@@ -39,10 +42,10 @@ SignedHotkey = Annotated[str, Depends(signed_hotkey)]
 async def checked_signature(request: Request, runtime: RuntimeDep) -> tuple[str, str]:
     """(hotkey, nonce) of a fresh signature, its nonce not spent yet: 401 for a bad signature or a
     stale timestamp. The route must spend the nonce with ``runtime.verifier.call_signed``, in the
-    transaction of its work (a replay is refused there). Checked on the event loop, as the rate
-    limiter checks it, rather than on a worker thread: an SR25519 verification takes well under a
-    millisecond, less than the hop would."""
-    return runtime.verifier.check_signature(request.headers)
+    transaction of its work (a replay is refused there). The rate limit has checked the signature
+    already, on the event loop (an SR25519 verification takes well under a millisecond, less than a
+    thread hop): this is its verdict (``edge.request.checked_signature``)."""
+    return edge_request.checked_signature(request.scope, runtime.verifier)
 
 
 # A signed write: the hotkey is ``[0]``; see ``checked_signature`` for the nonce ``[1]``.

@@ -1,8 +1,8 @@
 """/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only.
 
 Claim, heartbeat, progress and complete check the permit in the service, and spend the request's nonce,
-in the transaction of the work, on one worker thread (``SignatureVerifier.call_signed``); the other
-paths check both here (``ValidatorHotkey``)."""
+in the transaction of the work, on one worker thread that charges the hotkey's write budget first
+(``SignatureVerifier.call_charged``); the other paths check both here (``ValidatorHotkey``)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ async def claim_work(
     and ``chutes_access_token`` for Chutes). If none can be minted, the run is released and the
     answer is 503 with Retry-After."""
     hotkey = signed[0]
-    await limits.charge_write(hotkey, "claim")
     assert runtime.inference is not None
     got = await to_thread(
         inference.claim_with_grant,
@@ -58,7 +57,9 @@ async def claim_work(
         settings=runtime.settings,
         storage=runtime.storage,
         metrics=body.metrics() if body else None,
-        call=functools.partial(runtime.verifier.call_signed, runtime.db, signed),
+        call=functools.partial(
+            runtime.verifier.call_charged, runtime.db, signed, limits.write_charge(hotkey, "claim")
+        ),
     )
     return schemas.ClaimWorkResponse.of(got.claim, got.grant) if got else Response(status_code=204)
 
@@ -89,11 +90,11 @@ async def heartbeat(
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
     hotkey = signed[0]
-    await limits.charge_write(hotkey, "heartbeat")
     run = await to_thread(
-        runtime.verifier.call_signed,
+        runtime.verifier.call_charged,
         runtime.db,
         signed,
+        limits.write_charge(hotkey, "heartbeat"),
         evaluations.heartbeat,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -124,11 +125,11 @@ async def update_progress(
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
     hotkey = signed[0]
-    await limits.charge_write(hotkey, "progress")
     await to_thread(
-        runtime.verifier.call_signed,
+        runtime.verifier.call_charged,
         runtime.db,
         signed,
+        limits.write_charge(hotkey, "progress"),
         evaluations.update_progress,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -158,11 +159,11 @@ async def complete_run(
 
     A run whose lease lapsed is over: RUN_ALREADY_COMPLETE, with a detail saying the lease lapsed."""
     hotkey = signed[0]
-    await limits.charge_write(hotkey, "complete")
     done = await to_thread(
-        runtime.verifier.call_signed,
+        runtime.verifier.call_charged,
         runtime.db,
         signed,
+        limits.write_charge(hotkey, "complete"),
         evaluations.complete_run,
         run_id=eval_run_id,
         validator_hotkey=hotkey,

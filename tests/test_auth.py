@@ -105,6 +105,37 @@ def test_database_nonces_are_shared_between_processes(db):
     assert row.nonce == headers["X-Nonce"] and 120 < row.expires_at - time.time() <= 121
 
 
+def test_a_replay_the_process_saw_is_refused_without_asking_the_database(db, monkeypatch):
+    verifier = SignatureVerifier(60, DatabaseNonceStore(db))
+    headers = sign_headers(keypair("Alice"))
+    verifier.verify(headers)
+    asked = []
+    monkeypatch.setattr(db, "call", lambda *args, **kwargs: asked.append(args))
+    with pytest.raises(Unauthenticated, match="already used"):
+        verifier.verify(headers)
+    assert asked == []
+
+
+def test_a_hotkeys_public_key_is_decoded_once(verifier, monkeypatch):
+    from oro_graph import auth
+
+    built = []
+
+    class Counted(auth.Keypair):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs["ss58_address"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "Keypair", Counted)
+    auth._public_keypair.cache_clear()
+    try:
+        for name in ("Alice", "Bob", "Alice", "Alice"):
+            assert verifier.verify(sign_headers(keypair(name))) == keypair(name).ss58_address
+    finally:
+        auth._public_keypair.cache_clear()
+    assert built == [keypair("Alice").ss58_address, keypair("Bob").ss58_address]
+
+
 def test_a_database_nonce_expires_and_expired_rows_are_pruned(db, monkeypatch):
     clock = [time.time()]
     monkeypatch.setattr("oro_graph.auth.time.time", lambda: clock[0])

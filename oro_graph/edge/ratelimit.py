@@ -29,6 +29,7 @@ blocking round trip on the event loop for the versions (about 0.7 ms of CPU inst
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -46,8 +47,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oro_graph.auth import SignatureVerifier
 from oro_graph.edge import ratestore
-from oro_graph.edge.request import EdgeRequest, reply
-from oro_graph.errors import RateLimitExceeded
+from oro_graph.edge.request import EdgeRequest, checked_signature, reply
+from oro_graph.errors import RateLimitExceeded, Unauthenticated
 from oro_graph.observability import RATE_LIMIT_REFUSALS
 from oro_graph.settings import Settings
 from oro_graph.threads import to_thread
@@ -224,13 +225,25 @@ class RateLimits:
 
     async def charge_write(self, hotkey: str, action: str) -> None:
         """One signed write of ``action`` (one of ``WRITES``) by ``hotkey``; RateLimitExceeded over budget."""
-        charge = await self.charge(self.per_write, 1, "write", action, hotkey)
+        if isinstance(self.storage, MemoryStorage):  # no I/O: no reason to leave the loop
+            self.charge_write_now(hotkey, action)
+        else:
+            await to_thread(self.charge_write_now, hotkey, action)
+
+    def charge_write_now(self, hotkey: str, action: str) -> None:
+        """``charge_write`` on this thread, which may wait for Redis: a worker thread's."""
+        charge, _ = self._charge(self.per_write, 1, ("write", action, hotkey))
         if charge is not None and not charge.allowed:
             raise RateLimitExceeded(
                 f"more than {self.per_write} {action} requests from this hotkey; "
                 f"retry in {charge.retry_after} s",
                 remaining_seconds=charge.retry_after,
             )
+
+    def write_charge(self, hotkey: str, action: str) -> Callable[[], None]:
+        """``charge_write_now`` for later, on the worker thread of the write itself
+        (``SignatureVerifier.call_charged``): one thread hop for a signed write, not two."""
+        return functools.partial(self.charge_write_now, hotkey, action)
 
 
 # -- the per-client budget, ahead of routing ------------------------------------------------------
@@ -270,14 +283,15 @@ class RateLimitMiddleware:
         self.reads_versions = reads_versions
 
     def client(self, scope: Scope) -> str:
-        """The hotkey of a fresh signature (checked, not the nonce: the route does that), else the address.
+        """The hotkey of a fresh signature (checked, once per request; not the nonce: the route spends
+        it), else the address.
 
         Keyed on a header alone, anyone could spend a validator's budget by naming its hotkey."""
-        headers = Headers(scope=scope)
-        if self.verifier is not None and "x-signature" in headers:
-            hotkey = self.verifier.signed_by(headers)
-            if hotkey is not None:
-                return f"hotkey:{hotkey}"
+        if self.verifier is not None and "x-signature" in Headers(scope=scope):
+            try:
+                return f"hotkey:{checked_signature(scope, self.verifier)[0]}"
+            except Unauthenticated:
+                pass  # the route refuses it (401); until then it is the address's
         peer = scope.get("client")
         return f"address:{peer[0] if peer else 'unknown'}"
 

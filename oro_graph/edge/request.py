@@ -6,6 +6,8 @@ reads it and keeps it here (``read_body``), with its JSON value decoded once (``
 layer finds it here instead of reading or decoding again. The gate leaves its verdict (each
 admitted operation's parsed document and static cost) for the schema's ``Limits`` extension and
 the cache, and the rate limit leaves the client's charge for the graph's ``rateLimit`` field.
+A signed request's signature is checked once, by the first layer that needs to know its signer
+(the rate limit charges the hotkey), and the verdict kept for the routes (``checked_signature``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphql import DocumentNode
+from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
+from oro_graph.errors import Unauthenticated
+
 if TYPE_CHECKING:
+    from oro_graph.auth import SignatureVerifier
     from oro_graph.dataversion import Snapshot
     from oro_graph.edge.cost import Cost
     from oro_graph.edge.ratelimit import RateState
@@ -50,6 +56,8 @@ class EdgeRequest:
     versions: Snapshot | None = None
     cost: int | None = None  # the static cost of what the gate admitted, summed over a batch
     admitted: list[Admission] = field(default_factory=list)
+    # The signature's verdict (``checked_signature``): (hotkey, nonce), or why it was refused.
+    signature: tuple[str, str] | Unauthenticated | None = None
     _payload: Any = None
     _decoded: bool = False
     _client: Receive | None = None  # what follows the body: the client's disconnect
@@ -95,6 +103,24 @@ class EdgeRequest:
             ):
                 return admitted
         return None
+
+
+def checked_signature(scope: Scope, verifier: SignatureVerifier) -> tuple[str, str]:
+    """(hotkey, nonce) of the request's fresh signature, its nonce not spent; else Unauthenticated.
+
+    Checked once per request: an SR25519 verification is most of what a signed call costs at the
+    edge, and both the rate limit (whose budget to charge) and the route (who is calling) ask."""
+    state = EdgeRequest.of(scope)
+    verdict = state.signature
+    if verdict is None:
+        try:
+            verdict = verifier.check_signature(Headers(scope=scope))
+        except Unauthenticated as refused:
+            verdict = refused
+        state.signature = verdict
+    if isinstance(verdict, Unauthenticated):
+        raise verdict
+    return verdict
 
 
 async def read_body(scope: Scope, receive: Receive) -> tuple[EdgeRequest, Receive]:

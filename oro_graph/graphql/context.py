@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import strawberry
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 from strawberry.fastapi import BaseContext
 
+from oro_graph.edge import request as edge_request
 from oro_graph.graphql.dataloaders import Loaders
 from oro_graph.models import Role
 from oro_graph.runtime import Runtime
@@ -25,11 +27,19 @@ class Context(BaseContext):
     """What every resolver gets as ``info.context``. Signatures are checked only when a field needs one."""
 
     def __init__(
-        self, runtime: Runtime, *, headers: Mapping[str, str], request_id: str | None = None
+        self,
+        runtime: Runtime,
+        *,
+        headers: Mapping[str, str],
+        request_id: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
+        """``scope``: an HTTP request's, whose signature the edge checked already (not a websocket's,
+        whose signature headers come later, in ``connection_init``)."""
         super().__init__()
         self.runtime = runtime
         self.headers = headers
+        self.http_scope = scope
         self.request_id = request_id or uuid.uuid4().hex
         self.loaders = Loaders(runtime.db)
         self._signer: asyncio.Future[str] | None = None
@@ -46,9 +56,16 @@ class Context(BaseContext):
     async def signer(self) -> str:
         """The hotkey that signed this request (verified once: the nonce may be claimed only once)."""
         if self._signer is None:
-            # A worker thread: SR25519 verification is CPU work and the nonce store may be Redis.
-            self._signer = asyncio.ensure_future(to_thread(self.runtime.verifier.verify, self.headers))
+            self._signer = asyncio.ensure_future(self._verified())
         return await self._signer
+
+    async def _verified(self) -> str:
+        verifier = self.runtime.verifier
+        if self.http_scope is None:  # a websocket's: on a worker thread, as SR25519 verification is CPU work
+            return await to_thread(verifier.verify, self.headers)
+        hotkey, nonce = edge_request.checked_signature(self.http_scope, verifier)  # the edge's verdict
+        await to_thread(verifier.spend, hotkey, nonce)  # the nonce store may be the database
+        return hotkey
 
     async def signed_write(self, write: str) -> str:
         """The signer, charged for a ``write`` whose service checks the signer's role itself, in the
@@ -74,7 +91,10 @@ Info = strawberry.Info[Context, None]
 def build_context(runtime: Runtime, connection: HTTPConnection) -> Context:
     given = connection.headers.get(REQUEST_ID_HEADER, "")
     context = Context(
-        runtime, headers=connection.headers, request_id=given if _SAFE_REQUEST_ID.match(given) else None
+        runtime,
+        headers=connection.headers,
+        request_id=given if _SAFE_REQUEST_ID.match(given) else None,
+        scope=connection.scope if connection.scope["type"] == "http" else None,
     )
     context.request = connection  # type: ignore[assignment]
     return context

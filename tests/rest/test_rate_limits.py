@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -16,13 +17,13 @@ from oro_sdk.api.miner import submit_agent
 from oro_sdk.api.public import get_top_agent
 from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceededError, SubmitAgentResponse
 
-from oro_graph.auth import sign_headers
+from oro_graph.auth import SignatureVerifier, sign_headers
 from oro_graph.edge import ratelimit
 from oro_graph.edge.ratelimit import RateLimits
 from oro_graph.settings import Settings
 from tests.factories import keypair, make_world
 from tests.rest.live import LiveServer, wallet
-from tests.rest.seed import agent_file
+from tests.rest.seed import agent_file, seed
 
 
 def assert_throttled(response: object, limit_word: str = "per minute") -> None:
@@ -207,3 +208,62 @@ def test_every_signed_write_has_a_per_hotkey_budget(serve: Callable[..., LiveSer
         assert 1 <= answer["data"]["claimWork"]["remainingSeconds"] <= 60
         fresh = http.post("/graphql", json=mutation, headers=sign_headers(keypair("Eve"))).json()
         assert fresh["data"]["claimWork"]["__typename"] != "RateLimitExceededError"
+
+
+VIEWER = {"query": "{ viewer { hotkey } }"}
+
+
+def test_a_signed_request_has_its_signature_checked_once(
+    serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limit checks a signature to know whose budget to charge; the route takes that verdict
+    rather than checking again (an SR25519 verification is most of a signed call's cost at the edge),
+    whether it spends the nonce in its work's transaction (heartbeat), before its work (the run's
+    problems, a miner's agents, the graph's ``viewer``), or refuses the signature."""
+    server = serve()
+    seeded = seed(server.runtime)
+    checked: list[str | None] = []
+    check = SignatureVerifier.check_signature
+
+    def counted(verifier: SignatureVerifier, headers: Any, *, now: float | None = None) -> tuple[str, str]:
+        checked.append(headers.get("X-Nonce"))
+        return check(verifier, headers, now=now)
+
+    monkeypatch.setattr(SignatureVerifier, "check_signature", counted)
+    run = f"/v1/validator/evaluation-runs/{seeded.beta_run}"
+    forged = {**sign_headers(keypair("Alice")), "X-Signature": "0x" + "00" * 64}
+    with server.http() as http:
+        answers = [
+            http.post(f"{run}/heartbeat", headers=sign_headers(keypair("Eve"))),
+            http.get(f"{run}/problems", headers=sign_headers(keypair("Eve"))),
+            http.get("/v1/miner/agents", headers=sign_headers(keypair("Alice"))),
+            http.get("/v1/miner/agents", headers=forged),
+            http.post("/graphql", json=VIEWER, headers=sign_headers(keypair("Alice"))),
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 401, 200], [a.text for a in answers]
+    assert answers[4].json()["data"]["viewer"]["hotkey"] == keypair("Alice").ss58_address
+    assert len(checked) == 5 and len(set(checked)) == 5
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_a_replayed_signed_write_is_refused_before_it_is_charged(
+    serve: Callable[..., LiveServer], request: pytest.FixtureRequest, shared: bool
+) -> None:
+    """A replay is 401 before the hotkey's write budget is charged, with either nonce store (the
+    database's when state is shared): replaying a validator's heartbeat cannot spend its budget, and
+    the one answer about the replay is that it is one (not a 429)."""
+    redis = {"redis_url": request.getfixturevalue("redis_url")} if shared else {}
+    if shared:
+        request.getfixturevalue("redis_prefix")
+    server = serve(write_rate_limit="1/minute", **redis)
+    seeded = seed(server.runtime)
+    heartbeat = f"/v1/validator/evaluation-runs/{seeded.beta_run}/heartbeat"
+    signed = sign_headers(keypair("Eve"))
+    with server.http() as http:
+        first = http.post(heartbeat, headers=signed)
+        replays = [http.post(heartbeat, headers=signed) for _ in range(2)]
+        fresh = http.post(heartbeat, headers=sign_headers(keypair("Eve")))
+    assert first.status_code == 200, first.text
+    for replay in replays:
+        assert replay.status_code == 401 and "nonce was already used" in replay.json()["detail"], replay.text
+    assert_throttled(fresh, "heartbeat requests from this hotkey")  # the budget held its one write
