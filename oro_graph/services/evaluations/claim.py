@@ -13,27 +13,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, literal
+from sqlalchemy import bindparam, exists, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col
 
-from oro_graph.db import insert_if_absent, writes
+from oro_graph.db import writes
 from oro_graph.errors import AtCapacity
 from oro_graph.models import (
     Agent,
     AgentVersion,
     AgentVersionState,
     EvaluationRun,
-    Role,
     RunStatus,
     ValidatorState,
     WorkItem,
     utcnow,
 )
 from oro_graph.models.base import new_id
-from oro_graph.services import credentials, events, locks, registry
-from oro_graph.services.evaluations.lease import Metrics, _seen_values, expire_leases
+from oro_graph.services import credentials, events, locks
+from oro_graph.services.evaluations.lease import Metrics, _touch_validator, expire_leases
 from oro_graph.services.locks import Lock
 from oro_graph.settings import Settings
 from oro_graph.storage import Storage
@@ -104,9 +103,6 @@ def _claim(
     sweep: bool,
 ) -> Claim | None:
     seen = _touch_claimer(session, validator_hotkey, metrics, now)
-    refusal = registry.role_refusal(validator_hotkey, Role.VALIDATOR, registry.registry_row(seen))
-    if refusal is not None:
-        raise refusal
     if sweep and seen["lapsed"]:
         raise _LapsedLeases
     if seen["active"] >= settings.max_active_runs_per_validator:
@@ -166,7 +162,7 @@ def _version_columns(version_id: Any, *names: str) -> list[Any]:
     ]
 
 
-def _active_runs(hotkey: str) -> Any:
+def _active_runs(hotkey: Any) -> Any:
     """SQL: how many runs the validator holds now."""
     return (
         sa_select(func.count())
@@ -185,29 +181,26 @@ def _check_capacity(active: int, settings: Settings) -> None:
 
 
 def _touch_claimer(session: Session, hotkey: str, metrics: Metrics | None, now: datetime) -> Any:
-    """Record the validator as seen (with its metrics), which locks its state row (claims of one
-    validator queue here: the lock order starts with it), and read in the same statement its registry
-    row, how many runs it holds and whether any lease has lapsed.
+    """``_touch_validator`` (which locks the validator's state row: claims of one validator queue
+    here), reading in the same statement how many runs it holds and whether any lease has lapsed.
 
     On PostgreSQL the columns read here come from the statement's snapshot, taken before it waited for
     the row lock: a claim of the same validator that committed meanwhile is not in the count. So the
     count only decides when to look again (``_claim``), and the run's INSERT, a statement that starts
     once the lock is held, checks the capacity itself (``_candidates``).
     """
-    locks.take(session, Lock.VALIDATOR_STATE, hotkey)
-    active = _active_runs(hotkey)
-    lapsed = exists().where(_RUNS.c.status.in_(RunStatus.live()), _RUNS.c.lease_expires_at < now)
-    touch = (
-        sql_update(_STATES)
-        .where(_STATES.c.hotkey == hotkey)
-        .values(**_seen_values(metrics, now))
-        .returning(*registry.role_columns(hotkey), active.label("active"), lapsed.label("lapsed"))
+    return _touch_validator(session, hotkey, metrics, now, *_CLAIMER_COLUMNS)
+
+
+_CLAIMER_COLUMNS = (
+    _active_runs(bindparam("signer", type_=_STATES.c.hotkey.type)).label("active"),
+    exists()
+    .where(
+        _RUNS.c.status.in_(RunStatus.live()),
+        _RUNS.c.lease_expires_at < bindparam("now", type_=_RUNS.c.lease_expires_at.type),
     )
-    row = session.execute(touch).first()
-    if row is None:  # its first claim: the state row is made (race-free), then touched
-        insert_if_absent(session, ValidatorState, hotkey=hotkey)
-        row = session.execute(touch).one()
-    return row._mapping
+    .label("lapsed"),
+)
 
 
 def _candidates(validator_hotkey: str, settings: Settings) -> Any:

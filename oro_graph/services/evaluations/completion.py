@@ -68,6 +68,7 @@ def complete_run(
     if terminal_status not in RunStatus.finished():
         allowed = sorted(s.value for s in RunStatus.finished())
         raise ValidationFailed(f"terminal_status must be one of {allowed}")
+    _touch_validator(session, validator_hotkey, None, now)
     run = _held_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete, attached=True)
     if terminal_status == RunStatus.SUCCESS and validator_score is None:
         raise MissingScore("a SUCCESS completion needs validator_score")
@@ -117,7 +118,6 @@ def complete_run(
             version.state = AgentVersionState.ELIGIBLE
             version.eligible_at = now
             became_eligible = True
-    _touch_validator(session, validator_hotkey, None, now)
     session.add_all([run, work, version])
     _settle_version_state(session, work)
     session.flush()

@@ -121,6 +121,7 @@ def update_progress(
     now = now or utcnow()
     if len(problems) > MAX_PROBLEMS_PER_UPDATE:
         raise ValidationFailed(f"at most {MAX_PROBLEMS_PER_UPDATE} problems per update, got {len(problems)}")
+    _touch_validator(session, validator_hotkey, None, now)
     run = _held_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     ids = {p.problem_id for p in problems}
     # The suite's problems among those named, with each one's stored score for this run, if any.
@@ -171,7 +172,6 @@ def update_progress(
         )
     saved = _upsert_results(session, run.id, merged, now)
     _set_run(session, run, _status_values(session, run, RunStatus.RUNNING, now))
-    _touch_validator(session, validator_hotkey, None, now)
     return [saved[update.problem_id] for update in problems]
 
 
