@@ -264,8 +264,14 @@ def _insert_run(
         _check_capacity(found.active, settings)
         if not found.open:
             return None
-        # Blocking lock; PostgreSQL re-checks the WHERE clause once the holder commits.
-        run = insert(candidates.with_for_update(of=_WORK))
+        # Blocking lock; PostgreSQL re-checks the WHERE clause once the holder commits. A row that
+        # fails the re-check stays locked to the end of the transaction: in a savepoint, rolled back
+        # when nothing came of it, a fruitless wait gives its work item back at once, rather than
+        # holding it (and blocking that item's completions and claims) while this claim looks again.
+        with session.begin_nested() as attempt:
+            run = insert(candidates.with_for_update(of=_WORK))
+            if run is None:
+                attempt.rollback()
     return run
 
 
