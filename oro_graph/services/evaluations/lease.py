@@ -213,7 +213,6 @@ def _held_run(
     now: datetime,
     *,
     lapsed: type[OroError] = LeaseExpired,
-    attached: bool = False,
 ) -> EvaluationRun:
     """The run, locked, if the signer holds its live lease; else the error that says why:
     EVAL_RUN_NOT_FOUND, then why the lease is not the signer's. (The permit was checked by the call's
@@ -221,20 +220,14 @@ def _held_run(
 
     A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for a progress report or a completion
     the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
-    call rather than retry it.
-
-    ``attached``: the run as an ORM instance of the session (the completion changes it through the
-    ORM); otherwise a detached EvaluationRun built from the row, which only ``_set_run`` changes.
+    call rather than retry it. The run is a detached EvaluationRun built from the row, which only
+    ``_set_run`` changes.
     """
     locks.take(session, Lock.RUN, run_id)
-    if attached:
-        stmt: Any = select(EvaluationRun).where(EvaluationRun.id == run_id).with_for_update()
-        run: EvaluationRun | None = session.exec(stmt).first()
-    else:
-        row = session.execute(_LOCK_RUN, {"run_id": run_id}).first()
-        run = None if row is None else EvaluationRun(**row._mapping)
-    if run is None:
+    row = session.execute(_LOCK_RUN, {"run_id": run_id}).first()
+    if row is None:
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
+    run = EvaluationRun(**row._mapping)
     why = _why_not_live(run, validator_hotkey, now)
     if why is not None:
         reason, detail = why
@@ -267,9 +260,24 @@ def _set_run(session: Session, run: EvaluationRun, values: dict[str, Any]) -> No
     """One UPDATE of the columns in ``values`` (and only those) of a run from ``_held_run``; none if empty."""
     if not values:
         return
-    session.execute(sql_update(_RUNS).where(_RUNS.c.id == run.id).values(**values))
+    _update_by_id(session, _RUNS, run.id, values)
     for name, value in values.items():
         setattr(run, name, value)
+
+
+def _update_by_id(session: Session, table: Any, row_id: Any, values: dict[str, Any]) -> None:
+    """``UPDATE table SET <values> WHERE id = row_id``, the statement built once per set of columns."""
+    params = {f"new_{name}": value for name, value in values.items()}
+    session.execute(_update_statement(table, tuple(values)), {"row_id": row_id, **params})
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(table: Any, names: tuple[str, ...]) -> Any:
+    return (
+        sql_update(table)
+        .where(table.c.id == bindparam("row_id", type_=table.c.id.type))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
+    )
 
 
 def live_run_for_upload(
