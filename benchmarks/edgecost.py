@@ -11,6 +11,13 @@ and the statement run every time), ``/health`` (one ``SELECT 1``) and the cached
 ``--rounds`` repeats each and keeps the lowest (interference only ever adds CPU); ``--compare
 ../other-checkout`` serves that checkout too and measures the two in turns.
 
+``--validator-cycles N`` measures the validator loop instead, in this process: the app on the loop
+database (``datasets.build_loop_world``, rebuilt), N full signed cycles (claim, heartbeat, progress of
+3 problems, complete; real SR25519 signatures, made before the measure) through the ASGI app, and the
+process CPU per cycle. With ``--callgrind`` the same runs twice under ``valgrind --tool=callgrind``,
+with N cycles and with none, and the difference gives instructions per cycle: a count that other
+processes on the machine do not move, the figure to compare checkouts with.
+
 Uses ``BENCH_DB_PREFIX``/``BENCH_REDIS_URL``/``BENCH_PORT_BASE`` like the harness (port base + 7).
 """
 
@@ -21,6 +28,8 @@ import asyncio
 import itertools
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +103,117 @@ def measure(pid: int, port: int, request: Request, count: int) -> tuple[float, f
     return (after - before) * 1000 / count, count / wall, bad
 
 
+VALIDATOR_WARMUP = 5  # cycles before the measure: imports done, statements compiled, pools filled
+
+
+def _loop_world(*, reuse: bool) -> datasets.LoopWorld:
+    """The loop database, built afresh, or (``reuse``: what the callgrind runs do, so that building it
+    is not measured under valgrind) the one the last build left, reset."""
+    if not reuse:
+        return datasets.build_loop_world()
+    import psycopg
+
+    database = config.LOOP_DATABASE
+    datasets.reset_loop_world(database)
+    with psycopg.connect(config.dsn(database)) as conn:
+        problems = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT id FROM problem ORDER BY position LIMIT %s", (datasets.LOOP_PROGRESS_PROBLEMS,)
+            )
+        ]
+    uris = [f"//bench{i}" for i in range(datasets.LOOP_VALIDATORS)]
+    return datasets.LoopWorld(database, uris, [], problems)
+
+
+async def _validator_cycles(count: int, world: datasets.LoopWorld) -> float:
+    """Run VALIDATOR_WARMUP + ``count`` signed cycles through the app in this process; the process CPU
+    seconds the last ``count`` took (signing excluded: every header is signed before)."""
+    import httpx
+    from substrateinterface import Keypair
+
+    from benchmarks.servers import ours_env
+    from oro_graph.app import create_app
+    from oro_graph.auth import sign_headers
+    from oro_graph.settings import load_settings
+
+    data_dir = Path(tempfile.mkdtemp(prefix="oro_edgecost_"))
+    env = ours_env(world.database, config.PORT_BASE + 7, data_dir)
+    # Headers are signed before the measure, which under callgrind lasts minutes: a wide skew.
+    env["ORO_TIMESTAMP_SKEW_SECONDS"] = "86400"
+    os.environ.update(env)
+    app = create_app(load_settings(), migrate=False)
+    keypairs = [Keypair.create_from_uri(uri) for uri in world.uris]
+    total = VALIDATOR_WARMUP + count
+    headers = [[sign_headers(keypairs[i % len(keypairs)]) for _ in range(4)] for i in range(total)]
+    progress = {"problems": [{"problem_id": p, "status": "SUCCESS", "score": 0.5} for p in world.problems]}
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://edgecost") as client,
+    ):
+
+        async def cycle(signed: list[dict[str, str]]) -> None:
+            claim = await client.post("/v1/validator/work/claim", json={"cpu_pct": 12.5}, headers=signed[0])
+            assert claim.status_code == 200, claim.text
+            run = f"/v1/validator/evaluation-runs/{claim.json()['eval_run_id']}"
+            for path, body, signed_by in (
+                ("heartbeat", {"cpu_pct": 20.0}, signed[1]),
+                ("progress", progress, signed[2]),
+                ("complete", {"terminal_status": "SUCCESS", "validator_score": 0.5}, signed[3]),
+            ):
+                answer = await client.post(f"{run}/{path}", json=body, headers=signed_by)
+                assert answer.status_code == 200, f"{path}: {answer.status_code} {answer.text}"
+
+        for signed in headers[:VALIDATOR_WARMUP]:
+            await cycle(signed)
+        started = time.process_time()
+        for signed in headers[VALIDATOR_WARMUP:]:
+            await cycle(signed)
+        return time.process_time() - started
+
+
+def _callgrind_instructions(count: int) -> int:
+    """Instructions (every thread) of this module's ``--validator-cycles count`` under callgrind."""
+    out = Path(tempfile.mkdtemp(prefix="oro_callgrind_")) / "callgrind.out"
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "benchmarks.edgecost",
+            "--validator-cycles",
+            str(count),
+            "--reuse-world",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    found = re.search(r"^summary:\s*(\d+)", out.read_text(errors="replace"), re.MULTILINE)
+    assert found is not None, f"no summary line in {out}"
+    return int(found.group(1))
+
+
+def validator_cycles(count: int, *, callgrind: bool, reuse: bool) -> None:
+    """Print the validator loop's CPU per cycle, or (``callgrind``) its instructions per cycle."""
+    if not callgrind:
+        seconds = asyncio.run(_validator_cycles(count, _loop_world(reuse=reuse)))
+        if count:
+            ms = seconds * 1000 / count
+            print(f"validator cycle (claim, heartbeat, progress, complete): {ms:.2f} ms CPU")
+        return
+    _loop_world(reuse=reuse)  # built here, outside valgrind
+    with_cycles, without = _callgrind_instructions(count), _callgrind_instructions(0)
+    per_cycle = (with_cycles - without) / count
+    print(
+        f"validator cycle: {per_cycle / 1e6:.1f} M instructions "
+        f"({with_cycles:,} with {count} cycles, {without:,} with none)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.edgecost", description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
@@ -106,7 +226,20 @@ def main(argv: list[str] | None = None) -> None:
         help="also serve from this checkout (another worktree), measured in turns with this one "
         "so that both see the same machine: the ratio is the figure to trust on a busy machine",
     )
+    parser.add_argument(
+        "--validator-cycles",
+        type=int,
+        metavar="N",
+        help="measure N signed validator cycles in this process instead (CPU ms per cycle)",
+    )
+    parser.add_argument(
+        "--callgrind", action="store_true", help="with --validator-cycles: instructions per cycle"
+    )
+    parser.add_argument("--reuse-world", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.validator_cycles is not None:
+        validator_cycles(args.validator_cycles, callgrind=args.callgrind, reuse=args.reuse_world)
+        return
     dataset = datasets.ensure(config.SIZES["small"], log=lambda m: print(m, file=sys.stderr))
     import psycopg
 

@@ -14,6 +14,7 @@ statement's text: the verb, the table and, for an UPDATE, the columns of its SET
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from typing import Any
@@ -94,6 +95,7 @@ def read(context: Any, statement: str) -> frozenset[str]:
     return known
 
 
+@functools.lru_cache(maxsize=1024)  # a service's statements are built once: their text recurs
 def written(statement: str) -> frozenset[str]:
     """What a writing statement changes (less the bookkeeping tables), with the running totals its
     triggers keep (``models.totals``); ``ANY`` when it cannot be told."""

@@ -20,7 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
@@ -278,25 +280,47 @@ def record(
     """Append an event to the log in the caller's transaction (it exists only if the change commits).
 
     ``at`` is the time of the change (the service's ``now``), so replayed or simulated histories
-    carry their own clock.
+    carry their own clock. The row is written when the transaction commits, with every other event
+    it recorded, in one INSERT (``_write_pending``): an ORM instance per event cost the validator's
+    heartbeat more Python than its statements. So a transaction does not read back its own events.
     """
-    topic = TOPICS[type(kind)]
-    session.add(
-        Event(
-            topic=topic,
-            kind=kind,
-            run_id=run_id,
-            suite_id=suite_id,
-            agent_version_id=agent_version_id,
-            payload=payload.to_json() if payload is not None else None,
-            created_at=at or utcnow(),
-        )
+    pending: list[dict[str, Any]] = session.info.setdefault(_PENDING, [])
+    pending.append(
+        {
+            "topic": TOPICS[type(kind)],
+            "kind": str(kind),
+            "run_id": run_id,
+            "suite_id": suite_id,
+            "agent_version_id": agent_version_id,
+            "payload": payload.to_json() if payload is not None else None,
+            "created_at": at or utcnow(),
+        }
     )
-    if not session.info.get("oro_events"):
-        session.info["oro_events"] = True
-        if session.get_bind().dialect.name == "postgresql":
-            # Delivered to every LISTENing process when (and only if) this transaction commits.
-            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    session.info["oro_events"] = True  # Database.session calls its on_events once this commits
+
+
+_PENDING = "oro_pending_events"
+_INSERT = Event.__table__.insert()  # type: ignore[attr-defined]
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _write_pending(session: OrmSession) -> None:
+    """Write the transaction's recorded events in one INSERT as it commits (a savepoint's commit
+    leaves them to the transaction's), and on PostgreSQL tell the LISTENing processes."""
+    if session.in_nested_transaction() or not session.info.get(_PENDING):
+        return
+    rows = session.info.pop(_PENDING)
+    session.execute(_INSERT, rows)
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered to every LISTENing process when (and only if) this transaction commits.
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_pending(session: OrmSession, transaction: SessionTransaction) -> None:
+    """A rolled-back transaction's events are never written."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def run_events(

@@ -26,7 +26,7 @@ class Lock(IntEnum):
 
     SCHEDULER_LEASE = 10  # a job's lease row (races.scheduler.take_lease): first in the job's transaction
     MINER = 20  # a miner's row: one submission at a time (agents.submit_agent)
-    VALIDATOR_STATE = 30  # a validator's row: one claim at a time (evaluations.claim_work)
+    VALIDATOR_STATE = 30  # a validator's row: the first lock of every validator call (evaluations.lease)
     RUN = 40  # an evaluation run's row (heartbeat, progress, completion, release, lease expiry)
     RACE = 50  # a race's row: every transition of the race, and a race run's completion
     RACE_OPENERS = 55  # advisory: one opener of a race at a time (races.cycle.open_race)

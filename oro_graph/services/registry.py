@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Label
+from sqlalchemy import ColumnElement, Label
 from sqlmodel import Session, col, select
 
 from oro_graph.db import writes
@@ -93,7 +93,7 @@ def role_refusal(ss58: str, role: Role, found: RegistryRow | None) -> Forbidden 
     return None
 
 
-def role_columns(ss58: str) -> list[Label[Any]]:
+def role_columns(ss58: str | ColumnElement[str]) -> list[Label[Any]]:
     """The registry row of ``ss58`` as three scalar subqueries (banned, role, validator_permit), to add to
     a statement's columns; all NULL when it is not registered. Read them with ``registry_row``."""
     by_key = col(Hotkey.ss58) == ss58

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
 
 from oro_graph.errors import AtCapacity, OroError
 from oro_graph.models import Role, RunStatus, utcnow
 from oro_graph.services import invariants
+from oro_graph.services.evaluations.claim import _insert_run
 from tests.factories import claim, complete, make_suite, register, submit
 
 
@@ -129,3 +134,59 @@ def test_first_submissions_of_a_new_miner_racing(runtime):
     accepted = [r for r in results if not isinstance(r, Exception)]
     assert len(accepted) == 1 and accepted[0].status == "ACCEPTED"
     assert {type(r).__name__ for r in results if isinstance(r, Exception)} == {"CooldownActive"}
+
+
+def test_a_fruitless_blocking_attempt_gives_its_work_item_locks_back(runtime):
+    # given (PostgreSQL: real row locks) one open work item, locked by another transaction
+    if runtime.db.is_sqlite:
+        pytest.skip("row locks: PostgreSQL only (SQLite has one writer at a time)")
+    make_suite(runtime)
+    submit(runtime, register(runtime, "miner"), "agent")
+    validator = register(runtime, "v1", Role.VALIDATOR)
+    engine = runtime.db.engine
+    with engine.connect() as holder:
+        item = holder.execute(text("SELECT id FROM workitem FOR UPDATE")).scalar_one()
+        found: list = []
+        answered, release = threading.Event(), threading.Event()
+
+        def look_for_work() -> None:  # a claim's search for a run, its transaction kept open after
+            try:
+                with runtime.db.session(write=True) as session:
+                    found.append(_insert_run(session, validator, runtime.settings, None, utcnow()))
+                    answered.set()
+                    release.wait(30)
+            finally:
+                answered.set()
+
+        worker = threading.Thread(target=look_for_work)
+        worker.start()
+        try:
+            # when the claim waits for the item (SKIP LOCKED found nothing), and the holder fills it
+            _wait_for_a_lock_wait(engine)
+            holder.execute(
+                text("UPDATE workitem SET active_runs = required_successes WHERE id = :id"), {"id": item}
+            )
+            holder.commit()
+            assert answered.wait(30)
+            # then the claim found no run, and its transaction, still open, holds no lock on the item
+            assert found == [None]
+            with engine.connect() as other:
+                other.execute(text("SELECT id FROM workitem WHERE id = :id FOR UPDATE NOWAIT"), {"id": item})
+                other.rollback()
+        finally:
+            release.set()
+            worker.join(timeout=30)
+
+
+def _wait_for_a_lock_wait(engine, *, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ).scalar_one()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("nobody waited for a row lock")

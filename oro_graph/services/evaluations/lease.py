@@ -1,17 +1,23 @@
 """Holding a run: the lease a claim gives, kept by heartbeats, swept when it lapses, given back on release.
 
 Lock order (PostgreSQL), the same in every service so no two transactions wait on each other
-in a cycle: validator state -> work item (SKIP LOCKED, never waited on) in ``claim_work``;
-run -> work item -> suite in the others.
+in a cycle (``locks.Lock`` ranks them): the four validator calls take the signer's VALIDATOR_STATE row
+first (``_touch_validator``, their first statement), then the run, then the work item (a claim: SKIP
+LOCKED first), then the race and the suite's board. Before, a heartbeat, a progress report or a
+completion touched the validator's row last: a completion holding a work item then waited for the
+row a claim of the same validator held while that claim waited for the work item, a deadlock.
+Lease expiry and release take no validator row: run -> work item.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import RowMapping, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
@@ -73,34 +79,43 @@ def _seen_values(metrics: Metrics | None, now: datetime) -> dict[str, Any]:
     return values
 
 
-def _record_metrics(state: ValidatorState, metrics: Metrics | None, now: datetime) -> None:
-    for name, value in _seen_values(metrics, now).items():
-        setattr(state, name, value)
+def _touch_validator(
+    session: Session, hotkey: str, metrics: Metrics | None, now: datetime, *columns: Any
+) -> RowMapping:
+    """The first statement of every validator call: lock the signer's state row (the lock order starts
+    with it), record it as seen (and the metrics it reported) and read its registry row, plus
+    ``columns`` (module constants, whose bound parameters may be ``signer`` and ``now``).
 
-
-def _touch_validator(session: Session, hotkey: str, metrics: Metrics | None, now: datetime) -> None:
-    """Record that the validator was seen (and its metrics) with one UPDATE, without loading its row."""
-    # On the Core table: the ORM-enabled UPDATE cost more Python than the statement itself.
-    states = ValidatorState.__table__
-    updated = session.execute(
-        sql_update(states).where(states.c.hotkey == hotkey).values(**_seen_values(metrics, now))
-    )
-    if updated.rowcount == 0:  # a validator whose row predates it (it is made at the first claim)
-        state = _validator_state(session, hotkey, lock=False)
-        _record_metrics(state, metrics, now)
-        session.add(state)
-
-
-def _validator_state(session: Session, hotkey: str, *, lock: bool) -> ValidatorState:
-    """The validator's state row, created if missing (race-free), optionally row-locked."""
-    stmt = select(ValidatorState).where(ValidatorState.hotkey == hotkey)
-    if lock:
-        locks.take(session, Lock.VALIDATOR_STATE, hotkey)
-    state = session.exec(stmt.with_for_update() if lock else stmt).first()
-    if state is None:
+    FORBIDDEN unless the signer holds a validator permit, so the permit is checked in the transaction
+    of the work it guards. The row is made (race-free) on a validator's first call."""
+    locks.take(session, Lock.VALIDATOR_STATE, hotkey)
+    values = _seen_values(metrics, now)
+    touch = _touch_statement(tuple(values), columns)
+    params = {"signer": hotkey, "now": now, **{f"new_{name}": value for name, value in values.items()}}
+    row = session.execute(touch, params).first()
+    if row is None:
         insert_if_absent(session, ValidatorState, hotkey=hotkey)
-        state = session.exec(stmt.with_for_update() if lock else stmt).one()
-    return state
+        row = session.execute(touch, params).one()
+    refusal = registry.role_refusal(hotkey, Role.VALIDATOR, registry.registry_row(row._mapping))
+    if refusal is not None:
+        raise refusal
+    return row._mapping
+
+
+_STATES = ValidatorState.__table__
+
+
+@functools.lru_cache(maxsize=64)  # one per set of reported metrics (and the claim's extra columns)
+def _touch_statement(names: tuple[str, ...], columns: tuple[Any, ...]) -> Any:
+    """The touch of ``_touch_validator``, built once per set of columns it sets: bound parameters
+    (``signer``, ``new_<column>``), so a call builds no SQL construct."""
+    hotkey = bindparam("signer", type_=_STATES.c.hotkey.type)
+    return (
+        sql_update(_STATES)
+        .where(_STATES.c.hotkey == hotkey)
+        .values({name: bindparam(f"new_{name}", type_=_STATES.c[name].type) for name in names})
+        .returning(*registry.role_columns(hotkey), *columns)
+    )
 
 
 def _change_status(session: Session, run: EvaluationRun, status: RunStatus, now: datetime) -> None:
@@ -198,40 +213,31 @@ def _held_run(
     now: datetime,
     *,
     lapsed: type[OroError] = LeaseExpired,
-    attached: bool = False,
 ) -> EvaluationRun:
-    """The run, locked, if the signer holds a validator permit and the run's live lease; else the error
-    that says why: FORBIDDEN first, then EVAL_RUN_NOT_FOUND, then why the lease is not the signer's.
+    """The run, locked, if the signer holds its live lease; else the error that says why:
+    EVAL_RUN_NOT_FOUND, then why the lease is not the signer's. (The permit was checked by the call's
+    first statement, ``_touch_validator``.)
 
-    One statement locks the run and reads the signer's registry row, so the permit is checked in the
-    transaction of the work it guards. A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for
-    a progress report or a completion the run is over (RUN_ALREADY_COMPLETE), which is what tells a
-    validator's retry queue to drop the call rather than retry it.
-
-    ``attached``: the run as an ORM instance of the session (the completion changes it through the
-    ORM); otherwise a detached EvaluationRun built from the row, which only ``_set_run`` changes.
+    A lapsed lease is ``lapsed``: LEASE_EXPIRED for a heartbeat; for a progress report or a completion
+    the run is over (RUN_ALREADY_COMPLETE), which is what tells a validator's retry queue to drop the
+    call rather than retry it. The run is a detached EvaluationRun built from the row, which only
+    ``_set_run`` changes.
     """
-    permit = registry.role_columns(validator_hotkey)
     locks.take(session, Lock.RUN, run_id)
-    if attached:
-        stmt: Any = sa_select(EvaluationRun, *permit).with_for_update(of=EvaluationRun)
-        stmt = stmt.where(col(EvaluationRun.id) == run_id)
-    else:
-        stmt = sa_select(*_RUNS.c, *permit).where(_RUNS.c.id == run_id).with_for_update(of=_RUNS)
-    row = session.execute(stmt).first()
+    row = session.execute(_LOCK_RUN, {"run_id": run_id}).first()
     if row is None:
-        registry.require_role(session, validator_hotkey, Role.VALIDATOR)
         raise EvalRunNotFound(f"evaluation run {run_id} does not exist")
-    values = row._mapping
-    refusal = registry.role_refusal(validator_hotkey, Role.VALIDATOR, registry.registry_row(values))
-    if refusal is not None:
-        raise refusal
-    run: EvaluationRun = row[0] if attached else EvaluationRun(**{c.name: values[c.name] for c in _RUNS.c})
+    run = EvaluationRun(**row._mapping)
     why = _why_not_live(run, validator_hotkey, now)
     if why is not None:
         reason, detail = why
         raise {"owner": NotRunOwner, "finished": RunAlreadyComplete, "lapsed": lapsed}[reason](detail)
     return run
+
+
+_LOCK_RUN = (
+    sa_select(*_RUNS.c).where(_RUNS.c.id == bindparam("run_id", type_=_RUNS.c.id.type)).with_for_update()
+)
 
 
 def _status_values(session: Session, run: EvaluationRun, status: RunStatus, now: datetime) -> dict[str, Any]:
@@ -254,9 +260,24 @@ def _set_run(session: Session, run: EvaluationRun, values: dict[str, Any]) -> No
     """One UPDATE of the columns in ``values`` (and only those) of a run from ``_held_run``; none if empty."""
     if not values:
         return
-    session.execute(sql_update(_RUNS).where(_RUNS.c.id == run.id).values(**values))
+    _update_by_id(session, _RUNS, run.id, values)
     for name, value in values.items():
         setattr(run, name, value)
+
+
+def _update_by_id(session: Session, table: Any, row_id: Any, values: dict[str, Any]) -> None:
+    """``UPDATE table SET <values> WHERE id = row_id``, the statement built once per set of columns."""
+    params = {f"new_{name}": value for name, value in values.items()}
+    session.execute(_update_statement(table, tuple(values)), {"row_id": row_id, **params})
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(table: Any, names: tuple[str, ...]) -> Any:
+    return (
+        sql_update(table)
+        .where(table.c.id == bindparam("row_id", type_=table.c.id.type))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names})
+    )
 
 
 def live_run_for_upload(
@@ -283,8 +304,8 @@ def heartbeat(
 ) -> EvaluationRun:
     """Extend the lease of a live run, mark it RUNNING and record the validator's metrics.
 
-    Core statements, no ORM row: one UPDATE extends the lease if the run is this validator's and live,
-    and reads the signer's permit; touch the validator; record the event. When that UPDATE finds no
+    Core statements, no ORM row: touch the validator (which checks its permit); one UPDATE extends
+    the lease if the run is this validator's and live; record the event. When that UPDATE finds no
     such run, ``_held_run`` says why (or, if it became live meanwhile, the lease is extended after all).
     """
     now = now or utcnow()
@@ -294,12 +315,12 @@ def heartbeat(
     }
     if metrics is not None and metrics.service_versions is not None:
         values["service_versions"] = metrics.service_versions
+    _touch_validator(session, validator_hotkey, metrics, now)
     run = _extend_live_lease(session, run_id, validator_hotkey, now, values)
     if run is None:
         run = _held_run(session, run_id, validator_hotkey, now)
         _set_run(session, run, values)
     _set_run(session, run, _status_values(session, run, RunStatus.RUNNING, now))
-    _touch_validator(session, validator_hotkey, metrics, now)
     events.record(
         session,
         events.RunEvent.HEARTBEAT,
@@ -314,23 +335,24 @@ def _extend_live_lease(
     session: Session, run_id: uuid.UUID, validator_hotkey: str, now: datetime, values: dict[str, Any]
 ) -> EvaluationRun | None:
     """Set ``values`` on the run if this validator holds its live lease (``_why_not_live`` would say
-    nothing), in one UPDATE that also reads the signer's permit (FORBIDDEN rolls the UPDATE back);
-    None if the run is not this validator's live run."""
+    nothing), in one UPDATE; None if the run is not this validator's live run."""
     locks.take(session, Lock.RUN, run_id)
-    row = session.execute(
+    params = {"run_id": run_id, "signer": validator_hotkey, "now": now}
+    params.update({f"new_{name}": value for name, value in values.items()})
+    row = session.execute(_extend_statement(tuple(values)), params).first()
+    return None if row is None else EvaluationRun(**row._mapping)
+
+
+@functools.lru_cache(maxsize=8)  # one per set of columns a heartbeat sets
+def _extend_statement(names: tuple[str, ...]) -> Any:
+    return (
         sql_update(_RUNS)
         .where(
-            _RUNS.c.id == run_id,
-            _RUNS.c.validator_hotkey == validator_hotkey,
+            _RUNS.c.id == bindparam("run_id", type_=_RUNS.c.id.type),
+            _RUNS.c.validator_hotkey == bindparam("signer", type_=_RUNS.c.validator_hotkey.type),
             _RUNS.c.status.in_(RunStatus.live()),
-            _RUNS.c.lease_expires_at > now,
+            _RUNS.c.lease_expires_at > bindparam("now", type_=_RUNS.c.lease_expires_at.type),
         )
-        .values(**values)
-        .returning(*_RUNS.c, *registry.role_columns(validator_hotkey))
-    ).first()
-    if row is None:
-        return None
-    refusal = registry.role_refusal(validator_hotkey, Role.VALIDATOR, registry.registry_row(row._mapping))
-    if refusal is not None:
-        raise refusal
-    return EvaluationRun(**{c.name: row._mapping[c.name] for c in _RUNS.c})
+        .values({name: bindparam(f"new_{name}", type_=_RUNS.c[name].type) for name in names})
+        .returning(*_RUNS.c)
+    )

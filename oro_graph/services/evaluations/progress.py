@@ -121,18 +121,11 @@ def update_progress(
     now = now or utcnow()
     if len(problems) > MAX_PROBLEMS_PER_UPDATE:
         raise ValidationFailed(f"at most {MAX_PROBLEMS_PER_UPDATE} problems per update, got {len(problems)}")
+    _touch_validator(session, validator_hotkey, None, now)
     run = _held_run(session, run_id, validator_hotkey, now, lapsed=RunAlreadyComplete)
     ids = {p.problem_id for p in problems}
     # The suite's problems among those named, with each one's stored score for this run, if any.
-    stored = session.execute(
-        sa_select(_PROBLEMS.c.id, _RESULTS.c.id.label("result_id"), _RESULTS.c.score)
-        .select_from(
-            _PROBLEMS.outerjoin(
-                _RESULTS, (_RESULTS.c.problem_id == _PROBLEMS.c.id) & (_RESULTS.c.run_id == run.id)
-            )
-        )
-        .where(_PROBLEMS.c.suite_id == run.suite_id, _PROBLEMS.c.id.in_(ids))
-    ).all()
+    stored = session.execute(_STORED, {"run_id": run.id, "suite_id": run.suite_id, "ids": list(ids)}).all()
     unknown = sorted(str(i) for i in ids - {row.id for row in stored})
     if unknown:
         raise InvalidProblemId(f"problem(s) not in suite {run.suite_id}: {', '.join(unknown)}")
@@ -171,12 +164,26 @@ def update_progress(
         )
     saved = _upsert_results(session, run.id, merged, now)
     _set_run(session, run, _status_values(session, run, RunStatus.RUNNING, now))
-    _touch_validator(session, validator_hotkey, None, now)
     return [saved[update.problem_id] for update in problems]
 
 
 _PROBLEMS = Problem.__table__
 _RESULTS = ProblemResult.__table__
+# The named problems of the run's suite, each with the run's stored result (id, score), if any.
+_STORED = (
+    sa_select(_PROBLEMS.c.id, _RESULTS.c.id.label("result_id"), _RESULTS.c.score)
+    .select_from(
+        _PROBLEMS.outerjoin(
+            _RESULTS,
+            (_RESULTS.c.problem_id == _PROBLEMS.c.id)
+            & (_RESULTS.c.run_id == bindparam("run_id", type_=_RESULTS.c.run_id.type)),
+        )
+    )
+    .where(
+        _PROBLEMS.c.suite_id == bindparam("suite_id", type_=_PROBLEMS.c.suite_id.type),
+        _PROBLEMS.c.id.in_(bindparam("ids", expanding=True, type_=_PROBLEMS.c.id.type)),
+    )
+)
 # What an entry may set; a field it leaves out (None) keeps its stored value.
 _RESULT_FIELDS = (
     "score",
