@@ -23,8 +23,9 @@ from oro_graph.db import Database
 from oro_graph.migrations import upgrade
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
-from tests.hardening.support import PrivateRedis, ServerProcess, assert_invariants, free_port, signed
+from tests.hardening.support import PrivateRedis, ServerProcess, assert_invariants, signed
 from tests.rest.live import LiveServer
+from tests.support.ports import free_port, port_taken
 
 FAIL_FAST_SECONDS = 3.0  # an answer during an outage must come within this
 
@@ -38,22 +39,35 @@ class PrivatePostgres:
             pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
         self.bin = Path(binaries[-1]).parent
         self.dir = Path(tempfile.mkdtemp(prefix="oro-pg-"))
-        self.port = free_port()
         self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.prefix:
             shutil.chown(self.dir, "postgres")
         self.data = self.dir / "data"
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
             [*self.prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
         )
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+    def start(self, *, move: bool = False) -> None:
+        """Start the server on its port; with ``move``, on another if someone took that one meanwhile."""
+        for attempt in range(3):
+            options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+                )
+                return
+            except subprocess.CalledProcessError:
+                if not move or attempt == 2 or not port_taken(self.port):
+                    raise
+                self._use_port(free_port())
 
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -69,7 +83,7 @@ class PrivatePostgres:
 @pytest.fixture
 def private_pg() -> Iterator[PrivatePostgres]:
     cluster = PrivatePostgres()
-    cluster.start()
+    cluster.start(move=True)
     try:
         yield cluster
     finally:
