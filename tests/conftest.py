@@ -160,14 +160,64 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 
 def _runtime_emptied_after(settings: Settings) -> Iterator[Runtime]:
-    """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed."""
+    """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed,
+    with every runtime a test built over its database (``_derived_runtimes_close_with_their_base``)."""
     rt = Runtime.build(settings)
     try:
         yield rt
     finally:
+        for derived in _DERIVED.pop(id(rt.db), []):
+            derived.close()
         if not rt.db.is_sqlite:
             _truncate_all(rt.db)
         rt.close()
+
+
+# Runtimes built over another runtime's database (``Runtime.build(settings, db=runtime.db)``: the same
+# world with a setting changed), by id of that database; closed with the fixture's runtime.
+_DERIVED: dict[int, list[Runtime]] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _derived_runtimes_close_with_their_base() -> Iterator[None]:
+    """A test that changes a setting builds a second runtime over the fixture's database and hands its
+    app to a TestClient without a lifespan, so nothing closed it, and its agent-file parser processes
+    lived as long as the test session (14 idle ones after a run). They are closed with the fixture's
+    runtime instead, whichever test or fixture built them."""
+    build = Runtime.build.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[Runtime], settings: Settings, *, db: Database | None = None) -> Runtime:
+        built: Runtime = build(cls, settings, db=db)
+        if db is not None:
+            _DERIVED.setdefault(id(db), []).append(built)
+        return built
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Runtime, "build", classmethod(recording))
+        yield
+
+
+def _parse_workers() -> set[int]:
+    """The agent-file parser processes (``oro_graph/_parse_worker.py``) this process runs now."""
+    found = set()
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
+        for pid in (task / "children").read_text().split():
+            try:
+                if "_parse_worker.py" in Path(f"/proc/{pid}/cmdline").read_text():
+                    found.add(int(pid))
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_parse_worker_outlives_its_module() -> Iterator[None]:
+    """Every runtime (and so every agent-file parser process) a module's tests and fixtures start is
+    closed by the end of the module: a leaked one would idle for the rest of the session."""
+    before = _parse_workers()
+    yield
+    leaked = _parse_workers() - before
+    assert not leaked, f"parse workers left running after this module: {sorted(leaked)}"
 
 
 @pytest.fixture
