@@ -126,6 +126,9 @@ def base_settings(database_url: str, data_dir: Path) -> Settings:
         race_scheduler=False,  # tests drive races themselves; the scheduler's own tests turn it on
         # Most tests are about other rules; the inference tests (tests/support/inference.py) turn it on.
         require_inference_credential=False,
+        # A loaded machine (CI's two cores, two workers) must not turn a slow execution into a budget
+        # refusal; the budget's own tests (tests/graphql/test_time_budget.py) set theirs.
+        graphql_time_budget_seconds=300,
     )
 
 
