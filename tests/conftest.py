@@ -9,6 +9,7 @@ under CI (CI=true) an unreachable PostgreSQL or Redis is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -202,14 +203,15 @@ def _derived_runtimes_close_with_their_base() -> Iterator[None]:
 
 def _parse_workers() -> set[int]:
     """The agent-file parser processes (``oro_graph/_parse_worker.py``) this process runs now."""
-    found = set()
+    children: list[str] = []
     for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
-        for pid in (task / "children").read_text().split():
-            try:
-                if "_parse_worker.py" in Path(f"/proc/{pid}/cmdline").read_text():
-                    found.add(int(pid))
-            except OSError:  # gone meanwhile
-                continue
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            children += (task / "children").read_text().split()
+    found = set()
+    for pid in children:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if "_parse_worker.py" in Path(f"/proc/{pid}/cmdline").read_text():
+                found.add(int(pid))
     return found
 
 
