@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import config
+from tests.support.ports import free_port, listens, port_taken
 
 
 class Unavailable(Exception):
@@ -123,11 +124,19 @@ def sampling(servers: list[Server], every: float = 0.5) -> Iterator[None]:
 
 
 def _wait_http(server: Server, path: str, timeout: float) -> None:
+    """Until ``path`` answers on the server's port, served by the server's own processes: a port
+    someone else holds (a server left over from another run) must not be measured in its place."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise Unavailable(f"{server.name} exited with {server.process.returncode}: {server.log_tail()}")
+        if not any(listens(pid, server.port) for pid in server.pids()):
+            last = f"not listening on {server.port} yet" + (
+                " (someone else is)" if port_taken(server.port) else ""
+            )
+            time.sleep(0.3)
+            continue
         try:
             with urllib.request.urlopen(server.base_url + path, timeout=2) as response:
                 if response.status < 500:
@@ -207,6 +216,20 @@ def start_ours(
         stop(server)
         raise
     return server
+
+
+def start_ours_anywhere(
+    name: str, database: str, workers: int, logs: Path, extra_env: dict[str, str] | None = None
+) -> Server:
+    """``start_ours`` on a free port, and on another if someone took that one before the server bound it."""
+    for attempt in range(3):
+        port = free_port()
+        try:
+            return start_ours(name, database, port, workers, logs, extra_env)
+        except Unavailable:
+            if attempt == 2 or not port_taken(port):
+                raise
+    raise AssertionError("unreachable")
 
 
 def peer_node() -> Path:

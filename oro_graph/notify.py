@@ -30,6 +30,9 @@ class Notifier:
         # an asyncio.Condition under wait_for could be left unacquired ("Lock is not acquired").
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set while commits in other processes reach this one (LISTEN or SUBSCRIBE confirmed; at once
+        # when only this process's commits count): what a test waits for before writing elsewhere.
+        self.listening = asyncio.Event()
 
     async def start(
         self, db: Database, *, redis_url: str | None = None, link: RedisLink | None = None
@@ -47,6 +50,8 @@ class Notifier:
             else:
                 db.on_events.append(lambda: _publish(redis_url))
             self._task = asyncio.create_task(self._listen_redis(redis_url))
+        else:
+            self.listening.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -83,11 +88,13 @@ class Notifier:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
                     async for _ in conn.notifies():
                         self._poke()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database went away: subscribers fall back to the timer meanwhile
+                self.listening.clear()
                 log.warning("LISTEN connection lost; retrying in 2 s", exc_info=True)
                 await asyncio.sleep(2)
 
@@ -102,9 +109,12 @@ class Notifier:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._poke()
+                        elif message.get("type") == "subscribe":  # Redis confirmed the subscription
+                            self.listening.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.listening.clear()
                 log.warning("Redis subscription lost; retrying in 2 s", exc_info=True)
                 await asyncio.sleep(2)
 

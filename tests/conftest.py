@@ -9,6 +9,7 @@ under CI (CI=true) an unreachable PostgreSQL or Redis is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -126,6 +127,9 @@ def base_settings(database_url: str, data_dir: Path) -> Settings:
         race_scheduler=False,  # tests drive races themselves; the scheduler's own tests turn it on
         # Most tests are about other rules; the inference tests (tests/support/inference.py) turn it on.
         require_inference_credential=False,
+        # A loaded machine (CI's two cores, two workers) must not turn a slow execution into a budget
+        # refusal; the budget's own tests (tests/graphql/test_time_budget.py) set theirs.
+        graphql_time_budget_seconds=300,
     )
 
 
@@ -160,14 +164,65 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 
 def _runtime_emptied_after(settings: Settings) -> Iterator[Runtime]:
-    """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed."""
+    """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed,
+    with every runtime a test built over its database (``_derived_runtimes_close_with_their_base``)."""
     rt = Runtime.build(settings)
     try:
         yield rt
     finally:
+        for derived in _DERIVED.pop(id(rt.db), []):
+            derived.close()
         if not rt.db.is_sqlite:
             _truncate_all(rt.db)
         rt.close()
+
+
+# Runtimes built over another runtime's database (``Runtime.build(settings, db=runtime.db)``: the same
+# world with a setting changed), by id of that database; closed with the fixture's runtime.
+_DERIVED: dict[int, list[Runtime]] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _derived_runtimes_close_with_their_base() -> Iterator[None]:
+    """A test that changes a setting builds a second runtime over the fixture's database and hands its
+    app to a TestClient without a lifespan, so nothing closed it, and its agent-file parser processes
+    lived as long as the test session (14 idle ones after a run). They are closed with the fixture's
+    runtime instead, whichever test or fixture built them."""
+    build = Runtime.build.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[Runtime], settings: Settings, *, db: Database | None = None) -> Runtime:
+        built: Runtime = build(cls, settings, db=db)
+        if db is not None:
+            _DERIVED.setdefault(id(db), []).append(built)
+        return built
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Runtime, "build", classmethod(recording))
+        yield
+
+
+def _parse_workers() -> set[int]:
+    """The agent-file parser processes (``oro_graph/_parse_worker.py``) this process runs now."""
+    children: list[str] = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            children += (task / "children").read_text().split()
+    found = set()
+    for pid in children:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if "_parse_worker.py" in Path(f"/proc/{pid}/cmdline").read_text():
+                found.add(int(pid))
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_parse_worker_outlives_its_module() -> Iterator[None]:
+    """Every runtime (and so every agent-file parser process) a module's tests and fixtures start is
+    closed by the end of the module: a leaked one would idle for the rest of the session."""
+    before = _parse_workers()
+    yield
+    leaked = _parse_workers() - before
+    assert not leaked, f"parse workers left running after this module: {sorted(leaked)}"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from oro_graph.cli import app
 from tests.factories import keypair
+from tests.support.ports import start_listening
 
 SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"
 
@@ -68,25 +69,20 @@ def test_bad_setting_names_the_variable(env, monkeypatch):
     assert "ORO_LEASE_SECONDS" in str(result.exception) + result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_answers_health_on_the_embedded_default(tmp_path):
     """The newcomer's command: a fresh directory, no configuration, one command, /health answers."""
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc, port = start_listening(
+        lambda port: subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     )
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         body = None
         while time.time() < deadline:
             try:

@@ -20,8 +20,8 @@ from oro_graph import observability
 from oro_graph.app import create_app
 from oro_graph.runtime import Runtime
 from oro_graph.scrape import exposition
-from tests.hardening.support import free_port
 from tests.rest.seed import seed
+from tests.support.ports import free_port, start_listening
 
 REPO = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -234,9 +234,7 @@ class Workers:
     """``oro-graph serve --workers 2`` in its own process group."""
 
     def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"serve-{self.port}.log"
+        self.tmp_path = tmp_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ORO_", "PROMETHEUS_"))}
         self.env.update(
             {
@@ -249,21 +247,26 @@ class Workers:
             }
         )
 
-    def __enter__(self) -> Workers:
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
+        self.log = self.tmp_path / f"serve-{port}.log"
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "oro_graph", "serve", "--workers", "2", "--port", str(self.port)],
+            return subprocess.Popen(
+                [sys.executable, "-m", "oro_graph", "serve", "--workers", "2", "--port", str(port)],
                 env=self.env,
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 90
+
+    def __enter__(self) -> Workers:
+        self.proc, self.port = start_listening(self._launch)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
             try:
-                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.base_url + "/health", timeout=5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

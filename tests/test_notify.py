@@ -20,7 +20,7 @@ def _record(db: Database) -> None:
 async def _woken_by(listener_db: Database, writer_db: Database, redis_url: str | None = None) -> bool:
     notifier = Notifier()
     await notifier.start(listener_db, redis_url=redis_url)
-    await asyncio.sleep(0.3)  # let LISTEN / SUBSCRIBE settle
+    await asyncio.wait_for(notifier.listening.wait(), 60)  # LISTEN / SUBSCRIBE confirmed
     try:
         waiting = asyncio.create_task(notifier.wait(timeout=5))
         await asyncio.sleep(0.05)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from oro_graph.serving import NOT_READY, pick
-from tests.hardening.support import free_port
+from tests.support.ports import start_listening
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,6 @@ def _workers(supervisor: int) -> list[int]:
 
 @pytest.mark.slow  # two server starts on a shared machine
 def test_keep_alive_connections_are_spread_over_the_workers_and_a_dead_worker_is_replaced(tmp_path):
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORO_", "PROMETHEUS_"))}
     env.update(
         ORO_DATABASE_URL=f"sqlite:///{tmp_path / 'serving.db'}",
@@ -79,18 +78,22 @@ def test_keep_alive_connections_are_spread_over_the_workers_and_a_dead_worker_is
         PYTHONPATH=str(REPO),
     )
     log = tmp_path / "serve.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "oro_graph", "serve", "--workers", "2", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "oro_graph", "serve", "--workers", "2", "--port", str(port)],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    proc, port = start_listening(launch)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while log.read_text().count("Application startup complete") < 2:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 from psycopg import sql
 
 from benchmarks import config, datasets
-from benchmarks.servers import Server, start_ours, stop
+from benchmarks.servers import Server, start_ours_anywhere, stop
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 REDIS_URL = os.environ.get("ORO_LOAD_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -142,12 +141,6 @@ class LoadReport:
             "seconds": round(self.seconds, 1),
             "logs": self.logs,
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def copy_database(template: str, database: str) -> None:
@@ -329,11 +322,7 @@ def run(options: LoadOptions, log: Callable[[str], None] = print) -> LoadReport:
     servers: list[Server] = []
     try:
         for i in range(options.servers):
-            servers.append(
-                start_ours(
-                    f"server{i}", options.database, free_port(), options.workers, logs, extra_env=extra
-                )
-            )
+            servers.append(start_ours_anywhere(f"server{i}", options.database, options.workers, logs, extra))
         report.setup["servers"] = [s.base_url for s in servers]
         log(
             f"{len(servers)} server processes ({options.workers} worker(s) each) up; locust: "

@@ -125,11 +125,29 @@ def announcing() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_paced_transport_waits_for_an_announced_budget_to_reset(announcing):
+class PacingClock:
+    """``time`` as the paced transport sees it: its sleeps move the clock and nothing else does, so
+    the pauses it computes are exact however slowly a loaded machine runs the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_paced_transport_waits_for_an_announced_budget_to_reset(announcing, monkeypatch):
     _Announcing.answers = [
         {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3"},
         {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "99", "X-RateLimit-Reset": "60"},
     ]
+    monkeypatch.setattr(mirroring, "time", PacingClock())
     waits: list[tuple[float, str]] = []
     transport = mirroring.PacedTransport(
         httpx.HTTPTransport(), interval=0.0, on_wait=lambda s, why: waits.append((s, why))
@@ -139,9 +157,10 @@ def test_paced_transport_waits_for_an_announced_budget_to_reset(announcing):
         assert waits == []  # nothing waited before the first answer
         client.get("/b")
         client.get("/c")
-    # the budget was used up for 3 s: the second request waited for it; the third was spaced by 60/100 s
-    assert len(waits) == 1 and 2.5 < waits[0][0] <= 3.5 and "rate limit" in waits[0][1]
-    assert transport.traffic.requests == 3 and 2.5 < transport.traffic.waited_seconds < 5
+    # the budget was used up for 3 s: the second request waited for it (and half a second more); the
+    # third was spaced by 60/100 s
+    assert len(waits) == 1 and waits[0][0] == pytest.approx(3.5) and "rate limit" in waits[0][1]
+    assert transport.traffic.requests == 3 and transport.traffic.waited_seconds == pytest.approx(3.5 + 0.6)
 
 
 def test_mirror_honours_retry_after_and_gives_up_with_a_clear_message(announcing, tmp_path):

@@ -112,7 +112,7 @@ class Heartbeats:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=120)  # its first beat may take long on a loaded machine
 
 
 def run_agent(server: LiveServer, validator: str, claimed: Any) -> Any:

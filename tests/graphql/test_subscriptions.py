@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from oro_graph.models import ProblemStatus
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, suites
 from tests.factories import claim, complete, keypair, make_eligible, make_world, submit
+from tests.support.ports import start_listening
 
 RUN_PROGRESS = """
 subscription($runId: UUID!, $after: String) {
@@ -205,12 +205,6 @@ def test_signature_headers_come_in_connection_init_and_are_verified_once(runtime
     assert world.miners
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sse_events(response: httpx.Response) -> Any:
     event = None
     for line in response.iter_lines():
@@ -226,7 +220,6 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
     world = make_world(runtime)
     submit(runtime, world.miners[0], "a")
     c = claim(runtime, world.validators[0])
-    port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ORO_")},
         "ORO_DATABASE_URL": runtime.settings.database_url,
@@ -234,23 +227,25 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
         "ORO_SECRET_KEY": "other",
         "ORO_RATE_LIMIT_PER_MINUTE": "100000",
     }
-    other = subprocess.Popen(
-        [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    other, port = start_listening(
+        lambda port: subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     )
     from oro_graph.app import create_app
 
     app = create_app(runtime.settings, runtime=runtime, migrate=False)
     try:
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).raise_for_status()
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
                 break
             except httpx.HTTPError:
-                assert time.time() < deadline and other.poll() is None, "the second server did not start"
+                assert time.monotonic() < deadline and other.poll() is None, "the second server did not start"
                 time.sleep(0.2)
 
         def heartbeat_elsewhere() -> None:
@@ -261,6 +256,7 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
                 f"http://127.0.0.1:{port}/graphql",
                 json={"query": mutation, "variables": {"id": str(c.run.id)}},
                 headers=headers,
+                timeout=60,
             )
             assert r.status_code == 200 and "errors" not in r.json(), r.text
             complete_doc = (
@@ -270,6 +266,7 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
                 f"http://127.0.0.1:{port}/graphql",
                 json={"query": complete_doc, "variables": {"id": str(c.run.id)}},
                 headers=sign_headers(keypair("Charlie")),
+                timeout=60,
             )
             assert r.status_code == 200 and "errors" not in r.json(), r.text
 

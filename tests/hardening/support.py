@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from oro_graph.auth import sign_headers
 from oro_graph.db import Database
 from oro_graph.services import invariants
 from tests.factories import keypair
+from tests.support.ports import free_port, listens, port_taken, start_listening
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,12 +46,6 @@ def signed(name: str, **kwargs: Any) -> dict[str, str]:
     return sign_headers(keypair(name), **kwargs)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def client(base_url: str, *, source: str | None = None, timeout: float = 15.0) -> httpx.Client:
     """An httpx client, optionally from another loopback address (another 'IP' for the limits)."""
     transport = httpx.HTTPTransport(local_address=source) if source else None
@@ -59,23 +53,34 @@ def client(base_url: str, *, source: str | None = None, timeout: float = 15.0) -
 
 
 class ServerProcess:
-    """``python -m oro_graph serve`` in its own process, on its own port, its log in a file."""
+    """``python -m oro_graph serve`` in its own process, on its own port, its log in a file.
+
+    Without ``port`` it picks a free one, and another if that one is taken before the server binds it
+    (a parallel worker's server, say): ready means this process listens there and answers /health."""
 
     def __init__(self, env: Mapping[str, str], log_dir: Path, *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"server-{self.port}.log"
+        self.log_dir = log_dir
+        self.picked = port is None  # the port is ours to change while starting
+        self.public_base_url = env.get("ORO_PUBLIC_BASE_URL")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
         self.env.update(
             {
-                "ORO_PUBLIC_BASE_URL": self.base_url,
                 "PYTHONUNBUFFERED": "1",
                 "ORO_RACE_SCHEDULER": "false",
                 "ORO_REQUIRE_INFERENCE_CREDENTIAL": "false",  # these worlds store no inference credentials
+                # A loaded machine must not turn slow executions into budget refusals.
+                "ORO_GRAPHQL_TIME_BUDGET_SECONDS": "300",
                 **env,
             }
         )
+        self._use_port(port or free_port())
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = self.log_dir / f"server-{port}.log"
+        self.env["ORO_PUBLIC_BASE_URL"] = self.public_base_url or self.base_url
 
     def start(self, *, wait: bool = True) -> ServerProcess:
         log = self.log_path.open("ab")
@@ -91,14 +96,25 @@ class ServerProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until this process listens on its port and answers /health there (a port taken before
+        it bound: it starts again on another)."""
         deadline = time.monotonic() + timeout
+        retries = 3
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
+                if self.picked and retries and port_taken(self.port):
+                    retries -= 1
+                    self._use_port(free_port())
+                    self.start(wait=False)
+                    continue
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                if (
+                    listens(self.proc.pid, self.port)
+                    and httpx.get(self.base_url + "/health", timeout=5).status_code == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -179,26 +195,27 @@ class PrivateRedis:
     everything, as an operator's Redis without RDB/AOF would."""
 
     def __init__(self) -> None:
-        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="oro-redis-"))
+        self.proc, self.port = start_listening(self._launch, timeout=30)
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] = self._start()
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        import redis
-
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+    def _launch(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
             + ["--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
-        for _ in range(200):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return proc
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        """On its own port again (a restart): listening there, or RuntimeError."""
+        proc = self._launch(self.port)
+        deadline = time.monotonic() + 30
+        while not listens(proc.pid, self.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"redis-server did not start again on {self.port}")
+            time.sleep(0.05)
+        return proc
 
     def restart(self) -> None:
         """Kill it (no shutdown save) and start it again, empty, on the same port."""

@@ -23,8 +23,9 @@ from oro_graph.db import Database
 from oro_graph.migrations import upgrade
 from oro_graph.settings import Settings
 from tests.factories import make_world, submit
-from tests.hardening.support import PrivateRedis, ServerProcess, assert_invariants, free_port, signed
+from tests.hardening.support import PrivateRedis, ServerProcess, assert_invariants, signed
 from tests.rest.live import LiveServer
+from tests.support.ports import free_port, port_taken
 
 FAIL_FAST_SECONDS = 3.0  # an answer during an outage must come within this
 
@@ -38,22 +39,35 @@ class PrivatePostgres:
             pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
         self.bin = Path(binaries[-1]).parent
         self.dir = Path(tempfile.mkdtemp(prefix="oro-pg-"))
-        self.port = free_port()
         self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.prefix:
             shutil.chown(self.dir, "postgres")
         self.data = self.dir / "data"
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
             [*self.prefix, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
         )
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+    def start(self, *, move: bool = False) -> None:
+        """Start the server on its port; with ``move``, on another if someone took that one meanwhile."""
+        for attempt in range(3):
+            options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+                )
+                return
+            except subprocess.CalledProcessError:
+                if not move or attempt == 2 or not port_taken(self.port):
+                    raise
+                self._use_port(free_port())
 
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -69,7 +83,7 @@ class PrivatePostgres:
 @pytest.fixture
 def private_pg() -> Iterator[PrivatePostgres]:
     cluster = PrivatePostgres()
-    cluster.start()
+    cluster.start(move=True)
     try:
         yield cluster
     finally:
@@ -116,13 +130,17 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
     try:
         for worker in workers:
             worker.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 120
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.1)  # until a round was answered before the outage
         down_at = time.monotonic()
         private_pg.stop("immediate")
-        time.sleep(2.0)
+        deadline = time.monotonic() + 120
+        while sum(t > down_at + 0.3 for t, _, _ in seen) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)  # until rounds were answered during it (a loaded machine answers fewer a second)
         up_at = time.monotonic()
         private_pg.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(t > up_at and s == 200 for t, s, _ in seen[-6:]):
             time.sleep(0.2)
         time.sleep(0.5)
@@ -149,6 +167,7 @@ def test_a_postgres_restart_under_load_fails_fast_and_heals_itself(
 
 
 HIT = -200  # a 200 answered from the response cache
+LEASE = 10  # seconds, for the vanished validator
 
 
 def timed(send: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
@@ -197,7 +216,7 @@ def test_without_redis_every_path_serves_and_a_replay_stays_refused(
             private_redis.proc.send_signal(signal.SIGCONT)
         else:
             private_redis.proc = private_redis._start()
-        deadline = time.monotonic() + 10  # the probe finds it again (every redis_retry_seconds)
+        deadline = time.monotonic() + 120  # the probe finds it again (every redis_retry_seconds)
         while http.get("/health").json()["redis"] != "ok" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert http.get("/health").json()["redis"] == "ok"
@@ -210,7 +229,8 @@ def test_without_redis_every_path_serves_and_a_replay_stays_refused(
 def test_a_vanished_validators_lease_expires_and_another_validator_gets_the_work(
     serve: Callable[..., LiveServer],
 ) -> None:
-    server = serve(lease_seconds=2, lease_sweep_seconds=0.5, required_successes=1)
+    # A lease long enough that Dave's claim comes within it on a loaded machine (2 s lapsed first).
+    server = serve(lease_seconds=LEASE, lease_sweep_seconds=0.5, required_successes=1)
     rt: Any = server.runtime
     world = make_world(rt)
     version = submit(rt, world.miners[0], "orphan").agent_version_id
@@ -218,8 +238,10 @@ def test_a_vanished_validators_lease_expires_and_another_validator_gets_the_work
         first = http.post("/v1/validator/work/claim", headers=signed("Charlie"))
         assert first.status_code == 200 and first.json()["agent_version_id"] == str(version)
         assert http.post("/v1/validator/work/claim", headers=signed("Dave")).status_code == 204
-        time.sleep(3.0)  # Charlie is gone: no heartbeat; the lease (2 s) lapses and the sweeper runs
-        running = http.get("/v1/public/evaluations/running").json()
+        # Charlie is gone: no heartbeat; the lease lapses and the sweeper marks the run STALE
+        deadline = time.monotonic() + LEASE + 120
+        while (running := http.get("/v1/public/evaluations/running").json()) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert running == []
         second = http.post("/v1/validator/work/claim", headers=signed("Dave"))
         assert second.status_code == 200 and second.json()["agent_version_id"] == str(version)

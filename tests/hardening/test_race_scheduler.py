@@ -113,8 +113,8 @@ def test_two_servers_open_one_race_a_cycle_and_never_double_assign_race_work(
     servers, names = scheduled  # validators' names (they sign) by hotkey
 
     # when: both schedulers tick; qualifying opens, then closes by itself
-    _watch(runtime, lambda races: bool(races), timeout=20)
-    races = _watch(runtime, lambda races: races[-1][1] == "RACE_RUNNING", timeout=QUALIFYING_SECONDS + 20)
+    _watch(runtime, lambda races: bool(races), timeout=120)
+    races = _watch(runtime, lambda races: races[-1][1] == "RACE_RUNNING", timeout=QUALIFYING_SECONDS + 120)
     assert races == [(1, "RACE_RUNNING")]
 
     # and every validator claims through both servers at once, round after round, completing what it got
@@ -168,10 +168,13 @@ def test_two_servers_open_one_race_a_cycle_and_never_double_assign_race_work(
     assert len(set(runs)) == len(runs)  # never one validator twice on one qualifier
 
     # and the race completed, after which exactly one next race opened
-    races = _watch(runtime, lambda races: len(races) >= 2, timeout=20)
+    races = _watch(runtime, lambda races: len(races) >= 2, timeout=120)
     time.sleep(1.0)  # ten more ticks of each scheduler
     races = _watch(runtime, lambda races: True, timeout=1)
-    assert races == [(1, "RACE_COMPLETE"), (2, "QUALIFYING_OPEN")]
+    # (race 2's qualifying lasts QUALIFYING_SECONDS: a loaded machine may look after it closed; then
+    # race 2 runs, with nobody to do its work, and no third race can open)
+    assert races[0] == (1, "RACE_COMPLETE") and len(races) == 2, races
+    assert races[1] in {(2, "QUALIFYING_OPEN"), (2, "RACE_RUNNING")}, races
     assert_invariants(runtime.db)
     with runtime.db.engine.connect() as conn:
         holder = conn.execute(text("SELECT holder FROM schedulerlease WHERE name = 'races'")).scalar_one()

@@ -10,7 +10,7 @@ from oro_sdk import BittensorAuthClient, Client, RetryConfig
 
 from oro_graph.runtime import Runtime
 
-TIMEOUT = httpx.Timeout(15.0)
+TIMEOUT = httpx.Timeout(60.0)  # generous: a loaded machine answers late, never wrongly
 
 
 @dataclass(frozen=True)

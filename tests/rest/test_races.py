@@ -220,7 +220,7 @@ def test_the_scheduler_opens_a_race_and_deep_health_says_who_drives_it(serve) ->
 
     server = serve(race_scheduler=True, race_scheduler_seconds=0.1)
     make_suite(server.runtime, problems=3)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # a loaded machine: the first tick comes late, never wrong
     while (race := get_current_race.sync(client=server.public()).race) is None:
         assert time.monotonic() < deadline, "the scheduler opened no race"
         time.sleep(0.1)
