@@ -2,7 +2,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from oro_graph.cli import app
 from tests.factories import keypair
-from tests.support.ports import start_listening
+from tests.support.ports import start_serve
 
 SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"
 
@@ -72,15 +71,7 @@ def test_bad_setting_names_the_variable(env, monkeypatch):
 def test_serve_answers_health_on_the_embedded_default(tmp_path):
     """The newcomer's command: a fresh directory, no configuration, one command, /health answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
-    proc, port = start_listening(
-        lambda port: subprocess.Popen(
-            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-    )
+    proc, port = start_serve(env, stdout=subprocess.PIPE, cwd=tmp_path)
     try:
         deadline = time.time() + 120
         body = None

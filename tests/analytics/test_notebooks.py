@@ -21,7 +21,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from tests.support.ports import start_listening
+from tests.support.ports import start_serve
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # Small enough for each notebook to run in a few seconds, large enough for the flags to separate the faults.
@@ -63,14 +63,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         timeout=600,  # a few seconds on an idle machine
     )
     log = (root / "serve.log").open("w")
-    server, port = start_listening(
-        lambda port: subprocess.Popen(
-            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    )
+    server, port = start_serve(env, stdout=log)
     url = f"http://127.0.0.1:{port}/graphql"
     try:
         deadline = time.monotonic() + 180  # a loaded machine: settling is slow, never wrong

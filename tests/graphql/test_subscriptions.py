@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -23,7 +21,7 @@ from oro_graph.models import ProblemStatus
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, suites
 from tests.factories import claim, complete, keypair, make_eligible, make_world, submit
-from tests.support.ports import start_listening
+from tests.support.ports import start_serve
 
 RUN_PROGRESS = """
 subscription($runId: UUID!, $after: String) {
@@ -227,14 +225,7 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
         "ORO_SECRET_KEY": "other",
         "ORO_RATE_LIMIT_PER_MINUTE": "100000",
     }
-    other, port = start_listening(
-        lambda port: subprocess.Popen(
-            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
+    other, port = start_serve(env)
     from oro_graph.app import create_app
 
     app = create_app(runtime.settings, runtime=runtime, migrate=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from oro_graph.models import Role, RunStatus, utcnow
 from oro_graph.services import invariants
 from oro_graph.services.evaluations.claim import _insert_run
 from tests.factories import claim, complete, make_suite, register, submit
+from tests.support.locks import wait_for_a_lock_wait
 
 
 def assert_invariants(rt) -> None:
@@ -162,7 +162,7 @@ def test_a_fruitless_blocking_attempt_gives_its_work_item_locks_back(runtime):
         worker.start()
         try:
             # when the claim waits for the item (SKIP LOCKED found nothing), and the holder fills it
-            _wait_for_a_lock_wait(engine)
+            wait_for_a_lock_wait(engine)
             holder.execute(
                 text("UPDATE workitem SET active_runs = required_successes WHERE id = :id"), {"id": item}
             )
@@ -176,17 +176,3 @@ def test_a_fruitless_blocking_attempt_gives_its_work_item_locks_back(runtime):
         finally:
             release.set()
             worker.join(timeout=30)
-
-
-def _wait_for_a_lock_wait(engine, *, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            ).scalar_one()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.05)
-    raise AssertionError("nobody waited for a row lock")

@@ -5,7 +5,6 @@ the same validator holding the row and waiting for the work item."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -17,6 +16,7 @@ from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, locks, suites
 from oro_graph.services.locks import Lock
 from tests.factories import claim, complete, make_world, submit
+from tests.support.locks import wait_for_a_lock_wait
 
 
 def _locks_taken(monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]) -> list[tuple[Lock, Hashable]]:
@@ -76,20 +76,6 @@ def test_every_validator_call_takes_the_validators_row_first(
     assert [lock for lock, _ in taken["complete"]][:3] == [Lock.VALIDATOR_STATE, Lock.RUN, Lock.WORK_ITEM]
 
 
-def _wait_for_a_lock_wait(rt: Runtime, *, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    with rt.db.engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            ).scalar_one()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the completion never waited for the validator's row")
-
-
 def test_a_completion_waiting_for_the_validators_row_holds_no_work_item(runtime: Runtime) -> None:
     # given (PostgreSQL: real row locks) a validator holding a run, and a transaction holding the
     # validator's row, as a claim of the same validator does while it looks for work
@@ -117,7 +103,7 @@ def test_a_completion_waiting_for_the_validators_row_holds_no_work_item(runtime:
         worker = threading.Thread(target=finish)
         worker.start()
         try:
-            _wait_for_a_lock_wait(rt)
+            wait_for_a_lock_wait(rt.db.engine, what="the validator's row")
             # then, while it waits, the run's work item and the run are free for the claim to take
             with rt.db.engine.connect() as other:
                 for table, key in (("workitem", held.run.work_item_id), ("evaluationrun", held.run.id)):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
 
@@ -92,3 +94,19 @@ def start_listening(
         else:
             return proc, port
     raise RuntimeError(f"every port given to the server was taken first ({attempts} attempts)")
+
+
+def start_serve(
+    env: dict[str, str], *, stdout: Any = subprocess.DEVNULL, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m oro_graph serve`` with ``env`` (stderr joins ``stdout``), once it listens; the process and
+    its port (``start_listening``)."""
+    return start_listening(
+        lambda port: subprocess.Popen(
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+    )
