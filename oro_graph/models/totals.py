@@ -11,6 +11,14 @@ to zero (a partial index finds them). PostgreSQL: statement triggers with transi
 problem results (one COPY of millions of rows is one grouped upsert), a row trigger for a run whose
 inclusion, race, suite or version changes. SQLite: row triggers.
 
+On PostgreSQL every writer of the totals takes one advisory lock (``LOCK``) until its commit, so the
+triggers do not add a delta where it arises: they stage it in ``totalsdelta`` (an unlogged table;
+its rows never outlive their transaction) and mark the transaction in ``totalsflush``, whose
+deferred constraint trigger adds the transaction's staged deltas at its commit. The lock is then
+held for that one step and the commit, not for the rest of the writer's transaction (a validator's
+progress report: its events, its nonce and the round trips between them), during which every other
+validator's report waited.
+
 ``rebuild`` recomputes everything from the rows (the migration's backfill; a bulk loader that
 bypassed the triggers calls it).
 """
@@ -25,6 +33,7 @@ from sqlalchemy import text
 FINISHED = "('SUCCESS', 'FAILED', 'TIMED_OUT', 'SKIPPED')"
 TABLES = frozenset({"problemcell", "problemscore", "problemscorebucket", "problemtotal", "versioncategory"})
 LOCK = 0x6F726F63  # the advisory lock writers of the totals take on PostgreSQL ("oroc")
+STAGING = ("totalsdelta", "totalsflush")  # PostgreSQL: a transaction's deltas until its commit (not models)
 # What a write to these (table or table.column) changes in the totals: the response caches'
 # dependencies (oro_graph.dependencies) bump the totals with them.
 SOURCES = frozenset(
@@ -230,7 +239,7 @@ def _postgres_triggers() -> list[str]:
         + " UNION ALL "
         + _results_delta("new_rows x", 1, run_join),
     }
-    out = []
+    out = _flush()
     for event, delta in bodies.items():
         name = f"oro_cells_result_{event}"
         out.append(_plpgsql(name, delta))
@@ -261,16 +270,49 @@ def _changes(delta: str) -> str:
 
 
 def _plpgsql(name: str, delta: str) -> str:
-    # One writer of the totals at a time (until its commit): every writer updates the same few
-    # ProblemTotal rows, and in several statements; waiting here first cannot deadlock. A delta that
-    # cancels out changes nothing: it returns before the lock, so a writer re-sending unchanged
-    # results neither waits for the other writers of the totals nor holds them up until its commit.
-    body = ";\n  ".join([f"PERFORM pg_advisory_xact_lock({LOCK})", *_apply(delta, postgres=True)])
+    # The delta is staged for the commit (``_flush``); a delta that cancels out changes nothing and is
+    # not staged, so a writer re-sending unchanged results takes no part in the totals' lock at all.
+    columns = ", ".join(_AS)
+    body = ";\n  ".join(
+        [
+            f"INSERT INTO totalsdelta (txid, {columns}) SELECT txid_current(), {columns} FROM ({delta}) AS d",
+            "INSERT INTO totalsflush (txid) VALUES (txid_current()) ON CONFLICT DO NOTHING",
+        ]
+    )
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         f"BEGIN\n  IF NOT {_changes(delta)} THEN\n    RETURN NULL;\n  END IF;\n"
         f"  {body};\n  RETURN NULL;\nEND\n$$"
     )
+
+
+def _flush() -> list[str]:
+    """The staging tables and the deferred trigger that adds a transaction's staged deltas at its commit.
+
+    One writer of the totals at a time (until its commit): every writer updates the same few
+    ProblemTotal rows, and in several statements; waiting here first cannot deadlock. A savepoint
+    rolled back takes its staged rows and its pending flush with it."""
+    columns = ", ".join(_AS)
+    staged = f"SELECT {columns} FROM totalsdelta WHERE txid = NEW.txid"
+    body = ";\n  ".join(
+        [
+            f"PERFORM pg_advisory_xact_lock({LOCK})",
+            *_apply(staged, postgres=True),
+            "DELETE FROM totalsdelta WHERE txid = NEW.txid",
+            "DELETE FROM totalsflush WHERE txid = NEW.txid",
+        ]
+    )
+    return [
+        "CREATE UNLOGGED TABLE IF NOT EXISTS totalsdelta (txid bigint NOT NULL, suite_id integer, "
+        "race_id uuid, included boolean, version_id uuid, problem_id uuid, status varchar(32), "
+        "score double precision, duration double precision, sign integer NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS ix_totalsdelta_txid ON totalsdelta (txid)",
+        "CREATE UNLOGGED TABLE IF NOT EXISTS totalsflush (txid bigint PRIMARY KEY)",
+        "CREATE OR REPLACE FUNCTION oro_totals_flush() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN\n  {body};\n  RETURN NULL;\nEND\n$$",
+        "CREATE CONSTRAINT TRIGGER oro_totals_flush AFTER INSERT ON totalsflush "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION oro_totals_flush()",
+    ]
 
 
 def _sqlite_triggers() -> list[str]:
@@ -321,6 +363,9 @@ def uninstall(conn: Any) -> None:
     )
     if postgres:
         conn.execute(text("DROP FUNCTION IF EXISTS oro_cells_run_update()"))
+        for table in STAGING:  # with its deferred trigger (an open transaction's staged rows: none)
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(text("DROP FUNCTION IF EXISTS oro_totals_flush()"))
 
 
 def rebuild(conn: Any) -> None:

@@ -229,10 +229,17 @@ def _holds_totals_lock(session: Session) -> bool:
     )
 
 
+def _staged(session: Session) -> bool:
+    """Whether this transaction has a delta staged for its commit (``totals._flush``)."""
+    return bool(
+        session.execute(text("SELECT count(*) FROM totalsflush WHERE txid = txid_current()")).scalar_one()
+    )
+
+
 def _rewrite(session: Session, *, rescore: bool) -> tuple[bool, bool]:
     """Upsert every result of one run again (as a validator re-sending its progress does), unchanged
-    or with one score moved; whether the transaction then holds the totals' lock, and held it before."""
-    before = _holds_totals_lock(session)
+    or with one score moved; whether the transaction then holds the totals' lock, and has a delta staged
+    for its commit."""
     run_id = session.execute(select(ProblemResult.run_id).limit(1)).scalar_one()
     rows = session.execute(select(ProblemResult).where(col(ProblemResult.run_id) == run_id)).scalars().all()
     for i, row in enumerate(rows):
@@ -242,7 +249,7 @@ def _rewrite(session: Session, *, rescore: bool) -> tuple[bool, bool]:
             .where(col(ProblemResult.id) == row.id)
             .values(status=row.status, score=score)
         )
-    return before, _holds_totals_lock(session)
+    return _holds_totals_lock(session), _staged(session)
 
 
 def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(runtime: Runtime) -> None:
@@ -256,13 +263,47 @@ def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(r
     )
     kept = runtime.db.call(_snapshot)
 
-    # when a run's results are written again unchanged: the totals' lock is never taken
+    # when a run's results are written again unchanged: nothing is staged, the totals' lock never taken
     assert runtime.db.call(_rewrite, rescore=False) == (False, False)
     assert _same(runtime.db.call(_snapshot), kept)
 
-    # while a real change takes it (and moves the totals, which still equal a rebuild)
+    # while a real change is staged, without the lock until its commit (which moves the totals, and
+    # they still equal a rebuild)
     assert runtime.db.call(_rewrite, rescore=True) == (False, True)
     moved = runtime.db.call(_snapshot)
+    assert not _same(moved, kept)
     runtime.db.call(lambda s: cells.rebuild(s.connection()))
     assert _same(runtime.db.call(_snapshot), moved)
+    runtime.db.call(_assert_same_stats, world.suite.id)
+    assert runtime.db.call(lambda s: s.execute(text("SELECT count(*) FROM totalsdelta")).scalar_one()) == 0
+
+
+def test_writers_of_the_totals_wait_for_each_other_only_at_commit(runtime: Runtime) -> None:
+    if runtime.db.engine.dialect.name != "postgresql":
+        pytest.skip("the totals' advisory lock exists on PostgreSQL only")
+    # given a world with totals, and two runs' results
+    world = make_world(runtime)
+    problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
+    runtime.db.call(
+        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=5, n=2
+    )
+    runs = runtime.db.call(
+        lambda s: s.execute(select(ProblemResult.run_id).distinct().limit(2)).scalars().all()
+    )
+    rescore = text("UPDATE problemresult SET score = coalesce(score, 0) / 2 + 0.125 WHERE run_id = :run")
+
+    # when one writer has changed a run's results and not yet committed
+    with runtime.db.engine.connect() as first, runtime.db.engine.connect() as second:
+        first.execute(rescore, {"run": runs[0]})
+        # then another changes another run's results and commits without waiting for it (its totals
+        # are added at its commit; before, the first writer held the totals' lock until its commit)
+        second.execute(text("SET LOCAL lock_timeout = '5s'"))
+        second.execute(rescore, {"run": runs[1]})
+        second.commit()
+        first.commit()
+
+    # and both changes are in the totals, which equal a rebuild and the raw figures
+    kept = runtime.db.call(_snapshot)
+    runtime.db.call(lambda s: cells.rebuild(s.connection()))
+    assert _same(runtime.db.call(_snapshot), kept)
     runtime.db.call(_assert_same_stats, world.suite.id)
