@@ -166,8 +166,8 @@ def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) ->
             )
         except KeyError:  # a field reads more than the key
             pass
-    if spec.row is not None:
-        row = spec.row(src)
+    row = spec.row(src, env) if spec.row is not None else None
+    if row is not None:
         built = _build(spec.target, object_type(field), row, node, env)
         return type_coerce(case((spec.where(src, row, env), built), else_=null()), JSON)
     child = spec.table.alias()
@@ -428,6 +428,7 @@ def _leaderboard(
         )
     agent = AGENT.alias()
     rows = inner.join(agent, agent.c.id == inner.c.agent_id)
+    env.join(inner, "Agent", agent)  # an entry's ``agentVersion { agent }`` is this row
     src = BoardSrc(inner, agent, ahead + inner.c.rn, suite)
     page = _Page(
         inner,
