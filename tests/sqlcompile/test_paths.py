@@ -164,10 +164,12 @@ def test_only_the_per_run_values_are_parameters_of_the_statement(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_the_deep_leaderboard_reads_each_agent_once(
+def test_the_deep_leaderboard_reads_each_agent_once_and_numbers_only_the_board(
     runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An entry's ``agentVersion { agent }`` is the agent the board joined (no lookup by key per entry)."""
+    """An entry's ``agentVersion { agent }`` is the agent the board joined (no lookup by key per
+    entry), and its runs, asked without ``pageInfo``, are read 10 rows a page without numbering
+    them: the only ``row_number()`` is the board's rank."""
     sent: list[driver.Prepared] = []
     real = driver.run
 
@@ -180,6 +182,8 @@ def test_the_deep_leaderboard_reads_each_agent_once(
     _post(_client(runtime, response_cache=False), DEEP_LEADERBOARD, compiled=True)
     [prepared] = sent
     assert prepared.sql.count(" agent AS ") == 1  # JOIN agent AS agent_1 ON ... (the board's)
+    assert prepared.sql.count("row_number()") == 1
+    assert "LIMIT 10)" in prepared.sql and "LIMIT 11" not in prepared.sql
 
 
 @pytest.mark.postgres
