@@ -23,8 +23,9 @@ pytestmark = pytest.mark.postgres
 PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor __typename }"
 
 
-def selection(type_name: str, depth: int, seen: set[str]) -> str:
-    """Every field of ``type_name`` the compiler maps; relations and connections ``depth`` deep."""
+def selection(type_name: str, depth: int, seen: set[str], page_info: bool = True) -> str:
+    """Every field of ``type_name`` the compiler maps; relations and connections ``depth`` deep,
+    connections with their ``pageInfo`` or without it (a page read without its next row)."""
     seen.add(type_name)
     gql_type = schema._schema.type_map[type_name]
     assert isinstance(gql_type, GraphQLObjectType)
@@ -34,11 +35,11 @@ def selection(type_name: str, depth: int, seen: set[str]) -> str:
         if isinstance(spec, Leaf):
             parts.append(name)
         elif depth > 0 and isinstance(spec, One):
-            parts.append(f"{name} {{ {selection(spec.target, depth - 1, seen)} }}")
+            parts.append(f"{name} {{ {selection(spec.target, depth - 1, seen, page_info)} }}")
         elif depth > 0 and isinstance(spec, Many):
-            node = selection(spec.target, depth - 1, seen)
+            node = selection(spec.target, depth - 1, seen, page_info)
             parts.append(
-                f"{name}(first: 3) {{ totalCount {PAGE_INFO} __typename "
+                f"{name}(first: 3) {{ totalCount {PAGE_INFO if page_info else ''} __typename "
                 f"edges {{ cursor __typename node {{ {node} }} }} }}"
             )
     return "\n".join(parts)
@@ -88,11 +89,12 @@ def test_the_benchmark_documents_are_compiled_and_equal(world: Graph, compiled_a
     assert compiled_answers == [True] * 6
 
 
+@pytest.mark.parametrize("page_info", [True, False], ids=["nested pageInfo", "no nested pageInfo"])
 def test_every_covered_field_of_the_board_paged_with_cursors(
-    world: Graph, compiled_answers: list[bool]
+    world: Graph, compiled_answers: list[bool], page_info: bool
 ) -> None:
     seen: set[str] = set()
-    entry = selection("LeaderboardEntry", 3, seen)
+    entry = selection("LeaderboardEntry", 3, seen, page_info)
     document = f"""
     query Board($after: String) {{
       leaderboard(first: 7, after: $after) {{
@@ -186,6 +188,40 @@ def test_runs_and_results_page_through_their_cursors(world: Graph, compiled_answ
         after, results = runs["pageInfo"]["endCursor"], None
     assert pages >= 3
     assert compiled_answers == [True] * pages
+
+
+def test_pages_without_page_info_page_through_their_edges_cursors(
+    world: Graph, compiled_answers: list[bool]
+) -> None:
+    """A connection asked without ``pageInfo`` reads only its page's rows (no row past it, no
+    numbering): the same bytes, empty pages and pages after a cursor included."""
+    (version,) = ids(
+        world,
+        "SELECT agent_version_id FROM evaluationrun GROUP BY agent_version_id ORDER BY count(*) DESC, "
+        "agent_version_id LIMIT 1",
+    )
+    document = """
+    query Runs($id: ID!, $first: Int!, $after: String) {
+      agentVersion(id: $id) {
+        runs(first: $first, after: $after) {
+          __typename totalCount
+          edges { cursor node { id claimedAt problemResults(first: 2) { edges { cursor node { id } } } } }
+        }
+      }
+    }"""
+    assert same(world, document, {"id": version, "first": 0})["agentVersion"]["runs"]["edges"] == []
+    after, pages, seen = None, 0, []
+    while True:
+        edges = same(world, document, {"id": version, "first": 2, "after": after})["agentVersion"]["runs"][
+            "edges"
+        ]
+        pages += 1
+        seen += [edge["node"]["id"] for edge in edges]
+        if len(edges) < 2:
+            break
+        after = edges[-1]["cursor"]
+    assert pages >= 3 and len(seen) == len(set(seen)) == 2 * pages - 2 + len(edges)
+    assert compiled_answers == [True] * (pages + 1)
 
 
 def test_fragments_aliases_and_typename_are_compiled(world: Graph, compiled_answers: list[bool]) -> None:

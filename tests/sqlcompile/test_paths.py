@@ -164,6 +164,30 @@ def test_only_the_per_run_values_are_parameters_of_the_statement(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_deep_leaderboard_reads_each_agent_once_and_numbers_only_the_board(
+    runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry's ``agentVersion { agent }`` is the agent the board joined (no lookup by key per
+    entry), and its runs, asked without ``pageInfo``, are read 10 rows a page without numbering
+    them: the only ``row_number()`` is the board's rank."""
+    sent: list[driver.Prepared] = []
+    real = driver.run
+
+    def run(session: Session, prepared: driver.Prepared, params: dict[str, Any]) -> Any:
+        sent.append(prepared)
+        return real(session, prepared, params)
+
+    monkeypatch.setattr(driver, "run", run)
+    monkeypatch.setattr(executor, "PLANS", executor.Plans())
+    _post(_client(runtime, response_cache=False), DEEP_LEADERBOARD, compiled=True)
+    [prepared] = sent
+    assert prepared.sql.count(" agent AS ") == 1  # JOIN agent AS agent_1 ON ... (the board's)
+    assert prepared.sql.count("row_number()") == 1
+    assert "LIMIT 10)" in prepared.sql and "LIMIT 11" not in prepared.sql
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_statement_whose_placeholders_do_not_match_its_parameters_is_executed(
     runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

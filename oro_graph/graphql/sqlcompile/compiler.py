@@ -166,8 +166,8 @@ def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) ->
             )
         except KeyError:  # a field reads more than the key
             pass
-    if spec.row is not None:
-        row = spec.row(src)
+    row = spec.row(src, env) if spec.row is not None else None
+    if row is not None:
         built = _build(spec.target, object_type(field), row, node, env)
         return type_coerce(case((spec.where(src, row, env), built), else_=null()), JSON)
     child = spec.table.alias()
@@ -183,14 +183,24 @@ def _one(spec: One, src: Src, node: FieldNode, field: GraphQLField, env: Env) ->
 
 @dataclass(frozen=True)
 class _Page:
-    """A keyset page's rows: ``n`` wanted (one more is read), their keys, how to build a row."""
+    """A keyset page's rows: ``n`` wanted, their keys, how to build a row. A numbered page reads one
+    more row (is there a next page) and numbers them (``rn``); a page that is not numbered reads the
+    ``n`` rows alone, for a selection without ``pageInfo`` (``_wants_page_info``)."""
 
-    inner: Any  # the page: a lateral subquery of the rows' columns, their sort keys ``k0``... and ``rn``
+    inner: Any  # the page: a lateral subquery of the rows' columns, their sort keys ``k0``... (and ``rn``)
     rows: Any  # the FROM clause the nodes are built over (``inner``, with joins a row needs)
     src: Src
     keys: list[tuple[str, Any]]
     n: int
     after: bool
+    # the page's order for an aggregate over its rows: ``rn``, or the sort keys when not numbered
+    position: list[Any]
+    numbered: bool = True
+
+    @property
+    def shown(self) -> ColumnElement[bool] | None:
+        """Which of the rows read are the page's (None: all of them)."""
+        return self.inner.c.rn <= self.n if self.numbered else None
 
 
 def _connection(
@@ -208,9 +218,15 @@ def _connection(
     skipped = {column for name, column in spec.deferred.items() if name not in asked}
     columns: list[Any] = [c for c in keyed.c if c.name not in skipped]
     columns += [src.c[parent].label(name) for name, parent in spec.carried.items()]
-    inner = _keyset_page(select(*columns), order, where, n).correlate_except(keyed).lateral()
+    numbered = _wants_page_info(node, object_type(field), env)
+    inner = _keyset_page(select(*columns), order, where, n, numbered).correlate_except(keyed).lateral()
     keys = [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(spec.order)]
-    page = _Page(inner, inner, inner, keys, n, after is not None)
+    position = (
+        [inner.c.rn]
+        if numbered
+        else _order_by([(inner.c[f"k{i}"], desc) for i, (_, desc, _) in enumerate(spec.order)])
+    )
+    page = _Page(inner, inner, inner, keys, n, after is not None, position, numbered)
     counted = spec.table.alias()
     total = (
         select(func.count())
@@ -222,17 +238,23 @@ def _connection(
     return _page_json(spec.target, spec.order_name, page, total, node, field, env)
 
 
-def _keyset_page(rows: Select[Any], order: list[tuple[Any, bool]], where: list[Any], n: int) -> Select[Any]:
-    """``rows`` with the page's sort keys (``k0``, ``k1``, ...) and position (``rn``), past ``where``,
-    in ``order``: the page's n rows and one more (is there a next page)."""
-    return (
-        rows.add_columns(
-            *[c.label(f"k{i}") for i, (c, _) in enumerate(order)],
-            func.row_number().over(order_by=_order_by(order)).label("rn"),
-        )
-        .where(*where)
-        .order_by(*_order_by(order))
-        .limit(n + 1)
+def _keyset_page(
+    rows: Select[Any], order: list[tuple[Any, bool]], where: list[Any], n: int, numbered: bool = True
+) -> Select[Any]:
+    """``rows`` with the page's sort keys (``k0``, ``k1``, ...), past ``where``, in ``order``. Numbered:
+    with their position (``rn``), the page's n rows and one more (is there a next page); otherwise the
+    n rows alone (a window function over every page costs the database more than the sort keys)."""
+    keys = [c.label(f"k{i}") for i, (c, _) in enumerate(order)]
+    if numbered:
+        keys.append(func.row_number().over(order_by=_order_by(order)).label("rn"))
+    return rows.add_columns(*keys).where(*where).order_by(*_order_by(order)).limit(n + 1 if numbered else n)
+
+
+def _wants_page_info(node: FieldNode, connection_type: GraphQLObjectType, env: Env) -> bool:
+    """Whether a connection's selection asks for its ``pageInfo`` (the only reader of the row past
+    the page and of the rows' positions, besides a board's rank)."""
+    return any(
+        child.name.value == "pageInfo" for _, child in fields(node.selection_set, connection_type.name, env)
     )
 
 
@@ -251,7 +273,6 @@ def _page_json(
 ) -> ColumnElement[Any]:
     """A Connection's JSON over a page: edges, pageInfo, totalCount (``to_connection``)."""
     connection_type = object_type(field)
-    shown = page.inner.c.rn <= page.n
     cursor = wire.cursor(order_name, page.keys)
     pairs: list[Any] = []
     aggregated = False  # whether edges or pageInfo aggregate the page's rows
@@ -264,8 +285,12 @@ def _page_json(
             value = total
         elif name == "edges" and child_field is not None:
             edge = _edge(target, page, cursor, child, object_type(child_field), env)
-            items = func.string_agg(wire.json_text(edge), aggregate_order_by(wire.text(","), page.inner.c.rn))
-            shown_items = func.coalesce(items.filter(shown), wire.text(""))  # none on an empty page
+            items: Any = func.string_agg(
+                wire.json_text(edge), aggregate_order_by(wire.text(","), *page.position)
+            )
+            if page.shown is not None:
+                items = items.filter(page.shown)
+            shown_items = func.coalesce(items, wire.text(""))  # none on an empty page
             value = type_coerce(wire.concat(wire.text("["), shown_items, wire.text("]")), JSON)
         elif name == "pageInfo" and child_field is not None:
             value = _page_info(page, cursor, child, object_type(child_field), env)
@@ -302,9 +327,9 @@ def _edge(
 def _page_info(
     page: _Page, cursor: Any, node: FieldNode, info_type: GraphQLObjectType, env: Env
 ) -> ColumnElement[Any]:
+    assert page.shown is not None, "pageInfo reads a numbered page"
     cursors = type_coerce(
-        func.array_agg(aggregate_order_by(cursor, page.inner.c.rn)).filter(page.inner.c.rn <= page.n),
-        ARRAY(Text),
+        func.array_agg(aggregate_order_by(cursor, *page.position)).filter(page.shown), ARRAY(Text)
     )
     pairs: list[Any] = []
     for key, child, _ in typed_fields(info_type.name, info_type, node, env):
@@ -428,6 +453,7 @@ def _leaderboard(
         )
     agent = AGENT.alias()
     rows = inner.join(agent, agent.c.id == inner.c.agent_id)
+    env.join(inner, "Agent", agent)  # an entry's ``agentVersion { agent }`` is this row
     src = BoardSrc(inner, agent, ahead + inner.c.rn, suite)
     page = _Page(
         inner,
@@ -436,6 +462,7 @@ def _leaderboard(
         [(kind, inner.c[f"k{i}"]) for i, (_, _, kind) in enumerate(BOARD_ORDER)],
         n,
         after is not None,
+        [inner.c.rn],  # numbered always: the rank is the position
     )
     counted = VERSION.alias()
     total = select(func.count()).select_from(counted).where(*board(counted)).scalar_subquery()

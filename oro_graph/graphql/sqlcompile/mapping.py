@@ -37,6 +37,16 @@ class Env:
     # statement's shape depends on, and the parameters computed per request (name -> from variables).
     structural: set[str] = field(default_factory=set)
     params: dict[str, Callable[[dict[str, Any], datetime], Any]] = field(default_factory=dict)
+    # Rows a root joined to the rows it builds over (``One.row``): (id of a FROM the compiler builds
+    # over, a type) -> the alias of that type's row joined to it (a board entry's version: its agent).
+    joined: dict[tuple[int, str], Any] = field(default_factory=dict)
+
+    def join(self, rows: Any, type_name: str, alias: Any) -> None:
+        """``alias`` is the row of ``type_name`` that each row of ``rows`` refers to, in the same FROM."""
+        self.joined[id(rows), type_name] = alias
+
+    def joined_row(self, rows: Any, type_name: str) -> Any:
+        return self.joined.get((id(rows), type_name))
 
     @property
     def release_delay(self) -> timedelta:
@@ -77,9 +87,10 @@ class One:
     # target's: a selection that reads only that column (a problem's id) is built from the parent's
     # row, without reading the target's (``KeyRow``).
     key: tuple[str, str] | None = None
-    # The parent's own copy of the target's row, when it has one (a board entry's version): the
-    # object is built over it, shown when ``where`` holds of it, without reading the row again.
-    row: Callable[[Src], Any] | None = None
+    # The parent's own copy of the target's row, when it has one (a board entry's version, that
+    # version's agent joined by the board: None when there is none): the object is built over it,
+    # shown when ``where`` holds of it, without reading the row again.
+    row: Callable[[Src, Env], Any] | None = None
 
 
 class KeyRow:
@@ -223,7 +234,12 @@ TYPES: dict[str, TypeMap] = {
                 "releaseState": Leaf(
                     lambda t, env: case((released(t, env), wire.text("RELEASED")), else_=wire.text("HIDDEN"))
                 ),
-                "agent": One("Agent", AGENT, lambda p, c, env: c.c.id == p.c.agent_id),
+                "agent": One(
+                    "Agent",
+                    AGENT,
+                    lambda p, c, env: c.c.id == p.c.agent_id,
+                    row=lambda p, env: env.joined_row(p, "Agent"),
+                ),
                 "runs": Many(
                     "EvaluationRun",
                     RUN,
@@ -405,7 +421,7 @@ TYPES["LeaderboardEntry"] = TypeMap(
             "AgentVersion",
             VERSION,
             lambda s, c, env: (c.c.id == s.version.c.id) & released(c, env),
-            row=lambda s: s.version,
+            row=lambda s, env: s.version,
         ),
     },
 )
