@@ -89,7 +89,7 @@ def test_a_miss_keeps_its_answer_under_the_versions_it_looked_up_with(
 
     monkeypatch.setattr(version, "snapshot", snapshot)
     _miss(cache, _answering)
-    assert len(reads) == 2  # the lookup's, and again once the key was claimed: not a third time to compute
+    assert len(reads) == 1  # the lookup's (which claims the key too): not again to compute
     assert cache.get("k", real()) is not None and cache.executions == 1
 
 
@@ -107,3 +107,62 @@ def test_an_answer_computed_while_a_write_lands_is_never_served() -> None:
     _miss(cache, writing)
     snapshot = version.snapshot()
     assert snapshot is not None and cache.get("k", snapshot) is None
+
+
+def _counting(client: redis.Redis) -> list[str]:
+    """The commands ``client`` sends from now on (a script's load and call are two)."""
+    sent: list[str] = []
+    execute = client.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return execute(*args, **options)
+
+    client.execute_command = counted  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_miss_costs_two_round_trips_to_redis_beyond_the_versions(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    cache = ResponseCache(DataVersion(client), ttl=30.0, name="round-trips-test")
+    claim = f"{dataversion.KEY}:computing:round-trips-test:k"
+    claims: list[bool] = []
+
+    async def answering(scope: Any, receive: Any, send: Any) -> None:
+        claims.append(bool(client.exists(claim)))
+        await _answering(scope, receive, send)
+
+    client.delete(f"{dataversion.KEY}:answer:round-trips-test:k", claim)
+    sent = _counting(client)
+    _miss(cache, answering)
+    assert claims == [True]  # claimed while it computes
+    # the versions; the lookup that claims the key; storing the answer as the claim is let go
+    assert [c for c in sent if c not in ("EXISTS", "SCRIPT LOAD")] == ["EVALSHA"] * 3
+    assert not client.exists(claim)
+    other = ResponseCache(DataVersion(client), ttl=30.0, name="round-trips-test")
+    sent.clear()
+    _miss(other, answering)  # another process: the stored answer, found by the same lookup
+    assert sent == ["EVALSHA", "EVALSHA"] and other.hits == 1 and other.executions == 0
+    client.delete(f"{dataversion.KEY}:answer:round-trips-test:k")
+
+
+def test_the_lookup_claims_a_key_only_when_its_stored_answer_is_not_valid(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    version = DataVersion(client)
+    cache = ResponseCache(version, ttl=30.0, name="lookup-test")
+    claim = f"{dataversion.KEY}:computing:lookup-test:k"
+    client.delete(claim)
+    cache.put("k", _entry(version, 10))
+    other = ResponseCache(DataVersion(client), ttl=30.0, name="lookup-test")  # nothing kept here
+    snapshot = version.snapshot()
+    assert snapshot is not None
+    entry, claimed = other._lookup("k", snapshot, "t1")
+    assert entry is not None and claimed is False and not client.exists(claim)
+    version.bump(["agent"])  # what the stored answer read changed
+    other._entries.clear()
+    snapshot = version.snapshot()
+    assert snapshot is not None
+    entry, claimed = other._lookup("k", snapshot, "t1")
+    assert entry is None and claimed is True and client.get(claim) == b"t1"
+    assert other._lookup("k", snapshot, "t2") == (None, False)  # held by t1: another waits
+    client.delete(claim, f"{dataversion.KEY}:answer:lookup-test:k")

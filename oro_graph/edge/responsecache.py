@@ -9,7 +9,9 @@ write lands is kept under the older versions: invalid at once, never stale.
 With Redis the answers are shared by the server processes (each entry expires after the TTL), and a
 miss computes once: in a process, later misses on the same key wait for the first (one future per
 key); across processes the first takes a short Redis lock and the others poll for its answer for at
-most ``WAIT_SECONDS``, then compute themselves. A waiter takes another's answer only if it is still
+most ``WAIT_SECONDS``, then compute themselves. A miss costs two round trips to Redis besides the
+versions: the lookup takes the lock in the same script when it finds no valid answer, and the
+answer is stored as the lock is let go. A waiter takes another's answer only if it is still
 valid under versions read after the waiter arrived. Each process also keeps the answers it saw in a
 bounded LRU (``MAX_ENTRIES`` answers, ``MAX_BYTES`` in all). Entries expire after a TTL in any
 case, which bounds what the versions cannot see: writes by a process without Redis, and answers
@@ -49,6 +51,37 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# A miss's first round trip. KEYS: the answer, the claim. ARGV: token, claim ms, then the caller's
+# versions (epoch, then table and version pairs). Returns {the stored answer if it is valid under
+# them, else nil; 1 if the key was free and is now claimed for the token, else 0}. The check mirrors
+# ``Snapshot.valid`` only to decide whether to claim: Python checks the answer again in any case.
+LOOKUP = """
+local raw = redis.call('GET', KEYS[1])
+local function valid()
+  local nl = string.find(raw, '\\n', 1, true)
+  if not nl then return false end
+  local ok, head = pcall(cjson.decode, string.sub(raw, 1, nl - 1))
+  if not ok or type(head) ~= 'table' or head[1] ~= ARGV[3] or type(head[2]) ~= 'table' then
+    return false
+  end
+  local now = {}
+  for i = 4, #ARGV, 2 do now[ARGV[i]] = tonumber(ARGV[i + 1]) end
+  for _, dep in ipairs(head[2]) do
+    if type(dep) ~= 'table' or (now[dep[1]] or 0) ~= dep[2] then return false end
+  end
+  return true
+end
+if raw and valid() then return {raw, 0} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, 1} end
+return {false, 0}
+"""
+# A computed answer stored and the claim let go (if still ours) in one round trip. KEYS: the answer,
+# the claim. ARGV: the entry, its ms to live, the token.
+STORE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,8 @@ class ResponseCache:
         self._flights: dict[str, asyncio.Future[Entry | None]] = {}
         link = version.link
         self._release = link.client.register_script(RELEASE) if link is not None else None
+        self._lookup_script = link.client.register_script(LOOKUP) if link is not None else None
+        self._store = link.client.register_script(STORE) if link is not None else None
         self.hits = self.misses = 0
         self.executions = 0  # answers computed here (a hit, or another's answer, is not one)
 
@@ -91,14 +126,43 @@ class ResponseCache:
         return f"{dataversion.KEY}:{kind}:{self.name}:{key}"  # beside the versions it is keyed on
 
     def get(self, key: str, snapshot: Snapshot) -> Entry | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires >= time.monotonic() and snapshot.valid(entry.deps):
-            self._entries.move_to_end(key)
+        entry = self._local(key, snapshot)
+        if entry is not None:
             return entry
         entry = self._fetch(key, snapshot)
         if entry is not None:
             self._keep(key, entry)
         return entry
+
+    def _local(self, key: str, snapshot: Snapshot) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires >= time.monotonic() and snapshot.valid(entry.deps):
+            self._entries.move_to_end(key)
+            return entry
+        return None
+
+    def _lookup(self, key: str, snapshot: Snapshot, token: str) -> tuple[Entry | None, bool | None]:
+        """``get``, claiming ``key`` for ``token`` in the same round trip to Redis when no valid
+        answer is stored and no one else holds the claim: the answer (or None), and whether this
+        process computes it (None when Redis did not answer: compute anyway, but keep nothing,
+        since writes meanwhile may have gone unrecorded)."""
+        entry = self._local(key, snapshot)
+        link, script = self.version.link, self._lookup_script
+        if entry is not None or link is None or script is None:
+            return entry, entry is None
+        versions = [part for pair in snapshot.versions.items() for part in pair]
+        args = [token, int(LOCK_SECONDS * 1000), snapshot.epoch, *versions]
+        keys = [self._shared_key(key), self._shared_key(key, "computing")]
+        try:
+            raw, claimed = link.run(
+                "the response cache", lambda client: script(keys=keys, args=args, client=client)
+            )
+        except RedisUnavailable:
+            return None, None
+        entry = self._decoded(raw, snapshot)
+        if entry is not None:
+            self._keep(key, entry)
+        return entry, bool(claimed)
 
     def _fetch(self, key: str, snapshot: Snapshot) -> Entry | None:
         link = self.version.link
@@ -108,6 +172,10 @@ class ResponseCache:
             raw = link.run("the response cache", lambda client: client.get(self._shared_key(key)))
         except RedisUnavailable:
             return None
+        return self._decoded(raw, snapshot)
+
+    @staticmethod
+    def _decoded(raw: bytes | None, snapshot: Snapshot) -> Entry | None:
         if raw is None:
             return None
         try:
@@ -124,19 +192,32 @@ class ResponseCache:
             _, dropped = self._entries.popitem(last=False)
             self._bytes -= len(dropped.body)
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry, token: str | None = None) -> None:
+        """Keep ``entry`` here and in Redis; with ``token``, let go of the claim on ``key`` in the
+        same round trip (if the claim is still the token's)."""
         if len(entry.body) > MAX_ENTRY_BYTES:
+            if token is not None:
+                self._unclaim(key, token)
             return
         self._keep(key, entry)
-        link = self.version.link
-        if link is not None:
-            try:
+        link, store = self.version.link, self._store
+        if link is None or store is None:
+            return
+        ttl = int(self.ttl * 1000)
+        try:
+            if token is None:
                 link.run(
                     "the response cache",
-                    lambda client: client.set(self._shared_key(key), entry.encode(), px=int(self.ttl * 1000)),
+                    lambda client: client.set(self._shared_key(key), entry.encode(), px=ttl),
                 )
-            except RedisUnavailable:
-                pass
+            else:
+                keys = [self._shared_key(key), self._shared_key(key, "computing")]
+                link.run(
+                    "the response cache",
+                    lambda client: store(keys=keys, args=[entry.encode(), ttl, token], client=client),
+                )
+        except RedisUnavailable:
+            pass  # a claim lapses by itself
 
     # -- the cross-process claim on a key ---------------------------------------------------------
 
@@ -157,17 +238,6 @@ class ResponseCache:
         except RedisUnavailable:
             return True
 
-    def _claimed(self, key: str) -> bool:
-        link = self.version.link
-        if link is None:
-            return False
-        try:
-            return bool(
-                link.run("the response cache", lambda c: c.exists(self._shared_key(key, "computing")))
-            )
-        except RedisUnavailable:
-            return False
-
     def _unclaim(self, key: str, token: str) -> None:
         link, release = self.version.link, self._release
         if link is None or release is None:
@@ -182,20 +252,20 @@ class ResponseCache:
         except RedisUnavailable:
             pass  # it lapses by itself
 
-    async def _another_process(self, key: str) -> Entry | None:
-        """Wait (bounded) for the process that claimed ``key`` to store its answer."""
+    async def _another_process(self, key: str, token: str) -> tuple[Entry | None, bool | None]:
+        """Wait (bounded) for the process that claimed ``key`` to store its answer: the answer, or
+        None and whether the claim is now ``token``'s (it finished without a storable answer, or
+        gave up)."""
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(POLL_SECONDS)
             snapshot = self.version.snapshot()
-            if snapshot is None:
-                return None
-            entry = self.get(key, snapshot)
-            if entry is not None:
-                return entry
-            if not self._claimed(key):  # it finished without a storable answer, or gave up
-                return None
-        return None
+            if snapshot is None:  # Redis went away: compute, keep nothing
+                return None, None
+            entry, claimed = self._lookup(key, snapshot, token)
+            if entry is not None or claimed is not False:
+                return entry, claimed
+        return None, False
 
     # -- answering -------------------------------------------------------------------------------
 
@@ -223,7 +293,12 @@ class ResponseCache:
         if snapshot is None:  # the versions are unknowable (Redis down): never serve a possibly stale answer
             await app(scope, receive, send)
             return
-        entry = self.get(key, snapshot)
+        token = secrets.token_hex(8)
+        claimed: bool | None = False
+        if key not in self._flights:  # this request computes it on a miss: claim it in the lookup
+            entry, claimed = self._lookup(key, snapshot, token)
+        else:
+            entry = self.get(key, snapshot)
         if entry is None and key in self._flights:
             try:
                 computed = await asyncio.wait_for(asyncio.shield(self._flights[key]), WAIT_SECONDS)
@@ -233,6 +308,8 @@ class ResponseCache:
             if computed is not None and now is not None and now.valid(computed.deps):
                 entry = computed
         if entry is not None:
+            if claimed:  # the script's check and ours disagreed (an entry expiring just now)
+                self._unclaim(key, token)
             self.hits += 1
             self._hit.inc()
             if on_hit is not None:
@@ -246,16 +323,22 @@ class ResponseCache:
             return
         flight: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
-        token = secrets.token_hex(8)
         computed = None
+        released = False
         try:
-            if self._claim(key, token):
+            if claimed is None:
+                snapshot = None  # Redis did not answer: compute, keep nothing
+            elif claimed:
+                pass  # the lookup saw no valid answer and claimed the key in one step: nothing to look again
+            elif self._claim(key, token):
                 # The process that held the claim may have stored its answer and let go just now.
                 snapshot = self.version.snapshot()
                 computed = self.get(key, snapshot) if snapshot is not None else None
             else:
-                computed = await self._another_process(key)
-                if computed is None:
+                computed, claimed = await self._another_process(key, token)
+                if claimed is None:
+                    snapshot = None
+                elif computed is None and not claimed:
                     self._claim(key, token)
             if computed is not None:
                 self.hits += 1  # counted twice (a miss, then a hit): it was both
@@ -263,9 +346,11 @@ class ResponseCache:
                     on_hit()
                 await send_cached(send, computed.body)
                 return
-            computed = await self._compute(app, scope, receive, send, key, storable, snapshot)
+            computed = await self._compute(app, scope, receive, send, key, storable, snapshot, token)
+            released = computed is not None  # stored with the claim let go, in one round trip
         finally:
-            self._unclaim(key, token)
+            if not released:
+                self._unclaim(key, token)
             del self._flights[key]
             flight.set_result(computed)
 
@@ -278,9 +363,11 @@ class ResponseCache:
         key: str,
         storable: Callable[[bytes], bool],
         snapshot: Snapshot | None,
+        token: str | None = None,
     ) -> Entry | None:
         """Run the app, keeping its answer under ``snapshot``: versions read before any statement
-        runs (the lookup's, not read again: a write since then only makes the entry invalid at once)."""
+        runs (the lookup's, not read again: a write since then only makes the entry invalid at once).
+        With ``token``, the claim it holds on ``key`` is let go as the answer is stored."""
         captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
 
         async def capture(message: Message) -> None:
@@ -293,12 +380,12 @@ class ResponseCache:
             await send(message)
 
         tables: set[str] = set()
-        token = db.reads.set(tables)
+        reading = db.reads.set(tables)
         try:
             self.executions += 1
             await app(scope, receive, capture)
         finally:
-            db.reads.reset(token)
+            db.reads.reset(reading)
         answer = b"".join(captured["body"])
         content_type = dict(captured["headers"]).get(b"content-type", b"")
         if (
@@ -309,7 +396,7 @@ class ResponseCache:
         ):
             return None
         entry = Entry(snapshot.of(tables), answer, time.monotonic() + self.ttl)
-        self.put(key, entry)
+        self.put(key, entry, token)
         return entry
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from benchmarks.queries import DEEP_LEADERBOARD, VERSION_PAGE
 from oro_graph.graphql.sqlcompile import executor
@@ -113,3 +114,28 @@ def test_a_stream_goes_on_to_the_view(world: Graph, built: list[str], accept: st
     before = fast.answered
     world.client.post("/graphql", json={"query": DEEP_LEADERBOARD}, headers={"accept": accept})
     assert fast.answered == before
+
+
+def test_the_statement_runs_without_begin_and_commit_and_leaves_the_connection_transactional(
+    world: Graph, built: list[str]
+) -> None:
+    """One statement is its own transaction: no BEGIN before it (psycopg sends one when the
+    connection is idle outside autocommit) and so no COMMIT after it; the pool gets the connection
+    back in transaction mode, for the services that write."""
+    fast = fast_path(world)
+    answered(world, DEEP_LEADERBOARD)  # planned
+    seen: list[tuple[Any, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((cursor.connection, cursor.connection.info.transaction_status))
+
+    engine = world.runtime.db.engine
+    event.listen(engine, "after_cursor_execute", note)
+    try:
+        before = fast.answered
+        assert answered(world, f"# fresh\n{DEEP_LEADERBOARD}")[0] == 200
+        assert fast.answered == before + 1
+    finally:
+        event.remove(engine, "after_cursor_execute", note)
+    assert [status for _, status in seen] == [psycopg.pq.TransactionStatus.IDLE]
+    assert all(raw.autocommit is False for raw, _ in seen)

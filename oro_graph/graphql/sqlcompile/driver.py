@@ -11,13 +11,22 @@ compiled once with its constants written in and ``$n`` placeholders for the valu
 SQLAlchemy's cursor events still fire around the run, with the compiled statement as their
 context: what ``Database`` learns from them (the tables and columns the statement reads, for the
 response cache, through ``dependencies.read`` on the same compiled statement; the debug statement
-count) and any other listener (tracing, tests) see it as before. The run stays in the session's
-transaction.
+count) and any other listener (tracing, tests) see it as before.
+
+The statement runs in autocommit when the session has not begun a transaction on PostgreSQL yet
+(a service call that runs only it, as the executor's and ``fastpath``'s do): one statement is then
+its own transaction, with one snapshot of the data as under ``BEGIN`` at READ COMMITTED, and the
+BEGIN and COMMIT round trips around it are saved (the session's commit finds nothing to commit).
+What the response cache keys on is unchanged: the versions are read before the statement runs, so
+a write it sees only makes the answer invalid at once. A session already in a transaction keeps
+the statement in it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
@@ -75,7 +84,8 @@ class Prepared:
 
 
 def run(session: Session, prepared: Prepared, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The statement's one row, run in the session's transaction."""
+    """The statement's one row: in autocommit if the session has begun no transaction yet, else in
+    the session's (module docstring)."""
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
@@ -84,11 +94,27 @@ def run(session: Session, prepared: Prepared, params: dict[str, Any]) -> tuple[A
     context = SimpleNamespace(
         compiled=prepared.compiled
     )  # one per run: a listener may note its own state on it
-    with psycopg.RawCursor(raw) as cursor:
+    with _alone(raw), psycopg.RawCursor(raw) as cursor:
         events.before_cursor_execute(connection, cursor, prepared.sql, values, context, False)
         cursor.execute(prepared.sql, values, prepare=True)
         events.after_cursor_execute(connection, cursor, prepared.sql, values, context, False)
         return cursor.fetchone()
+
+
+@contextmanager
+def _alone(raw: psycopg.Connection[Any]) -> Iterator[None]:
+    """Autocommit while the block runs, if no transaction is open on ``raw``."""
+    if raw.autocommit or raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        yield
+        return
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        # Back to transactions before the pool has it again. A connection that cannot say (it was
+        # lost while the statement ran) is discarded by the pool: its error is the one to report.
+        if not raw.closed:
+            raw.autocommit = False
 
 
 def _inlined(statement: Select[Any], per_run: frozenset[str], dialect: Dialect) -> Select[Any]:
