@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ T = TypeVar("T")
 
 # A pooled connection used this recently is not pinged before its next use (``_ping_after_idle``).
 PING_AFTER_IDLE_SECONDS = 1.0
+# PostgreSQL rolled the transaction back to break a deadlock (40P01) or a serialization conflict
+# (40001): nothing of it was written, so ``Database.call`` runs it again, up to this many times in all.
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
+ATTEMPTS = 3
 
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("oro_sqlite_immediate", default=False)
 
@@ -246,8 +251,19 @@ class Database:
             _immediate.reset(token)
 
     def call(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        with self.session(write=getattr(fn, "__oro_writes__", False)) as session:
-            return fn(session, *args, **kwargs)
+        """``fn(session, ...)`` in one transaction; run again (after a short random pause) when PostgreSQL
+        rolled it back as a deadlock's or a serialization conflict's victim (``RETRIED_SQLSTATES``): a
+        claim racing other validators' claims must not become a 500 because the database chose it."""
+        write = getattr(fn, "__oro_writes__", False)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.session(write=write) as session:
+                    return fn(session, *args, **kwargs)
+            except OperationalError as exc:
+                if attempt == ATTEMPTS or getattr(exc.orig, "sqlstate", None) not in RETRIED_SQLSTATES:
+                    raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # the other transactions go on meanwhile
+        raise AssertionError("unreachable")  # the last attempt returned or raised
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a sync service in a worker thread so the event loop never blocks on SQL (a signed

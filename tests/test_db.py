@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
@@ -63,3 +66,32 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(
     for _ in range(3):
         with db.session() as session:
             assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() not in pids
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_deadlock_victim_is_run_again(db: Database) -> None:
+    # given (PostgreSQL: real row locks) two rows, and two calls that update them in opposite orders,
+    # each holding its first row until the other has taken its own
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE deadlocked (id integer PRIMARY KEY, v integer NOT NULL)"))
+        conn.execute(text("INSERT INTO deadlocked VALUES (1, 0), (2, 0)"))
+    both_hold_one = threading.Barrier(2, timeout=30)
+    attempts: list[int] = []
+
+    def update(session: Any, first: int, second: int) -> None:
+        attempts.append(first)
+        session.execute(text("UPDATE deadlocked SET v = v + 1 WHERE id = :id"), {"id": first})
+        if attempts.count(first) == 1:  # the first attempt waits for the other's first lock: a deadlock
+            both_hold_one.wait()
+        session.execute(text("UPDATE deadlocked SET v = v + 1 WHERE id = :id"), {"id": second})
+
+    # when both run at once
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(db.call, update, 1, 2), pool.submit(db.call, update, 2, 1)]
+        for call in calls:
+            call.result(timeout=60)  # then neither fails: PostgreSQL's victim was run again
+
+    # and each update happened exactly once per call that committed
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT v FROM deadlocked ORDER BY id")).scalars().all() == [2, 2]
+    assert len(attempts) == 3
