@@ -368,6 +368,13 @@ def uninstall(conn: Any) -> None:
         conn.execute(text("DROP FUNCTION IF EXISTS oro_totals_flush()"))
 
 
+def reinstall(conn: Any) -> None:
+    """The triggers (and on PostgreSQL their staging tables) made again from this code, the totals kept:
+    the migrations that change only how the triggers work."""
+    uninstall(conn)
+    install(conn)
+
+
 def rebuild(conn: Any) -> None:
     """Recompute every total from the rows (``conn``: a SQLAlchemy connection or session), in the
     caller's transaction: the migration's backfill, and the repair after a load without triggers."""

@@ -252,15 +252,20 @@ def _rewrite(session: Session, *, rescore: bool) -> tuple[bool, bool]:
     return _holds_totals_lock(session), _staged(session)
 
 
-def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(runtime: Runtime) -> None:
+def _postgres_world_with_totals(runtime: Runtime, *, start: int, n: int) -> Any:
     if runtime.db.engine.dialect.name != "postgresql":
         pytest.skip("the totals' advisory lock exists on PostgreSQL only")
-    # given a world with totals
     world = make_world(runtime)
     problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
     runtime.db.call(
-        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=3, n=3
+        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=start, n=n
     )
+    return world
+
+
+def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(runtime: Runtime) -> None:
+    # given a world with totals
+    world = _postgres_world_with_totals(runtime, start=3, n=3)
     kept = runtime.db.call(_snapshot)
 
     # when a run's results are written again unchanged: nothing is staged, the totals' lock never taken
@@ -279,14 +284,8 @@ def test_an_unchanged_result_sent_again_leaves_the_totals_and_their_lock_alone(r
 
 
 def test_writers_of_the_totals_wait_for_each_other_only_at_commit(runtime: Runtime) -> None:
-    if runtime.db.engine.dialect.name != "postgresql":
-        pytest.skip("the totals' advisory lock exists on PostgreSQL only")
     # given a world with totals, and two runs' results
-    world = make_world(runtime)
-    problems = runtime.db.call(suites.problems_for_suite, world.suite.id)
-    runtime.db.call(
-        _seed, suite_id=world.suite.id, problems=problems, validators=world.validators, start=5, n=2
-    )
+    world = _postgres_world_with_totals(runtime, start=5, n=2)
     runs = runtime.db.call(
         lambda s: s.execute(select(ProblemResult.run_id).distinct().limit(2)).scalars().all()
     )

@@ -140,13 +140,8 @@ def test_the_compiled_path_keeps_the_time_budget(
     assert [e["extensions"]["code"] for e in answer["errors"]] == ["TIME_BUDGET_EXCEEDED"]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_only_the_per_run_values_are_parameters_of_the_statement(
-    runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Constants (limits, keys, the JSON text around the values) are written into the statement:
-    the deep leaderboard's one parameter is the release cutoff, whatever the clock."""
+def _deep_leaderboard_statement(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> driver.Prepared:
+    """The one statement the compiled deep leaderboard sends (planned afresh)."""
     sent: list[driver.Prepared] = []
     real = driver.run
 
@@ -158,6 +153,17 @@ def test_only_the_per_run_values_are_parameters_of_the_statement(
     monkeypatch.setattr(executor, "PLANS", executor.Plans())
     _post(_client(runtime, response_cache=False), DEEP_LEADERBOARD, compiled=True)
     [prepared] = sent
+    return prepared
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_only_the_per_run_values_are_parameters_of_the_statement(
+    runtime: Runtime, small_world: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constants (limits, keys, the JSON text around the values) are written into the statement:
+    the deep leaderboard's one parameter is the release cutoff, whatever the clock."""
+    prepared = _deep_leaderboard_statement(runtime, monkeypatch)
     assert prepared.order == (RELEASE_CUTOFF,)
     assert prepared.sql.count("$1") == 1 and "$2" not in prepared.sql
 
@@ -170,17 +176,7 @@ def test_the_deep_leaderboard_reads_each_agent_once_and_numbers_only_the_board(
     """An entry's ``agentVersion { agent }`` is the agent the board joined (no lookup by key per
     entry), and its runs, asked without ``pageInfo``, are read 10 rows a page without numbering
     them: the only ``row_number()`` is the board's rank."""
-    sent: list[driver.Prepared] = []
-    real = driver.run
-
-    def run(session: Session, prepared: driver.Prepared, params: dict[str, Any]) -> Any:
-        sent.append(prepared)
-        return real(session, prepared, params)
-
-    monkeypatch.setattr(driver, "run", run)
-    monkeypatch.setattr(executor, "PLANS", executor.Plans())
-    _post(_client(runtime, response_cache=False), DEEP_LEADERBOARD, compiled=True)
-    [prepared] = sent
+    prepared = _deep_leaderboard_statement(runtime, monkeypatch)
     assert prepared.sql.count(" agent AS ") == 1  # JOIN agent AS agent_1 ON ... (the board's)
     assert prepared.sql.count("row_number()") == 1
     assert "LIMIT 10)" in prepared.sql and "LIMIT 11" not in prepared.sql

@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # The trigger functions are redefined from the code (CREATE OR REPLACE); the totals are unchanged.
-    bind = op.get_bind()
-    cells.uninstall(bind)
-    cells.install(bind)
+    cells.reinstall(op.get_bind())
 
 
 def downgrade() -> None:

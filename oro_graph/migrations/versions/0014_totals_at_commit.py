@@ -21,9 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # The trigger functions and the staging tables are made from the code; the totals are unchanged
     # (a staged delta is added at its transaction's commit: committed totals are the same).
-    bind = op.get_bind()
-    cells.uninstall(bind)
-    cells.install(bind)
+    cells.reinstall(op.get_bind())
 
 
 def downgrade() -> None:
