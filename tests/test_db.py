@@ -86,12 +86,16 @@ def test_a_deadlock_victim_is_run_again(db: Database) -> None:
         session.execute(text("UPDATE deadlocked SET v = v + 1 WHERE id = :id"), {"id": second})
 
     # when both run at once
-    with ThreadPoolExecutor(2) as pool:
-        calls = [pool.submit(db.call, update, 1, 2), pool.submit(db.call, update, 2, 1)]
-        for call in calls:
-            call.result(timeout=60)  # then neither fails: PostgreSQL's victim was run again
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            calls = [pool.submit(db.call, update, 1, 2), pool.submit(db.call, update, 2, 1)]
+            for call in calls:
+                call.result(timeout=60)  # then neither fails: PostgreSQL's victim was run again
 
-    # and each update happened exactly once per call that committed
-    with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT v FROM deadlocked ORDER BY id")).scalars().all() == [2, 2]
-    assert len(attempts) == 3
+        # and each update happened exactly once per call that committed
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT v FROM deadlocked ORDER BY id")).scalars().all() == [2, 2]
+        assert len(attempts) == 3
+    finally:  # the database is the other tests' too (the migrations' check compares its tables)
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE deadlocked"))
