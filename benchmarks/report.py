@@ -57,6 +57,15 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
     ),
     "loop_n8_vs_floor": ("validator cycles/s at 8 validators / (HTTP floor at 8 / 4)", 0.5, True),
     "loop_n32_vs_floor": ("validator cycles/s at 32 validators / (HTTP floor at 32 / 4)", 0.5, True),
+    **{
+        f"signed_floor_n{n}_vs_floor": (
+            f"signed no-op req/s at {n} / HTTP floor at {n}: the most loop_n{n}_vs_floor can reach "
+            "(benchmarks/signedfloor.py)",
+            None,
+            True,
+        )
+        for n in (8, 32)
+    },
     "worker_cpu_balance": (
         "deep leaderboard: least busy / busiest server worker's CPU (1.0 = even)",
         None,
@@ -126,6 +135,13 @@ def ratios(results: Results) -> dict[str, float | None]:
             fig("validator_loop", "rest_n32", "cycles_per_s"),
             quarter(fig("validator_loop", "http_floor_n32", "rps")),
         ),
+        **{
+            f"signed_floor_n{n}_vs_floor": _div(
+                fig("validator_loop", f"signed_floor_n{n}", "rps"),
+                fig("validator_loop", f"http_floor_n{n}", "rps"),
+            )
+            for n in (8, 32)
+        },
         "worker_cpu_balance": _div(min(busiest), max(busiest)) if busiest else None,
     }
     out = {

@@ -189,14 +189,23 @@ def ours_env(database: str, port: int, data_dir: Path) -> dict[str, str]:
 
 
 def start_ours(
-    name: str, database: str, port: int, workers: int, logs: Path, extra_env: dict[str, str] | None = None
+    name: str,
+    database: str,
+    port: int,
+    workers: int,
+    logs: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    app: str | None = None,
 ) -> Server:
-    """``python -m oro_graph serve --port P --workers N`` against one bench database."""
+    """``python -m oro_graph serve --port P --workers N`` against one bench database (``app``: serve
+    that application factory instead, ``--app``)."""
     data_dir = Path(tempfile.mkdtemp(prefix="oro_bench_data_"))
     log_path = logs / f"{name}.log"
     handle = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "oro_graph", "serve", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, "-m", "oro_graph", "serve", "--port", str(port), "--workers", str(workers)]
+        + (["--app", app] if app else []),
         cwd=str(data_dir),
         env={**ours_env(database, port, data_dir), **(extra_env or {})},
         stdout=handle,

@@ -13,7 +13,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from benchmarks import config, datasets, queries
+from benchmarks import config, datasets, queries, signedfloor
 from benchmarks.servers import (
     Server,
     Unavailable,
@@ -395,8 +395,14 @@ def workload_3(results: Results) -> None:
             results.unavailable(w, f"rest_n{n}", f"could not build the loop database: {exc}")
         return
     try:
+        # The same server with one route more, the signed no-op of the signed floor (benchmarks.signedfloor).
         server = start_ours(
-            "ours_loop", world.database, plan.ports["loop"], plan.server_workers, results.logs
+            "ours_loop",
+            world.database,
+            plan.ports["loop"],
+            plan.server_workers,
+            results.logs,
+            app="benchmarks.signedfloor:app",
         )
     except Unavailable as exc:
         server = None
@@ -423,6 +429,17 @@ def workload_3(results: Results) -> None:
                 # SELECT 1) at the same concurrency. A cycle is 4 calls, so floor / 4 bounds cycles/s.
                 floor = http_spec(plan, server, "/health", concurrency=n, duration=plan.loop_duration)
                 measured(results, w, f"http_floor_n{n}", floor, watch=server)
+                # The signed floor: each call's signature, write charge and durable nonce, no work.
+                signed = {
+                    "kind": "signed",
+                    "base_url": server.base_url,
+                    "path": signedfloor.NOOP_PATH,
+                    "uris": world.uris,
+                    "concurrency": n,
+                    "warmup": 1.0,
+                    "duration": plan.loop_duration,
+                }
+                measured(results, w, f"signed_floor_n{n}", signed, watch=server)
             datasets.reset_loop_world(world.database)
             spec = {
                 "kind": "raw_claims",

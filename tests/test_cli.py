@@ -95,6 +95,45 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path):
     assert json.loads(json.dumps(body))["status"] == "ok"
 
 
+def test_serve_app_serves_another_factory_the_benchmarks_signed_floor(tmp_path):
+    """``serve --app`` (hidden, for the benchmarks) serves that factory: the signed floor's no-op answers a
+    signed request, and refuses the same request again (its nonce was spent, as a validator call's is)."""
+    from substrateinterface import Keypair
+
+    from benchmarks import signedfloor
+    from oro_graph.auth import sign_headers
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORO_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
+    proc, port = start_serve(
+        env, stdout=subprocess.PIPE, cwd=tmp_path, options=("--app", "benchmarks.signedfloor:app")
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read1().decode()
+                time.sleep(0.05)
+        signed = sign_headers(Keypair.create_from_uri("//signed-floor"))
+        first = httpx.post(f"{base}{signedfloor.NOOP_PATH}", json={}, headers=signed, timeout=10)
+        again = httpx.post(f"{base}{signedfloor.NOOP_PATH}", json={}, headers=signed, timeout=10)
+        unsigned = httpx.post(f"{base}{signedfloor.NOOP_PATH}", json={}, timeout=10)
+        assert (first.status_code, first.json()) == (200, {"accepted": True}), first.text
+        assert again.status_code == 401, again.text
+        assert unsigned.status_code == 401, unsigned.text
+        documented = httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+        assert signedfloor.NOOP_PATH not in documented
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stdout.close()
+
+
 def test_db_check_on_empty_database(env):
     result = invoke("db", "check")
     assert result.exit_code == 0

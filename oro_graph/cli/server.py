@@ -19,6 +19,14 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Fill an empty database with the deterministic demo world first.")
     ] = False,
+    app: Annotated[
+        str,
+        typer.Option(
+            hidden=True,
+            help="The ASGI application factory to serve, as module:function (the benchmarks serve "
+            "oro_graph.app:main_app with one route more).",
+        ),
+    ] = "oro_graph.app:main_app",
 ) -> None:
     """Run the server: /graphql, the /v1 REST paths, /docs and /health."""
     import os
@@ -55,7 +63,7 @@ def serve(
 
     # With workers > 1 a supervisor hands each connection to the least busy worker (oro_graph/serving.py).
     run_workers(
-        "oro_graph.app:main_app",
+        app,
         factory=True,
         host=host,
         port=port,

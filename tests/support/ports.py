@@ -97,13 +97,17 @@ def start_listening(
 
 
 def start_serve(
-    env: dict[str, str], *, stdout: Any = subprocess.DEVNULL, cwd: Path | None = None
+    env: dict[str, str],
+    *,
+    stdout: Any = subprocess.DEVNULL,
+    cwd: Path | None = None,
+    options: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``python -m oro_graph serve`` with ``env`` (stderr joins ``stdout``), once it listens; the process and
-    its port (``start_listening``)."""
+    """``python -m oro_graph serve [options]`` with ``env`` (stderr joins ``stdout``), once it listens;
+    the process and its port (``start_listening``)."""
     return start_listening(
         lambda port: subprocess.Popen(
-            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port)],
+            [sys.executable, "-m", "oro_graph", "serve", "--port", str(port), *options],
             cwd=cwd,
             env=env,
             stdout=stdout,
