@@ -1,10 +1,17 @@
 """Floods against two server processes sharing Redis: the per-address and per-hotkey budgets hold
 exactly under bursts from several client processes, every refusal is a 429 with Retry-After, and
-a client from another address is served promptly meanwhile."""
+a client from another address is served promptly meanwhile.
+
+The budgets are exact only while nothing but these two servers touches their counters, so the
+servers share a redis-server of the test's own (``flood_redis``), not the machine's: there, another
+checkout's hardening tests flush the same database (``process_redis``), and one flush in the middle
+of a flood forgets what was spent (CI once saw 2 submissions ACCEPTED against a budget of 1 with no
+outage counted; a flood on the shared database flushed from outside gives exactly that Counter)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import threading
 import time
 from collections import Counter
@@ -16,19 +23,34 @@ import pytest
 import redis
 
 from tests.factories import make_world
-from tests.hardening.support import ServerProcess, burst, client, signed, start_servers
+from tests.hardening.support import PrivateRedis, ServerProcess, burst, client, signed, start_servers
 
 PER_MINUTE = 30
 CLIENTS, EACH = 3, 20  # 60 requests from one address against a budget of 30
+WINDOW = 60.0  # seconds: both budgets are per minute, in moving windows
+
+
+@pytest.fixture
+def flood_redis(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The servers' Redis: a redis-server of this test's own, so no other test run can flush or spend
+    the counters the budgets are checked against (the shared ``process_redis`` without redis-server)."""
+    if shutil.which("redis-server") is None:
+        yield request.getfixturevalue("process_redis")
+        return
+    instance = PrivateRedis()
+    try:
+        yield instance.url
+    finally:
+        instance.close()
 
 
 @pytest.fixture
 def flood_servers(
-    runtime: Any, database_url: str, process_redis: str, tmp_path: Path
+    runtime: Any, database_url: str, flood_redis: str, tmp_path: Path
 ) -> Iterator[list[ServerProcess]]:
     env = {
         "ORO_DATABASE_URL": database_url,
-        "ORO_REDIS_URL": process_redis,
+        "ORO_REDIS_URL": flood_redis,
         "ORO_SECRET_KEY": "hardening",
         "ORO_DATA_DIR": str(tmp_path / "state"),
         "ORO_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
@@ -39,7 +61,7 @@ def flood_servers(
         "ORO_REDIS_TIMEOUT_SECONDS": "5",
     }
     servers = start_servers(2, env, tmp_path)
-    redis.Redis.from_url(process_redis).flushdb()  # forget the readiness probes' hits
+    redis.Redis.from_url(flood_redis).flushdb()  # forget the readiness probes' hits
     try:
         yield servers
     finally:
@@ -52,7 +74,9 @@ def flood_servers(
 def _degradations(servers: list[ServerProcess]) -> int:
     """How often the servers lost Redis during the test (each outage moves the counters to the database
     and starts a fresh window there: one extra budget, by design) or let a request through because no
-    counter store answered. Zero on a healthy run, where the budgets must hold exactly."""
+    counter store answered. Zero on a healthy run, where the budgets must hold exactly.
+
+    Each server is one process (``serve`` without ``--workers``), so its /metrics is all of it."""
     count = 0
     for server in servers:
         with client(server.base_url, source="127.0.0.9") as http:
@@ -66,9 +90,16 @@ def _degradations(servers: list[ServerProcess]) -> int:
     return count
 
 
-def _bursts(jobs: list[tuple[list[str], str, str, str | None, int]]) -> list[tuple[int, str | None, str]]:
+def _bursts(
+    jobs: list[tuple[list[str], str, str, str | None, int]],
+) -> tuple[list[tuple[int, str | None, str]], int]:
+    """Every job's rows, and how many budgets the flood's windows hold: 1 unless the flood (clients'
+    start-up included, so never less than its requests' span) outlasted a window, where a moving
+    window has room again by design."""
+    started = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        return [row for rows in pool.map(burst, jobs) for row in rows]
+        rows = [row for rows in pool.map(burst, jobs) for row in rows]
+    return rows, 1 + int((time.monotonic() - started) // WINDOW)
 
 
 def assert_refusals_say_when(rows: list[tuple[int, str | None, str]], code: str) -> None:
@@ -102,14 +133,14 @@ def test_the_per_address_budget_holds_across_processes_and_others_are_served(
     watcher = threading.Thread(target=bystander)
     watcher.start()
     try:
-        rows = _bursts([(urls, "127.0.0.1", "/v1/public/validators", None, EACH)] * CLIENTS)
+        rows, windows = _bursts([(urls, "127.0.0.1", "/v1/public/validators", None, EACH)] * CLIENTS)
     finally:
         done.set()
         watcher.join()
     counted = Counter(status for status, _, _ in rows)
-    degraded = _degradations(flood_servers)
-    if degraded:  # the documented degradation: at most one extra budget per outage
-        assert PER_MINUTE <= counted[200] <= PER_MINUTE * (1 + degraded), (counted, degraded)
+    extra = _degradations(flood_servers) + windows - 1
+    if extra:  # the documented degradation (one extra budget per outage) or a window that passed
+        assert PER_MINUTE <= counted[200] <= PER_MINUTE * (1 + extra), (counted, extra)
     else:
         assert counted == {200: PER_MINUTE, 429: CLIENTS * EACH - PER_MINUTE}, counted
     assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
@@ -124,11 +155,11 @@ def test_the_per_hotkey_submit_budget_holds_across_processes(
 ) -> None:
     make_world(runtime)
     urls = [server.base_url for server in flood_servers]
-    rows = _bursts([(urls, "127.0.0.3", "/v1/miner/submit", "Alice", 4)] * CLIENTS)
+    rows, windows = _bursts([(urls, "127.0.0.3", "/v1/miner/submit", "Alice", 4)] * CLIENTS)
     counted = Counter((status, tag) for status, _, tag in rows)
-    degraded = _degradations(flood_servers)
-    if degraded:  # the documented degradation: at most one extra budget per outage
-        assert 1 <= counted[(200, "ACCEPTED")] <= 1 + degraded, (counted, degraded)
+    extra = _degradations(flood_servers) + windows - 1
+    if extra:  # the documented degradation (one extra budget per outage) or a window that passed
+        assert 1 <= counted[(200, "ACCEPTED")] <= 1 + extra, (counted, extra)
     else:
         assert counted == {(200, "ACCEPTED"): 1, (429, "RATE_LIMIT_EXCEEDED"): CLIENTS * 4 - 1}, counted
     assert_refusals_say_when(rows, "RATE_LIMIT_EXCEEDED")
