@@ -110,7 +110,7 @@ class Verdicts:
         if len(raw) > REMEMBERED_BYTES:
             return None, receive
         payload = state.payload if scope["method"] == "POST" else None
-        verdict = self.admitted.get(memo_key(raw, payload)[0])
+        verdict = self.admitted.get(_memo_of(EdgeRequest.of(scope), raw, payload)[0])
         if verdict is None or verdict.answer is not None:
             return None, receive
         return verdict.cost, receive
@@ -162,7 +162,7 @@ class LimitGate:
         small = len(raw) <= REMEMBERED_BYTES
         digest = hashlib.blake2b(raw, digest_size=16).digest() if small else None
         admitted, form = (
-            memo_key(raw, payload if scope["method"] == "POST" else None) if small else (None, None)
+            _memo_of(state, raw, payload if scope["method"] == "POST" else None) if small else (None, None)
         )
         verdict = _recalled(self._refused, digest) or _recalled(self._admitted, admitted)
         documents: list[DocumentNode | None] = []
@@ -301,6 +301,13 @@ def memo_key(raw: bytes, payload: Any) -> tuple[bytes, str | None]:
     form = canonical(query)
     material = json.dumps([form, payload.get("variables"), payload.get("operationName")], sort_keys=True)
     return hashlib.blake2b(b"canonical\0" + material.encode(), digest_size=16).digest(), form
+
+
+def _memo_of(state: EdgeRequest, raw: bytes, payload: Any) -> tuple[bytes, str | None]:
+    """``memo_key`` of the request ``state`` belongs to, worked out once per request."""
+    if state.memo is None:
+        state.memo = memo_key(raw, payload)
+    return state.memo
 
 
 def _admitted(

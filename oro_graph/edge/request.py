@@ -55,6 +55,9 @@ class EdgeRequest:
     # response cache's lookup (``oro_graph.edge.responsecache``); taken once.
     versions: Snapshot | None = None
     cost: int | None = None  # the static cost of what the gate admitted, summed over a batch
+    # What the gate remembers the request by (``gate.memo_key``), once a layer has worked it out: the
+    # rate limit's ``Verdicts.cost_of`` and the gate ask the same of the same body.
+    memo: tuple[bytes, str | None] | None = None
     admitted: list[Admission] = field(default_factory=list)
     # The signature's verdict (``checked_signature``): (hotkey, nonce), or why it was refused.
     signature: tuple[str, str] | Unauthenticated | None = None

@@ -52,3 +52,19 @@ def test_the_form_parses_to_the_same_tokens() -> None:
     assert tokens(canonical("# a\n" + BASE)) == tokens(BASE)
     assert canonical("{\n  a # x\n  b\n}\n") == "{a b}"
     assert canonical("query  Q ( $n : Int ) { ... F }") == "query Q($n:Int){... F}"
+
+
+def test_a_repeated_small_document_is_looked_up_not_lexed_again():
+    from oro_graph.edge import lexical
+
+    document = "query Board { leaderboard(first: 3) { edges { node { id } } } }  # v1"
+    before = lexical._canonical_memo.cache_info()
+    first = lexical.canonical(document)
+    again = lexical.canonical("".join(document))  # an equal string, not the same object
+    after = lexical._canonical_memo.cache_info()
+    assert first == again == "query Board{leaderboard(first:3){edges{node{id}}}}"
+    assert after.hits - before.hits >= 1
+    big = "{ __typename }" + " " * lexical.MEMO_CHARS
+    held = lexical._canonical_memo.cache_info().currsize
+    assert lexical.canonical(big) == "{__typename}"
+    assert lexical._canonical_memo.cache_info().currsize == held  # large documents are not kept
