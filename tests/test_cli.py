@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from oro_graph.cli import app
 from tests.factories import keypair
-from tests.support.ports import start_serve
+from tests.support.ports import start_serve, wait_healthy
 
 SHARED_SUITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "problem_suite_v3.json"
 
@@ -111,14 +111,7 @@ def test_serve_app_serves_another_factory_the_benchmarks_signed_floor(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.time() < deadline, proc.stdout.read1().decode()
-                time.sleep(0.05)
+        wait_healthy(port, proc)
         signed = sign_headers(Keypair.create_from_uri("//signed-floor"))
         first = httpx.post(f"{base}{signedfloor.NOOP_PATH}", json={}, headers=signed, timeout=10)
         again = httpx.post(f"{base}{signedfloor.NOOP_PATH}", json={}, headers=signed, timeout=10)

@@ -21,7 +21,7 @@ from oro_graph.models import ProblemStatus
 from oro_graph.runtime import Runtime
 from oro_graph.services import evaluations, suites
 from tests.factories import claim, complete, keypair, make_eligible, make_world, submit
-from tests.support.ports import start_serve
+from tests.support.ports import start_serve, wait_healthy
 
 RUN_PROGRESS = """
 subscription($runId: UUID!, $after: String) {
@@ -230,14 +230,7 @@ def test_sse_receives_a_mutation_made_through_another_server_process(runtime: Ru
 
     app = create_app(runtime.settings, runtime=runtime, migrate=False)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and other.poll() is None, "the second server did not start"
-                time.sleep(0.2)
+        wait_healthy(port, other)
 
         def heartbeat_elsewhere() -> None:
             time.sleep(0.5)

@@ -114,3 +114,21 @@ def start_serve(
             stderr=subprocess.STDOUT,
         )
     )
+
+
+def wait_healthy(port: int, process: subprocess.Popen[Any], *, timeout: float = 120.0) -> None:
+    """Return once the server ``process`` (listening on ``port``) answers ``/health`` with 200; fail if it
+    exits first or ``timeout`` seconds pass (its database may still be migrating when it listens)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the server on port {port} did not become healthy (exit code {process.poll()})"
+                ) from None
+            time.sleep(0.05)
