@@ -2,7 +2,7 @@
 where the path needs it, over a seeded world so ids exist. No 5xx, every response conforms to its
 declared status, content type, headers and schema, and the server logs no unhandled exception.
 
-ORO_FUZZ_EXAMPLES sets the examples per operation (100 by default, as in CI; the deeper runs of
+ORO_FUZZ_EXAMPLES sets the examples per operation (50 by default, as in CI; the deeper runs of
 benchmarks/RELIABILITY.md use 300).
 """
 
@@ -28,7 +28,7 @@ from tests.hardening.conftest import ErrorLog
 from tests.hardening.support import signed
 from tests.rest.seed import Seeded, seed
 
-EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "50"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -8,7 +8,7 @@ Then hand-written hostile requests for what the generator never sends: variables
 type or shape, bodies that are not operations, broken multipart maps, times without an offset or
 outside the calendar. Each must be a 4xx or a GraphQL error with a documented code.
 
-ORO_FUZZ_EXAMPLES sets the examples per operation (100 by default, as in CI); ORO_FUZZ_REPORT=path
+ORO_FUZZ_EXAMPLES sets the examples per operation (50 by default, as in CI); ORO_FUZZ_REPORT=path
 writes the requests sent per operation and how many answered with data.
 """
 
@@ -61,7 +61,7 @@ from tests.hardening.conftest import ErrorLog
 from tests.hardening.support import signed
 from tests.rest.seed import Seeded, seed
 
-EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("ORO_FUZZ_EXAMPLES", "50"))
 CALLS: Counter[str] = Counter()
 ANSWERED: Counter[str] = Counter()  # answers with data (the document ran, at least in part)
 
