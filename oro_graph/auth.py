@@ -219,9 +219,10 @@ class SignatureVerifier:
         lost with it. With the in-process store (one server process) the nonce is spent before.
         A replay this process knows of (``NonceStore.spent_here``) is refused before anything else.
 
-        ``charge`` (the write's rate-limit charge, ``RateLimits.write_charge``) runs first, on this
-        worker thread: a signed write leaves the event loop once, where charging it from the route
-        was a thread hop (and a round trip to Redis) of its own before this one."""
+        ``charge`` (the write's rate-limit charge, ``RateLimits.write_charge``, or the verdict on the
+        charge the rate limit made with the request's point) runs first, on this worker thread: a
+        signed write leaves the event loop once, where charging it from the route was a thread hop
+        (and a round trip to Redis) of its own before this one."""
         hotkey, nonce = signed
         store = self.nonces
         if store.spent_here(hotkey, nonce):  # a replay this process knows costs neither budget nor work

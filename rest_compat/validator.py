@@ -1,15 +1,18 @@
 """/v1/validator/...: claim work, keep the lease, report progress and results. Signed, permit holders only.
 
 Claim, heartbeat, progress and complete check the permit in the service, and spend the request's nonce,
-in the transaction of the work, on one worker thread that charges the hotkey's write budget first
-(``SignatureVerifier.call_charged``); the other paths check both here (``ValidatorHotkey``)."""
+in the transaction of the work, on one worker thread that applies the hotkey's write charge first
+(``SignatureVerifier.call_charged``); the rate limit made that charge with the request's point, in the
+same round trip to Redis (``edge.ratelimit.PRECHARGED_WRITES``), and the route takes its verdict
+(``RateLimits.write_charge`` with the request's scope). The other paths check both here
+(``ValidatorHotkey``)."""
 
 from __future__ import annotations
 
 import functools
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from oro_graph.errors import ErrorCode as E
 from oro_graph.models import RunStatus
@@ -40,6 +43,7 @@ async def claim_work(
     signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
+    request: Request,
     body: schemas.ClaimWorkRequest | None = None,
 ) -> schemas.ClaimWorkResponse | Response:
     """Lease the oldest version that still needs a run from this validator; 204 when there is none.
@@ -58,7 +62,10 @@ async def claim_work(
         storage=runtime.storage,
         metrics=body.metrics() if body else None,
         call=functools.partial(
-            runtime.verifier.call_charged, runtime.db, signed, limits.write_charge(hotkey, "claim")
+            runtime.verifier.call_charged,
+            runtime.db,
+            signed,
+            limits.write_charge(hotkey, "claim", request.scope),
         ),
     )
     return schemas.ClaimWorkResponse.of(got.claim, got.grant) if got else Response(status_code=204)
@@ -86,6 +93,7 @@ async def heartbeat(
     signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
+    request: Request,
     body: schemas.HeartbeatRequest | None = None,
 ) -> schemas.HeartbeatResponse:
     """Extend the lease of a run this validator holds, and report its machine's metrics."""
@@ -94,7 +102,7 @@ async def heartbeat(
         runtime.verifier.call_charged,
         runtime.db,
         signed,
-        limits.write_charge(hotkey, "heartbeat"),
+        limits.write_charge(hotkey, "heartbeat", request.scope),
         evaluations.heartbeat,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -120,6 +128,7 @@ async def update_progress(
     signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
+    request: Request,
 ) -> schemas.ProgressUpdateResponse:
     """Record per-problem results of a run (upserted by problem; all or nothing).
 
@@ -129,7 +138,7 @@ async def update_progress(
         runtime.verifier.call_charged,
         runtime.db,
         signed,
-        limits.write_charge(hotkey, "progress"),
+        limits.write_charge(hotkey, "progress", request.scope),
         evaluations.update_progress,
         run_id=eval_run_id,
         validator_hotkey=hotkey,
@@ -154,6 +163,7 @@ async def complete_run(
     signed: UnspentSignature,
     runtime: RuntimeDep,
     limits: RateLimitsDep,
+    request: Request,
 ) -> schemas.CompleteRunResponse:
     """Finish a run; the last success a version needs makes it eligible.
 
@@ -163,7 +173,7 @@ async def complete_run(
         runtime.verifier.call_charged,
         runtime.db,
         signed,
-        limits.write_charge(hotkey, "complete"),
+        limits.write_charge(hotkey, "complete", request.scope),
         evaluations.complete_run,
         run_id=eval_run_id,
         validator_hotkey=hotkey,

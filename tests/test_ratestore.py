@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from oro_graph.db import Database
 from oro_graph.edge.ratelimit import RateLimits
-from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, charge, redis_storage
+from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, charge, charge_both, redis_storage
 from oro_graph.models import RateLimitHit
 from oro_graph.redislink import Breaker
 from oro_graph.settings import Settings
@@ -117,3 +117,28 @@ def test_one_round_trip_charge_counts_as_limits_moving_window_does(redis_url: st
     for found in client.scan_iter(f"{prefix}*"):
         client.delete(found)
     client.close()
+
+
+def test_charge_both_takes_the_second_window_only_when_the_first_fits(db: Database, redis_url: str) -> None:
+    """``charge_both`` (a signed write: the client's points, then its write budget) in one script
+    counts as two ``charge`` calls would, in Redis and in the database while Redis is down; a
+    refused first window leaves the second untouched."""
+    prefix = f"oro:test-charge-both:{uuid.uuid4().hex}"
+    clock = Clock()
+    breaker = Breaker(5.0, clock=clock)
+    storage = FailoverStorage(
+        redis_storage(redis_url, timeout=0.5, key_prefix=prefix), DatabaseStorage(db), breaker
+    )
+    client, write = ("client", 3, 60, 1), ("write", 2, 60, 1)
+    for place in ("redis", "database"):
+        if place == "database":
+            breaker.failed("a test")  # as a timeout would
+            client, write = ("client-db", 3, 60, 1), ("write-db", 2, 60, 1)
+        answers = [charge_both(storage, client, write) for _ in range(4)]
+        assert [first[::2] for first, _ in answers] == [(True, 1), (True, 2), (True, 3), (False, 3)], place
+        assert [second and second[::2] for _, second in answers] == [(True, 1), (True, 2), (False, 2), None]
+        assert charge(storage, *write)[0][::2] == (False, 2), place  # the refused client took none
+    redis_client = redis.Redis.from_url(redis_url)
+    for found in redis_client.scan_iter(f"{prefix}*"):
+        redis_client.delete(found)
+    redis_client.close()

@@ -43,7 +43,7 @@ def install(
     from oro_graph.edge.capacity import CapacityGate, WriteLane, lanes_for
     from oro_graph.edge.gate import LimitGate, Verdicts
     from oro_graph.edge.graphcache import CachedResponses, QueryCache
-    from oro_graph.edge.ratelimit import RateLimitMiddleware
+    from oro_graph.edge.ratelimit import RateLimitMiddleware, precharged_write
     from oro_graph.edge.responsecache import ResponseCache
     from oro_graph.edge.restcache import TTL, CachedPublicReads
     from oro_graph.edge.sizecap import RequestSizeLimit
@@ -84,6 +84,8 @@ def install(
                 "versions": runtime.data_version if cacheable else None,
                 "reads_versions": _cache_may_answer(graph=not settings.graphql_debug),
                 "cost_of": verdicts.cost_of,
+                # The validator loop's writes: the hotkey's write budget too, in the same round trip.
+                "write_of": precharged_write,
             },
         ),
         # Hot public REST reads; inside the rate limit: an answer from the cache still counts.

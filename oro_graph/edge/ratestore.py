@@ -11,7 +11,8 @@ A charge is one call, ``charge`` (take N entries of a moving window if they fit,
 window holds then): in Redis one script, one round trip, where the ``limits`` strategy asks twice
 (``acquire_entry``, then ``get_moving_window``); about 0.1 ms of a server's CPU per round trip, and
 a cached answer costs about 1 ms in all. The script keeps ``limits``' list layout and logic (the
-same keys and entries; a ``MovingWindowRateLimiter`` reads them as its own).
+same keys and entries; a ``MovingWindowRateLimiter`` reads them as its own). A signed write charges two
+windows (the client's points, then the hotkey's write budget) in one script too (``charge_both``).
 
 The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; this module only stores.
 """
@@ -32,44 +33,48 @@ from oro_graph.redislink import Breaker
 
 PRUNE_EVERY = 60.0
 
-# limits' acquire_moving_window.lua, then its moving_window.lua at the same timestamp, in one call.
-# KEYS: the counter. ARGV: timestamp, limit, expiry, amount.
+# limits' acquire_moving_window.lua, then its moving_window.lua at the same timestamp: one window.
 # Returns {1 if acquired else 0, the oldest entry in the window (or false), entries in the window}.
-CHARGE = """
-local timestamp = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local expiry = tonumber(ARGV[3])
-local amount = tonumber(ARGV[4])
-local acquired = 0
-if amount <= limit then
-  local entry = redis.call('lindex', KEYS[1], limit - amount)
-  if not (entry and tonumber(entry) >= timestamp - expiry) then
-    local entries = {}
-    for i = 1, amount do entries[i] = timestamp end
-    for i = 1, #entries, 5000 do
-      redis.call('lpush', KEYS[1], unpack(entries, i, math.min(i + 4999, #entries)))
+WINDOW = """
+local function window(key, timestamp, limit, expiry, amount)
+  local acquired = 0
+  if amount <= limit then
+    local entry = redis.call('lindex', key, limit - amount)
+    if not (entry and tonumber(entry) >= timestamp - expiry) then
+      local entries = {}
+      for i = 1, amount do entries[i] = timestamp end
+      for i = 1, #entries, 5000 do
+        redis.call('lpush', key, unpack(entries, i, math.min(i + 4999, #entries)))
+      end
+      redis.call('ltrim', key, 0, limit - 1)
+      redis.call('expire', key, expiry)
+      acquired = 1
     end
-    redis.call('ltrim', KEYS[1], 0, limit - 1)
-    redis.call('expire', KEYS[1], expiry)
-    acquired = 1
   end
-end
-local target = timestamp - expiry
-local low, high, found = 0, limit - 1, nil
-while low <= high do
-  local mid = math.floor((low + high) / 2)
-  local value = tonumber(redis.call('lindex', KEYS[1], mid))
-  if value and value >= target then
-    found = mid
-    low = mid + 1
-  else
-    high = mid - 1
+  local target = timestamp - expiry
+  local low, high, found = 0, limit - 1, nil
+  while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', key, mid))
+    if value and value >= target then
+      found = mid
+      low = mid + 1
+    else
+      high = mid - 1
+    end
   end
+  if found then
+    return {acquired, redis.call('lindex', key, found), found + 1}
+  end
+  return {acquired, false, 0}
 end
-local answer = {acquired, false, 0}
-if found then
-  answer = {acquired, redis.call('lindex', KEYS[1], found), found + 1}
-end
+"""
+
+# One window in one call. KEYS: the counter. ARGV: timestamp, limit, expiry, amount.
+CHARGE = (
+    WINDOW
+    + """
+local answer = window(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 -- With KEYS 2-4 (epoch, counter of all writes, tables' counters): the data versions too, read as
 -- oro_graph.dataversion reads them (false for the epoch when Redis has none).
 if #KEYS == 4 then
@@ -82,6 +87,23 @@ if #KEYS == 4 then
 end
 return answer
 """
+)
+
+# Two windows in one call, the second only if the first acquired (a signed write: the client's
+# points, then the hotkey's write budget). KEYS: the two counters. ARGV: timestamp, then limit, expiry
+# and amount of each. Returns the first window's three values, then the second's when it was charged.
+CHARGE_BOTH = (
+    WINDOW
+    + """
+local timestamp = tonumber(ARGV[1])
+local answer = window(KEYS[1], timestamp, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if answer[1] == 1 then
+  local second = window(KEYS[2], timestamp, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+  answer[4], answer[5], answer[6] = second[1], second[2], second[3]
+end
+return answer
+"""
+)
 
 Window = tuple[bool, float, int]  # (acquired, start of the window, entries in it)
 # What ``charge`` read of the data versions (``DataVersion.snapshot_from`` reads it), or None.
@@ -104,12 +126,33 @@ def charge(
     return (acquired, float(start), int(count)), None
 
 
+# One window to charge: (key, limit, expiry, amount).
+Ask = tuple[str, int, int, int]
+
+
+def charge_both(storage: Storage, first: Ask, second: Ask) -> tuple[Window, Window | None]:
+    """``charge`` the first window, then the second if the first acquired (None if it did not): in
+    Redis one round trip for both (``CHARGE_BOTH``), elsewhere one ``charge`` after the other."""
+    if isinstance(storage, ChargingRedisStorage | FailoverStorage):
+        return storage.charge_both(first, second)
+    window, _ = charge(storage, *first)
+    return window, (charge(storage, *second)[0] if window[0] else None)
+
+
+def _window(now: float, acquired: int, oldest: Any, count: int) -> Window:
+    """A window as the scripts answer it: no oldest entry means an empty window starting now."""
+    if oldest is None or oldest is False:
+        return bool(acquired), now, 0
+    return bool(acquired), float(oldest), int(count)
+
+
 class ChargingRedisStorage(RedisStorage):
     """``limits``' Redis storage with ``charge``: acquire and read the window in one round trip."""
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
         self.lua_charge = self.get_connection().register_script(CHARGE)
+        self.lua_charge_both = self.get_connection().register_script(CHARGE_BOTH)
 
     def charge(
         self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
@@ -119,11 +162,20 @@ class ChargingRedisStorage(RedisStorage):
             answer = self.lua_charge([self.prefixed_key(key), *versions], [now, limit, expiry, amount])
         except self.base_exceptions as exc:
             raise StorageError(exc) from exc
-        acquired, oldest, count = answer[:3]
         read = list(answer[3:]) if versions else None
-        if oldest is None or oldest is False:
-            return (bool(acquired), now, 0), read
-        return (bool(acquired), float(oldest), int(count)), read
+        return _window(now, *answer[:3]), read
+
+    def charge_both(self, first: Ask, second: Ask) -> tuple[Window, Window | None]:
+        now = time.time()
+        (key, limit, expiry, amount), (key2, limit2, expiry2, amount2) = first, second
+        try:
+            answer = self.lua_charge_both(
+                [self.prefixed_key(key), self.prefixed_key(key2)],
+                [now, limit, expiry, amount, limit2, expiry2, amount2],
+            )
+        except self.base_exceptions as exc:
+            raise StorageError(exc) from exc
+        return _window(now, *answer[:3]), (_window(now, *answer[3:6]) if len(answer) > 3 else None)
 
 
 def redis_storage(url: str, *, timeout: float, key_prefix: str) -> ChargingRedisStorage:
@@ -281,4 +333,9 @@ class FailoverStorage(Storage, MovingWindowSupport):
                 lambda storage: charge(storage, key, limit, expiry, amount, versions),
                 lambda storage: charge(storage, key, limit, expiry, amount),
             ),
+        )
+
+    def charge_both(self, first: Ask, second: Ask) -> tuple[Window, Window | None]:
+        return cast(
+            "tuple[Window, Window | None]", self._guarded(lambda storage: charge_both(storage, first, second))
         )

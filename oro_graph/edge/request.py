@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from oro_graph.auth import SignatureVerifier
     from oro_graph.dataversion import Snapshot
     from oro_graph.edge.cost import Cost
-    from oro_graph.edge.ratelimit import RateState
+    from oro_graph.edge.ratelimit import RateState, WriteCharged
 
 KEY = "oro.edge"  # the one key the edge keeps in an ASGI scope
 
@@ -51,6 +51,8 @@ class EdgeRequest:
 
     body: bytes | None = None  # the request's body, once a layer has read it
     rate: RateState | None = None  # the client and its latest charge (``oro_graph.edge.ratelimit``)
+    # A signed write the rate limit charged with the client's point, for its route (taken once).
+    write: WriteCharged | None = None
     # The data versions read with the rate-limit charge, in the same round trip to Redis, for the
     # response cache's lookup (``oro_graph.edge.responsecache``); taken once.
     versions: Snapshot | None = None

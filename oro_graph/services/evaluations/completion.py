@@ -131,8 +131,8 @@ def complete_run(
         at=now,
     )
     if became_eligible:
-        version = session.get(AgentVersion, work.agent_version_id)  # loaded after the UPDATE: as it is now
-        assert version is not None
+        # Loaded after the UPDATE: as it is now.
+        version = session.execute(_VERSION, {"version_id": work.agent_version_id}).scalar_one()
         on_version_eligible(session, version, settings=settings, now=now)
     if work.race_id is not None:
         attached = session.get(WorkItem, work.id)  # the race's settlement changes it through the ORM
@@ -175,6 +175,10 @@ _LOCK_WORK = (
     .where(_WORK.c.id == _WORK_ID)
     .with_for_update(of=_WORK)
 )
+# The version that became eligible, as an ORM row for the board (``on_version_eligible``). A statement
+# built once: ``session.get`` builds and annotates its select on every call, and hashing that for the
+# compiled cache was most of the load's cost.
+_VERSION = sa_select(AgentVersion).where(_VERSIONS.c.id == bindparam("version_id", type_=_VERSIONS.c.id.type))
 # The scores of the work item's other included runs (this one's is the completion's own).
 _INCLUDED_SCORES = sa_select(_RUNS.c.validator_score).where(
     _RUNS.c.work_item_id == _WORK_ID, _RUNS.c.is_included.is_(True), _RUNS.c.id != _RUN_ID
