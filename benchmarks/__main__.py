@@ -57,7 +57,7 @@ def _writes(args: argparse.Namespace) -> int:
 
     from benchmarks import config, report, workloads
 
-    plan = dataclasses.replace(config.make_plan(quick=True), duration=args.seconds)
+    plan = dataclasses.replace(config.make_plan(quick=True), duration=args.seconds, primary=args.size)
     results = workloads.run_writes(
         plan, log=lambda m: print(m, file=sys.stderr, flush=True), peer=args.peer, rescore=args.rescore
     )
@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     writes.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
     writes.add_argument("--peer", action="store_true", help="also under PostGraphile's reads")
+    writes.add_argument(
+        "--size",
+        default="small",
+        choices=("small", "medium", "large"),
+        help="the dataset (the full run's is medium, whose races draw the problems a run may report)",
+    )
     writes.add_argument(
         "--rescore", action="store_true", help="each progress report moves the scores (not a re-send)"
     )

@@ -742,11 +742,16 @@ def claim_runs(server: Server, uris: list[str]) -> list[tuple[str, str, list[str
     out = []
     with psycopg.connect(config.dsn(WRITES_DATABASE)) as conn:
         for uri, run in holders:
+            # A race's run may report only the problems its race drew (the medium and large datasets
+            # have races, and the claim takes race work first): 3 of those, else 3 of the suite's.
             problems = [
                 str(r[0])
                 for r in conn.execute(
                     "SELECT p.id FROM problem p JOIN evaluationrun r ON r.suite_id = p.suite_id "
-                    "WHERE r.id = %s ORDER BY p.position LIMIT 3",
+                    "LEFT JOIN race ON race.id = r.race_id "
+                    "WHERE r.id = %s AND (race.problem_ids IS NULL OR p.id::text IN "
+                    "(SELECT json_array_elements_text(race.problem_ids::json))) "
+                    "ORDER BY p.position LIMIT 3",
                     (run,),
                 )
             ]
