@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -237,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--reuse-world", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # A SIGTERM (timeout, kill) unwinds through the finally below, which stops the servers: a killed
+    # run once left its server holding bench_small, and the next quick run failed on it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.validator_cycles is not None:
         validator_cycles(args.validator_cycles, callgrind=args.callgrind, reuse=args.reuse_world)
         return
