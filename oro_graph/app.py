@@ -105,6 +105,8 @@ def create_app(
         if migrate:
             await run_in_threadpool(upgrade, settings.database_url)
         await runtime.notifier.start(runtime.db, redis_url=settings.redis_url, link=runtime.redis_link)
+        if runtime.rate_limits is not None:
+            runtime.rate_limits.open_loop()  # charges from this loop, not a worker thread each
         tasks = [asyncio.create_task(_sweep_leases(runtime)), asyncio.create_task(_prune_events(runtime))]
         if runtime.redis_link is not None:
             tasks.append(asyncio.create_task(_probe_redis(runtime)))
@@ -114,6 +116,8 @@ def create_app(
             yield
         finally:
             await runtime.notifier.stop()
+            if runtime.rate_limits is not None:
+                await runtime.rate_limits.close_loop()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

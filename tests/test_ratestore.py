@@ -4,6 +4,7 @@ processes, then back to Redis when it answers again."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,15 @@ from sqlmodel import select
 
 from oro_graph.db import Database
 from oro_graph.edge.ratelimit import RateLimits
-from oro_graph.edge.ratestore import DatabaseStorage, FailoverStorage, charge, charge_both, redis_storage
+from oro_graph.edge.ratestore import (
+    DatabaseStorage,
+    FailoverStorage,
+    charge,
+    charge_both,
+    charge_both_on_loop,
+    charge_on_loop,
+    redis_storage,
+)
 from oro_graph.models import RateLimitHit
 from oro_graph.redislink import Breaker
 from oro_graph.settings import Settings
@@ -142,3 +151,127 @@ def test_charge_both_takes_the_second_window_only_when_the_first_fits(db: Databa
     for found in redis_client.scan_iter(f"{prefix}*"):
         redis_client.delete(found)
     redis_client.close()
+
+
+def _storage(db: Database, url: str, prefix: str, clock: Clock | None = None) -> FailoverStorage:
+    return FailoverStorage(
+        redis_storage(url, timeout=0.5, key_prefix=prefix),
+        DatabaseStorage(db),
+        Breaker(5.0, clock=clock or Clock()),
+    )
+
+
+def test_charges_from_the_event_loop_count_as_the_threaded_ones_do(db: Database, redis_url: str) -> None:
+    """``LoopCharges`` (the lifespan's client, on the event loop) takes the same entries of the same
+    keys as the threaded call: a budget is one budget whichever way a charge went."""
+    prefix = f"oro:test-loop:{uuid.uuid4().hex}"
+    storage = _storage(db, redis_url, prefix)
+    item = RateLimitItemPerMinute(5)
+    key, expiry = item.key_for("client", "a"), item.get_expiry()
+
+    async def main() -> list[tuple[tuple[bool, float, int], object] | None]:
+        storage.open_loop()
+        try:
+            answers = [await charge_on_loop(storage, key, 5, expiry, cost) for cost in (2, 1)]
+            both = await charge_both_on_loop(storage, (key, 5, expiry, 1), ("w", 2, 60, 1))
+            answers.append((both[0], both[1]) if both is not None else None)
+            return answers
+        finally:
+            await storage.close_loop()
+
+    answers = asyncio.run(main())
+    assert [a[0][::2] if a is not None else None for a in answers] == [(True, 2), (True, 3), (True, 4)]
+    assert answers[2] is not None and answers[2][1] is not None and answers[2][1][::2] == (True, 1)
+    # the threaded call and limits' own strategy see the entries the loop took
+    assert charge(storage, key, 5, expiry, 2)[0][::2] == (False, 4)
+    assert MovingWindowRateLimiter(storage).get_window_stats(item, "client", "a").remaining == 1
+    assert storage.on_loop is None  # closed with the loop
+    client = redis.Redis.from_url(redis_url)
+    for found in client.scan_iter(f"{prefix}*"):
+        client.delete(found)
+    client.close()
+
+
+def test_a_failed_charge_on_the_loop_opens_the_breaker_and_goes_to_the_thread(db: Database) -> None:
+    """A refused connection from the loop trips the breaker as the threaded call would: the charge is
+    asked from a thread (which then counts in the database), and later charges skip the loop."""
+    clock = Clock()
+    storage = _storage(db, "redis://127.0.0.1:1/0", "oro:test", clock)
+
+    async def main() -> tuple[object, object]:
+        storage.open_loop()
+        try:
+            first = await charge_on_loop(storage, "client/x", 2, 60, 1)
+            assert storage.breaker.is_open and storage.breaker.trips == 1
+            return first, await charge_on_loop(storage, "client/x", 2, 60, 1)
+        finally:
+            await storage.close_loop()
+
+    assert asyncio.run(main()) == (None, None)
+    assert charge(storage, "client/x", 2, 60, 1)[0][::2] == (True, 1)  # in the database
+    with db.session() as session:
+        assert len(session.exec(select(RateLimitHit)).all()) == 1
+
+
+def test_the_loop_client_is_asked_only_from_its_own_loop_and_within_its_connections(
+    db: Database, redis_url: str
+) -> None:
+    """Another loop, or a charge finding every connection busy, is asked from a thread: no error,
+    and the breaker stays closed."""
+    prefix = f"oro:test-loop-busy:{uuid.uuid4().hex}"
+    storage = _storage(db, redis_url, prefix)
+
+    async def open_here() -> None:
+        storage.open_loop()
+
+    asyncio.run(open_here())  # that loop is gone now
+    assert asyncio.run(charge_on_loop(storage, "client/y", 5, 60, 1)) is None
+    storage.on_loop = None
+
+    async def busy() -> list[object]:
+        storage.open_loop()
+        assert storage.on_loop is not None
+        storage.on_loop._free = asyncio.Semaphore(1)
+        try:
+            return list(
+                await asyncio.gather(*(charge_on_loop(storage, "client/y", 5, 60, 1) for _ in range(3)))
+            )
+        finally:
+            await storage.close_loop()
+
+    answers = asyncio.run(busy())
+    assert answers[0] is not None and answers[1:] == [None, None]
+    assert not storage.breaker.is_open
+    client = redis.Redis.from_url(redis_url)
+    for found in client.scan_iter(f"{prefix}*"):
+        client.delete(found)
+    client.close()
+
+
+def test_a_loop_held_up_past_the_timeout_still_takes_the_answer(db: Database, redis_url: str) -> None:
+    """Redis answered while the loop was held up for three timeouts (a flood of requests would hold
+    it): the charge takes the answer, from the loop, and the breaker stays closed."""
+    prefix = f"oro:test-loop-held:{uuid.uuid4().hex}"
+    storage = FailoverStorage(
+        redis_storage(redis_url, timeout=0.2, key_prefix=prefix), DatabaseStorage(db), Breaker(5.0)
+    )
+
+    async def main() -> tuple[object, float]:
+        storage.open_loop()
+        try:
+            assert await charge_on_loop(storage, "client/z", 5, 60, 1) is not None  # connected
+            asyncio.get_running_loop().call_soon(time.sleep, 0.6)  # runs once the command is sent
+            started = time.monotonic()
+            answer = await charge_on_loop(storage, "client/z", 5, 60, 1)
+            return answer, time.monotonic() - started
+        finally:
+            await storage.close_loop()
+
+    answer, waited = asyncio.run(main())
+    assert waited >= 0.6  # the loop was held up
+    assert answer is not None and answer[0][::2] == (True, 2)  # type: ignore[index]
+    assert not storage.breaker.is_open
+    client = redis.Redis.from_url(redis_url)
+    for found in client.scan_iter(f"{prefix}*"):
+        client.delete(found)
+    client.close()

@@ -19,6 +19,8 @@ The policy (which keys, limits and costs) is ``oro_graph.edge.ratelimit``'s; thi
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -26,12 +28,20 @@ from typing import Any, cast
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, MovingWindowSupport, RedisStorage, Storage
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
 from oro_graph.db import Database
 from oro_graph.redislink import Breaker
 
+log = logging.getLogger("oro_graph.edge.ratestore")
+
 PRUNE_EVERY = 60.0
+# Connections the event loop's Redis client may hold (``LoopCharges``); a charge that finds them all
+# busy is asked from a worker thread instead, so a flood of requests never opens a connection each.
+LOOP_CONNECTIONS = 16
+LOOP_CLIENT_NAME = "oro-graph:loop-charges"
 
 # limits' acquire_moving_window.lua, then its moving_window.lua at the same timestamp: one window.
 # Returns {1 if acquired else 0, the oldest entry in the window (or false), entries in the window}.
@@ -139,6 +149,22 @@ def charge_both(storage: Storage, first: Ask, second: Ask) -> tuple[Window, Wind
     return window, (charge(storage, *second)[0] if window[0] else None)
 
 
+async def charge_on_loop(
+    storage: Storage, key: str, limit: int, expiry: int, amount: int, versions: Sequence[str] = ()
+) -> tuple[Window, Versions] | None:
+    """``charge`` from the event loop (``LoopCharges``), or None: then ask ``charge`` from a thread."""
+    on_loop = storage.loop_charges() if isinstance(storage, FailoverStorage) else None
+    return await on_loop.charge(key, limit, expiry, amount, versions) if on_loop is not None else None
+
+
+async def charge_both_on_loop(
+    storage: Storage, first: Ask, second: Ask
+) -> tuple[Window, Window | None] | None:
+    """``charge_both`` from the event loop, or None: then ask ``charge_both`` from a thread."""
+    on_loop = storage.loop_charges() if isinstance(storage, FailoverStorage) else None
+    return await on_loop.charge_both(first, second) if on_loop is not None else None
+
+
 def _window(now: float, acquired: int, oldest: Any, count: int) -> Window:
     """A window as the scripts answer it: no oldest entry means an empty window starting now."""
     if oldest is None or oldest is False:
@@ -148,6 +174,17 @@ def _window(now: float, acquired: int, oldest: Any, count: int) -> Window:
 
 class ChargingRedisStorage(RedisStorage):
     """``limits``' Redis storage with ``charge``: acquire and read the window in one round trip."""
+
+    def __init__(self, uri: str, *, key_prefix: str, timeout: float, **options: Any) -> None:
+        self.uri, self.timeout = uri, timeout  # for the event loop's client (``LoopCharges``)
+        super().__init__(
+            uri,
+            key_prefix=key_prefix,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
 
     def initialize_storage(self, uri: str) -> None:
         super().initialize_storage(uri)
@@ -180,14 +217,90 @@ class ChargingRedisStorage(RedisStorage):
 
 def redis_storage(url: str, *, timeout: float, key_prefix: str) -> ChargingRedisStorage:
     """Counters in Redis: short timeouts and no redis-py retries (the breaker decides what next)."""
-    return ChargingRedisStorage(
-        url,
-        key_prefix=key_prefix,
-        wrap_exceptions=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    return ChargingRedisStorage(url, key_prefix=key_prefix, timeout=timeout, wrap_exceptions=True)
+
+
+class LoopCharges:
+    """The charge scripts on an asyncio Redis client of one event loop, opened by the app's lifespan
+    (``RateLimits.open_loop``): a charge asked from the loop itself, without a worker thread.
+
+    A hop to a worker thread and back is two context switches and a handover of the GIL per request,
+    which a busy machine pays dearly for: with the charge asked from the loop, the cached per-version
+    page went from 1,839-1,927 to 2,047-2,215 req/s on two processes, each using less CPU
+    (``benchmarks/RESULTS.md``). A charge goes to the threaded call (``FailoverStorage.charge``)
+    instead while the breaker is open (that call probes Redis and falls back to the database), when
+    all ``LOOP_CONNECTIONS`` are busy, or from another loop. A refused or broken connection opens the
+    breaker, as the threaded call's failure would. A timeout does not: the charge is asked again from
+    a thread, whose timeout is Redis's alone and trips the breaker if it is real. (A loop held up past
+    the timeout while Redis answers still takes the answer, tested; the retry is for whatever else
+    could make the loop's timer fire first, and costs at most one point too many.) A hung Redis
+    costs its first request two timeouts and every later request none."""
+
+    def __init__(
+        self, storage: ChargingRedisStorage, breaker: Breaker, connections: int = LOOP_CONNECTIONS
+    ) -> None:
+        import redis.asyncio as aredis
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        self.loop = asyncio.get_running_loop()
+        self.breaker = breaker
+        self.key_prefix = storage.key_prefix
+        self.client = aredis.Redis.from_url(
+            storage.uri,
+            socket_timeout=storage.timeout,
+            socket_connect_timeout=storage.timeout,
+            retry=AsyncRetry(NoBackoff(), 0),
+            max_connections=connections,
+            client_name=LOOP_CLIENT_NAME,  # what ``CLIENT LIST`` calls its connections
+        )
+        self._free = asyncio.Semaphore(connections)
+        self.answered = 0  # charges Redis answered from the loop
+        self._charge = self.client.register_script(CHARGE)
+        self._charge_both = self.client.register_script(CHARGE_BOTH)
+
+    def _key(self, key: str) -> str:
+        return f"{self.key_prefix}:{key}"  # as ``RedisStorage.prefixed_key``
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer, or None to ask from a worker thread instead."""
+        if asyncio.get_running_loop() is not self.loop or self._free.locked():
+            return None
+        async with self._free:
+            try:
+                answer = await script(keys=keys, args=args)
+            except (RedisTimeout, TimeoutError):
+                return None  # perhaps only the loop's: the thread's call says (and trips the breaker)
+            except (RedisError, OSError) as exc:
+                self.breaker.failed("rate-limit counters", exc)
+                return None
+        self.answered += 1
+        return answer
+
+    async def charge(
+        self, key: str, limit: int, expiry: int, amount: int = 1, versions: Sequence[str] = ()
+    ) -> tuple[Window, Versions] | None:
+        """``ChargingRedisStorage.charge`` from the loop; None to ask from a worker thread."""
+        now = time.time()
+        answer = await self._run(self._charge, [self._key(key), *versions], [now, limit, expiry, amount])
+        if answer is None:
+            return None
+        return _window(now, *answer[:3]), (list(answer[3:]) if versions else None)
+
+    async def charge_both(self, first: Ask, second: Ask) -> tuple[Window, Window | None] | None:
+        """``ChargingRedisStorage.charge_both`` from the loop; None to ask from a worker thread."""
+        now = time.time()
+        (key, limit, expiry, amount), (key2, limit2, expiry2, amount2) = first, second
+        answer = await self._run(
+            self._charge_both,
+            [self._key(key), self._key(key2)],
+            [now, limit, expiry, amount, limit2, expiry2, amount2],
+        )
+        if answer is None:
+            return None
+        return _window(now, *answer[:3]), (_window(now, *answer[3:6]) if len(answer) > 3 else None)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class DatabaseStorage(Storage, MovingWindowSupport):
@@ -269,6 +382,21 @@ class FailoverStorage(Storage, MovingWindowSupport):
         self.primary = primary
         self.fallback = fallback
         self.breaker = breaker
+        self.on_loop: LoopCharges | None = None  # while the app's lifespan runs (``open_loop``)
+
+    def open_loop(self) -> None:
+        """Charge from the running event loop while Redis answers (``LoopCharges``)."""
+        if isinstance(self.primary, ChargingRedisStorage) and self.on_loop is None:
+            self.on_loop = LoopCharges(self.primary, self.breaker)
+
+    async def close_loop(self) -> None:
+        on_loop, self.on_loop = self.on_loop, None
+        if on_loop is not None:
+            await on_loop.aclose()
+
+    def loop_charges(self) -> LoopCharges | None:
+        """The loop's client, unless the breaker is open: then the threaded call probes and falls back."""
+        return None if self.breaker.is_open else self.on_loop
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:

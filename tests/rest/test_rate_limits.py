@@ -20,6 +20,7 @@ from oro_sdk.models import AdmissionStatus, CooldownActiveError, RateLimitExceed
 from oro_graph.auth import SignatureVerifier, sign_headers
 from oro_graph.edge import ratelimit
 from oro_graph.edge.ratelimit import RateLimits
+from oro_graph.edge.ratestore import FailoverStorage
 from oro_graph.settings import Settings
 from tests.factories import keypair, make_world
 from tests.rest.live import LiveServer, wallet
@@ -88,6 +89,11 @@ def test_global_limit_is_shared_by_servers_through_redis(
         assert_throttled(a.get("/health"))
         assert_throttled(b.get("/health"))
     assert any(True for _ in redis.Redis.from_url(redis_url).scan_iter(f"{redis_prefix}*"))
+    # each server asked Redis from its event loop (the lifespan's client), not from worker threads
+    for server in (first, second):
+        storage = server.runtime.rate_limits.storage  # type: ignore[union-attr]
+        assert isinstance(storage, FailoverStorage) and storage.on_loop is not None
+        assert storage.on_loop.answered == 3
 
 
 def test_in_process_counters_are_per_server(serve: Callable[..., LiveServer]) -> None:
