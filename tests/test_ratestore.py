@@ -230,17 +230,23 @@ def test_the_loop_client_is_asked_only_from_its_own_loop_and_within_its_connecti
 
     async def busy() -> list[object]:
         storage.open_loop()
-        assert storage.on_loop is not None
-        storage.on_loop._free = asyncio.Semaphore(1)
+        on_loop = storage.on_loop
+        assert on_loop is not None
         try:
-            return list(
-                await asyncio.gather(*(charge_on_loop(storage, "client/y", 5, 60, 1) for _ in range(3)))
+            together = await asyncio.gather(
+                *(charge_on_loop(storage, "client/y", 5, 60, 1) for _ in range(3))
             )
+            on_loop._free = asyncio.Semaphore(1)
+            async with on_loop._free:  # the one connection is waiting for Redis
+                held = await charge_on_loop(storage, "client/y", 5, 60, 1)
+            return [*together, held, on_loop.answered, on_loop.pipelines]
         finally:
             await storage.close_loop()
 
     answers = asyncio.run(busy())
-    assert answers[0] is not None and answers[1:] == [None, None]
+    # asked in one turn of the loop: one pipeline, each charge its own window's answer
+    assert [a[0][::2] for a in answers[:3]] == [(True, 1), (True, 2), (True, 3)]  # type: ignore[index]
+    assert answers[3:] == [None, 3, 1]  # the held one went to a thread
     assert not storage.breaker.is_open
     client = redis.Redis.from_url(redis_url)
     for found in client.scan_iter(f"{prefix}*"):
