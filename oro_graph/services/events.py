@@ -407,4 +407,4 @@ def race_events(session: Session, *, after: int = 0, limit: int = MAX_READ) -> S
 
 
 def latest_event_id(session: Session) -> int:
-    return session.exec(select(Event.id).order_by(col(Event.id).desc())).first() or 0
+    return session.exec(select(Event.id).order_by(col(Event.id).desc()).limit(1)).first() or 0

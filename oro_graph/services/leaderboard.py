@@ -173,7 +173,7 @@ def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgen
         stmt = stmt.where(col(TopAgentHistory.top_at) <= as_of).where(
             col(TopAgentHistory.replaced_at).is_(None) | (col(TopAgentHistory.replaced_at) > as_of)
         )
-    return session.exec(stmt.order_by(col(TopAgentHistory.top_at).desc())).first()
+    return session.exec(stmt.order_by(col(TopAgentHistory.top_at).desc()).limit(1)).first()
 
 
 def top_history(session: Session, *, suite_id: int | None = None) -> list[TopAgentHistory]:
@@ -274,6 +274,7 @@ def recompute_top_agent(
         select(AgentVersion)
         .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)
         .order_by(*board_order())
+        .limit(1)
     ).first()
     current = reign_at(session, suite_id, None)
     if best is None or best.final_score is None:

@@ -93,5 +93,6 @@ def _suite_summary(session: Session) -> SuiteSummary | None:
         .join(TopAgentHistory, col(TopAgentHistory.agent_version_id) == AgentVersion.id)
         .where(TopAgentHistory.suite_id == suite.id, col(TopAgentHistory.replaced_at).is_(None))
         .order_by(col(TopAgentHistory.top_at).desc())
+        .limit(1)
     ).first()
     return SuiteSummary(suite.id, suite.version, int(problems), int(eligible), top)

@@ -215,6 +215,7 @@ def submit_agent(
         select(AgentVersion.version_number)
         .where(AgentVersion.agent_id == agent.id)
         .order_by(col(AgentVersion.version_number).desc())
+        .limit(1)
     ).first()
     version = AgentVersion(
         agent_id=agent.id,

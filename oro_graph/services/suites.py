@@ -27,7 +27,7 @@ class SuiteImport:
 
 
 def get_current_suite(session: Session) -> Suite:
-    suite = session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
+    suite = session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc()).limit(1)).first()
     if suite is None:
         raise NoActiveSuite(
             "no problem suite is active; an operator must run 'oro-graph suites import FILE --activate'"
@@ -36,7 +36,7 @@ def get_current_suite(session: Session) -> Suite:
 
 
 def current_suite_or_none(session: Session) -> Suite | None:
-    return session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc())).first()
+    return session.exec(select(Suite).where(Suite.is_active).order_by(col(Suite.id).desc()).limit(1)).first()
 
 
 MAX_SUITE_ID = 2**31 - 1  # suite ids are a 32-bit INTEGER column
@@ -122,7 +122,7 @@ def import_suite(
     existing = session.exec(select(Suite).where(Suite.source_sha256 == digest)).first()
     created = existing is None
     if existing is None:
-        latest = session.exec(select(Suite).order_by(col(Suite.version).desc())).first()
+        latest = session.exec(select(Suite).order_by(col(Suite.version).desc()).limit(1)).first()
         suite = Suite(
             version=(latest.version + 1) if latest else 1,
             benchmark_name=benchmark_name or "shoppingbench",

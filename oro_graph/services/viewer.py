@@ -102,6 +102,7 @@ def validator_self(
             col(EvaluationRun.lease_expires_at) > (now or utcnow()),
         )
         .order_by(col(EvaluationRun.claimed_at).desc())
+        .limit(1)
     ).first()
     recent_runs = session.exec(
         select(EvaluationRun)

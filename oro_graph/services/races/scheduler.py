@@ -62,7 +62,7 @@ def tick(session: Session, *, settings: Settings, holder: str, now: datetime | N
         return TickReport(acted=False)
     race = live_race(session, lock=True)
     if race is None:
-        last = session.exec(select(Race).order_by(col(Race.race_number).desc())).first()
+        last = session.exec(select(Race).order_by(col(Race.race_number).desc()).limit(1)).first()
         ended = last and (last.race_completed_at or last.cancelled_at)
         if ended and now < ended + timedelta(hours=settings.race_interval_hours):
             return TickReport(acted=True)

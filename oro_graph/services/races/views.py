@@ -94,7 +94,7 @@ def latest_completed(session: Session, suite_id: int | None = None) -> Race | No
     if suite_id is not None:
         stmt = stmt.where(Race.suite_id == suite_id)
     return session.exec(
-        stmt.order_by(col(Race.race_completed_at).desc(), col(Race.race_number).desc())
+        stmt.order_by(col(Race.race_completed_at).desc(), col(Race.race_number).desc()).limit(1)
     ).first()
 
 
@@ -281,7 +281,7 @@ def race_at(session: Session, *, suite_id: int | None = None, as_of: datetime | 
         stmt = stmt.where(Race.suite_id == suite_id)
     if as_of is not None:
         stmt = stmt.where(col(Race.created_at) <= as_of)
-    race = session.exec(stmt.order_by(col(Race.race_number).desc())).first()
+    race = session.exec(stmt.order_by(col(Race.race_number).desc()).limit(1)).first()
     return as_it_stood(race, as_of) if race is not None else None
 
 
@@ -291,7 +291,8 @@ def race_view(session: Session, race_id: uuid.UUID) -> RaceView:
 
 def current_race(session: Session) -> RaceView | None:
     """The live race; when none is live, the most recently completed or cancelled one."""
-    race = live_race(session) or session.exec(select(Race).order_by(col(Race.race_number).desc())).first()
+    latest = select(Race).order_by(col(Race.race_number).desc()).limit(1)
+    race = live_race(session) or session.exec(latest).first()
     return views_of(session, [race])[0] if race else None
 
 
