@@ -66,6 +66,20 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
         )
         for n in (8, 32)
     },
+    **{
+        f"lean_loop_n{n}_vs_floor": (
+            f"lean loop cycles/s at {n} (each call one raw SQL statement behind the same edge and "
+            f"signature, benchmarks/signedfloor.py) / (HTTP floor at {n} / 4): the most loop_n{n}_vs_floor "
+            "can reach on this stack",
+            None,
+            True,
+        )
+        for n in (8, 32)
+    },
+    **{
+        f"loop_n{n}_vs_lean": (f"validator cycles/s at {n} / lean loop cycles/s at {n}", None, True)
+        for n in (8, 32)
+    },
     "worker_cpu_balance": (
         "deep leaderboard: least busy / busiest server worker's CPU (1.0 = even)",
         None,
@@ -139,6 +153,20 @@ def ratios(results: Results) -> dict[str, float | None]:
             f"signed_floor_n{n}_vs_floor": _div(
                 fig("validator_loop", f"signed_floor_n{n}", "rps"),
                 fig("validator_loop", f"http_floor_n{n}", "rps"),
+            )
+            for n in (8, 32)
+        },
+        **{
+            f"lean_loop_n{n}_vs_floor": _div(
+                fig("validator_loop", f"lean_n{n}", "cycles_per_s"),
+                quarter(fig("validator_loop", f"http_floor_n{n}", "rps")),
+            )
+            for n in (8, 32)
+        },
+        **{
+            f"loop_n{n}_vs_lean": _div(
+                fig("validator_loop", f"rest_n{n}", "cycles_per_s"),
+                fig("validator_loop", f"lean_n{n}", "cycles_per_s"),
             )
             for n in (8, 32)
         },

@@ -12,10 +12,19 @@ from above whatever the services do, and ``signed_floor / http_floor`` bounds ``
 The route exists only in the app this module builds (``app``), which the harness serves in place of
 ``oro_graph.app:main_app`` for workload 3 (``oro-graph serve --app benchmarks.signedfloor:app``): the
 same server, one route more, matched after every real one.
+
+The lean loop (``lean_app``) bounds the loop from a second side: the same server with the four
+validator routes answered by the harness' raw SQL lifecycle (``queries.RAW_CLAIM`` ...), one statement
+a call, through the same edge (the rate limit's precharge included), signature, write charge and
+nonce, in the nonce's transaction. It does strictly less than any correct implementation of the calls
+(no permit check, no events, no validator state, no board, no cache versions), so its cycles per
+second bound what the real loop can reach on this stack, and ``lean_loop / (floor / 4)`` bounds
+``loop / (floor / 4)``.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route's dependencies from annotations
 # that name what ``app`` imports in its own scope.
+import uuid
 from typing import Any
 
 from fastapi import FastAPI
@@ -51,4 +60,109 @@ def app() -> FastAPI:
         return {"accepted": True}
 
     served.add_api_route(NOOP_PATH, signed_noop, methods=["POST"], include_in_schema=False)
+    return served
+
+
+def _raw(session: Any, /, statement: str, params: dict[str, Any]) -> Any:
+    """One of the raw lifecycle's statements, on the session's connection (psycopg's own parameters):
+    its first row when it returns rows (the claim), else None."""
+    result = session.connection().exec_driver_sql(statement, params)
+    return result.first() if result.returns_rows else None
+
+
+_raw.__oro_writes__ = True  # type: ignore[attr-defined]
+
+
+def lean_app() -> FastAPI:
+    """``app()`` with the four validator loop routes answered by one raw statement each (uvicorn factory)."""
+    return add_lean_routes(app())
+
+
+def add_lean_routes(served: FastAPI) -> FastAPI:
+    """The lean loop's four routes, put before the real ones on the same paths, so the edge treats them
+    as it treats the real calls (the rate limit's precharge included) and the load generator's validators
+    drive them unchanged. Undocumented; PostgreSQL only (the raw SQL)."""
+    from fastapi import APIRouter, Request, Response
+
+    from benchmarks import queries
+    from oro_graph.threads import to_thread
+    from rest_compat.deps import RateLimitsDep, RuntimeDep, UnspentSignature
+
+    lean = APIRouter(prefix="/v1/validator", include_in_schema=False)
+
+    async def call(
+        signed: tuple[str, str],
+        runtime: Any,
+        limits: Any,
+        request: Request,
+        action: str,
+        sql: str,
+        **params: Any,
+    ) -> Any:
+        return await to_thread(
+            runtime.verifier.call_charged,
+            runtime.db,
+            signed,
+            limits.write_charge(signed[0], action, request.scope),
+            _raw,
+            sql,
+            {"hotkey": signed[0], **params},
+        )
+
+    @lean.post("/work/claim")
+    async def claim(
+        signed: UnspentSignature, runtime: RuntimeDep, limits: RateLimitsDep, request: Request
+    ) -> Any:
+        row = await call(signed, runtime, limits, request, "claim", queries.RAW_CLAIM)
+        return {"eval_run_id": str(row[0])} if row else Response(status_code=204)
+
+    @lean.post("/evaluation-runs/{eval_run_id}/heartbeat")
+    async def heartbeat(
+        eval_run_id: uuid.UUID,
+        signed: UnspentSignature,
+        runtime: RuntimeDep,
+        limits: RateLimitsDep,
+        request: Request,
+    ) -> dict[str, bool]:
+        await call(signed, runtime, limits, request, "heartbeat", queries.RAW_HEARTBEAT, run=eval_run_id)
+        return {"accepted": True}
+
+    @lean.post("/evaluation-runs/{eval_run_id}/progress")
+    async def progress(
+        eval_run_id: uuid.UUID,
+        body: dict[str, Any],
+        signed: UnspentSignature,
+        runtime: RuntimeDep,
+        limits: RateLimitsDep,
+        request: Request,
+    ) -> dict[str, bool]:
+        problems = [str(uuid.UUID(p["problem_id"])) for p in body["problems"]]
+        await call(
+            signed,
+            runtime,
+            limits,
+            request,
+            "progress",
+            queries.RAW_PROGRESS,
+            run=eval_run_id,
+            problems=problems,
+        )
+        return {"accepted": True}
+
+    @lean.post("/evaluation-runs/{eval_run_id}/complete")
+    async def complete(
+        eval_run_id: uuid.UUID,
+        body: dict[str, Any],
+        signed: UnspentSignature,
+        runtime: RuntimeDep,
+        limits: RateLimitsDep,
+        request: Request,
+    ) -> dict[str, bool]:
+        score = float(body["validator_score"])
+        await call(
+            signed, runtime, limits, request, "complete", queries.RAW_COMPLETE, run=eval_run_id, score=score
+        )
+        return {"accepted": True}
+
+    served.router.routes[:0] = lean.routes
     return served
