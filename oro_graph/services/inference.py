@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import InvalidToken
+from sqlalchemy import String, bindparam
 from sqlmodel import Session, select
 
 from oro_graph.db import Database, writes
@@ -64,14 +65,15 @@ class _Chosen:
     cached: Grant | None
 
 
+# A miner's credentials, read by every claim: built once (a select built per call was a third of it).
+_CREDENTIALS = select(InferenceCredential).where(
+    InferenceCredential.miner_hotkey == bindparam("miner_hotkey", type_=String)
+)
+
+
 def _choose(session: Session, *, miner_hotkey: str, settings: Settings, now: datetime) -> _Chosen | None:
     """Read-only: the credential to mint from and, when it can be used without a call, the grant."""
-    rows = {
-        row.provider: row
-        for row in session.exec(
-            select(InferenceCredential).where(InferenceCredential.miner_hotkey == miner_hotkey)
-        )
-    }
+    rows = {row.provider: row for row in session.scalars(_CREDENTIALS, {"miner_hotkey": miner_hotkey})}
     row = credentials.pick(rows, settings)
     if row is None:
         return None

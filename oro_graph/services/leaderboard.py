@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, text
+from sqlalchemy import Integer, bindparam, func, text
 from sqlmodel import Session, col, select
 
 from oro_graph.models import Agent, AgentVersion, AgentVersionState, Suite, TopAgentHistory, utcnow
@@ -165,14 +165,32 @@ def current_top_agent(session: Session, *, settings: Settings) -> TopAgent:
     return top_agent(session, settings=settings)
 
 
+# Statements of a completion that makes a version eligible, built once with bound parameters: building
+# and hashing a select on every call was most of what crowning the top agent cost the validator loop.
+_SUITE_ID = bindparam("suite_id", type_=Integer)
+_REIGNING = (
+    select(TopAgentHistory)
+    .where(TopAgentHistory.suite_id == _SUITE_ID, col(TopAgentHistory.replaced_at).is_(None))
+    .order_by(col(TopAgentHistory.top_at).desc())
+    .limit(1)
+)
+_BEST_ELIGIBLE = (
+    select(AgentVersion)
+    .where(AgentVersion.suite_id == _SUITE_ID, AgentVersion.state == AgentVersionState.ELIGIBLE)
+    .order_by(*board_order())
+    .limit(1)
+)
+
+
 def reign_at(session: Session, suite_id: int, as_of: datetime | None) -> TopAgentHistory | None:
-    stmt = select(TopAgentHistory).where(TopAgentHistory.suite_id == suite_id)
     if as_of is None:
-        stmt = stmt.where(col(TopAgentHistory.replaced_at).is_(None))
-    else:
-        stmt = stmt.where(col(TopAgentHistory.top_at) <= as_of).where(
-            col(TopAgentHistory.replaced_at).is_(None) | (col(TopAgentHistory.replaced_at) > as_of)
-        )
+        reigning: TopAgentHistory | None = session.scalars(_REIGNING, {"suite_id": suite_id}).first()
+        return reigning
+    stmt = (
+        select(TopAgentHistory)
+        .where(TopAgentHistory.suite_id == suite_id, col(TopAgentHistory.top_at) <= as_of)
+        .where(col(TopAgentHistory.replaced_at).is_(None) | (col(TopAgentHistory.replaced_at) > as_of))
+    )
     return session.exec(stmt.order_by(col(TopAgentHistory.top_at).desc()).limit(1)).first()
 
 
@@ -270,12 +288,7 @@ def recompute_top_agent(
     lock_suite_board(session, suite_id)
     if has_completed_race(session, suite_id):
         return reign_at(session, suite_id, None)
-    best = session.exec(
-        select(AgentVersion)
-        .where(AgentVersion.suite_id == suite_id, AgentVersion.state == AgentVersionState.ELIGIBLE)
-        .order_by(*board_order())
-        .limit(1)
-    ).first()
+    best: AgentVersion | None = session.scalars(_BEST_ELIGIBLE, {"suite_id": suite_id}).first()
     current = reign_at(session, suite_id, None)
     if best is None or best.final_score is None:
         return current
