@@ -231,7 +231,11 @@ def top_reigns(session: Session, *, suite_id: int | None = None) -> TopReigns:
 
 
 def lock_suite_board(session: Session, suite_id: int) -> None:
-    """Serialise top-agent changes per suite until commit (SQLite already serialises writers)."""
+    """Serialise top-agent changes per suite until commit (SQLite already serialises writers). A
+    transaction that holds it already (a completion crowning the top agent after publishing the board's
+    change) does not ask the database again."""
+    if locks.holds(session, Lock.SUITE_BOARD, suite_id):
+        return
     locks.take(session, Lock.SUITE_BOARD, suite_id)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(

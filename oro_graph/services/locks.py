@@ -39,6 +39,11 @@ class LockOrderViolation(RuntimeError):
     """A transaction asked for a lock ranked before one it holds: a deadlock waiting to happen."""
 
 
+def holds(session: Session, lock: Lock, key: Hashable = None) -> bool:
+    """Whether this transaction took ``lock`` on ``key`` already (and so holds it until it ends)."""
+    return key in session.info.get(_HELD, {}).get(lock, ())
+
+
 def take(session: Session, lock: Lock, key: Hashable = None) -> None:
     """Record that this transaction takes ``lock`` on ``key`` (a row's id; None for a whole kind),
     refusing one that would break the order."""

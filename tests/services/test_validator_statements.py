@@ -28,6 +28,9 @@ EXPECTED = {
     "heartbeat": (4, 3),
     "progress": (6, 5),
     "complete": (7, 6),
+    # + the version ELIGIBLE: the other scores, its UPDATE and row, the board's rank and top 100, a
+    # completed race?, the best version, the reign; on PostgreSQL the board's advisory lock, asked once
+    "complete making the version eligible": (16, 16),
 }
 
 
@@ -70,7 +73,10 @@ def test_each_validator_call_runs_a_fixed_number_of_statements(runtime: Runtime)
 
     counts["progress"], saved = _count(rt, report)
     counts["complete"], done = _count(rt, lambda: complete(rt, run_id, first, score=0.5))
-    complete(rt, warm.run.id, other, score=0.7)  # version a has its 2 successes: b is the open one
+    # version a has its 2 successes: b is the open one
+    counts["complete making the version eligible"], eligible = _count(
+        rt, lambda: complete(rt, warm.run.id, other, score=0.7)
+    )
     counts["claim of a queued version"], queued = _count(rt, lambda: claim(rt, other))
     counts["claim"], again = _count(rt, lambda: claim(rt, first))
     complete(rt, queued.run.id, other, score=0.7)  # b: one success, one run leased, none to give
@@ -79,5 +85,6 @@ def test_each_validator_call_runs_a_fixed_number_of_statements(runtime: Runtime)
     # then every call did its work, in the statements it is allowed
     assert beaten.status == RunStatus.RUNNING and len(saved) == 3 and done.run.status == RunStatus.SUCCESS
     assert queued.run.agent_version_id == again.run.agent_version_id and none is None
+    assert eligible.became_eligible
     column = 0 if rt.db.is_sqlite else 1
     assert counts == {call: both[column] for call, both in EXPECTED.items()}
