@@ -170,3 +170,19 @@ def test_a_probe_that_ends_in_a_bug_does_not_leave_the_breaker_stuck(redis_url: 
     assert link.run("probe", lambda client: client.ping()) is True  # the next call may probe again
     assert not breaker.is_open
     link.close()
+
+
+def test_versions_read_again_unchanged_are_the_same_snapshot_until_a_newer_one_is_seen() -> None:
+    """Between two writes every request's rate-limit round trip reads the same versions: they are
+    made into a snapshot once. A read the process has since seen surpassed still counts as going
+    backwards (None), memo or not."""
+    version = DataVersion(None)
+    older = [b"epoch-a", b"7", b"run", b"3", b"agentversion", b"5"]
+    first = version.snapshot_from(list(older))
+    again = version.snapshot_from(list(older))
+    assert first is not None and first.versions == {"run": 3, "agentversion": 5}
+    assert again is first
+    newer = version.snapshot_from([b"epoch-a", b"8", b"run", b"4", b"agentversion", b"5"])
+    assert newer is not None and newer is not first and newer.versions["run"] == 4
+    assert version.snapshot_from(list(older)) is None  # counter 7 after 8, under the same epoch
+    assert version.snapshot_from([b"epoch-b", b"1", b"run", b"1"]) is not None  # a new epoch starts over
