@@ -306,3 +306,36 @@ def test_metrics_add_up_across_worker_processes(tmp_path):
     # and a restart starts from zero: the directory is emptied before the workers start
     with Workers(tmp_path) as server, httpx.Client(base_url=server.base_url) as client:
         assert value(scrape(client), "oro_http_requests_total", **route, status="404") == 0
+
+
+def test_a_forked_child_counts_in_a_file_of_its_own(tmp_path):
+    """The metric values keep the process id instead of asking for it on every change; a fork still
+    gives the child files of its own (the id is refreshed in the child), so nothing is counted twice."""
+    script = """
+import os
+from oro_graph import observability
+observability.HTTP_REQUESTS.labels("GET", "/x", "200").inc()
+child = os.fork()
+if child == 0:
+    observability.HTTP_REQUESTS.labels("GET", "/x", "200").inc(5)
+    os._exit(0)
+os.waitpid(child, 0)
+print(os.getpid(), child)
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    parent, child = done.stdout.split()
+    files = {f.stem.split("_")[-1] for f in tmp_path.glob("counter_*.db")}
+    assert files == {parent, child}
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    assert (
+        registry.get_sample_value(
+            "oro_http_requests_total", {"method": "GET", "route": "/x", "status": "200"}
+        )
+        == 6
+    )
