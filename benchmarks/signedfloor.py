@@ -25,7 +25,7 @@ second bound what the real loop can reach on this stack, and ``lean_loop / (floo
 # No ``from __future__ import annotations``: FastAPI reads the route's dependencies from annotations
 # that name what ``app`` imports in its own scope.
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 
@@ -81,7 +81,8 @@ def lean_app() -> FastAPI:
 def add_lean_routes(served: FastAPI) -> FastAPI:
     """The lean loop's four routes, put before the real ones on the same paths, so the edge treats them
     as it treats the real calls (the rate limit's precharge included) and the load generator's validators
-    drive them unchanged. Undocumented; PostgreSQL only (the raw SQL)."""
+    drive them unchanged. Undocumented; PostgreSQL only (the raw SQL). Any other POST under a run's
+    path is answered by the lean app as a step it does not know (422)."""
     from fastapi import APIRouter, Request, Response
 
     from benchmarks import queries
@@ -116,52 +117,29 @@ def add_lean_routes(served: FastAPI) -> FastAPI:
         row = await call(signed, runtime, limits, request, "claim", queries.RAW_CLAIM)
         return {"eval_run_id": str(row[0])} if row else Response(status_code=204)
 
-    @lean.post("/evaluation-runs/{eval_run_id}/heartbeat")
-    async def heartbeat(
-        eval_run_id: uuid.UUID,
-        signed: UnspentSignature,
-        runtime: RuntimeDep,
-        limits: RateLimitsDep,
-        request: Request,
-    ) -> dict[str, bool]:
-        await call(signed, runtime, limits, request, "heartbeat", queries.RAW_HEARTBEAT, run=eval_run_id)
-        return {"accepted": True}
+    steps = {
+        "heartbeat": queries.RAW_HEARTBEAT,
+        "progress": queries.RAW_PROGRESS,
+        "complete": queries.RAW_COMPLETE,
+    }
 
-    @lean.post("/evaluation-runs/{eval_run_id}/progress")
-    async def progress(
+    @lean.post("/evaluation-runs/{eval_run_id}/{step}")
+    async def step(
         eval_run_id: uuid.UUID,
-        body: dict[str, Any],
+        step: Literal["heartbeat", "progress", "complete"],
         signed: UnspentSignature,
         runtime: RuntimeDep,
         limits: RateLimitsDep,
         request: Request,
+        body: dict[str, Any] | None = None,
     ) -> dict[str, bool]:
-        problems = [str(uuid.UUID(p["problem_id"])) for p in body["problems"]]
-        await call(
-            signed,
-            runtime,
-            limits,
-            request,
-            "progress",
-            queries.RAW_PROGRESS,
-            run=eval_run_id,
-            problems=problems,
-        )
-        return {"accepted": True}
-
-    @lean.post("/evaluation-runs/{eval_run_id}/complete")
-    async def complete(
-        eval_run_id: uuid.UUID,
-        body: dict[str, Any],
-        signed: UnspentSignature,
-        runtime: RuntimeDep,
-        limits: RateLimitsDep,
-        request: Request,
-    ) -> dict[str, bool]:
-        score = float(body["validator_score"])
-        await call(
-            signed, runtime, limits, request, "complete", queries.RAW_COMPLETE, run=eval_run_id, score=score
-        )
+        """Heartbeat, progress (the problems reported) or complete (the score): one statement each."""
+        params: dict[str, Any] = {"run": eval_run_id}
+        if step == "progress":
+            params["problems"] = [str(uuid.UUID(p["problem_id"])) for p in (body or {})["problems"]]
+        elif step == "complete":
+            params["score"] = float((body or {})["validator_score"])
+        await call(signed, runtime, limits, request, step, steps[step], **params)
         return {"accepted": True}
 
     served.router.routes[:0] = lean.routes

@@ -394,20 +394,14 @@ def workload_3(results: Results) -> None:
         for n in plan.loop_validators:
             results.unavailable(w, f"rest_n{n}", f"could not build the loop database: {exc}")
         return
-    try:
-        # The same server with one route more, the signed no-op of the signed floor (benchmarks.signedfloor).
-        server = start_ours(
-            "ours_loop",
-            world.database,
-            plan.ports["loop"],
-            plan.server_workers,
-            results.logs,
-            app="benchmarks.signedfloor:app",
-        )
-    except Unavailable as exc:
-        server = None
-        for n in plan.loop_validators:
-            results.unavailable(w, f"rest_n{n}", str(exc))
+    # The same server with one route more, the signed no-op of the signed floor (benchmarks.signedfloor).
+    server = _loop_server(
+        results,
+        world,
+        "ours_loop",
+        "benchmarks.signedfloor:app",
+        [f"rest_n{n}" for n in plan.loop_validators],
+    )
     worst = 0
     try:
         for n in plan.loop_validators:
@@ -459,6 +453,22 @@ def workload_3(results: Results) -> None:
     results.over_claims = worst + _lean_loop(results, world)
 
 
+def _loop_server(
+    results: Results, world: datasets.LoopWorld, name: str, app: str, figures: list[str]
+) -> Server | None:
+    """Workload 3's server on the loop database, serving ``app``; None (each of ``figures`` recorded
+    as unavailable, with the reason) when it does not start."""
+    plan = results.plan
+    try:
+        return start_ours(
+            name, world.database, plan.ports["loop"], plan.server_workers, results.logs, app=app
+        )
+    except Unavailable as exc:
+        for figure in figures:
+            results.unavailable("validator_loop", figure, str(exc))
+        return None
+
+
 def _lean_loop(results: Results, world: datasets.LoopWorld) -> int:
     """The lean loop at each N >= 8 (``benchmarks.signedfloor.lean_app``): the same server, edge and
     signed calls, each call's work one raw SQL statement. What the real loop could reach on this stack
@@ -468,18 +478,10 @@ def _lean_loop(results: Results, world: datasets.LoopWorld) -> int:
     counts = [n for n in plan.loop_validators if n >= 8]
     if not counts:
         return 0
-    try:
-        server = start_ours(
-            "ours_lean",
-            world.database,
-            plan.ports["loop"],
-            plan.server_workers,
-            results.logs,
-            app="benchmarks.signedfloor:lean_app",
-        )
-    except Unavailable as exc:
-        for n in counts:
-            results.unavailable(w, f"lean_n{n}", str(exc))
+    server = _loop_server(
+        results, world, "ours_lean", "benchmarks.signedfloor:lean_app", [f"lean_n{n}" for n in counts]
+    )
+    if server is None:
         return 0
     worst = 0
     try:
