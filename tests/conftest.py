@@ -163,6 +163,13 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     yield from _runtime_emptied_after(settings)
 
 
+@pytest.fixture
+def pg_runtime(pg_database: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on PostgreSQL alone, for a test of what only PostgreSQL does or reports (the rows a
+    statement returned, the benchmark's raw SQL): no SQLite run to skip. Mark such tests ``postgres``."""
+    yield from _runtime_emptied_after(base_settings(pg_database, tmp_path / "state"))
+
+
 def _runtime_emptied_after(settings: Settings) -> Iterator[Runtime]:
     """A runtime; afterwards a PostgreSQL database (shared by the session) is emptied and it is closed,
     with every runtime a test built over its database (``_derived_runtimes_close_with_their_base``)."""

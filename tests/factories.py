@@ -110,6 +110,13 @@ def make_world(rt: Runtime) -> World:
     return World(suite, miners, validators)
 
 
+def world_with_a_version(rt: Runtime, name: str = "a") -> World:
+    """``make_world`` and one version, submitted by the first miner, waiting for its runs."""
+    world = make_world(rt)
+    submit(rt, world.miners[0], name)
+    return world
+
+
 def make_eligible(
     rt: Runtime, world: World, miner: str, name: str, scores: list[float], *, now: datetime | None = None
 ) -> object:

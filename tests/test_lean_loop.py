@@ -13,16 +13,14 @@ from oro_graph.app import create_app
 from oro_graph.auth import sign_headers
 from oro_graph.runtime import Runtime
 from oro_graph.services import suites
-from tests.factories import keypair, make_world, submit
+from tests.factories import keypair, world_with_a_version
 
 
-def test_the_lean_loop_does_a_validators_cycle_and_spends_each_nonce(runtime: Runtime) -> None:
-    rt = runtime
-    if rt.db.is_sqlite:
-        pytest.skip("the lean loop's statements are PostgreSQL's (the harness' raw lifecycle)")
+@pytest.mark.postgres  # the lean loop's statements are PostgreSQL's (the harness' raw lifecycle)
+def test_the_lean_loop_does_a_validators_cycle_and_spends_each_nonce(pg_runtime: Runtime) -> None:
+    rt = pg_runtime
     # given a version waiting for runs and a registered validator
-    world = make_world(rt)
-    submit(rt, world.miners[0], "a")
+    world = world_with_a_version(rt)
     problems = [str(p.id) for p in rt.db.call(suites.problems_for_suite, world.suite.id)[:3]]
     validator = keypair("Charlie")
     assert validator.ss58_address == world.validators[0]

@@ -21,7 +21,7 @@ from oro_graph.models.base import utcnow
 from oro_graph.runtime import Runtime
 from oro_graph.services import events
 from oro_graph.services.leaderboard import MOVED_EVENTS_WITHIN
-from tests.factories import claim, complete, make_world, submit
+from tests.factories import claim, complete, world_with_a_version
 
 BOARD = MOVED_EVENTS_WITHIN + 50  # the new entry ranks below the top 100: no MOVED events to read
 
@@ -71,14 +71,14 @@ def _fill_board(rt: Runtime, suite_id: int, miner: str) -> None:
     rt.db.call(fill)
 
 
-def test_a_completion_that_makes_a_version_eligible_reads_a_bounded_number_of_rows(runtime: Runtime) -> None:
-    rt = runtime
-    if rt.db.is_sqlite:
-        pytest.skip("SQLite does not report the rows a SELECT returned")
+@pytest.mark.postgres
+def test_a_completion_that_makes_a_version_eligible_reads_a_bounded_number_of_rows(
+    pg_runtime: Runtime,
+) -> None:
+    rt = pg_runtime
     # given a board of 150 eligible versions and a version one success from eligible
-    world = make_world(rt)
+    world = world_with_a_version(rt, "new")
     _fill_board(rt, world.suite.id, world.miners[1])
-    submit(rt, world.miners[0], "new")
     first = claim(rt, world.validators[0])
     assert first is not None
     complete(rt, first.run.id, world.validators[0], score=0.1)
@@ -97,12 +97,10 @@ def test_a_completion_that_makes_a_version_eligible_reads_a_bounded_number_of_ro
     assert most <= 2, f"{most} rows from: {statement}"
 
 
-def test_the_latest_event_id_reads_one_row(runtime: Runtime) -> None:
-    rt = runtime
-    if rt.db.is_sqlite:
-        pytest.skip("SQLite does not report the rows a SELECT returned")
-    world = make_world(rt)
-    submit(rt, world.miners[0], "a")
+@pytest.mark.postgres
+def test_the_latest_event_id_reads_one_row(pg_runtime: Runtime) -> None:
+    rt = pg_runtime
+    world = world_with_a_version(rt)
     for validator in world.validators[:2]:  # each claim records an event
         assert claim(rt, validator) is not None
     with rows_returned(rt.db.engine) as seen:
