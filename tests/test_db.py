@@ -99,3 +99,30 @@ def test_a_deadlock_victim_is_run_again(db: Database) -> None:
     finally:  # the database is the other tests' too (the migrations' check compares its tables)
         with db.engine.begin() as conn:
             conn.execute(text("DROP TABLE deadlocked"))
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_steady_concurrency_of_every_write_thread_reuses_its_connections(db: Database) -> None:
+    """As many sessions at once as the write lane has threads, again and again: after the first round
+    no connection is opened (before, the pool kept 10 and closed the rest after each use, so every
+    round past the tenth session started a new PostgreSQL backend)."""
+    from sqlalchemy import event
+
+    opened: list[object] = []
+    event.listen(db.engine, "connect", lambda conn, _record: opened.append(conn))
+    threads = db.settings.capacity_write_threads + db.settings.capacity_read_slots
+    together = threading.Barrier(threads)
+
+    def hold() -> int:
+        with db.session() as session:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            together.wait(timeout=10)  # every session holds its connection at the same time
+            return int(pid)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        first = set(pool.map(lambda _: hold(), range(threads)))
+        after_first = len(opened)
+        later = [set(pool.map(lambda _: hold(), range(threads))) for _ in range(3)]
+    assert len(first) == threads
+    assert len(opened) == after_first  # no connection opened after the first round
+    assert all(pids == first for pids in later)  # the same backends served every round
