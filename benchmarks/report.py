@@ -80,6 +80,17 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
         f"loop_n{n}_vs_lean": (f"validator cycles/s at {n} / lean loop cycles/s at {n}", None, True)
         for n in (8, 32)
     },
+    **{
+        f"lean_loop_n{n}_beside_servers_vs_budget": (
+            f"the machine's CPU per lean loop cycle at {n} outside our server processes (PostgreSQL, "
+            "Redis, the load generator, the kernel: figure machine_cores) / the CPU a cycle may cost at "
+            f"0.5 of (HTTP floor at {n} / 4) (cores / those cycles/s): at 1 or above, no server, however "
+            f"cheap, reaches loop_n{n}_vs_floor's target doing the lean loop's database work",
+            None,
+            False,
+        )
+        for n in (8, 32)
+    },
     "worker_cpu_balance": (
         "deep leaderboard: least busy / busiest server worker's CPU (1.0 = even)",
         None,
@@ -116,6 +127,17 @@ def ratios(results: Results) -> dict[str, float | None]:
 
     def quarter(value: float | None) -> float | None:
         return None if value is None else value / 4
+
+    def beside_servers(n: int) -> float | None:
+        """CPU per lean cycle outside our servers / the CPU per cycle the loop target allows."""
+        lean = results.get("validator_loop", f"lean_n{n}") or {}
+        machine, cycles = lean.get("machine_cores"), lean.get("cycles_per_s")
+        floor = fig("validator_loop", f"http_floor_n{n}", "rps")
+        if not machine or not cycles or not floor:
+            return None
+        spent = (machine["busy"] - machine["servers"]) / cycles  # core-seconds a cycle, beside ours
+        allowed = machine["cores"] / (0.5 * floor / 4)  # core-seconds a cycle at the target's rate
+        return _div(spent, allowed)
 
     alone = fig("writes", "writers_alone_w20", "p99_ms")
     bound = None if alone is None else max(50.0, 2 * alone)
@@ -170,6 +192,7 @@ def ratios(results: Results) -> dict[str, float | None]:
             )
             for n in (8, 32)
         },
+        **{f"lean_loop_n{n}_beside_servers_vs_budget": beside_servers(n) for n in (8, 32)},
         "worker_cpu_balance": _div(min(busiest), max(busiest)) if busiest else None,
     }
     out = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from benchmarks import config, datasets, queries, signedfloor
+from benchmarks import config, datasets, machinecpu, queries, signedfloor
 from benchmarks.servers import (
     Server,
     Unavailable,
@@ -123,14 +124,22 @@ def measured(
     duration = float(spec.get("duration", 0)) + float(spec.get("warmup", 0))
     before = watch.cpu_seconds() if watch else {}
     t0 = time.perf_counter()
-    side = start_drive(alongside) if alongside else None
-    figures = drive(spec, timeout=duration + float(spec.get("budget", 0)) + 180)
-    if side is not None:
-        figures["writers"] = finish_drive(side, timeout=duration + 120)
+    # The whole machine, inside the measured window: from the load generator's start-up (about a
+    # second) and warm-up to half a second before the window closes.
+    lead = float(spec.get("warmup", 0)) + 1.5
+    span = float(spec.get("duration", 0)) - 2.0
+    machine = machinecpu.Watch(list(before), lead, span) if watch is not None and span >= 1.0 else None
+    with machine or contextlib.nullcontext():
+        side = start_drive(alongside) if alongside else None
+        figures = drive(spec, timeout=duration + float(spec.get("budget", 0)) + 180)
+        if side is not None:
+            figures["writers"] = finish_drive(side, timeout=duration + 120)
     if watch is not None:
         from benchmarks.servers import cpu_share
 
         figures["cpu_per_process"] = cpu_share(before, watch.cpu_seconds(), time.perf_counter() - t0)
+    if machine is not None and (cores := machine.cores()) is not None:
+        figures["machine_cores"] = cores
     if "failed" in figures:
         results.unavailable(workload, server, figures["failed"])
         return None
