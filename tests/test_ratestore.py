@@ -128,6 +128,37 @@ def test_one_round_trip_charge_counts_as_limits_moving_window_does(redis_url: st
     client.close()
 
 
+def test_a_charge_drops_what_left_the_window_so_its_cost_does_not_grow_with_the_limit(redis_url: str) -> None:
+    """Under a limit far above the traffic the list used to keep every entry of the window and more
+    (it was cut only at the limit), and each charge searched it; now the entries that left the window
+    are dropped as the next charge comes, so the list is the window, whatever the limit."""
+    prefix = f"oro:test-charge-trim:{uuid.uuid4().hex}"
+    storage = redis_storage(redis_url, timeout=0.5, key_prefix=prefix)
+    key, limit, expiry = "client", 100_000_000, 1
+    for _ in range(50):
+        assert charge(storage, key, limit, expiry, 1)[0][0]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.llen(f"{prefix}:{key}") == 50
+        time.sleep(0.6)
+        assert charge(storage, key, limit, expiry, 1)[0][0]  # (which also keeps the key from expiring)
+        time.sleep(0.6)  # the first 50 have left the one-second window, the last one has not
+        (acquired, start, count), _ = charge(storage, key, limit, expiry, 2)
+        assert acquired and count == 3 and time.time() - start < 1
+        assert client.llen(f"{prefix}:{key}") == 3  # the 50 old entries are gone
+        # and a full window still refuses: the limit counts what is in the window
+        assert [charge(storage, "small", 3, 60, 1)[0][::2] for _ in range(4)] == [
+            (True, 1),
+            (True, 2),
+            (True, 3),
+            (False, 3),
+        ]
+    finally:
+        for found in client.scan_iter(f"{prefix}*"):
+            client.delete(found)
+        client.close()
+
+
 def test_charge_both_takes_the_second_window_only_when_the_first_fits(db: Database, redis_url: str) -> None:
     """``charge_both`` (a signed write: the client's points, then its write budget) in one script
     counts as two ``charge`` calls would, in Redis and in the database while Redis is down; a
