@@ -1,4 +1,5 @@
-"""The hot public reads (leaderboard, top agent, suites) answered from a cache keyed by what they read.
+"""The hot public reads (leaderboard, top agent, suites, a version's runs and problems) answered from
+a cache keyed by what they read.
 
 Frontends poll these paths; between two writes to the tables an answer read, every poll gets the
 same bytes, so only the first one after such a write runs the service (oro_graph.edge.responsecache). A
@@ -18,7 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from oro_graph.edge.responsecache import ResponseCache
 
 TTL = 30.0
-CACHED_PATHS = re.compile(r"^/v1/public/(leaderboard|top|suites/current|suites/[0-9]{1,18}/problems)$")
+CACHED_PATHS = re.compile(
+    r"^/v1/public/(leaderboard|top|suites/current|suites/[0-9]{1,18}/problems"
+    r"|agent-versions/[0-9a-fA-F-]{32,36}/(runs|problems))$"  # a version's page: its runs, its matrix
+)
 
 
 class CachedPublicReads:

@@ -107,3 +107,30 @@ def test_a_heartbeat_keeps_the_public_board_cached(
         again = http.get("/v1/public/leaderboard")
     assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
     assert again.content == first.content
+
+
+def test_a_versions_runs_and_problems_are_cached_until_a_call_on_its_run(
+    runtime: Runtime, serve: Callable[..., LiveServer]
+) -> None:
+    """The REST version page (its runs, then its problem matrix) comes from the cache between writes,
+    and a heartbeat on one of its runs (which moves the lease the runs answer shows) ends it."""
+    world = make_world(runtime)
+    version = submit(runtime, world.miners[0], "first").agent_version_id
+    run = claim(runtime, world.validators[0])
+    assert run is not None
+    paths = [f"/v1/public/agent-versions/{version}/{part}" for part in ("runs", "problems")]
+    with serve().http() as http:
+        first = [http.get(path) for path in paths]
+        again = [http.get(path) for path in paths]
+        assert [r.headers["x-cache"] for r in first + again] == ["miss", "miss", "hit", "hit"]
+        assert [r.content for r in again] == [r.content for r in first]
+        runtime.db.call(
+            evaluations.heartbeat,
+            run_id=run.run.id,
+            validator_hotkey=world.validators[0],
+            settings=runtime.settings,
+        )
+        after = http.get(paths[0])
+    assert after.headers["x-cache"] == "miss"
+    [shown] = after.json()
+    assert shown["last_heartbeat_at"] is not None and first[0].json()[0]["last_heartbeat_at"] is None
