@@ -91,6 +91,16 @@ TARGETS: dict[str, tuple[str, float | None, bool]] = {
         )
         for n in (8, 32)
     },
+    **{
+        f"loop_n{n}_server_allowance_vs_health": (
+            f"the CPU our processes may spend per signed call for loop_n{n}_vs_floor to reach 0.5, the lean "
+            f"loop's CPU outside them taken as given / what answering /health costs them per request at {n}: "
+            "below 1, a signed call would have to cost them less than /health",
+            None,
+            True,
+        )
+        for n in (8, 32)
+    },
     "worker_cpu_balance": (
         "deep leaderboard: least busy / busiest server worker's CPU (1.0 = even)",
         None,
@@ -138,6 +148,17 @@ def ratios(results: Results) -> dict[str, float | None]:
         spent = (machine["busy"] - machine["servers"]) / cycles  # core-seconds a cycle, beside ours
         allowed = machine["cores"] / (0.5 * floor / 4)  # core-seconds a cycle at the target's rate
         return _div(spent, allowed)
+
+    def server_allowance(n: int) -> float | None:
+        """Our processes' CPU a signed call may take at the loop target / theirs per /health answer."""
+        lean = results.get("validator_loop", f"lean_n{n}") or {}
+        health = results.get("validator_loop", f"http_floor_n{n}") or {}
+        machine, cycles = lean.get("machine_cores"), lean.get("cycles_per_s")
+        floor, floor_machine = health.get("rps"), health.get("machine_cores")
+        if not machine or not cycles or not floor or not floor_machine:
+            return None
+        per_cycle = machine["cores"] / (0.5 * floor / 4) - (machine["busy"] - machine["servers"]) / cycles
+        return _div(per_cycle / 4, floor_machine["servers"] / floor)
 
     alone = fig("writes", "writers_alone_w20", "p99_ms")
     bound = None if alone is None else max(50.0, 2 * alone)
@@ -193,6 +214,7 @@ def ratios(results: Results) -> dict[str, float | None]:
             for n in (8, 32)
         },
         **{f"lean_loop_n{n}_beside_servers_vs_budget": beside_servers(n) for n in (8, 32)},
+        **{f"loop_n{n}_server_allowance_vs_health": server_allowance(n) for n in (8, 32)},
         "worker_cpu_balance": _div(min(busiest), max(busiest)) if busiest else None,
     }
     out = {
