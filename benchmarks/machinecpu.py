@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.servers import cpu_seconds
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -46,14 +48,6 @@ def _group(pid: int, servers: frozenset[int]) -> str | None:
     return None
 
 
-def _process_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 def reading(servers: frozenset[int]) -> tuple[float, float, dict[int, tuple[str, float]]]:
     """(wall clock, machine busy seconds, {pid: (group, CPU seconds)}) for the grouped processes."""
     found: dict[int, tuple[str, float]] = {}
@@ -64,7 +58,7 @@ def reading(servers: frozenset[int]) -> tuple[float, float, dict[int, tuple[str,
         group = _group(pid, servers)
         if group is None:
             continue
-        seconds = _process_seconds(pid)
+        seconds = cpu_seconds(pid)
         if seconds is not None:
             found[pid] = (group, seconds)
     return time.perf_counter(), _busy_seconds(), found
