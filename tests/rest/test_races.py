@@ -7,6 +7,8 @@ the scheduler or `oro-graph races ...` would do it.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from oro_sdk.api.miner import clear_race_selection, set_race_selection, submit_agent
@@ -235,6 +237,12 @@ def test_the_scheduler_opens_a_race_and_deep_health_says_who_drives_it(serve) ->
 
 def test_deep_health_names_what_failed(serve, tmp_path) -> None:
     server = serve(race_scheduler=True, race_scheduler_seconds=3600)  # ticks once at start, then sleeps
+    # that first tick runs beside the server's start: until it has taken the scheduler's lease, the
+    # deep check rightly says no process drives the scheduler
+    deadline = time.monotonic() + 60  # a loaded machine: the first tick comes late
+    while server.runtime.db.call(races.scheduler_lease) is None:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the scheduler never took its lease"
+        time.sleep(0.05)
     with server.http() as http:
         assert http.get("/health/deep").status_code == 200
     # the storage directory becomes a file: storage fails, and the answer says so
